@@ -1,0 +1,41 @@
+//! Embeds every file under `templates/` into the binary (see `render::Templates::embedded`).
+
+use std::path::Path;
+
+fn collect(root: &Path, dir: &Path, out: &mut Vec<String>) {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
+        .map(|e| e.expect("directory entry").path())
+        .collect();
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            collect(root, &path, out);
+        } else {
+            let rel = path.strip_prefix(root).expect("under root");
+            out.push(rel.to_string_lossy().replace('\\', "/"));
+        }
+    }
+}
+
+fn main() {
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR");
+    let root = Path::new(&manifest_dir).join("templates");
+    println!("cargo:rerun-if-changed=templates");
+    let mut files = Vec::new();
+    collect(&root, &root, &mut files);
+    let mut code = String::from(
+        "/// Every file under templates/, embedded at build time.\npub static EMBEDDED: &[(&str, &str)] = &[\n",
+    );
+    for rel in &files {
+        println!("cargo:rerun-if-changed=templates/{rel}");
+        let abs = root.join(rel);
+        code.push_str(&format!(
+            "    ({rel:?}, include_str!({:?})),\n",
+            abs.display().to_string()
+        ));
+    }
+    code.push_str("];\n");
+    let out = Path::new(&std::env::var("OUT_DIR").expect("OUT_DIR")).join("templates.rs");
+    std::fs::write(out, code).expect("write templates.rs");
+}

@@ -1,0 +1,71 @@
+//! The vworkspace v1alpha1 API: CRD types, the condition vocabulary and label/annotation keys.
+//!
+//! Only types and constants live here; behaviour is in `validate`, `render` and `controller`.
+
+mod application_instance;
+mod cluster;
+pub mod conditions;
+pub mod labels;
+mod operation;
+
+pub use application_instance::*;
+pub use cluster::*;
+pub use operation::*;
+
+use kube::CustomResourceExt;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The finalizer the operator puts on ApplicationInstances.
+pub const APP_FINALIZER: &str = "apps.vworkspace.io/finalizer";
+/// The finalizer the operator puts on Operations.
+pub const OPERATION_FINALIZER: &str = "ops.vworkspace.io/finalizer";
+/// The finalizer the operator puts on the Cluster singleton.
+pub const CLUSTER_FINALIZER: &str = "ops.vworkspace.io/cluster-cleanup";
+/// Field manager for everything the operator writes.
+pub const FIELD_MANAGER: &str = "vworkspace-operator";
+
+/// A `{name, key}` reference to a Secret or ConfigMap in the intent's namespace.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub struct KeyRef {
+    /// Name of the Secret or ConfigMap (same namespace as the intent).
+    pub name: String,
+    /// Key that holds a YAML values document.
+    pub key: String,
+}
+
+/// Every CRD of the API, in a stable order (the order `crdgen` prints them).
+pub fn crds()
+-> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
+{
+    vec![ApplicationInstance::crd(), Operation::crd(), Cluster::crd()]
+}
+
+/// The list-map schema for `conditions[]`: `x-kubernetes-list-type: map` keyed by `type`.
+pub(crate) fn conditions_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let mut schema =
+        generator.subschema_for::<Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>>();
+    let obj = schema.ensure_object();
+    obj.insert("x-kubernetes-list-type".into(), "map".into());
+    obj.insert(
+        "x-kubernetes-list-map-keys".into(),
+        serde_json::json!(["type"]),
+    );
+    schema
+}
+
+/// A free-form object (`x-kubernetes-preserve-unknown-fields`).
+pub(crate) fn free_object_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true
+    })
+}
+
+/// A string map (`additionalProperties: string`).
+pub(crate) fn string_map_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "additionalProperties": {"type": "string"}
+    })
+}

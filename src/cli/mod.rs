@@ -1,0 +1,44 @@
+//! The command line: one file per subcommand, each with `Args` and `run()`.
+//!
+//! Exit codes: 0 success, 1 when the input is invalid or did not verify, 2 for usage errors and
+//! unreadable configuration.
+
+pub mod crdgen;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit code: everything succeeded.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: some input is invalid, did not render, or did not verify.
+pub const EXIT_INVALID: u8 = 1;
+/// Exit code: usage error or unreadable configuration.
+pub const EXIT_USAGE: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(name = "vworkspace-operator", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the CustomResourceDefinitions of the API as YAML.
+    Crdgen(crdgen::Args),
+}
+
+/// Run a parsed command line.
+pub fn run(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Crdgen(args) => crdgen::run(args),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}

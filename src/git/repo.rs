@@ -1,0 +1,210 @@
+//! Reading a repository with gix: resolve revisions and read the files of a tree without a work tree.
+
+use std::path::{Path, PathBuf};
+
+use gix::ObjectId;
+use gix::bstr::ByteSlice;
+use gix::objs::tree::EntryKind;
+
+/// Errors reading a repository. Messages name the repo path, revision or tree path involved.
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    #[error("cannot open git repository {path}: {message}")]
+    Open { path: PathBuf, message: String },
+    #[error("cannot resolve revision {rev:?}: {message}")]
+    Resolve { rev: String, message: String },
+    #[error("cannot read object {id}: {message}")]
+    Object { id: String, message: String },
+    #[error("{path}: refused: {reason}")]
+    Refused { path: String, reason: &'static str },
+}
+
+/// A file read from a git tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeFile {
+    /// Path relative to the tree root, `/`-separated.
+    pub path: String,
+    /// Blob id.
+    pub id: ObjectId,
+    pub data: Vec<u8>,
+}
+
+/// A repository opened for reading (bare or not; the work tree is never used).
+pub struct Repo {
+    inner: gix::Repository,
+    path: PathBuf,
+}
+
+impl Repo {
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, RepoError> {
+        let path = path.as_ref().to_path_buf();
+        let inner = gix::open(&path).map_err(|e| RepoError::Open {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        Ok(Self { inner, path })
+    }
+
+    /// The underlying gix repository.
+    pub fn gix(&self) -> &gix::Repository {
+        &self.inner
+    }
+
+    /// Where the repository was opened from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Resolve a revision (sha, branch, tag, `HEAD~2`, …) to the commit it names (tags are peeled).
+    pub fn resolve_commit(&self, rev: &str) -> Result<ObjectId, RepoError> {
+        let err = |message: String| RepoError::Resolve {
+            rev: rev.to_string(),
+            message,
+        };
+        let id = self
+            .inner
+            .rev_parse_single(rev)
+            .map_err(|e| err(e.to_string()))?;
+        let commit = id
+            .object()
+            .map_err(|e| err(e.to_string()))?
+            .peel_to_commit()
+            .map_err(|e| err(e.to_string()))?;
+        Ok(commit.id)
+    }
+
+    /// Read every regular file at or below `prefix` (a `/`-separated tree path; empty for the root) in the
+    /// tree of `commit`. Symlinks, submodules and entry names that could escape the tree are refused with an
+    /// error naming the path: a manifest must be a plain file in the reviewed tree.
+    /// A missing `prefix` yields no files.
+    pub fn read_files(&self, commit: ObjectId, prefix: &str) -> Result<Vec<TreeFile>, RepoError> {
+        let obj_err = |id: ObjectId, e: &dyn std::fmt::Display| RepoError::Object {
+            id: id.to_string(),
+            message: e.to_string(),
+        };
+        let tree = self
+            .inner
+            .find_commit(commit)
+            .map_err(|e| obj_err(commit, &e))?
+            .tree()
+            .map_err(|e| obj_err(commit, &e))?;
+        let prefix = prefix.trim_matches('/');
+        let mut out = Vec::new();
+        let start = if prefix.is_empty() {
+            tree.id
+        } else {
+            for part in prefix.split('/') {
+                check_name(prefix, part.as_bytes())?;
+            }
+            match tree
+                .lookup_entry_by_path(prefix)
+                .map_err(|e| obj_err(tree.id, &e))?
+            {
+                None => return Ok(out),
+                Some(entry) => match entry.mode().kind() {
+                    EntryKind::Tree => entry.object_id(),
+                    EntryKind::Blob | EntryKind::BlobExecutable => {
+                        let data = self.blob(entry.object_id())?;
+                        out.push(TreeFile {
+                            path: prefix.to_string(),
+                            id: entry.object_id(),
+                            data,
+                        });
+                        return Ok(out);
+                    }
+                    EntryKind::Link => {
+                        return Err(RepoError::Refused {
+                            path: prefix.to_string(),
+                            reason: "symbolic link",
+                        });
+                    }
+                    EntryKind::Commit => {
+                        return Err(RepoError::Refused {
+                            path: prefix.to_string(),
+                            reason: "submodule",
+                        });
+                    }
+                },
+            }
+        };
+        self.walk(start, prefix.to_string(), &mut out)?;
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(out)
+    }
+
+    fn walk(
+        &self,
+        tree_id: ObjectId,
+        base: String,
+        out: &mut Vec<TreeFile>,
+    ) -> Result<(), RepoError> {
+        let obj_err = |e: &dyn std::fmt::Display| RepoError::Object {
+            id: tree_id.to_string(),
+            message: e.to_string(),
+        };
+        let tree = self.inner.find_tree(tree_id).map_err(|e| obj_err(&e))?;
+        let decoded = tree.decode().map_err(|e| obj_err(&e))?;
+        for entry in &decoded.entries {
+            let path = if base.is_empty() {
+                entry.filename.to_str_lossy().into_owned()
+            } else {
+                format!("{base}/{}", entry.filename.to_str_lossy())
+            };
+            check_name(&path, entry.filename.as_bytes())?;
+            let id = entry.oid.to_owned();
+            match entry.mode.kind() {
+                EntryKind::Tree => self.walk(id, path, out)?,
+                EntryKind::Blob | EntryKind::BlobExecutable => {
+                    let data = self.blob(id)?;
+                    out.push(TreeFile { path, id, data });
+                }
+                EntryKind::Link => {
+                    return Err(RepoError::Refused {
+                        path,
+                        reason: "symbolic link",
+                    });
+                }
+                EntryKind::Commit => {
+                    return Err(RepoError::Refused {
+                        path,
+                        reason: "submodule",
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The bytes of a blob.
+    pub fn blob(&self, id: ObjectId) -> Result<Vec<u8>, RepoError> {
+        let obj = self.inner.find_object(id).map_err(|e| RepoError::Object {
+            id: id.to_string(),
+            message: e.to_string(),
+        })?;
+        if obj.kind != gix::object::Kind::Blob {
+            return Err(RepoError::Object {
+                id: id.to_string(),
+                message: format!("expected a blob, found a {}", obj.kind),
+            });
+        }
+        Ok(obj.detach().data)
+    }
+}
+
+/// A tree entry name must be a single, ordinary path component.
+fn check_name(path: &str, name: &[u8]) -> Result<(), RepoError> {
+    let bad = name.is_empty()
+        || name == b"."
+        || name == b".."
+        || name.contains(&b'/')
+        || name.contains(&b'\\')
+        || name.contains(&0);
+    if bad {
+        Err(RepoError::Refused {
+            path: path.to_string(),
+            reason: "path escapes the tree",
+        })
+    } else {
+        Ok(())
+    }
+}

@@ -1,0 +1,14 @@
+#![forbid(unsafe_code)]
+//! vworkspace-operator: a GitOps operator that acts only on signed, verified intent.
+//!
+//! Data flows intent → verified → rendered → applied → reported:
+//! [`intent`] finds manifests, [`git`] verifies where they came from, [`validate`] and [`render`] are pure,
+//! and the controller and report sinks do the I/O.
+
+pub mod api;
+pub mod cli;
+pub mod git;
+pub mod intent;
+pub mod render;
+pub mod schema;
+pub mod secrets;

@@ -1,0 +1,119 @@
+//! The render engine: (intent, templates) → Kubernetes objects. Pure: no I/O, no kube client.
+//!
+//! The same functions serve the controller, `render` (PR review) and `hydrate`, so what a reviewer sees is
+//! what gets applied. Templates decide the shape of objects; this module enforces the invariants a template
+//! must not be able to break: which kinds an intent may produce, in which namespace, with which labels, and
+//! how much work and output a render may take.
+
+mod engine;
+pub mod templates;
+
+pub use engine::{
+    ChildKind, Limits, OperationTemplateSpec, Placement, RenderOptions, Renderer, child_name,
+    is_dns_label, is_dns_subdomain, oci_chart_url,
+};
+pub use templates::Templates;
+
+use serde_json::Value;
+
+/// Errors rendering one intent. All are terminal for that intent (a template or spec must change).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RenderError {
+    #[error("template {name}: {reason}")]
+    Template { name: String, reason: String },
+    #[error("template {name} is missing (needed for {needed_for})")]
+    MissingTemplate { name: String, needed_for: String },
+    #[error("template {name}: output is not valid YAML: {reason}")]
+    Output { name: String, reason: String },
+    #[error("template {name}: rendered object #{index} ({what}): {reason}")]
+    Object {
+        name: String,
+        index: usize,
+        what: String,
+        reason: String,
+    },
+    #[error("{field}: {reason}")]
+    Intent { field: String, reason: String },
+    #[error("template directory {path}: {reason}")]
+    TemplateDir { path: String, reason: String },
+}
+
+impl RenderError {
+    /// The intent field this error is about, when it is about one.
+    pub fn field(&self) -> &str {
+        match self {
+            Self::Intent { field, .. } => field,
+            _ => "",
+        }
+    }
+}
+
+/// `apiVersion` of an object.
+pub fn api_version(obj: &Value) -> &str {
+    obj.get("apiVersion").and_then(Value::as_str).unwrap_or("")
+}
+
+/// `kind` of an object.
+pub fn kind(obj: &Value) -> &str {
+    obj.get("kind").and_then(Value::as_str).unwrap_or("")
+}
+
+/// `metadata.name` of an object.
+pub fn name(obj: &Value) -> &str {
+    obj.pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+/// `metadata.namespace` of an object.
+pub fn namespace(obj: &Value) -> &str {
+    obj.pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+/// The API group of an `apiVersion` (`""` for the core group).
+pub fn group(api_version: &str) -> &str {
+    api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("")
+}
+
+/// `Kind/namespace/name`, for messages and stable ordering.
+pub fn object_id(obj: &Value) -> String {
+    format!("{}/{}/{}", kind(obj), namespace(obj), name(obj))
+}
+
+/// Deep-merge `overlay` into `base`: maps merge key by key, anything else is replaced.
+pub fn deep_merge(base: &mut Value, overlay: &Value) {
+    match (base, overlay) {
+        (Value::Object(b), Value::Object(o)) => {
+            for (k, v) in o {
+                match b.get_mut(k) {
+                    Some(existing) => deep_merge(existing, v),
+                    None => {
+                        b.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (b, o) => *b = o.clone(),
+    }
+}
+
+/// A stable order for rendered objects: sources before releases, then by namespace and name.
+pub fn sort_objects(objects: &mut [Value]) {
+    fn rank(kind: &str) -> u8 {
+        match kind {
+            "HelmRepository" | "OCIRepository" => 0,
+            "HelmRelease" => 1,
+            _ => 2,
+        }
+    }
+    objects.sort_by(|a, b| {
+        (rank(kind(a)), namespace(a), kind(a), name(a)).cmp(&(
+            rank(kind(b)),
+            namespace(b),
+            kind(b),
+            name(b),
+        ))
+    });
+}
