@@ -12,3 +12,4 @@ pub mod intent;
 pub mod render;
 pub mod schema;
 pub mod secrets;
+pub mod validate;

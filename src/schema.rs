@@ -298,16 +298,17 @@ fn check_object(
         .unwrap_or(false);
     for (key, value) in map {
         let field = join(path, key);
-        if let Some(prop) = props.and_then(|p| p.get(key)) {
-            check(value, prop, &field, false, out);
-            continue;
-        }
+        // An object's own apiVersion/kind/metadata follow Kubernetes' rules, whatever the CRD says of them.
         if embedded && matches!(key.as_str(), "apiVersion" | "kind" | "metadata") {
             if key == "metadata" {
                 check_metadata(value, &field, out);
             } else if !value.is_string() {
                 push(out, &field, "must be a string");
             }
+            continue;
+        }
+        if let Some(prop) = props.and_then(|p| p.get(key)) {
+            check(value, prop, &field, false, out);
             continue;
         }
         match s.get("additionalProperties") {

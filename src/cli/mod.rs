@@ -4,6 +4,7 @@
 //! unreadable configuration.
 
 pub mod crdgen;
+pub mod render;
 
 use std::process::ExitCode;
 
@@ -27,12 +28,15 @@ pub struct Cli {
 pub enum Command {
     /// Print the CustomResourceDefinitions of the API as YAML.
     Crdgen(crdgen::Args),
+    /// Validate and render intents for review: a directory, a git revision, or the diff between two.
+    Render(render::Args),
 }
 
 /// Run a parsed command line.
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Crdgen(args) => crdgen::run(args),
+        Command::Render(args) => render::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -122,6 +122,16 @@ impl Renderer {
         env.set_fuel(Some(options.limits.fuel));
         env.set_recursion_limit(options.limits.recursion);
         env.set_auto_escape_callback(|_| AutoEscape::None);
+        // `fail(message)`: a template's way to refuse an input it cannot render.
+        env.add_function(
+            "fail",
+            |message: String| -> Result<String, minijinja::Error> {
+                Err(minijinja::Error::new(
+                    minijinja::ErrorKind::InvalidOperation,
+                    message,
+                ))
+            },
+        );
         if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder()
             .trim_blocks(true)
             .lstrip_blocks(true)
