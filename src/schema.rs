@@ -143,14 +143,12 @@ fn check(v: &Value, s: &Value, path: &str, root: bool, out: &mut Vec<Violation>)
                 push(out, path, format!("must be a number, not {}", type_name(v)));
             }
         }
-        Some("boolean") => {
-            if !v.is_boolean() {
-                push(
-                    out,
-                    path,
-                    format!("must be a boolean, not {}", type_name(v)),
-                );
-            }
+        Some("boolean") if !v.is_boolean() => {
+            push(
+                out,
+                path,
+                format!("must be a boolean, not {}", type_name(v)),
+            );
         }
         Some("array") => match v.as_array() {
             Some(items) => check_array(items, s, path, out),
@@ -329,10 +327,10 @@ fn check_metadata(v: &Value, path: &str, out: &mut Vec<Violation>) {
         let field = join(path, key);
         match key.as_str() {
             "name" | "namespace" | "generateName" | "uid" | "resourceVersion"
-            | "creationTimestamp" | "deletionTimestamp" => {
-                if !value.is_string() && !value.is_null() {
-                    push(out, &field, "must be a string");
-                }
+            | "creationTimestamp" | "deletionTimestamp"
+                if !value.is_string() && !value.is_null() =>
+            {
+                push(out, &field, "must be a string");
             }
             "labels" | "annotations" => match value.as_object() {
                 Some(m) => {

@@ -2,10 +2,14 @@
 //!
 //! Only types and constants live here; behaviour is in `validate`, `render` and `controller`.
 
+// kube's derive takes one `printcolumn(...)` per column; clippy mistakes the repeated keys for duplicates.
+#[allow(clippy::duplicated_attributes)]
 mod application_instance;
+#[allow(clippy::duplicated_attributes)]
 mod cluster;
 pub mod conditions;
 pub mod labels;
+#[allow(clippy::duplicated_attributes)]
 mod operation;
 
 pub use application_instance::*;

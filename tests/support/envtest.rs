@@ -38,6 +38,7 @@ pub fn upstream_crds_dir() -> PathBuf {
 
 /// The API server for this test binary, started on first use. Fails loudly when it cannot start: the
 /// suite never silently skips the real-server tests.
+#[allow(clippy::zombie_processes)]
 pub fn server() -> &'static ApiServer {
     SERVER.get_or_init(|| {
         if let Some(path) = std::env::var_os("VWO_TEST_KUBECONFIG") {
@@ -61,7 +62,8 @@ pub fn server() -> &'static ApiServer {
         };
         let kubeconfig = PathBuf::from(var("KUBECONFIG"));
         let dir = var("KUBE_ENVTEST_DIR");
-        // Stop the server when this test process exits.
+        // Stop the server when this test process exits. The watchdog outlives this process by design, so it is
+        // never waited for.
         let watchdog = format!(
             "while kill -0 {pid} 2>/dev/null; do sleep 1; done; bash {script} stop {dir}; rm -rf {dir}",
             pid = std::process::id(),
