@@ -549,3 +549,92 @@ pub fn check_operation_update(location: &str, old: &Operation, new: &Operation) 
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{OperationType, Phase};
+
+    fn app(release: &str, ns: &str) -> ApplicationInstance {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "apps.vworkspace.io/v1alpha1", "kind": "ApplicationInstance",
+            "metadata": {"name": "a", "namespace": "n"},
+            "spec": {"appRef": {"catalogId": "c"}, "release": {"name": release, "namespace": ns}}
+        }))
+        .unwrap()
+    }
+
+    fn op(target: &str, engine: &str, params: serde_json::Value, phase: Option<&str>) -> Operation {
+        let mut v = serde_json::json!({
+            "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "Operation",
+            "metadata": {"name": "o", "namespace": "n"},
+            "spec": {"targetRef": {"apiVersion": APPS_API_VERSION, "kind": "ApplicationInstance", "name": target},
+                     "type": "Backup", "engine": engine, "parameters": params}
+        });
+        if let Some(p) = phase {
+            v["status"] = serde_json::json!({"phase": p});
+        }
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn release_name_and_namespace_are_immutable() {
+        assert!(check_application_update("f", &app("r", "n"), &app("r", "n")).is_empty());
+        let p: Vec<String> = check_application_update("f", &app("r", "n"), &app("r2", "m"))
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            p,
+            [
+                "f: ApplicationInstance/n/a: spec.release.name: immutable: was \"r\"",
+                "f: ApplicationInstance/n/a: spec.release.namespace: immutable: was \"n\""
+            ]
+        );
+    }
+
+    #[test]
+    fn operation_target_engine_are_immutable_and_parameters_once_started() {
+        let base = op("t", "velero", serde_json::json!({"a": 1}), None);
+        assert!(
+            check_operation_update(
+                "f",
+                &base,
+                &op("t", "velero", serde_json::json!({"a": 2}), None)
+            )
+            .is_empty()
+        );
+        let started = op("t", "velero", serde_json::json!({"a": 1}), Some("Running"));
+        let fields: Vec<String> = check_operation_update(
+            "f",
+            &started,
+            &op("u", "snapshot", serde_json::json!({"a": 2}), None),
+        )
+        .into_iter()
+        .map(|p| p.field)
+        .collect();
+        assert_eq!(fields, ["spec.targetRef", "spec.engine", "spec.parameters"]);
+        assert_eq!(started.status.as_ref().unwrap().phase, Some(Phase::Running));
+    }
+
+    #[test]
+    fn conflict_matrix() {
+        use OperationType::*;
+        assert!(Upgrade.blocked_by(Upgrade));
+        assert!(Restore.blocked_by(Upgrade) && Restore.blocked_by(Backup));
+        assert!(Backup.blocked_by(Restore));
+        assert!(!Backup.blocked_by(Backup) && !Backup.blocked_by(Upgrade));
+        for other in OperationType::ALL {
+            assert!(!RunCommand.blocked_by(other) && !Runbook.blocked_by(other));
+        }
+    }
+
+    #[test]
+    fn cluster_id_comes_from_the_path() {
+        assert_eq!(
+            cluster_id_from_path("x/clusters/eu-1/namespaces/a/b.yaml"),
+            Some("eu-1")
+        );
+        assert_eq!(cluster_id_from_path("namespaces/a/b.yaml"), None);
+    }
+}
