@@ -1,0 +1,3 @@
+//! The operator: reconcilers for ApplicationInstance, Operation and Cluster, and the process that runs them.
+
+pub mod status;
