@@ -898,7 +898,7 @@ impl EventPoster {
 
     /// Stop: one last attempt to deliver what is buffered (stops at the first failure), then end the worker.
     pub async fn shutdown(&self) {
-        let _ = self.shared.stop.send(true);
+        self.shared.stop.send_replace(true);
         let handle = self
             .shared
             .worker
