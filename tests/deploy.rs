@@ -20,6 +20,76 @@ use serde_json::{Value, json};
 use support::envtest;
 
 const OPERATOR: &str = "system:serviceaccount:vworkspace-system:vworkspace-operator";
+
+/// What the operator may do: `yes|no VERB GROUP/RESOURCE[/SUBRESOURCE] NAMESPACE|- [NAME]` (group `core` is
+/// the core API group, `-` means cluster-wide).
+const OPERATOR_ACCESS: &str = "
+    # Writes to children only in the gated namespace that has the RoleBinding.
+    yes create helm.toolkit.fluxcd.io/helmreleases        tenant-gated
+    yes patch  source.toolkit.fluxcd.io/ocirepositories   tenant-gated
+    yes delete argoproj.io/workflows                      tenant-gated
+    yes create batch/jobs                                 tenant-gated
+    yes create snapshot.storage.k8s.io/volumesnapshots    tenant-gated
+    yes create volsync.backube/replicationsources         tenant-gated
+    yes create core/events                                tenant-gated
+    no  create helm.toolkit.fluxcd.io/helmreleases        tenant-plain
+    no  create helm.toolkit.fluxcd.io/helmreleases        tenant-label-only
+    no  create batch/jobs                                 tenant-plain
+    no  create core/events                                tenant-plain
+    # Reads of children everywhere (one watch per kind).
+    yes list   helm.toolkit.fluxcd.io/helmreleases        -
+    yes watch  batch/jobs                                 -
+    yes get    helm.toolkit.fluxcd.io/helmreleases        tenant-plain
+    yes list   core/namespaces                            -
+    yes list   apiextensions.k8s.io/customresourcedefinitions -
+    # Velero objects only in Velero's namespace.
+    yes create velero.io/backups                          velero
+    yes create velero.io/restores                         velero
+    no  create velero.io/backups                          tenant-gated
+    # Its own kinds: status and finalizers of intents, never creating or deleting them.
+    yes patch  apps.vworkspace.io/applicationinstances/status tenant-plain
+    yes patch  apps.vworkspace.io/applicationinstances    tenant-gated
+    yes update ops.vworkspace.io/operations/finalizers    tenant-gated
+    no  create apps.vworkspace.io/applicationinstances    tenant-gated
+    no  delete ops.vworkspace.io/operations               tenant-gated
+    yes create ops.vworkspace.io/clusters                 -
+    yes patch  ops.vworkspace.io/clusters/status          -  example-cluster
+    # Leader election and its own events.
+    yes create coordination.k8s.io/leases                 vworkspace-system
+    yes update coordination.k8s.io/leases                 vworkspace-system
+    no  create coordination.k8s.io/leases                 tenant-gated
+    yes create events.k8s.io/events                       vworkspace-system
+    yes create events.k8s.io/events                       default
+    # Never: Secrets, ConfigMaps, workloads, RBAC, namespaces, CRDs.
+    no  get    core/secrets                               -
+    no  list   core/secrets                               -
+    no  get    core/secrets                               tenant-gated
+    no  get    core/secrets                               vworkspace-system
+    no  get    core/configmaps                            tenant-gated
+    no  create apps/deployments                           tenant-gated
+    no  create core/pods                                  tenant-gated
+    no  create rbac.authorization.k8s.io/rolebindings     tenant-gated
+    no  create rbac.authorization.k8s.io/clusterrolebindings -
+    no  update core/namespaces                            -  tenant-plain
+    no  delete apiextensions.k8s.io/customresourcedefinitions -
+";
+
+/// What Flux may write from the cluster repo (it impersonates the intent applier).
+const APPLIER_ACCESS: &str = "
+    yes create apps.vworkspace.io/applicationinstances    tenant-plain
+    yes delete ops.vworkspace.io/operations               tenant-gated
+    yes create core/namespaces                            -
+    yes patch  core/namespaces                            -  tenant-plain
+    no  delete core/namespaces                            -  tenant-plain
+    yes create rbac.authorization.k8s.io/rolebindings     tenant-plain
+    yes bind   rbac.authorization.k8s.io/clusterroles     -  vworkspace-operator-workloads
+    no  bind   rbac.authorization.k8s.io/clusterroles     -  cluster-admin
+    no  create helm.toolkit.fluxcd.io/helmreleases        tenant-gated
+    no  create apps/deployments                           tenant-plain
+    no  create rbac.authorization.k8s.io/clusterrolebindings -
+    no  get    core/secrets                               tenant-plain
+    no  patch  apps.vworkspace.io/applicationinstances/status tenant-plain
+";
 const APPLIER: &str = "system:serviceaccount:vworkspace-system:vworkspace-intent-applier";
 
 fn root() -> PathBuf {
@@ -506,357 +576,23 @@ async fn installs_and_grants_least_privilege() {
         assert!(got.is_ok(), "{kind} {name}: {got:?}");
     }
 
-    // The operator, as the authorizer sees it.
-    let op = |verb, group, resource, ns, name| {
-        let admin = admin.clone();
-        async move { can(&admin, OPERATOR, verb, group, resource, ns, name).await }
-    };
-    let table: Vec<(&str, &str, &str, Option<&str>, Option<&str>, bool)> = vec![
-        // Writes to children only in the gated namespace with the RoleBinding.
-        (
-            "create",
-            "helm.toolkit.fluxcd.io",
-            "helmreleases",
-            Some("tenant-gated"),
-            None,
-            true,
-        ),
-        (
-            "patch",
-            "source.toolkit.fluxcd.io",
-            "ocirepositories",
-            Some("tenant-gated"),
-            None,
-            true,
-        ),
-        (
-            "delete",
-            "argoproj.io",
-            "workflows",
-            Some("tenant-gated"),
-            None,
-            true,
-        ),
-        ("create", "batch", "jobs", Some("tenant-gated"), None, true),
-        (
-            "create",
-            "snapshot.storage.k8s.io",
-            "volumesnapshots",
-            Some("tenant-gated"),
-            None,
-            true,
-        ),
-        (
-            "create",
-            "volsync.backube",
-            "replicationsources",
-            Some("tenant-gated"),
-            None,
-            true,
-        ),
-        ("create", "", "events", Some("tenant-gated"), None, true),
-        (
-            "create",
-            "helm.toolkit.fluxcd.io",
-            "helmreleases",
-            Some("tenant-plain"),
-            None,
-            false,
-        ),
-        (
-            "create",
-            "helm.toolkit.fluxcd.io",
-            "helmreleases",
-            Some("tenant-label-only"),
-            None,
-            false,
-        ),
-        ("create", "batch", "jobs", Some("tenant-plain"), None, false),
-        ("create", "", "events", Some("tenant-plain"), None, false),
-        // Reads of children everywhere (one watch per kind).
-        (
-            "list",
-            "helm.toolkit.fluxcd.io",
-            "helmreleases",
-            None,
-            None,
-            true,
-        ),
-        ("watch", "batch", "jobs", None, None, true),
-        (
-            "get",
-            "helm.toolkit.fluxcd.io",
-            "helmreleases",
-            Some("tenant-plain"),
-            None,
-            true,
-        ),
-        ("list", "", "namespaces", None, None, true),
-        (
-            "list",
-            "apiextensions.k8s.io",
-            "customresourcedefinitions",
-            None,
-            None,
-            true,
-        ),
-        // Velero objects only in Velero's namespace.
-        ("create", "velero.io", "backups", Some("velero"), None, true),
-        (
-            "create",
-            "velero.io",
-            "restores",
-            Some("velero"),
-            None,
-            true,
-        ),
-        (
-            "create",
-            "velero.io",
-            "backups",
-            Some("tenant-gated"),
-            None,
-            false,
-        ),
-        // Its own kinds: status and finalizers of intents, never creating or deleting them.
-        (
-            "patch",
-            "apps.vworkspace.io",
-            "applicationinstances/status",
-            Some("tenant-plain"),
-            None,
-            true,
-        ),
-        (
-            "patch",
-            "apps.vworkspace.io",
-            "applicationinstances",
-            Some("tenant-gated"),
-            None,
-            true,
-        ),
-        (
-            "update",
-            "ops.vworkspace.io",
-            "operations/finalizers",
-            Some("tenant-gated"),
-            None,
-            true,
-        ),
-        (
-            "create",
-            "apps.vworkspace.io",
-            "applicationinstances",
-            Some("tenant-gated"),
-            None,
-            false,
-        ),
-        (
-            "delete",
-            "ops.vworkspace.io",
-            "operations",
-            Some("tenant-gated"),
-            None,
-            false,
-        ),
-        ("create", "ops.vworkspace.io", "clusters", None, None, true),
-        (
-            "patch",
-            "ops.vworkspace.io",
-            "clusters/status",
-            None,
-            Some("example-cluster"),
-            true,
-        ),
-        // Leader election and its own events.
-        (
-            "create",
-            "coordination.k8s.io",
-            "leases",
-            Some("vworkspace-system"),
-            None,
-            true,
-        ),
-        (
-            "update",
-            "coordination.k8s.io",
-            "leases",
-            Some("vworkspace-system"),
-            None,
-            true,
-        ),
-        (
-            "create",
-            "coordination.k8s.io",
-            "leases",
-            Some("tenant-gated"),
-            None,
-            false,
-        ),
-        (
-            "create",
-            "events.k8s.io",
-            "events",
-            Some("vworkspace-system"),
-            None,
-            true,
-        ),
-        (
-            "create",
-            "events.k8s.io",
-            "events",
-            Some("default"),
-            None,
-            true,
-        ),
-        // Never: Secrets, ConfigMaps, workloads, RBAC, namespaces.
-        ("get", "", "secrets", None, None, false),
-        ("list", "", "secrets", None, None, false),
-        ("get", "", "secrets", Some("tenant-gated"), None, false),
-        ("get", "", "secrets", Some("vworkspace-system"), None, false),
-        ("get", "", "configmaps", Some("tenant-gated"), None, false),
-        (
-            "create",
-            "apps",
-            "deployments",
-            Some("tenant-gated"),
-            None,
-            false,
-        ),
-        ("create", "", "pods", Some("tenant-gated"), None, false),
-        (
-            "create",
-            "rbac.authorization.k8s.io",
-            "rolebindings",
-            Some("tenant-gated"),
-            None,
-            false,
-        ),
-        (
-            "create",
-            "rbac.authorization.k8s.io",
-            "clusterrolebindings",
-            None,
-            None,
-            false,
-        ),
-        (
-            "update",
-            "",
-            "namespaces",
-            None,
-            Some("tenant-plain"),
-            false,
-        ),
-        (
-            "delete",
-            "apiextensions.k8s.io",
-            "customresourcedefinitions",
-            None,
-            None,
-            false,
-        ),
-    ];
+    // Both accounts, as the authorizer sees them.
     let mut wrong = Vec::new();
-    for (verb, group, resource, ns, name, want) in &table {
-        if op(*verb, *group, *resource, *ns, *name).await != *want {
-            wrong.push(format!(
-                "operator {verb} {group}/{resource} in {ns:?}: expected {want}"
-            ));
-        }
-    }
-
-    // The intent applier (what Flux may write from Git).
-    let applier_table: Vec<(&str, &str, &str, Option<&str>, Option<&str>, bool)> = vec![
-        (
-            "create",
-            "apps.vworkspace.io",
-            "applicationinstances",
-            Some("tenant-plain"),
-            None,
-            true,
-        ),
-        (
-            "delete",
-            "ops.vworkspace.io",
-            "operations",
-            Some("tenant-gated"),
-            None,
-            true,
-        ),
-        ("create", "", "namespaces", None, None, true),
-        ("patch", "", "namespaces", None, Some("tenant-plain"), true),
-        (
-            "delete",
-            "",
-            "namespaces",
-            None,
-            Some("tenant-plain"),
-            false,
-        ),
-        (
-            "create",
-            "rbac.authorization.k8s.io",
-            "rolebindings",
-            Some("tenant-plain"),
-            None,
-            true,
-        ),
-        (
-            "bind",
-            "rbac.authorization.k8s.io",
-            "clusterroles",
-            None,
-            Some("vworkspace-operator-workloads"),
-            true,
-        ),
-        (
-            "bind",
-            "rbac.authorization.k8s.io",
-            "clusterroles",
-            None,
-            Some("cluster-admin"),
-            false,
-        ),
-        (
-            "create",
-            "helm.toolkit.fluxcd.io",
-            "helmreleases",
-            Some("tenant-gated"),
-            None,
-            false,
-        ),
-        (
-            "create",
-            "apps",
-            "deployments",
-            Some("tenant-plain"),
-            None,
-            false,
-        ),
-        (
-            "create",
-            "rbac.authorization.k8s.io",
-            "clusterrolebindings",
-            None,
-            None,
-            false,
-        ),
-        ("get", "", "secrets", Some("tenant-plain"), None, false),
-        (
-            "patch",
-            "apps.vworkspace.io",
-            "applicationinstances/status",
-            Some("tenant-plain"),
-            None,
-            false,
-        ),
-    ];
-    for (verb, group, resource, ns, name, want) in &applier_table {
-        if can(&admin, APPLIER, verb, group, resource, *ns, *name).await != *want {
-            wrong.push(format!(
-                "applier {verb} {group}/{resource} in {ns:?} ({name:?}): expected {want}"
-            ));
+    for (user, table) in [(OPERATOR, OPERATOR_ACCESS), (APPLIER, APPLIER_ACCESS)] {
+        for line in table
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (want, verb, target, ns, name) =
+                (f[0] == "yes", f[1], f[2], f[3], f.get(4).copied());
+            let (group, resource) = target.split_once('/').unwrap();
+            let group = if group == "core" { "" } else { group };
+            let ns = (ns != "-").then_some(ns);
+            if can(&admin, user, verb, group, resource, ns, name).await != want {
+                wrong.push(format!("{user}: {line}"));
+            }
         }
     }
     assert!(wrong.is_empty(), "RBAC differs:\n{}", wrong.join("\n"));
