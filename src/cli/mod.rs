@@ -5,6 +5,7 @@
 
 pub mod crdgen;
 pub mod render;
+pub mod run;
 
 use std::process::ExitCode;
 
