@@ -155,18 +155,19 @@ fn approval(op: &Operation, ctx: &Context, required: bool) -> Result<(), String>
     if !required && !approvals.required {
         return Ok(());
     }
-    let claim = approvals
-        .claim
-        .filter(|c| !c.is_empty())
-        .ok_or("an approval claim is required and missing")?;
     let key = ctx
         .settings
         .approval_key
         .as_deref()
         .ok_or("the operator has no approval key configured (--approval-key-file)")?;
-    super::approval::verify_claim(&claim, key, &op.name_any(), jiff::Timestamp::now())
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    super::approval::verify_claim(
+        approvals.claim.as_deref(),
+        key,
+        &op.name_any(),
+        jiff::Timestamp::now().as_second(),
+    )
+    .map(|_| ())
+    .map_err(|e| e.to_string())
 }
 
 async fn apply(op: &Operation, ctx: &Context) -> Result<Action, Error> {
