@@ -2,3 +2,6 @@
 //! provenance, and git notes as the audit trail. Nothing here imports the kube client.
 
 pub mod repo;
+pub mod notes;
+pub mod provenance;
+pub mod remote;
