@@ -366,6 +366,9 @@ pub struct FetchOutcome {
     pub received_pack: bool,
     /// Local references updated, with their new targets.
     pub updated: Vec<(String, gix::ObjectId)>,
+    /// The remote references the refspecs matched, with what they pointed at on the remote. A ref the
+    /// remote does not have is absent.
+    pub remote_refs: Vec<(String, gix::ObjectId)>,
 }
 
 /// Fetch `refspecs` (e.g. `+refs/heads/*:refs/heads/*`) from `url` into the repository at `repo_path` with
@@ -429,9 +432,18 @@ pub fn fetch(
         },
         _ => Ok(None),
     });
-    let outcome = conn
+    let prepare = conn
         .prepare_fetch(gix::progress::Discard, Default::default())
-        .map_err(|e| fail(format!("{e:#}")))?
+        .map_err(|e| fail(format!("{e:#}")))?;
+    if prepare.ref_map().mappings.is_empty() {
+        // The remote has none of the refs asked for (e.g. no notes written yet): nothing to fetch.
+        return Ok(FetchOutcome {
+            received_pack: false,
+            updated: Vec::new(),
+            remote_refs: Vec::new(),
+        });
+    }
+    let outcome = prepare
         .receive(gix::progress::Discard, &AtomicBool::new(false))
         .map_err(|e| fail(format!("{e:#}")))?;
     drop(creddir);
@@ -449,9 +461,21 @@ pub fn fetch(
             updated.push((edit.name.to_string(), *id));
         }
     }
+    let remote_refs = outcome
+        .ref_map
+        .mappings
+        .iter()
+        .filter_map(|m| {
+            Some((
+                m.remote.as_name()?.to_string(),
+                m.remote.as_id()?.to_owned(),
+            ))
+        })
+        .collect();
     Ok(FetchOutcome {
         received_pack,
         updated,
+        remote_refs,
     })
 }
 
