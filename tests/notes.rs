@@ -362,3 +362,316 @@ fn eight_concurrent_writers_with_random_push_rejections_deliver_every_record_onc
         .collect();
     assert_eq!(ids.keys().cloned().collect::<HashSet<_>>(), expected);
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// Provenance
+
+const NS: &str = "clusters/c1/namespaces/team-a";
+
+fn app_yaml(name: &str, version: &str, extra_annotations: &str) -> String {
+    format!(
+        "apiVersion: apps.vworkspace.io/v1alpha1
+kind: ApplicationInstance
+metadata:
+  name: {name}
+  namespace: team-a
+  labels:
+    app.vworkspace.io/managed-by: control-plane
+    app.vworkspace.io/cluster-id: c1
+  annotations:
+    ops.vworkspace.io/backup: velero{extra_annotations}
+spec:
+  appRef: {{catalogId: nextcloud}}
+  chart: {{sourceType: oci, url: oci://registry.example/charts/nextcloud, name: nextcloud, version: {version}}}
+  release: {{name: {name}, namespace: team-a}}
+  values: {{source: inline, inline: {{replicas: 1}}}}
+"
+    )
+}
+
+fn op_yaml(name: &str, ttl: &str) -> String {
+    format!(
+        "apiVersion: ops.vworkspace.io/v1alpha1
+kind: Operation
+metadata:
+  name: {name}
+  namespace: team-a
+  labels:
+    app.vworkspace.io/managed-by: control-plane
+    app.vworkspace.io/cluster-id: c1
+spec:
+  targetRef: {{apiVersion: apps.vworkspace.io/v1alpha1, kind: ApplicationInstance, name: alpha}}
+  type: Backup
+  engine: velero
+  parameters: {{ttl: {ttl}}}
+"
+    )
+}
+
+/// The live form of an ApplicationInstance manifest as the API server returns it: defaults filled in.
+fn live_app(version: &str) -> serde_json::Value {
+    json!({
+        "appRef": {"catalogId": "nextcloud"},
+        "mode": "managed",
+        "chart": {"sourceType": "oci", "url": "oci://registry.example/charts/nextcloud", "name": "nextcloud", "version": version},
+        "release": {"name": "NAME", "namespace": "team-a"},
+        "values": {"source": "inline", "inline": {"replicas": 1}}
+    })
+}
+
+fn labels() -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (
+            "app.vworkspace.io/managed-by".to_string(),
+            "control-plane".to_string(),
+        ),
+        ("app.vworkspace.io/cluster-id".to_string(), "c1".to_string()),
+    ])
+}
+
+fn backup_annotation() -> BTreeMap<String, String> {
+    BTreeMap::from([("ops.vworkspace.io/backup".to_string(), "velero".to_string())])
+}
+
+struct History {
+    f: Fixture,
+    c1: ObjectId,
+    c2: ObjectId,
+    side: ObjectId,
+    c4: ObjectId,
+    head: ObjectId,
+}
+
+/// c1: web + multi.yaml (alpha, backup-1) · c2: edits backup-1 only · side branch: edits alpha ·
+/// c3 (main): another cluster · merge · c4: web's chart version · c5: README.
+fn history() -> History {
+    let f = Fixture::new();
+    let web = format!("{NS}/applicationinstance-web.yaml");
+    let multi = format!("{NS}/multi.yaml");
+    let c1 = f.commit(
+        &[
+            (&web, Some(&app_yaml("web", "1.0.0", ""))),
+            (
+                &multi,
+                Some(&format!("{}---\n{}", app_yaml("alpha", "2.0.0", ""), op_yaml("backup-1", "24h"))),
+            ),
+        ],
+        "c1",
+    );
+    let c2 = f.commit(
+        &[(
+            &multi,
+            Some(&format!("{}---\n{}", app_yaml("alpha", "2.0.0", ""), op_yaml("backup-1", "72h"))),
+        )],
+        "c2: longer backup ttl",
+    );
+    git(&f.work, &["checkout", "-q", "-b", "side"]);
+    let side = f.commit(
+        &[(
+            &multi,
+            Some(&format!("{}---\n{}", app_yaml("alpha", "2.1.0", ""), op_yaml("backup-1", "72h"))),
+        )],
+        "side: upgrade alpha",
+    );
+    git(&f.work, &["checkout", "-q", "main"]);
+    f.commit(
+        &[(
+            "clusters/c2/namespaces/team-a/applicationinstance-ghost.yaml",
+            Some(&app_yaml("ghost", "1.0.0", "")),
+        )],
+        "c3: other cluster",
+    );
+    git(&f.work, &["merge", "-q", "--no-ff", "-m", "merge side", "side"]);
+    let c4 = f.commit(&[(&web, Some(&app_yaml("web", "1.1.0", "")))], "c4: upgrade web");
+    let head = f.commit(&[("README.md", Some("docs"))], "c5: docs");
+    f.push();
+    History {
+        f,
+        c1,
+        c2,
+        side,
+        c4,
+        head,
+    }
+}
+
+fn check(
+    index: &ProvenanceIndex,
+    repo: &Repo,
+    kind: IntentKind,
+    name: &str,
+    spec: &serde_json::Value,
+    labels: &BTreeMap<String, String>,
+    annotations: &BTreeMap<String, String>,
+) -> Provenance {
+    index
+        .lookup(
+            repo,
+            &LiveObject {
+                kind,
+                namespace: "team-a",
+                name,
+                spec,
+                labels,
+                annotations,
+            },
+        )
+        .unwrap()
+}
+
+fn with_name(mut spec: serde_json::Value, name: &str) -> serde_json::Value {
+    spec["release"]["name"] = json!(name);
+    spec
+}
+
+#[test]
+fn provenance_matches_and_names_the_commit_that_changed_the_document() {
+    let h = history();
+    // The operator's own cache, fetched over file:// with gix.
+    let cache = h.f.root.join("cache");
+    remote::open_or_init_cache(&cache).unwrap();
+    let url = format!("file://{}", h.f.remote.display());
+    let fetched = remote::fetch(&cache, &url, &["+refs/heads/*:refs/heads/*"], &Credentials::None).unwrap();
+    assert!(fetched.received_pack);
+    assert_eq!(fetched.remote_refs, vec![("refs/heads/main".to_string(), h.head)]);
+    let repo = Repo::open(&cache).unwrap();
+    let rev = repo.resolve_commit("main").unwrap();
+    assert_eq!(rev, h.head);
+    let index = ProvenanceIndex::build(&repo, rev, "clusters/c1").unwrap();
+    assert_eq!(index.len(), 3, "web, alpha, backup-1; not the other cluster's ghost");
+    assert!(index.problems().is_empty(), "{:?}", index.problems());
+    let (l, a) = (labels(), backup_annotation());
+    let app = IntentKind::ApplicationInstance;
+
+    // A single-document file: the last commit that changed it.
+    assert_eq!(
+        check(&index, &repo, app, "web", &with_name(live_app("1.1.0"), "web"), &l, &a),
+        Provenance::Match {
+            intent_commit: h.c4,
+            path: format!("{NS}/applicationinstance-web.yaml"),
+        }
+    );
+    // Multi-document file: alpha last changed on the side branch (not by the merge, not by c2 which
+    // touched only backup-1 in the same file).
+    assert_eq!(
+        check(&index, &repo, app, "alpha", &with_name(live_app("2.1.0"), "alpha"), &l, &a),
+        Provenance::Match {
+            intent_commit: h.side,
+            path: format!("{NS}/multi.yaml#0"),
+        }
+    );
+    let op_spec = json!({
+        "targetRef": {"apiVersion": "apps.vworkspace.io/v1alpha1", "kind": "ApplicationInstance", "name": "alpha"},
+        "type": "Backup", "engine": "velero", "parameters": {"ttl": "72h"}
+    });
+    assert_eq!(
+        check(&index, &repo, IntentKind::Operation, "backup-1", &op_spec, &l, &BTreeMap::new()),
+        Provenance::Match {
+            intent_commit: h.c2,
+            path: format!("{NS}/multi.yaml#1"),
+        }
+    );
+    // At c1 the index names c1 for every object.
+    let old = ProvenanceIndex::build(&repo, h.c1, "clusters/c1").unwrap();
+    let mut op_spec_old = op_spec.clone();
+    op_spec_old["parameters"]["ttl"] = json!("24h");
+    assert_eq!(
+        check(&old, &repo, IntentKind::Operation, "backup-1", &op_spec_old, &l, &BTreeMap::new()),
+        Provenance::Match {
+            intent_commit: h.c1,
+            path: format!("{NS}/multi.yaml#1"),
+        }
+    );
+    // Labels and annotations outside *.vworkspace.io do not matter.
+    let mut l2 = l.clone();
+    l2.insert("team".into(), "blue".into());
+    let mut a2 = a.clone();
+    a2.insert("kubectl.kubernetes.io/last-applied-configuration".into(), "{}".into());
+    assert!(matches!(
+        check(&index, &repo, app, "web", &with_name(live_app("1.1.0"), "web"), &l2, &a2),
+        Provenance::Match { .. }
+    ));
+    // The path history of the multi-document file: newest first, the merge not listed.
+    let hist = repo
+        .path_history(rev, &format!("{NS}/multi.yaml"))
+        .unwrap();
+    assert_eq!(hist, vec![h.side, h.c2, h.c1]);
+    assert_eq!(repo.path_history(rev, "README.md").unwrap(), vec![h.head]);
+}
+
+#[test]
+fn provenance_reports_hand_edits_label_and_annotation_edits_and_objects_not_in_git() {
+    let h = history();
+    let repo = Repo::open(&h.f.work).unwrap();
+    let index = ProvenanceIndex::build(&repo, h.head, "clusters/c1").unwrap();
+    let (l, a) = (labels(), backup_annotation());
+    let app = IntentKind::ApplicationInstance;
+    let path = format!("{NS}/applicationinstance-web.yaml");
+
+    // kubectl edit of the chart version and of the inline values.
+    let mut edited = with_name(live_app("9.9.9"), "web");
+    edited["values"]["inline"]["adminPassword"] = json!("hunter2");
+    let verdict = check(&index, &repo, app, "web", &edited, &l, &a);
+    assert_eq!(
+        verdict,
+        Provenance::Mismatch {
+            path: path.clone(),
+            fields: vec![
+                "spec.chart.version".to_string(),
+                "spec.values.inline.adminPassword".to_string()
+            ],
+        }
+    );
+    assert!(!format!("{verdict:?}").contains("hunter2"), "values never appear");
+
+    // A changed cluster-id label.
+    let mut l2 = l.clone();
+    l2.insert("app.vworkspace.io/cluster-id".into(), "c2".into());
+    assert_eq!(
+        check(&index, &repo, app, "web", &with_name(live_app("1.1.0"), "web"), &l2, &a),
+        Provenance::Mismatch {
+            path: path.clone(),
+            fields: vec!["metadata.labels[\"app.vworkspace.io/cluster-id\"]".to_string()],
+        }
+    );
+    // A capability annotation added by hand, and the pause annotation.
+    let mut a2 = a.clone();
+    a2.insert("ops.vworkspace.io/restore".into(), "velero".into());
+    a2.insert("apps.vworkspace.io/reconcile".into(), "disabled".into());
+    assert_eq!(
+        check(&index, &repo, app, "web", &with_name(live_app("1.1.0"), "web"), &l, &a2),
+        Provenance::Mismatch {
+            path: path.clone(),
+            fields: vec![
+                "metadata.annotations[\"apps.vworkspace.io/reconcile\"]".to_string(),
+                "metadata.annotations[\"ops.vworkspace.io/restore\"]".to_string(),
+            ],
+        }
+    );
+    // A capability annotation removed by hand.
+    assert_eq!(
+        check(&index, &repo, app, "web", &with_name(live_app("1.1.0"), "web"), &l, &BTreeMap::new()),
+        Provenance::Mismatch {
+            path,
+            fields: vec!["metadata.annotations[\"ops.vworkspace.io/backup\"]".to_string()],
+        }
+    );
+    // Not in Git: an unknown name, another cluster's object, the wrong kind.
+    for (kind, name) in [
+        (app, "nobody"),
+        (app, "ghost"),
+        (IntentKind::Operation, "web"),
+    ] {
+        assert_eq!(
+            check(&index, &repo, kind, name, &live_app("1.0.0"), &l, &a),
+            Provenance::NotInGit,
+            "{kind}/{name}"
+        );
+    }
+    // An invalid live spec is a mismatch naming the field.
+    let verdict = check(&index, &repo, app, "web", &json!({"appRef": {}}), &l, &a);
+    let Provenance::Mismatch { fields, .. } = verdict else {
+        panic!("{verdict:?}")
+    };
+    assert!(fields[0].starts_with("spec.appRef"), "{fields:?}");
+}
