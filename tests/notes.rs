@@ -80,12 +80,18 @@ impl Fixture {
             }
         }
         git(&self.work, &["add", "-A"]);
-        git(&self.work, &["commit", "-q", "--allow-empty", "-m", message]);
+        git(
+            &self.work,
+            &["commit", "-q", "--allow-empty", "-m", message],
+        );
         oid(git(&self.work, &["rev-parse", "HEAD"]).trim())
     }
 
     fn push(&self) {
-        git(&self.work, &["push", "-q", self.remote.to_str().unwrap(), "main"]);
+        git(
+            &self.work,
+            &["push", "-q", self.remote.to_str().unwrap(), "main"],
+        );
     }
 
     /// A bare cache of the remote fetched with gix, as the operator keeps it.
@@ -118,7 +124,10 @@ impl Fixture {
                 dir.to_str().unwrap(),
             ],
         );
-        git(&dir, &["fetch", "-q", "origin", "refs/notes/*:refs/notes/*"]);
+        git(
+            &dir,
+            &["fetch", "-q", "origin", "refs/notes/*:refs/notes/*"],
+        );
         dir
     }
 }
@@ -204,9 +213,15 @@ fn notes_are_readable_by_plain_git_and_rewriting_is_a_no_op() {
     assert!(!shown.contains("hunter2"));
     let log = git(&reader, &["log", "--notes=vworkspace/*", "--format=%H%n%N"]);
     assert!(log.contains(&r3.id) && log.contains(&r1.id), "{log}");
-    assert!(log.contains("Notes (vworkspace/c1)") || log.contains(&r2.to_line()), "{log}");
+    assert!(
+        log.contains("Notes (vworkspace/c1)") || log.contains(&r2.to_line()),
+        "{log}"
+    );
     // One notes commit for the whole batch.
-    let count = git(&reader, &["rev-list", "--count", "refs/notes/vworkspace/c1"]);
+    let count = git(
+        &reader,
+        &["rev-list", "--count", "refs/notes/vworkspace/c1"],
+    );
     assert_eq!(count.trim(), "1");
 
     // The same records again, even recomputed later with a new time: nothing changes on the remote.
@@ -221,7 +236,10 @@ fn notes_are_readable_by_plain_git_and_rewriting_is_a_no_op() {
     let report = w.flush().unwrap();
     assert_eq!(report.delivered, 1);
     assert_eq!(report.attempts, 0, "no push needed: {report:?}");
-    assert_eq!(git(&f.remote, &["rev-parse", "refs/notes/vworkspace/c1"]), tip);
+    assert_eq!(
+        git(&f.remote, &["rev-parse", "refs/notes/vworkspace/c1"]),
+        tip
+    );
 
     // Reading with the library gives the same records, per ref.
     let repo = gix::open(&reader).unwrap();
@@ -229,8 +247,95 @@ fn notes_are_readable_by_plain_git_and_rewriting_is_a_no_op() {
     assert_eq!(notes.len(), 1);
     assert_eq!(notes[0].0, "refs/notes/vworkspace/c1");
     assert_eq!(
-        notes[0].1.iter().filter(|l| matches!(l, NoteLine::Record(_))).count(),
+        notes[0]
+            .1
+            .iter()
+            .filter(|l| matches!(l, NoteLine::Record(_)))
+            .count(),
         2
+    );
+
+    // The `notes` command reads the same.
+    let cli = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_vworkspace-operator"))
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8(out.stdout).unwrap(),
+        )
+    };
+    let repo_arg = reader.to_str().unwrap();
+    let (code, text) = cli(&["notes", "show", "--repo", repo_arg, &a.to_string()]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.starts_with(&format!("commit {a}\n")), "{text}");
+    assert!(
+        text.contains("[c1] ") && text.contains("ApplicationInstance/team-a/app-u1 gen 1  Ready/HelmReleaseReady: installed; password=[REDACTED]  (chartVersion=1.2.3, helmRelease=app-u1)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ApplicationInstance/team-a/app-u2 gen 4  Failed"),
+        "{text}"
+    );
+    let (code, json) = cli(&[
+        "notes",
+        "show",
+        "--repo",
+        repo_arg,
+        "--cluster-id",
+        "c1",
+        "--output",
+        "json",
+        "HEAD",
+    ]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["commit"], b.to_string());
+    assert_eq!(v["notes"][0]["ref"], "refs/notes/vworkspace/c1");
+    assert_eq!(v["notes"][0]["clusterId"], "c1");
+    assert_eq!(v["notes"][0]["records"][0]["id"], r3.id);
+    // Another cluster's ref has nothing here: exit 1.
+    let (code, text) = cli(&[
+        "notes",
+        "show",
+        "--repo",
+        repo_arg,
+        "--cluster-id",
+        "c2",
+        "HEAD",
+    ]);
+    assert_eq!(
+        (code, text.trim()),
+        (1, format!("no vworkspace notes on {b}").as_str())
+    );
+    let (code, _) = cli(&[
+        "notes",
+        "show",
+        "--repo",
+        repo_arg,
+        "--cluster-id",
+        "../x",
+        "HEAD",
+    ]);
+    assert_eq!(code, 2);
+    // log: newest first, one JSON object per commit; a range excludes the base.
+    let (code, log) = cli(&["notes", "log", "--repo", repo_arg, "--output", "json"]);
+    assert_eq!(code, 0);
+    let commits: Vec<String> = log
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["commit"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(commits, vec![b.to_string(), a.to_string()]);
+    let (_, log) = cli(&["notes", "log", "--repo", repo_arg, &format!("{a}..{b}")]);
+    assert!(
+        log.contains(&format!("commit {b}")) && !log.contains(&format!("commit {a}")),
+        "{log}"
     );
 }
 
@@ -294,7 +399,9 @@ fn eight_concurrent_writers_with_random_push_rejections_deliver_every_record_onc
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
-    let caches: Vec<PathBuf> = (0..WRITERS).map(|i| f.cache(&format!("cache{i}"))).collect();
+    let caches: Vec<PathBuf> = (0..WRITERS)
+        .map(|i| f.cache(&format!("cache{i}")))
+        .collect();
     let url = f.remote_url();
     let root = f.root.clone();
     let handles: Vec<_> = caches
@@ -352,7 +459,8 @@ fn eight_concurrent_writers_with_random_push_rejections_deliver_every_record_onc
         .unwrap();
         for line in String::from_utf8(out.stdout).unwrap().lines() {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();
-            *ids.entry(v["uid"].as_str().unwrap().to_string()).or_default() += 1;
+            *ids.entry(v["uid"].as_str().unwrap().to_string())
+                .or_default() += 1;
         }
     }
     assert_eq!(ids.len(), WRITERS * PER_WRITER, "every record present");
@@ -453,7 +561,11 @@ fn history() -> History {
             (&web, Some(&app_yaml("web", "1.0.0", ""))),
             (
                 &multi,
-                Some(&format!("{}---\n{}", app_yaml("alpha", "2.0.0", ""), op_yaml("backup-1", "24h"))),
+                Some(&format!(
+                    "{}---\n{}",
+                    app_yaml("alpha", "2.0.0", ""),
+                    op_yaml("backup-1", "24h")
+                )),
             ),
         ],
         "c1",
@@ -461,7 +573,11 @@ fn history() -> History {
     let c2 = f.commit(
         &[(
             &multi,
-            Some(&format!("{}---\n{}", app_yaml("alpha", "2.0.0", ""), op_yaml("backup-1", "72h"))),
+            Some(&format!(
+                "{}---\n{}",
+                app_yaml("alpha", "2.0.0", ""),
+                op_yaml("backup-1", "72h")
+            )),
         )],
         "c2: longer backup ttl",
     );
@@ -469,7 +585,11 @@ fn history() -> History {
     let side = f.commit(
         &[(
             &multi,
-            Some(&format!("{}---\n{}", app_yaml("alpha", "2.1.0", ""), op_yaml("backup-1", "72h"))),
+            Some(&format!(
+                "{}---\n{}",
+                app_yaml("alpha", "2.1.0", ""),
+                op_yaml("backup-1", "72h")
+            )),
         )],
         "side: upgrade alpha",
     );
@@ -481,8 +601,14 @@ fn history() -> History {
         )],
         "c3: other cluster",
     );
-    git(&f.work, &["merge", "-q", "--no-ff", "-m", "merge side", "side"]);
-    let c4 = f.commit(&[(&web, Some(&app_yaml("web", "1.1.0", "")))], "c4: upgrade web");
+    git(
+        &f.work,
+        &["merge", "-q", "--no-ff", "-m", "merge side", "side"],
+    );
+    let c4 = f.commit(
+        &[(&web, Some(&app_yaml("web", "1.1.0", "")))],
+        "c4: upgrade web",
+    );
     let head = f.commit(&[("README.md", Some("docs"))], "c5: docs");
     f.push();
     History {
@@ -531,21 +657,42 @@ fn provenance_matches_and_names_the_commit_that_changed_the_document() {
     let cache = h.f.root.join("cache");
     remote::open_or_init_cache(&cache).unwrap();
     let url = format!("file://{}", h.f.remote.display());
-    let fetched = remote::fetch(&cache, &url, &["+refs/heads/*:refs/heads/*"], &Credentials::None).unwrap();
+    let fetched = remote::fetch(
+        &cache,
+        &url,
+        &["+refs/heads/*:refs/heads/*"],
+        &Credentials::None,
+    )
+    .unwrap();
     assert!(fetched.received_pack);
-    assert_eq!(fetched.remote_refs, vec![("refs/heads/main".to_string(), h.head)]);
+    assert_eq!(
+        fetched.remote_refs,
+        vec![("refs/heads/main".to_string(), h.head)]
+    );
     let repo = Repo::open(&cache).unwrap();
     let rev = repo.resolve_commit("main").unwrap();
     assert_eq!(rev, h.head);
     let index = ProvenanceIndex::build(&repo, rev, "clusters/c1").unwrap();
-    assert_eq!(index.len(), 3, "web, alpha, backup-1; not the other cluster's ghost");
+    assert_eq!(
+        index.len(),
+        3,
+        "web, alpha, backup-1; not the other cluster's ghost"
+    );
     assert!(index.problems().is_empty(), "{:?}", index.problems());
     let (l, a) = (labels(), backup_annotation());
     let app = IntentKind::ApplicationInstance;
 
     // A single-document file: the last commit that changed it.
     assert_eq!(
-        check(&index, &repo, app, "web", &with_name(live_app("1.1.0"), "web"), &l, &a),
+        check(
+            &index,
+            &repo,
+            app,
+            "web",
+            &with_name(live_app("1.1.0"), "web"),
+            &l,
+            &a
+        ),
         Provenance::Match {
             intent_commit: h.c4,
             path: format!("{NS}/applicationinstance-web.yaml"),
@@ -554,7 +701,15 @@ fn provenance_matches_and_names_the_commit_that_changed_the_document() {
     // Multi-document file: alpha last changed on the side branch (not by the merge, not by c2 which
     // touched only backup-1 in the same file).
     assert_eq!(
-        check(&index, &repo, app, "alpha", &with_name(live_app("2.1.0"), "alpha"), &l, &a),
+        check(
+            &index,
+            &repo,
+            app,
+            "alpha",
+            &with_name(live_app("2.1.0"), "alpha"),
+            &l,
+            &a
+        ),
         Provenance::Match {
             intent_commit: h.side,
             path: format!("{NS}/multi.yaml#0"),
@@ -565,7 +720,15 @@ fn provenance_matches_and_names_the_commit_that_changed_the_document() {
         "type": "Backup", "engine": "velero", "parameters": {"ttl": "72h"}
     });
     assert_eq!(
-        check(&index, &repo, IntentKind::Operation, "backup-1", &op_spec, &l, &BTreeMap::new()),
+        check(
+            &index,
+            &repo,
+            IntentKind::Operation,
+            "backup-1",
+            &op_spec,
+            &l,
+            &BTreeMap::new()
+        ),
         Provenance::Match {
             intent_commit: h.c2,
             path: format!("{NS}/multi.yaml#1"),
@@ -576,7 +739,15 @@ fn provenance_matches_and_names_the_commit_that_changed_the_document() {
     let mut op_spec_old = op_spec.clone();
     op_spec_old["parameters"]["ttl"] = json!("24h");
     assert_eq!(
-        check(&old, &repo, IntentKind::Operation, "backup-1", &op_spec_old, &l, &BTreeMap::new()),
+        check(
+            &old,
+            &repo,
+            IntentKind::Operation,
+            "backup-1",
+            &op_spec_old,
+            &l,
+            &BTreeMap::new()
+        ),
         Provenance::Match {
             intent_commit: h.c1,
             path: format!("{NS}/multi.yaml#1"),
@@ -586,15 +757,24 @@ fn provenance_matches_and_names_the_commit_that_changed_the_document() {
     let mut l2 = l.clone();
     l2.insert("team".into(), "blue".into());
     let mut a2 = a.clone();
-    a2.insert("kubectl.kubernetes.io/last-applied-configuration".into(), "{}".into());
+    a2.insert(
+        "kubectl.kubernetes.io/last-applied-configuration".into(),
+        "{}".into(),
+    );
     assert!(matches!(
-        check(&index, &repo, app, "web", &with_name(live_app("1.1.0"), "web"), &l2, &a2),
+        check(
+            &index,
+            &repo,
+            app,
+            "web",
+            &with_name(live_app("1.1.0"), "web"),
+            &l2,
+            &a2
+        ),
         Provenance::Match { .. }
     ));
     // The path history of the multi-document file: newest first, the merge not listed.
-    let hist = repo
-        .path_history(rev, &format!("{NS}/multi.yaml"))
-        .unwrap();
+    let hist = repo.path_history(rev, &format!("{NS}/multi.yaml")).unwrap();
     assert_eq!(hist, vec![h.side, h.c2, h.c1]);
     assert_eq!(repo.path_history(rev, "README.md").unwrap(), vec![h.head]);
 }
@@ -622,13 +802,24 @@ fn provenance_reports_hand_edits_label_and_annotation_edits_and_objects_not_in_g
             ],
         }
     );
-    assert!(!format!("{verdict:?}").contains("hunter2"), "values never appear");
+    assert!(
+        !format!("{verdict:?}").contains("hunter2"),
+        "values never appear"
+    );
 
     // A changed cluster-id label.
     let mut l2 = l.clone();
     l2.insert("app.vworkspace.io/cluster-id".into(), "c2".into());
     assert_eq!(
-        check(&index, &repo, app, "web", &with_name(live_app("1.1.0"), "web"), &l2, &a),
+        check(
+            &index,
+            &repo,
+            app,
+            "web",
+            &with_name(live_app("1.1.0"), "web"),
+            &l2,
+            &a
+        ),
         Provenance::Mismatch {
             path: path.clone(),
             fields: vec!["metadata.labels[\"app.vworkspace.io/cluster-id\"]".to_string()],
@@ -639,7 +830,15 @@ fn provenance_reports_hand_edits_label_and_annotation_edits_and_objects_not_in_g
     a2.insert("ops.vworkspace.io/restore".into(), "velero".into());
     a2.insert("apps.vworkspace.io/reconcile".into(), "disabled".into());
     assert_eq!(
-        check(&index, &repo, app, "web", &with_name(live_app("1.1.0"), "web"), &l, &a2),
+        check(
+            &index,
+            &repo,
+            app,
+            "web",
+            &with_name(live_app("1.1.0"), "web"),
+            &l,
+            &a2
+        ),
         Provenance::Mismatch {
             path: path.clone(),
             fields: vec![
@@ -650,7 +849,15 @@ fn provenance_reports_hand_edits_label_and_annotation_edits_and_objects_not_in_g
     );
     // A capability annotation removed by hand.
     assert_eq!(
-        check(&index, &repo, app, "web", &with_name(live_app("1.1.0"), "web"), &l, &BTreeMap::new()),
+        check(
+            &index,
+            &repo,
+            app,
+            "web",
+            &with_name(live_app("1.1.0"), "web"),
+            &l,
+            &BTreeMap::new()
+        ),
         Provenance::Mismatch {
             path,
             fields: vec!["metadata.annotations[\"ops.vworkspace.io/backup\"]".to_string()],

@@ -36,7 +36,9 @@ pub const MAX_MESSAGE_BYTES: usize = 4096;
 /// Errors of the audit trail. Messages name the notes ref, the commit or the state file involved.
 #[derive(Debug, thiserror::Error)]
 pub enum NotesError {
-    #[error("invalid cluster id {0:?}: use letters, digits, '.', '_' or '-' (not starting with '.')")]
+    #[error(
+        "invalid cluster id {0:?}: use letters, digits, '.', '_' or '-' (not starting with '.')"
+    )]
     ClusterId(String),
     #[error("invalid outcome record: {0}")]
     Record(String),
@@ -487,7 +489,10 @@ impl NotesWriter {
 
     /// Add records to the pending store (persisted before this returns). A record already pending (same
     /// commit and id) is not added twice.
-    pub fn enqueue(&mut self, entries: impl IntoIterator<Item = NoteEntry>) -> Result<(), NotesError> {
+    pub fn enqueue(
+        &mut self,
+        entries: impl IntoIterator<Item = NoteEntry>,
+    ) -> Result<(), NotesError> {
         let known: HashSet<(ObjectId, String)> = self
             .pending
             .iter()
@@ -774,7 +779,10 @@ mod tests {
 
     #[test]
     fn cluster_ids_are_checked() {
-        assert_eq!(notes_ref("prod-eu.1").unwrap(), "refs/notes/vworkspace/prod-eu.1");
+        assert_eq!(
+            notes_ref("prod-eu.1").unwrap(),
+            "refs/notes/vworkspace/prod-eu.1"
+        );
         for bad in ["", ".x", "a/b", "a..b", "x.lock", "a b", "a:b"] {
             assert!(notes_ref(bad).is_err(), "{bad:?}");
         }

@@ -58,7 +58,10 @@ pub struct LiveObject<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Provenance {
     /// The object equals its manifest at `path` (`file` or `file#N` in a multi-document file).
-    Match { intent_commit: ObjectId, path: String },
+    Match {
+        intent_commit: ObjectId,
+        path: String,
+    },
     /// The object differs from its manifest at `path`; `fields` names each difference, e.g. `spec.chart.version`,
     /// `metadata.annotations["ops.vworkspace.io/backup"]`.
     Mismatch { path: String, fields: Vec<String> },
@@ -85,12 +88,12 @@ impl TypedSpec {
             format!("{path}: {}", e.into_inner())
         };
         Ok(match kind {
-            IntentKind::ApplicationInstance => {
-                Self::App(Box::new(serde_path_to_error::deserialize(spec).map_err(field)?))
-            }
-            IntentKind::Operation => {
-                Self::Op(Box::new(serde_path_to_error::deserialize(spec).map_err(field)?))
-            }
+            IntentKind::ApplicationInstance => Self::App(Box::new(
+                serde_path_to_error::deserialize(spec).map_err(field)?,
+            )),
+            IntentKind::Operation => Self::Op(Box::new(
+                serde_path_to_error::deserialize(spec).map_err(field)?,
+            )),
         })
     }
 
@@ -190,10 +193,8 @@ impl ProvenanceIndex {
                 .map_or(doc.location.as_str(), |(f, _)| f)
                 .to_string();
             let meta = doc.value.get("metadata");
-            let spec = TypedSpec::parse(
-                doc.key.kind,
-                doc.value.get("spec").unwrap_or(&Value::Null),
-            );
+            let spec =
+                TypedSpec::parse(doc.key.kind, doc.value.get("spec").unwrap_or(&Value::Null));
             docs.insert(
                 doc.key.clone(),
                 IndexedDoc {
@@ -206,7 +207,10 @@ impl ProvenanceIndex {
                 },
             );
         }
-        for p in problems.iter().filter(|p| p.reason.starts_with("duplicate:")) {
+        for p in problems
+            .iter()
+            .filter(|p| p.reason.starts_with("duplicate:"))
+        {
             if let Some((_, d)) = docs.iter_mut().find(|(k, _)| k.to_string() == p.object) {
                 d.duplicate = Some(p.path.clone());
             }
@@ -242,7 +246,11 @@ impl ProvenanceIndex {
     }
 
     /// Check one live object against the index. `repo` must be the repository the index was built from.
-    pub fn lookup(&self, repo: &Repo, live: &LiveObject<'_>) -> Result<Provenance, ProvenanceError> {
+    pub fn lookup(
+        &self,
+        repo: &Repo,
+        live: &LiveObject<'_>,
+    ) -> Result<Provenance, ProvenanceError> {
         let key = ObjectKey {
             kind: live.kind,
             namespace: live.namespace.to_string(),
@@ -336,7 +344,12 @@ impl ProvenanceIndex {
         Ok(commit)
     }
 
-    fn entry(&self, repo: &Repo, commit: ObjectId, file: &str) -> Result<Option<ObjectId>, RepoError> {
+    fn entry(
+        &self,
+        repo: &Repo,
+        commit: ObjectId,
+        file: &str,
+    ) -> Result<Option<ObjectId>, RepoError> {
         let k = (commit, file.to_string());
         if let Some(v) = lock(&self.entries).get(&k) {
             return Ok(*v);
@@ -428,7 +441,9 @@ mod tests {
         assert!(is_vworkspace_key("ops.vworkspace.io/backup"));
         assert!(is_vworkspace_key("vworkspace.io/x"));
         assert!(!is_vworkspace_key("evilvworkspace.io/x"));
-        assert!(!is_vworkspace_key("kubectl.kubernetes.io/last-applied-configuration"));
+        assert!(!is_vworkspace_key(
+            "kubectl.kubernetes.io/last-applied-configuration"
+        ));
         assert!(!is_vworkspace_key("managed-by"));
     }
 
@@ -446,11 +461,17 @@ mod tests {
         let git = BTreeMap::from([("ops.vworkspace.io/backup".to_string(), "velero".to_string())]);
         let live = BTreeMap::from([
             ("ops.vworkspace.io/backup".to_string(), "velero".to_string()),
-            ("apps.vworkspace.io/reconcile".to_string(), "disabled".to_string()),
+            (
+                "apps.vworkspace.io/reconcile".to_string(),
+                "disabled".to_string(),
+            ),
             ("other.io/x".to_string(), "y".to_string()),
         ]);
         diff_maps("metadata.annotations", &git, &live, &mut out);
-        assert_eq!(out, vec!["metadata.annotations[\"apps.vworkspace.io/reconcile\"]"]);
+        assert_eq!(
+            out,
+            vec!["metadata.annotations[\"apps.vworkspace.io/reconcile\"]"]
+        );
     }
 
     #[test]
@@ -461,8 +482,8 @@ mod tests {
         let a = TypedSpec::parse(IntentKind::ApplicationInstance, &git).unwrap();
         let b = TypedSpec::parse(IntentKind::ApplicationInstance, &live).unwrap();
         assert_eq!(a, b);
-        let e = TypedSpec::parse(IntentKind::ApplicationInstance, &json!({"chart": 1}))
-            .unwrap_err();
+        let e =
+            TypedSpec::parse(IntentKind::ApplicationInstance, &json!({"chart": 1})).unwrap_err();
         assert!(e.starts_with("spec"), "{e}");
     }
 }

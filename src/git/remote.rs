@@ -600,10 +600,7 @@ mod tests {
             display_url("https://ghp_token@git.example/x"),
             "https://git.example/x"
         );
-        assert_eq!(
-            display_url("ssh://git@host:22/repo"),
-            "ssh://host:22/repo"
-        );
+        assert_eq!(display_url("ssh://git@host:22/repo"), "ssh://host:22/repo");
         assert_eq!(display_url("git@host:org/repo"), "git@host:org/repo");
         assert_eq!(display_url("/srv/git/repo"), "/srv/git/repo");
         assert_eq!(
@@ -658,7 +655,10 @@ mod tests {
         };
         assert!(Credentials::from_files(&files).is_err());
         let files = CredentialFiles {
-            ssh_private_key: p("k2", "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n"),
+            ssh_private_key: p(
+                "k2",
+                "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n",
+            ),
             known_hosts: None,
             ..Default::default()
         };
