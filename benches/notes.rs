@@ -47,7 +47,10 @@ fn fixture(n: usize) -> Fixture {
     let tmp = tempfile::tempdir().expect("tempdir");
     let root = tmp.path().to_path_buf();
     let template = root.join("remote-template.git");
-    git(&root, &["init", "-q", "--bare", "-b", "main", "remote-template.git"]);
+    git(
+        &root,
+        &["init", "-q", "--bare", "-b", "main", "remote-template.git"],
+    );
     let mut stream = String::new();
     for i in 0..n {
         let msg = format!("intent change {i}\n");
@@ -145,8 +148,9 @@ fn bench(c: &mut Criterion) {
                 (remote, state, records.clone())
             },
             |(remote, state, records)| {
-                let mut w = NotesWriter::new(&f.cache, remote.to_str().expect("utf-8"), "c1", &state)
-                    .expect("writer");
+                let mut w =
+                    NotesWriter::new(&f.cache, remote.to_str().expect("utf-8"), "c1", &state)
+                        .expect("writer");
                 w.enqueue(records).expect("enqueue");
                 let report = w.flush().expect("flush");
                 assert_eq!((report.delivered, report.pending), (RECORDS, 0));

@@ -10,6 +10,7 @@ use gix::ObjectId;
 use serde_json::json;
 use vworkspace_operator::git::notes::{
     NewRecord, NoteEntry, NoteLine, NotesWriter, OutcomeRecord, RetryPolicy, read_notes,
+    write_batch,
 };
 use vworkspace_operator::git::provenance::{LiveObject, Provenance, ProvenanceIndex};
 use vworkspace_operator::git::remote::{self, Credentials};
@@ -881,4 +882,183 @@ fn provenance_reports_hand_edits_label_and_annotation_edits_and_objects_not_in_g
         panic!("{verdict:?}")
     };
     assert!(fields[0].starts_with("spec.appRef"), "{fields:?}");
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Credentials over a real smart-HTTP server (git http-backend behind basic auth)
+
+/// A smart-HTTP git server: `git http-backend` as CGI behind HTTP basic authentication.
+const HTTP_SERVER: &str = r#"
+import base64, os, subprocess, sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+root, user, pw = sys.argv[1], sys.argv[2], sys.argv[3]
+expected = "Basic " + base64.b64encode(f"{user}:{pw}".encode()).decode()
+class H(BaseHTTPRequestHandler):
+    def log_message(self, *a): pass
+    def do_GET(self): self.git()
+    def do_POST(self): self.git()
+    def git(self):
+        if self.headers.get("Authorization") != expected:
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="git"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        path, _, query = self.path.partition("?")
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            body = b""
+            while True:
+                size = int(self.rfile.readline().strip(), 16)
+                if size == 0:
+                    self.rfile.readline()
+                    break
+                body += self.rfile.read(size)
+                self.rfile.readline()
+        else:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        env = dict(os.environ, GIT_PROJECT_ROOT=root, GIT_HTTP_EXPORT_ALL="1", PATH_INFO=path,
+                   QUERY_STRING=query, REQUEST_METHOD=self.command, REMOTE_USER=user,
+                   CONTENT_TYPE=self.headers.get("Content-Type", ""), CONTENT_LENGTH=str(len(body)),
+                   HTTP_CONTENT_ENCODING=self.headers.get("Content-Encoding", ""),
+                   GIT_PROTOCOL=self.headers.get("Git-Protocol", ""),
+                   GIT_CONFIG_GLOBAL="/dev/null", GIT_CONFIG_NOSYSTEM="1")
+        out = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True).stdout
+        head, _, rest = out.partition(b"\r\n\r\n")
+        status, headers = 200, []
+        for line in head.decode().split("\r\n"):
+            k, _, v = line.partition(":")
+            if k.lower() == "status":
+                status = int(v.split()[0])
+            elif k:
+                headers.append((k, v.strip()))
+        self.send_response(status)
+        for k, v in headers:
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(rest)))
+        self.end_headers()
+        self.wfile.write(rest)
+srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+print(srv.server_address[1], flush=True)
+srv.serve_forever()
+"#;
+
+struct HttpServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
+
+fn http_server(root: &Path, user: &str, password: &str) -> HttpServer {
+    use std::io::BufRead;
+    let script = root.join("server.py");
+    std::fs::write(&script, HTTP_SERVER).unwrap();
+    let mut child = Command::new("python3")
+        .arg(&script)
+        .arg(root)
+        .arg(user)
+        .arg(password)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 is needed for the smart-HTTP test server");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    HttpServer {
+        port: line.trim().parse().unwrap(),
+        child,
+    }
+}
+
+#[test]
+fn credentials_reach_the_server_but_never_messages() {
+    let f = Fixture::new();
+    let a = f.commit(&[("README.md", Some("a"))], "a");
+    f.push();
+    git(&f.remote, &["config", "http.receivepack", "true"]);
+    let server = http_server(&f.root, "bot", "s3cret-token");
+    let url = format!("http://127.0.0.1:{}/remote.git", server.port);
+    let cache = f.cache("cache");
+    let good = Credentials::https("bot", "s3cret-token").unwrap();
+    let bad = Credentials::https("bot", "wrong-pass-123").unwrap();
+
+    // gix offers the credentials, but never over plain http: refused before anything is sent.
+    let e = remote::fetch(&cache, &url, &["+refs/heads/*:refs/heads/*"], &good)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("clear text"), "{e}");
+    assert!(!e.contains("s3cret-token"), "{e}");
+    // Without credentials the server's 401 is an error too; a password in the URL is never printed.
+    assert!(
+        remote::fetch(
+            &cache,
+            &url,
+            &["+refs/heads/*:refs/heads/*"],
+            &Credentials::None
+        )
+        .is_err()
+    );
+    let in_url = format!("http://bot:leaky-pass@127.0.0.1:{}/remote.git", server.port);
+    let e = remote::fetch(
+        &cache,
+        &in_url,
+        &["+refs/heads/*:refs/heads/*"],
+        &Credentials::None,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(!e.contains("leaky-pass") && !e.contains("bot:"), "{e}");
+
+    // The git CLI push answers the server's challenge through the askpass script.
+    let repo = gix::open(&cache).unwrap();
+    let entries = [NoteEntry {
+        commit: a,
+        record: record("u1", 1, "Ready", "ok"),
+    }];
+    let batch = write_batch(&repo, "refs/notes/vworkspace/c1", None, &entries).unwrap();
+    let new = batch.commit.unwrap();
+    let refname = "refs/notes/vworkspace/c1";
+    let e = remote::push_cas(&cache, &url, new, refname, None, &bad)
+        .unwrap_err()
+        .to_string();
+    assert!(!e.contains("wrong-pass-123"), "{e}");
+    assert!(e.contains("git push") && e.contains(&url), "{e}");
+    let e = remote::push_cas(&cache, &in_url, new, refname, None, &Credentials::None);
+    assert!(!format!("{e:?}").contains("leaky-pass"), "{e:?}");
+    git(&f.remote, &["update-ref", "-d", refname]);
+    assert_eq!(
+        remote::push_cas(&cache, &url, new, refname, None, &good).unwrap(),
+        remote::PushOutcome::Accepted
+    );
+    assert_eq!(
+        git(&f.remote, &["rev-parse", refname]).trim(),
+        new.to_string()
+    );
+    // Compare-and-swap: a second push expecting the ref to be absent is rejected, not forced.
+    let again = write_batch(
+        &repo,
+        refname,
+        None,
+        &[NoteEntry {
+            commit: a,
+            record: record("u2", 1, "Ready", "ok"),
+        }],
+    )
+    .unwrap()
+    .commit
+    .unwrap();
+    assert!(matches!(
+        remote::push_cas(&cache, &url, again, refname, None, &good).unwrap(),
+        remote::PushOutcome::Rejected { .. }
+    ));
+    assert_eq!(
+        git(&f.remote, &["rev-parse", refname]).trim(),
+        new.to_string()
+    );
 }
