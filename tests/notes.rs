@@ -1062,3 +1062,38 @@ fn credentials_reach_the_server_but_never_messages() {
         new.to_string()
     );
 }
+
+#[test]
+fn provenance_refuses_an_object_defined_twice_and_reports_unreadable_files() {
+    let f = Fixture::new();
+    let c = f.commit(
+        &[
+            (&format!("{NS}/a.yaml"), Some(&app_yaml("web", "1.0.0", ""))),
+            (&format!("{NS}/b.yaml"), Some(&app_yaml("web", "1.0.0", ""))),
+            (&format!("{NS}/broken.yaml"), Some("kind: [unclosed")),
+        ],
+        "dup",
+    );
+    let repo = Repo::open(&f.work).unwrap();
+    let index = ProvenanceIndex::build(&repo, c, "clusters/c1").unwrap();
+    assert_eq!(index.problems().len(), 2, "{:?}", index.problems());
+    let verdict = check(
+        &index,
+        &repo,
+        IntentKind::ApplicationInstance,
+        "web",
+        &with_name(live_app("1.0.0"), "web"),
+        &labels(),
+        &backup_annotation(),
+    );
+    let Provenance::Mismatch { path, fields } = verdict else {
+        panic!("{verdict:?}")
+    };
+    assert_eq!(path, format!("{NS}/a.yaml"));
+    assert_eq!(
+        fields,
+        vec![format!(
+            "metadata.name (the object is defined more than once in Git, also at {NS}/b.yaml)"
+        )]
+    );
+}

@@ -29,6 +29,9 @@ pub struct TreeFile {
     pub data: Vec<u8>,
 }
 
+/// Size of the object cache of an opened repository.
+const OBJECT_CACHE_BYTES: usize = 16 << 20;
+
 /// A repository opened for reading (bare or not; the work tree is never used).
 pub struct Repo {
     inner: gix::Repository,
@@ -38,10 +41,12 @@ pub struct Repo {
 impl Repo {
     pub fn open(path: impl AsRef<Path>) -> Result<Self, RepoError> {
         let path = path.as_ref().to_path_buf();
-        let inner = gix::open(&path).map_err(|e| RepoError::Open {
+        let mut inner = gix::open(&path).map_err(|e| RepoError::Open {
             path: path.clone(),
             message: e.to_string(),
         })?;
+        // History walks (provenance, path history) read the same trees over and over.
+        inner.object_cache_size_if_unset(OBJECT_CACHE_BYTES);
         Ok(Self { inner, path })
     }
 
