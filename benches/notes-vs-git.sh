@@ -15,7 +15,7 @@ RECORDS=10000
 TARGET=${CARGO_TARGET_DIR:-target}
 
 echo "== vworkspace-operator NotesWriter: ${RECORDS} records, one notes commit, CAS push (criterion)"
-cargo bench --bench notes 2>&1 | grep -E "write_and_push|time:" || true
+cargo bench --bench notes -- write_and_push 2>&1 | grep -E "write_and_push|time:" || true
 EST="$TARGET/criterion/notes/write_and_push_10000_records/new/estimates.json"
 ours_ns=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['mean']['point_estimate'])" "$EST")
 

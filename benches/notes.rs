@@ -162,5 +162,120 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+const OBJECTS: usize = 300;
+const HISTORY: usize = 1_000;
+
+fn app_doc(i: usize, version: usize) -> String {
+    format!(
+        "apiVersion: apps.vworkspace.io/v1alpha1\nkind: ApplicationInstance\nmetadata:\n  name: app{i}\n  namespace: ns{ns}\n  labels: {{app.vworkspace.io/cluster-id: c1}}\nspec:\n  appRef: {{catalogId: nextcloud}}\n  chart: {{sourceType: oci, url: oci://r.example/c, name: c, version: 1.0.{version}}}\n  release: {{name: app{i}, namespace: ns{ns}}}\n  values: {{source: inline, inline: {{replicas: 1}}}}\n",
+        ns = i % 10
+    )
+}
+
+/// 300 ApplicationInstances in 300 files, then 1,000 commits each changing one of them.
+fn provenance_fixture() -> (tempfile::TempDir, PathBuf, Vec<usize>) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let repo = tmp.path().join("repo.git");
+    git(
+        tmp.path(),
+        &["init", "-q", "--bare", "-b", "main", "repo.git"],
+    );
+    let mut versions = vec![0usize; OBJECTS];
+    let mut stream = String::new();
+    let file = |i: usize| {
+        format!(
+            "clusters/c1/namespaces/ns{}/applicationinstance-app{i}.yaml",
+            i % 10
+        )
+    };
+    let mut push_commit = |n: usize, changes: &[(String, String)]| {
+        let msg = format!("change {n}\n");
+        stream.push_str(&format!(
+            "commit refs/heads/main\ncommitter Alice <alice@example.org> {} +0000\ndata {}\n{msg}",
+            1_700_000_000 + n,
+            msg.len()
+        ));
+        for (path, content) in changes {
+            stream.push_str(&format!(
+                "M 644 inline {path}\ndata {}\n{content}\n",
+                content.len()
+            ));
+        }
+    };
+    let initial: Vec<(String, String)> = (0..OBJECTS).map(|i| (file(i), app_doc(i, 0))).collect();
+    push_commit(0, &initial);
+    let mut rng = fastrand::Rng::with_seed(7);
+    for n in 1..=HISTORY {
+        let i = rng.usize(..OBJECTS);
+        versions[i] += 1;
+        push_commit(n, &[(file(i), app_doc(i, versions[i]))]);
+    }
+    let mut child = Command::new("git")
+        .arg("-C")
+        .arg(&repo)
+        .args(["fast-import", "--quiet"])
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("fast-import");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stream.as_bytes())
+        .expect("write");
+    assert!(child.wait().expect("wait").success());
+    (tmp, repo, versions)
+}
+
+fn bench_provenance(c: &mut Criterion) {
+    use vworkspace_operator::git::provenance::{LiveObject, Provenance, ProvenanceIndex};
+    use vworkspace_operator::git::repo::Repo;
+    use vworkspace_operator::intent::IntentKind;
+    let (_tmp, path, versions) = provenance_fixture();
+    let repo = Repo::open(&path).expect("open");
+    let rev = repo.resolve_commit("main").expect("main");
+    let labels = BTreeMap::from([("app.vworkspace.io/cluster-id".to_string(), "c1".to_string())]);
+    let annotations = BTreeMap::new();
+    let specs: Vec<serde_json::Value> = (0..OBJECTS)
+        .map(|i| {
+            serde_json::json!({
+                "appRef": {"catalogId": "nextcloud"}, "mode": "managed",
+                "chart": {"sourceType": "oci", "url": "oci://r.example/c", "name": "c", "version": format!("1.0.{}", versions[i])},
+                "release": {"name": format!("app{i}"), "namespace": format!("ns{}", i % 10)},
+                "values": {"source": "inline", "inline": {"replicas": 1}}
+            })
+        })
+        .collect();
+    let names: Vec<(String, String)> = (0..OBJECTS)
+        .map(|i| (format!("ns{}", i % 10), format!("app{i}")))
+        .collect();
+    let mut group = c.benchmark_group("provenance");
+    group.sample_size(10);
+    group.bench_function("index_and_check_300_objects_1000_commits", |b| {
+        b.iter(|| {
+            let index = ProvenanceIndex::build(&repo, rev, "clusters/c1").expect("index");
+            for (i, (ns, name)) in names.iter().enumerate() {
+                let verdict = index
+                    .lookup(
+                        &repo,
+                        &LiveObject {
+                            kind: IntentKind::ApplicationInstance,
+                            namespace: ns,
+                            name,
+                            spec: &specs[i],
+                            labels: &labels,
+                            annotations: &annotations,
+                        },
+                    )
+                    .expect("lookup");
+                assert!(matches!(verdict, Provenance::Match { .. }), "{verdict:?}");
+            }
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench, bench_provenance);
 criterion_main!(benches);
