@@ -6,6 +6,7 @@
 pub mod crdgen;
 pub mod render;
 pub mod run;
+pub mod notes;
 
 use std::process::ExitCode;
 
@@ -31,6 +32,8 @@ pub enum Command {
     Crdgen(crdgen::Args),
     /// Validate and render intents for review: a directory, a git revision, or the diff between two.
     Render(render::Args),
+    /// Read the audit trail: outcome records written as git notes.
+    Notes(notes::Args),
 }
 
 /// Run a parsed command line.
@@ -38,6 +41,7 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Crdgen(args) => crdgen::run(args),
         Command::Render(args) => render::run(args),
+        Command::Notes(args) => notes::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
