@@ -44,7 +44,7 @@ pub fn is_ours(meta_labels: &BTreeMap<String, String>, cluster_id: &str) -> bool
 
 #[instrument(skip_all, fields(namespace = %app.namespace().unwrap_or_default(), object = %app.name_any(), reconcile_id = %fastrand::u64(..)))]
 pub async fn reconcile(app: Arc<ApplicationInstance>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let _timer = ctx.metrics.timer("applicationinstance");
+    let started = std::time::Instant::now();
     let namespace = app.namespace().unwrap_or_default();
     let api: Api<ApplicationInstance> = Api::namespaced(ctx.client.clone(), &namespace);
     let has_finalizer = app.finalizers().iter().any(|f| f == APP_FINALIZER);
@@ -61,8 +61,7 @@ pub async fn reconcile(app: Arc<ApplicationInstance>, ctx: Arc<Context>) -> Resu
     })
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)));
-    ctx.metrics
-        .reconciled("applicationinstance", result.is_ok());
+    ctx.metrics.reconciled("applicationinstance", result.is_ok(), started.elapsed());
     result
 }
 

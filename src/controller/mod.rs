@@ -7,6 +7,9 @@ pub mod cluster;
 pub mod context;
 pub mod gitops;
 pub mod operation;
+pub mod repo_source;
+pub mod run;
+pub mod sinks;
 pub mod status;
 
 use std::collections::BTreeMap;
@@ -22,38 +25,33 @@ pub struct Counters {
     by_kind: Mutex<BTreeMap<String, u64>>,
     reconciles: Mutex<BTreeMap<(String, bool), u64>>,
     durations: Mutex<BTreeMap<String, (u64, f64)>>,
-}
-
-/// Records a reconcile's duration when dropped.
-pub struct Timer<'a> {
-    counters: &'a Counters,
-    controller: &'static str,
-    start: std::time::Instant,
-}
-
-impl Drop for Timer<'_> {
-    fn drop(&mut self) {
-        let secs = self.start.elapsed().as_secs_f64();
-        if let Ok(mut d) = self.counters.durations.lock() {
-            let e = d.entry(self.controller.to_string()).or_default();
-            e.0 += 1;
-            e.1 += secs;
-        }
-    }
+    prom: std::sync::OnceLock<crate::metrics::Metrics>,
 }
 
 impl Counters {
-    pub fn timer(&self, controller: &'static str) -> Timer<'_> {
-        Timer {
-            counters: self,
-            controller,
-            start: std::time::Instant::now(),
-        }
+    /// Send reconcile counts and durations to the Prometheus metrics too.
+    pub fn attach(&self, metrics: crate::metrics::Metrics) {
+        let _ = self.prom.set(metrics);
     }
 
-    pub fn reconciled(&self, controller: &str, ok: bool) {
+    /// Count one reconcile of `controller` that took `elapsed`.
+    pub fn reconciled(&self, controller: &str, ok: bool, elapsed: std::time::Duration) {
         if let Ok(mut r) = self.reconciles.lock() {
             *r.entry((controller.to_string(), ok)).or_default() += 1;
+        }
+        if let Ok(mut d) = self.durations.lock() {
+            let e = d.entry(controller.to_string()).or_default();
+            e.0 += 1;
+            e.1 += elapsed.as_secs_f64();
+        }
+        if let Some(m) = self.prom.get() {
+            use crate::metrics::{Controller, ReconcileResult};
+            let c = match controller {
+                "applicationinstance" => Controller::ApplicationInstance,
+                "operation" => Controller::Operation,
+                _ => Controller::Cluster,
+            };
+            m.record_reconcile(c, if ok { ReconcileResult::Success } else { ReconcileResult::Error }, elapsed);
         }
     }
 

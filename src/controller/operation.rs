@@ -28,7 +28,7 @@ use crate::validate;
 
 #[instrument(skip_all, fields(namespace = %op.namespace().unwrap_or_default(), object = %op.name_any(), reconcile_id = %fastrand::u64(..)))]
 pub async fn reconcile(op: Arc<Operation>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let _timer = ctx.metrics.timer("operation");
+    let started = std::time::Instant::now();
     let namespace = op.namespace().unwrap_or_default();
     let api: Api<Operation> = Api::namespaced(ctx.client.clone(), &namespace);
     let has_finalizer = op.finalizers().iter().any(|f| f == OPERATION_FINALIZER);
@@ -45,7 +45,7 @@ pub async fn reconcile(op: Arc<Operation>, ctx: Arc<Context>) -> Result<Action, 
     })
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)));
-    ctx.metrics.reconciled("operation", result.is_ok());
+    ctx.metrics.reconciled("operation", result.is_ok(), started.elapsed());
     result
 }
 
