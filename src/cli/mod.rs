@@ -4,6 +4,7 @@
 //! unreadable configuration.
 
 pub mod crdgen;
+pub mod verify;
 
 use std::process::ExitCode;
 
@@ -27,12 +28,15 @@ pub struct Cli {
 pub enum Command {
     /// Print the CustomResourceDefinitions of the API as YAML.
     Crdgen(crdgen::Args),
+    /// Verify commit signatures of a revision or range under a trust policy.
+    Verify(verify::Args),
 }
 
 /// Run a parsed command line.
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Crdgen(args) => crdgen::run(args),
+        Command::Verify(args) => verify::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

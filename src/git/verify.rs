@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use super::commit::{self, ParsedCommit};
 use super::policy::{Mode, SignatureKind, TrustPolicy};
-use super::repo::{Repo, RepoError};
+use super::repo::Repo;
 
 /// Why a commit was not trusted. The names are stable: they appear in CLI output, conditions and docs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -187,10 +187,6 @@ impl RangeReport {
 /// A range could not be walked (as opposed to: a commit did not verify).
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
-    #[error(transparent)]
-    Repo(#[from] RepoError),
-    #[error("cannot walk history from {target}: {message}")]
-    Walk { target: String, message: String },
     #[error("path {path:?}: {reason}")]
     BadPath { path: String, reason: &'static str },
 }
@@ -268,16 +264,84 @@ pub fn verify_range(
     Verifier::new(repo, policy).range(base, target, path, mode)
 }
 
-/// A path's entry in a tree: mode bits and object id; `None` when absent.
+/// A path's entry in a tree: mode and object id; `None` when absent.
 type PathEntry = Option<(gix::objs::tree::EntryMode, ObjectId)>;
 
-/// Verification with caches: raw commit lookups, commit → tree, and (depth, tree) → entry at the path.
+/// A commit met during a walk.
+struct Node {
+    /// Committer time; malformed or unreadable commits sort last.
+    time: i64,
+    tree: Option<ObjectId>,
+    /// Parents from the strict parse; empty when the commit could not be parsed.
+    parents: Vec<ObjectId>,
+    /// The parsed commit until it is verified (then dropped to bound memory).
+    parsed: Option<ParsedCommit>,
+    /// Why the commit cannot be verified at all (unreadable, malformed).
+    failure: Option<Failure>,
+    /// Reachable from the base.
+    hidden: bool,
+    in_queue: bool,
+    popped: bool,
+}
+
+/// Read and strictly parse commit `id` into a walk node.
+fn read_node(repo: &Repo, buf: &mut Vec<u8>, id: ObjectId) -> Node {
+    let mut node = Node {
+        time: i64::MIN,
+        tree: None,
+        parents: Vec::new(),
+        parsed: None,
+        failure: None,
+        hidden: false,
+        in_queue: false,
+        popped: false,
+    };
+    let kind = repo.gix().object_hash();
+    let unreadable = |m: String| Failure::new(Reason::UnreadableObject, m);
+    let data = match repo.gix().objects.try_find(&id, buf) {
+        Ok(Some(d)) => d,
+        Ok(None) => {
+            node.failure = Some(unreadable(format!("object {id} is missing")));
+            return node;
+        }
+        Err(e) => {
+            node.failure = Some(unreadable(format!("cannot read object {id}: {e}")));
+            return node;
+        }
+    };
+    if data.kind != gix::object::Kind::Commit {
+        node.failure = Some(unreadable(format!(
+            "object {id} is a {}, not a commit",
+            data.kind
+        )));
+        return node;
+    }
+    match commit::parse(data.data, kind) {
+        Ok(parsed) => {
+            node.time = parsed.committer.time;
+            node.tree = Some(parsed.tree);
+            node.parents = parsed.parents.clone();
+            node.parsed = Some(parsed);
+        }
+        Err(e) => {
+            let reason = match e {
+                commit::CommitError::MultipleSignatures(_) => Reason::MultipleSignatures,
+                _ => Reason::MalformedCommit,
+            };
+            node.failure = Some(Failure::new(reason, e.to_string()));
+        }
+    }
+    node
+}
+
+/// Verification with caches: each commit object is read and parsed once per verifier, and tree lookups
+/// are cached by (depth, tree id).
 pub struct Verifier<'a> {
     repo: &'a Repo,
     policy: &'a TrustPolicy,
     now: i64,
     buf: Vec<u8>,
-    trees: HashMap<ObjectId, Option<ObjectId>>,
+    nodes: HashMap<ObjectId, Node>,
     entries: HashMap<(usize, ObjectId), PathEntry>,
 }
 
@@ -288,7 +352,7 @@ impl<'a> Verifier<'a> {
             policy,
             now: now(),
             buf: Vec::new(),
-            trees: HashMap::new(),
+            nodes: HashMap::new(),
             entries: HashMap::new(),
         }
     }
@@ -304,56 +368,51 @@ impl<'a> Verifier<'a> {
         self.repo.gix().object_hash()
     }
 
-    /// Read a commit object into `self.buf`.
-    fn read_commit(&mut self, id: ObjectId) -> Result<(), Failure> {
-        let unreadable = |m: String| Failure::new(Reason::UnreadableObject, m);
-        let data = self
-            .repo
-            .gix()
-            .objects
-            .try_find(&id, &mut self.buf)
-            .map_err(|e| unreadable(format!("cannot read object {id}: {e}")))?
-            .ok_or_else(|| unreadable(format!("object {id} is missing")))?;
-        if data.kind != gix::object::Kind::Commit {
-            return Err(unreadable(format!(
-                "object {id} is a {}, not a commit",
-                data.kind
-            )));
+    /// Read and strictly parse a commit, once.
+    fn load(&mut self, id: ObjectId) -> &mut Node {
+        let (repo, buf) = (self.repo, &mut self.buf);
+        self.nodes
+            .entry(id)
+            .or_insert_with(|| read_node(repo, buf, id))
+    }
+
+    /// The verdict for a loaded node (consumes its parsed form).
+    fn judge(&mut self, id: ObjectId) -> Verdict {
+        let policy = self.policy;
+        let now = self.now;
+        let node = self.load(id);
+        if let Some(f) = &node.failure {
+            return Verdict::rejected(id, f.clone());
         }
-        Ok(())
+        match node.parsed.take() {
+            Some(parsed) => verdict_for(id, &parsed, policy, now),
+            None => Verdict::rejected(
+                id,
+                Failure::new(
+                    Reason::UnreadableObject,
+                    format!("commit {id} was already consumed"),
+                ),
+            ),
+        }
     }
 
     /// Verify one commit.
     pub fn commit(&mut self, id: ObjectId) -> Verdict {
-        self.commit_parsed(id).0
-    }
-
-    fn commit_parsed(&mut self, id: ObjectId) -> (Verdict, Option<ParsedCommit>) {
-        if let Err(f) = self.read_commit(id) {
-            return (Verdict::rejected(id, f), None);
+        // A fresh read: a commit may be verified again after a walk consumed its parsed form.
+        let node = read_node(self.repo, &mut self.buf, id);
+        if let Some(f) = node.failure {
+            return Verdict::rejected(id, f);
         }
-        let kind = self.kind();
-        let buf = std::mem::take(&mut self.buf);
-        let out = verify_commit_object(id, &buf, kind, self.policy, self.now);
-        self.buf = buf;
-        if let Some(p) = &out.1 {
-            self.trees.insert(id, Some(p.tree));
+        match node.parsed {
+            Some(parsed) => verdict_for(id, &parsed, self.policy, self.now),
+            None => Verdict::rejected(
+                id,
+                Failure::new(
+                    Reason::UnreadableObject,
+                    format!("commit {id} cannot be read"),
+                ),
+            ),
         }
-        out
-    }
-
-    /// The tree of a commit, parsed strictly; `None` when the commit cannot be read or parsed.
-    fn tree_of(&mut self, id: ObjectId) -> Option<ObjectId> {
-        if let Some(t) = self.trees.get(&id) {
-            return *t;
-        }
-        let kind = self.kind();
-        let tree = match self.read_commit(id) {
-            Ok(()) => commit::parse(&self.buf, kind).ok().map(|p| p.tree),
-            Err(_) => None,
-        };
-        self.trees.insert(id, tree);
-        tree
     }
 
     /// The entry at `parts` below `tree`; `Err` when a tree on the way cannot be read.
@@ -389,8 +448,11 @@ impl<'a> Verifier<'a> {
         Ok(result)
     }
 
-    /// Whether `commit` (with tree `tree`) touches the path relative to its parents. Unknown is `true`.
-    fn touches(&mut self, tree: ObjectId, parents: &[ObjectId], parts: &[&str]) -> bool {
+    /// Whether the commit with `tree` and `parents` touches the path. Anything unknown counts as touching.
+    fn touches(&mut self, tree: Option<ObjectId>, parents: &[ObjectId], parts: &[&str]) -> bool {
+        let Some(tree) = tree else {
+            return true;
+        };
         let Ok(mine) = self.entry_at(tree, parts, 0) else {
             return true;
         };
@@ -398,7 +460,7 @@ impl<'a> Verifier<'a> {
             return mine.is_some();
         }
         for &p in parents {
-            let Some(ptree) = self.tree_of(p) else {
+            let Some(ptree) = self.load(p).tree else {
                 return true;
             };
             match self.entry_at(ptree, parts, 0) {
@@ -407,6 +469,107 @@ impl<'a> Verifier<'a> {
             }
         }
         false
+    }
+
+    /// Queue a commit for the walk.
+    fn enqueue(
+        &mut self,
+        queue: &mut std::collections::BinaryHeap<(i64, ObjectId)>,
+        interesting: &mut usize,
+        id: ObjectId,
+    ) {
+        let node = self.load(id);
+        if node.in_queue || node.popped {
+            return;
+        }
+        node.in_queue = true;
+        if !node.hidden {
+            *interesting += 1;
+        }
+        queue.push((node.time, id));
+    }
+
+    /// Mark `id` and, for commits already walked, their ancestors as reachable from the base.
+    fn hide(&mut self, id: ObjectId, interesting: &mut usize) {
+        let mut stack = vec![id];
+        while let Some(id) = stack.pop() {
+            let node = self.load(id);
+            if node.hidden {
+                continue;
+            }
+            node.hidden = true;
+            if node.in_queue {
+                *interesting -= 1;
+            }
+            // Only a strictly parsed commit's parents are trusted to hide anything.
+            if node.popped {
+                stack.extend(node.parents.iter().copied());
+            }
+        }
+    }
+
+    /// The commits reachable from `target` but not from `base`, newest first (by committer time), each with
+    /// its verdict when `select` says it must be checked.
+    ///
+    /// A date-ordered walk like git's `limit_list`: commits reachable from the base are painted hidden, and
+    /// the walk stops when only hidden commits remain queued. With skewed commit dates a commit reachable
+    /// from the base may be checked needlessly; no commit in the range is ever skipped. A commit that cannot
+    /// be parsed is reported and its parents are not followed (its parent list is not trusted); when it is
+    /// reachable from the base it hides nothing.
+    fn walk(
+        &mut self,
+        base: Option<ObjectId>,
+        target: ObjectId,
+        parts: &[&str],
+    ) -> Vec<(ObjectId, Verdict)> {
+        let mut queue = std::collections::BinaryHeap::new();
+        let mut interesting = 0usize;
+        let mut out: Vec<(ObjectId, Verdict)> = Vec::new();
+        if let Some(b) = base {
+            self.hide(b, &mut interesting);
+            self.enqueue(&mut queue, &mut interesting, b);
+        }
+        self.enqueue(&mut queue, &mut interesting, target);
+        while interesting > 0 {
+            let Some((_, id)) = queue.pop() else {
+                break;
+            };
+            let (hidden, failed, parents, tree) = {
+                let node = self.load(id);
+                node.in_queue = false;
+                node.popped = true;
+                (
+                    node.hidden,
+                    node.failure.is_some(),
+                    node.parents.clone(),
+                    node.tree,
+                )
+            };
+            if hidden {
+                for &p in &parents {
+                    self.hide(p, &mut interesting);
+                    self.enqueue(&mut queue, &mut interesting, p);
+                }
+                self.load(id).parsed = None;
+                continue;
+            }
+            interesting -= 1;
+            if failed {
+                // Reported; its parents are not followed.
+                out.push((id, self.judge(id)));
+                continue;
+            }
+            for &p in &parents {
+                self.enqueue(&mut queue, &mut interesting, p);
+            }
+            if parts.is_empty() || self.touches(tree, &parents, parts) {
+                out.push((id, self.judge(id)));
+            } else {
+                self.load(id).parsed = None;
+            }
+        }
+        out.retain(|(id, _)| !self.nodes.get(id).is_some_and(|n| n.hidden));
+        out
     }
 
     /// Verify the commits `mode` requires; see the module documentation.
@@ -444,52 +607,15 @@ impl<'a> Verifier<'a> {
             path: path.clone(),
             verdicts: Vec::new(),
         };
-        if mode == Mode::Head {
-            report.verdicts.push(self.commit(target));
-            return Ok(report);
-        }
-
-        let walk_err = |e: &dyn std::fmt::Display| VerifyError::Walk {
-            target: target.to_string(),
-            message: e.to_string(),
-        };
-        // The walk needs parent links only; parents are taken from gix's reading of each commit, and
-        // every commit it yields is parsed strictly below (a commit gix and git would read differently
-        // fails that parse). The commit-graph cache is not used: parents come from the objects themselves.
-        let walk = self
-            .repo
-            .gix()
-            .rev_walk([target])
-            .with_hidden(base)
-            .use_commit_graph(false)
-            .all()
-            .map_err(|e| walk_err(&e))?;
-        let ids: Vec<ObjectId> = walk
-            .map(|info| info.map(|i| i.id))
-            .collect::<Result<_, _>>()
-            .map_err(|e| walk_err(&e))?;
-
-        for id in ids {
-            if let Err(f) = self.read_commit(id) {
-                report.verdicts.push(Verdict::rejected(id, f));
-                continue;
+        match mode {
+            Mode::Head => report.verdicts.push(self.commit(target)),
+            Mode::Range => {
+                report.verdicts = self
+                    .walk(base, target, &parts)
+                    .into_iter()
+                    .map(|(_, v)| v)
+                    .collect();
             }
-            let kind = self.kind();
-            let parsed = match commit::parse(&self.buf, kind) {
-                Ok(p) => p,
-                Err(_) => {
-                    // Always reported: we cannot tell what it touches.
-                    report.verdicts.push(self.commit(id));
-                    continue;
-                }
-            };
-            self.trees.insert(id, Some(parsed.tree));
-            if !parts.is_empty() && !self.touches(parsed.tree, &parsed.parents, &parts) {
-                continue;
-            }
-            report
-                .verdicts
-                .push(verdict_for(id, &parsed, self.policy, self.now));
         }
         Ok(report)
     }
