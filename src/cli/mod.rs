@@ -4,9 +4,10 @@
 //! unreadable configuration.
 
 pub mod crdgen;
+pub mod notes;
 pub mod render;
 pub mod run;
-pub mod notes;
+pub mod verify;
 
 use std::process::ExitCode;
 
@@ -34,6 +35,8 @@ pub enum Command {
     Render(render::Args),
     /// Read the audit trail: outcome records written as git notes.
     Notes(notes::Args),
+    /// Verify commit signatures of a revision or range under a trust policy.
+    Verify(verify::Args),
 }
 
 /// Run a parsed command line.
@@ -42,6 +45,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Crdgen(args) => crdgen::run(args),
         Command::Render(args) => render::run(args),
         Command::Notes(args) => notes::run(args),
+        Command::Verify(args) => verify::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

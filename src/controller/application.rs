@@ -61,7 +61,8 @@ pub async fn reconcile(app: Arc<ApplicationInstance>, ctx: Arc<Context>) -> Resu
     })
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)));
-    ctx.metrics.reconciled("applicationinstance", result.is_ok(), started.elapsed());
+    ctx.metrics
+        .reconciled("applicationinstance", result.is_ok(), started.elapsed());
     result
 }
 

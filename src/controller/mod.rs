@@ -51,7 +51,15 @@ impl Counters {
                 "operation" => Controller::Operation,
                 _ => Controller::Cluster,
             };
-            m.record_reconcile(c, if ok { ReconcileResult::Success } else { ReconcileResult::Error }, elapsed);
+            m.record_reconcile(
+                c,
+                if ok {
+                    ReconcileResult::Success
+                } else {
+                    ReconcileResult::Error
+                },
+                elapsed,
+            );
         }
     }
 

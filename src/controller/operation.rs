@@ -45,7 +45,8 @@ pub async fn reconcile(op: Arc<Operation>, ctx: Arc<Context>) -> Result<Action, 
     })
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)));
-    ctx.metrics.reconciled("operation", result.is_ok(), started.elapsed());
+    ctx.metrics
+        .reconciled("operation", result.is_ok(), started.elapsed());
     result
 }
 

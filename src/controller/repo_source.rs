@@ -111,7 +111,12 @@ impl RepoSource {
     pub fn sync(&self) -> SyncOutcome {
         let repo_dir = self.config.cache_dir.join("repo.git");
         let refspec = format!("+refs/heads/{0}:refs/heads/{0}", self.config.branch);
-        let fetched = remote::fetch(&repo_dir, &self.config.url, &[refspec.as_str()], &self.config.credentials);
+        let fetched = remote::fetch(
+            &repo_dir,
+            &self.config.url,
+            &[refspec.as_str()],
+            &self.config.credentials,
+        );
         let (last_verified, indexed, known_failure) = {
             let state = self.lock();
             (
@@ -147,7 +152,10 @@ impl RepoSource {
             let mut state = self.lock();
             state.status.reachable = true;
             state.status.last_error = Some(f.message.clone());
-            return SyncOutcome::Rejected { head: f.head, reason: f.message };
+            return SyncOutcome::Rejected {
+                head: f.head,
+                reason: f.message,
+            };
         }
         let reject = |failure: HeadFailure| {
             let mut state = self.lock();
@@ -163,7 +171,14 @@ impl RepoSource {
         let mut signer = None;
         if last_verified != Some(head) {
             let policy = &self.config.policy;
-            let report = match verify_range(&repo, last_verified, head, Some(&self.config.path), policy.mode, policy) {
+            let report = match verify_range(
+                &repo,
+                last_verified,
+                head,
+                Some(&self.config.path),
+                policy.mode,
+                policy,
+            ) {
                 Ok(r) => r,
                 Err(e) => {
                     return reject(HeadFailure {
@@ -183,7 +198,9 @@ impl RepoSource {
                 let message = format!(
                     "commit {} is not trusted: {}",
                     bad.sha,
-                    failure.map(|f| format!("{}: {}", f.reason.as_str(), f.message)).unwrap_or_default()
+                    failure
+                        .map(|f| format!("{}: {}", f.reason.as_str(), f.message))
+                        .unwrap_or_default()
                 );
                 return reject(HeadFailure {
                     head: head.to_string(),
@@ -192,9 +209,17 @@ impl RepoSource {
                     message,
                 });
             }
-            signer = report.verdicts.iter().find(|v| v.sha == head.to_string()).map(|v| {
-                format!("{} ({})", v.signer.clone().unwrap_or_default(), v.fingerprint.clone().unwrap_or_default())
-            });
+            signer = report
+                .verdicts
+                .iter()
+                .find(|v| v.sha == head.to_string())
+                .map(|v| {
+                    format!(
+                        "{} ({})",
+                        v.signer.clone().unwrap_or_default(),
+                        v.fingerprint.clone().unwrap_or_default()
+                    )
+                });
         }
         let index = match ProvenanceIndex::build(&repo, head, &self.config.path) {
             Ok(i) => i,
@@ -216,7 +241,9 @@ impl RepoSource {
         }
         let _ = std::fs::write(anchor_file(&self.config), head.to_string());
         self.changes.send_modify(|n| *n += 1);
-        SyncOutcome::Verified { head: head.to_string() }
+        SyncOutcome::Verified {
+            head: head.to_string(),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -244,7 +271,10 @@ impl IntentSource for RepoSource {
                 (None, Some(e)) => format!("no verified revision yet: {e}"),
                 (None, None) => "no verified revision yet (the repo has not been fetched)".into(),
             };
-            let reason = state.head_failure.as_ref().map_or(reasons::REPO_UNAVAILABLE, |f| f.reason);
+            let reason = state
+                .head_failure
+                .as_ref()
+                .map_or(reasons::REPO_UNAVAILABLE, |f| f.reason);
             return Verdict::Blocked { reason, message };
         };
         let live = LiveObject {
@@ -267,15 +297,24 @@ impl IntentSource for RepoSource {
                 revision,
             },
             Ok(Provenance::Mismatch { path, fields }) => Verdict::Blocked {
-                reason: state.head_failure.as_ref().map_or(reasons::SPEC_MISMATCH, |f| f.reason),
+                reason: state
+                    .head_failure
+                    .as_ref()
+                    .map_or(reasons::SPEC_MISMATCH, |f| f.reason),
                 message: format!(
                     "the live object differs from {path} at verified commit {revision} in {}{pending}",
                     fields.join(", ")
                 ),
             },
             Ok(Provenance::NotInGit) => Verdict::Blocked {
-                reason: state.head_failure.as_ref().map_or(reasons::SPEC_NOT_IN_GIT, |f| f.reason),
-                message: format!("not in {} at verified commit {revision}{pending}", self.config.path),
+                reason: state
+                    .head_failure
+                    .as_ref()
+                    .map_or(reasons::SPEC_NOT_IN_GIT, |f| f.reason),
+                message: format!(
+                    "not in {} at verified commit {revision}{pending}",
+                    self.config.path
+                ),
             },
             Err(e) => Verdict::Blocked {
                 reason: reasons::REPO_UNAVAILABLE,

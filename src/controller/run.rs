@@ -128,7 +128,13 @@ impl Operator {
 
         let mut admin_addrs = None;
         if let Some((metrics_addr, health_addr)) = config.admin {
-            let server = crate::admin::AdminServer::bind(metrics_addr, health_addr, metrics.clone(), readiness.clone()).await?;
+            let server = crate::admin::AdminServer::bind(
+                metrics_addr,
+                health_addr,
+                metrics.clone(),
+                readiness.clone(),
+            )
+            .await?;
             admin_addrs = Some((server.metrics_addr(), server.health_addr()));
             let mut rx = stop_rx.clone();
             tasks.push(tokio::spawn(async move {
@@ -190,7 +196,8 @@ impl Operator {
         let apps_api: Api<ApplicationInstance> = Api::all(client.clone());
         let ops_api: Api<Operation> = Api::all(client.clone());
         let selector = format!("{}={}", labels::CLUSTER_ID, cluster_id);
-        let app_controller = Controller::new(apps_api, watcher::Config::default().labels(&selector));
+        let app_controller =
+            Controller::new(apps_api, watcher::Config::default().labels(&selector));
         let op_controller = Controller::new(ops_api, watcher::Config::default().labels(&selector));
         let app_store = app_controller.store();
         let op_store = op_controller.store();
@@ -203,7 +210,9 @@ impl Operator {
                     ops: op_store.clone(),
                     cluster_id: cluster_id.clone(),
                 });
-                let p = Arc::new(EventPoster::start(pc, snapshot, Some(metrics.event_metrics())).await?);
+                let p = Arc::new(
+                    EventPoster::start(pc, snapshot, Some(metrics.event_metrics())).await?,
+                );
                 poster = Some(p.clone());
                 Arc::new(PosterSink(p))
             }
@@ -224,7 +233,13 @@ impl Operator {
 
         // Children map back to their intent through labels (children in the Velero namespace cannot have
         // owner references).
-        let child_selector = format!("{}={},{}={}", labels::MANAGED_BY, labels::MANAGED_BY_OPERATOR, labels::CLUSTER_ID, cluster_id);
+        let child_selector = format!(
+            "{}={},{}={}",
+            labels::MANAGED_BY,
+            labels::MANAGED_BY_OPERATOR,
+            labels::CLUSTER_ID,
+            cluster_id
+        );
         let mut app_controller = app_controller;
         for (api_version, kind) in [
             ("helm.toolkit.fluxcd.io/v2", "HelmRelease"),
@@ -233,21 +248,37 @@ impl Operator {
         ] {
             if let Some(ar) = resources.resolve(api_version, kind).await? {
                 let api = Api::<kube::api::DynamicObject>::all_with(client.clone(), &ar);
-                app_controller = app_controller.watches_with(api, ar, watcher::Config::default().labels(&child_selector), |obj| {
-                    let app = obj.labels().get(labels::APPLICATION_INSTANCE).cloned();
-                    let ns = obj.namespace();
-                    app.zip(ns).map(|(name, ns)| ObjectRef::new(&name).within(&ns))
-                });
+                app_controller = app_controller.watches_with(
+                    api,
+                    ar,
+                    watcher::Config::default().labels(&child_selector),
+                    |obj| {
+                        let app = obj.labels().get(labels::APPLICATION_INSTANCE).cloned();
+                        let ns = obj.namespace();
+                        app.zip(ns)
+                            .map(|(name, ns)| ObjectRef::new(&name).within(&ns))
+                    },
+                );
             } else {
-                warn!(kind, "not installed: ApplicationInstances wait (Blocked/MissingDependencies) until it is");
+                warn!(
+                    kind,
+                    "not installed: ApplicationInstances wait (Blocked/MissingDependencies) until it is"
+                );
             }
         }
         // An upgrade Operation (helm engine) changes what its target renders.
-        app_controller = app_controller.watches(Api::<Operation>::all(client.clone()), watcher::Config::default().labels(&selector), |op| {
-            (op.spec.engine == crate::api::Engine::Helm)
-                .then(|| op.namespace().map(|ns| ObjectRef::new(&op.spec.target_ref.name).within(&ns)))
-                .flatten()
-        });
+        app_controller = app_controller.watches(
+            Api::<Operation>::all(client.clone()),
+            watcher::Config::default().labels(&selector),
+            |op| {
+                (op.spec.engine == crate::api::Engine::Helm)
+                    .then(|| {
+                        op.namespace()
+                            .map(|ns| ObjectRef::new(&op.spec.target_ref.name).within(&ns))
+                    })
+                    .flatten()
+            },
+        );
         let mut op_controller = op_controller;
         let mut op_kinds: Vec<(String, String)> = Vec::new();
         for key in ctx.renderer.templates().operation_keys() {
@@ -264,24 +295,35 @@ impl Operator {
                 let api = Api::<kube::api::DynamicObject>::all_with(client.clone(), &ar);
                 let helm = kind == "HelmRelease";
                 let store = op_store.clone();
-                op_controller = op_controller.watches_with(api, ar, watcher::Config::default().labels(&child_selector), move |obj| {
-                    let l = obj.labels();
-                    let mut refs = Vec::new();
-                    if let (Some(name), Some(ns)) = (l.get(labels::OPERATION_NAME), l.get(labels::OPERATION_NAMESPACE)) {
-                        refs.push(ObjectRef::new(name).within(ns));
-                    } else if helm && let (Some(app), Some(ns)) = (l.get(labels::APPLICATION_INSTANCE), obj.namespace()) {
-                        // The helm engine follows its target's HelmRelease.
-                        for op in store.state() {
-                            if op.spec.engine == crate::api::Engine::Helm
-                                && op.spec.target_ref.name == *app
-                                && op.namespace().as_deref() == Some(ns.as_str())
-                            {
-                                refs.push(ObjectRef::from_obj(op.as_ref()));
+                op_controller = op_controller.watches_with(
+                    api,
+                    ar,
+                    watcher::Config::default().labels(&child_selector),
+                    move |obj| {
+                        let l = obj.labels();
+                        let mut refs = Vec::new();
+                        if let (Some(name), Some(ns)) = (
+                            l.get(labels::OPERATION_NAME),
+                            l.get(labels::OPERATION_NAMESPACE),
+                        ) {
+                            refs.push(ObjectRef::new(name).within(ns));
+                        } else if helm
+                            && let (Some(app), Some(ns)) =
+                                (l.get(labels::APPLICATION_INSTANCE), obj.namespace())
+                        {
+                            // The helm engine follows its target's HelmRelease.
+                            for op in store.state() {
+                                if op.spec.engine == crate::api::Engine::Helm
+                                    && op.spec.target_ref.name == *app
+                                    && op.namespace().as_deref() == Some(ns.as_str())
+                                {
+                                    refs.push(ObjectRef::from_obj(op.as_ref()));
+                                }
                             }
                         }
-                    }
-                    refs
-                });
+                        refs
+                    },
+                );
             }
         }
 
@@ -289,7 +331,11 @@ impl Operator {
         let app_task = app_controller
             .reconcile_all_on(ticks(git_ticks.clone()))
             .graceful_shutdown_on(wait_stop(stop_rx.clone()))
-            .run(application::reconcile, application::error_policy, ctx.clone())
+            .run(
+                application::reconcile,
+                application::error_policy,
+                ctx.clone(),
+            )
             .for_each(|_| async {});
         let op_task = op_controller
             .reconcile_all_on(ticks(git_ticks.clone()))
@@ -340,10 +386,17 @@ impl Operator {
                             let st = p.state();
                             ControlPlaneState {
                                 configured: true,
-                                reachable: st.connected_condition().is_none_or(|c| c.status == "True"),
-                                authenticated: st.authenticated_condition().map(|c| c.status == "True"),
+                                reachable: st
+                                    .connected_condition()
+                                    .is_none_or(|c| c.status == "True"),
+                                authenticated: st
+                                    .authenticated_condition()
+                                    .map(|c| c.status == "True"),
                                 buffer_overflow: st.buffer_overflow_condition().status == "True",
-                                message: st.connected_condition().map(|c| c.message).unwrap_or_default(),
+                                message: st
+                                    .connected_condition()
+                                    .map(|c| c.message)
+                                    .unwrap_or_default(),
                             }
                         }
                         None => ControlPlaneState::default(),
@@ -391,7 +444,9 @@ impl Operator {
         let s = self.source.clone();
         tokio::task::spawn_blocking(move || s.sync())
             .await
-            .unwrap_or(SyncOutcome::Unreachable { error: "sync task failed".into() })
+            .unwrap_or(SyncOutcome::Unreachable {
+                error: "sync task failed".into(),
+            })
     }
 
     /// A receiver that turns true when the operator stops (leadership lost, or `stop`).
@@ -415,7 +470,11 @@ async fn wait_stop(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
 }
 
-fn report_sync(outcome: &SyncOutcome, metrics: &crate::metrics::Metrics, check: &crate::admin::ReadinessCheck) {
+fn report_sync(
+    outcome: &SyncOutcome,
+    metrics: &crate::metrics::Metrics,
+    check: &crate::admin::ReadinessCheck,
+) {
     use crate::metrics::{Connectivity, Mode, VerifyResult};
     match outcome {
         SyncOutcome::Verified { head } => {
@@ -448,7 +507,11 @@ async fn count_gated(ctx: &Context) -> usize {
         .map(|l| {
             l.items
                 .iter()
-                .filter(|ns| ctx.settings.namespace_selector.matches(ns.metadata.labels.as_ref().unwrap_or(&Default::default())))
+                .filter(|ns| {
+                    ctx.settings
+                        .namespace_selector
+                        .matches(ns.metadata.labels.as_ref().unwrap_or(&Default::default()))
+                })
                 .count()
         })
         .unwrap_or(0)

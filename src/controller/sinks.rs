@@ -15,7 +15,9 @@ use super::context::{Outcome, OutcomeSink, Transition, TransitionSink};
 use crate::api::{ApplicationInstance, Operation};
 use crate::git::notes::{NewRecord, NoteEntry, NotesWriter, OutcomeRecord};
 use crate::git::remote::Credentials;
-use crate::report::events::{EventPoster, ObjectSnapshot, ResourceRef, SnapshotSource, condition_transitions};
+use crate::report::events::{
+    EventPoster, ObjectSnapshot, ResourceRef, SnapshotSource, condition_transitions,
+};
 
 /// Outcomes go to git notes: deduplicated in memory, persisted in the pending store, pushed in batches.
 pub struct NotesSink {
@@ -45,7 +47,8 @@ impl NotesSink {
         metrics: Option<crate::metrics::Metrics>,
     ) -> anyhow::Result<(Arc<Self>, NotesWorker)> {
         crate::git::remote::open_or_init_cache(&local_repo)?;
-        let writer = NotesWriter::new(local_repo, remote_url, cluster_id, state_dir)?.with_credentials(credentials);
+        let writer = NotesWriter::new(local_repo, remote_url, cluster_id, state_dir)?
+            .with_credentials(credentials);
         let (tx, rx) = mpsc::unbounded_channel();
         Ok((
             Arc::new(Self {
@@ -71,7 +74,9 @@ impl OutcomeSink for NotesSink {
         };
         let id = crate::git::notes::record_id(&self.cluster_id, &o.uid, o.generation, &o.outcome);
         {
-            let Ok(mut seen) = self.seen.lock() else { return };
+            let Ok(mut seen) = self.seen.lock() else {
+                return;
+            };
             if !seen.insert(format!("{commit}/{id}")) {
                 return;
             }
@@ -113,7 +118,9 @@ impl NotesWorker {
             }
             let writer = self.writer.clone();
             let result = tokio::task::spawn_blocking(move || {
-                let mut w = writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut w = writer
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 if !batch.is_empty() {
                     w.enqueue(batch)?;
                 }
@@ -125,13 +132,19 @@ impl NotesWorker {
             .await;
             match result {
                 Ok(Ok(Some(report))) => {
-                    info!(delivered = report.delivered, pending = report.pending, "notes flushed");
+                    info!(
+                        delivered = report.delivered,
+                        pending = report.pending,
+                        "notes flushed"
+                    );
                     if let Some(m) = &self.metrics {
                         m.set_outcomes_pending(report.pending);
                     }
                 }
                 Ok(Ok(None)) => {}
-                Ok(Err(e)) => warn!(error = %e, "notes not delivered yet; kept in the pending store"),
+                Ok(Err(e)) => {
+                    warn!(error = %e, "notes not delivered yet; kept in the pending store")
+                }
                 Err(e) => warn!(error = %e, "notes worker task failed"),
             }
             if stopping || *stop.borrow() {
@@ -154,7 +167,8 @@ impl TransitionSink for PosterSink {
             uid: t.uid,
             generation: t.generation,
         };
-        let events = condition_transitions(&r, &t.old, &t.new, &t.endpoints, jiff::Timestamp::now());
+        let events =
+            condition_transitions(&r, &t.old, &t.new, &t.endpoints, jiff::Timestamp::now());
         self.0.submit_all(events);
     }
 }

@@ -20,10 +20,13 @@ impl Signer {
             .arg(&key)
             .output()
             .expect("ssh-keygen");
-        assert!(out.status.success(), "ssh-keygen: {}", String::from_utf8_lossy(&out.stderr));
-        let public = std::fs::read_to_string(key.with_extension("pub")).unwrap_or_else(|_| {
-            std::fs::read_to_string(format!("{}.pub", key.display())).unwrap()
-        });
+        assert!(
+            out.status.success(),
+            "ssh-keygen: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let public = std::fs::read_to_string(key.with_extension("pub"))
+            .unwrap_or_else(|_| std::fs::read_to_string(format!("{}.pub", key.display())).unwrap());
         Self {
             key,
             public: public.trim().to_string(),
@@ -41,7 +44,10 @@ impl Signer {
 
 /// A trust policy (YAML) trusting these SSH signers.
 pub fn policy_yaml(signers: &[&Signer], mode: &str) -> String {
-    let lines: Vec<String> = signers.iter().map(|s| format!("  {}", s.allowed_signers_line())).collect();
+    let lines: Vec<String> = signers
+        .iter()
+        .map(|s| format!("  {}", s.allowed_signers_line()))
+        .collect();
     format!("mode: {mode}\nsshAllowedSigners: |\n{}\n", lines.join("\n"))
 }
 
@@ -76,7 +82,11 @@ impl GitRemote {
             .env("GIT_TERMINAL_PROMPT", "0")
             .output()
             .expect("git");
-        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
