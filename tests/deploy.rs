@@ -377,8 +377,8 @@ fn cluster_values_agree_and_the_deployment_is_locked_down() {
         "VWORKSPACE_GIT_CREDENTIALS",
         "VWORKSPACE_CONTROL_PLANE_TOKEN_FILE",
         "VWORKSPACE_CONTROL_PLANE_HMAC_KEY_FILE",
-        "VWORKSPACE_APPROVAL_SECRET_FILE",
-        "VWORKSPACE_DATA_DIR",
+        "VWORKSPACE_APPROVAL_KEY_FILE",
+        "VWORKSPACE_STATE_DIR",
     ] {
         let path = env(var);
         let path = path.as_str().unwrap_or_else(|| panic!("{var} not set"));
@@ -407,6 +407,37 @@ fn cluster_values_agree_and_the_deployment_is_locked_down() {
             assert_eq!(mode, 0o440, "{}", v["name"]);
         }
     }
+    // Every VWORKSPACE_* variable set by the manifests is one `vworkspace-operator run` reads.
+    let run = <vworkspace_operator::cli::run::Args as clap::Args>::augment_args(
+        clap::Command::new("run"),
+    );
+    let known: BTreeSet<String> = run
+        .get_arguments()
+        .filter_map(|a| a.get_env())
+        .map(|e| e.to_string_lossy().into_owned())
+        .collect();
+    let mut set: Vec<String> = config.as_object().unwrap().keys().cloned().collect();
+    set.extend(
+        c["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].as_str().unwrap().to_string()),
+    );
+    for name in set.iter().filter(|n| n.starts_with("VWORKSPACE_")) {
+        assert!(
+            known.contains(name),
+            "{name} is not an environment variable of `run`"
+        );
+    }
+    for required in [
+        "VWORKSPACE_CLUSTER_ID",
+        "VWORKSPACE_REPO_URL",
+        "VWORKSPACE_POLICY",
+    ] {
+        assert!(set.iter().any(|n| n == required), "{required} is not set");
+    }
+
     let svc = find(&objects, "Service", "vworkspace-operator-metrics");
     assert_eq!(svc["spec"]["selector"], spec["selector"]["matchLabels"]);
     assert_eq!(svc["spec"]["ports"][0]["targetPort"], "metrics");

@@ -508,6 +508,7 @@ impl Renderer {
         if !is_helm {
             // The helm engine changes the ApplicationInstance's own objects, which keep their labels.
             child_labels.insert(labels::OPERATION_NAME.into(), op_name.to_string());
+            child_labels.insert(labels::OPERATION_NAMESPACE.into(), namespace.to_string());
             if !uid.is_empty() {
                 child_labels.insert(labels::OPERATION.into(), uid.to_string());
             }
