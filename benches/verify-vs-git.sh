@@ -16,7 +16,8 @@ N=${N:-1000}
 RUNS=${RUNS:-5}
 here=$(cd "$(dirname "$0")/.." && pwd)
 
-build_repo() {
+# Runs in a subshell: the isolated git environment must not leak into the caller (cargo needs HOME).
+build_repo() (
     local dir=$1
     mkdir -p "$dir"
     export HOME=$dir GIT_CONFIG_GLOBAL=/dev/null GIT_CONFIG_NOSYSTEM=1 TZ=UTC LC_ALL=C
@@ -44,22 +45,23 @@ build_repo() {
         git update-ref refs/heads/main "$parent"
         git gc -q
     )
-}
+)
 
 if [[ ${1:-} == --build-only ]]; then
     build_repo "$2"
     exit 0
 fi
 
+echo "building the release binary ..." >&2
+(cd "$here" && cargo build --release --quiet --bin vworkspace-operator)
+bin=${CARGO_TARGET_DIR:-$here/target}/release/vworkspace-operator
+
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 echo "building $N SSH-signed commits in $work ..." >&2
 build_repo "$work"
 cd "$work/repo"
-
-echo "building the release binary ..." >&2
-(cd "$here" && cargo build --release --quiet --bin vworkspace-operator)
-bin=${CARGO_TARGET_DIR:-$here/target}/release/vworkspace-operator
+export HOME=$work GIT_CONFIG_GLOBAL=/dev/null GIT_CONFIG_NOSYSTEM=1 TZ=UTC LC_ALL=C
 
 now_ns() { date +%s%N; }
 
