@@ -2,8 +2,11 @@
 //! provenance, and git notes as the audit trail. Nothing here imports the kube client.
 
 pub mod commit;
+pub mod notes;
 pub mod openpgp;
 pub mod policy;
+pub mod provenance;
+pub mod remote;
 pub mod repo;
 pub mod ssh;
 pub mod verify;
