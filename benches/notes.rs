@@ -99,7 +99,7 @@ fn fixture(n: usize) -> Fixture {
     }
 }
 
-fn entries(commits: &[ObjectId]) -> Vec<NoteEntry> {
+fn entries(commits: &[ObjectId], run: u32) -> Vec<NoteEntry> {
     commits
         .iter()
         .enumerate()
@@ -114,7 +114,7 @@ fn entries(commits: &[ObjectId]) -> Vec<NoteEntry> {
                 generation: 1,
                 outcome: "Ready".into(),
                 reason: "HelmReleaseReady".into(),
-                message: "Helm install succeeded for release app".into(),
+                message: format!("Helm install succeeded for release app (run {run})"),
                 child_refs: BTreeMap::from([
                     ("helmRelease".to_string(), format!("app-{i}")),
                     ("chartVersion".to_string(), "1.2.3".to_string()),
@@ -128,7 +128,6 @@ fn entries(commits: &[ObjectId]) -> Vec<NoteEntry> {
 
 fn bench(c: &mut Criterion) {
     let f = fixture(RECORDS);
-    let records = entries(&f.commits);
     let mut run = 0u32;
     let mut group = c.benchmark_group("notes");
     group.sample_size(10);
@@ -145,7 +144,8 @@ fn bench(c: &mut Criterion) {
                     .expect("cp");
                 assert!(out.success());
                 let state = f.root.join(format!("state-{run}"));
-                (remote, state, records.clone())
+                // Fresh records every iteration: new note blobs, nothing already in the object store.
+                (remote, state, entries(&f.commits, run))
             },
             |(remote, state, records)| {
                 let mut w =
