@@ -251,27 +251,62 @@ fn bench_provenance(c: &mut Criterion) {
     let names: Vec<(String, String)> = (0..OBJECTS)
         .map(|i| (format!("ns{}", i % 10), format!("app{i}")))
         .collect();
+    let check_all = |index: &ProvenanceIndex, specs: &[serde_json::Value]| {
+        for (i, (ns, name)) in names.iter().enumerate() {
+            let verdict = index
+                .lookup(
+                    &repo,
+                    &LiveObject {
+                        kind: IntentKind::ApplicationInstance,
+                        namespace: ns,
+                        name,
+                        spec: &specs[i],
+                        labels: &labels,
+                        annotations: &annotations,
+                    },
+                )
+                .expect("lookup");
+            assert!(matches!(verdict, Provenance::Match { .. }), "{verdict:?}");
+        }
+    };
     let mut group = c.benchmark_group("provenance");
     group.sample_size(10);
     group.bench_function("index_and_check_300_objects_1000_commits", |b| {
         b.iter(|| {
             let index = ProvenanceIndex::build(&repo, rev, "clusters/c1").expect("index");
-            for (i, (ns, name)) in names.iter().enumerate() {
-                let verdict = index
-                    .lookup(
-                        &repo,
-                        &LiveObject {
-                            kind: IntentKind::ApplicationInstance,
-                            namespace: ns,
-                            name,
-                            spec: &specs[i],
-                            labels: &labels,
-                            annotations: &annotations,
-                        },
-                    )
-                    .expect("lookup");
-                assert!(matches!(verdict, Provenance::Match { .. }), "{verdict:?}");
-            }
+            check_all(&index, &specs);
+        })
+    });
+    // The controller's steady state: the previous revision was indexed, one new commit arrived.
+    let parent = repo.resolve_commit("main~1").expect("main~1");
+    let mut parent_specs = specs.clone();
+    let changed = (0..OBJECTS)
+        .find(|&i| {
+            let at_parent = ProvenanceIndex::build(&repo, parent, "clusters/c1").expect("index");
+            at_parent
+                .lookup(
+                    &repo,
+                    &LiveObject {
+                        kind: IntentKind::ApplicationInstance,
+                        namespace: &names[i].0,
+                        name: &names[i].1,
+                        spec: &specs[i],
+                        labels: &labels,
+                        annotations: &annotations,
+                    },
+                )
+                .is_ok_and(|v| !matches!(v, Provenance::Match { .. }))
+        })
+        .expect("the last commit changed one object");
+    parent_specs[changed]["chart"]["version"] =
+        serde_json::json!(format!("1.0.{}", versions[changed] - 1));
+    let previous = ProvenanceIndex::build(&repo, parent, "clusters/c1").expect("index");
+    check_all(&previous, &parent_specs);
+    group.bench_function("incremental_check_300_objects_after_one_new_commit", |b| {
+        b.iter(|| {
+            let index =
+                ProvenanceIndex::build_after(&repo, rev, "clusters/c1", &previous).expect("index");
+            check_all(&index, &specs);
         })
     });
     group.finish();
