@@ -42,7 +42,7 @@ pub fn is_ours(meta_labels: &BTreeMap<String, String>, cluster_id: &str) -> bool
         && meta_labels.get(labels::CLUSTER_ID).map(String::as_str) == Some(cluster_id)
 }
 
-#[instrument(skip_all, fields(namespace = %app.namespace().unwrap_or_default(), object = %app.name_any(), reconcile_id = %fastrand::u64(..)))]
+#[instrument(skip_all, fields(cluster = %ctx.settings.cluster_id, namespace = %app.namespace().unwrap_or_default(), object = %app.name_any(), reconcile_id = %fastrand::u64(..)))]
 pub async fn reconcile(app: Arc<ApplicationInstance>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = std::time::Instant::now();
     let namespace = app.namespace().unwrap_or_default();

@@ -26,7 +26,7 @@ use crate::api::{
 use crate::intent::IntentKind;
 use crate::validate;
 
-#[instrument(skip_all, fields(namespace = %op.namespace().unwrap_or_default(), object = %op.name_any(), reconcile_id = %fastrand::u64(..)))]
+#[instrument(skip_all, fields(cluster = %ctx.settings.cluster_id, namespace = %op.namespace().unwrap_or_default(), object = %op.name_any(), reconcile_id = %fastrand::u64(..)))]
 pub async fn reconcile(op: Arc<Operation>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = std::time::Instant::now();
     let namespace = op.namespace().unwrap_or_default();
