@@ -734,8 +734,11 @@ mod tests {
         let pem = certificate_pem(&[0u8; 100]);
         let lines: Vec<&str> = pem.lines().collect();
         assert_eq!(lines[0], "-----BEGIN CERTIFICATE-----");
+        // 100 bytes are 136 base64 characters: 64 + 64 + 8.
         assert_eq!(lines[1].len(), 64);
-        assert_eq!(lines[3], "-----END CERTIFICATE-----");
+        assert_eq!(lines[2].len(), 64);
+        assert_eq!(lines[3].len(), 8);
+        assert_eq!(lines[4], "-----END CERTIFICATE-----");
         assert!(pem.ends_with("-----\n"));
     }
 }

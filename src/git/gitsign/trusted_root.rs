@@ -61,7 +61,7 @@ pub enum TrustedRootError {
     EmptyChain { field: String },
     #[error("trusted root {field}: publicKey.rawBytes is missing")]
     MissingPublicKey { field: String },
-    #[error("trusted root {field}: publicKey.rawBytes is not a DER SubjectPublicKeyInfo: {reason}")]
+    #[error("trusted root {field}: not a DER SubjectPublicKeyInfo: {reason}")]
     PublicKey { field: String, reason: String },
     #[error(
         "trusted root lists no {what}: it cannot verify any gitsign signature \
