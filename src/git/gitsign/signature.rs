@@ -147,10 +147,11 @@ pub(crate) fn parse(der: &[u8]) -> Result<SignedMessage, GitsignError> {
     let signer: SignerInfo = raw_signer.decode_as().map_err(cms_err("SignerInfo"))?;
 
     // SignerInfo ::= SEQUENCE { version, sid, digestAlgorithm, [0] signedAttrs OPTIONAL, … }
+    // (by position: a subjectKeyIdentifier sid is also tagged [0], primitive)
     let signed_attrs_der = members(raw_signer.value())
         .map_err(cms_err("SignerInfo"))?
-        .into_iter()
-        .find(|m| m.tag() == context(TagNumber::N0))
+        .get(3)
+        .filter(|m| m.tag() == context(TagNumber::N0))
         .map(|m| {
             AnyRef::new(Tag::Set, m.value())
                 .and_then(|set| set.to_der())
