@@ -386,6 +386,7 @@ mod fixture {
     use x509_cert::ext::pkix::name::GeneralName;
     use x509_cert::ext::pkix::{
         BasicConstraints, ExtendedKeyUsage, KeyUsage, KeyUsages, SubjectAltName,
+        SubjectKeyIdentifier,
     };
     use x509_cert::name::Name;
     use x509_cert::serial_number::SerialNumber;
@@ -660,6 +661,10 @@ mod fixture {
         pub entry_of_another_signature: bool,
         /// Put the canonicalized body into the entry: the right one, or a different one.
         pub embedded_body: Option<bool>,
+        /// Identify the signer by subject key identifier instead of issuer and serial number.
+        pub sid_by_key_id: bool,
+        /// Embed the signed content (an attached, not detached, signature).
+        pub attached: bool,
         pub ca_window: (Option<&'static str>, Option<&'static str>),
         pub log_window: (Option<&'static str>, Option<&'static str>),
     }
@@ -673,6 +678,7 @@ mod fixture {
     }
 
     pub const ISSUER: &str = "https://issuer.test.example";
+    const KEY_ID: [u8; 4] = [0xde, 0xad, 0xbe, 0xef];
 
     impl Scenario {
         pub fn new() -> Self {
@@ -700,6 +706,8 @@ mod fixture {
                 checkpoint: CheckpointKind::SignedByLog,
                 entry_of_another_signature: false,
                 embedded_body: None,
+                sid_by_key_id: false,
+                attached: false,
                 ca_window: (Some("2020-01-01T00:00:00Z"), None),
                 log_window: (Some("2020-01-01T00:00:00Z"), None),
             }
@@ -707,6 +715,11 @@ mod fixture {
 
         fn leaf(&self) -> (Certificate, Vec<u8>) {
             let mut extensions = vec![
+                ext(
+                    "2.5.29.14",
+                    false,
+                    OctetString::new(KEY_ID.to_vec()).unwrap().to_der().unwrap(),
+                ),
                 ext(
                     "2.5.29.15",
                     true,
@@ -812,10 +825,16 @@ mod fixture {
 
             let signer = SignerInfo {
                 version: CmsVersion::V1,
-                sid: SignerIdentifier::IssuerAndSerialNumber(IssuerAndSerialNumber {
-                    issuer: leaf.tbs_certificate.issuer.clone(),
-                    serial_number: leaf.tbs_certificate.serial_number.clone(),
-                }),
+                sid: if self.sid_by_key_id {
+                    SignerIdentifier::SubjectKeyIdentifier(SubjectKeyIdentifier(
+                        OctetString::new(KEY_ID.to_vec()).unwrap(),
+                    ))
+                } else {
+                    SignerIdentifier::IssuerAndSerialNumber(IssuerAndSerialNumber {
+                        issuer: leaf.tbs_certificate.issuer.clone(),
+                        serial_number: leaf.tbs_certificate.serial_number.clone(),
+                    })
+                },
                 digest_alg: AlgorithmIdentifierOwned {
                     oid: SHA256_OID,
                     parameters: None,
@@ -835,7 +854,9 @@ mod fixture {
                 .unwrap(),
                 encap_content_info: EncapsulatedContentInfo {
                     econtent_type: ID_DATA,
-                    econtent: None,
+                    econtent: self.attached.then(|| {
+                        Any::encode_from(&OctetString::new(self.payload.clone()).unwrap()).unwrap()
+                    }),
                 },
                 certificates: Some(CertificateSet(
                     SetOfVec::try_from(vec![CertificateChoices::Certificate(
@@ -1111,6 +1132,8 @@ mod built_cases {
         )];
         let mut at_not_before = Scenario::new();
         at_not_before.integrated_time = at_not_before.leaf_not_before;
+        let mut by_key_id = Scenario::new();
+        by_key_id.sid_by_key_id = true;
         let mut at_not_after = Scenario::new();
         at_not_after.integrated_time = at_not_after.leaf_not_after;
 
@@ -1137,6 +1160,12 @@ mod built_cases {
             ),
             ("integrated at notBefore", at_not_before, alice(), true),
             ("integrated at notAfter", at_not_after, alice(), true),
+            (
+                "signer identified by subject key identifier",
+                by_key_id,
+                alice(),
+                true,
+            ),
         ];
         for (name, scenario, ids, proof) in cases {
             let v = run(&scenario, &ids).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -1203,6 +1232,12 @@ mod built_cases {
             &|s| s.embedded_body = Some(false),
             |e| matches!(e, GitsignError::LogEntryBodyMismatch),
             "not the hashedrekord of this signature",
+        );
+        add(
+            "attached (not detached) signature",
+            &|s| s.attached = true,
+            |e| matches!(e, GitsignError::NotDetached),
+            "must be detached",
         );
         add(
             "no inclusion promise",
