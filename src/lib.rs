@@ -5,10 +5,15 @@
 //! [`intent`] finds manifests, [`git`] verifies where they came from, [`validate`] and [`render`] are pure,
 //! and the controller and report sinks do the I/O.
 
+pub mod admin;
 pub mod api;
 pub mod cli;
+pub mod controller;
 pub mod git;
 pub mod intent;
+pub mod metrics;
 pub mod render;
+pub mod report;
 pub mod schema;
 pub mod secrets;
+pub mod validate;

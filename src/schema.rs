@@ -143,14 +143,12 @@ fn check(v: &Value, s: &Value, path: &str, root: bool, out: &mut Vec<Violation>)
                 push(out, path, format!("must be a number, not {}", type_name(v)));
             }
         }
-        Some("boolean") => {
-            if !v.is_boolean() {
-                push(
-                    out,
-                    path,
-                    format!("must be a boolean, not {}", type_name(v)),
-                );
-            }
+        Some("boolean") if !v.is_boolean() => {
+            push(
+                out,
+                path,
+                format!("must be a boolean, not {}", type_name(v)),
+            );
         }
         Some("array") => match v.as_array() {
             Some(items) => check_array(items, s, path, out),
@@ -298,16 +296,17 @@ fn check_object(
         .unwrap_or(false);
     for (key, value) in map {
         let field = join(path, key);
-        if let Some(prop) = props.and_then(|p| p.get(key)) {
-            check(value, prop, &field, false, out);
-            continue;
-        }
+        // An object's own apiVersion/kind/metadata follow Kubernetes' rules, whatever the CRD says of them.
         if embedded && matches!(key.as_str(), "apiVersion" | "kind" | "metadata") {
             if key == "metadata" {
                 check_metadata(value, &field, out);
             } else if !value.is_string() {
                 push(out, &field, "must be a string");
             }
+            continue;
+        }
+        if let Some(prop) = props.and_then(|p| p.get(key)) {
+            check(value, prop, &field, false, out);
             continue;
         }
         match s.get("additionalProperties") {
@@ -328,10 +327,10 @@ fn check_metadata(v: &Value, path: &str, out: &mut Vec<Violation>) {
         let field = join(path, key);
         match key.as_str() {
             "name" | "namespace" | "generateName" | "uid" | "resourceVersion"
-            | "creationTimestamp" | "deletionTimestamp" => {
-                if !value.is_string() && !value.is_null() {
-                    push(out, &field, "must be a string");
-                }
+            | "creationTimestamp" | "deletionTimestamp"
+                if !value.is_string() && !value.is_null() =>
+            {
+                push(out, &field, "must be a string");
             }
             "labels" | "annotations" => match value.as_object() {
                 Some(m) => {

@@ -14,6 +14,9 @@ pub const APPLICATION_INSTANCE: &str = "app.vworkspace.io/application-instance";
 pub const OPERATION: &str = "ops.vworkspace.io/operation";
 /// On Operation children (added by this project): the Operation name, for readable selectors.
 pub const OPERATION_NAME: &str = "ops.vworkspace.io/operation-name";
+/// On Operation children (added by this project): the Operation namespace (children in the shared Velero
+/// namespace are mapped back to their Operation with it).
+pub const OPERATION_NAMESPACE: &str = "ops.vworkspace.io/operation-namespace";
 /// On helmHookJob Jobs: the chart hook the Job is shaped like.
 pub const SOURCE_HOOK: &str = "ops.vworkspace.io/source-hook";
 /// Namespace gate label key (default selector `managed-by=vworkspace`).

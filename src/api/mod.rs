@@ -2,10 +2,14 @@
 //!
 //! Only types and constants live here; behaviour is in `validate`, `render` and `controller`.
 
+// kube's derive takes one `printcolumn(...)` per column; clippy mistakes the repeated keys for duplicates.
+#[allow(clippy::duplicated_attributes)]
 mod application_instance;
+#[allow(clippy::duplicated_attributes)]
 mod cluster;
 pub mod conditions;
 pub mod labels;
+#[allow(clippy::duplicated_attributes)]
 mod operation;
 
 pub use application_instance::*;
@@ -34,11 +38,34 @@ pub struct KeyRef {
     pub key: String,
 }
 
-/// Every CRD of the API, in a stable order (the order `crdgen` prints them).
-pub fn crds()
--> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
-{
-    vec![ApplicationInstance::crd(), Operation::crd(), Cluster::crd()]
+type Crd =
+    k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+
+/// Every CRD of the API, in a stable order (the order `crdgen` prints them), made structural for every
+/// supported Kubernetes version: an optional enum is `nullable`, never an enum that lists `null` (which
+/// older API servers cannot read).
+pub fn crds() -> Vec<Crd> {
+    [ApplicationInstance::crd(), Operation::crd(), Cluster::crd()]
+        .into_iter()
+        .map(|crd| {
+            let mut value = serde_json::to_value(&crd).expect("a CRD serializes");
+            strip_null_from_enums(&mut value);
+            serde_json::from_value(value).expect("a CRD deserializes")
+        })
+        .collect()
+}
+
+fn strip_null_from_enums(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            if let Some(serde_json::Value::Array(items)) = map.get_mut("enum") {
+                items.retain(|v| !v.is_null());
+            }
+            map.values_mut().for_each(strip_null_from_enums);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(strip_null_from_enums),
+        _ => {}
+    }
 }
 
 /// The list-map schema for `conditions[]`: `x-kubernetes-list-type: map` keyed by `type`.

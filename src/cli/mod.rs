@@ -4,6 +4,10 @@
 //! unreadable configuration.
 
 pub mod crdgen;
+pub mod notes;
+pub mod render;
+pub mod run;
+pub mod verify;
 
 use std::process::ExitCode;
 
@@ -27,12 +31,21 @@ pub struct Cli {
 pub enum Command {
     /// Print the CustomResourceDefinitions of the API as YAML.
     Crdgen(crdgen::Args),
+    /// Validate and render intents for review: a directory, a git revision, or the diff between two.
+    Render(render::Args),
+    /// Read the audit trail: outcome records written as git notes.
+    Notes(notes::Args),
+    /// Verify commit signatures of a revision or range under a trust policy.
+    Verify(verify::Args),
 }
 
 /// Run a parsed command line.
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Crdgen(args) => crdgen::run(args),
+        Command::Render(args) => render::run(args),
+        Command::Notes(args) => notes::run(args),
+        Command::Verify(args) => verify::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

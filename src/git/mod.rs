@@ -1,5 +1,13 @@
 //! Everything Git: reading repos without a work tree, commit signature verification, the trust policy,
 //! provenance, and git notes as the audit trail. Nothing here imports the kube client.
 
+pub mod commit;
 pub mod gitsign;
+pub mod notes;
+pub mod openpgp;
+pub mod policy;
+pub mod provenance;
+pub mod remote;
 pub mod repo;
+pub mod ssh;
+pub mod verify;

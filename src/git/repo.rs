@@ -29,6 +29,9 @@ pub struct TreeFile {
     pub data: Vec<u8>,
 }
 
+/// Size of the object cache of an opened repository.
+const OBJECT_CACHE_BYTES: usize = 16 << 20;
+
 /// A repository opened for reading (bare or not; the work tree is never used).
 pub struct Repo {
     inner: gix::Repository,
@@ -38,10 +41,12 @@ pub struct Repo {
 impl Repo {
     pub fn open(path: impl AsRef<Path>) -> Result<Self, RepoError> {
         let path = path.as_ref().to_path_buf();
-        let inner = gix::open(&path).map_err(|e| RepoError::Open {
+        let mut inner = gix::open(&path).map_err(|e| RepoError::Open {
             path: path.clone(),
             message: e.to_string(),
         })?;
+        // History walks (provenance, path history) read the same trees over and over.
+        inner.object_cache_size_if_unset(OBJECT_CACHE_BYTES);
         Ok(Self { inner, path })
     }
 
@@ -188,6 +193,84 @@ impl Repo {
             });
         }
         Ok(obj.detach().data)
+    }
+}
+
+impl Repo {
+    /// The id of the tree entry at `path` (`/`-separated, empty for the root tree) in the tree of `commit`,
+    /// or `None` when the path does not exist there.
+    pub fn entry_id(&self, commit: ObjectId, path: &str) -> Result<Option<ObjectId>, RepoError> {
+        let obj_err = |e: &dyn std::fmt::Display| RepoError::Object {
+            id: commit.to_string(),
+            message: e.to_string(),
+        };
+        let tree = self
+            .inner
+            .find_commit(commit)
+            .map_err(|e| obj_err(&e))?
+            .tree()
+            .map_err(|e| obj_err(&e))?;
+        let path = path.trim_matches('/');
+        if path.is_empty() {
+            return Ok(Some(tree.id));
+        }
+        Ok(tree
+            .lookup_entry_by_path(path)
+            .map_err(|e| obj_err(&e))?
+            .map(|e| e.object_id()))
+    }
+
+    /// The parents of `commit`, in order.
+    pub fn parents(&self, commit: ObjectId) -> Result<Vec<ObjectId>, RepoError> {
+        let c = self
+            .inner
+            .find_commit(commit)
+            .map_err(|e| RepoError::Object {
+                id: commit.to_string(),
+                message: e.to_string(),
+            })?;
+        Ok(c.parent_ids().map(|id| id.detach()).collect())
+    }
+
+    /// The commits reachable from `tip` that changed `path` (a file or a directory; empty for the whole tree),
+    /// newest first (by commit time). A commit changed the path when the path's entry differs from its
+    /// entry in every parent, like `git log --full-history -- <path>`: a merge that took one side unchanged
+    /// is not listed, the commit on that side that made the change is.
+    pub fn path_history(&self, tip: ObjectId, path: &str) -> Result<Vec<ObjectId>, RepoError> {
+        let walk_err = |e: &dyn std::fmt::Display| RepoError::Object {
+            id: tip.to_string(),
+            message: e.to_string(),
+        };
+        let walk = self
+            .inner
+            .rev_walk([tip])
+            .sorting(gix::revision::walk::Sorting::ByCommitTime(
+                gix::traverse::commit::simple::CommitTimeOrder::NewestFirst,
+            ))
+            .all()
+            .map_err(|e| walk_err(&e))?;
+        let mut out = Vec::new();
+        for info in walk {
+            let info = info.map_err(|e| walk_err(&e))?;
+            let here = self.entry_id(info.id, path)?;
+            let parents: Vec<ObjectId> = info.parent_ids.iter().copied().collect();
+            let changed = if parents.is_empty() {
+                here.is_some()
+            } else {
+                let mut changed = true;
+                for p in parents {
+                    if self.entry_id(p, path)? == here {
+                        changed = false;
+                        break;
+                    }
+                }
+                changed
+            };
+            if changed {
+                out.push(info.id);
+            }
+        }
+        Ok(out)
     }
 }
 

@@ -122,6 +122,16 @@ impl Renderer {
         env.set_fuel(Some(options.limits.fuel));
         env.set_recursion_limit(options.limits.recursion);
         env.set_auto_escape_callback(|_| AutoEscape::None);
+        // `fail(message)`: a template's way to refuse an input it cannot render.
+        env.add_function(
+            "fail",
+            |message: String| -> Result<String, minijinja::Error> {
+                Err(minijinja::Error::new(
+                    minijinja::ErrorKind::InvalidOperation,
+                    message,
+                ))
+            },
+        );
         if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder()
             .trim_blocks(true)
             .lstrip_blocks(true)
@@ -498,6 +508,7 @@ impl Renderer {
         if !is_helm {
             // The helm engine changes the ApplicationInstance's own objects, which keep their labels.
             child_labels.insert(labels::OPERATION_NAME.into(), op_name.to_string());
+            child_labels.insert(labels::OPERATION_NAMESPACE.into(), namespace.to_string());
             if !uid.is_empty() {
                 child_labels.insert(labels::OPERATION.into(), uid.to_string());
             }

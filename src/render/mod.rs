@@ -7,12 +7,14 @@
 
 mod engine;
 pub mod templates;
+mod tree;
 
 pub use engine::{
     ChildKind, Limits, OperationTemplateSpec, Placement, RenderOptions, Renderer, child_name,
     is_dns_label, is_dns_subdomain, oci_chart_url,
 };
 pub use templates::Templates;
+pub use tree::{RenderedIntent, TreeRender, render_tree};
 
 use serde_json::Value;
 

@@ -1,0 +1,78 @@
+//! Rendering throughput: one ApplicationInstance into HelmRelease + chart source, and a whole tree of 1,000
+//! intents (parse + validate + render) in memory. `benches/render-dir.sh` times the `render --dir` command.
+
+use std::hint::black_box;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use vworkspace_operator::api::ApplicationInstance;
+use vworkspace_operator::intent::SourceFile;
+use vworkspace_operator::render::{RenderOptions, Renderer, Templates, render_tree};
+
+const APP: &str = r#"
+apiVersion: apps.vworkspace.io/v1alpha1
+kind: ApplicationInstance
+metadata:
+  name: nextcloud-NUM
+  namespace: team-NS
+  labels: {app.vworkspace.io/managed-by: control-plane, app.vworkspace.io/cluster-id: bench}
+spec:
+  appRef: {catalogId: nextcloud}
+  chart: {sourceType: oci, url: "oci://ghcr.io/nextcloud/helm", name: nextcloud, version: 6.6.4}
+  release: {name: nextcloud-NUM, namespace: team-NS}
+  values:
+    source: inline
+    inline:
+      replicaCount: 2
+      nextcloud: {trustedDomains: [cloud.example.com], mail: {enabled: true}}
+      persistence: {enabled: true, size: 50Gi}
+  integrations:
+    ingress: {enabled: true, host: cloud-NUM.example.com}
+    certManager: {enabled: true}
+"#;
+
+fn app_yaml(i: usize) -> String {
+    APP.replace("NUM", &i.to_string())
+        .replace("NS", &(i % 20).to_string())
+}
+
+fn renderer() -> Renderer {
+    Renderer::new(
+        Templates::embedded(),
+        RenderOptions {
+            cluster_id: Some("bench".into()),
+            ..RenderOptions::default()
+        },
+    )
+}
+
+fn bench(c: &mut Criterion) {
+    let renderer = renderer();
+    let app: ApplicationInstance = serde_saphyr::from_str(&app_yaml(1)).unwrap();
+    let mut group = c.benchmark_group("render");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("application_instance", |b| {
+        b.iter(|| black_box(renderer.render_application(black_box(&app)).unwrap()))
+    });
+    let files: Vec<SourceFile> = (0..1000)
+        .map(|i| SourceFile {
+            path: format!(
+                "clusters/bench/namespaces/team-{}/applicationinstance-{i}.yaml",
+                i % 20
+            ),
+            data: app_yaml(i).into_bytes(),
+        })
+        .collect();
+    group.throughput(Throughput::Elements(1000));
+    group.sample_size(10);
+    group.bench_function("tree_1000_intents", |b| {
+        b.iter(|| {
+            let result = render_tree(black_box(&files), &renderer, Some("bench"));
+            assert!(result.problems.is_empty());
+            black_box(result)
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

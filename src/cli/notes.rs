@@ -1,0 +1,264 @@
+//! `notes`: read the audit trail (`refs/notes/vworkspace/<cluster-id>`) of a repository.
+//!
+//! - `notes show --repo PATH [--cluster-id ID] REV`: the outcome records on one commit; exit 1 when there
+//!   are none.
+//! - `notes log --repo PATH [--cluster-id ID] [REV-RANGE]`: every commit of the range (default `HEAD`;
+//!   `BASE..TIP` excludes BASE's history) that carries records, newest first.
+//!
+//! Without `--cluster-id`, every `refs/notes/vworkspace/*` ref is read. `--output json` prints one JSON
+//! object for `show`, and JSON Lines (one object per commit) for `log`.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use serde::Serialize;
+
+use super::{EXIT_INVALID, EXIT_OK, EXIT_USAGE};
+use crate::git::notes::{
+    NOTES_REF_GLOB, NOTES_REF_PREFIX, NoteLine, OutcomeRecord, notes_ref, read_notes,
+};
+use crate::git::repo::Repo;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    pub command: NotesCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum NotesCommand {
+    /// Show the outcome records on one commit.
+    Show(ShowArgs),
+    /// List the commits of a range that carry outcome records, newest first.
+    Log(LogArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Common {
+    /// The repository (bare or not).
+    #[arg(long)]
+    pub repo: PathBuf,
+    /// Read only this cluster's notes ref; default: every `refs/notes/vworkspace/*`.
+    #[arg(long)]
+    pub cluster_id: Option<String>,
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: Output,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ShowArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// The commit (any revision naming one).
+    pub rev: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LogArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Stop after this many commits with notes.
+    #[arg(long)]
+    pub max_count: Option<usize>,
+    /// `REV` (its whole history) or `BASE..TIP`; default `HEAD`.
+    pub range: Option<String>,
+}
+
+/// The notes of one commit, as printed.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CommitNotes {
+    pub commit: String,
+    pub notes: Vec<RefNotes>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RefNotes {
+    /// The notes ref, e.g. `refs/notes/vworkspace/prod-1`.
+    #[serde(rename = "ref")]
+    pub reference: String,
+    /// The cluster id taken from the ref name.
+    pub cluster_id: String,
+    pub records: Vec<OutcomeRecord>,
+    /// Lines that are not outcome records (e.g. added by hand), verbatim.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub other_lines: Vec<String>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<u8> {
+    match args.command {
+        NotesCommand::Show(a) => show(a),
+        NotesCommand::Log(a) => log(a),
+    }
+}
+
+fn refs_of(common: &Common) -> anyhow::Result<Option<Vec<String>>> {
+    Ok(Some(match &common.cluster_id {
+        Some(id) => match notes_ref(id) {
+            Ok(r) => vec![r],
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(None);
+            }
+        },
+        None => vec![NOTES_REF_GLOB.to_string()],
+    }))
+}
+
+/// The notes of `commit` in `refs`, grouped per ref.
+pub fn commit_notes(
+    repo: &Repo,
+    refs: &[String],
+    commit: gix::ObjectId,
+) -> anyhow::Result<CommitNotes> {
+    let notes = read_notes(repo.gix(), refs, commit)?;
+    Ok(CommitNotes {
+        commit: commit.to_string(),
+        notes: notes
+            .into_iter()
+            .map(|(reference, lines)| {
+                let mut records = Vec::new();
+                let mut other_lines = Vec::new();
+                for l in lines {
+                    match l {
+                        NoteLine::Record(r) => records.push(*r),
+                        NoteLine::Other(s) => other_lines.push(s),
+                    }
+                }
+                RefNotes {
+                    cluster_id: reference
+                        .strip_prefix(NOTES_REF_PREFIX)
+                        .unwrap_or(&reference)
+                        .to_string(),
+                    reference,
+                    records,
+                    other_lines,
+                }
+            })
+            .collect(),
+    })
+}
+
+fn show(a: ShowArgs) -> anyhow::Result<u8> {
+    let Some(refs) = refs_of(&a.common)? else {
+        return Ok(EXIT_USAGE);
+    };
+    let repo = Repo::open(&a.common.repo)?;
+    let commit = repo.resolve_commit(&a.rev)?;
+    let notes = commit_notes(&repo, &refs, commit)?;
+    let mut out = std::io::stdout().lock();
+    match a.common.output {
+        Output::Json => writeln!(out, "{}", serde_json::to_string_pretty(&notes)?)?,
+        Output::Text => {
+            if notes.notes.is_empty() {
+                writeln!(out, "no vworkspace notes on {commit}")?;
+            } else {
+                write_text(&mut out, &notes)?;
+            }
+        }
+    }
+    Ok(if notes.notes.is_empty() {
+        EXIT_INVALID
+    } else {
+        EXIT_OK
+    })
+}
+
+fn log(a: LogArgs) -> anyhow::Result<u8> {
+    let Some(refs) = refs_of(&a.common)? else {
+        return Ok(EXIT_USAGE);
+    };
+    let repo = Repo::open(&a.common.repo)?;
+    let range = a.range.as_deref().unwrap_or("HEAD");
+    let (base, tip) = match range.split_once("..") {
+        Some((b, t)) => (
+            Some(repo.resolve_commit(if b.is_empty() { "HEAD" } else { b })?),
+            repo.resolve_commit(if t.is_empty() { "HEAD" } else { t })?,
+        ),
+        None => (None, repo.resolve_commit(range)?),
+    };
+    let walk = repo
+        .gix()
+        .rev_walk([tip])
+        .with_hidden(base)
+        .sorting(gix::revision::walk::Sorting::ByCommitTime(
+            gix::traverse::commit::simple::CommitTimeOrder::NewestFirst,
+        ))
+        .all()
+        .with_context(|| format!("walking {range}"))?;
+    let mut out = std::io::stdout().lock();
+    let mut shown = 0usize;
+    for info in walk {
+        if a.max_count.is_some_and(|m| shown >= m) {
+            break;
+        }
+        let info = info.with_context(|| format!("walking {range}"))?;
+        let notes = commit_notes(&repo, &refs, info.id)?;
+        if notes.notes.is_empty() {
+            continue;
+        }
+        shown += 1;
+        match a.common.output {
+            Output::Json => writeln!(out, "{}", serde_json::to_string(&notes)?)?,
+            Output::Text => {
+                if shown > 1 {
+                    writeln!(out)?;
+                }
+                write_text(&mut out, &notes)?;
+            }
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+/// Control characters (terminal escapes) from a note never reach the terminal.
+fn clean(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+fn write_text(out: &mut impl Write, notes: &CommitNotes) -> anyhow::Result<()> {
+    writeln!(out, "commit {}", notes.commit)?;
+    for n in &notes.notes {
+        for r in &n.records {
+            let mut line = format!(
+                "  [{}] {}  {}/{}/{} gen {}  {}",
+                clean(&n.cluster_id),
+                clean(&r.time),
+                clean(&r.kind),
+                clean(&r.namespace),
+                clean(&r.name),
+                r.generation,
+                clean(&r.outcome),
+            );
+            if !r.reason.is_empty() {
+                line.push_str(&format!("/{}", clean(&r.reason)));
+            }
+            if !r.message.is_empty() {
+                line.push_str(&format!(": {}", clean(&r.message)));
+            }
+            if !r.child_refs.is_empty() {
+                let refs: Vec<String> = r
+                    .child_refs
+                    .iter()
+                    .map(|(k, v)| format!("{}={}", clean(k), clean(v)))
+                    .collect();
+                line.push_str(&format!("  ({})", refs.join(", ")));
+            }
+            writeln!(out, "{line}")?;
+        }
+        for l in &n.other_lines {
+            writeln!(out, "  [{}] {}", clean(&n.cluster_id), clean(l))?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,392 @@
+//! Approval claims (API.md, "Operation"): the control plane's `vws1` token that approves one Operation.
+//!
+//! Format: `vws1.<base64url(payload)>.<hex HMAC-SHA256(secret, base64url part)>`, where the payload is the
+//! compact JSON object `{"at":…,"by":…,"exp":…,"op":…,"rid":…,"v":1}` with sorted keys (what the control plane's
+//! `json.dumps(payload, sort_keys=True, separators=(",", ":"))` produces). The MAC covers the base64url text
+//! exactly as it appears in the claim, so the payload bytes are never re-serialized for verification.
+//!
+//! Pure: the caller passes the secret and the current time. A failed check is reported by the Operation
+//! reconciler as `Blocked=True/AwaitingApproval` with the error's message; a later valid claim unblocks it.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+/// The only claim format this operator understands.
+pub const PREFIX: &str = "vws1";
+/// The payload version (`v`) of the `vws1` format.
+pub const VERSION: i64 = 1;
+/// The field the claim is read from, for messages.
+const FIELD: &str = "spec.approvals.claim";
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// The decoded payload. Field order is the sorted key order, so serializing it gives the canonical JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimPayload {
+    /// When the approval was given (RFC 3339, as the control plane wrote it).
+    pub at: String,
+    /// Who approved.
+    pub by: String,
+    /// Expiry, seconds since the Unix epoch (inclusive: the claim is valid while `now <= exp`).
+    pub exp: i64,
+    /// The name of the Operation this claim approves.
+    pub op: String,
+    /// The control plane's approval request id.
+    pub rid: i64,
+    /// Format version; must be 1.
+    pub v: i64,
+}
+
+/// Why a claim does not approve the Operation. Every variant maps to `Blocked=True/AwaitingApproval`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClaimError {
+    #[error("approval required: {FIELD} is missing")]
+    Missing,
+    #[error("approval claims cannot be checked: no approval secret is configured")]
+    SecretNotConfigured,
+    #[error("{FIELD} is malformed: {0}")]
+    Malformed(String),
+    #[error(
+        "{FIELD} has a bad signature (not issued with this cluster's approval secret, or altered)"
+    )]
+    BadSignature,
+    #[error("{FIELD} has payload version {found}, expected {VERSION}")]
+    WrongVersion { found: i64 },
+    #[error("{FIELD} approves Operation {claimed:?}, not {expected:?}")]
+    WrongOperation { claimed: String, expected: String },
+    #[error("{FIELD} expired at {exp} (now {now}, seconds since the epoch)")]
+    Expired { exp: i64, now: i64 },
+}
+
+/// Verify a claim for the Operation `operation` at `now` (seconds since the Unix epoch).
+///
+/// Checks, in order: present, three dot-separated parts, prefix `vws1`, the MAC (constant time) over the
+/// middle part, then the payload: `v == 1`, `op == operation`, `now <= exp`. Surrounding whitespace of the
+/// claim and of the secret is ignored (secrets usually come from files with a trailing newline).
+pub fn verify_claim(
+    claim: Option<&str>,
+    secret: &[u8],
+    operation: &str,
+    now: i64,
+) -> Result<ClaimPayload, ClaimError> {
+    let claim = claim.map(str::trim).unwrap_or("");
+    if claim.is_empty() {
+        return Err(ClaimError::Missing);
+    }
+    let secret = secret.trim_ascii();
+    if secret.is_empty() {
+        return Err(ClaimError::SecretNotConfigured);
+    }
+    let parts: Vec<&str> = claim.split('.').collect();
+    let [prefix, body, digest] = parts[..] else {
+        return Err(ClaimError::Malformed(format!(
+            "expected 3 dot-separated parts, found {}",
+            parts.len()
+        )));
+    };
+    if prefix != PREFIX {
+        return Err(ClaimError::Malformed(format!(
+            "prefix {:?} is not {PREFIX:?}",
+            truncate(prefix)
+        )));
+    }
+    let digest = hex::decode(digest).map_err(|_| {
+        ClaimError::Malformed("the signature part is not hex-encoded HMAC-SHA256".into())
+    })?;
+    let mut mac =
+        HmacSha256::new_from_slice(secret).map_err(|_| ClaimError::SecretNotConfigured)?;
+    mac.update(body.as_bytes());
+    mac.verify_slice(&digest)
+        .map_err(|_| ClaimError::BadSignature)?;
+
+    // Python's urlsafe_b64encode pads with '='; the unpadded form is canonical. Accept both.
+    let raw = URL_SAFE_NO_PAD
+        .decode(body.trim_end_matches('='))
+        .map_err(|e| ClaimError::Malformed(format!("the payload is not base64url: {e}")))?;
+    let payload: ClaimPayload = serde_json::from_slice(&raw)
+        .map_err(|e| ClaimError::Malformed(format!("the payload is not a vws1 object: {e}")))?;
+    if payload.v != VERSION {
+        return Err(ClaimError::WrongVersion { found: payload.v });
+    }
+    if payload.op.trim() != operation.trim() {
+        return Err(ClaimError::WrongOperation {
+            claimed: truncate(&payload.op).to_string(),
+            expected: operation.to_string(),
+        });
+    }
+    if now > payload.exp {
+        return Err(ClaimError::Expired {
+            exp: payload.exp,
+            now,
+        });
+    }
+    Ok(payload)
+}
+
+/// Issue a claim the way the control plane does (for tests and the demo). The payload JSON is byte-for-byte
+/// what Python's `json.dumps(payload, sort_keys=True, separators=(",", ":"))` writes, including its
+/// `\uXXXX` escaping of non-ASCII characters. An empty secret is refused.
+pub fn sign_claim(secret: &[u8], payload: &ClaimPayload) -> Result<String, ClaimError> {
+    let secret = secret.trim_ascii();
+    if secret.is_empty() {
+        return Err(ClaimError::SecretNotConfigured);
+    }
+    let json = serde_json::to_string(payload)
+        .map_err(|e| ClaimError::Malformed(format!("the payload does not serialize: {e}")))?;
+    let body = URL_SAFE_NO_PAD.encode(ascii_escape(&json));
+    let mut mac =
+        HmacSha256::new_from_slice(secret).map_err(|_| ClaimError::SecretNotConfigured)?;
+    mac.update(body.as_bytes());
+    Ok(format!(
+        "{PREFIX}.{body}.{}",
+        hex::encode(mac.finalize().into_bytes())
+    ))
+}
+
+/// Escape every non-ASCII character as `\uXXXX` (UTF-16 code units), like Python's `ensure_ascii=True`.
+/// Non-ASCII characters only occur inside JSON strings, so this keeps the document valid.
+fn ascii_escape(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for ch in json.chars() {
+        if ch.is_ascii() {
+            out.push(ch);
+        } else {
+            let mut units = [0u16; 2];
+            for unit in ch.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        }
+    }
+    out
+}
+
+/// Claim parts quoted in messages are cut short: they come from user input.
+fn truncate(s: &str) -> &str {
+    match s.char_indices().nth(64) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &[u8] = b"test-secret-hex";
+    const NOW: i64 = 1_780_000_000;
+
+    fn payload(op: &str, exp: i64) -> ClaimPayload {
+        ClaimPayload {
+            at: "2026-06-03T12:00:00Z".into(),
+            by: "admin".into(),
+            exp,
+            op: op.into(),
+            rid: 42,
+            v: 1,
+        }
+    }
+
+    fn body_of(claim: &str) -> String {
+        claim.split('.').nth(1).unwrap().to_string()
+    }
+
+    /// Re-sign an arbitrary payload text with the right secret (to reach the checks after the MAC).
+    fn signed_raw(json: &str) -> String {
+        let body = URL_SAFE_NO_PAD.encode(json);
+        let mut mac = HmacSha256::new_from_slice(SECRET).unwrap();
+        mac.update(body.as_bytes());
+        format!("vws1.{body}.{}", hex::encode(mac.finalize().into_bytes()))
+    }
+
+    #[test]
+    fn a_valid_claim_verifies_and_returns_its_payload() {
+        let claim = sign_claim(SECRET, &payload("op-restore-1", NOW + 3600)).unwrap();
+        let got = verify_claim(Some(&claim), SECRET, "op-restore-1", NOW).unwrap();
+        assert_eq!(got, payload("op-restore-1", NOW + 3600));
+        // Expiry is inclusive.
+        let claim = sign_claim(SECRET, &payload("op", NOW)).unwrap();
+        assert!(verify_claim(Some(&claim), SECRET, "op", NOW).is_ok());
+        // Whitespace around claim and secret (a file's trailing newline) is ignored.
+        let padded = format!("  {claim}\n");
+        assert!(verify_claim(Some(&padded), b"test-secret-hex\n", "op", NOW).is_ok());
+        assert_eq!(
+            sign_claim(b"\n", &payload("op", NOW)),
+            Err(ClaimError::SecretNotConfigured)
+        );
+    }
+
+    #[test]
+    fn the_payload_is_canonical_sorted_compact_json() {
+        let claim = sign_claim(SECRET, &payload("op-restore-1", 1_780_003_600)).unwrap();
+        let json = String::from_utf8(URL_SAFE_NO_PAD.decode(body_of(&claim)).unwrap()).unwrap();
+        assert_eq!(
+            json,
+            r#"{"at":"2026-06-03T12:00:00Z","by":"admin","exp":1780003600,"op":"op-restore-1","rid":42,"v":1}"#
+        );
+        let mut p = payload("op", 1);
+        p.by = "Zoë 🙂".into();
+        let claim = sign_claim(SECRET, &p).unwrap();
+        let json = String::from_utf8(URL_SAFE_NO_PAD.decode(body_of(&claim)).unwrap()).unwrap();
+        assert!(json.contains(r#""by":"Zo\u00eb \ud83d\ude42""#), "{json}");
+        assert_eq!(serde_json::from_str::<ClaimPayload>(&json).unwrap(), p);
+    }
+
+    #[test]
+    fn a_claim_from_an_independent_implementation_verifies() {
+        // Built by hand: base64url of the canonical JSON, MAC computed with the hmac crate directly.
+        let json = format!(
+            r#"{{"at":"2026-06-03T12:00:00Z","by":"ops@example.com","exp":{},"op":"restore-db","rid":7,"v":1}}"#,
+            NOW + 60
+        );
+        let claim = signed_raw(&json);
+        let p = verify_claim(Some(&claim), SECRET, "restore-db", NOW).unwrap();
+        assert_eq!((p.rid, p.by.as_str()), (7, "ops@example.com"));
+        // Padded base64 (Python's urlsafe_b64encode) is accepted too; the MAC covers the text as sent.
+        let padded_body = base64::engine::general_purpose::URL_SAFE.encode(&json);
+        let mut mac = HmacSha256::new_from_slice(SECRET).unwrap();
+        mac.update(padded_body.as_bytes());
+        let claim = format!(
+            "vws1.{padded_body}.{}",
+            hex::encode(mac.finalize().into_bytes())
+        );
+        assert!(verify_claim(Some(&claim), SECRET, "restore-db", NOW).is_ok());
+    }
+
+    #[test]
+    fn every_failure_has_its_own_error() {
+        let good = sign_claim(SECRET, &payload("op-a", NOW + 10)).unwrap();
+        let cases: Vec<(&str, Option<String>, &[u8], ClaimError)> = vec![
+            ("absent", None, SECRET, ClaimError::Missing),
+            ("empty", Some("  ".into()), SECRET, ClaimError::Missing),
+            (
+                "no secret",
+                Some(good.clone()),
+                b" \n",
+                ClaimError::SecretNotConfigured,
+            ),
+            (
+                "two parts",
+                Some("vws1.abc".into()),
+                SECRET,
+                ClaimError::Malformed("expected 3 dot-separated parts, found 2".into()),
+            ),
+            (
+                "four parts",
+                Some(format!("{good}.tampered")),
+                SECRET,
+                ClaimError::Malformed("expected 3 dot-separated parts, found 4".into()),
+            ),
+            (
+                "other prefix",
+                Some(good.replacen("vws1", "vws2", 1)),
+                SECRET,
+                ClaimError::Malformed("prefix \"vws2\" is not \"vws1\"".into()),
+            ),
+            (
+                "digest not hex",
+                Some(format!("vws1.{}.zz", body_of(&good))),
+                SECRET,
+                ClaimError::Malformed("the signature part is not hex-encoded HMAC-SHA256".into()),
+            ),
+            (
+                "wrong secret",
+                Some(sign_claim(b"other-secret", &payload("op-a", NOW + 10)).unwrap()),
+                SECRET,
+                ClaimError::BadSignature,
+            ),
+            (
+                "payload altered",
+                Some({
+                    let other = sign_claim(SECRET, &payload("op-b", NOW + 10)).unwrap();
+                    format!(
+                        "vws1.{}.{}",
+                        body_of(&other),
+                        good.rsplit('.').next().unwrap()
+                    )
+                }),
+                SECRET,
+                ClaimError::BadSignature,
+            ),
+            (
+                "truncated digest",
+                Some(good[..good.len() - 2].to_string()),
+                SECRET,
+                ClaimError::BadSignature,
+            ),
+            (
+                "wrong version",
+                Some(signed_raw(
+                    r#"{"at":"x","by":"y","exp":9999999999,"op":"op-a","rid":1,"v":2}"#,
+                )),
+                SECRET,
+                ClaimError::WrongVersion { found: 2 },
+            ),
+            (
+                "wrong operation",
+                Some(sign_claim(SECRET, &payload("op-b", NOW + 10)).unwrap()),
+                SECRET,
+                ClaimError::WrongOperation {
+                    claimed: "op-b".into(),
+                    expected: "op-a".into(),
+                },
+            ),
+            (
+                "expired",
+                Some(sign_claim(SECRET, &payload("op-a", NOW - 1)).unwrap()),
+                SECRET,
+                ClaimError::Expired {
+                    exp: NOW - 1,
+                    now: NOW,
+                },
+            ),
+        ];
+        for (name, claim, secret, want) in cases {
+            let got = verify_claim(claim.as_deref(), secret, "op-a", NOW);
+            assert_eq!(got, Err(want), "case {name}");
+        }
+    }
+
+    #[test]
+    fn a_signed_payload_that_is_not_a_claim_is_malformed() {
+        for json in [
+            "not json",
+            r#"{"v":1}"#,
+            r#"{"at":"x","by":"y","exp":"soon","op":"op-a","rid":1,"v":1}"#,
+        ] {
+            let got = verify_claim(Some(&signed_raw(json)), SECRET, "op-a", NOW);
+            assert!(
+                matches!(&got, Err(ClaimError::Malformed(m)) if m.starts_with("the payload is not a vws1 object")),
+                "{json}: {got:?}"
+            );
+        }
+        let body_not_base64 = {
+            let mut mac = HmacSha256::new_from_slice(SECRET).unwrap();
+            mac.update(b"***");
+            format!("vws1.***.{}", hex::encode(mac.finalize().into_bytes()))
+        };
+        assert!(matches!(
+            verify_claim(Some(&body_not_base64), SECRET, "op-a", NOW),
+            Err(ClaimError::Malformed(m)) if m.starts_with("the payload is not base64url")
+        ));
+    }
+
+    #[test]
+    fn messages_name_the_field_and_never_quote_the_secret() {
+        let claim = sign_claim(SECRET, &payload("op-b", NOW + 10)).unwrap();
+        let err = verify_claim(Some(&claim), SECRET, "op-a", NOW).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("spec.approvals.claim approves Operation \"op-b\""),
+            "{msg}"
+        );
+        assert!(!msg.contains("test-secret-hex"));
+        let long_prefix = format!("{}.a.b", "x".repeat(500));
+        let msg = verify_claim(Some(&long_prefix), SECRET, "op-a", NOW)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.len() < 200, "{msg}");
+    }
+}

@@ -1,0 +1,743 @@
+//! The Operation reconciler: verify (provenance) → admit (validation, capability, allowed types) → wait
+//! (conflicts, approval, engine installed) → start (create the engine's child once) → follow (fold the
+//! child's status) → report (status, Events, control-plane events, git notes). Deleting a running Operation
+//! cancels it: its child is deleted.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::{Resource, ResourceExt};
+use serde_json::{Value, json};
+use tracing::{instrument, warn};
+
+use super::application::{Error, is_ours};
+use super::context::{Context, Outcome, Transition, changed, delays};
+use super::gitops::Verdict;
+use super::status::{Cond, engine_state, merge_conditions};
+use crate::api::conditions::{reasons, types};
+use crate::api::{
+    ApplicationInstance, Engine, EngineRef, FIELD_MANAGER, OPERATION_FINALIZER, Operation,
+    OperationStatus, Phase, labels, template_key,
+};
+use crate::intent::IntentKind;
+use crate::validate;
+
+#[instrument(skip_all, fields(namespace = %op.namespace().unwrap_or_default(), object = %op.name_any(), reconcile_id = %fastrand::u64(..)))]
+pub async fn reconcile(op: Arc<Operation>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = std::time::Instant::now();
+    let namespace = op.namespace().unwrap_or_default();
+    let api: Api<Operation> = Api::namespaced(ctx.client.clone(), &namespace);
+    let has_finalizer = op.finalizers().iter().any(|f| f == OPERATION_FINALIZER);
+    let eligible =
+        is_ours(op.labels(), &ctx.settings.cluster_id) && ctx.namespace_gated(&namespace).await?;
+    if !eligible && !(has_finalizer && op.meta().deletion_timestamp.is_some()) {
+        return Ok(Action::await_change());
+    }
+    let result = finalizer(&api, OPERATION_FINALIZER, op, |event| async {
+        match event {
+            Finalizer::Apply(op) => apply(&op, &ctx).await,
+            Finalizer::Cleanup(op) => cancel(&op, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    ctx.metrics
+        .reconciled("operation", result.is_ok(), started.elapsed());
+    result
+}
+
+pub fn error_policy(_op: Arc<Operation>, error: &Error, _ctx: Arc<Context>) -> Action {
+    warn!(%error, "reconcile failed; retrying");
+    Action::requeue(delays::ERROR)
+}
+
+fn phase(op: &Operation) -> Phase {
+    op.status.as_ref().and_then(|s| s.phase).unwrap_or_default()
+}
+
+/// What a status update says.
+struct Update {
+    phase: Phase,
+    conds: Vec<Cond>,
+    /// Conditions that no longer apply (e.g. Blocked once unblocked is set False instead; kept for clarity).
+    fill: Box<dyn FnOnce(&mut OperationStatus) + Send>,
+}
+
+impl Update {
+    fn new(phase: Phase, conds: Vec<Cond>) -> Self {
+        Self {
+            phase,
+            conds,
+            fill: Box::new(|_| {}),
+        }
+    }
+    fn with(mut self, fill: impl FnOnce(&mut OperationStatus) + Send + 'static) -> Self {
+        self.fill = Box::new(fill);
+        self
+    }
+}
+
+/// The rendered children of an Operation, stamped with ownership labels (and an owner reference when they
+/// live in the Operation's namespace).
+fn stamp(op: &Operation, objects: &mut [Value], intent_commit: &str) {
+    let namespace = op.namespace().unwrap_or_default();
+    let owner = op
+        .controller_owner_ref(&())
+        .map(|o| serde_json::to_value(o).unwrap_or(Value::Null));
+    for obj in objects {
+        let same_ns = crate::render::namespace(obj) == namespace;
+        if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+            if same_ns && let Some(owner) = &owner {
+                meta.insert("ownerReferences".into(), json!([owner]));
+            }
+            if let Some(a) = meta
+                .entry("annotations")
+                .or_insert_with(|| json!({}))
+                .as_object_mut()
+            {
+                a.insert(
+                    labels::INTENT_COMMIT.into(),
+                    Value::String(intent_commit.to_string()),
+                );
+            }
+        }
+    }
+}
+
+async fn target(op: &Operation, ctx: &Context) -> Result<Option<ApplicationInstance>, Error> {
+    let api: Api<ApplicationInstance> =
+        Api::namespaced(ctx.client.clone(), &op.namespace().unwrap_or_default());
+    Ok(api.get_opt(&op.spec.target_ref.name).await?)
+}
+
+/// Other Operations on the same target that this one must wait for (the conflict matrix). Only Operations
+/// created earlier count, so two conflicting Operations never wait for each other.
+async fn conflicts(op: &Operation, ctx: &Context) -> Result<Vec<String>, Error> {
+    let api: Api<Operation> =
+        Api::namespaced(ctx.client.clone(), &op.namespace().unwrap_or_default());
+    let me = (
+        op.metadata.creation_timestamp.clone().map(|t| t.0),
+        op.name_any(),
+    );
+    Ok(api
+        .list(&Default::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|other| {
+            other.name_any() != op.name_any()
+                && other.spec.target_ref.name == op.spec.target_ref.name
+                && matches!(phase(other), Phase::Pending | Phase::Running)
+                && other.meta().deletion_timestamp.is_none()
+                && op.spec.type_.blocked_by(other.spec.type_)
+                && (
+                    other.metadata.creation_timestamp.clone().map(|t| t.0),
+                    other.name_any(),
+                ) < me
+        })
+        .map(|other| {
+            format!(
+                "{} {} ({})",
+                other.spec.type_.as_str(),
+                other.name_any(),
+                phase(&other).as_str()
+            )
+        })
+        .collect())
+}
+
+/// Whether the Operation's approval holds, or why not.
+fn approval(op: &Operation, ctx: &Context, required: bool) -> Result<(), String> {
+    let approvals = op.spec.approvals.clone().unwrap_or_default();
+    if !required && !approvals.required {
+        return Ok(());
+    }
+    let key = ctx
+        .settings
+        .approval_key
+        .as_deref()
+        .ok_or("the operator has no approval key configured (--approval-key-file)")?;
+    super::approval::verify_claim(
+        approvals.claim.as_deref(),
+        key,
+        &op.name_any(),
+        jiff::Timestamp::now().as_second(),
+    )
+    .map(|_| ())
+    .map_err(|e| e.to_string())
+}
+
+async fn apply(op: &Operation, ctx: &Context) -> Result<Action, Error> {
+    let namespace = op.namespace().unwrap_or_default();
+    let current_phase = phase(op);
+    if current_phase.is_terminal() {
+        record_outcome(op, ctx, current_phase);
+        return Ok(Action::await_change());
+    }
+    let key = template_key(op.spec.type_, op.spec.engine);
+
+    // Verify.
+    let spec_json = serde_json::to_value(&op.spec).unwrap_or(Value::Null);
+    let verdict = ctx.source.check(
+        IntentKind::Operation,
+        &namespace,
+        &op.name_any(),
+        &spec_json,
+        op.labels(),
+        op.annotations(),
+    );
+    let intent_commit = match verdict {
+        Verdict::Verified { intent_commit, .. } => intent_commit,
+        Verdict::Blocked { reason, message } => {
+            let conds = vec![
+                Cond::new(types::VERIFIED, "False", reason, message.clone()),
+                Cond::new(types::BLOCKED, "True", reason, message),
+                Cond::new(
+                    types::RUNNING,
+                    "False",
+                    reasons::ENGINE_NOT_STARTED,
+                    "not verified",
+                ),
+            ];
+            write_status(op, ctx, Update::new(current_phase, conds)).await?;
+            return Ok(Action::requeue(delays::WAITING));
+        }
+    };
+    let verified = Cond::new(
+        types::VERIFIED,
+        "True",
+        reasons::COMMIT_VERIFIED,
+        format!("intent commit {intent_commit}"),
+    );
+    let ic = intent_commit.clone();
+    let with_commit = move |s: &mut OperationStatus| s.intent_commit = Some(ic);
+
+    // Admit.
+    let target = target(op, ctx).await?;
+    let Some(target) = target else {
+        let msg = format!(
+            "ApplicationInstance {namespace}/{} not found",
+            op.spec.target_ref.name
+        );
+        let conds = vec![
+            verified,
+            Cond::new(types::BLOCKED, "True", reasons::DEPENDENCY_MISSING, msg),
+            Cond::new(
+                types::RUNNING,
+                "False",
+                reasons::ENGINE_NOT_STARTED,
+                "waiting for the target",
+            ),
+        ];
+        write_status(
+            op,
+            ctx,
+            Update::new(Phase::Pending, conds).with(with_commit),
+        )
+        .await?;
+        return Ok(Action::requeue(delays::WAITING));
+    };
+    let ns_annotations = ctx.namespace_annotations(&namespace).await?;
+    let vctx = validate::Context {
+        cluster_id: Some(&ctx.settings.cluster_id),
+        renderer: &ctx.renderer,
+    };
+    let problems: Vec<_> = validate::check_operation(
+        &format!("{namespace}/{}", op.name_any()),
+        op,
+        Some(&target),
+        Some(&ns_annotations),
+        &vctx,
+    )
+    .into_iter()
+    // the claim is checked below with the key, which render cannot do
+    .filter(|p| p.field != "spec.approvals.claim")
+    .collect();
+    if !problems.is_empty() {
+        let message = problems
+            .iter()
+            .map(|p| format!("{}: {}", p.field, p.reason))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let conds = vec![
+            verified,
+            Cond::new(
+                types::ACCEPTED,
+                "False",
+                reasons::VALIDATION_FAILED,
+                message,
+            ),
+            Cond::new(
+                types::RUNNING,
+                "False",
+                reasons::ENGINE_NOT_STARTED,
+                "not admitted",
+            ),
+        ];
+        write_status(
+            op,
+            ctx,
+            Update::new(Phase::Pending, conds).with(with_commit),
+        )
+        .await?;
+        return Ok(Action::await_change());
+    }
+    let accepted = Cond::new(
+        types::ACCEPTED,
+        "True",
+        reasons::ADMISSION_PASSED,
+        format!("template {key}"),
+    );
+    let tspec = match ctx.renderer.operation_spec(&key) {
+        Some(Ok(spec)) => spec.clone(),
+        _ => return Ok(Action::await_change()), // validated above
+    };
+
+    // Started already? Then follow the child; waiting rules only gate the start.
+    let started = current_phase == Phase::Running;
+    if !started {
+        let blocking = conflicts(op, ctx).await?;
+        if !blocking.is_empty() {
+            let conds = vec![
+                verified,
+                accepted,
+                Cond::new(
+                    types::BLOCKED,
+                    "True",
+                    reasons::CONFLICTING_OPERATION,
+                    format!("waiting for {}", blocking.join(", ")),
+                ),
+                Cond::new(
+                    types::RUNNING,
+                    "False",
+                    reasons::ENGINE_NOT_STARTED,
+                    "blocked",
+                ),
+            ];
+            write_status(
+                op,
+                ctx,
+                Update::new(Phase::Pending, conds).with(with_commit),
+            )
+            .await?;
+            return Ok(Action::requeue(delays::WAITING));
+        }
+        if let Err(why) = approval(op, ctx, tspec.requires_approval) {
+            let conds = vec![
+                verified,
+                accepted,
+                Cond::new(types::BLOCKED, "True", reasons::AWAITING_APPROVAL, why),
+                Cond::new(
+                    types::RUNNING,
+                    "False",
+                    reasons::ENGINE_NOT_STARTED,
+                    "awaiting approval",
+                ),
+            ];
+            write_status(
+                op,
+                ctx,
+                Update::new(Phase::Pending, conds).with(with_commit),
+            )
+            .await?;
+            return Ok(Action::requeue(delays::WAITING));
+        }
+    }
+
+    // Render and start.
+    let mut objects = match ctx.renderer.render_operation(op, &target) {
+        Ok(objects) => objects,
+        Err(e) => {
+            let conds = vec![
+                verified,
+                accepted,
+                Cond::new(
+                    types::BLOCKED,
+                    "True",
+                    reasons::RENDER_FAILED,
+                    e.to_string(),
+                ),
+                Cond::new(
+                    types::RUNNING,
+                    "False",
+                    reasons::ENGINE_NOT_STARTED,
+                    "render failed",
+                ),
+            ];
+            write_status(op, ctx, Update::new(current_phase, conds).with(with_commit)).await?;
+            return Ok(Action::await_change());
+        }
+    };
+    stamp(op, &mut objects, &intent_commit);
+    let mut missing = Vec::new();
+    for obj in &objects {
+        if ctx
+            .resources
+            .resolve(crate::render::api_version(obj), crate::render::kind(obj))
+            .await?
+            .is_none()
+        {
+            missing.push(format!(
+                "{}.{}",
+                crate::render::kind(obj),
+                crate::render::group(crate::render::api_version(obj))
+            ));
+        }
+    }
+    if !missing.is_empty() {
+        ctx.resources.forget_missing().await;
+        let conds = vec![
+            verified,
+            accepted,
+            Cond::new(
+                types::BLOCKED,
+                "True",
+                reasons::ENGINE_NOT_INSTALLED,
+                format!("not installed: {}", missing.join(", ")),
+            ),
+            Cond::new(
+                types::RUNNING,
+                "False",
+                reasons::ENGINE_NOT_STARTED,
+                "engine missing",
+            ),
+        ];
+        write_status(
+            op,
+            ctx,
+            Update::new(Phase::Pending, conds).with(with_commit),
+        )
+        .await?;
+        return Ok(Action::requeue(delays::WAITING));
+    }
+    let engine = op.spec.engine;
+    let main = objects
+        .iter()
+        .find(|o| engine != Engine::Helm || crate::render::kind(o) == "HelmRelease")
+        .cloned()
+        .unwrap_or(Value::Null);
+    let child_name = crate::render::name(&main).to_string();
+    let engine_ref = EngineRef {
+        kind: crate::render::kind(&main).to_string(),
+        name: child_name.clone(),
+        namespace: crate::render::namespace(&main).to_string(),
+    };
+    let target_generation = target.metadata.generation.unwrap_or_default().to_string();
+    if !started {
+        if !ctx.namespace_gated(&namespace).await? {
+            return Ok(Action::await_change());
+        }
+        if engine != Engine::Helm {
+            for obj in &objects {
+                if ctx.resources.create_once(obj).await? {
+                    ctx.metrics.write("child");
+                }
+            }
+        }
+        // The helm engine writes nothing itself: the ApplicationInstance reconciler renders the upgrade
+        // while this Operation is Running (see application::active_upgrade).
+        let er = engine_ref.clone();
+        let tg = target_generation.clone();
+        let ic = intent_commit.clone();
+        let conds = vec![
+            verified,
+            accepted,
+            Cond::new(types::BLOCKED, "False", reasons::UNBLOCKED, ""),
+            Cond::new(
+                types::RUNNING,
+                "True",
+                reasons::ENGINE_STARTED,
+                format!("{} {}", er.kind, er.name),
+            ),
+        ];
+        write_status(
+            op,
+            ctx,
+            Update::new(Phase::Running, conds).with(move |s| {
+                s.engine_ref = Some(er);
+                s.started_at
+                    .get_or_insert_with(|| jiff::Timestamp::now().to_string());
+                if engine == Engine::Helm {
+                    s.outputs.insert("appGeneration".into(), tg);
+                }
+                s.intent_commit = Some(ic);
+            }),
+        )
+        .await?;
+        return Ok(Action::requeue(delays::PROGRESS));
+    }
+
+    // Follow.
+    let live = ctx.resources.get(&main).await?;
+    let Some(live) = live else {
+        if engine == Engine::Helm {
+            return Ok(Action::requeue(delays::PROGRESS));
+        }
+        let conds = vec![
+            verified,
+            accepted,
+            Cond::new(
+                types::FAILED,
+                "True",
+                reasons::ENGINE_FAILED,
+                format!("{} {} disappeared", engine_ref.kind, engine_ref.name),
+            ),
+            Cond::new(
+                types::RUNNING,
+                "False",
+                reasons::ENGINE_FAILED,
+                "child deleted",
+            ),
+        ];
+        write_status(
+            op,
+            ctx,
+            Update::new(Phase::Failed, conds)
+                .with(|s| s.finished_at = Some(jiff::Timestamp::now().to_string())),
+        )
+        .await?;
+        return Ok(Action::await_change());
+    };
+    let desired_version = op
+        .spec
+        .parameters
+        .as_ref()
+        .and_then(|p| p.get("targetVersion"))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .or_else(|| target.spec.chart.as_ref().map(|c| c.version.clone()));
+    let state = engine_state(
+        engine,
+        &live,
+        tspec.output_name.as_deref(),
+        &child_name,
+        desired_version.as_deref(),
+    );
+    let mut conds = vec![verified, accepted];
+    match state.phase {
+        Phase::Succeeded => {
+            conds.push(Cond::new(
+                types::SUCCEEDED,
+                "True",
+                state.reason,
+                state.message.clone(),
+            ));
+            conds.push(Cond::new(
+                types::RUNNING,
+                "False",
+                reasons::ENGINE_COMPLETED,
+                "",
+            ));
+            conds.push(Cond::new(types::BLOCKED, "False", reasons::UNBLOCKED, ""));
+        }
+        Phase::Failed => {
+            conds.push(Cond::new(
+                types::FAILED,
+                "True",
+                state.reason,
+                state.message.clone(),
+            ));
+            conds.push(Cond::new(
+                types::RUNNING,
+                "False",
+                reasons::ENGINE_FAILED,
+                "",
+            ));
+            conds.push(Cond::new(types::BLOCKED, "False", reasons::UNBLOCKED, ""));
+        }
+        _ => {
+            conds.push(Cond::new(
+                types::RUNNING,
+                "True",
+                reasons::ENGINE_STARTED,
+                state.message.clone(),
+            ));
+            match state.blocked {
+                Some(reason) => conds.push(Cond::new(
+                    types::BLOCKED,
+                    "True",
+                    reason,
+                    state.message.clone(),
+                )),
+                None => conds.push(Cond::new(types::BLOCKED, "False", reasons::UNBLOCKED, "")),
+            }
+        }
+    }
+    if let Some(w) = &state.warning {
+        ctx.publish_transitions(
+            op,
+            &[Cond::new(
+                types::SUCCEEDED,
+                "True",
+                "PartiallyFailed",
+                w.clone(),
+            )],
+        )
+        .await;
+    }
+    let terminal = state.phase.is_terminal();
+    let st = state.clone();
+    write_status(
+        op,
+        ctx,
+        Update::new(state.phase, conds).with(move |s| {
+            for (k, v) in st.outputs {
+                s.outputs.insert(k, v);
+            }
+            if s.started_at.is_none() {
+                s.started_at = st.started_at;
+            }
+            if terminal {
+                s.finished_at = st
+                    .finished_at
+                    .or_else(|| Some(jiff::Timestamp::now().to_string()));
+            }
+        }),
+    )
+    .await?;
+    Ok(if terminal {
+        Action::await_change()
+    } else {
+        Action::requeue(delays::PROGRESS)
+    })
+}
+
+/// Deleting an Operation that has not finished cancels it: its children are deleted (the helm engine has none:
+/// the ApplicationInstance goes back to its own spec).
+async fn cancel(op: &Operation, ctx: &Context) -> Result<Action, Error> {
+    if phase(op).is_terminal() {
+        return Ok(Action::await_change());
+    }
+    if phase(op) == Phase::Running
+        && op.spec.engine != Engine::Helm
+        && let Some(er) = op.status.as_ref().and_then(|s| s.engine_ref.clone())
+    {
+        let child = ctx
+            .renderer
+            .operation_spec(&template_key(op.spec.type_, op.spec.engine))
+            .and_then(Result::ok)
+            .and_then(|s| {
+                s.children
+                    .iter()
+                    .find(|c| c.kind == er.kind)
+                    .map(|c| c.api_version.clone())
+            });
+        if let Some(api_version) = child {
+            let obj = json!({"apiVersion": api_version, "kind": er.kind, "metadata": {"name": er.name, "namespace": er.namespace}});
+            if ctx.resources.delete(&obj).await? {
+                ctx.metrics.write("child");
+                return Ok(Action::requeue(delays::PROGRESS));
+            }
+        }
+    }
+    let conds = vec![Cond::new(
+        types::CANCELLED,
+        "True",
+        reasons::USER_CANCELLED,
+        "the Operation was deleted",
+    )];
+    write_status(
+        op,
+        ctx,
+        Update::new(Phase::Cancelled, conds)
+            .with(|s| s.finished_at = Some(jiff::Timestamp::now().to_string())),
+    )
+    .await?;
+    record_outcome(op, ctx, Phase::Cancelled);
+    Ok(Action::await_change())
+}
+
+fn record_outcome(op: &Operation, ctx: &Context, phase: Phase) {
+    let status = op.status.clone().unwrap_or_default();
+    let (type_, outcome) = match phase {
+        Phase::Succeeded => (types::SUCCEEDED, "Succeeded"),
+        Phase::Failed => (types::FAILED, "Failed"),
+        Phase::Cancelled => (types::CANCELLED, "Cancelled"),
+        _ => return,
+    };
+    let cond = status.conditions.iter().find(|c| c.type_ == type_);
+    let mut children: BTreeMap<String, String> = status.outputs.clone();
+    if let Some(er) = &status.engine_ref {
+        children.insert(
+            "engineRef".into(),
+            format!("{}/{}/{}", er.kind, er.namespace, er.name),
+        );
+    }
+    ctx.outcomes.record(Outcome {
+        kind: "Operation",
+        namespace: op.namespace().unwrap_or_default(),
+        name: op.name_any(),
+        uid: op.uid().unwrap_or_default(),
+        generation: op.metadata.generation.unwrap_or_default(),
+        outcome: outcome.into(),
+        reason: cond
+            .map(|c| c.reason.clone())
+            .unwrap_or_else(|| outcome.into()),
+        message: cond.map(|c| c.message.clone()).unwrap_or_default(),
+        intent_commit: status.intent_commit.clone().unwrap_or_default(),
+        children,
+    });
+}
+
+async fn write_status(op: &Operation, ctx: &Context, update: Update) -> Result<(), Error> {
+    let namespace = op.namespace().unwrap_or_default();
+    let current = op.status.clone().unwrap_or_default();
+    let mut next = current.clone();
+    let now = Time(jiff::Timestamp::now());
+    merge_conditions(
+        &mut next.conditions,
+        &update.conds,
+        op.metadata.generation,
+        &now,
+    );
+    next.phase = Some(update.phase);
+    next.observed_generation = op.metadata.generation;
+    (update.fill)(&mut next);
+    if next == current {
+        return Ok(());
+    }
+    let api: Api<Operation> = Api::namespaced(ctx.client.clone(), &namespace);
+    let patch =
+        json!({"apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "Operation", "status": next});
+    api.patch_status(
+        &op.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    ctx.metrics.write("status");
+    let transitions = changed(&current.conditions, &update.conds);
+    if !transitions.is_empty() {
+        ctx.publish_transitions(op, &transitions).await;
+    }
+    if current.conditions != next.conditions {
+        ctx.transitions.transition(Transition {
+            api_version: "ops.vworkspace.io/v1alpha1",
+            kind: "Operation",
+            namespace,
+            name: op.name_any(),
+            uid: op.uid().unwrap_or_default(),
+            generation: op.metadata.generation.unwrap_or_default(),
+            old: current.conditions,
+            new: next.conditions.clone(),
+            endpoints: Vec::new(),
+        });
+    }
+    if next.phase.is_some_and(Phase::is_terminal) && current.phase != next.phase {
+        let mut done = op.clone();
+        done.status = Some(next);
+        record_outcome(
+            &done,
+            ctx,
+            done.status
+                .as_ref()
+                .and_then(|s| s.phase)
+                .unwrap_or_default(),
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,329 @@
+//! The controller's Git view: a bare clone of the cluster repo, fetched on an interval; each new head is
+//! verified under the trust policy (in `range` mode every commit since the last verified one that touches the
+//! cluster path) and, when it verifies, indexed for provenance. Intents are checked against the newest
+//! *verified* revision only: a head that fails verification changes nothing in the cluster, and objects that
+//! Flux already updated to it are Blocked with the failing commit's reason.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use gix::ObjectId;
+use serde_json::Value;
+use tokio::sync::watch;
+
+use super::gitops::{GitStatus, IntentSource, Verdict};
+use crate::api::conditions::reasons;
+use crate::git::policy::TrustPolicy;
+use crate::git::provenance::{LiveObject, Provenance, ProvenanceIndex};
+use crate::git::remote::{self, Credentials};
+use crate::git::repo::Repo;
+use crate::git::verify::{Reason, verify_range};
+use crate::intent::IntentKind;
+
+/// Where the repo is and how to trust it.
+#[derive(Debug, Clone)]
+pub struct RepoConfig {
+    pub url: String,
+    pub branch: String,
+    /// The cluster's path, e.g. `clusters/eu-prod-1`.
+    pub path: String,
+    pub policy: TrustPolicy,
+    pub credentials: Credentials,
+    /// The bare clone lives here; the last verified commit is kept beside it.
+    pub cache_dir: PathBuf,
+}
+
+/// Why the newest head is not trusted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct HeadFailure {
+    head: String,
+    commit: String,
+    reason: &'static str,
+    message: String,
+}
+
+struct State {
+    repo: Repo,
+    index: Option<ProvenanceIndex>,
+    last_verified: Option<ObjectId>,
+    status: GitStatus,
+    head_failure: Option<HeadFailure>,
+}
+
+/// What one sync did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncOutcome {
+    /// Nothing new on the branch.
+    Unchanged,
+    /// A new head verified and is now the view.
+    Verified { head: String },
+    /// The new head did not verify; the view stays at the last verified revision.
+    Rejected { head: String, reason: String },
+    /// The remote could not be reached or read.
+    Unreachable { error: String },
+}
+
+pub struct RepoSource {
+    config: RepoConfig,
+    state: Mutex<State>,
+    changes: watch::Sender<u64>,
+}
+
+fn anchor_file(config: &RepoConfig) -> PathBuf {
+    config.cache_dir.join("vworkspace-last-verified")
+}
+
+impl RepoSource {
+    /// Open (or create) the bare clone; nothing is fetched yet.
+    pub fn open(config: RepoConfig) -> Result<Self, remote::RemoteError> {
+        std::fs::create_dir_all(&config.cache_dir).map_err(|e| remote::RemoteError::Cache {
+            path: config.cache_dir.clone(),
+            message: e.to_string(),
+        })?;
+        let repo_dir = config.cache_dir.join("repo.git");
+        let repo = remote::open_or_init_cache(&repo_dir)?;
+        let last_verified = std::fs::read_to_string(anchor_file(&config))
+            .ok()
+            .and_then(|s| ObjectId::from_hex(s.trim().as_bytes()).ok());
+        let (changes, _) = watch::channel(0);
+        Ok(Self {
+            config,
+            state: Mutex::new(State {
+                repo,
+                index: None,
+                last_verified,
+                status: GitStatus::default(),
+                head_failure: None,
+            }),
+            changes,
+        })
+    }
+
+    /// A receiver that ticks each time a new revision becomes the verified view.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Fetch, verify and index. Blocking (git network and object reads): call it in `spawn_blocking`, from
+    /// one task at a time. The view's lock is held only to read the last verified commit and to publish the
+    /// result, never while fetching or verifying.
+    pub fn sync(&self) -> SyncOutcome {
+        let repo_dir = self.config.cache_dir.join("repo.git");
+        let refspec = format!("+refs/heads/{0}:refs/heads/{0}", self.config.branch);
+        let fetched = remote::fetch(
+            &repo_dir,
+            &self.config.url,
+            &[refspec.as_str()],
+            &self.config.credentials,
+        );
+        let (last_verified, indexed, known_failure) = {
+            let state = self.lock();
+            (
+                state.last_verified,
+                state.index.as_ref().map(ProvenanceIndex::revision),
+                state.head_failure.clone(),
+            )
+        };
+        let fail = |error: String, reachable: bool| {
+            let mut state = self.lock();
+            state.status.reachable = reachable;
+            state.status.last_error = Some(error.clone());
+            SyncOutcome::Unreachable { error }
+        };
+        if let Err(e) = fetched {
+            return fail(e.to_string(), false);
+        }
+        let repo = match Repo::open(&repo_dir) {
+            Ok(repo) => repo,
+            Err(e) => return fail(e.to_string(), true),
+        };
+        let head = match repo.resolve_commit(&format!("refs/heads/{}", self.config.branch)) {
+            Ok(h) => h,
+            Err(e) => return fail(format!("branch {}: {e}", self.config.branch), true),
+        };
+        if indexed == Some(head) {
+            let mut state = self.lock();
+            state.status.reachable = true;
+            state.status.last_error = None;
+            return SyncOutcome::Unchanged;
+        }
+        if let Some(f) = known_failure.filter(|f| f.head == head.to_string()) {
+            let mut state = self.lock();
+            state.status.reachable = true;
+            state.status.last_error = Some(f.message.clone());
+            return SyncOutcome::Rejected {
+                head: f.head,
+                reason: f.message,
+            };
+        }
+        let reject = |failure: HeadFailure| {
+            let mut state = self.lock();
+            state.status.reachable = true;
+            state.status.last_error = Some(failure.message.clone());
+            let outcome = SyncOutcome::Rejected {
+                head: failure.head.clone(),
+                reason: failure.message.clone(),
+            };
+            state.head_failure = Some(failure);
+            outcome
+        };
+        let mut signer = None;
+        if last_verified != Some(head) {
+            let policy = &self.config.policy;
+            let report = match verify_range(
+                &repo,
+                last_verified,
+                head,
+                Some(&self.config.path),
+                policy.mode,
+                policy,
+            ) {
+                Ok(r) => r,
+                Err(e) => {
+                    return reject(HeadFailure {
+                        head: head.to_string(),
+                        commit: head.to_string(),
+                        reason: reasons::UNTRUSTED_SIGNATURE,
+                        message: e.to_string(),
+                    });
+                }
+            };
+            if let Some(bad) = report.verdicts.iter().find(|v| !v.ok) {
+                let failure = bad.reason.clone();
+                let reason = match failure.as_ref().map(|f| f.reason) {
+                    Some(Reason::Unsigned) => reasons::UNSIGNED_COMMIT,
+                    _ => reasons::UNTRUSTED_SIGNATURE,
+                };
+                let message = format!(
+                    "commit {} is not trusted: {}",
+                    bad.sha,
+                    failure
+                        .map(|f| format!("{}: {}", f.reason.as_str(), f.message))
+                        .unwrap_or_default()
+                );
+                return reject(HeadFailure {
+                    head: head.to_string(),
+                    commit: bad.sha.clone(),
+                    reason,
+                    message,
+                });
+            }
+            signer = report
+                .verdicts
+                .iter()
+                .find(|v| v.sha == head.to_string())
+                .map(|v| {
+                    format!(
+                        "{} ({})",
+                        v.signer.clone().unwrap_or_default(),
+                        v.fingerprint.clone().unwrap_or_default()
+                    )
+                });
+        }
+        let index = match ProvenanceIndex::build(&repo, head, &self.config.path) {
+            Ok(i) => i,
+            Err(e) => return fail(e.to_string(), true),
+        };
+        {
+            let mut state = self.lock();
+            state.repo = repo;
+            state.index = Some(index);
+            state.last_verified = Some(head);
+            state.head_failure = None;
+            state.status.reachable = true;
+            state.status.last_verified_commit = Some(head.to_string());
+            if signer.is_some() {
+                state.status.last_verified_signer = signer;
+            }
+            state.status.last_verified_time = Some(jiff::Timestamp::now().to_string());
+            state.status.last_error = None;
+        }
+        let _ = std::fs::write(anchor_file(&self.config), head.to_string());
+        self.changes.send_modify(|n| *n += 1);
+        SyncOutcome::Verified {
+            head: head.to_string(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        match self.state.lock() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+}
+
+impl IntentSource for RepoSource {
+    fn check(
+        &self,
+        kind: IntentKind,
+        namespace: &str,
+        name: &str,
+        spec: &Value,
+        labels: &BTreeMap<String, String>,
+        annotations: &BTreeMap<String, String>,
+    ) -> Verdict {
+        let state = self.lock();
+        let Some(index) = &state.index else {
+            let message = match (&state.head_failure, &state.status.last_error) {
+                (Some(f), _) => f.message.clone(),
+                (None, Some(e)) => format!("no verified revision yet: {e}"),
+                (None, None) => "no verified revision yet (the repo has not been fetched)".into(),
+            };
+            let reason = state
+                .head_failure
+                .as_ref()
+                .map_or(reasons::REPO_UNAVAILABLE, |f| f.reason);
+            return Verdict::Blocked { reason, message };
+        };
+        let live = LiveObject {
+            kind,
+            namespace,
+            name,
+            spec,
+            labels,
+            annotations,
+        };
+        let revision = index.revision().to_string();
+        let pending = state
+            .head_failure
+            .as_ref()
+            .map(|f| format!("; the newer head {} is not trusted: {}", f.head, f.message))
+            .unwrap_or_default();
+        match index.lookup(&state.repo, &live) {
+            Ok(Provenance::Match { intent_commit, .. }) => Verdict::Verified {
+                intent_commit: intent_commit.to_string(),
+                revision,
+            },
+            Ok(Provenance::Mismatch { path, fields }) => Verdict::Blocked {
+                reason: state
+                    .head_failure
+                    .as_ref()
+                    .map_or(reasons::SPEC_MISMATCH, |f| f.reason),
+                message: format!(
+                    "the live object differs from {path} at verified commit {revision} in {}{pending}",
+                    fields.join(", ")
+                ),
+            },
+            Ok(Provenance::NotInGit) => Verdict::Blocked {
+                reason: state
+                    .head_failure
+                    .as_ref()
+                    .map_or(reasons::SPEC_NOT_IN_GIT, |f| f.reason),
+                message: format!(
+                    "not in {} at verified commit {revision}{pending}",
+                    self.config.path
+                ),
+            },
+            Err(e) => Verdict::Blocked {
+                reason: reasons::REPO_UNAVAILABLE,
+                message: e.to_string(),
+            },
+        }
+    }
+
+    fn status(&self) -> GitStatus {
+        self.lock().status.clone()
+    }
+}

@@ -1,0 +1,518 @@
+//! The operator process: preflight, the Git view, the controllers, the Cluster loop, the report workers,
+//! the admin server and leader election.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use futures::StreamExt;
+use kube::api::Api;
+use kube::runtime::controller::Controller;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{error, info, warn};
+
+use super::apply::Resources;
+use super::cluster::{self, ControlPlaneState};
+use super::context::{Context, OutcomeSink, Settings, TransitionSink};
+use super::repo_source::{RepoConfig, RepoSource, SyncOutcome};
+use super::sinks::{NoTransitions, NotesSink, PosterSink, StoreSnapshot};
+use super::{Counters, application, operation};
+use crate::api::{ApplicationInstance, Operation, labels};
+use crate::render::{RenderOptions, Renderer, Templates};
+use crate::report::events::{EventPoster, PosterConfig};
+
+/// Leader election on a Lease.
+#[derive(Debug, Clone)]
+pub struct LeaseSettings {
+    pub namespace: String,
+    pub name: String,
+    pub identity: String,
+}
+
+/// Everything the operator needs to run.
+pub struct OperatorConfig {
+    pub settings: Settings,
+    pub repo: RepoConfig,
+    pub fetch_interval: Duration,
+    pub templates: Templates,
+    /// Pending notes and the notes work repo live here.
+    pub state_dir: PathBuf,
+    pub control_plane: Option<PosterConfig>,
+    /// (metrics, health) addresses; port 0 picks a free port.
+    pub admin: Option<(SocketAddr, SocketAddr)>,
+    pub leader_election: Option<LeaseSettings>,
+    /// How often the Cluster object is refreshed.
+    pub cluster_interval: Duration,
+    /// How often undelivered notes are retried.
+    pub notes_interval: Duration,
+}
+
+/// A running operator.
+pub struct Operator {
+    pub counters: Arc<Counters>,
+    pub source: Arc<RepoSource>,
+    pub metrics: crate::metrics::Metrics,
+    /// Bound (metrics, health) addresses, when the admin server runs.
+    pub admin_addrs: Option<(SocketAddr, SocketAddr)>,
+    pub poster: Option<Arc<EventPoster>>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Fail early, with the fix, when our CRDs are not installed.
+pub async fn preflight(resources: &Resources) -> anyhow::Result<()> {
+    for (api_version, kind) in [
+        ("apps.vworkspace.io/v1alpha1", "ApplicationInstance"),
+        ("ops.vworkspace.io/v1alpha1", "Operation"),
+        ("ops.vworkspace.io/v1alpha1", "Cluster"),
+    ] {
+        if resources.resolve(api_version, kind).await?.is_none() {
+            anyhow::bail!(
+                "CRD {kind} ({api_version}) is not installed: run `kubectl apply -f crds/` (or `vworkspace-operator crdgen | kubectl apply -f -`)"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Ticks of a watch channel as a stream (for `reconcile_all_on`).
+fn ticks(rx: watch::Receiver<u64>) -> impl futures::Stream<Item = ()> + Send + 'static {
+    futures::stream::unfold(rx, |mut rx| async move {
+        rx.changed().await.ok()?;
+        Some(((), rx))
+    })
+}
+
+/// Wait until this process holds the lease; returns the receiver that turns false when leadership is lost.
+async fn lead(client: Client, lease: &LeaseSettings) -> anyhow::Result<watch::Receiver<bool>> {
+    let manager = kube_lease_manager::LeaseManagerBuilder::new(client, &lease.name)
+        .with_namespace(&lease.namespace)
+        .with_identity(&lease.identity)
+        .with_duration(15)
+        .with_grace(5)
+        .with_field_manager(crate::api::FIELD_MANAGER)
+        .build()
+        .await
+        .context("leader election")?;
+    let (mut rx, _task) = manager.watch().await;
+    info!(lease = %lease.name, "waiting for leadership");
+    while !*rx.borrow_and_update() {
+        rx.changed().await.context("leader election stopped")?;
+    }
+    info!("leading");
+    Ok(rx)
+}
+
+impl Operator {
+    /// Start everything; returns once the first repo sync was attempted and the controllers run.
+    pub async fn start(client: Client, config: OperatorConfig) -> anyhow::Result<Self> {
+        crate::report::install_crypto_provider();
+        let resources = Resources::new(client.clone());
+        preflight(&resources).await?;
+        let metrics = crate::metrics::Metrics::new();
+        let readiness = crate::admin::Readiness::new();
+        let crds_check = readiness.register("crds");
+        crds_check.pass();
+        let git_check = readiness.register("git");
+        let caches_check = readiness.register("caches-synced");
+        let leader_check = readiness.register("leader");
+        let (stop, stop_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+
+        let mut admin_addrs = None;
+        if let Some((metrics_addr, health_addr)) = config.admin {
+            let server = crate::admin::AdminServer::bind(
+                metrics_addr,
+                health_addr,
+                metrics.clone(),
+                readiness.clone(),
+            )
+            .await?;
+            admin_addrs = Some((server.metrics_addr(), server.health_addr()));
+            let mut rx = stop_rx.clone();
+            tasks.push(tokio::spawn(async move {
+                let shutdown = async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                };
+                if let Err(e) = server.serve(shutdown).await {
+                    error!(error = %e, "admin server stopped");
+                }
+            }));
+        }
+
+        let mut leadership = None;
+        if let Some(lease) = &config.leader_election {
+            leadership = Some(lead(client.clone(), lease).await?);
+        }
+        leader_check.pass();
+
+        let cluster_id = config.settings.cluster_id.clone();
+        let credentials = config.repo.credentials.clone();
+        let remote_url = config.repo.url.clone();
+        let source = Arc::new(RepoSource::open(config.repo).context("opening the repo cache")?);
+        {
+            let s = source.clone();
+            let outcome = tokio::task::spawn_blocking(move || s.sync()).await?;
+            report_sync(&outcome, &metrics, &git_check);
+        }
+
+        let (notes, notes_worker) = NotesSink::new(
+            &cluster_id,
+            config.state_dir.join("notes.git"),
+            &remote_url,
+            credentials,
+            config.state_dir.clone(),
+            config.notes_interval,
+            Some(metrics.clone()),
+        )?;
+        tasks.push(tokio::spawn(notes_worker.run(stop_rx.clone())));
+        let outcomes: Arc<dyn OutcomeSink> = notes;
+
+        let renderer = Renderer::new(
+            config.templates,
+            RenderOptions {
+                cluster_id: Some(cluster_id.clone()),
+                velero_namespace: config.settings.velero_namespace.clone(),
+                ..RenderOptions::default()
+            },
+        );
+        let counters = Arc::new(Counters::default());
+        counters.attach(metrics.clone());
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "vworkspace-operator".into(),
+                instance: std::env::var("POD_NAME").ok(),
+            },
+        );
+
+        let apps_api: Api<ApplicationInstance> = Api::all(client.clone());
+        let ops_api: Api<Operation> = Api::all(client.clone());
+        let selector = format!("{}={}", labels::CLUSTER_ID, cluster_id);
+        let app_controller =
+            Controller::new(apps_api, watcher::Config::default().labels(&selector));
+        let op_controller = Controller::new(ops_api, watcher::Config::default().labels(&selector));
+        let app_store = app_controller.store();
+        let op_store = op_controller.store();
+
+        let mut poster = None;
+        let transitions: Arc<dyn TransitionSink> = match config.control_plane {
+            Some(pc) => {
+                let snapshot = Arc::new(StoreSnapshot {
+                    apps: app_store.clone(),
+                    ops: op_store.clone(),
+                    cluster_id: cluster_id.clone(),
+                });
+                let p = Arc::new(
+                    EventPoster::start(pc, snapshot, Some(metrics.event_metrics())).await?,
+                );
+                poster = Some(p.clone());
+                Arc::new(PosterSink(p))
+            }
+            None => Arc::new(NoTransitions),
+        };
+
+        let ctx = Arc::new(Context {
+            client: client.clone(),
+            settings: config.settings,
+            renderer,
+            source: source.clone(),
+            resources: resources.clone(),
+            recorder,
+            outcomes,
+            transitions,
+            metrics: counters.clone(),
+        });
+
+        // Children map back to their intent through labels (children in the Velero namespace cannot have
+        // owner references).
+        let child_selector = format!(
+            "{}={},{}={}",
+            labels::MANAGED_BY,
+            labels::MANAGED_BY_OPERATOR,
+            labels::CLUSTER_ID,
+            cluster_id
+        );
+        let mut app_controller = app_controller;
+        for (api_version, kind) in [
+            ("helm.toolkit.fluxcd.io/v2", "HelmRelease"),
+            ("source.toolkit.fluxcd.io/v1", "OCIRepository"),
+            ("source.toolkit.fluxcd.io/v1", "HelmRepository"),
+        ] {
+            if let Some(ar) = resources.resolve(api_version, kind).await? {
+                let api = Api::<kube::api::DynamicObject>::all_with(client.clone(), &ar);
+                app_controller = app_controller.watches_with(
+                    api,
+                    ar,
+                    watcher::Config::default().labels(&child_selector),
+                    |obj| {
+                        let app = obj.labels().get(labels::APPLICATION_INSTANCE).cloned();
+                        let ns = obj.namespace();
+                        app.zip(ns)
+                            .map(|(name, ns)| ObjectRef::new(&name).within(&ns))
+                    },
+                );
+            } else {
+                warn!(
+                    kind,
+                    "not installed: ApplicationInstances wait (Blocked/MissingDependencies) until it is"
+                );
+            }
+        }
+        // An upgrade Operation (helm engine) changes what its target renders.
+        app_controller = app_controller.watches(
+            Api::<Operation>::all(client.clone()),
+            watcher::Config::default().labels(&selector),
+            |op| {
+                (op.spec.engine == crate::api::Engine::Helm)
+                    .then(|| {
+                        op.namespace()
+                            .map(|ns| ObjectRef::new(&op.spec.target_ref.name).within(&ns))
+                    })
+                    .flatten()
+            },
+        );
+        let mut op_controller = op_controller;
+        let mut op_kinds: Vec<(String, String)> = Vec::new();
+        for key in ctx.renderer.templates().operation_keys() {
+            if let Some(Ok(spec)) = ctx.renderer.operation_spec(&key) {
+                for c in &spec.children {
+                    if !op_kinds.contains(&(c.api_version.clone(), c.kind.clone())) {
+                        op_kinds.push((c.api_version.clone(), c.kind.clone()));
+                    }
+                }
+            }
+        }
+        for (api_version, kind) in &op_kinds {
+            if let Some(ar) = resources.resolve(api_version, kind).await? {
+                let api = Api::<kube::api::DynamicObject>::all_with(client.clone(), &ar);
+                let helm = kind == "HelmRelease";
+                let store = op_store.clone();
+                op_controller = op_controller.watches_with(
+                    api,
+                    ar,
+                    watcher::Config::default().labels(&child_selector),
+                    move |obj| {
+                        let l = obj.labels();
+                        let mut refs = Vec::new();
+                        if let (Some(name), Some(ns)) = (
+                            l.get(labels::OPERATION_NAME),
+                            l.get(labels::OPERATION_NAMESPACE),
+                        ) {
+                            refs.push(ObjectRef::new(name).within(ns));
+                        } else if helm
+                            && let (Some(app), Some(ns)) =
+                                (l.get(labels::APPLICATION_INSTANCE), obj.namespace())
+                        {
+                            // The helm engine follows its target's HelmRelease.
+                            for op in store.state() {
+                                if op.spec.engine == crate::api::Engine::Helm
+                                    && op.spec.target_ref.name == *app
+                                    && op.namespace().as_deref() == Some(ns.as_str())
+                                {
+                                    refs.push(ObjectRef::from_obj(op.as_ref()));
+                                }
+                            }
+                        }
+                        refs
+                    },
+                );
+            }
+        }
+
+        let git_ticks = source.subscribe();
+        let app_task = app_controller
+            .reconcile_all_on(ticks(git_ticks.clone()))
+            .graceful_shutdown_on(wait_stop(stop_rx.clone()))
+            .run(
+                application::reconcile,
+                application::error_policy,
+                ctx.clone(),
+            )
+            .for_each(|_| async {});
+        let op_task = op_controller
+            .reconcile_all_on(ticks(git_ticks.clone()))
+            .graceful_shutdown_on(wait_stop(stop_rx.clone()))
+            .run(operation::reconcile, operation::error_policy, ctx.clone())
+            .for_each(|_| async {});
+        tasks.push(tokio::spawn(app_task));
+        tasks.push(tokio::spawn(op_task));
+
+        // The Git view: fetch, verify, index on an interval.
+        {
+            let source = source.clone();
+            let metrics = metrics.clone();
+            let mut stop = stop_rx.clone();
+            let interval = config.fetch_interval;
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = stop.wait_for(|s| *s) => return,
+                        _ = tokio::time::sleep(interval) => {}
+                    }
+                    let s = source.clone();
+                    match tokio::task::spawn_blocking(move || s.sync()).await {
+                        Ok(outcome) => report_sync(&outcome, &metrics, &git_check),
+                        Err(e) => error!(error = %e, "repo sync task failed"),
+                    }
+                }
+            }));
+        }
+
+        // The Cluster singleton and readiness.
+        {
+            let ctx = ctx.clone();
+            let mut stop = stop_rx.clone();
+            let poster = poster.clone();
+            let interval = config.cluster_interval;
+            let app_store = app_store.clone();
+            let op_store = op_store.clone();
+            let mut git_ticks = git_ticks.clone();
+            let metrics = metrics.clone();
+            tasks.push(tokio::spawn(async move {
+                let _ = app_store.wait_until_ready().await;
+                let _ = op_store.wait_until_ready().await;
+                caches_check.pass();
+                loop {
+                    let cp = match &poster {
+                        Some(p) => {
+                            let st = p.state();
+                            ControlPlaneState {
+                                configured: true,
+                                reachable: st
+                                    .connected_condition()
+                                    .is_none_or(|c| c.status == "True"),
+                                authenticated: st
+                                    .authenticated_condition()
+                                    .map(|c| c.status == "True"),
+                                buffer_overflow: st.buffer_overflow_condition().status == "True",
+                                message: st
+                                    .connected_condition()
+                                    .map(|c| c.message)
+                                    .unwrap_or_default(),
+                            }
+                        }
+                        None => ControlPlaneState::default(),
+                    };
+                    if let Err(e) = cluster::sync(&ctx, &cp).await {
+                        warn!(error = %e, "updating the Cluster object failed");
+                    }
+                    let gated = count_gated(&ctx).await;
+                    metrics.set_managed_namespaces(gated);
+                    tokio::select! {
+                        _ = stop.wait_for(|s| *s) => return,
+                        _ = tokio::time::sleep(interval) => {}
+                        _ = git_ticks.changed() => {}
+                    }
+                }
+            }));
+        }
+
+        // Losing leadership stops the process (the Deployment starts a fresh one that waits for the lease).
+        if let Some(mut rx) = leadership {
+            let stop = stop.clone();
+            tasks.push(tokio::spawn(async move {
+                while rx.changed().await.is_ok() {
+                    if !*rx.borrow() {
+                        error!("leadership lost; stopping");
+                        let _ = stop.send(true);
+                        return;
+                    }
+                }
+            }));
+        }
+        Ok(Self {
+            counters,
+            source,
+            metrics,
+            admin_addrs,
+            poster,
+            stop,
+            tasks,
+        })
+    }
+
+    /// Fetch and verify now (tests, and the demo).
+    pub async fn sync_now(&self) -> SyncOutcome {
+        let s = self.source.clone();
+        tokio::task::spawn_blocking(move || s.sync())
+            .await
+            .unwrap_or(SyncOutcome::Unreachable {
+                error: "sync task failed".into(),
+            })
+    }
+
+    /// A receiver that turns true when the operator stops (leadership lost, or `stop`).
+    pub fn stopped(&self) -> watch::Receiver<bool> {
+        self.stop.subscribe()
+    }
+
+    /// Stop every task and wait for them (the controllers finish their running reconciles).
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        if let Some(p) = &self.poster {
+            p.shutdown().await;
+        }
+        for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(20), t).await;
+        }
+    }
+}
+
+async fn wait_stop(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+fn report_sync(
+    outcome: &SyncOutcome,
+    metrics: &crate::metrics::Metrics,
+    check: &crate::admin::ReadinessCheck,
+) {
+    use crate::metrics::{Connectivity, Mode, VerifyResult};
+    match outcome {
+        SyncOutcome::Verified { head } => {
+            info!(%head, "verified new revision");
+            metrics.commit_verified(VerifyResult::Verified);
+            metrics.set_connectivity(Mode::GitOps, Connectivity::Connected);
+            check.pass();
+        }
+        SyncOutcome::Unchanged => {
+            metrics.set_connectivity(Mode::GitOps, Connectivity::Connected);
+            check.pass();
+        }
+        SyncOutcome::Rejected { head, reason } => {
+            warn!(%head, %reason, "new revision rejected; staying on the last verified one");
+            metrics.commit_verified(VerifyResult::Rejected);
+            metrics.set_connectivity(Mode::GitOps, Connectivity::Connected);
+        }
+        SyncOutcome::Unreachable { error } => {
+            warn!(%error, "cluster repo unreachable");
+            metrics.set_connectivity(Mode::GitOps, Connectivity::Disconnected);
+            check.fail(error.clone());
+        }
+    }
+}
+
+async fn count_gated(ctx: &Context) -> usize {
+    let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(ctx.client.clone());
+    api.list(&Default::default())
+        .await
+        .map(|l| {
+            l.items
+                .iter()
+                .filter(|ns| {
+                    ctx.settings
+                        .namespace_selector
+                        .matches(ns.metadata.labels.as_ref().unwrap_or(&Default::default()))
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}

@@ -1,0 +1,220 @@
+//! Adapters from the reconcilers' sinks to the report back-ends: outcomes → git notes (pending store, CAS
+//! push), transitions → the control-plane event poster, and the snapshot the poster re-sends after an outage.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use gix::ObjectId;
+use kube::runtime::reflector::Store;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use super::context::{Outcome, OutcomeSink, Transition, TransitionSink};
+use crate::api::{ApplicationInstance, Operation};
+use crate::git::notes::{NewRecord, NoteEntry, NotesWriter, OutcomeRecord};
+use crate::git::remote::Credentials;
+use crate::report::events::{
+    EventPoster, ObjectSnapshot, ResourceRef, SnapshotSource, condition_transitions,
+};
+
+/// Outcomes go to git notes: deduplicated in memory, persisted in the pending store, pushed in batches.
+pub struct NotesSink {
+    cluster_id: String,
+    seen: Mutex<HashSet<String>>,
+    tx: mpsc::UnboundedSender<NoteEntry>,
+}
+
+/// The notes worker: drains new records into the writer and flushes on an interval until every record is
+/// on the remote. Undelivered records stay in the pending store across restarts.
+pub struct NotesWorker {
+    writer: Arc<Mutex<NotesWriter>>,
+    rx: mpsc::UnboundedReceiver<NoteEntry>,
+    interval: Duration,
+    metrics: Option<crate::metrics::Metrics>,
+}
+
+impl NotesSink {
+    /// A sink and its worker. `local_repo` is a bare repository the notes are built in (created if needed).
+    pub fn new(
+        cluster_id: &str,
+        local_repo: PathBuf,
+        remote_url: &str,
+        credentials: Credentials,
+        state_dir: PathBuf,
+        interval: Duration,
+        metrics: Option<crate::metrics::Metrics>,
+    ) -> anyhow::Result<(Arc<Self>, NotesWorker)> {
+        crate::git::remote::open_or_init_cache(&local_repo)?;
+        let writer = NotesWriter::new(local_repo, remote_url, cluster_id, state_dir)?
+            .with_credentials(credentials);
+        let (tx, rx) = mpsc::unbounded_channel();
+        Ok((
+            Arc::new(Self {
+                cluster_id: cluster_id.to_string(),
+                seen: Mutex::default(),
+                tx,
+            }),
+            NotesWorker {
+                writer: Arc::new(Mutex::new(writer)),
+                rx,
+                interval,
+                metrics,
+            },
+        ))
+    }
+}
+
+impl OutcomeSink for NotesSink {
+    fn record(&self, o: Outcome) {
+        let Ok(commit) = ObjectId::from_hex(o.intent_commit.as_bytes()) else {
+            warn!(object = %format!("{}/{}/{}", o.kind, o.namespace, o.name), "outcome without an intent commit is not recorded");
+            return;
+        };
+        let id = crate::git::notes::record_id(&self.cluster_id, &o.uid, o.generation, &o.outcome);
+        {
+            let Ok(mut seen) = self.seen.lock() else {
+                return;
+            };
+            if !seen.insert(format!("{commit}/{id}")) {
+                return;
+            }
+        }
+        let record = OutcomeRecord::new(NewRecord {
+            cluster: self.cluster_id.clone(),
+            kind: o.kind.to_string(),
+            namespace: o.namespace,
+            name: o.name,
+            uid: o.uid,
+            generation: o.generation,
+            outcome: o.outcome,
+            reason: o.reason,
+            message: o.message,
+            child_refs: o.children,
+            time: None,
+        });
+        match record {
+            Ok(record) => {
+                let _ = self.tx.send(NoteEntry { commit, record });
+            }
+            Err(e) => warn!(error = %e, "outcome record refused"),
+        }
+    }
+}
+
+impl NotesWorker {
+    /// Run until `stop` turns true; a last flush is attempted on the way out.
+    pub async fn run(mut self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            let mut batch = Vec::new();
+            let stopping = tokio::select! {
+                _ = stop.changed() => true,
+                _ = tokio::time::sleep(self.interval) => false,
+                Some(entry) = self.rx.recv() => { batch.push(entry); false }
+            };
+            while let Ok(entry) = self.rx.try_recv() {
+                batch.push(entry);
+            }
+            let writer = self.writer.clone();
+            let result = tokio::task::spawn_blocking(move || {
+                let mut w = writer
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if !batch.is_empty() {
+                    w.enqueue(batch)?;
+                }
+                if w.pending().is_empty() {
+                    return Ok(None);
+                }
+                w.flush().map(Some)
+            })
+            .await;
+            match result {
+                Ok(Ok(Some(report))) => {
+                    info!(
+                        delivered = report.delivered,
+                        pending = report.pending,
+                        "notes flushed"
+                    );
+                    if let Some(m) = &self.metrics {
+                        m.set_outcomes_pending(report.pending);
+                    }
+                }
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => {
+                    warn!(error = %e, "notes not delivered yet; kept in the pending store")
+                }
+                Err(e) => warn!(error = %e, "notes worker task failed"),
+            }
+            if stopping || *stop.borrow() {
+                return;
+            }
+        }
+    }
+}
+
+/// Transitions go to the control-plane event poster.
+pub struct PosterSink(pub Arc<EventPoster>);
+
+impl TransitionSink for PosterSink {
+    fn transition(&self, t: Transition) {
+        let r = ResourceRef {
+            api_version: t.api_version.into(),
+            kind: t.kind.into(),
+            namespace: t.namespace,
+            name: t.name,
+            uid: t.uid,
+            generation: t.generation,
+        };
+        let events =
+            condition_transitions(&r, &t.old, &t.new, &t.endpoints, jiff::Timestamp::now());
+        self.0.submit_all(events);
+    }
+}
+
+/// No control plane configured: transitions are only Kubernetes Events.
+pub struct NoTransitions;
+
+impl TransitionSink for NoTransitions {
+    fn transition(&self, _: Transition) {}
+}
+
+/// The current conditions of every object the operator owns, from the controllers' caches.
+pub struct StoreSnapshot {
+    pub apps: Store<ApplicationInstance>,
+    pub ops: Store<Operation>,
+    pub cluster_id: String,
+}
+
+impl SnapshotSource for StoreSnapshot {
+    fn snapshot(&self) -> Vec<ObjectSnapshot> {
+        let ours = |labels: &std::collections::BTreeMap<String, String>| {
+            labels.get(crate::api::labels::CLUSTER_ID) == Some(&self.cluster_id)
+        };
+        let mut out = Vec::new();
+        for app in self.apps.state() {
+            if let Some(status) = &app.status
+                && ours(app.metadata.labels.as_ref().unwrap_or(&Default::default()))
+            {
+                out.push(ObjectSnapshot {
+                    resource_ref: ResourceRef::of(app.as_ref()),
+                    conditions: status.conditions.clone(),
+                    endpoints: status.endpoints.clone(),
+                });
+            }
+        }
+        for op in self.ops.state() {
+            if let Some(status) = &op.status
+                && ours(op.metadata.labels.as_ref().unwrap_or(&Default::default()))
+            {
+                out.push(ObjectSnapshot {
+                    resource_ref: ResourceRef::of(op.as_ref()),
+                    conditions: status.conditions.clone(),
+                    endpoints: Vec::new(),
+                });
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,736 @@
+//! Pure status computation: conditions from child status (Flux HelmRelease, engine objects), and the
+//! condition-list bookkeeping. Computed in one place from step results; the reconcilers only write it.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use serde_json::Value;
+
+use crate::api::conditions::{reasons, types};
+use crate::api::{Engine, Phase};
+use crate::secrets::redact_text;
+
+/// A condition as computed, before timestamps: (type, status, reason, message).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cond {
+    pub type_: &'static str,
+    pub status: &'static str,
+    pub reason: String,
+    pub message: String,
+}
+
+impl Cond {
+    pub fn new(
+        type_: &'static str,
+        status: &'static str,
+        reason: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            type_,
+            status,
+            reason: reason.into(),
+            message: redact_text(&message.into()),
+        }
+    }
+}
+
+/// Largest condition message kept (engine messages are capped at 1 KiB).
+pub const MAX_MESSAGE: usize = 1024;
+
+fn cap(message: &str) -> String {
+    if message.len() <= MAX_MESSAGE {
+        return message.to_string();
+    }
+    let mut end = MAX_MESSAGE;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &message[..end])
+}
+
+/// Merge computed conditions into a condition list: a condition whose status did not change keeps its
+/// lastTransitionTime; reason/message/observedGeneration are updated. Returns whether anything changed.
+pub fn merge_conditions(
+    current: &mut Vec<Condition>,
+    computed: &[Cond],
+    generation: Option<i64>,
+    now: &Time,
+) -> bool {
+    let mut changed = false;
+    for c in computed {
+        let message = cap(&c.message);
+        match current.iter_mut().find(|x| x.type_ == c.type_) {
+            Some(existing) => {
+                if existing.status != c.status {
+                    existing.status = c.status.to_string();
+                    existing.last_transition_time = now.clone();
+                    changed = true;
+                }
+                if existing.reason != c.reason
+                    || existing.message != message
+                    || existing.observed_generation != generation
+                {
+                    existing.reason = c.reason.clone();
+                    existing.message = message;
+                    existing.observed_generation = generation;
+                    changed = true;
+                }
+            }
+            None => {
+                current.push(Condition {
+                    type_: c.type_.to_string(),
+                    status: c.status.to_string(),
+                    reason: c.reason.clone(),
+                    message,
+                    observed_generation: generation,
+                    last_transition_time: now.clone(),
+                });
+                changed = true;
+            }
+        }
+    }
+    current.sort_by(|a, b| a.type_.cmp(&b.type_));
+    changed
+}
+
+/// Remove conditions of the given types. Returns whether anything was removed.
+pub fn remove_conditions(current: &mut Vec<Condition>, types: &[&str]) -> bool {
+    let before = current.len();
+    current.retain(|c| !types.contains(&c.type_.as_str()));
+    before != current.len()
+}
+
+/// The condition of a type in a child's `status.conditions`.
+pub fn child_condition<'a>(obj: &'a Value, type_: &str) -> Option<&'a Value> {
+    obj.pointer("/status/conditions")?
+        .as_array()?
+        .iter()
+        .find(|c| c.get("type").and_then(Value::as_str) == Some(type_))
+}
+
+fn field<'a>(cond: &'a Value, key: &str) -> &'a str {
+    cond.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
+/// Flux reasons that mean the chart could not be fetched.
+const CHART_REASONS: &[&str] = &[
+    "ArtifactFailed",
+    "SourceNotReady",
+    "ChartNotFound",
+    "ArtifactNotFound",
+    "GetLastReleaseFailed",
+];
+
+/// Ready / Reconciling / Degraded of an ApplicationInstance from its HelmRelease and chart source (both as
+/// read from the API server) and the chart version it wants.
+pub fn application_conditions(
+    desired_version: &str,
+    helm_release: Option<&Value>,
+    source: Option<&Value>,
+) -> Vec<Cond> {
+    use types::{DEGRADED, READY, RECONCILING};
+    let stable = || Cond::new(RECONCILING, "False", reasons::STABLE, "");
+    let healthy = || Cond::new(DEGRADED, "False", reasons::RECOVERED, "");
+    if let Some(src) = source
+        && let Some(ready) = child_condition(src, "Ready")
+        && field(ready, "status") == "False"
+    {
+        let msg = format!(
+            "{} {}: {}",
+            src["kind"].as_str().unwrap_or("source"),
+            field(ready, "reason"),
+            field(ready, "message")
+        );
+        return vec![
+            Cond::new(READY, "False", reasons::CHART_UNREACHABLE, msg.clone()),
+            Cond::new(RECONCILING, "True", reasons::CHART_SOURCE_SYNCING, msg),
+            healthy(),
+        ];
+    }
+    let Some(hr) = helm_release else {
+        return vec![
+            Cond::new(
+                READY,
+                "Unknown",
+                reasons::RECONCILING,
+                "waiting for the HelmRelease",
+            ),
+            Cond::new(
+                RECONCILING,
+                "True",
+                reasons::HELM_RELEASE_INSTALLING,
+                "HelmRelease applied",
+            ),
+            healthy(),
+        ];
+    };
+    let history_version = hr
+        .pointer("/status/history/0/chartVersion")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let installed = history_version.is_some();
+    let in_progress_reason = if installed {
+        reasons::HELM_RELEASE_UPGRADING
+    } else {
+        reasons::HELM_RELEASE_INSTALLING
+    };
+    let generation = hr.pointer("/metadata/generation").and_then(Value::as_i64);
+    let observed = hr
+        .pointer("/status/observedGeneration")
+        .and_then(Value::as_i64);
+    let ready = child_condition(hr, "Ready");
+    let stale = matches!((generation, observed), (Some(g), Some(o)) if o < g)
+        || (generation.is_some() && observed.is_none());
+    match ready {
+        _ if stale => vec![
+            Cond::new(
+                READY,
+                "Unknown",
+                reasons::RECONCILING,
+                "Flux has not yet reconciled the new HelmRelease generation",
+            ),
+            Cond::new(
+                RECONCILING,
+                "True",
+                in_progress_reason,
+                "waiting for helm-controller",
+            ),
+            healthy(),
+        ],
+        None => vec![
+            Cond::new(
+                READY,
+                "Unknown",
+                reasons::RECONCILING,
+                "the HelmRelease reports no Ready condition yet",
+            ),
+            Cond::new(
+                RECONCILING,
+                "True",
+                in_progress_reason,
+                "waiting for helm-controller",
+            ),
+            healthy(),
+        ],
+        Some(r) => {
+            let (status, reason, message) =
+                (field(r, "status"), field(r, "reason"), field(r, "message"));
+            let flux = format!("{reason}: {message}");
+            let remediated = child_condition(hr, "Remediated").is_some_and(|c| {
+                field(c, "status") == "True" && field(c, "reason") == "RollbackSucceeded"
+            });
+            match status {
+                "True" if remediated || reason == "RollbackSucceeded" => {
+                    let at = history_version.clone().unwrap_or_default();
+                    vec![
+                        Cond::new(
+                            READY,
+                            "True",
+                            reasons::ROLLED_BACK,
+                            format!("Flux rolled back to {at}: {flux}"),
+                        ),
+                        Cond::new(RECONCILING, "False", reasons::STABLE, ""),
+                        Cond::new(
+                            DEGRADED,
+                            "True",
+                            reasons::UPGRADE_FAILED,
+                            format!(
+                                "upgrade to {desired_version} failed and was rolled back to {at}"
+                            ),
+                        ),
+                    ]
+                }
+                "True"
+                    if history_version
+                        .as_deref()
+                        .is_some_and(|v| v != desired_version) =>
+                {
+                    vec![
+                        Cond::new(
+                            READY,
+                            "False",
+                            reasons::UPGRADING,
+                            format!(
+                                "running {} , upgrading to {desired_version}",
+                                history_version.unwrap_or_default()
+                            ),
+                        ),
+                        Cond::new(RECONCILING, "True", reasons::HELM_RELEASE_UPGRADING, flux),
+                        healthy(),
+                    ]
+                }
+                "True" => vec![
+                    Cond::new(READY, "True", reasons::HELM_RELEASE_READY, flux),
+                    stable(),
+                    healthy(),
+                ],
+                "False" if CHART_REASONS.contains(&reason) => vec![
+                    Cond::new(READY, "False", reasons::CHART_UNREACHABLE, flux.clone()),
+                    Cond::new(RECONCILING, "True", reasons::CHART_SOURCE_SYNCING, flux),
+                    healthy(),
+                ],
+                "False" if reason == "UpgradeFailed" => vec![
+                    Cond::new(READY, "False", reasons::HELM_RELEASE_FAILED, flux.clone()),
+                    stable(),
+                    Cond::new(DEGRADED, "True", reasons::UPGRADE_FAILED, flux),
+                ],
+                "False" if reason == "Progressing" => vec![
+                    Cond::new(
+                        READY,
+                        "False",
+                        if installed {
+                            reasons::UPGRADING
+                        } else {
+                            reasons::INSTALLING
+                        },
+                        flux.clone(),
+                    ),
+                    Cond::new(RECONCILING, "True", in_progress_reason, flux),
+                    healthy(),
+                ],
+                "False" => vec![
+                    Cond::new(READY, "False", reasons::HELM_RELEASE_FAILED, flux.clone()),
+                    stable(),
+                    if installed {
+                        Cond::new(DEGRADED, "True", reasons::HELM_RELEASE_DEGRADED, flux)
+                    } else {
+                        healthy()
+                    },
+                ],
+                _ => vec![
+                    Cond::new(READY, "Unknown", reasons::RECONCILING, flux.clone()),
+                    Cond::new(RECONCILING, "True", in_progress_reason, flux),
+                    healthy(),
+                ],
+            }
+        }
+    }
+}
+
+/// What an engine's child says about the Operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineState {
+    pub phase: Phase,
+    /// Reason for the terminal condition (Succeeded/Failed), or for Blocked while running.
+    pub reason: &'static str,
+    pub message: String,
+    /// Set while Running when the engine waits for a human (Argo suspended): Blocked=True with this reason.
+    pub blocked: Option<&'static str>,
+    pub outputs: BTreeMap<String, String>,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    /// A warning worth an Event (Velero PartiallyFailed).
+    pub warning: Option<String>,
+}
+
+impl EngineState {
+    fn running(message: impl Into<String>) -> Self {
+        Self {
+            phase: Phase::Running,
+            reason: reasons::ENGINE_STARTED,
+            message: message.into(),
+            blocked: None,
+            outputs: BTreeMap::new(),
+            started_at: None,
+            finished_at: None,
+            warning: None,
+        }
+    }
+    fn succeeded(message: impl Into<String>) -> Self {
+        Self {
+            phase: Phase::Succeeded,
+            reason: reasons::ENGINE_COMPLETED,
+            ..Self::running(message)
+        }
+    }
+    fn failed(reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            phase: Phase::Failed,
+            reason,
+            ..Self::running(cap(&message.into()))
+        }
+    }
+}
+
+fn text(obj: &Value, pointer: &str) -> Option<String> {
+    obj.pointer(pointer)
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
+/// The state of an Operation from its engine's child. `child_name` and `output_name` name the output
+/// (`backupName`, …); `desired_version` is the helm engine's target version (HelmRelease child).
+pub fn engine_state(
+    engine: Engine,
+    child: &Value,
+    output_name: Option<&str>,
+    child_name: &str,
+    desired_version: Option<&str>,
+) -> EngineState {
+    let mut state = match engine {
+        Engine::Velero => match child
+            .pointer("/status/phase")
+            .and_then(Value::as_str)
+            .unwrap_or("New")
+        {
+            "Completed" => EngineState::succeeded("Velero reports Completed"),
+            "PartiallyFailed" => {
+                let mut s = EngineState::succeeded("Velero reports PartiallyFailed");
+                let errors = child
+                    .pointer("/status/errors")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0);
+                s.warning = Some(format!(
+                    "PartiallyFailed with {errors} error(s); see `velero describe`"
+                ));
+                s
+            }
+            p @ ("Failed" | "FailedValidation") => {
+                let errs = child
+                    .pointer("/status/validationErrors")
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(Value::as_str)
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    })
+                    .or_else(|| text(child, "/status/failureReason"))
+                    .unwrap_or_default();
+                EngineState::failed(
+                    reasons::ENGINE_FAILED,
+                    format!("Velero reports {p}: {errs}"),
+                )
+            }
+            p => EngineState::running(format!("Velero reports {p}")),
+        },
+        Engine::Workflow => match child
+            .pointer("/status/phase")
+            .and_then(Value::as_str)
+            .unwrap_or("Pending")
+        {
+            "Succeeded" => EngineState::succeeded("Workflow Succeeded"),
+            p @ ("Failed" | "Error") => {
+                let msg = text(child, "/status/message").unwrap_or_default();
+                let reason = if msg.to_lowercase().contains("deadline") {
+                    reasons::TIMEOUT
+                } else {
+                    reasons::ENGINE_FAILED
+                };
+                EngineState::failed(reason, format!("Workflow {p}: {msg}"))
+            }
+            p => {
+                let mut s = EngineState::running(format!("Workflow {p}"));
+                if child.pointer("/spec/suspend").and_then(Value::as_bool) == Some(true) {
+                    s.blocked = Some(reasons::AWAITING_RESUME);
+                    s.message = "the Workflow is suspended; resume it to continue".into();
+                }
+                s
+            }
+        },
+        Engine::Job | Engine::HelmHookJob => {
+            let done =
+                |t: &str| child_condition(child, t).is_some_and(|c| field(c, "status") == "True");
+            if done("Complete") {
+                EngineState::succeeded("Job Complete")
+            } else if done("Failed") {
+                let c = child_condition(child, "Failed")
+                    .cloned()
+                    .unwrap_or_default();
+                let reason = if field(&c, "reason") == "DeadlineExceeded" {
+                    reasons::TIMEOUT
+                } else {
+                    reasons::ENGINE_FAILED
+                };
+                EngineState::failed(
+                    reason,
+                    format!(
+                        "Job failed: {}: {}",
+                        field(&c, "reason"),
+                        field(&c, "message")
+                    ),
+                )
+            } else {
+                let active = child
+                    .pointer("/status/active")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0);
+                EngineState::running(format!("Job running ({active} active pod(s))"))
+            }
+        }
+        Engine::Snapshot => {
+            if child.pointer("/status/readyToUse").and_then(Value::as_bool) == Some(true) {
+                let mut s = EngineState::succeeded("VolumeSnapshot ready to use");
+                if let Some(size) = text(child, "/status/restoreSize") {
+                    s.outputs.insert("restoreSize".into(), size);
+                }
+                s
+            } else if let Some(err) = child.pointer("/status/error") {
+                EngineState::failed(
+                    reasons::ENGINE_FAILED,
+                    format!("VolumeSnapshot error: {}", field(err, "message")),
+                )
+            } else {
+                EngineState::running("VolumeSnapshot not ready yet")
+            }
+        }
+        Engine::Volsync => {
+            let manual = text(child, "/spec/trigger/manual");
+            let last_manual = text(child, "/status/lastManualSync");
+            let failed = child
+                .pointer("/status/latestMoverStatus/result")
+                .and_then(Value::as_str)
+                .is_some_and(|r| r == "Failed");
+            let mut s = if failed {
+                let logs = text(child, "/status/latestMoverStatus/logs").unwrap_or_default();
+                EngineState::failed(
+                    reasons::ENGINE_FAILED,
+                    format!("VolSync mover failed: {logs}"),
+                )
+            } else if manual.is_some() && manual == last_manual {
+                EngineState::succeeded("VolSync one-off replication done")
+            } else {
+                EngineState::running("VolSync replicating")
+            };
+            if let Some(t) = text(child, "/status/lastSyncTime") {
+                s.outputs.insert("lastSyncTime".into(), t);
+            }
+            s
+        }
+        Engine::Helm => {
+            let desired = desired_version.unwrap_or_default();
+            let conds = application_conditions(desired, Some(child), None);
+            let ready = conds.iter().find(|c| c.type_ == types::READY);
+            match ready {
+                Some(c) if c.status == "True" && c.reason == reasons::HELM_RELEASE_READY => {
+                    EngineState::succeeded(format!("HelmRelease Ready at {desired}"))
+                }
+                Some(c)
+                    if c.reason == reasons::ROLLED_BACK
+                        || c.reason == reasons::HELM_RELEASE_FAILED =>
+                {
+                    EngineState::failed(reasons::ENGINE_FAILED, c.message.clone())
+                }
+                Some(c) => EngineState::running(c.message.clone()),
+                None => EngineState::running("waiting for the HelmRelease"),
+            }
+        }
+    };
+    if let Some(name) = output_name {
+        state
+            .outputs
+            .insert(name.to_string(), child_name.to_string());
+    }
+    let (start, end) = match engine {
+        Engine::Velero => ("/status/startTimestamp", "/status/completionTimestamp"),
+        Engine::Workflow => ("/status/startedAt", "/status/finishedAt"),
+        Engine::Job | Engine::HelmHookJob => ("/status/startTime", "/status/completionTime"),
+        _ => ("/metadata/creationTimestamp", "/status/creationTime"),
+    };
+    state.started_at = text(child, start).or_else(|| text(child, "/metadata/creationTimestamp"));
+    if state.phase.is_terminal() {
+        state.finished_at = text(child, end);
+    }
+    state
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn hr(ready: Option<(&str, &str)>, version: Option<&str>, extra: Value) -> Value {
+        let mut conds = vec![];
+        if let Some((s, r)) = ready {
+            conds.push(json!({"type": "Ready", "status": s, "reason": r, "message": "m"}));
+        }
+        if let Some(arr) = extra.as_array() {
+            conds.extend(arr.iter().cloned());
+        }
+        let mut status = json!({"observedGeneration": 1, "conditions": conds});
+        if let Some(v) = version {
+            status["history"] = json!([{"chartVersion": v}]);
+        }
+        json!({"kind": "HelmRelease", "metadata": {"generation": 1}, "status": status})
+    }
+
+    fn ready(conds: &[Cond]) -> (&str, &str) {
+        let c = conds.iter().find(|c| c.type_ == "Ready").unwrap();
+        (c.status, c.reason.as_str())
+    }
+
+    #[test]
+    fn helm_release_states_fold_into_application_conditions() {
+        assert_eq!(
+            ready(&application_conditions("1.0.0", None, None)),
+            ("Unknown", "Reconciling")
+        );
+        let ok = hr(Some(("True", "UpgradeSucceeded")), Some("1.0.0"), json!([]));
+        let c = application_conditions("1.0.0", Some(&ok), None);
+        assert_eq!(ready(&c), ("True", "HelmReleaseReady"));
+        assert!(
+            c.iter()
+                .any(|c| c.type_ == "Degraded" && c.status == "False")
+        );
+        let rolled = hr(
+            Some(("True", "RollbackSucceeded")),
+            Some("1.0.0"),
+            json!([{"type": "Remediated", "status": "True", "reason": "RollbackSucceeded", "message": "x"}]),
+        );
+        let c = application_conditions("2.0.0", Some(&rolled), None);
+        assert_eq!(ready(&c), ("True", "RolledBack"));
+        assert!(
+            c.iter().any(|c| c.type_ == "Degraded"
+                && c.status == "True"
+                && c.reason == "UpgradeFailed")
+        );
+        let failed = hr(Some(("False", "UpgradeFailed")), Some("1.0.0"), json!([]));
+        let c = application_conditions("2.0.0", Some(&failed), None);
+        assert_eq!(ready(&c), ("False", "HelmReleaseFailed"));
+        assert!(
+            c.iter()
+                .any(|c| c.reason == "UpgradeFailed" && c.status == "True")
+        );
+        let install_failed = hr(Some(("False", "InstallFailed")), None, json!([]));
+        assert_eq!(
+            ready(&application_conditions(
+                "1.0.0",
+                Some(&install_failed),
+                None
+            )),
+            ("False", "HelmReleaseFailed")
+        );
+        let chart = hr(Some(("False", "ArtifactFailed")), None, json!([]));
+        assert_eq!(
+            ready(&application_conditions("1.0.0", Some(&chart), None)),
+            ("False", "ChartUnreachable")
+        );
+        let old = hr(Some(("True", "UpgradeSucceeded")), Some("1.0.0"), json!([]));
+        assert_eq!(
+            ready(&application_conditions("2.0.0", Some(&old), None)),
+            ("False", "Upgrading")
+        );
+        let mut stale = ok.clone();
+        stale["metadata"]["generation"] = json!(2);
+        assert_eq!(
+            ready(&application_conditions("1.0.0", Some(&stale), None)),
+            ("Unknown", "Reconciling")
+        );
+        let src = json!({"kind": "OCIRepository", "status": {"conditions": [{"type": "Ready", "status": "False", "reason": "OCIArtifactPullFailed", "message": "not found"}]}});
+        assert_eq!(
+            ready(&application_conditions("1.0.0", Some(&ok), Some(&src))),
+            ("False", "ChartUnreachable")
+        );
+    }
+
+    #[test]
+    fn merge_keeps_transition_time_when_status_is_unchanged() {
+        let t0 = Time(jiff::Timestamp::from_second(1000).unwrap());
+        let t1 = Time(jiff::Timestamp::from_second(2000).unwrap());
+        let mut list = vec![];
+        assert!(merge_conditions(
+            &mut list,
+            &[Cond::new("Ready", "False", "A", "m")],
+            Some(1),
+            &t0
+        ));
+        assert!(!merge_conditions(
+            &mut list,
+            &[Cond::new("Ready", "False", "A", "m")],
+            Some(1),
+            &t1
+        ));
+        assert!(merge_conditions(
+            &mut list,
+            &[Cond::new("Ready", "False", "B", "m")],
+            Some(1),
+            &t1
+        ));
+        assert_eq!(list[0].last_transition_time, t0);
+        assert!(merge_conditions(
+            &mut list,
+            &[Cond::new("Ready", "True", "B", "m")],
+            Some(1),
+            &t1
+        ));
+        assert_eq!(list[0].last_transition_time, t1);
+        // secrets never reach a condition message
+        merge_conditions(
+            &mut list,
+            &[Cond::new("Ready", "True", "B", "password=hunter2")],
+            Some(1),
+            &t1,
+        );
+        assert_eq!(list[0].message, "password=[REDACTED]");
+    }
+
+    #[test]
+    fn engine_children_fold_into_operation_state() {
+        let velero = |p: &str| json!({"status": {"phase": p, "startTimestamp": "2026-01-01T00:00:00Z", "completionTimestamp": "2026-01-01T00:05:00Z"}});
+        let s = engine_state(
+            Engine::Velero,
+            &velero("Completed"),
+            Some("backupName"),
+            "ns-b",
+            None,
+        );
+        assert_eq!(
+            (s.phase, s.outputs["backupName"].as_str()),
+            (Phase::Succeeded, "ns-b")
+        );
+        assert_eq!(s.finished_at.as_deref(), Some("2026-01-01T00:05:00Z"));
+        let s = engine_state(Engine::Velero, &velero("PartiallyFailed"), None, "b", None);
+        assert!(s.phase == Phase::Succeeded && s.warning.is_some());
+        assert_eq!(
+            engine_state(Engine::Velero, &velero("FailedValidation"), None, "b", None).phase,
+            Phase::Failed
+        );
+        assert_eq!(
+            engine_state(Engine::Velero, &velero("InProgress"), None, "b", None).phase,
+            Phase::Running
+        );
+        let job = |t: &str, r: &str| json!({"status": {"conditions": [{"type": t, "status": "True", "reason": r}]}});
+        assert_eq!(
+            engine_state(Engine::Job, &job("Complete", ""), None, "j", None).phase,
+            Phase::Succeeded
+        );
+        let s = engine_state(
+            Engine::Job,
+            &job("Failed", "DeadlineExceeded"),
+            None,
+            "j",
+            None,
+        );
+        assert_eq!((s.phase, s.reason), (Phase::Failed, reasons::TIMEOUT));
+        let wf = json!({"spec": {"suspend": true}, "status": {"phase": "Running"}});
+        assert_eq!(
+            engine_state(Engine::Workflow, &wf, None, "w", None).blocked,
+            Some(reasons::AWAITING_RESUME)
+        );
+        let wf = json!({"status": {"phase": "Error", "message": "boom"}});
+        assert_eq!(
+            engine_state(Engine::Workflow, &wf, None, "w", None).phase,
+            Phase::Failed
+        );
+        let vs = json!({"status": {"readyToUse": true, "restoreSize": "10Gi"}});
+        let s = engine_state(Engine::Snapshot, &vs, Some("volumeSnapshotName"), "s", None);
+        assert_eq!(
+            (s.phase, s.outputs["restoreSize"].as_str()),
+            (Phase::Succeeded, "10Gi")
+        );
+        let rs = json!({"spec": {"trigger": {"schedule": "0 * * * *"}}, "status": {"lastSyncTime": "2026-01-01T01:00:00Z"}});
+        let s = engine_state(Engine::Volsync, &rs, None, "r", None);
+        assert_eq!(
+            (s.phase, s.outputs["lastSyncTime"].as_str()),
+            (Phase::Running, "2026-01-01T01:00:00Z")
+        );
+        let huge = json!({"status": {"phase": "Failed", "failureReason": "x".repeat(5000)}});
+        assert!(
+            engine_state(Engine::Velero, &huge, None, "b", None)
+                .message
+                .len()
+                <= MAX_MESSAGE + 4
+        );
+    }
+}

@@ -1,0 +1,620 @@
+//! OpenPGP commit signatures (`-----BEGIN PGP SIGNATURE-----`, a detached signature over the commit
+//! payload) checked against armored public keys, with rPGP.
+//!
+//! rPGP verifies cryptography; the certificate rules are ours and are evaluated once, when the keys are
+//! loaded:
+//! - only self-signatures that verify count; third-party certifications are ignored;
+//! - a primary key with a valid key-revocation signature is revoked, and so is a subkey with a valid
+//!   subkey-revocation signature (any reason: "superseded" and "retired" included);
+//! - the newest valid self-signature (user ID certification or direct-key signature) gives the primary key's
+//!   flags and expiry; the newest valid binding signature gives a subkey's, and a signing subkey needs a
+//!   valid back-signature (primary key binding);
+//! - a key signs only if its key flags say so (no flags means it does not sign).
+//!
+//! At verification, for the key that made the signature: it must not be revoked, must have been created
+//! no later than the signature, must not be expired at the signature time nor now (gpg reports a signature
+//! by a key expired now as EXPKEYSIG, which git does not accept), and must be a signing key. The signature
+//! must be a binary-document signature (type 0x00, what git makes) with a creation time no more than
+//! [`FUTURE_SKEW_SECS`] in the future, not expired, and made with a hash other than MD5, SHA-1 or RIPEMD-160.
+
+use std::collections::HashMap;
+use std::io::Cursor;
+
+use pgp::composed::{Deserializable, DetachedSignature, SignedPublicKey};
+use pgp::crypto::hash::HashAlgorithm;
+use pgp::packet::{self, SignatureType};
+use pgp::types::{KeyDetails, Tag};
+
+use super::verify::{Failure, Reason, SigCheck};
+
+/// How far in the future a signature's creation time may be before it is refused.
+pub const FUTURE_SKEW_SECS: i64 = 300;
+
+/// An armored key that could not be loaded. `index` is the position in `openpgpKeys`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OpenPgpKeyError {
+    #[error("openpgpKeys[{index}]: cannot parse the armored public key: {message}")]
+    Parse { index: usize, message: String },
+    #[error("openpgpKeys[{index}]: the armored block holds no public key")]
+    Empty { index: usize },
+}
+
+#[derive(Debug, Clone)]
+enum KeyMaterial {
+    Primary(packet::PublicKey),
+    Sub(packet::PublicSubkey),
+}
+
+/// A primary key or subkey, with the properties its certificate gives it.
+#[derive(Debug, Clone)]
+struct Component {
+    material: KeyMaterial,
+    fingerprint: String,
+    created: i64,
+    /// When the key expires, if it does.
+    expires: Option<i64>,
+    can_sign: bool,
+    /// Why the key is revoked, if it is.
+    revoked: Option<String>,
+    /// Why the key cannot be used at all (no valid binding), if so.
+    unusable: Option<String>,
+}
+
+/// One certificate (transferable public key).
+#[derive(Debug, Clone)]
+struct Cert {
+    /// Position in `openpgpKeys`.
+    source: usize,
+    primary_fingerprint: String,
+    /// User IDs with a valid, unrevoked self-certification: (text, email).
+    user_ids: Vec<(String, Option<String>)>,
+    /// Index 0 is the primary key.
+    components: Vec<Component>,
+}
+
+/// The OpenPGP keys of a trust policy, parsed and evaluated once.
+#[derive(Debug, Clone, Default)]
+pub struct OpenPgpKeyring {
+    certs: Vec<Cert>,
+    /// Upper-case hex fingerprint → (cert, component).
+    by_fingerprint: HashMap<String, Vec<(usize, usize)>>,
+    /// Upper-case hex key id → (cert, component).
+    by_key_id: HashMap<String, Vec<(usize, usize)>>,
+}
+
+impl OpenPgpKeyring {
+    /// Load armored public keys; each entry may hold several keys.
+    pub fn load<S: AsRef<str>>(armored: &[S]) -> Result<Self, OpenPgpKeyError> {
+        let mut ring = Self::default();
+        for (index, text) in armored.iter().enumerate() {
+            let keys = SignedPublicKey::from_armor_many(Cursor::new(text.as_ref().as_bytes()))
+                .map_err(|e| OpenPgpKeyError::Parse {
+                    index,
+                    message: e.to_string(),
+                })?
+                .0;
+            let mut count = 0;
+            for key in keys {
+                let key = key.map_err(|e| OpenPgpKeyError::Parse {
+                    index,
+                    message: e.to_string(),
+                })?;
+                ring.add(index, &key);
+                count += 1;
+            }
+            if count == 0 {
+                return Err(OpenPgpKeyError::Empty { index });
+            }
+        }
+        Ok(ring)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.certs.is_empty()
+    }
+
+    /// Primary key fingerprints, in load order.
+    pub fn fingerprints(&self) -> Vec<String> {
+        self.certs
+            .iter()
+            .map(|c| c.primary_fingerprint.clone())
+            .collect()
+    }
+
+    fn add(&mut self, source: usize, key: &SignedPublicKey) {
+        let cert = evaluate(source, key);
+        let ci = self.certs.len();
+        for (k, comp) in cert.components.iter().enumerate() {
+            self.by_fingerprint
+                .entry(comp.fingerprint.clone())
+                .or_default()
+                .push((ci, k));
+            let key_id = match &comp.material {
+                KeyMaterial::Primary(p) => p.legacy_key_id(),
+                KeyMaterial::Sub(s) => s.legacy_key_id(),
+            };
+            self.by_key_id
+                .entry(hex::encode_upper(key_id))
+                .or_default()
+                .push((ci, k));
+        }
+        self.certs.push(cert);
+    }
+
+    /// Verify an armored detached signature over `payload` for a commit by `committer_email`, at `now`
+    /// (seconds since the epoch).
+    pub fn verify(
+        &self,
+        armored: &[u8],
+        payload: &[u8],
+        committer_email: &str,
+        now: i64,
+        require_committer_match: bool,
+    ) -> SigCheck {
+        let malformed =
+            |msg: String| SigCheck::failed(None, Failure::new(Reason::MalformedSignature, msg));
+        let sigs = match DetachedSignature::from_armor_many(Cursor::new(armored)) {
+            Ok((iter, _)) => iter.collect::<Result<Vec<_>, _>>(),
+            Err(e) => return malformed(format!("cannot decode the OpenPGP signature: {e}")),
+        };
+        let mut sigs = match sigs {
+            Ok(s) => s,
+            Err(e) => return malformed(format!("cannot decode the OpenPGP signature: {e}")),
+        };
+        if sigs.len() > 1 {
+            return SigCheck::failed(
+                None,
+                Failure::new(
+                    Reason::MultipleSignatures,
+                    format!(
+                        "the OpenPGP block holds {} signatures; exactly one is accepted",
+                        sigs.len()
+                    ),
+                ),
+            );
+        }
+        let Some(sig) = sigs.pop() else {
+            return malformed("the OpenPGP block holds no signature".to_string());
+        };
+        let sig = sig.signature;
+        match sig.typ() {
+            Some(SignatureType::Binary) => {}
+            other => {
+                return malformed(format!(
+                    "signature type {other:?} is not accepted; git signs commits with binary-document signatures (0x00)"
+                ));
+            }
+        }
+
+        // Candidate keys: by issuer fingerprint, else by issuer key id.
+        let mut candidates: Vec<(usize, usize)> = Vec::new();
+        for fp in sig.issuer_fingerprint() {
+            if let Some(c) = self.by_fingerprint.get(&hex::encode_upper(fp.as_bytes())) {
+                candidates.extend(c);
+            }
+        }
+        if candidates.is_empty() {
+            for id in sig.issuer_key_id() {
+                if let Some(c) = self.by_key_id.get(&hex::encode_upper(id)) {
+                    candidates.extend(c);
+                }
+            }
+        }
+        candidates.dedup();
+        let issuer = sig
+            .issuer_fingerprint()
+            .first()
+            .map(|f| hex::encode_upper(f.as_bytes()))
+            .or_else(|| sig.issuer_key_id().first().map(hex::encode_upper));
+        if candidates.is_empty() {
+            return SigCheck::failed(
+                issuer.clone(),
+                Failure::new(
+                    Reason::UnknownKey,
+                    format!(
+                        "key {} is not in openpgpKeys",
+                        issuer.as_deref().unwrap_or("(no issuer in the signature)")
+                    ),
+                ),
+            );
+        }
+
+        if let Some(hash) = sig.hash_alg()
+            && matches!(
+                hash,
+                HashAlgorithm::None
+                    | HashAlgorithm::Md5
+                    | HashAlgorithm::Sha1
+                    | HashAlgorithm::Ripemd160
+            )
+        {
+            return SigCheck::failed(
+                issuer,
+                Failure::new(
+                    Reason::UnsupportedAlgorithm,
+                    format!("the signature uses the weak hash {hash}"),
+                ),
+            );
+        }
+
+        // Cryptographic check against the candidate(s).
+        let mut verified: Option<(usize, usize)> = None;
+        let mut last_err = String::new();
+        for &(ci, k) in &candidates {
+            let comp = &self.certs[ci].components[k];
+            let res = match &comp.material {
+                KeyMaterial::Primary(p) => sig.verify(p, payload),
+                KeyMaterial::Sub(s) => sig.verify(s, payload),
+            };
+            match res {
+                Ok(()) => {
+                    verified = Some((ci, k));
+                    break;
+                }
+                Err(e) => last_err = e.to_string(),
+            }
+        }
+        let Some((ci, k)) = verified else {
+            return SigCheck::failed(
+                issuer.clone(),
+                Failure::new(
+                    Reason::BadSignature,
+                    format!(
+                        "the OpenPGP signature by {} does not verify over the commit: {last_err}",
+                        issuer.as_deref().unwrap_or("?")
+                    ),
+                ),
+            );
+        };
+        let cert = &self.certs[ci];
+        let comp = &cert.components[k];
+        let fp = Some(comp.fingerprint.clone());
+        let fail =
+            |reason: Reason, msg: String| SigCheck::failed(fp.clone(), Failure::new(reason, msg));
+
+        let Some(created) = sig.created().map(|t| i64::from(t.as_secs())) else {
+            return fail(
+                Reason::MalformedSignature,
+                "the signature has no creation time".to_string(),
+            );
+        };
+        if created > now + FUTURE_SKEW_SECS {
+            return fail(
+                Reason::SignatureInFuture,
+                format!(
+                    "the signature claims to be made at {}, in the future",
+                    super::ssh::fmt_time(created)
+                ),
+            );
+        }
+        if let Some(exp) = sig.signature_expiration_time()
+            && exp.as_secs() > 0
+        {
+            let until = created + i64::from(exp.as_secs());
+            if until <= now {
+                return fail(
+                    Reason::SignatureExpired,
+                    format!("the signature expired at {}", super::ssh::fmt_time(until)),
+                );
+            }
+        }
+
+        // The primary key first, then the signing component.
+        let mut chain = vec![&cert.components[0]];
+        if k != 0 {
+            chain.push(comp);
+        }
+        for c in chain {
+            let what = if std::ptr::eq(c, &cert.components[0]) {
+                format!(
+                    "primary key {} (openpgpKeys[{}])",
+                    c.fingerprint, cert.source
+                )
+            } else {
+                format!("subkey {} (openpgpKeys[{}])", c.fingerprint, cert.source)
+            };
+            if let Some(why) = &c.revoked {
+                return fail(Reason::KeyRevoked, format!("{what} is revoked: {why}"));
+            }
+            if let Some(why) = &c.unusable {
+                return fail(
+                    Reason::KeyCannotSign,
+                    format!("{what} is not usable: {why}"),
+                );
+            }
+            if c.created > created {
+                return fail(
+                    Reason::KeyNotYetValid,
+                    format!(
+                        "{what} was created at {}, after the signature ({})",
+                        super::ssh::fmt_time(c.created),
+                        super::ssh::fmt_time(created)
+                    ),
+                );
+            }
+            if let Some(exp) = c.expires {
+                if exp <= created {
+                    return fail(
+                        Reason::KeyExpired,
+                        format!(
+                            "{what} expired at {}, before the signature ({})",
+                            super::ssh::fmt_time(exp),
+                            super::ssh::fmt_time(created)
+                        ),
+                    );
+                }
+                if exp <= now {
+                    return fail(
+                        Reason::KeyExpired,
+                        format!("{what} expired at {}", super::ssh::fmt_time(exp)),
+                    );
+                }
+            }
+        }
+        if !comp.can_sign {
+            return fail(
+                Reason::KeyCannotSign,
+                format!(
+                    "key {} is not a signing key (its key flags lack \"sign\")",
+                    comp.fingerprint
+                ),
+            );
+        }
+
+        let wanted = committer_email.to_ascii_lowercase();
+        let matching = cert.user_ids.iter().find(|(_, email)| {
+            email
+                .as_deref()
+                .is_some_and(|e| e.to_ascii_lowercase() == wanted)
+        });
+        let signer = match (matching, require_committer_match) {
+            (Some((uid, _)), _) => uid.clone(),
+            (None, true) => {
+                let uids: Vec<&str> = cert.user_ids.iter().map(|(u, _)| u.as_str()).collect();
+                return fail(
+                    Reason::SignerMismatch,
+                    format!(
+                        "committer email {committer_email:?} is not a user ID of key {} (openpgpKeys[{}]; user IDs: {uids:?})",
+                        cert.primary_fingerprint, cert.source
+                    ),
+                );
+            }
+            (None, false) => cert
+                .user_ids
+                .first()
+                .map(|(u, _)| u.clone())
+                .unwrap_or_else(|| cert.primary_fingerprint.clone()),
+        };
+        SigCheck {
+            signer: Some(signer),
+            fingerprint: fp,
+            failure: None,
+        }
+    }
+}
+
+fn secs(t: pgp::types::Timestamp) -> i64 {
+    i64::from(t.as_secs())
+}
+
+fn is_user_certification(t: Option<SignatureType>) -> bool {
+    matches!(
+        t,
+        Some(
+            SignatureType::CertGeneric
+                | SignatureType::CertPersona
+                | SignatureType::CertCasual
+                | SignatureType::CertPositive
+        )
+    )
+}
+
+/// The email of a user ID: the part in angle brackets, or the whole ID when it is a bare address.
+fn email_of(uid: &str) -> Option<String> {
+    if let (Some(lt), Some(gt)) = (uid.rfind('<'), uid.rfind('>'))
+        && lt < gt
+    {
+        return Some(uid[lt + 1..gt].to_string());
+    }
+    let t = uid.trim();
+    (t.contains('@') && !t.contains(char::is_whitespace)).then(|| t.to_string())
+}
+
+/// Evaluate a certificate's self-signatures once.
+fn evaluate(source: usize, key: &SignedPublicKey) -> Cert {
+    let primary = &key.primary_key;
+    let primary_fp = hex::encode_upper(primary.fingerprint().as_bytes());
+
+    // Key revocation.
+    let revoked = key
+        .details
+        .revocation_signatures
+        .iter()
+        .find(|s| s.verify_key(primary).is_ok())
+        .map(revocation_text);
+
+    // Valid self-signatures: direct-key signatures and user ID certifications.
+    let mut self_sigs: Vec<&packet::Signature> = key
+        .details
+        .direct_signatures
+        .iter()
+        .filter(|s| s.typ() == Some(SignatureType::Key) && s.verify_key(primary).is_ok())
+        .collect();
+    let mut user_ids = Vec::new();
+    for user in &key.details.users {
+        let certs: Vec<&packet::Signature> = user
+            .signatures
+            .iter()
+            .filter(|s| {
+                is_user_certification(s.typ())
+                    && s.verify_certification(primary, Tag::UserId, &user.id)
+                        .is_ok()
+            })
+            .collect();
+        let Some(newest) = certs.iter().max_by_key(|s| s.created().map(secs)) else {
+            continue;
+        };
+        let revoked_at = user
+            .signatures
+            .iter()
+            .filter(|s| {
+                s.typ() == Some(SignatureType::CertRevocation)
+                    && s.verify_certification(primary, Tag::UserId, &user.id)
+                        .is_ok()
+            })
+            .filter_map(|s| s.created().map(secs))
+            .max();
+        let cert_at = newest.created().map(secs).unwrap_or(0);
+        if revoked_at.is_some_and(|r| r >= cert_at) {
+            continue;
+        }
+        self_sigs.push(newest);
+        let text = String::from_utf8_lossy(user.id.id()).into_owned();
+        let email = email_of(&text);
+        user_ids.push((text, email));
+    }
+    // The primary user ID first.
+    if let Some(pos) = key.details.users.iter().position(|u| u.is_primary()) {
+        let text = String::from_utf8_lossy(key.details.users[pos].id.id()).into_owned();
+        if let Some(i) = user_ids.iter().position(|(t, _)| *t == text) {
+            let p = user_ids.remove(i);
+            user_ids.insert(0, p);
+        }
+    }
+
+    let primary_created = secs(primary.created_at());
+    let newest_self = self_sigs
+        .iter()
+        .max_by_key(|s| s.created().map(secs))
+        .copied();
+    let primary_comp = match newest_self {
+        Some(sig) => Component {
+            material: KeyMaterial::Primary(primary.clone()),
+            fingerprint: primary_fp.clone(),
+            created: primary_created,
+            expires: expiry(primary_created, sig),
+            can_sign: sig.key_flags().sign(),
+            revoked: revoked.clone(),
+            unusable: None,
+        },
+        None => Component {
+            material: KeyMaterial::Primary(primary.clone()),
+            fingerprint: primary_fp.clone(),
+            created: primary_created,
+            expires: None,
+            can_sign: false,
+            revoked: revoked.clone(),
+            unusable: Some("no valid self-signature".to_string()),
+        },
+    };
+
+    let mut components = vec![primary_comp];
+    for sub in &key.public_subkeys {
+        let fp = hex::encode_upper(sub.key.fingerprint().as_bytes());
+        let created = secs(sub.key.created_at());
+        let sub_revoked = sub
+            .signatures
+            .iter()
+            .find(|s| {
+                s.typ() == Some(SignatureType::SubkeyRevocation)
+                    && s.verify_subkey_binding(primary, &sub.key).is_ok()
+            })
+            .map(revocation_text);
+        let binding = sub
+            .signatures
+            .iter()
+            .filter(|s| {
+                s.typ() == Some(SignatureType::SubkeyBinding)
+                    && s.verify_subkey_binding(primary, &sub.key).is_ok()
+            })
+            .max_by_key(|s| s.created().map(secs));
+        let comp = match binding {
+            None => Component {
+                material: KeyMaterial::Sub(sub.key.clone()),
+                fingerprint: fp,
+                created,
+                expires: None,
+                can_sign: false,
+                revoked: sub_revoked,
+                unusable: Some("no valid subkey binding signature".to_string()),
+            },
+            Some(b) => {
+                let can_sign = b.key_flags().sign();
+                let backsig_ok = b
+                    .embedded_signature()
+                    .is_some_and(|bs| bs.verify_primary_key_binding(&sub.key, primary).is_ok());
+                Component {
+                    material: KeyMaterial::Sub(sub.key.clone()),
+                    fingerprint: fp,
+                    created,
+                    expires: expiry(created, b),
+                    can_sign,
+                    revoked: sub_revoked,
+                    unusable: (can_sign && !backsig_ok).then(|| {
+                        "signing subkey without a valid back-signature (primary key binding)"
+                            .to_string()
+                    }),
+                }
+            }
+        };
+        components.push(comp);
+    }
+
+    Cert {
+        source,
+        primary_fingerprint: primary_fp,
+        user_ids,
+        components,
+    }
+}
+
+fn expiry(created: i64, sig: &packet::Signature) -> Option<i64> {
+    sig.key_expiration_time()
+        .filter(|d| d.as_secs() > 0)
+        .map(|d| created + i64::from(d.as_secs()))
+}
+
+fn revocation_text(sig: &packet::Signature) -> String {
+    let when = sig
+        .created()
+        .map(|t| super::ssh::fmt_time(secs(t)))
+        .unwrap_or_else(|| "unknown time".to_string());
+    let code = sig
+        .revocation_reason_code()
+        .map(|c| format!("{c:?}"))
+        .unwrap_or_else(|| "no reason given".to_string());
+    format!("revoked at {when} ({code})")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_of_user_ids() {
+        assert_eq!(
+            email_of("Alice <alice@example.com>").as_deref(),
+            Some("alice@example.com")
+        );
+        assert_eq!(
+            email_of("alice@example.com").as_deref(),
+            Some("alice@example.com")
+        );
+        assert_eq!(email_of("Alice (no mail)"), None);
+        assert_eq!(
+            email_of("A <x> B <b@example.com>").as_deref(),
+            Some("b@example.com")
+        );
+    }
+
+    #[test]
+    fn garbage_keys_are_errors_naming_the_entry() {
+        let err = OpenPgpKeyring::load(&["not a key"]).unwrap_err();
+        assert!(err.to_string().starts_with("openpgpKeys[0]:"), "{err}");
+        let err = OpenPgpKeyring::load(&[
+            "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nAAAA\n-----END PGP PUBLIC KEY BLOCK-----\n",
+        ])
+        .unwrap_err();
+        assert!(err.to_string().starts_with("openpgpKeys[0]:"), "{err}");
+    }
+}

@@ -1,0 +1,438 @@
+//! The trust policy: which keys may sign intent, and how much history must be signed.
+//!
+//! ```yaml
+//! mode: range                 # range (default) | head
+//! requireCommitterMatch: true # default: the signer identity must be the committer email
+//! sshAllowedSigners: |
+//!   alice@example.com namespaces="git" ssh-ed25519 AAAAC3Nza...
+//! openpgpKeys:
+//!   - |
+//!     -----BEGIN PGP PUBLIC KEY BLOCK-----
+//!     ...
+//! ```
+//!
+//! Keys are parsed and evaluated once, when the policy is loaded. Unknown fields are refused, and every
+//! error names the field (and line or list index) at fault.
+//!
+//! Signature kinds are dispatched in exactly one place, [`TrustPolicy::check`], on the armor header of the
+//! signature ([`SignatureKind::detect`]). A new kind (gitsign) adds a variant there, its policy fields here,
+//! and one match arm.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::openpgp::{OpenPgpKeyError, OpenPgpKeyring};
+use super::ssh::{AllowedSigners, AllowedSignersError};
+use super::verify::{Failure, Reason, SigCheck};
+
+/// Largest policy file read, in bytes.
+pub const MAX_POLICY_BYTES: u64 = 4 << 20;
+
+/// How much history must be signed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Every commit since the last verified one that touches the path, both sides of merges included.
+    #[default]
+    Range,
+    /// Only the target commit (weaker: unsigned history under a signed head is accepted).
+    Head,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Range => "range",
+            Mode::Head => "head",
+        }
+    }
+}
+
+/// The kind of a commit signature, from its armor header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignatureKind {
+    /// `-----BEGIN SSH SIGNATURE-----`
+    Ssh,
+    /// `-----BEGIN PGP SIGNATURE-----`
+    #[serde(rename = "openpgp")]
+    OpenPgp,
+    /// `-----BEGIN SIGNED MESSAGE-----`: X.509 (gpgsm) or gitsign (Sigstore).
+    X509,
+}
+
+impl SignatureKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignatureKind::Ssh => "ssh",
+            SignatureKind::OpenPgp => "openpgp",
+            SignatureKind::X509 => "x509",
+        }
+    }
+
+    fn from_label(label: &str) -> Option<Self> {
+        match label {
+            "SSH SIGNATURE" => Some(SignatureKind::Ssh),
+            "PGP SIGNATURE" => Some(SignatureKind::OpenPgp),
+            "SIGNED MESSAGE" => Some(SignatureKind::X509),
+            _ => None,
+        }
+    }
+
+    /// Recognise the signature by its armor: exactly one `-----BEGIN <label>-----` … `-----END <label>-----`
+    /// block of a known label, nothing but whitespace after it.
+    pub fn detect(signature: &[u8]) -> Result<Self, Failure> {
+        let text = std::str::from_utf8(signature).map_err(|_| {
+            Failure::new(
+                Reason::MalformedSignature,
+                "the signature is not valid UTF-8",
+            )
+        })?;
+        let mut lines = text.lines();
+        let first = lines.next().unwrap_or("").trim_end();
+        let label = first
+            .strip_prefix("-----BEGIN ")
+            .and_then(|l| l.strip_suffix("-----"))
+            .ok_or_else(|| {
+                Failure::new(
+                    Reason::UnknownSignatureFormat,
+                    "the signature does not start with an armor header (-----BEGIN …-----)",
+                )
+            })?;
+        let kind = Self::from_label(label).ok_or_else(|| {
+            Failure::new(
+                Reason::UnknownSignatureFormat,
+                format!("unknown signature format \"-----BEGIN {label}-----\""),
+            )
+        })?;
+        let end = format!("-----END {label}-----");
+        let mut found_end = false;
+        for line in lines.by_ref() {
+            let line = line.trim_end();
+            if line == end {
+                found_end = true;
+                break;
+            }
+            if line.starts_with("-----BEGIN ") {
+                return Err(Failure::new(
+                    Reason::MalformedSignature,
+                    "armor header inside the signature block",
+                ));
+            }
+        }
+        if !found_end {
+            return Err(Failure::new(
+                Reason::MalformedSignature,
+                format!("the signature has no \"{end}\" line"),
+            ));
+        }
+        let rest: Vec<&str> = lines.filter(|l| !l.trim().is_empty()).collect();
+        if rest.iter().any(|l| l.starts_with("-----BEGIN ")) {
+            return Err(Failure::new(
+                Reason::MultipleSignatures,
+                "the signature header holds more than one armored signature",
+            ));
+        }
+        if !rest.is_empty() {
+            return Err(Failure::new(
+                Reason::MalformedSignature,
+                "data after the end of the signature",
+            ));
+        }
+        Ok(kind)
+    }
+}
+
+/// Why a policy could not be loaded. Messages name the file and field.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("cannot read trust policy {path}: {message}")]
+    Read { path: PathBuf, message: String },
+    #[error("trust policy{}: invalid YAML: {message}", at(.path))]
+    Yaml {
+        path: Option<PathBuf>,
+        message: String,
+    },
+    #[error("trust policy{}: {field}: {message}", at(.path))]
+    Field {
+        path: Option<PathBuf>,
+        field: String,
+        message: String,
+    },
+    #[error("trust policy{}: sshAllowedSigners: {source}", at(.path))]
+    Ssh {
+        path: Option<PathBuf>,
+        source: AllowedSignersError,
+    },
+    #[error("trust policy{}: {source}", at(.path))]
+    OpenPgp {
+        path: Option<PathBuf>,
+        source: OpenPgpKeyError,
+    },
+    #[error(
+        "trust policy{}: it trusts no key: set sshAllowedSigners and/or openpgpKeys",
+        at(.path)
+    )]
+    NoKeys { path: Option<PathBuf> },
+}
+
+fn at(path: &Option<PathBuf>) -> String {
+    path.as_ref()
+        .map(|p| format!(" {}", p.display()))
+        .unwrap_or_default()
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The policy file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct PolicyFile {
+    #[serde(default)]
+    mode: Mode,
+    #[serde(default)]
+    ssh_allowed_signers: Option<String>,
+    #[serde(default)]
+    openpgp_keys: Vec<String>,
+    #[serde(default = "yes")]
+    require_committer_match: bool,
+}
+
+/// A loaded trust policy, keys parsed.
+#[derive(Debug, Clone)]
+pub struct TrustPolicy {
+    pub mode: Mode,
+    pub require_committer_match: bool,
+    ssh: AllowedSigners,
+    openpgp: OpenPgpKeyring,
+}
+
+impl TrustPolicy {
+    /// Read and parse a policy file.
+    pub fn load(path: &Path) -> Result<Self, PolicyError> {
+        let read_err = |message: String| PolicyError::Read {
+            path: path.to_path_buf(),
+            message,
+        };
+        let meta = std::fs::metadata(path).map_err(|e| read_err(e.to_string()))?;
+        if meta.len() > MAX_POLICY_BYTES {
+            return Err(read_err(format!(
+                "{} bytes is larger than the {MAX_POLICY_BYTES}-byte limit",
+                meta.len()
+            )));
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| read_err(e.to_string()))?;
+        Self::parse(&text, Some(path))
+    }
+
+    /// Parse a policy from YAML text (e.g. a Secret's data).
+    pub fn from_yaml(text: &str) -> Result<Self, PolicyError> {
+        Self::parse(text, None)
+    }
+
+    fn parse(text: &str, path: Option<&Path>) -> Result<Self, PolicyError> {
+        let path = path.map(Path::to_path_buf);
+        let value: serde_json::Value =
+            serde_saphyr::from_str(text).map_err(|e| PolicyError::Yaml {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+        if !value.is_object() {
+            return Err(PolicyError::Field {
+                path,
+                field: ".".to_string(),
+                message: "the policy must be a mapping".to_string(),
+            });
+        }
+        let file: PolicyFile = serde_path_to_error::deserialize(&value).map_err(|e| {
+            let field = e.path().to_string();
+            PolicyError::Field {
+                path: path.clone(),
+                field,
+                message: e.into_inner().to_string(),
+            }
+        })?;
+        let ssh = AllowedSigners::parse(file.ssh_allowed_signers.as_deref().unwrap_or(""))
+            .map_err(|source| PolicyError::Ssh {
+                path: path.clone(),
+                source,
+            })?;
+        let openpgp =
+            OpenPgpKeyring::load(&file.openpgp_keys).map_err(|source| PolicyError::OpenPgp {
+                path: path.clone(),
+                source,
+            })?;
+        if ssh.is_empty() && openpgp.is_empty() {
+            return Err(PolicyError::NoKeys { path });
+        }
+        Ok(Self {
+            mode: file.mode,
+            require_committer_match: file.require_committer_match,
+            ssh,
+            openpgp,
+        })
+    }
+
+    /// The SSH allowed signers.
+    pub fn ssh(&self) -> &AllowedSigners {
+        &self.ssh
+    }
+
+    /// The OpenPGP keys.
+    pub fn openpgp(&self) -> &OpenPgpKeyring {
+        &self.openpgp
+    }
+
+    /// Check `signature` over `payload` for a commit by `committer_email` made at `commit_time`, judged at
+    /// `now`. The one place signature kinds are dispatched.
+    pub fn check(
+        &self,
+        signature: &[u8],
+        payload: &[u8],
+        committer_email: &str,
+        commit_time: i64,
+        now: i64,
+    ) -> (Option<SignatureKind>, SigCheck) {
+        let kind = match SignatureKind::detect(signature) {
+            Ok(k) => k,
+            Err(f) => return (None, SigCheck::failed(None, f)),
+        };
+        let check = match kind {
+            SignatureKind::Ssh if self.ssh.is_empty() => SigCheck::failed(
+                None,
+                Failure::new(
+                    Reason::UntrustedSignatureKind,
+                    "SSH signatures are not trusted by this policy (sshAllowedSigners is empty)",
+                ),
+            ),
+            SignatureKind::Ssh => self.ssh.verify(
+                signature,
+                payload,
+                committer_email,
+                commit_time,
+                self.require_committer_match,
+            ),
+            SignatureKind::OpenPgp if self.openpgp.is_empty() => SigCheck::failed(
+                None,
+                Failure::new(
+                    Reason::UntrustedSignatureKind,
+                    "OpenPGP signatures are not trusted by this policy (openpgpKeys is empty)",
+                ),
+            ),
+            SignatureKind::OpenPgp => self.openpgp.verify(
+                signature,
+                payload,
+                committer_email,
+                now,
+                self.require_committer_match,
+            ),
+            SignatureKind::X509 => SigCheck::failed(
+                None,
+                Failure::new(
+                    Reason::UntrustedSignatureKind,
+                    "x509/gitsign signatures are not trusted by this policy",
+                ),
+            ),
+        };
+        (Some(kind), check)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILM+rvN+ot98qgEN796jTiQfZfG1KaT0PtFDJ/XFSqti";
+
+    #[test]
+    fn defaults() {
+        let p = TrustPolicy::from_yaml(&format!("sshAllowedSigners: \"a@x {KEY}\"\n")).unwrap();
+        assert_eq!(p.mode, Mode::Range);
+        assert!(p.require_committer_match);
+        assert_eq!(p.ssh().entries().len(), 1);
+        let p = TrustPolicy::from_yaml(&format!(
+            "mode: head\nrequireCommitterMatch: false\nsshAllowedSigners: |\n  a@x {KEY}\n  b@x {KEY}\n"
+        ))
+        .unwrap();
+        assert_eq!(p.mode, Mode::Head);
+        assert!(!p.require_committer_match);
+        assert_eq!(p.ssh().entries().len(), 2);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let cases = [
+            ("mode: tail\nsshAllowedSigners: x\n", "mode"),
+            (
+                &format!("sshAllowedSigners: \"a@x {KEY}\"\nsigstoreTrustedRoot: x\n") as &str,
+                "sigstoreTrustedRoot",
+            ),
+            (
+                &format!("sshAllowedSigners: \"a@x {KEY}\"\nrequireCommitterMatch: maybe\n"),
+                "requireCommitterMatch",
+            ),
+            ("sshAllowedSigners: [1]\n", "sshAllowedSigners"),
+            ("openpgpKeys: notalist\n", "openpgpKeys"),
+            (
+                "sshAllowedSigners: \"a@x ssh-ed25519 zzz\"\n",
+                "sshAllowedSigners: line 1",
+            ),
+            ("openpgpKeys: [\"junk\"]\n", "openpgpKeys[0]"),
+            ("mode: range\n", "trusts no key"),
+            ("{}\n", "trusts no key"),
+            ("- a\n- b\n", "mapping"),
+            ("mode: [\n", "invalid YAML"),
+        ];
+        for (text, want) in cases {
+            let err = TrustPolicy::from_yaml(text).unwrap_err().to_string();
+            assert!(err.contains(want), "{text:?}: {err} (wanted {want})");
+        }
+    }
+
+    #[test]
+    fn armor_detection() {
+        let ok = |s: &str| SignatureKind::detect(s.as_bytes());
+        assert_eq!(
+            ok("-----BEGIN SSH SIGNATURE-----\nx\n-----END SSH SIGNATURE-----\n").unwrap(),
+            SignatureKind::Ssh
+        );
+        assert_eq!(
+            ok("-----BEGIN PGP SIGNATURE-----\n\nx\n-----END PGP SIGNATURE-----\n").unwrap(),
+            SignatureKind::OpenPgp
+        );
+        assert_eq!(
+            ok("-----BEGIN SIGNED MESSAGE-----\nx\n-----END SIGNED MESSAGE-----\n").unwrap(),
+            SignatureKind::X509
+        );
+        let fails = [
+            (
+                "-----BEGIN PGP MESSAGE-----\nx\n-----END PGP MESSAGE-----\n",
+                Reason::UnknownSignatureFormat,
+            ),
+            ("hello\n", Reason::UnknownSignatureFormat),
+            (
+                "-----BEGIN SSH SIGNATURE-----\nx\n",
+                Reason::MalformedSignature,
+            ),
+            (
+                "-----BEGIN SSH SIGNATURE-----\nx\n-----END SSH SIGNATURE-----\ntrailing\n",
+                Reason::MalformedSignature,
+            ),
+            (
+                "-----BEGIN SSH SIGNATURE-----\nx\n-----END SSH SIGNATURE-----\n-----BEGIN SSH SIGNATURE-----\ny\n-----END SSH SIGNATURE-----\n",
+                Reason::MultipleSignatures,
+            ),
+            (
+                "-----BEGIN SSH SIGNATURE-----\n-----BEGIN SSH SIGNATURE-----\n-----END SSH SIGNATURE-----\n",
+                Reason::MalformedSignature,
+            ),
+        ];
+        for (text, want) in fails {
+            assert_eq!(ok(text).unwrap_err().reason, want, "{text:?}");
+        }
+    }
+}

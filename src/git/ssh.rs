@@ -1,0 +1,617 @@
+//! SSH commit signatures (`-----BEGIN SSH SIGNATURE-----`, the SSHSIG format) checked against a list of
+//! allowed signers in git's `allowed_signers` format (`ssh-keygen(1)`, section ALLOWED SIGNERS):
+//!
+//! ```text
+//! # principals [options] keytype base64-key [comment]
+//! alice@example.com ssh-ed25519 AAAAC3Nza...
+//! *@example.com,bob@example.org namespaces="git",valid-after="20240101",valid-before="20260101Z" ssh-ed25519 AAAA...
+//! ```
+//!
+//! Principals are a comma-separated list of patterns (`*` and `?` wildcards, `!` negates), matched against
+//! the committer email. Options: `namespaces="…"` (a pattern list that must admit `git`),
+//! `valid-after="…"`, `valid-before="…"` (`YYYYMMDD[HHMM[SS]]`, optional `Z`/`UTC` suffix; always read as
+//! UTC) and `cert-authority`, which is refused: SSH certificates are not supported.
+//!
+//! Validity is judged at the commit's committer time, as git does (`ssh-keygen -Overify-time=…`).
+//! The parser is pure; keys are parsed once when the policy is loaded and indexed by key blob.
+
+use std::collections::HashMap;
+
+use ssh_key::public::KeyData;
+use ssh_key::{HashAlg, PublicKey, SshSig};
+
+use super::verify::{Failure, Reason, SigCheck};
+
+/// The SSHSIG namespace git uses for commit and tag signatures.
+pub const GIT_NAMESPACE: &str = "git";
+
+/// A malformed `allowed_signers` text. `line` is 1-based.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AllowedSignersError {
+    #[error("line {line}: {message}")]
+    Line { line: usize, message: String },
+}
+
+/// One line of an allowed_signers file.
+#[derive(Debug, Clone)]
+pub struct AllowedSigner {
+    /// 1-based line number in the allowed_signers text, for messages.
+    pub line: usize,
+    /// The principals pattern list, as written.
+    pub principals: String,
+    /// The `namespaces=` pattern list, when given.
+    pub namespaces: Option<String>,
+    /// `valid-after`, seconds since the epoch.
+    pub valid_after: Option<i64>,
+    /// `valid-before`, seconds since the epoch.
+    pub valid_before: Option<i64>,
+    pub key: PublicKey,
+    /// `SHA256:…`, as `ssh-keygen -l` prints it.
+    pub fingerprint: String,
+}
+
+/// A parsed allowed_signers list, indexed by key.
+#[derive(Debug, Clone, Default)]
+pub struct AllowedSigners {
+    entries: Vec<AllowedSigner>,
+    by_key: HashMap<KeyData, Vec<usize>>,
+}
+
+impl AllowedSigners {
+    /// Parse allowed_signers text. Blank lines and `#` comments are skipped; every other line must parse.
+    pub fn parse(text: &str) -> Result<Self, AllowedSignersError> {
+        let mut out = Self::default();
+        for (i, raw) in text.lines().enumerate() {
+            let line = i + 1;
+            let trimmed = raw.trim_matches(|c| c == ' ' || c == '\t' || c == '\r');
+            if trimmed.is_empty() || trimmed.starts_with('#') {
+                continue;
+            }
+            let entry = parse_line(trimmed, line)
+                .map_err(|message| AllowedSignersError::Line { line, message })?;
+            out.by_key
+                .entry(entry.key.key_data().clone())
+                .or_default()
+                .push(out.entries.len());
+            out.entries.push(entry);
+        }
+        Ok(out)
+    }
+
+    /// The parsed lines.
+    pub fn entries(&self) -> &[AllowedSigner] {
+        &self.entries
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Verify an armored SSH signature over `payload` made for a commit by `committer_email` at
+    /// `commit_time`. When `require_committer_match` is set, a line only applies if one of its principals
+    /// matches the committer email.
+    pub fn verify(
+        &self,
+        armored: &[u8],
+        payload: &[u8],
+        committer_email: &str,
+        commit_time: i64,
+        require_committer_match: bool,
+    ) -> SigCheck {
+        let sig = match SshSig::from_pem(armored) {
+            Ok(sig) => sig,
+            Err(e) => {
+                return SigCheck::failed(
+                    None,
+                    Failure::new(
+                        Reason::MalformedSignature,
+                        format!("cannot decode the SSH signature: {e}"),
+                    ),
+                );
+            }
+        };
+        let fingerprint = sig.public_key().fingerprint(HashAlg::Sha256).to_string();
+        let fp = Some(fingerprint.clone());
+        if sig.namespace() != GIT_NAMESPACE {
+            return SigCheck::failed(
+                fp,
+                Failure::new(
+                    Reason::WrongNamespace,
+                    format!(
+                        "the signature was made for namespace {:?}, not \"git\"",
+                        sig.namespace()
+                    ),
+                ),
+            );
+        }
+        let Some(candidates) = self.by_key.get(sig.public_key()) else {
+            return SigCheck::failed(
+                fp,
+                Failure::new(
+                    Reason::UnknownKey,
+                    format!("key {fingerprint} is not in sshAllowedSigners"),
+                ),
+            );
+        };
+        // All candidates hold the same key: one cryptographic check covers them.
+        let key = &self.entries[candidates[0]].key;
+        if let Err(e) = key.verify(GIT_NAMESPACE, payload, &sig) {
+            let reason = match e {
+                ssh_key::Error::AlgorithmUnknown | ssh_key::Error::AlgorithmUnsupported { .. } => {
+                    Reason::UnsupportedAlgorithm
+                }
+                _ => Reason::BadSignature,
+            };
+            return SigCheck::failed(
+                fp,
+                Failure::new(
+                    reason,
+                    format!(
+                        "the SSH signature by {fingerprint} does not verify over the commit: {e}"
+                    ),
+                ),
+            );
+        }
+
+        // The key is trusted through one of its lines; the best failure is reported otherwise.
+        let mut best: Option<(u8, Failure)> = None;
+        for &idx in candidates {
+            let entry = &self.entries[idx];
+            match entry.admits(committer_email, commit_time, require_committer_match) {
+                Ok(signer) => return SigCheck::ok(signer, fingerprint),
+                Err((rank, failure)) => {
+                    if best.as_ref().is_none_or(|(r, _)| rank > *r) {
+                        best = Some((rank, failure));
+                    }
+                }
+            }
+        }
+        let failure = best.map(|(_, f)| f).unwrap_or_else(|| {
+            Failure::new(
+                Reason::UnknownKey,
+                format!("key {fingerprint} has no usable line"),
+            )
+        });
+        SigCheck::failed(fp, failure)
+    }
+}
+
+impl AllowedSigner {
+    /// Whether this line admits a signature by its key for the committer at `time`. Returns the signer
+    /// identity, or a failure ranked by how far the line got (higher is more specific).
+    fn admits(
+        &self,
+        committer_email: &str,
+        time: i64,
+        require_committer_match: bool,
+    ) -> Result<String, (u8, Failure)> {
+        let principal_ok = match_pattern_list(committer_email, &self.principals);
+        if require_committer_match && !principal_ok {
+            return Err((
+                1,
+                Failure::new(
+                    Reason::SignerMismatch,
+                    format!(
+                        "committer email {committer_email:?} is not among the principals {:?} of allowed_signers line {}",
+                        self.principals, self.line
+                    ),
+                ),
+            ));
+        }
+        if let Some(ns) = &self.namespaces
+            && !match_pattern_list(GIT_NAMESPACE, ns)
+        {
+            return Err((
+                2,
+                Failure::new(
+                    Reason::NamespaceNotAllowed,
+                    format!(
+                        "allowed_signers line {} restricts the key to namespaces={ns:?}, which does not admit \"git\"",
+                        self.line
+                    ),
+                ),
+            ));
+        }
+        if let Some(after) = self.valid_after
+            && time < after
+        {
+            return Err((
+                3,
+                Failure::new(
+                    Reason::KeyNotYetValid,
+                    format!(
+                        "allowed_signers line {}: key valid after {}, commit made at {}",
+                        self.line,
+                        fmt_time(after),
+                        fmt_time(time)
+                    ),
+                ),
+            ));
+        }
+        if let Some(before) = self.valid_before
+            && time > before
+        {
+            return Err((
+                3,
+                Failure::new(
+                    Reason::KeyExpired,
+                    format!(
+                        "allowed_signers line {}: key valid before {}, commit made at {}",
+                        self.line,
+                        fmt_time(before),
+                        fmt_time(time)
+                    ),
+                ),
+            ));
+        }
+        Ok(if principal_ok {
+            committer_email.to_string()
+        } else {
+            self.principals.clone()
+        })
+    }
+}
+
+/// Render seconds since the epoch as an RFC 3339 UTC time.
+pub(crate) fn fmt_time(secs: i64) -> String {
+    jiff::Timestamp::from_second(secs)
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| format!("@{secs}"))
+}
+
+/// Split off the next whitespace-delimited token, honouring double quotes inside it (as OpenSSH's
+/// `strdelim` and option scanner do). Returns the token and the rest.
+fn next_token(s: &str) -> Result<(&str, &str), String> {
+    let s = s.trim_start_matches([' ', '\t']);
+    let mut in_quote = false;
+    let mut escaped = false;
+    for (i, c) in s.char_indices() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' if in_quote => escaped = true,
+            '"' => in_quote = !in_quote,
+            ' ' | '\t' if !in_quote => return Ok((&s[..i], &s[i..])),
+            _ => {}
+        }
+    }
+    if in_quote {
+        return Err("unterminated quote".to_string());
+    }
+    Ok((s, ""))
+}
+
+fn is_key_type(token: &str) -> bool {
+    token.ends_with("-cert-v01@openssh.com") || ssh_key::Algorithm::new(token).is_ok()
+}
+
+fn parse_line(line: &str, line_no: usize) -> Result<AllowedSigner, String> {
+    let (principals, rest) = next_token(line)?;
+    let principals = unquote(principals)?;
+    if principals.is_empty() {
+        return Err("empty principals".to_string());
+    }
+    let (second, after_second) = next_token(rest)?;
+    if second.is_empty() {
+        return Err("missing key".to_string());
+    }
+    let (options, key_text) = if is_key_type(second) {
+        (None, rest)
+    } else {
+        (Some(second), after_second)
+    };
+
+    let mut entry_opts = Options::default();
+    if let Some(options) = options {
+        entry_opts = parse_options(options)?;
+    }
+
+    let mut words = key_text.split_whitespace();
+    let (Some(kind), Some(blob)) = (words.next(), words.next()) else {
+        return Err("missing key type or key data".to_string());
+    };
+    if kind.ends_with("-cert-v01@openssh.com") {
+        return Err(format!(
+            "{kind}: certificates are not supported as allowed signers"
+        ));
+    }
+    let key = PublicKey::from_openssh(&format!("{kind} {blob}"))
+        .map_err(|e| format!("cannot parse the {kind} public key: {e}"))?;
+    let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
+    Ok(AllowedSigner {
+        line: line_no,
+        principals,
+        namespaces: entry_opts.namespaces,
+        valid_after: entry_opts.valid_after,
+        valid_before: entry_opts.valid_before,
+        key,
+        fingerprint,
+    })
+}
+
+#[derive(Default)]
+struct Options {
+    namespaces: Option<String>,
+    valid_after: Option<i64>,
+    valid_before: Option<i64>,
+}
+
+/// Parse `opt[,opt…]` where an option is `cert-authority` or `name="value"`; names are case-insensitive.
+fn parse_options(text: &str) -> Result<Options, String> {
+    let mut opts = Options::default();
+    let mut rest = text;
+    while !rest.is_empty() {
+        // Find the end of this option: a comma outside quotes.
+        let mut in_quote = false;
+        let mut escaped = false;
+        let mut end = rest.len();
+        for (i, c) in rest.char_indices() {
+            if escaped {
+                escaped = false;
+                continue;
+            }
+            match c {
+                '\\' if in_quote => escaped = true,
+                '"' => in_quote = !in_quote,
+                ',' if !in_quote => {
+                    end = i;
+                    break;
+                }
+                _ => {}
+            }
+        }
+        let opt = &rest[..end];
+        rest = rest.get(end + 1..).unwrap_or("");
+        let (name, value) = match opt.split_once('=') {
+            Some((n, v)) => (n, Some(v)),
+            None => (opt, None),
+        };
+        let lname = name.to_ascii_lowercase();
+        match (lname.as_str(), value) {
+            ("cert-authority", None) => {
+                return Err(
+                    "cert-authority is not supported: list the signers' own keys, not an SSH certificate authority"
+                        .to_string(),
+                );
+            }
+            ("namespaces", Some(v)) => {
+                if opts.namespaces.is_some() {
+                    return Err("namespaces given twice".to_string());
+                }
+                opts.namespaces = Some(unquote_required(v, "namespaces")?);
+            }
+            ("valid-after", Some(v)) => {
+                if opts.valid_after.is_some() {
+                    return Err("valid-after given twice".to_string());
+                }
+                let v = unquote_required(v, "valid-after")?;
+                opts.valid_after =
+                    Some(parse_time(&v).map_err(|e| format!("valid-after={v:?}: {e}"))?);
+            }
+            ("valid-before", Some(v)) => {
+                if opts.valid_before.is_some() {
+                    return Err("valid-before given twice".to_string());
+                }
+                let v = unquote_required(v, "valid-before")?;
+                opts.valid_before =
+                    Some(parse_time(&v).map_err(|e| format!("valid-before={v:?}: {e}"))?);
+            }
+            ("namespaces" | "valid-after" | "valid-before", None) => {
+                return Err(format!("option {name} needs a quoted value"));
+            }
+            _ => return Err(format!("unknown option {name:?}")),
+        }
+    }
+    if let (Some(a), Some(b)) = (opts.valid_after, opts.valid_before)
+        && b <= a
+    {
+        return Err("valid-before is not after valid-after".to_string());
+    }
+    Ok(opts)
+}
+
+/// Remove surrounding double quotes if present, resolving `\"` escapes.
+fn unquote(s: &str) -> Result<String, String> {
+    if let Some(inner) = s.strip_prefix('"') {
+        let inner = inner
+            .strip_suffix('"')
+            .ok_or_else(|| "unterminated quote".to_string())?;
+        Ok(inner.replace("\\\"", "\""))
+    } else if s.contains('"') {
+        Err(format!("unexpected quote in {s:?}"))
+    } else {
+        Ok(s.to_string())
+    }
+}
+
+fn unquote_required(s: &str, name: &str) -> Result<String, String> {
+    if !s.starts_with('"') {
+        return Err(format!("the value of {name} must be in double quotes"));
+    }
+    unquote(s)
+}
+
+/// Parse `YYYYMMDD`, `YYYYMMDDHHMM` or `YYYYMMDDHHMMSS`, with an optional `Z` or `UTC` suffix, as UTC.
+/// (OpenSSH reads times without a suffix as local time; an operator has no meaningful local time zone, so
+/// they are read as UTC here.)
+pub fn parse_time(s: &str) -> Result<i64, String> {
+    let body = if let Some(b) = s.strip_suffix('Z').or_else(|| s.strip_suffix('z')) {
+        b
+    } else if s.len() > 3 && s[s.len() - 3..].eq_ignore_ascii_case("UTC") {
+        &s[..s.len() - 3]
+    } else {
+        s
+    };
+    if !body.bytes().all(|b| b.is_ascii_digit()) || ![8, 12, 14].contains(&body.len()) {
+        return Err("expected YYYYMMDD, YYYYMMDDHHMM or YYYYMMDDHHMMSS".to_string());
+    }
+    let num = |r: std::ops::Range<usize>| -> Result<i32, String> {
+        body[r].parse::<i32>().map_err(|e| e.to_string())
+    };
+    let year = num(0..4)?;
+    let month = num(4..6)?;
+    let day = num(6..8)?;
+    let (hour, minute, second) = match body.len() {
+        8 => (0, 0, 0),
+        12 => (num(8..10)?, num(10..12)?, 0),
+        _ => (num(8..10)?, num(10..12)?, num(12..14)?),
+    };
+    let small = |v: i32| i8::try_from(v).map_err(|_| "field out of range".to_string());
+    let dt = jiff::civil::DateTime::new(
+        i16::try_from(year).map_err(|_| "year out of range".to_string())?,
+        small(month)?,
+        small(day)?,
+        small(hour)?,
+        small(minute)?,
+        small(second)?,
+        0,
+    )
+    .map_err(|e| e.to_string())?;
+    let ts = dt
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .map_err(|e| e.to_string())?
+        .timestamp();
+    Ok(ts.as_second())
+}
+
+/// OpenSSH `match_pattern_list`: a comma-separated list of `*`/`?` patterns, where a `!` prefix negates.
+/// True when some positive pattern matches and no negated one does. Matching ignores ASCII case.
+pub fn match_pattern_list(s: &str, list: &str) -> bool {
+    let s = s.to_ascii_lowercase();
+    let mut positive = false;
+    for pat in list.split(',') {
+        let (negated, pat) = match pat.strip_prefix('!') {
+            Some(p) => (true, p),
+            None => (false, pat),
+        };
+        if glob(s.as_bytes(), pat.to_ascii_lowercase().as_bytes()) {
+            if negated {
+                return false;
+            }
+            positive = true;
+        }
+    }
+    positive
+}
+
+/// `*` matches any sequence, `?` any single byte; everything else matches itself.
+fn glob(s: &[u8], p: &[u8]) -> bool {
+    let (mut si, mut pi) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while si < s.len() {
+        if pi < p.len() && (p[pi] == b'?' || p[pi] == s[si]) {
+            si += 1;
+            pi += 1;
+        } else if pi < p.len() && p[pi] == b'*' {
+            star = Some((pi, si));
+            pi += 1;
+        } else if let Some((sp, ss)) = star {
+            pi = sp + 1;
+            si = ss + 1;
+            star = Some((sp, ss + 1));
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == b'*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILM+rvN+ot98qgEN796jTiQfZfG1KaT0PtFDJ/XFSqti";
+
+    #[test]
+    fn parses_lines_with_and_without_options() {
+        let text = format!(
+            "# comment\n\nalice@example.com {KEY} a comment\n\
+             \"*@example.com,bob@x\" namespaces=\"git,file\",valid-after=\"20240101\",VALID-BEFORE=\"20250101120000Z\" {KEY}\n"
+        );
+        let signers = AllowedSigners::parse(&text).unwrap();
+        let e = signers.entries();
+        assert_eq!(e.len(), 2);
+        assert_eq!(e[0].line, 3);
+        assert_eq!(e[0].principals, "alice@example.com");
+        assert!(e[0].namespaces.is_none());
+        assert_eq!(e[1].principals, "*@example.com,bob@x");
+        assert_eq!(e[1].namespaces.as_deref(), Some("git,file"));
+        assert_eq!(e[1].valid_after, Some(1_704_067_200));
+        assert_eq!(e[1].valid_before, Some(1_735_732_800));
+        assert!(e[0].fingerprint.starts_with("SHA256:"));
+        assert_eq!(signers.by_key.len(), 1);
+    }
+
+    #[test]
+    fn bad_lines_are_errors_naming_the_line() {
+        let cases = [
+            (format!("a@x cert-authority {KEY}"), "cert-authority"),
+            (format!("a@x namespaces=git {KEY}"), "double quotes"),
+            (format!("a@x bogus=\"1\" {KEY}"), "unknown option"),
+            (format!("a@x valid-after=\"2024\" {KEY}"), "YYYYMMDD"),
+            (format!("a@x valid-after=\"20241301\" {KEY}"), "valid-after"),
+            (
+                format!("a@x valid-after=\"20250101\",valid-before=\"20240101\" {KEY}"),
+                "not after",
+            ),
+            ("a@x ssh-ed25519 AAAAnotbase64!".to_string(), "cannot parse"),
+            ("a@x".to_string(), "missing key"),
+            ("a@x ssh-ed25519".to_string(), "missing key"),
+            (format!("\"a@x {KEY}"), "unterminated"),
+            (
+                "a@x ssh-ed25519-cert-v01@openssh.com AAAA".to_string(),
+                "certificates",
+            ),
+        ];
+        for (line, want) in cases {
+            let text = format!("ok@x {KEY}\n{line}\n");
+            let err = AllowedSigners::parse(&text).unwrap_err();
+            let msg = err.to_string();
+            assert!(msg.starts_with("line 2:"), "{line}: {msg}");
+            assert!(msg.contains(want), "{line}: {msg} (wanted {want})");
+        }
+    }
+
+    #[test]
+    fn times() {
+        assert_eq!(parse_time("19700101").unwrap(), 0);
+        assert_eq!(parse_time("19700101000001Z").unwrap(), 1);
+        assert_eq!(parse_time("197001010001UTC").unwrap(), 60);
+        assert!(parse_time("1970010").is_err());
+        assert!(parse_time("19700132").is_err());
+        assert!(parse_time("1970010100000x").is_err());
+    }
+
+    #[test]
+    fn patterns() {
+        let cases = [
+            ("alice@example.com", "alice@example.com", true),
+            ("alice@example.com", "ALICE@Example.com", true),
+            ("alice@example.com", "*@example.com", true),
+            ("alice@example.com", "?lice@example.com", true),
+            ("alice@example.com", "bob@x,alice@example.com", true),
+            (
+                "alice@example.com",
+                "*@example.com,!alice@example.com",
+                false,
+            ),
+            ("alice@example.com", "*@example.org", false),
+            ("alice@example.com", "alice@example.co", false),
+            ("alice@example.com", "*", true),
+            ("git", "git", true),
+            ("git", "file,gi*", true),
+            ("git", "file", false),
+            ("", "*", true),
+            ("a", "", false),
+        ];
+        for (s, p, want) in cases {
+            assert_eq!(match_pattern_list(s, p), want, "{s} vs {p}");
+        }
+    }
+}

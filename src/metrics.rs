@@ -1,0 +1,520 @@
+//! Prometheus metrics (API.md, "Metrics and probes"): the upstream names, plus what GitOps verification and
+//! the event post add. Exposed in the OpenMetrics text format by [`crate::admin`] on `/metrics`.
+//!
+//! Upstream metrics (names and label values as the upstream operator documents them):
+//! - `vworkspace_operator_reconcile_total{controller,result}`: `controller` = applicationinstance |
+//!   operation | cluster, `result` = success | requeue | error.
+//! - `vworkspace_operator_reconcile_duration_seconds{controller}`: histogram, buckets 5 ms … 10 s.
+//! - `vworkspace_operator_operation_total{type,engine,outcome}`: `outcome` = succeeded | failed | cancelled |
+//!   blocked.
+//! - `vworkspace_operator_connectivity_state{mode}`: 1 connected, 0 reconnecting, -1 disconnected; `mode` =
+//!   `gitops` (the cluster repo) or `events` (the control-plane event post; added by this project).
+//! - `vworkspace_operator_event_buffer_occupancy`: events waiting to be posted.
+//! - `vworkspace_operator_managed_namespaces`: namespaces matching the gate selector.
+//!
+//! Added by this project:
+//! - `vworkspace_operator_commits_verified_total{result}`: commit verifications, `result` = verified |
+//!   rejected | error.
+//! - `vworkspace_operator_event_posts_total{result}`: event-post requests by result (delivered, conflict,
+//!   unauthorized, forbidden, rejected, rate_limited, server_error, unreachable).
+//! - `vworkspace_operator_events_dropped_total{reason}`: events given up on: `overflow` (buffer full, oldest
+//!   dropped) or `rejected` (the control plane refused the batch: 403 or another non-retryable 4xx).
+//! - `vworkspace_operator_outcomes_pending`: outcome records (git notes) not yet seen on the remote.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::api::{Engine, OperationType};
+
+/// Buckets of the reconcile-duration histogram (seconds), as upstream documents them.
+pub const RECONCILE_BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    #[error("cannot encode the metrics registry in the OpenMetrics text format")]
+    Encode(#[from] std::fmt::Error),
+}
+
+/// Label values written as fixed lowercase strings.
+macro_rules! label_enum {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+        pub enum $name { $($variant),+ }
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $text),+ }
+            }
+        }
+        impl EncodeLabelValue for $name {
+            fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+                EncodeLabelValue::encode(&self.as_str(), encoder)
+            }
+        }
+    };
+}
+
+label_enum!(
+    /// The `controller` label.
+    Controller {
+        ApplicationInstance => "applicationinstance",
+        Operation => "operation",
+        Cluster => "cluster",
+    }
+);
+label_enum!(
+    /// The `result` label of `reconcile_total`.
+    ReconcileResult {
+        Success => "success",
+        Requeue => "requeue",
+        Error => "error",
+    }
+);
+label_enum!(
+    /// The `outcome` label of `operation_total`.
+    OperationOutcome {
+        Succeeded => "succeeded",
+        Failed => "failed",
+        Cancelled => "cancelled",
+        Blocked => "blocked",
+    }
+);
+label_enum!(
+    /// The `mode` label of `connectivity_state`.
+    Mode {
+        GitOps => "gitops",
+        Events => "events",
+    }
+);
+label_enum!(
+    /// The `result` label of `commits_verified_total`.
+    VerifyResult {
+        Verified => "verified",
+        Rejected => "rejected",
+        Error => "error",
+    }
+);
+label_enum!(
+    /// The `result` label of `event_posts_total`.
+    PostResult {
+        Delivered => "delivered",
+        Conflict => "conflict",
+        Unauthorized => "unauthorized",
+        Forbidden => "forbidden",
+        Rejected => "rejected",
+        RateLimited => "rate_limited",
+        ServerError => "server_error",
+        Unreachable => "unreachable",
+    }
+);
+label_enum!(
+    /// The `reason` label of `events_dropped_total`.
+    DropReason {
+        Overflow => "overflow",
+        Rejected => "rejected",
+    }
+);
+
+/// The value of `connectivity_state`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Connectivity {
+    Connected,
+    Reconnecting,
+    Disconnected,
+}
+
+impl Connectivity {
+    pub fn value(self) -> i64 {
+        match self {
+            Self::Connected => 1,
+            Self::Reconnecting => 0,
+            Self::Disconnected => -1,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReconcileLabels {
+    controller: Controller,
+    result: ReconcileResult,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ControllerLabels {
+    controller: Controller,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabels {
+    r#type: &'static str,
+    engine: &'static str,
+    outcome: OperationOutcome,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModeLabels {
+    mode: Mode,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VerifyLabels {
+    result: VerifyResult,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PostLabels {
+    result: PostResult,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DropLabels {
+    reason: DropReason,
+}
+
+type HistogramFamily = Family<ControllerLabels, Histogram, fn() -> Histogram>;
+
+fn reconcile_histogram() -> Histogram {
+    Histogram::new(RECONCILE_BUCKETS)
+}
+
+/// Every metric of the operator and the registry that exposes them. Cheap to clone (handles share state).
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    reconcile_total: Family<ReconcileLabels, Counter>,
+    reconcile_duration: HistogramFamily,
+    operation_total: Family<OperationLabels, Counter>,
+    connectivity_state: Family<ModeLabels, Gauge>,
+    event_buffer_occupancy: Gauge,
+    managed_namespaces: Gauge,
+    commits_verified_total: Family<VerifyLabels, Counter>,
+    event_posts_total: Family<PostLabels, Counter>,
+    events_dropped_total: Family<DropLabels, Counter>,
+    outcomes_pending: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every metric registered under the `vworkspace_operator` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("vworkspace_operator");
+        let reconcile_total = Family::<ReconcileLabels, Counter>::default();
+        registry.register(
+            "reconcile",
+            "Reconciles per controller and result",
+            reconcile_total.clone(),
+        );
+        let reconcile_duration: HistogramFamily =
+            Family::new_with_constructor(reconcile_histogram as fn() -> Histogram);
+        registry.register_with_unit(
+            "reconcile_duration",
+            "Reconcile wall time",
+            Unit::Seconds,
+            reconcile_duration.clone(),
+        );
+        let operation_total = Family::<OperationLabels, Counter>::default();
+        registry.register(
+            "operation",
+            "Operation completions by type, engine and outcome",
+            operation_total.clone(),
+        );
+        let connectivity_state = Family::<ModeLabels, Gauge>::default();
+        registry.register(
+            "connectivity_state",
+            "Connectivity: 1 connected, 0 reconnecting, -1 disconnected (mode gitops: the cluster repo; events: the control-plane event post)",
+            connectivity_state.clone(),
+        );
+        let event_buffer_occupancy = Gauge::default();
+        registry.register(
+            "event_buffer_occupancy",
+            "Events waiting to be posted to the control plane",
+            event_buffer_occupancy.clone(),
+        );
+        let managed_namespaces = Gauge::default();
+        registry.register(
+            "managed_namespaces",
+            "Namespaces matching the namespace gate selector",
+            managed_namespaces.clone(),
+        );
+        let commits_verified_total = Family::<VerifyLabels, Counter>::default();
+        registry.register(
+            "commits_verified",
+            "Commit signature verifications by result",
+            commits_verified_total.clone(),
+        );
+        let event_posts_total = Family::<PostLabels, Counter>::default();
+        registry.register(
+            "event_posts",
+            "Event-post requests to the control plane by result",
+            event_posts_total.clone(),
+        );
+        let events_dropped_total = Family::<DropLabels, Counter>::default();
+        registry.register(
+            "events_dropped",
+            "Events given up on: overflow (buffer full, oldest dropped) or rejected (control plane refused them)",
+            events_dropped_total.clone(),
+        );
+        let outcomes_pending = Gauge::default();
+        registry.register(
+            "outcomes_pending",
+            "Outcome records (git notes) not yet seen on the remote",
+            outcomes_pending.clone(),
+        );
+        Self {
+            registry: Arc::new(registry),
+            reconcile_total,
+            reconcile_duration,
+            operation_total,
+            connectivity_state,
+            event_buffer_occupancy,
+            managed_namespaces,
+            commits_verified_total,
+            event_posts_total,
+            events_dropped_total,
+            outcomes_pending,
+        }
+    }
+
+    /// The registry in the OpenMetrics text format (what `/metrics` serves).
+    pub fn encode(&self) -> Result<String, MetricsError> {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+
+    /// Start timing a reconcile. When the timer is dropped it records the duration and counts the reconcile
+    /// with the result set by [`ReconcileTimer::set_result`], or `error` when none was set (an early `?`
+    /// return is an error).
+    pub fn reconcile_timer(&self, controller: Controller) -> ReconcileTimer {
+        ReconcileTimer {
+            metrics: self.clone(),
+            controller,
+            start: Instant::now(),
+            result: ReconcileResult::Error,
+        }
+    }
+
+    /// Count one reconcile and its duration (what the timer does on drop).
+    pub fn record_reconcile(
+        &self,
+        controller: Controller,
+        result: ReconcileResult,
+        duration: Duration,
+    ) {
+        self.reconcile_total
+            .get_or_create(&ReconcileLabels { controller, result })
+            .inc();
+        self.reconcile_duration
+            .get_or_create(&ControllerLabels { controller })
+            .observe(duration.as_secs_f64());
+    }
+
+    /// Count an Operation reaching an outcome.
+    pub fn operation_outcome(
+        &self,
+        type_: OperationType,
+        engine: Engine,
+        outcome: OperationOutcome,
+    ) {
+        self.operation_total
+            .get_or_create(&OperationLabels {
+                r#type: type_.as_str(),
+                engine: engine.as_str(),
+                outcome,
+            })
+            .inc();
+    }
+
+    pub fn set_connectivity(&self, mode: Mode, state: Connectivity) {
+        self.connectivity_state
+            .get_or_create(&ModeLabels { mode })
+            .set(state.value());
+    }
+
+    pub fn set_managed_namespaces(&self, count: usize) {
+        self.managed_namespaces.set(saturating_i64(count));
+    }
+
+    pub fn commit_verified(&self, result: VerifyResult) {
+        self.commits_verified_total
+            .get_or_create(&VerifyLabels { result })
+            .inc();
+    }
+
+    pub fn set_outcomes_pending(&self, count: usize) {
+        self.outcomes_pending.set(saturating_i64(count));
+    }
+
+    /// The handles the event poster updates itself.
+    pub fn event_metrics(&self) -> EventMetrics {
+        EventMetrics {
+            occupancy: self.event_buffer_occupancy.clone(),
+            connectivity: self
+                .connectivity_state
+                .get_or_create_owned(&ModeLabels { mode: Mode::Events }),
+            posts: self.event_posts_total.clone(),
+            dropped: self.events_dropped_total.clone(),
+        }
+    }
+}
+
+fn saturating_i64(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Measures one reconcile; records on drop (see [`Metrics::reconcile_timer`]).
+#[derive(Debug)]
+pub struct ReconcileTimer {
+    metrics: Metrics,
+    controller: Controller,
+    start: Instant,
+    result: ReconcileResult,
+}
+
+impl ReconcileTimer {
+    pub fn set_result(&mut self, result: ReconcileResult) {
+        self.result = result;
+    }
+}
+
+impl Drop for ReconcileTimer {
+    fn drop(&mut self) {
+        self.metrics
+            .record_reconcile(self.controller, self.result, self.start.elapsed());
+    }
+}
+
+/// The metrics the control-plane event poster maintains: buffer occupancy, its connectivity state, posts
+/// and dropped events.
+#[derive(Clone, Debug)]
+pub struct EventMetrics {
+    occupancy: Gauge,
+    connectivity: Gauge,
+    posts: Family<PostLabels, Counter>,
+    dropped: Family<DropLabels, Counter>,
+}
+
+impl EventMetrics {
+    pub fn set_occupancy(&self, count: usize) {
+        self.occupancy.set(saturating_i64(count));
+    }
+
+    pub fn set_connectivity(&self, state: Connectivity) {
+        self.connectivity.set(state.value());
+    }
+
+    pub fn post(&self, result: PostResult) {
+        self.posts.get_or_create(&PostLabels { result }).inc();
+    }
+
+    pub fn dropped(&self, reason: DropReason, count: usize) {
+        self.dropped
+            .get_or_create(&DropLabels { reason })
+            .inc_by(u64::try_from(count).unwrap_or(u64::MAX));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+        text.lines().find(|l| l.starts_with(prefix))
+    }
+
+    #[test]
+    fn upstream_names_and_labels_are_exposed() {
+        let m = Metrics::new();
+        m.record_reconcile(
+            Controller::ApplicationInstance,
+            ReconcileResult::Success,
+            Duration::from_millis(30),
+        );
+        m.operation_outcome(
+            OperationType::Restore,
+            Engine::Velero,
+            OperationOutcome::Succeeded,
+        );
+        m.set_connectivity(Mode::GitOps, Connectivity::Disconnected);
+        m.set_managed_namespaces(3);
+        m.commit_verified(VerifyResult::Rejected);
+        let ev = m.event_metrics();
+        ev.set_occupancy(17);
+        ev.set_connectivity(Connectivity::Connected);
+        ev.post(PostResult::RateLimited);
+        ev.dropped(DropReason::Overflow, 5);
+        m.set_outcomes_pending(2);
+        let text = m.encode().unwrap();
+        for want in [
+            r#"vworkspace_operator_reconcile_total{controller="applicationinstance",result="success"} 1"#,
+            r#"vworkspace_operator_reconcile_duration_seconds_bucket{le="0.05",controller="applicationinstance"} 1"#,
+            r#"vworkspace_operator_reconcile_duration_seconds_bucket{le="0.025",controller="applicationinstance"} 0"#,
+            r#"vworkspace_operator_reconcile_duration_seconds_count{controller="applicationinstance"} 1"#,
+            r#"vworkspace_operator_operation_total{type="Restore",engine="velero",outcome="succeeded"} 1"#,
+            r#"vworkspace_operator_connectivity_state{mode="gitops"} -1"#,
+            r#"vworkspace_operator_connectivity_state{mode="events"} 1"#,
+            "vworkspace_operator_event_buffer_occupancy 17",
+            "vworkspace_operator_managed_namespaces 3",
+            r#"vworkspace_operator_commits_verified_total{result="rejected"} 1"#,
+            r#"vworkspace_operator_event_posts_total{result="rate_limited"} 1"#,
+            r#"vworkspace_operator_events_dropped_total{reason="overflow"} 5"#,
+            "vworkspace_operator_outcomes_pending 2",
+            "# TYPE vworkspace_operator_reconcile_duration_seconds histogram",
+            "# UNIT vworkspace_operator_reconcile_duration_seconds seconds",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in\n{text}");
+        }
+        assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn the_timer_records_on_drop_and_defaults_to_error() {
+        let m = Metrics::new();
+        {
+            let _t = m.reconcile_timer(Controller::Operation);
+        }
+        {
+            let mut t = m.reconcile_timer(Controller::Operation);
+            t.set_result(ReconcileResult::Requeue);
+        }
+        let text = m.encode().unwrap();
+        let count = |prefix: &str| line(&text, prefix).map(|l| l.rsplit(' ').next().unwrap());
+        assert_eq!(
+            count(r#"vworkspace_operator_reconcile_total{controller="operation",result="error"}"#),
+            Some("1")
+        );
+        assert_eq!(
+            count(
+                r#"vworkspace_operator_reconcile_total{controller="operation",result="requeue"}"#
+            ),
+            Some("1")
+        );
+        assert_eq!(
+            count(
+                r#"vworkspace_operator_reconcile_duration_seconds_count{controller="operation"}"#
+            ),
+            Some("2")
+        );
+        assert_eq!(
+            line(
+                &text,
+                r#"vworkspace_operator_reconcile_total{controller="cluster""#
+            ),
+            None
+        );
+    }
+}

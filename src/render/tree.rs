@@ -1,0 +1,195 @@
+//! Render a whole tree of manifests (a directory or a git revision): find the intents, validate them, render
+//! them, and collect every problem. Pure; `render`, `hydrate` and the tests call it.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::Renderer;
+use crate::api::{ApplicationInstance, Operation};
+use crate::intent::{IntentDoc, IntentKind, ObjectKey, Problem, SourceFile, parse_files};
+use crate::validate::{self, Context};
+
+/// One intent and what it rendered to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RenderedIntent {
+    pub key: ObjectKey,
+    /// Where the manifest is (`path` or `path#N`).
+    pub location: String,
+    pub objects: Vec<Value>,
+}
+
+/// The result of rendering a tree: the intents that rendered, and every problem found (an intent with a
+/// problem renders nothing).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TreeRender {
+    pub intents: Vec<RenderedIntent>,
+    pub problems: Vec<Problem>,
+}
+
+impl TreeRender {
+    /// All rendered objects, in a stable order (by intent, then the renderer's order).
+    pub fn objects(&self) -> impl Iterator<Item = &Value> {
+        self.intents.iter().flat_map(|i| i.objects.iter())
+    }
+}
+
+/// Annotations of the `v1` Namespace objects found in the files (for `ops.vworkspace.io/allowed-types`).
+fn namespace_annotations(files: &[SourceFile]) -> BTreeMap<String, BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for file in files {
+        let Ok(text) = std::str::from_utf8(&file.data) else {
+            continue;
+        };
+        if !text.contains("Namespace") {
+            continue;
+        }
+        let Ok(docs) = serde_saphyr::from_multiple::<Value>(text) else {
+            continue;
+        };
+        for doc in docs {
+            if doc.get("apiVersion").and_then(Value::as_str) == Some("v1")
+                && doc.get("kind").and_then(Value::as_str) == Some("Namespace")
+                && let Some(name) = doc.pointer("/metadata/name").and_then(Value::as_str)
+            {
+                let annotations = doc
+                    .pointer("/metadata/annotations")
+                    .and_then(|a| serde_json::from_value(a.clone()).ok())
+                    .unwrap_or_default();
+                out.insert(name.to_string(), annotations);
+            }
+        }
+    }
+    out
+}
+
+/// Validate and render every intent found in `files`.
+pub fn render_tree(
+    files: &[SourceFile],
+    renderer: &Renderer,
+    cluster_id: Option<&str>,
+) -> TreeRender {
+    let (docs, mut problems) = parse_files(files);
+    let ctx = Context {
+        cluster_id,
+        renderer,
+    };
+    let namespaces = namespace_annotations(files);
+    let mut intents = Vec::new();
+
+    // Applications first: Operations need their targets.
+    let mut apps: BTreeMap<(String, String), (ApplicationInstance, bool)> = BTreeMap::new();
+    let mut ops: Vec<(&IntentDoc, Operation, bool)> = Vec::new();
+    for doc in &docs {
+        let schema_problems = validate::check_schema(doc);
+        let typed_ok = schema_problems.is_empty();
+        problems.extend(schema_problems);
+        match doc.key.kind {
+            IntentKind::ApplicationInstance => match doc.application_instance() {
+                Ok(app) => {
+                    let found = validate::check_application(&doc.location, &app, &ctx);
+                    let ok = typed_ok && found.is_empty();
+                    problems.extend(found);
+                    let rendered = if ok {
+                        match renderer.render_application(&app) {
+                            Ok(objects) => Some(objects),
+                            Err(e) => {
+                                problems.push(Problem::new(
+                                    &doc.location,
+                                    &doc.key,
+                                    e.field(),
+                                    render_reason(&e),
+                                ));
+                                None
+                            }
+                        }
+                    } else {
+                        None
+                    };
+                    let valid = rendered.is_some();
+                    if let Some(objects) = rendered {
+                        intents.push(RenderedIntent {
+                            key: doc.key.clone(),
+                            location: doc.location.clone(),
+                            objects,
+                        });
+                    }
+                    apps.insert(
+                        (doc.key.namespace.clone(), doc.key.name.clone()),
+                        (app, valid),
+                    );
+                }
+                Err(p) => {
+                    if typed_ok {
+                        problems.push(p);
+                    }
+                }
+            },
+            IntentKind::Operation => match doc.operation() {
+                Ok(op) => ops.push((doc, op, typed_ok)),
+                Err(p) => {
+                    if typed_ok {
+                        problems.push(p);
+                    }
+                }
+            },
+        }
+    }
+    for (doc, op, typed_ok) in ops {
+        let target = apps.get(&(doc.key.namespace.clone(), op.spec.target_ref.name.clone()));
+        let found = validate::check_operation(
+            &doc.location,
+            &op,
+            target.map(|(app, _)| app),
+            namespaces.get(&doc.key.namespace),
+            &ctx,
+        );
+        let ok = typed_ok && found.is_empty();
+        problems.extend(found);
+        if !ok {
+            continue;
+        }
+        let Some((target, target_valid)) = target else {
+            continue;
+        };
+        if !target_valid {
+            problems.push(Problem::new(
+                &doc.location,
+                &doc.key,
+                "spec.targetRef.name",
+                format!(
+                    "target ApplicationInstance {}/{} is invalid (see its problems)",
+                    doc.key.namespace, op.spec.target_ref.name
+                ),
+            ));
+            continue;
+        }
+        match renderer.render_operation(&op, target) {
+            Ok(objects) => intents.push(RenderedIntent {
+                key: doc.key.clone(),
+                location: doc.location.clone(),
+                objects,
+            }),
+            Err(e) => problems.push(Problem::new(
+                &doc.location,
+                &doc.key,
+                e.field(),
+                render_reason(&e),
+            )),
+        }
+    }
+    intents.sort_by(|a, b| a.key.cmp(&b.key));
+    problems.sort();
+    problems.dedup();
+    TreeRender { intents, problems }
+}
+
+fn render_reason(e: &super::RenderError) -> String {
+    match e {
+        super::RenderError::Intent { reason, .. } => reason.clone(),
+        other => format!(
+            "{}: {other}",
+            crate::api::conditions::reasons::RENDER_FAILED
+        ),
+    }
+}

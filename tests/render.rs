@@ -1,0 +1,592 @@
+//! The render engine and the `render` command on the examples, the invalid examples, hostile templates and
+//! real git revisions. Rendered objects are checked against the upstream CRD schemas in ../shared.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+use vworkspace_operator::intent::SourceFile;
+use vworkspace_operator::intent::source::load_dir;
+use vworkspace_operator::render::{Limits, RenderOptions, Renderer, Templates, render_tree};
+use vworkspace_operator::schema::validate_object;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn renderer() -> Renderer {
+    Renderer::new(
+        Templates::embedded(),
+        RenderOptions {
+            cluster_id: Some("eu-prod-1".into()),
+            ..RenderOptions::default()
+        },
+    )
+}
+
+fn examples() -> Vec<SourceFile> {
+    load_dir(&root().join("examples/cluster-repo")).unwrap()
+}
+
+/// (group, kind) → openAPIV3Schema of the served storage version, from ../shared/upstream-crds (full CRDs).
+fn upstream_schemas() -> BTreeMap<(String, String), Value> {
+    let dir = root().join("../shared/upstream-crds");
+    let mut out = BTreeMap::new();
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        let crd: Value = serde_saphyr::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let group = crd["spec"]["group"].as_str().unwrap().to_string();
+        let kind = crd["spec"]["names"]["kind"].as_str().unwrap().to_string();
+        let version = crd["spec"]["versions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["storage"] == Value::Bool(true))
+            .unwrap();
+        out.insert((group, kind), version["schema"]["openAPIV3Schema"].clone());
+    }
+    out
+}
+
+#[test]
+fn examples_render_without_problems_and_cover_every_engine() {
+    let result = render_tree(&examples(), &renderer(), Some("eu-prod-1"));
+    assert!(result.problems.is_empty(), "{:#?}", result.problems);
+    assert!(
+        result.intents.len() >= 8,
+        "at least 8 intents, got {}",
+        result.intents.len()
+    );
+    let kinds: Vec<String> = result
+        .objects()
+        .map(|o| {
+            format!(
+                "{}/{}",
+                o["apiVersion"].as_str().unwrap(),
+                o["kind"].as_str().unwrap()
+            )
+        })
+        .collect();
+    for expected in [
+        "helm.toolkit.fluxcd.io/v2/HelmRelease",
+        "source.toolkit.fluxcd.io/v1/OCIRepository",
+        "source.toolkit.fluxcd.io/v1/HelmRepository",
+        "velero.io/v1/Backup",
+        "velero.io/v1/Restore",
+        "argoproj.io/v1alpha1/Workflow",
+        "batch/v1/Job",
+        "snapshot.storage.k8s.io/v1/VolumeSnapshot",
+        "volsync.backube/v1alpha1/ReplicationSource",
+    ] {
+        assert!(
+            kinds.iter().any(|k| k == expected),
+            "no {expected} rendered; got {kinds:?}"
+        );
+    }
+    // Placeholder mode renders nothing.
+    let wiki = result
+        .intents
+        .iter()
+        .find(|i| i.key.name == "wiki")
+        .unwrap();
+    assert!(wiki.objects.is_empty());
+}
+
+#[test]
+fn every_rendered_object_validates_against_the_upstream_crds() {
+    let schemas = upstream_schemas();
+    let mut checked = 0;
+    let mut failures = Vec::new();
+    // The examples plus a ReplicationDestination (the volsync engine's other direction).
+    let mut files = examples();
+    files.push(SourceFile {
+        path: "clusters/eu-prod-1/namespaces/team-beta/operation-restore-side.yaml".into(),
+        data: br#"
+apiVersion: ops.vworkspace.io/v1alpha1
+kind: Operation
+metadata:
+  name: vaultwarden-replicate-in
+  namespace: team-beta
+  labels: {app.vworkspace.io/managed-by: control-plane, app.vworkspace.io/cluster-id: eu-prod-1}
+spec:
+  targetRef: {apiVersion: apps.vworkspace.io/v1alpha1, kind: ApplicationInstance, name: vaultwarden}
+  type: Replicate
+  engine: volsync
+  parameters: {direction: destination, pvc: vaultwarden-data, repository: vaultwarden-restic}
+"#
+        .to_vec(),
+    });
+    let result = render_tree(&files, &renderer(), Some("eu-prod-1"));
+    assert!(result.problems.is_empty(), "{:#?}", result.problems);
+    for obj in result.objects() {
+        let api_version = obj["apiVersion"].as_str().unwrap();
+        let kind = obj["kind"].as_str().unwrap().to_string();
+        let group = api_version
+            .rsplit_once('/')
+            .map(|(g, _)| g)
+            .unwrap_or("")
+            .to_string();
+        if group == "batch" {
+            continue; // built-in kind: checked by the real API server in tests/apiserver.rs
+        }
+        let schema = schemas
+            .get(&(group.clone(), kind.clone()))
+            .unwrap_or_else(|| panic!("no upstream CRD for {group}/{kind}"));
+        for v in validate_object(obj, schema) {
+            failures.push(format!("{kind}/{}: {v}", obj["metadata"]["name"]));
+        }
+        checked += 1;
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+    assert!(checked >= 14, "checked {checked}");
+    assert!(
+        result
+            .objects()
+            .any(|o| o["kind"] == "ReplicationDestination")
+    );
+}
+
+#[test]
+fn the_examples_match_the_golden_rendering() {
+    let result = render_tree(&examples(), &renderer(), Some("eu-prod-1"));
+    let got = vworkspace_operator::cli::render::to_yaml(&result).unwrap();
+    let path = root().join("tests/golden/cluster-repo.yaml");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, &got).unwrap();
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        got == want,
+        "rendering changed; review and run `UPDATE_GOLDEN=1 cargo test --test render` to accept:\n{}",
+        similar::TextDiff::from_lines(&want, &got)
+            .unified_diff()
+            .header("golden", "rendered")
+    );
+}
+
+#[test]
+fn values_from_secrets_and_configmaps_are_referenced_never_copied() {
+    let result = render_tree(&examples(), &renderer(), Some("eu-prod-1"));
+    let hr = |name: &str| {
+        result
+            .objects()
+            .find(|o| o["kind"] == "HelmRelease" && o["metadata"]["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    let vw = hr("vaultwarden");
+    assert_eq!(
+        vw["spec"]["valuesFrom"],
+        serde_json::json!([{"kind": "Secret", "name": "vaultwarden-values", "valuesKey": "values.yaml"}])
+    );
+    let mm = hr("mattermost");
+    assert_eq!(mm["spec"]["valuesFrom"][0]["kind"], "ConfigMap");
+    // OCI: chartRef to an OCIRepository whose url keeps oci:// and whose tag is the version.
+    let nc = hr("nextcloud");
+    assert_eq!(nc["spec"]["chartRef"]["kind"], "OCIRepository");
+    assert_eq!(nc["spec"]["upgrade"]["remediation"]["retries"], 1);
+    assert_eq!(nc["spec"]["maxHistory"], 10);
+    assert_eq!(nc["spec"]["rollback"]["timeout"], "5m");
+    // Inline values win over the catalog's integration values; integration values are present.
+    assert_eq!(nc["spec"]["values"]["replicaCount"], 2);
+    assert_eq!(nc["spec"]["values"]["ingress"]["enabled"], true);
+    assert_eq!(
+        nc["spec"]["values"]["nextcloud"]["host"],
+        "cloud.alpha.example.com"
+    );
+    let oci = result
+        .objects()
+        .find(|o| o["kind"] == "OCIRepository" && o["metadata"]["name"] == "nextcloud")
+        .unwrap();
+    assert_eq!(oci["spec"]["url"], "oci://ghcr.io/nextcloud/helm/nextcloud");
+    assert_eq!(oci["spec"]["ref"]["tag"], "6.6.4");
+    for o in result.objects() {
+        let labels = &o["metadata"]["labels"];
+        assert_eq!(
+            labels["app.vworkspace.io/managed-by"], "vworkspace-operator",
+            "{o}"
+        );
+        assert_eq!(labels["app.vworkspace.io/cluster-id"], "eu-prod-1", "{o}");
+        assert!(
+            labels["app.vworkspace.io/application-instance"].is_string(),
+            "{o}"
+        );
+    }
+}
+
+#[test]
+fn jobs_run_under_the_restricted_profile() {
+    let result = render_tree(&examples(), &renderer(), Some("eu-prod-1"));
+    let jobs: Vec<&Value> = result.objects().filter(|o| o["kind"] == "Job").collect();
+    assert_eq!(jobs.len(), 2);
+    for job in jobs {
+        let pod = &job["spec"]["template"]["spec"];
+        assert_eq!(pod["restartPolicy"], "Never");
+        assert_eq!(pod["serviceAccountName"], "vworkspace-operation-runner");
+        assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+        assert_eq!(
+            pod["securityContext"]["seccompProfile"]["type"],
+            "RuntimeDefault"
+        );
+        let c = &pod["containers"][0]["securityContext"];
+        assert_eq!(c["allowPrivilegeEscalation"], false);
+        assert_eq!(c["readOnlyRootFilesystem"], true);
+        assert_eq!(c["runAsUser"], 65532);
+        assert_eq!(c["capabilities"]["drop"], serde_json::json!(["ALL"]));
+        assert_eq!(job["spec"]["ttlSecondsAfterFinished"], 86400);
+    }
+}
+
+#[test]
+fn the_upgrade_operation_renders_the_applications_own_objects_at_the_new_version() {
+    let result = render_tree(&examples(), &renderer(), Some("eu-prod-1"));
+    let upgrade = result
+        .intents
+        .iter()
+        .find(|i| i.key.name == "nextcloud-upgrade-6-7")
+        .unwrap();
+    let app = result
+        .intents
+        .iter()
+        .find(|i| i.key.name == "nextcloud")
+        .unwrap();
+    let kinds: Vec<&str> = upgrade
+        .objects
+        .iter()
+        .map(|o| o["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["OCIRepository", "HelmRelease"]);
+    // Same objects (names, labels) as the ApplicationInstance's, only the version and values differ.
+    for (u, a) in upgrade.objects.iter().zip(&app.objects) {
+        assert_eq!(u["metadata"], a["metadata"]);
+    }
+    assert_eq!(upgrade.objects[0]["spec"]["ref"]["tag"], "6.7.0");
+    assert!(upgrade.objects[1]["spec"]["values"]["nextcloud"]["phpConfigs"].is_object());
+    assert_eq!(upgrade.objects[1]["spec"]["values"]["replicaCount"], 2);
+}
+
+#[test]
+fn invalid_examples_report_every_expected_problem_and_render_nothing_else() {
+    let dir = root().join("examples/invalid");
+    let files = load_dir(&dir).unwrap();
+    let result = render_tree(&files, &renderer(), Some("eu-prod-1"));
+    let messages: Vec<String> = result.problems.iter().map(ToString::to_string).collect();
+    let mut expected_count = 0;
+    for file in &files {
+        let text = String::from_utf8_lossy(&file.data);
+        let expects: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# expect: "))
+            .collect();
+        assert!(!expects.is_empty(), "{} has no # expect: lines", file.path);
+        for e in expects {
+            expected_count += 1;
+            assert!(
+                messages
+                    .iter()
+                    .any(|m| m.starts_with(&file.path) && m.contains(e)),
+                "{}: expected a problem containing {e:?}; got:\n{}",
+                file.path,
+                messages.join("\n")
+            );
+        }
+    }
+    assert!(expected_count >= 20);
+    let rendered: Vec<String> = result.intents.iter().map(|i| i.key.to_string()).collect();
+    assert_eq!(rendered, ["ApplicationInstance/team-alpha/target-app"]);
+}
+
+fn app_doc(catalog: &str) -> SourceFile {
+    SourceFile {
+        path: "clusters/eu-prod-1/namespaces/team-alpha/app.yaml".into(),
+        data: format!(
+            "apiVersion: apps.vworkspace.io/v1alpha1\nkind: ApplicationInstance\nmetadata:\n  name: x\n  namespace: team-alpha\n  labels: {{app.vworkspace.io/managed-by: control-plane, app.vworkspace.io/cluster-id: eu-prod-1}}\nspec:\n  appRef: {{catalogId: {catalog}}}\n  chart: {{sourceType: oci, url: 'oci://r.example.com/c', name: x, version: 1.0.0}}\n  release: {{name: x, namespace: team-alpha}}\n  values: {{source: inline, inline: {{a: 1}}}}\n  integrations: {{ingress: {{enabled: true, host: x.example.com}}}}\n"
+        )
+        .into_bytes(),
+    }
+}
+
+/// Render one app with the catalog template `catalog/hostile/values.yaml.j2` replaced by `source`.
+fn render_with_catalog(source: &str, limits: Limits) -> Vec<String> {
+    let mut templates = Templates::embedded();
+    templates.insert("catalog/hostile/values.yaml.j2", source);
+    let renderer = Renderer::new(
+        templates,
+        RenderOptions {
+            cluster_id: Some("eu-prod-1".into()),
+            limits,
+            ..RenderOptions::default()
+        },
+    );
+    render_tree(&[app_doc("hostile")], &renderer, Some("eu-prod-1"))
+        .problems
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+#[test]
+fn broken_and_hostile_templates_give_errors_not_panics_or_hangs() {
+    let limits = Limits::default();
+    let cases: &[(&str, &str, &str)] = &[
+        ("undefined variable", "a: {{ nope }}", "undefined"),
+        ("syntax error", "a: {% if %}", "syntax error"),
+        (
+            "endless loop",
+            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+            "fuel",
+        ),
+        (
+            "deep recursion",
+            "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}",
+            "recursion",
+        ),
+        (
+            "huge output",
+            "a: {{ 'x' * 5000000 }}",
+            "output exceeds the limit",
+        ),
+        (
+            "not a mapping",
+            "- a\n- b",
+            "must render exactly one YAML mapping",
+        ),
+        ("not YAML", "a: [", "not valid YAML"),
+        ("fail()", "{{ fail('no such thing') }}", "no such thing"),
+    ];
+    for (name, source, expected) in cases {
+        let problems = render_with_catalog(source, limits);
+        assert!(
+            problems.len() == 1
+                && problems[0]
+                    .to_lowercase()
+                    .contains(&expected.to_lowercase()),
+            "{name}: expected one problem containing {expected:?}, got {problems:#?}"
+        );
+    }
+}
+
+#[test]
+fn templates_cannot_escape_their_kinds_or_namespace() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: pwn}\n",
+            "ClusterRoleBinding (rbac.authorization.k8s.io/v1) may not be rendered here",
+        ),
+        (
+            "apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata: {name: x, namespace: kube-system}\nspec: {}\n",
+            "namespace \"kube-system\" is not allowed",
+        ),
+        (
+            "apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata: {name: Not_Valid}\n",
+            "is not a valid DNS subdomain name",
+        ),
+    ];
+    for (source, expected) in cases {
+        let mut templates = Templates::embedded();
+        templates.insert("application/helmrelease.yaml.j2", *source);
+        let renderer = Renderer::new(templates, RenderOptions::default());
+        let problems: Vec<String> =
+            render_tree(&[app_doc("nextcloud")], &renderer, Some("eu-prod-1"))
+                .problems
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+        assert!(
+            problems.len() == 1 && problems[0].contains(expected),
+            "expected {expected:?}, got {problems:#?}"
+        );
+    }
+}
+
+#[test]
+fn a_template_directory_overrides_the_embedded_templates() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("application")).unwrap();
+    std::fs::write(
+        dir.path().join("application/source-oci.yaml.j2"),
+        "apiVersion: source.toolkit.fluxcd.io/v1\nkind: OCIRepository\nmetadata: {name: {{ source.name | tojson }}}\nspec: {interval: 1m, url: {{ source.url | tojson }}, ref: {tag: {{ chart.version | tojson }}}}\n",
+    )
+    .unwrap();
+    let renderer = Renderer::new(
+        Templates::with_overrides(dir.path()).unwrap(),
+        RenderOptions::default(),
+    );
+    let result = render_tree(&[app_doc("nextcloud")], &renderer, Some("eu-prod-1"));
+    assert!(result.problems.is_empty(), "{:?}", result.problems);
+    let oci = result
+        .objects()
+        .find(|o| o["kind"] == "OCIRepository")
+        .unwrap();
+    assert_eq!(oci["spec"]["interval"], "1m");
+}
+
+// ---- the CLI, on directories and on real git revisions ----
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_vworkspace-operator"))
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_AUTHOR_NAME", "Control Plane")
+        .env("GIT_AUTHOR_EMAIL", "cp@example.com")
+        .env("GIT_COMMITTER_NAME", "Control Plane")
+        .env("GIT_COMMITTER_EMAIL", "cp@example.com")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn cli_exit_codes_and_problem_format() {
+    let out = bin()
+        .args(["render", "--dir"])
+        .arg(root().join("examples/cluster-repo"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("kind: HelmRelease"));
+
+    let out = bin()
+        .args(["render", "--cluster-id", "eu-prod-1", "--dir"])
+        .arg(root().join("examples/invalid"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("bad-source-type.yaml: ApplicationInstance/team-alpha/bad-source: spec.chart.sourceType: \"git\" is not one of"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.lines().filter(|l| l.contains(": ")).count() >= 20,
+        "{stderr}"
+    );
+
+    let out = bin()
+        .args(["render", "--output", "json", "--dir"])
+        .arg(root().join("examples/cluster-repo"))
+        .output()
+        .unwrap();
+    let list: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(list.len() >= 14);
+
+    for usage in [
+        vec!["render"],
+        vec!["render", "--repo", "."],
+        vec!["render", "--dir", ".", "--output", "xml"],
+    ] {
+        let out = bin().args(&usage).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{usage:?}");
+    }
+}
+
+#[test]
+fn cli_renders_revisions_from_git_objects_and_diffs_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    copy_dir(&root().join("examples/cluster-repo"), &repo);
+    git(&repo, &["init", "-q", "-b", "main"]);
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-qm", "intent"]);
+    let nc =
+        repo.join("clusters/eu-prod-1/namespaces/team-alpha/applicationinstance-nextcloud.yaml");
+    let text = std::fs::read_to_string(&nc)
+        .unwrap()
+        .replace("version: 6.6.4", "version: 6.6.5");
+    std::fs::write(&nc, text).unwrap();
+    git(&repo, &["commit", "-qam", "bump nextcloud"]);
+    // The work tree is not read: change it without committing.
+    std::fs::write(&nc, "garbage: [").unwrap();
+
+    let out = bin()
+        .args(["render", "--repo"])
+        .arg(&repo)
+        .args(["--rev", "HEAD", "--cluster-id", "eu-prod-1"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("tag: \"6.6.5\""), "{stdout}");
+
+    let out = bin()
+        .args(["render", "--repo"])
+        .arg(&repo)
+        .args(["--diff", "HEAD~1..HEAD"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let diff = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        diff.contains("-    tag: \"6.6.4\"") && diff.contains("+    tag: \"6.6.5\""),
+        "{diff}"
+    );
+    assert!(diff.starts_with("--- a/HEAD~1\n+++ b/HEAD\n"), "{diff}");
+
+    // A symlink in the reviewed tree is refused.
+    std::os::unix::fs::symlink(
+        "/etc/passwd",
+        repo.join("clusters/eu-prod-1/namespaces/team-alpha/link.yaml"),
+    )
+    .unwrap();
+    git(&repo, &["checkout", "-q", "--", "."]);
+    git(
+        &repo,
+        &["add", "clusters/eu-prod-1/namespaces/team-alpha/link.yaml"],
+    );
+    git(&repo, &["commit", "-qm", "sneaky link"]);
+    let out = bin()
+        .args(["render", "--repo"])
+        .arg(&repo)
+        .args(["--rev", "HEAD"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("link.yaml: refused: symbolic link"),
+        "{stderr}"
+    );
+}
