@@ -49,6 +49,7 @@ mod real_vectors {
         let (payload, sig) = split_commit(OFFLINE);
         let v = verify(&sig, &payload, &public_good(), &billy()).unwrap();
         assert_eq!(v.subject, "billy@chainguard.dev");
+        assert!(v.subject_is_email);
         assert_eq!(v.issuer, "https://accounts.google.com");
         assert_eq!(v.integrated_time.as_second(), 1_685_981_480);
         assert_eq!(v.log_index, 22_784_639);
@@ -1335,5 +1336,373 @@ mod built_cases {
         )
         .unwrap_err();
         assert!(matches!(err, GitsignError::UnknownLog { .. }), "{err:?}");
+    }
+}
+
+/// gitsign through the trust policy (`sigstoreTrustedRoot`, `gitsignIdentities`) and the `verify` CLI.
+mod policy_and_cli {
+    use std::path::Path;
+    use std::process::Command;
+
+    use vworkspace_operator::git::policy::{SignatureKind, TrustPolicy};
+    use vworkspace_operator::git::verify::Reason;
+
+    use super::fixture::{ISSUER, Scenario, uri};
+    use super::*;
+
+    const ROOT_FILE: &str = "sigstore-public-good-trusted_root.json";
+    const BILLY: &str = "gitsignIdentities:\n  - issuer: https://accounts.google.com\n    subject: billy@chainguard.dev\n";
+
+    fn data_dir() -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/gitsign")
+    }
+
+    fn policy(extra: &str) -> TrustPolicy {
+        let root = data_dir().join(ROOT_FILE);
+        TrustPolicy::from_yaml(&format!("sigstoreTrustedRoot: {}\n{extra}", root.display()))
+            .unwrap()
+    }
+
+    /// `(kind, signer, issuer, fingerprint, reason)` of a verdict.
+    type Checked = (
+        Option<SignatureKind>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<Reason>,
+    );
+
+    /// Check `raw` under `policy` as committed by `committer`.
+    fn check(policy: &TrustPolicy, raw: &[u8], committer: &str) -> Checked {
+        let (payload, sig) = split_commit(raw);
+        let (kind, c) = policy.check(&sig, &payload, committer, 0, 0);
+        (
+            kind,
+            c.signer,
+            c.issuer,
+            c.fingerprint,
+            c.failure.map(|f| f.reason),
+        )
+    }
+
+    #[test]
+    fn the_trusted_root_is_a_path_json_text_or_a_mapping() {
+        let json = PUBLIC_GOOD.trim();
+        let indented: String = json.lines().map(|l| format!("  {l}\n")).collect();
+        let forms = [
+            (
+                "absolute path",
+                format!(
+                    "sigstoreTrustedRoot: {}\n",
+                    data_dir().join(ROOT_FILE).display()
+                ),
+            ),
+            ("JSON text", format!("sigstoreTrustedRoot: |\n{indented}")),
+            (
+                "mapping (JSON is YAML)",
+                format!("sigstoreTrustedRoot: {}\n", json.replace('\n', " ")),
+            ),
+        ];
+        for (name, field) in forms {
+            let p = TrustPolicy::from_yaml(&format!("{field}{BILLY}"))
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            let trust = p.gitsign().unwrap();
+            assert_eq!(trust.identities.len(), 1, "{name}");
+            assert_eq!(trust.root.certificate_authorities().len(), 2, "{name}");
+            let (_, signer, ..) = check(&p, OFFLINE, "billy@chainguard.dev");
+            assert_eq!(signer.as_deref(), Some("billy@chainguard.dev"), "{name}");
+        }
+
+        // A relative path is relative to the policy file.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(data_dir().join(ROOT_FILE), dir.path().join("root.json")).unwrap();
+        let file = dir.path().join("policy.yaml");
+        std::fs::write(&file, format!("sigstoreTrustedRoot: root.json\n{BILLY}")).unwrap();
+        assert!(TrustPolicy::load(&file).unwrap().gitsign().is_some());
+        // …and means nothing for a policy that is not a file (a Secret's data).
+        let err = TrustPolicy::from_yaml(&format!("sigstoreTrustedRoot: root.json\n{BILLY}"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("sigstoreTrustedRoot") && err.contains("absolute path"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn policy_errors_name_the_field() {
+        let root = data_dir().join(ROOT_FILE);
+        let root = root.display();
+        let cases = [
+            (
+                BILLY.to_string(),
+                "gitsignIdentities: needs sigstoreTrustedRoot",
+            ),
+            (
+                format!("sigstoreTrustedRoot: {root}\n"),
+                "sigstoreTrustedRoot: is set but gitsignIdentities is empty",
+            ),
+            (
+                format!("sigstoreTrustedRoot: {root}\ngitsignIdentities:\n  - issuer: x\n"),
+                "gitsignIdentities[0]: gitsignIdentities entry for issuer x: set exactly one of subject or subjectRegex",
+            ),
+            (
+                format!(
+                    "sigstoreTrustedRoot: {root}\ngitsignIdentities:\n  - issuer: x\n    subjectRegex: '('\n"
+                ),
+                "gitsignIdentities[0]",
+            ),
+            (
+                format!("sigstoreTrustedRoot: /nonexistent/root.json\n{BILLY}"),
+                "sigstoreTrustedRoot: cannot read /nonexistent/root.json",
+            ),
+            (
+                format!("sigstoreTrustedRoot: '{{\"mediaType\": \"x\"}}'\n{BILLY}"),
+                "sigstoreTrustedRoot: trusted root mediaType \"x\"",
+            ),
+            (
+                format!("sigstoreTrustedRoot: 42\n{BILLY}"),
+                "sigstoreTrustedRoot: must be the trusted_root.json document",
+            ),
+            (
+                "mode: range\n".to_string(),
+                "sshAllowedSigners, openpgpKeys and/or gitsignIdentities",
+            ),
+        ];
+        for (yaml, want) in cases {
+            let err = TrustPolicy::from_yaml(&yaml).unwrap_err().to_string();
+            assert!(err.contains(want), "{yaml:?}: {err} (wanted {want:?})");
+        }
+        // A trusted-root file that is not a trusted root names the file and the JSON field.
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("root.json");
+        std::fs::write(&bad, r#"{"mediaType":"application/vnd.dev.sigstore.trustedroot+json;version=0.1","tlogs":5}"#).unwrap();
+        let err =
+            TrustPolicy::from_yaml(&format!("sigstoreTrustedRoot: {}\n{BILLY}", bad.display()))
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.contains("root.json") && err.contains("at tlogs"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn verdicts_through_the_policy() {
+        let billy = policy(BILLY);
+        let (kind, signer, issuer, fingerprint, reason) =
+            check(&billy, OFFLINE, "billy@chainguard.dev");
+        assert_eq!(kind, Some(SignatureKind::X509));
+        assert_eq!(reason, None);
+        assert_eq!(signer.as_deref(), Some("billy@chainguard.dev"));
+        assert_eq!(issuer.as_deref(), Some("https://accounts.google.com"));
+        assert!(fingerprint.unwrap().starts_with("sha256:"));
+
+        // requireCommitterMatch (the default) binds an email identity to the committer.
+        let (.., fingerprint, reason) = check(&billy, OFFLINE, "mallory@example.com");
+        assert_eq!(reason, Some(Reason::SignerMismatch));
+        assert!(fingerprint.is_some());
+        let relaxed = policy(&format!("requireCommitterMatch: false\n{BILLY}"));
+        assert_eq!(check(&relaxed, OFFLINE, "mallory@example.com").4, None);
+        assert_eq!(check(&billy, OFFLINE, "BILLY@chainguard.dev").4, None);
+
+        let cases: Vec<(&str, TrustPolicy, &[u8], Reason)> = vec![
+            ("online mode", policy(BILLY), ONLINE, Reason::OfflineUnverifiable),
+            (
+                "other identity",
+                policy("gitsignIdentities:\n  - issuer: https://accounts.google.com\n    subject: alice@chainguard.dev\n"),
+                OFFLINE,
+                Reason::UntrustedIdentity,
+            ),
+            (
+                "no gitsign trust in the policy",
+                TrustPolicy::from_yaml("sshAllowedSigners: \"a@x ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILM+rvN+ot98qgEN796jTiQfZfG1KaT0PtFDJ/XFSqti\"\n").unwrap(),
+                OFFLINE,
+                Reason::UntrustedSignatureKind,
+            ),
+        ];
+        for (name, p, raw, want) in cases {
+            assert_eq!(
+                check(&p, raw, "billy@chainguard.dev").4,
+                Some(want),
+                "{name}"
+            );
+        }
+        let tampered = String::from_utf8(OFFLINE.to_vec())
+            .unwrap()
+            .replace("Mon Jun", "Tue Jun");
+        assert_eq!(
+            check(&billy, tampered.as_bytes(), "billy@chainguard.dev").4,
+            Some(Reason::BadSignature)
+        );
+    }
+
+    #[test]
+    fn reasons_for_built_cases() {
+        let through_policy = |s: &Scenario, identities: &str, committer: &str| {
+            let (sig, root) = s.build();
+            let p = TrustPolicy::from_yaml(&format!(
+                "sigstoreTrustedRoot: |\n{}\n{identities}",
+                root.lines()
+                    .map(|l| format!("  {l}"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            ))
+            .unwrap();
+            let (_, c) = p.check(&sig, &s.payload, committer, 0, 0);
+            (c.signer, c.failure.map(|f| f.reason))
+        };
+        let alice =
+            format!("gitsignIdentities:\n  - issuer: {ISSUER}\n    subject: alice@example.com\n");
+        let mut expired = Scenario::new();
+        expired.integrated_time = expired.leaf_not_after + 1;
+        let mut early = Scenario::new();
+        early.integrated_time = early.leaf_not_before - 1;
+        let mut rogue = Scenario::new();
+        rogue.issuing_ca = fixture::Ca::new("rogue fulcio", "rogue");
+        let mut other_leaf = Scenario::new();
+        other_leaf.proof = fixture::Proof::OfAnotherLeaf;
+        for (name, s, want) in [
+            ("expired", expired, Reason::KeyExpired),
+            ("not yet valid", early, Reason::KeyNotYetValid),
+            ("unknown CA", rogue, Reason::UntrustedCertificate),
+            (
+                "proof of another leaf",
+                other_leaf,
+                Reason::TransparencyLogInvalid,
+            ),
+        ] {
+            assert_eq!(
+                through_policy(&s, &alice, "alice@example.com").1,
+                Some(want),
+                "{name}"
+            );
+        }
+        // A workflow (URI) identity has no email to bind to the committer: its explicit entry trusts it.
+        let mut workflow = Scenario::new();
+        let id = "https://github.com/example/infra/.github/workflows/release.yaml@refs/heads/main";
+        workflow.san = vec![uri(id)];
+        let entry = format!("gitsignIdentities:\n  - issuer: {ISSUER}\n    subject: {id}\n");
+        let (signer, reason) = through_policy(
+            &workflow,
+            &entry,
+            "41898282+github-actions[bot]@users.noreply.github.com",
+        );
+        assert_eq!(reason, None);
+        assert_eq!(signer.as_deref(), Some(id));
+    }
+
+    /// A git command isolated from the user's configuration.
+    fn git(dir: &Path, args: &[&str], stdin: Option<&[u8]>) -> String {
+        use std::io::Write as _;
+        let mut child = Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("HOME", dir)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.unwrap_or_default())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "git {args:?}");
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    #[test]
+    fn verify_cli_reports_gitsign_identity_and_issuer() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = tmp.path().join("repo");
+        std::fs::create_dir(&repo).unwrap();
+        git(&repo, &["init", "-q", "--bare"], None);
+        // The real commits, as objects (their trees and parents are not needed in head mode).
+        let write = |raw: &[u8]| {
+            git(
+                &repo,
+                &["hash-object", "-w", "-t", "commit", "--stdin"],
+                Some(raw),
+            )
+        };
+        let offline = write(OFFLINE);
+        let online = write(ONLINE);
+        let tampered = write(
+            String::from_utf8(OFFLINE.to_vec())
+                .unwrap()
+                .replace("Mon Jun", "Tue Jun")
+                .as_bytes(),
+        );
+
+        let policy = tmp.path().join("policy.yaml");
+        std::fs::copy(
+            data_dir().join(ROOT_FILE),
+            tmp.path().join("trusted_root.json"),
+        )
+        .unwrap();
+        std::fs::write(
+            &policy,
+            format!("mode: head\nsigstoreTrustedRoot: trusted_root.json\n{BILLY}"),
+        )
+        .unwrap();
+        let other = tmp.path().join("other.yaml");
+        std::fs::write(&other, "mode: head\nsigstoreTrustedRoot: trusted_root.json\ngitsignIdentities:\n  - issuer: https://github.com/login/oauth\n    subject: billy@chainguard.dev\n").unwrap();
+
+        let cli = |policy: &Path, rev: &str, json: bool| {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_vworkspace-operator"));
+            cmd.args(["verify", "--repo"])
+                .arg(&repo)
+                .arg("--policy")
+                .arg(policy);
+            if json {
+                cmd.args(["--output", "json"]);
+            }
+            let out = cmd.arg(rev).output().unwrap();
+            (out.status.code(), String::from_utf8(out.stdout).unwrap())
+        };
+
+        let (code, out) = cli(&policy, &offline, false);
+        assert_eq!(code, Some(0), "{out}");
+        assert!(
+            out.starts_with(&format!("{offline} verified kind=x509 signer=billy@chainguard.dev issuer=https://accounts.google.com key=sha256:")),
+            "{out}"
+        );
+        let (code, out) = cli(&policy, &offline, true);
+        assert_eq!(code, Some(0), "{out}");
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(v["verdict"], "verified");
+        assert_eq!(v["signer"], "billy@chainguard.dev");
+        assert_eq!(v["issuer"], "https://accounts.google.com");
+
+        let rejected = [
+            (
+                &policy,
+                &online,
+                "reason=OfflineUnverifiable: gitsign signature has no embedded Rekor log entry",
+            ),
+            (
+                &policy,
+                &tampered,
+                "reason=BadSignature: gitsign signature: the signed messageDigest",
+            ),
+            (
+                &other,
+                &offline,
+                "reason=UntrustedIdentity: identity billy@chainguard.dev (issuer https://accounts.google.com)",
+            ),
+        ];
+        for (policy, rev, want) in rejected {
+            let (code, out) = cli(policy, rev, false);
+            assert_eq!(code, Some(1), "{out}");
+            assert!(
+                out.contains(&format!("{rev} rejected kind=x509")) && out.contains(want),
+                "{out}"
+            );
+        }
     }
 }

@@ -167,8 +167,8 @@ pub(crate) fn verify_chain<'r>(
 /// The identity a Fulcio certificate binds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct CertificateIdentity {
-    /// Email and URI subject alternative names, in certificate order.
-    pub subjects: Vec<String>,
+    /// Email and URI subject alternative names, in certificate order, each with whether it is an email.
+    pub subjects: Vec<(String, bool)>,
     pub issuer: String,
 }
 
@@ -182,14 +182,13 @@ pub(crate) fn identity(leaf: &Certificate) -> Result<CertificateIdentity, Gitsig
             oid: oids::SUBJECT_ALT_NAME.to_string(),
             reason: e.to_string(),
         })?;
-    let subjects: Vec<String> = san
+    let subjects: Vec<(String, bool)> = san
         .map(|(_, san)| san.0)
         .unwrap_or_default()
         .into_iter()
         .filter_map(|name| match name {
-            GeneralName::Rfc822Name(s) | GeneralName::UniformResourceIdentifier(s) => {
-                Some(s.to_string())
-            }
+            GeneralName::Rfc822Name(s) => Some((s.to_string(), true)),
+            GeneralName::UniformResourceIdentifier(s) => Some((s.to_string(), false)),
             _ => None,
         })
         .collect();

@@ -46,6 +46,8 @@ pub const ARMOR_BEGIN: &str = "-----BEGIN SIGNED MESSAGE-----";
 pub struct GitsignVerified {
     /// The certificate's SAN (email or URI) that matched the policy.
     pub subject: String,
+    /// Whether `subject` is an email address (else a URI, e.g. a CI workflow identity).
+    pub subject_is_email: bool,
     /// The OIDC issuer from the certificate.
     pub issuer: String,
     /// SHA-256 of the leaf certificate (DER), lowercase hex.
@@ -228,21 +230,27 @@ pub fn verify(
 
     // 4. The identity, against the policy.
     let id = certificate::identity(&msg.leaf)?;
-    let subject = id
+    let (subject, subject_is_email) = id
         .subjects
         .iter()
-        .find(|s| {
+        .find(|(s, _)| {
             identities
                 .iter()
                 .any(|allowed| allowed.matches(&id.issuer, s))
         })
         .ok_or_else(|| GitsignError::IdentityNotTrusted {
-            subject: id.subjects.join(", "),
+            subject: id
+                .subjects
+                .iter()
+                .map(|(s, _)| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
             issuer: id.issuer.clone(),
         })?;
 
     Ok(GitsignVerified {
         subject: subject.clone(),
+        subject_is_email: *subject_is_email,
         issuer: id.issuer,
         cert_fingerprint,
         integrated_time: logged.integrated_time,
