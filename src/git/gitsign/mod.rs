@@ -38,9 +38,6 @@ pub use trusted_root::{
     CertificateAuthority, TransparencyLog, TrustedRoot, TrustedRootError, ValidityWindow,
 };
 
-/// The armor line that identifies a gitsign (CMS) signature in a commit's `gpgsig` header.
-pub const ARMOR_BEGIN: &str = "-----BEGIN SIGNED MESSAGE-----";
-
 /// A gitsign signature that passed every check.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GitsignVerified {
