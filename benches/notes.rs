@@ -99,7 +99,7 @@ fn fixture(n: usize) -> Fixture {
     }
 }
 
-fn entries(commits: &[ObjectId]) -> Vec<NoteEntry> {
+fn entries(commits: &[ObjectId], run: u32) -> Vec<NoteEntry> {
     commits
         .iter()
         .enumerate()
@@ -114,7 +114,7 @@ fn entries(commits: &[ObjectId]) -> Vec<NoteEntry> {
                 generation: 1,
                 outcome: "Ready".into(),
                 reason: "HelmReleaseReady".into(),
-                message: "Helm install succeeded for release app".into(),
+                message: format!("Helm install succeeded for release app (run {run})"),
                 child_refs: BTreeMap::from([
                     ("helmRelease".to_string(), format!("app-{i}")),
                     ("chartVersion".to_string(), "1.2.3".to_string()),
@@ -128,7 +128,6 @@ fn entries(commits: &[ObjectId]) -> Vec<NoteEntry> {
 
 fn bench(c: &mut Criterion) {
     let f = fixture(RECORDS);
-    let records = entries(&f.commits);
     let mut run = 0u32;
     let mut group = c.benchmark_group("notes");
     group.sample_size(10);
@@ -145,7 +144,8 @@ fn bench(c: &mut Criterion) {
                     .expect("cp");
                 assert!(out.success());
                 let state = f.root.join(format!("state-{run}"));
-                (remote, state, records.clone())
+                // Fresh records every iteration: new note blobs, nothing already in the object store.
+                (remote, state, entries(&f.commits, run))
             },
             |(remote, state, records)| {
                 let mut w =
@@ -251,27 +251,62 @@ fn bench_provenance(c: &mut Criterion) {
     let names: Vec<(String, String)> = (0..OBJECTS)
         .map(|i| (format!("ns{}", i % 10), format!("app{i}")))
         .collect();
+    let check_all = |index: &ProvenanceIndex, specs: &[serde_json::Value]| {
+        for (i, (ns, name)) in names.iter().enumerate() {
+            let verdict = index
+                .lookup(
+                    &repo,
+                    &LiveObject {
+                        kind: IntentKind::ApplicationInstance,
+                        namespace: ns,
+                        name,
+                        spec: &specs[i],
+                        labels: &labels,
+                        annotations: &annotations,
+                    },
+                )
+                .expect("lookup");
+            assert!(matches!(verdict, Provenance::Match { .. }), "{verdict:?}");
+        }
+    };
     let mut group = c.benchmark_group("provenance");
     group.sample_size(10);
     group.bench_function("index_and_check_300_objects_1000_commits", |b| {
         b.iter(|| {
             let index = ProvenanceIndex::build(&repo, rev, "clusters/c1").expect("index");
-            for (i, (ns, name)) in names.iter().enumerate() {
-                let verdict = index
-                    .lookup(
-                        &repo,
-                        &LiveObject {
-                            kind: IntentKind::ApplicationInstance,
-                            namespace: ns,
-                            name,
-                            spec: &specs[i],
-                            labels: &labels,
-                            annotations: &annotations,
-                        },
-                    )
-                    .expect("lookup");
-                assert!(matches!(verdict, Provenance::Match { .. }), "{verdict:?}");
-            }
+            check_all(&index, &specs);
+        })
+    });
+    // The controller's steady state: the previous revision was indexed, one new commit arrived.
+    let parent = repo.resolve_commit("main~1").expect("main~1");
+    let mut parent_specs = specs.clone();
+    let changed = (0..OBJECTS)
+        .find(|&i| {
+            let at_parent = ProvenanceIndex::build(&repo, parent, "clusters/c1").expect("index");
+            at_parent
+                .lookup(
+                    &repo,
+                    &LiveObject {
+                        kind: IntentKind::ApplicationInstance,
+                        namespace: &names[i].0,
+                        name: &names[i].1,
+                        spec: &specs[i],
+                        labels: &labels,
+                        annotations: &annotations,
+                    },
+                )
+                .is_ok_and(|v| !matches!(v, Provenance::Match { .. }))
+        })
+        .expect("the last commit changed one object");
+    parent_specs[changed]["chart"]["version"] =
+        serde_json::json!(format!("1.0.{}", versions[changed] - 1));
+    let previous = ProvenanceIndex::build(&repo, parent, "clusters/c1").expect("index");
+    check_all(&previous, &parent_specs);
+    group.bench_function("incremental_check_300_objects_after_one_new_commit", |b| {
+        b.iter(|| {
+            let index =
+                ProvenanceIndex::build_after(&repo, rev, "clusters/c1", &previous).expect("index");
+            check_all(&index, &specs);
         })
     });
     group.finish();

@@ -294,7 +294,7 @@ impl AdminServer {
         }
         let stopper = tokio::spawn(async move {
             shutdown.await;
-            let _ = tx.send(true);
+            tx.send_replace(true);
         });
         let mut result = Ok(());
         while let Some(joined) = tasks.join_next().await {

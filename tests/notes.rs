@@ -754,6 +754,33 @@ fn provenance_matches_and_names_the_commit_that_changed_the_document() {
             path: format!("{NS}/multi.yaml#1"),
         }
     );
+    // An index built after an earlier one reuses its answers where the document did not change since,
+    // and walks again where it did (backup-1 changed in c2, after c1).
+    let next = ProvenanceIndex::build_after(&repo, rev, "clusters/c1", &old).unwrap();
+    assert_eq!(
+        check(
+            &next,
+            &repo,
+            IntentKind::Operation,
+            "backup-1",
+            &op_spec,
+            &l,
+            &BTreeMap::new()
+        ),
+        Provenance::Match {
+            intent_commit: h.c2,
+            path: format!("{NS}/multi.yaml#1"),
+        }
+    );
+    let at_c4 = ProvenanceIndex::build(&repo, h.c4, "clusters/c1").unwrap();
+    for name in ["web", "alpha"] {
+        let version = if name == "web" { "1.1.0" } else { "2.1.0" };
+        let spec = with_name(live_app(version), name);
+        let first = check(&at_c4, &repo, app, name, &spec, &l, &a);
+        let after = ProvenanceIndex::build_after(&repo, rev, "clusters/c1", &at_c4).unwrap();
+        assert_eq!(check(&after, &repo, app, name, &spec, &l, &a), first);
+        assert_eq!(check(&index, &repo, app, name, &spec, &l, &a), first);
+    }
     // Labels and annotations outside *.vworkspace.io do not matter.
     let mut l2 = l.clone();
     l2.insert("team".into(), "blue".into());

@@ -35,6 +35,8 @@ pub enum Command {
     Render(render::Args),
     /// Read the audit trail: outcome records written as git notes.
     Notes(notes::Args),
+    /// Run the operator: verify intent from the cluster repo, render and apply it, report outcomes.
+    Run(Box<run::Args>),
     /// Verify commit signatures of a revision or range under a trust policy.
     Verify(verify::Args),
 }
@@ -46,6 +48,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Render(args) => render::run(args),
         Command::Notes(args) => notes::run(args),
         Command::Verify(args) => verify::run(args),
+        Command::Run(args) => run::run(*args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

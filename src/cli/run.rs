@@ -102,3 +102,141 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     };
     Ok(std::time::Duration::from_millis(ms))
 }
+
+/// Read the trust policy from a file or a Secret (key `policy.yaml`).
+async fn load_policy(args: &Args, client: &kube::Client) -> anyhow::Result<crate::git::policy::TrustPolicy> {
+    if let Some(path) = &args.policy {
+        return Ok(crate::git::policy::TrustPolicy::load(path)?);
+    }
+    let Some(reference) = &args.policy_secret else {
+        anyhow::bail!("--policy or --policy-secret is required");
+    };
+    let (ns, name) = reference
+        .split_once('/')
+        .ok_or_else(|| anyhow::anyhow!("--policy-secret takes NAMESPACE/NAME, got {reference:?}"))?;
+    let api: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(client.clone(), ns);
+    let secret = api.get(name).await.map_err(|e| anyhow::anyhow!("reading Secret {reference}: {e}"))?;
+    let data = secret
+        .data
+        .and_then(|d| d.get("policy.yaml").cloned())
+        .ok_or_else(|| anyhow::anyhow!("Secret {reference} has no key policy.yaml"))?;
+    let text = String::from_utf8(data.0).map_err(|_| anyhow::anyhow!("Secret {reference}: policy.yaml is not UTF-8"))?;
+    Ok(crate::git::policy::TrustPolicy::from_yaml(&text)?)
+}
+
+/// Credentials from a directory (a mounted Secret): `username` + `password` or `token` for https, or
+/// `ssh-privatekey` (or `identity`) + `known_hosts` for ssh.
+pub fn load_credentials(dir: Option<&std::path::Path>) -> anyhow::Result<crate::git::remote::Credentials> {
+    let Some(dir) = dir else {
+        return Ok(crate::git::remote::Credentials::None);
+    };
+    let file = |names: &[&str]| names.iter().map(|n| dir.join(n)).find(|p| p.is_file());
+    let files = crate::git::remote::CredentialFiles {
+        username: file(&["username"]),
+        password: file(&["password"]),
+        token: file(&["token"]),
+        ssh_private_key: file(&["ssh-privatekey", "identity"]),
+        known_hosts: file(&["known_hosts"]),
+    };
+    Ok(crate::git::remote::Credentials::from_files(&files)?)
+}
+
+fn init_tracing(format: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if format == "json" {
+        builder.json().flatten_event(true).with_current_span(true).try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+pub fn run(args: Args) -> anyhow::Result<u8> {
+    init_tracing(&args.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(run_async(args))
+}
+
+async fn run_async(args: Args) -> anyhow::Result<u8> {
+    use crate::controller::context::{Selector, Settings};
+    use crate::controller::repo_source::RepoConfig;
+    use crate::controller::run::{LeaseSettings, Operator, OperatorConfig};
+    crate::report::install_crypto_provider();
+    let client = kube::Client::try_default().await.map_err(|e| anyhow::anyhow!("connecting to the API server: {e}"))?;
+    let policy = load_policy(&args, &client).await?;
+    let namespace_selector = Selector::parse(&args.namespace_selector).map_err(|e| anyhow::anyhow!("--namespace-selector: {e}"))?;
+    let approval_key = match &args.approval_key_file {
+        Some(p) => Some(std::fs::read(p).map_err(|e| anyhow::anyhow!("--approval-key-file {}: {e}", p.display()))?),
+        None => None,
+    };
+    let templates = match &args.templates {
+        Some(dir) => crate::render::Templates::with_overrides(dir)?,
+        None => crate::render::Templates::embedded(),
+    };
+    let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
+    let leader_election = args.leader_election.unwrap_or(in_cluster).then(|| LeaseSettings {
+        namespace: args
+            .lease_namespace
+            .clone()
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .unwrap_or_else(|| "vworkspace-system".into()),
+        name: format!("vworkspace-operator-{}", args.cluster_id),
+        identity: std::env::var("POD_NAME").unwrap_or_else(|_| format!("vworkspace-operator-{}", std::process::id())),
+    });
+    let control_plane = match &args.control_plane_endpoint {
+        Some(endpoint) => {
+            let token = args
+                .control_plane_token_file
+                .clone()
+                .ok_or_else(|| anyhow::anyhow!("--control-plane-endpoint needs --control-plane-token-file"))?;
+            let mut pc = crate::report::events::PosterConfig::new(endpoint, token, &args.cluster_id);
+            pc.signing_key_file = args.control_plane_hmac_key_file.clone();
+            Some(pc)
+        }
+        None => None,
+    };
+    let config = OperatorConfig {
+        settings: Settings {
+            cluster_id: args.cluster_id.clone(),
+            namespace_selector,
+            velero_namespace: args.velero_namespace.clone(),
+            approval_key,
+            resync: args.resync_interval,
+        },
+        repo: RepoConfig {
+            url: args.repo_url.clone(),
+            branch: args.branch.clone(),
+            path: args.repo_path.clone().unwrap_or_else(|| format!("clusters/{}", args.cluster_id)),
+            policy,
+            credentials: load_credentials(args.git_credentials.as_deref())?,
+            cache_dir: args.state_dir.join("cache"),
+        },
+        fetch_interval: args.fetch_interval,
+        templates,
+        state_dir: args.state_dir.clone(),
+        control_plane,
+        admin: Some((args.metrics_addr, args.health_addr)),
+        leader_election,
+        cluster_interval: std::time::Duration::from_secs(30),
+        notes_interval: std::time::Duration::from_secs(10),
+    };
+    let operator = Operator::start(client, config).await?;
+    let mut stopped = operator.stopped();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
+        _ = sigterm() => tracing::info!("terminated; stopping"),
+        _ = stopped.wait_for(|s| *s) => {}
+    }
+    operator.stop().await;
+    Ok(super::EXIT_OK)
+}
+
+async fn sigterm() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut s) => {
+            s.recv().await;
+        }
+        Err(_) => std::future::pending().await,
+    }
+}

@@ -176,7 +176,7 @@ impl Resources {
                 });
             }
         }
-        match api.delete(&name, &DeleteParams::foreground()).await {
+        match api.delete(&name, &DeleteParams::background()).await {
             Ok(_) => Ok(true),
             Err(kube::Error::Api(e)) if e.code == 404 => Ok(false),
             Err(source) => Err(ApplyError::Kube {

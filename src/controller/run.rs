@@ -366,20 +366,25 @@ impl Operator {
             }));
         }
 
-        // The Cluster singleton and readiness.
+        // Readiness: the controllers' caches have synced.
+        {
+            let (apps, ops) = (app_store.clone(), op_store.clone());
+            tasks.push(tokio::spawn(async move {
+                let _ = apps.wait_until_ready().await;
+                let _ = ops.wait_until_ready().await;
+                caches_check.pass();
+            }));
+        }
+
+        // The Cluster singleton.
         {
             let ctx = ctx.clone();
             let mut stop = stop_rx.clone();
             let poster = poster.clone();
             let interval = config.cluster_interval;
-            let app_store = app_store.clone();
-            let op_store = op_store.clone();
             let mut git_ticks = git_ticks.clone();
             let metrics = metrics.clone();
             tasks.push(tokio::spawn(async move {
-                let _ = app_store.wait_until_ready().await;
-                let _ = op_store.wait_until_ready().await;
-                caches_check.pass();
                 loop {
                     let cp = match &poster {
                         Some(p) => {

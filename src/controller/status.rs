@@ -26,11 +26,20 @@ impl Cond {
         reason: impl Into<String>,
         message: impl Into<String>,
     ) -> Self {
+        // An empty message becomes the reason: server-side apply on older API servers turns an empty string
+        // into null, which the condition schema refuses.
+        let reason = reason.into();
+        let message = message.into();
+        let message = if message.trim().is_empty() {
+            reason.clone()
+        } else {
+            redact_text(&message)
+        };
         Self {
             type_,
             status,
-            reason: reason.into(),
-            message: redact_text(&message.into()),
+            reason,
+            message,
         }
     }
 }

@@ -271,7 +271,84 @@ pub struct Batch {
 
 /// Write `entries` on top of the notes commit `base` (`None`: an empty notes history) as ONE new notes
 /// commit, without moving any ref. Records already present (same id on the same commit) are skipped.
+///
+/// The new objects (note blobs, notes trees, the commit) are built in memory and written as a single pack,
+/// not as thousands of loose objects: writing is one file, and `git push` sends them by copying the packed
+/// data instead of re-compressing every object.
 pub fn write_batch(
+    repo: &gix::Repository,
+    notes_ref: &str,
+    base: Option<ObjectId>,
+    entries: &[NoteEntry],
+) -> Result<Batch, NotesError> {
+    let mut mem = repo.clone().with_object_memory();
+    let batch = build_batch(&mem, notes_ref, base, entries)?;
+    if let Some(objects) = mem.objects.take_object_memory()
+        && batch.commit.is_some()
+    {
+        write_pack(repo, &objects).map_err(|e| git_err(notes_ref, e))?;
+    }
+    Ok(batch)
+}
+
+/// Write objects as one pack (with its index) into the repository's `objects/pack`.
+fn write_pack(repo: &gix::Repository, objects: &gix::odb::memory::Storage) -> Result<(), String> {
+    use gix::odb::pack;
+    use std::io::Write;
+    let mut data = Vec::with_capacity(
+        objects
+            .values()
+            .map(|(_, d)| d.len() / 2 + 16)
+            .sum::<usize>()
+            + 32,
+    );
+    data.extend_from_slice(b"PACK");
+    data.extend_from_slice(&2u32.to_be_bytes());
+    let count =
+        u32::try_from(objects.len()).map_err(|_| "too many objects for one pack".to_string())?;
+    data.extend_from_slice(&count.to_be_bytes());
+    for (kind, body) in objects.values() {
+        let type_id: u8 = match kind {
+            gix::object::Kind::Commit => 1,
+            gix::object::Kind::Tree => 2,
+            gix::object::Kind::Blob => 3,
+            gix::object::Kind::Tag => 4,
+        };
+        // Entry header: type and size, little-endian base-128 (4 bits of size in the first byte).
+        let mut size = body.len();
+        let mut byte = (type_id << 4) | (size & 0x0f) as u8;
+        size >>= 4;
+        while size > 0 {
+            data.push(byte | 0x80);
+            byte = (size & 0x7f) as u8;
+            size >>= 7;
+        }
+        data.push(byte);
+        let mut z =
+            gix::zlib::stream::deflate::Write::new(&mut data, gix::zlib::Compression::BEST_SPEED);
+        z.write_all(body)
+            .and_then(|()| z.flush())
+            .map_err(|e| e.to_string())?;
+    }
+    let mut hasher = gix::hash::hasher(repo.object_hash());
+    hasher.update(&data);
+    let trailer = hasher.try_finalize().map_err(|e| e.to_string())?;
+    data.extend_from_slice(trailer.as_bytes());
+    let dir = repo.common_dir().join("objects").join("pack");
+    pack::Bundle::write_to_directory(
+        &mut &data[..],
+        Some(&dir),
+        &mut gix::progress::Discard,
+        &std::sync::atomic::AtomicBool::new(false),
+        None::<gix::OdbHandle>,
+        repo.object_hash(),
+        pack::bundle::write::Options::default(),
+    )
+    .map_err(|e| format!("cannot write pack to {}: {e}", dir.display()))?;
+    Ok(())
+}
+
+fn build_batch(
     repo: &gix::Repository,
     notes_ref: &str,
     base: Option<ObjectId>,
@@ -543,6 +620,9 @@ impl NotesWriter {
             let Some(new) = batch.commit else {
                 self.pending.clear();
                 rewrite_store(&self.store_path, &self.pending)?;
+                if report.attempts > 0 {
+                    housekeeping(&self.repo_path);
+                }
                 report.delivered = total;
                 report.pending = 0;
                 return Ok(report);
@@ -572,6 +652,30 @@ impl NotesWriter {
                 }
             }
             // 4. Loop: the next fetch confirms delivery (or shows what the other writer pushed).
+        }
+    }
+}
+
+/// Every batch writes one pack (and a rejected attempt leaves an unreachable one): let git consolidate them
+/// when its usual thresholds are crossed (`gc.autoPackLimit`, 50 packs by default). Failure only warns.
+fn housekeeping(repo_path: &Path) {
+    let result = std::process::Command::new("git")
+        .arg("-C")
+        .arg(repo_path)
+        .args(["gc", "--auto", "--quiet"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .output();
+    match result {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => tracing::warn!(
+            repo = %repo_path.display(),
+            stderr = %String::from_utf8_lossy(&out.stderr).trim(),
+            "git gc --auto failed"
+        ),
+        Err(e) => {
+            tracing::warn!(repo = %repo_path.display(), error = %e, "cannot run git gc --auto")
         }
     }
 }

@@ -151,9 +151,25 @@ pub struct ProvenanceIndex {
     docs: HashMap<ObjectKey, IndexedDoc>,
     problems: Vec<Problem>,
     intent_commits: Mutex<HashMap<ObjectKey, ObjectId>>,
-    blobs: Mutex<HashMap<ObjectId, Arc<DocsByKey>>>,
-    entries: Mutex<HashMap<(ObjectId, String), Option<ObjectId>>>,
+    /// Intent commits known at an earlier revision (from [`ProvenanceIndex::build_after`]).
+    previous: Option<(ObjectId, HashMap<ObjectKey, ObjectId>)>,
+    cache: Arc<WalkCache>,
 }
+
+/// Caches keyed by immutable object ids, so they stay valid across revisions and are shared by
+/// [`ProvenanceIndex::build_after`].
+#[derive(Default)]
+struct WalkCache {
+    /// commit → (tree, parents)
+    commits: Mutex<HashMap<ObjectId, (ObjectId, Vec<ObjectId>)>>,
+    /// (tree, entry name) → entry id
+    children: Mutex<HashMap<(ObjectId, String), Option<ObjectId>>>,
+    /// file blob → its intent documents
+    blobs: Mutex<HashMap<ObjectId, Arc<DocsByKey>>>,
+}
+
+/// A shared cache is dropped (and a fresh one started) beyond this many tree entries.
+const MAX_SHARED_CACHE_ENTRIES: usize = 1 << 20;
 
 impl std::fmt::Debug for ProvenanceIndex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -168,6 +184,40 @@ impl std::fmt::Debug for ProvenanceIndex {
 impl ProvenanceIndex {
     /// Read every manifest at or below `path` (e.g. `clusters/<cluster-id>`) in the tree of `revision`.
     pub fn build(repo: &Repo, revision: ObjectId, path: &str) -> Result<Self, ProvenanceError> {
+        Self::build_inner(repo, revision, path, None, Arc::default())
+    }
+
+    /// Like [`Self::build`], reusing what `previous` (an index of an earlier revision of the same repository
+    /// and path) already knows: a history walk that reaches `previous`'s revision stops there and takes
+    /// its answer, so after a fetch only the new commits are walked.
+    pub fn build_after(
+        repo: &Repo,
+        revision: ObjectId,
+        path: &str,
+        previous: &ProvenanceIndex,
+    ) -> Result<Self, ProvenanceError> {
+        let known = lock(&previous.intent_commits).clone();
+        let cache = if lock(&previous.cache.children).len() > MAX_SHARED_CACHE_ENTRIES {
+            Arc::default()
+        } else {
+            previous.cache.clone()
+        };
+        Self::build_inner(
+            repo,
+            revision,
+            path,
+            Some((previous.revision, known)),
+            cache,
+        )
+    }
+
+    fn build_inner(
+        repo: &Repo,
+        revision: ObjectId,
+        path: &str,
+        previous: Option<(ObjectId, HashMap<ObjectKey, ObjectId>)>,
+        cache: Arc<WalkCache>,
+    ) -> Result<Self, ProvenanceError> {
         let path = path.trim_matches('/').to_string();
         let files = repo
             .read_files(revision, &path)
@@ -221,8 +271,8 @@ impl ProvenanceIndex {
             docs,
             problems,
             intent_commits: Mutex::new(HashMap::new()),
-            blobs: Mutex::new(HashMap::new()),
-            entries: Mutex::new(HashMap::new()),
+            previous,
+            cache,
         })
     }
 
@@ -314,10 +364,21 @@ impl ProvenanceIndex {
             revision: self.revision.to_string(),
             source,
         };
+        let known = self
+            .previous
+            .as_ref()
+            .and_then(|(rev, known)| Some((*rev, *known.get(key)?)));
         let mut commit = self.revision;
         loop {
+            if let Some((rev, intent)) = known
+                && rev == commit
+            {
+                // The document is unchanged from here to the revision: the earlier answer holds.
+                commit = intent;
+                break;
+            }
             let blob = self.entry(repo, commit, file).map_err(walk_err)?;
-            let parents = repo.parents(commit).map_err(walk_err)?;
+            let parents = self.commit(repo, commit).map_err(walk_err)?.1;
             let mut next = None;
             for p in &parents {
                 if self.entry(repo, *p, file).map_err(walk_err)? == blob {
@@ -344,19 +405,45 @@ impl ProvenanceIndex {
         Ok(commit)
     }
 
+    fn commit(
+        &self,
+        repo: &Repo,
+        commit: ObjectId,
+    ) -> Result<(ObjectId, Vec<ObjectId>), RepoError> {
+        if let Some(v) = lock(&self.cache.commits).get(&commit) {
+            return Ok(v.clone());
+        }
+        let v = repo.commit_tree_and_parents(commit)?;
+        lock(&self.cache.commits).insert(commit, v.clone());
+        Ok(v)
+    }
+
+    /// The blob at `file` in `commit`, resolved one path component at a time through a cache keyed by tree
+    /// id: unchanged subtrees are shared between commits, so most steps of a walk are hash lookups.
     fn entry(
         &self,
         repo: &Repo,
         commit: ObjectId,
         file: &str,
     ) -> Result<Option<ObjectId>, RepoError> {
-        let k = (commit, file.to_string());
-        if let Some(v) = lock(&self.entries).get(&k) {
-            return Ok(*v);
+        let mut id = self.commit(repo, commit)?.0;
+        for name in file.split('/') {
+            let k = (id, name.to_string());
+            let cached = lock(&self.cache.children).get(&k).copied();
+            let child = match cached {
+                Some(c) => c,
+                None => {
+                    let c = repo.tree_entry(id, name)?;
+                    lock(&self.cache.children).insert(k, c);
+                    c
+                }
+            };
+            match child {
+                Some(c) => id = c,
+                None => return Ok(None),
+            }
         }
-        let v = repo.entry_id(commit, file)?;
-        lock(&self.entries).insert(k, v);
-        Ok(v)
+        Ok(Some(id))
     }
 
     /// The document of `key` in the file blob `blob` (parsed once per blob).
@@ -368,7 +455,7 @@ impl ProvenanceIndex {
         key: &ObjectKey,
     ) -> Result<Option<Value>, RepoError> {
         let Some(blob) = blob else { return Ok(None) };
-        let cached = lock(&self.blobs).get(&blob).cloned();
+        let cached = lock(&self.cache.blobs).get(&blob).cloned();
         let docs = match cached {
             Some(d) => d,
             None => {
@@ -381,7 +468,7 @@ impl ProvenanceIndex {
                 let (parsed, _) = intent::parse_file(file, &data);
                 let map: DocsByKey = parsed.into_iter().map(|d| (d.key, d.value)).collect();
                 let map = Arc::new(map);
-                lock(&self.blobs).insert(blob, map.clone());
+                lock(&self.cache.blobs).insert(blob, map.clone());
                 map
             }
         };

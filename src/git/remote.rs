@@ -561,7 +561,16 @@ pub fn push_cas(
     let output = cli.run(
         "push",
         url,
-        &["push", "--porcelain", "--no-verify", &lease, url, &refspec],
+        &[
+            "-c",
+            "pack.window=0",
+            "push",
+            "--porcelain",
+            "--no-verify",
+            &lease,
+            url,
+            &refspec,
+        ],
     )?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     if output.status.success() {

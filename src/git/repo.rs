@@ -220,6 +220,46 @@ impl Repo {
             .map(|e| e.object_id()))
     }
 
+    /// The tree and the parents (in order) of `commit`.
+    pub fn commit_tree_and_parents(
+        &self,
+        commit: ObjectId,
+    ) -> Result<(ObjectId, Vec<ObjectId>), RepoError> {
+        let err = |e: &dyn std::fmt::Display| RepoError::Object {
+            id: commit.to_string(),
+            message: e.to_string(),
+        };
+        let c = self.inner.find_commit(commit).map_err(|e| err(&e))?;
+        let tree = c.tree_id().map_err(|e| err(&e))?.detach();
+        Ok((tree, c.parent_ids().map(|id| id.detach()).collect()))
+    }
+
+    /// The id of the entry `name` (one path component) in the tree `tree`; `None` when there is no such
+    /// entry or `tree` is not a tree.
+    pub fn tree_entry(&self, tree: ObjectId, name: &str) -> Result<Option<ObjectId>, RepoError> {
+        let obj = self
+            .inner
+            .find_object(tree)
+            .map_err(|e| RepoError::Object {
+                id: tree.to_string(),
+                message: e.to_string(),
+            })?;
+        if obj.kind != gix::object::Kind::Tree {
+            return Ok(None);
+        }
+        let tree_ref = gix::objs::TreeRefIter::from_bytes(&obj.data, self.inner.object_hash());
+        for entry in tree_ref {
+            let entry = entry.map_err(|e| RepoError::Object {
+                id: tree.to_string(),
+                message: e.to_string(),
+            })?;
+            if entry.filename == name.as_bytes() {
+                return Ok(Some(entry.oid.to_owned()));
+            }
+        }
+        Ok(None)
+    }
+
     /// The parents of `commit`, in order.
     pub fn parents(&self, commit: ObjectId) -> Result<Vec<ObjectId>, RepoError> {
         let c = self

@@ -283,6 +283,21 @@ fn next_token(s: &str) -> Result<(&str, &str), String> {
     Ok((s, ""))
 }
 
+/// Key types this build can verify signatures of.
+fn supported(alg: &ssh_key::Algorithm) -> bool {
+    use ssh_key::{Algorithm, EcdsaCurve};
+    matches!(
+        alg,
+        Algorithm::Ed25519
+            | Algorithm::SkEd25519
+            | Algorithm::SkEcdsaSha2NistP256
+            | Algorithm::Rsa { .. }
+            | Algorithm::Ecdsa {
+                curve: EcdsaCurve::NistP256 | EcdsaCurve::NistP384
+            }
+    )
+}
+
 fn is_key_type(token: &str) -> bool {
     token.ends_with("-cert-v01@openssh.com") || ssh_key::Algorithm::new(token).is_ok()
 }
@@ -319,6 +334,11 @@ fn parse_line(line: &str, line_no: usize) -> Result<AllowedSigner, String> {
     }
     let key = PublicKey::from_openssh(&format!("{kind} {blob}"))
         .map_err(|e| format!("cannot parse the {kind} public key: {e}"))?;
+    if !supported(&key.algorithm()) {
+        return Err(format!(
+            "{kind} keys are not supported (supported: ssh-ed25519, ecdsa-sha2-nistp256, ecdsa-sha2-nistp384, ssh-rsa, sk-ssh-ed25519@openssh.com, sk-ecdsa-sha2-nistp256@openssh.com)"
+        ));
+    }
     let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
     Ok(AllowedSigner {
         line: line_no,
@@ -527,6 +547,7 @@ mod tests {
 
     const KEY: &str =
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILM+rvN+ot98qgEN796jTiQfZfG1KaT0PtFDJ/XFSqti";
+    const P521: &str = "ecdsa-sha2-nistp521 AAAAE2VjZHNhLXNoYTItbmlzdHA1MjEAAAAIbmlzdHA1MjEAAACFBAAn61ZFYpTWS8qgo5X6LNLWRh/tPzOaINz7ocapsuy+ZeOD98esydVcqlOiPMas/0k3e1Veag6RCeH7a/zrTiNqoQCg88iNsfzdHtxE5GfWyzc5aFw83wQUZ0eXu+OGqBMWX0AD6V4edXBXlRqEbHCnOh1KJ9TCz0UfJ6zV05DxL25OuA==";
 
     #[test]
     fn parses_lines_with_and_without_options() {
@@ -568,6 +589,7 @@ mod tests {
                 "a@x ssh-ed25519-cert-v01@openssh.com AAAA".to_string(),
                 "certificates",
             ),
+            (format!("a@x {P521}"), "not supported"),
         ];
         for (line, want) in cases {
             let text = format!("ok@x {KEY}\n{line}\n");

@@ -225,19 +225,19 @@ pub fn verify_commit_object(
 ) -> (Verdict, Option<ParsedCommit>) {
     let parsed = match commit::parse(data, hash_kind) {
         Ok(p) => p,
-        Err(e) => {
-            let reason = match e {
-                commit::CommitError::MultipleSignatures(_) => Reason::MultipleSignatures,
-                _ => Reason::MalformedCommit,
-            };
-            return (
-                Verdict::rejected(sha, Failure::new(reason, e.to_string())),
-                None,
-            );
-        }
+        Err(e) => return (Verdict::rejected(sha, parse_failure(&e)), None),
     };
     let verdict = verdict_for(sha, &parsed, policy, now);
     (verdict, Some(parsed))
+}
+
+/// The rejection for a commit the strict parser refused.
+fn parse_failure(e: &commit::CommitError) -> Failure {
+    let reason = match e {
+        commit::CommitError::MultipleSignatures(_) => Reason::MultipleSignatures,
+        _ => Reason::MalformedCommit,
+    };
+    Failure::new(reason, e.to_string())
 }
 
 fn verdict_for(sha: ObjectId, parsed: &ParsedCommit, policy: &TrustPolicy, now: i64) -> Verdict {
@@ -347,18 +347,12 @@ fn read_node(repo: &Repo, buf: &mut Vec<u8>, id: ObjectId) -> Node {
             node.parents = parsed.parents.clone();
             node.parsed = Some(parsed);
         }
-        Err(e) => {
-            let reason = match e {
-                commit::CommitError::MultipleSignatures(_) => Reason::MultipleSignatures,
-                _ => Reason::MalformedCommit,
-            };
-            node.failure = Some(Failure::new(reason, e.to_string()));
-        }
+        Err(e) => node.failure = Some(parse_failure(&e)),
     }
     node
 }
 
-/// Verification with caches: each commit object is read and parsed once per verifier, and tree lookups
+/// Verification with caches: a walk reads and parses each commit object once, and tree lookups
 /// are cached by (depth, tree id).
 pub struct Verifier<'a> {
     repo: &'a Repo,

@@ -898,7 +898,7 @@ impl EventPoster {
 
     /// Stop: one last attempt to deliver what is buffered (stops at the first failure), then end the worker.
     pub async fn shutdown(&self) {
-        let _ = self.shared.stop.send(true);
+        self.shared.stop.send_replace(true);
         let handle = self
             .shared
             .worker
@@ -1183,9 +1183,12 @@ impl Worker {
             s.reachable = Some(true);
             s.unreachable_reason.clear();
         };
+        let conflict = matches!(outcome, Outcome::Conflict);
+        let forbidden = matches!(outcome, Outcome::Forbidden(_));
+        let server_error = matches!(outcome, Outcome::ServerError(_));
         let result = match outcome {
             Outcome::Delivered | Outcome::Conflict => {
-                post(if matches!(outcome, Outcome::Conflict) {
+                post(if conflict {
                     PostResult::Conflict
                 } else {
                     PostResult::Delivered
@@ -1229,7 +1232,6 @@ impl Worker {
                 }
             }
             Outcome::Forbidden(detail) | Outcome::Rejected(detail) => {
-                let forbidden = detail.starts_with("HTTP 403");
                 post(if forbidden {
                     PostResult::Forbidden
                 } else {
@@ -1272,7 +1274,7 @@ impl Worker {
                 }
             }
             Outcome::ServerError(detail) | Outcome::Unreachable(detail) => {
-                post(if detail.starts_with("HTTP ") {
+                post(if server_error {
                     PostResult::ServerError
                 } else {
                     PostResult::Unreachable
