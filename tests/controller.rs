@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::Client;
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use serde_json::{Value, json};
 use support::envtest;
 use support::gitfix::{GitRemote, Signer, policy_yaml};
@@ -55,11 +55,20 @@ impl Receiver {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Self { addr, status, events }
+        Self {
+            addr,
+            status,
+            events,
+        }
     }
 
     fn keys(&self) -> Vec<String> {
-        self.events.lock().unwrap().iter().filter_map(|e| e["eventKey"].as_str().map(str::to_string)).collect()
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["eventKey"].as_str().map(str::to_string))
+            .collect()
     }
 }
 
@@ -105,7 +114,11 @@ impl Env {
         let control_plane = control_plane.map(|r| {
             let token = self.tmp.path().join("token");
             std::fs::write(&token, "test-token").unwrap();
-            let mut pc = vworkspace_operator::report::events::PosterConfig::new(format!("http://{}", r.addr), token, &self.cluster);
+            let mut pc = vworkspace_operator::report::events::PosterConfig::new(
+                format!("http://{}", r.addr),
+                token,
+                &self.cluster,
+            );
             pc.flush_interval = Duration::from_millis(200);
             pc.max_backoff = Duration::from_secs(1);
             pc
@@ -138,7 +151,9 @@ impl Env {
     }
 
     async fn start(&self, receiver: Option<&Receiver>) -> Operator {
-        Operator::start(self.client.clone(), self.config(receiver)).await.unwrap()
+        Operator::start(self.client.clone(), self.config(receiver))
+            .await
+            .unwrap()
     }
 
     fn app_yaml(&self, name: &str, version: &str, extra_annotations: &str) -> String {
@@ -171,7 +186,15 @@ metadata:
         )
     }
 
-    fn op_yaml(&self, name: &str, target: &str, type_: &str, engine: &str, params: &str, approvals: &str) -> String {
+    fn op_yaml(
+        &self,
+        name: &str,
+        target: &str,
+        type_: &str,
+        engine: &str,
+        params: &str,
+        approvals: &str,
+    ) -> String {
         format!(
             r#"apiVersion: ops.vworkspace.io/v1alpha1
 kind: Operation
@@ -199,7 +222,11 @@ spec:
     /// Commit a manifest (signed or not) and return the commit.
     fn publish(&self, file: &str, yaml: &str, signed: bool) -> String {
         self.remote.write(&self.path(file), yaml);
-        self.remote.commit(&format!("publish {file}"), signed.then_some(&self.signer), &self.signer.email)
+        self.remote.commit(
+            &format!("publish {file}"),
+            signed.then_some(&self.signer),
+            &self.signer.email,
+        )
     }
 
     /// Apply a manifest to the API server, as Flux's kustomize-controller would.
@@ -217,42 +244,75 @@ spec:
     }
 
     async fn app(&self, name: &str) -> Option<ApplicationInstance> {
-        Api::<ApplicationInstance>::namespaced(self.client.clone(), &self.ns).get_opt(name).await.unwrap()
+        Api::<ApplicationInstance>::namespaced(self.client.clone(), &self.ns)
+            .get_opt(name)
+            .await
+            .unwrap()
     }
 
     async fn op(&self, name: &str) -> Option<Operation> {
-        Api::<Operation>::namespaced(self.client.clone(), &self.ns).get_opt(name).await.unwrap()
+        Api::<Operation>::namespaced(self.client.clone(), &self.ns)
+            .get_opt(name)
+            .await
+            .unwrap()
     }
 
     async fn dynamic(&self, api_version: &str, kind: &str, ns: &str, name: &str) -> Option<Value> {
         let probe = json!({"apiVersion": api_version, "kind": kind});
         let ar = envtest::api_resource(&self.client, &probe).await;
         let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), ns, &ar);
-        api.get_opt(name).await.unwrap().map(|o| serde_json::to_value(o).unwrap())
+        api.get_opt(name)
+            .await
+            .unwrap()
+            .map(|o| serde_json::to_value(o).unwrap())
     }
 
     /// Write a child's status as its controller would (merge patch on the status subresource, or on the
     /// object for CRDs without one, like Velero's).
-    async fn write_status(&self, api_version: &str, kind: &str, ns: &str, name: &str, status: Value) {
+    async fn write_status(
+        &self,
+        api_version: &str,
+        kind: &str,
+        ns: &str,
+        name: &str,
+        status: Value,
+    ) {
         let probe = json!({"apiVersion": api_version, "kind": kind});
         let ar = envtest::api_resource(&self.client, &probe).await;
         let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), ns, &ar);
         let patch = Patch::Merge(json!({"status": status}));
-        match api.patch_status(name, &PatchParams::default(), &patch).await {
+        match api
+            .patch_status(name, &PatchParams::default(), &patch)
+            .await
+        {
             Ok(_) => {}
             Err(kube::Error::Api(e)) if e.code == 404 => {
-                api.patch(name, &PatchParams::default(), &patch).await.unwrap();
+                api.patch(name, &PatchParams::default(), &patch)
+                    .await
+                    .unwrap();
             }
             Err(e) => panic!("status of {kind}/{name}: {e}"),
         }
     }
 
     /// Play helm-controller: the HelmRelease is Ready (or not) at a chart version.
-    async fn helm_controller(&self, name: &str, ready: &str, reason: &str, version: &str, remediated: bool) {
-        let hr = self.dynamic("helm.toolkit.fluxcd.io/v2", "HelmRelease", &self.ns, name).await.unwrap();
+    async fn helm_controller(
+        &self,
+        name: &str,
+        ready: &str,
+        reason: &str,
+        version: &str,
+        remediated: bool,
+    ) {
+        let hr = self
+            .dynamic("helm.toolkit.fluxcd.io/v2", "HelmRelease", &self.ns, name)
+            .await
+            .unwrap();
         let generation = hr["metadata"]["generation"].as_i64().unwrap();
-        let mut conditions = vec![json!({"type": "Ready", "status": ready, "reason": reason, "message": format!("helm {reason}"),
-            "lastTransitionTime": "2026-11-21T00:00:00Z", "observedGeneration": generation})];
+        let mut conditions = vec![
+            json!({"type": "Ready", "status": ready, "reason": reason, "message": format!("helm {reason}"),
+            "lastTransitionTime": "2026-11-21T00:00:00Z", "observedGeneration": generation}),
+        ];
         if remediated {
             conditions.push(json!({"type": "Remediated", "status": "True", "reason": "RollbackSucceeded", "message": "rolled back",
                 "lastTransitionTime": "2026-11-21T00:00:00Z", "observedGeneration": generation}));
@@ -261,32 +321,60 @@ spec:
             "history": [{"chartName": "nextcloud", "chartVersion": version, "configDigest": "sha256:x", "digest": "sha256:y",
                 "firstDeployed": "2026-11-21T00:00:00Z", "lastDeployed": "2026-11-21T00:00:00Z", "name": name,
                 "namespace": self.ns, "status": "deployed", "version": 1}]});
-        self.write_status("helm.toolkit.fluxcd.io/v2", "HelmRelease", &self.ns, name, status).await;
+        self.write_status(
+            "helm.toolkit.fluxcd.io/v2",
+            "HelmRelease",
+            &self.ns,
+            name,
+            status,
+        )
+        .await;
     }
 
     /// The note on a commit in the remote, as plain git shows it.
     fn note(&self, commit: &str) -> Option<String> {
         let out = std::process::Command::new("git")
-            .args(["notes", "--ref", &format!("vworkspace/{}", self.cluster), "show", commit])
+            .args([
+                "notes",
+                "--ref",
+                &format!("vworkspace/{}", self.cluster),
+                "show",
+                commit,
+            ])
             .current_dir(&self.remote.bare)
             .env("GIT_CONFIG_GLOBAL", "/dev/null")
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .output()
             .unwrap();
-        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
     }
 }
 
-fn condition(conds: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition], type_: &str) -> Option<(String, String)> {
-    conds.iter().find(|c| c.type_ == type_).map(|c| (c.status.clone(), c.reason.clone()))
+fn condition(
+    conds: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    type_: &str,
+) -> Option<(String, String)> {
+    conds
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone()))
 }
 
 fn app_cond(app: &Option<ApplicationInstance>, type_: &str) -> Option<(String, String)> {
-    app.as_ref()?.status.as_ref().and_then(|s| condition(&s.conditions, type_))
+    app.as_ref()?
+        .status
+        .as_ref()
+        .and_then(|s| condition(&s.conditions, type_))
 }
 
 fn op_phase(op: &Option<Operation>) -> Option<String> {
-    op.as_ref()?.status.as_ref()?.phase.map(|p| p.as_str().to_string())
+    op.as_ref()?
+        .status
+        .as_ref()?
+        .phase
+        .map(|p| p.as_str().to_string())
 }
 
 /// Poll until `check` returns Some, or fail after 60 s with `what`.
@@ -300,7 +388,10 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -317,21 +408,51 @@ async fn signed_intent_reaches_ready_with_a_note_and_a_posted_event() {
     let commit = env.publish("applicationinstance-nc.yaml", &yaml, true);
     let operator = env.start(Some(&receiver)).await;
     env.flux_apply(&yaml).await;
-    let hr = eventually("HelmRelease applied", || env.dynamic("helm.toolkit.fluxcd.io/v2", "HelmRelease", &env.ns, "nc")).await;
+    let hr = eventually("HelmRelease applied", || {
+        env.dynamic("helm.toolkit.fluxcd.io/v2", "HelmRelease", &env.ns, "nc")
+    })
+    .await;
     assert_eq!(hr["spec"]["chartRef"]["kind"], "OCIRepository");
-    assert_eq!(hr["metadata"]["annotations"]["app.vworkspace.io/intent-commit"], commit.as_str());
-    assert_eq!(hr["metadata"]["ownerReferences"][0]["kind"], "ApplicationInstance");
-    let oci = env.dynamic("source.toolkit.fluxcd.io/v1", "OCIRepository", &env.ns, "nc").await.unwrap();
+    assert_eq!(
+        hr["metadata"]["annotations"]["app.vworkspace.io/intent-commit"],
+        commit.as_str()
+    );
+    assert_eq!(
+        hr["metadata"]["ownerReferences"][0]["kind"],
+        "ApplicationInstance"
+    );
+    let oci = env
+        .dynamic(
+            "source.toolkit.fluxcd.io/v1",
+            "OCIRepository",
+            &env.ns,
+            "nc",
+        )
+        .await
+        .unwrap();
     assert_eq!(oci["spec"]["ref"]["tag"], "6.6.4");
-    env.helm_controller("nc", "True", "UpgradeSucceeded", "6.6.4", false).await;
-    eventually("Ready=True", || async { (app_cond(&env.app("nc").await, "Ready") == s("True", "HelmReleaseReady")).then_some(()) }).await;
+    env.helm_controller("nc", "True", "UpgradeSucceeded", "6.6.4", false)
+        .await;
+    eventually("Ready=True", || async {
+        (app_cond(&env.app("nc").await, "Ready") == s("True", "HelmReleaseReady")).then_some(())
+    })
+    .await;
     let app = env.app("nc").await.unwrap();
     let status = app.status.unwrap();
     assert_eq!(status.intent_commit.as_deref(), Some(commit.as_str()));
-    assert_eq!(condition(&status.conditions, "Verified"), s("True", "CommitVerified"));
-    let note = eventually("a note on the intent commit", || async { env.note(&commit) }).await;
+    assert_eq!(
+        condition(&status.conditions, "Verified"),
+        s("True", "CommitVerified")
+    );
+    let note = eventually("a note on the intent commit", || async {
+        env.note(&commit)
+    })
+    .await;
     let record: Value = serde_json::from_str(note.lines().next().unwrap()).unwrap();
-    assert_eq!((record["outcome"].as_str(), record["name"].as_str()), (Some("Ready"), Some("nc")));
+    assert_eq!(
+        (record["outcome"].as_str(), record["name"].as_str()),
+        (Some("Ready"), Some("nc"))
+    );
     let uid = app.metadata.uid.unwrap();
     eventually("the Ready transition posted", || async {
         receiver
@@ -343,18 +464,32 @@ async fn signed_intent_reaches_ready_with_a_note_and_a_posted_event() {
     .await;
     // The Cluster singleton reports the verified commit.
     let cluster = eventually("Cluster status", || async {
-        let c = Api::<Cluster>::all(env.client.clone()).get_opt(&env.cluster).await.unwrap()?;
+        let c = Api::<Cluster>::all(env.client.clone())
+            .get_opt(&env.cluster)
+            .await
+            .unwrap()?;
         c.status.filter(|s| s.last_verified_commit.is_some())
     })
     .await;
-    assert_eq!(cluster.last_verified_commit.as_deref(), Some(commit.as_str()));
-    assert_eq!(condition(&cluster.conditions, "Connected"), s("True", "RoundTripOK"));
+    assert_eq!(
+        cluster.last_verified_commit.as_deref(),
+        Some(commit.as_str())
+    );
+    assert_eq!(
+        condition(&cluster.conditions, "Connected"),
+        s("True", "RoundTripOK")
+    );
     // A resync with nothing changed writes nothing.
     let before = operator.counters.writes();
     tokio::time::sleep(Duration::from_secs(3)).await;
     env.flux_apply(&yaml).await; // Flux re-applies the same manifest: no change
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(operator.counters.writes(), before, "{:?}", operator.counters.writes_by_kind());
+    assert_eq!(
+        operator.counters.writes(),
+        before,
+        "{:?}",
+        operator.counters.writes_by_kind()
+    );
     operator.stop().await;
 }
 
@@ -365,21 +500,38 @@ async fn unsigned_and_hand_edited_intents_are_blocked_and_nothing_is_written() {
     env.publish("applicationinstance-good.yaml", &good, true);
     let operator = env.start(None).await;
     // Hand-edited: the live spec differs from the signed manifest.
-    env.flux_apply(&good.replace("version: 6.6.4", "version: 9.9.9")).await;
-    eventually("SpecMismatch", || async { (app_cond(&env.app("good").await, "Blocked") == s("True", "SpecMismatch")).then_some(()) }).await;
+    env.flux_apply(&good.replace("version: 6.6.4", "version: 9.9.9"))
+        .await;
+    eventually("SpecMismatch", || async {
+        (app_cond(&env.app("good").await, "Blocked") == s("True", "SpecMismatch")).then_some(())
+    })
+    .await;
     // Not in Git at all.
     env.flux_apply(&env.app_yaml("ghost", "6.6.4", "")).await;
-    eventually("SpecNotInGit", || async { (app_cond(&env.app("ghost").await, "Blocked") == s("True", "SpecNotInGit")).then_some(()) }).await;
+    eventually("SpecNotInGit", || async {
+        (app_cond(&env.app("ghost").await, "Blocked") == s("True", "SpecNotInGit")).then_some(())
+    })
+    .await;
     // An unsigned commit on top: the view stays at the last verified revision; the new intent is blocked.
     let unsigned = env.app_yaml("sneaky", "6.6.4", "");
     env.publish("applicationinstance-sneaky.yaml", &unsigned, false);
     operator.sync_now().await;
     env.flux_apply(&unsigned).await;
-    let (status, reason) =
-        eventually("UnsignedCommit", || async { app_cond(&env.app("sneaky").await, "Blocked").filter(|c| c.0 == "True") }).await;
-    assert_eq!((status.as_str(), reason.as_str()), ("True", "UnsignedCommit"));
+    let (status, reason) = eventually("UnsignedCommit", || async {
+        app_cond(&env.app("sneaky").await, "Blocked").filter(|c| c.0 == "True")
+    })
+    .await;
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("True", "UnsignedCommit")
+    );
     for name in ["good", "ghost", "sneaky"] {
-        assert!(env.dynamic("helm.toolkit.fluxcd.io/v2", "HelmRelease", &env.ns, name).await.is_none(), "{name}: a HelmRelease was written");
+        assert!(
+            env.dynamic("helm.toolkit.fluxcd.io/v2", "HelmRelease", &env.ns, name)
+                .await
+                .is_none(),
+            "{name}: a HelmRelease was written"
+        );
     }
     operator.stop().await;
 }
@@ -389,17 +541,37 @@ async fn a_namespace_without_the_gate_label_is_ignored() {
     let env = env("gate").await;
     let ungated = "t-gate-off";
     envtest::namespace(&env.client, ungated, false).await;
-    let yaml = env.app_yaml("app", "6.6.4", "").replace(&format!("namespace: {}", env.ns), &format!("namespace: {ungated}"));
-    env.remote.write(&format!("clusters/{}/namespaces/{ungated}/applicationinstance-app.yaml", env.cluster), &yaml);
-    env.remote.commit("ungated", Some(&env.signer), &env.signer.email);
+    let yaml = env.app_yaml("app", "6.6.4", "").replace(
+        &format!("namespace: {}", env.ns),
+        &format!("namespace: {ungated}"),
+    );
+    env.remote.write(
+        &format!(
+            "clusters/{}/namespaces/{ungated}/applicationinstance-app.yaml",
+            env.cluster
+        ),
+        &yaml,
+    );
+    env.remote
+        .commit("ungated", Some(&env.signer), &env.signer.email);
     let operator = env.start(None).await;
     let value: Value = serde_saphyr::from_str(&yaml).unwrap();
     envtest::apply(&env.client, &value).await.unwrap();
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let app = Api::<ApplicationInstance>::namespaced(env.client.clone(), ungated).get("app").await.unwrap();
-    assert!(app.status.is_none(), "status written in an ungated namespace");
+    let app = Api::<ApplicationInstance>::namespaced(env.client.clone(), ungated)
+        .get("app")
+        .await
+        .unwrap();
+    assert!(
+        app.status.is_none(),
+        "status written in an ungated namespace"
+    );
     assert!(app.metadata.finalizers.unwrap_or_default().is_empty());
-    assert!(env.dynamic("helm.toolkit.fluxcd.io/v2", "HelmRelease", ungated, "app").await.is_none());
+    assert!(
+        env.dynamic("helm.toolkit.fluxcd.io/v2", "HelmRelease", ungated, "app")
+            .await
+            .is_none()
+    );
     operator.stop().await;
 }
 
@@ -410,29 +582,58 @@ async fn a_failed_upgrade_rolled_back_by_flux_is_degraded_and_delete_cleans_up()
     env.publish("applicationinstance-app.yaml", &v1, true);
     let operator = env.start(None).await;
     env.flux_apply(&v1).await;
-    eventually("HelmRelease", || env.dynamic("helm.toolkit.fluxcd.io/v2", "HelmRelease", &env.ns, "app")).await;
-    env.helm_controller("app", "True", "InstallSucceeded", "1.0.0", false).await;
-    eventually("Ready", || async { (app_cond(&env.app("app").await, "Ready") == s("True", "HelmReleaseReady")).then_some(()) }).await;
+    eventually("HelmRelease", || {
+        env.dynamic("helm.toolkit.fluxcd.io/v2", "HelmRelease", &env.ns, "app")
+    })
+    .await;
+    env.helm_controller("app", "True", "InstallSucceeded", "1.0.0", false)
+        .await;
+    eventually("Ready", || async {
+        (app_cond(&env.app("app").await, "Ready") == s("True", "HelmReleaseReady")).then_some(())
+    })
+    .await;
     let v2 = env.app_yaml("app", "2.0.0", "");
     env.publish("applicationinstance-app.yaml", &v2, true);
     operator.sync_now().await;
     env.flux_apply(&v2).await;
     eventually("OCIRepository at 2.0.0", || async {
-        let o = env.dynamic("source.toolkit.fluxcd.io/v1", "OCIRepository", &env.ns, "app").await?;
+        let o = env
+            .dynamic(
+                "source.toolkit.fluxcd.io/v1",
+                "OCIRepository",
+                &env.ns,
+                "app",
+            )
+            .await?;
         (o["spec"]["ref"]["tag"] == "2.0.0").then_some(())
     })
     .await;
-    env.helm_controller("app", "True", "RollbackSucceeded", "1.0.0", true).await;
+    env.helm_controller("app", "True", "RollbackSucceeded", "1.0.0", true)
+        .await;
     eventually("RolledBack + UpgradeFailed", || async {
         let app = env.app("app").await;
-        (app_cond(&app, "Ready") == s("True", "RolledBack") && app_cond(&app, "Degraded") == s("True", "UpgradeFailed")).then_some(())
+        (app_cond(&app, "Ready") == s("True", "RolledBack")
+            && app_cond(&app, "Degraded") == s("True", "UpgradeFailed"))
+        .then_some(())
     })
     .await;
     // Delete: the finalizer removes the HelmRelease and the chart source, then the object goes.
-    Api::<ApplicationInstance>::namespaced(env.client.clone(), &env.ns).delete("app", &DeleteParams::default()).await.unwrap();
+    Api::<ApplicationInstance>::namespaced(env.client.clone(), &env.ns)
+        .delete("app", &DeleteParams::default())
+        .await
+        .unwrap();
     eventually("children and instance gone", || async {
-        let hr = env.dynamic("helm.toolkit.fluxcd.io/v2", "HelmRelease", &env.ns, "app").await;
-        let oci = env.dynamic("source.toolkit.fluxcd.io/v1", "OCIRepository", &env.ns, "app").await;
+        let hr = env
+            .dynamic("helm.toolkit.fluxcd.io/v2", "HelmRelease", &env.ns, "app")
+            .await;
+        let oci = env
+            .dynamic(
+                "source.toolkit.fluxcd.io/v1",
+                "OCIRepository",
+                &env.ns,
+                "app",
+            )
+            .await;
         (hr.is_none() && oci.is_none() && env.app("app").await.is_none()).then_some(())
     })
     .await;
@@ -442,34 +643,100 @@ async fn a_failed_upgrade_rolled_back_by_flux_is_degraded_and_delete_cleans_up()
 #[tokio::test]
 async fn pause_keeps_children_and_says_so() {
     let env = env("pause").await;
-    let yaml = env.app_yaml("app", "1.0.0", "    apps.vworkspace.io/reconcile: disabled\n");
+    let yaml = env.app_yaml(
+        "app",
+        "1.0.0",
+        "    apps.vworkspace.io/reconcile: disabled\n",
+    );
     env.publish("applicationinstance-app.yaml", &yaml, true);
     let operator = env.start(None).await;
     env.flux_apply(&yaml).await;
-    eventually("Suspended", || async { (app_cond(&env.app("app").await, "Suspended") == s("True", "ReconcilePaused")).then_some(()) }).await;
-    assert!(env.dynamic("helm.toolkit.fluxcd.io/v2", "HelmRelease", &env.ns, "app").await.is_none());
+    eventually("Suspended", || async {
+        (app_cond(&env.app("app").await, "Suspended") == s("True", "ReconcilePaused")).then_some(())
+    })
+    .await;
+    assert!(
+        env.dynamic("helm.toolkit.fluxcd.io/v2", "HelmRelease", &env.ns, "app")
+            .await
+            .is_none()
+    );
     operator.stop().await;
 }
 
 /// (type, engine, parameters, child apiVersion, kind, namespace-is-velero, success status, failure status)
-fn engines() -> Vec<(&'static str, &'static str, &'static str, &'static str, &'static str, bool, Value, Value)> {
+type EngineCase = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    bool,
+    Value,
+    Value,
+);
+
+fn engines() -> Vec<EngineCase> {
     vec![
-        ("Backup", "velero", "{}", "velero.io/v1", "Backup", true,
+        (
+            "Backup",
+            "velero",
+            "{}",
+            "velero.io/v1",
+            "Backup",
+            true,
             json!({"phase": "Completed", "startTimestamp": "2026-11-21T00:00:00Z", "completionTimestamp": "2026-11-21T00:01:00Z"}),
-            json!({"phase": "Failed", "failureReason": "storage unavailable"})),
-        ("RunCommand", "job", "{image: busybox, command: [\"true\"]}", "batch/v1", "Job", false,
+            json!({"phase": "Failed", "failureReason": "storage unavailable"}),
+        ),
+        (
+            "RunCommand",
+            "job",
+            "{image: busybox, command: [\"true\"]}",
+            "batch/v1",
+            "Job",
+            false,
             json!({"conditions": [{"type": "Complete", "status": "True"}], "startTime": "2026-11-21T00:00:00Z", "completionTime": "2026-11-21T00:01:00Z"}),
-            json!({"conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "too many failures"}]})),
-        ("Migration", "helmHookJob", "{hookName: db-migrate, image: busybox}", "batch/v1", "Job", false,
+            json!({"conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "too many failures"}]}),
+        ),
+        (
+            "Migration",
+            "helmHookJob",
+            "{hookName: db-migrate, image: busybox}",
+            "batch/v1",
+            "Job",
+            false,
             json!({"conditions": [{"type": "Complete", "status": "True"}]}),
-            json!({"conditions": [{"type": "Failed", "status": "True", "reason": "DeadlineExceeded", "message": "deadline"}]})),
-        ("Runbook", "workflow", "{workflowTemplate: maintenance}", "argoproj.io/v1alpha1", "Workflow", false,
-            json!({"phase": "Succeeded"}), json!({"phase": "Error", "message": "boom"})),
-        ("Snapshot", "snapshot", "{pvc: data}", "snapshot.storage.k8s.io/v1", "VolumeSnapshot", false,
-            json!({"readyToUse": true, "restoreSize": "1Gi"}), json!({"readyToUse": false, "error": {"message": "driver failed"}})),
-        ("Replicate", "volsync", "{pvc: data, repository: restic-secret}", "volsync.backube/v1alpha1", "ReplicationSource", false,
+            json!({"conditions": [{"type": "Failed", "status": "True", "reason": "DeadlineExceeded", "message": "deadline"}]}),
+        ),
+        (
+            "Runbook",
+            "workflow",
+            "{workflowTemplate: maintenance}",
+            "argoproj.io/v1alpha1",
+            "Workflow",
+            false,
+            json!({"phase": "Succeeded"}),
+            json!({"phase": "Error", "message": "boom"}),
+        ),
+        (
+            "Snapshot",
+            "snapshot",
+            "{pvc: data}",
+            "snapshot.storage.k8s.io/v1",
+            "VolumeSnapshot",
+            false,
+            json!({"readyToUse": true, "restoreSize": "1Gi"}),
+            json!({"readyToUse": false, "error": {"message": "driver failed"}}),
+        ),
+        (
+            "Replicate",
+            "volsync",
+            "{pvc: data, repository: restic-secret}",
+            "volsync.backube/v1alpha1",
+            "ReplicationSource",
+            false,
             json!({"lastSyncTime": "2026-11-21T00:00:00Z", "lastManualSync": "__NAME__"}),
-            json!({"latestMoverStatus": {"result": "Failed", "logs": "restic: repository locked"}})),
+            json!({"latestMoverStatus": {"result": "Failed", "logs": "restic: repository locked"}}),
+        ),
     ]
 }
 
@@ -483,11 +750,14 @@ async fn every_engine_goes_from_pending_to_succeeded_and_to_failed() {
         for outcome in ["ok", "ko"] {
             let name = format!("op-{i}-{outcome}");
             let yaml = env.op_yaml(&name, "app", type_, engine, params, "");
-            env.remote.write(&env.path(&format!("operation-{name}.yaml")), &yaml);
+            env.remote
+                .write(&env.path(&format!("operation-{name}.yaml")), &yaml);
             ops.push((i, outcome, name, yaml));
         }
     }
-    let commit = env.remote.commit("operations", Some(&env.signer), &env.signer.email);
+    let commit = env
+        .remote
+        .commit("operations", Some(&env.signer), &env.signer.email);
     let operator = env.start(None).await;
     env.flux_apply(&app).await;
     for (_, _, _, yaml) in &ops {
@@ -496,27 +766,69 @@ async fn every_engine_goes_from_pending_to_succeeded_and_to_failed() {
     let table = engines();
     for (i, outcome, name, _) in &ops {
         let (_, _, _, api_version, kind, velero, ok, ko) = &table[*i];
-        let child_ns = if *velero { "velero".to_string() } else { env.ns.clone() };
-        let child_name = if *velero { format!("{}-{name}", env.ns) } else { name.clone() };
-        eventually(&format!("{name}: Running"), || async { (op_phase(&env.op(name).await).as_deref() == Some("Running")).then_some(()) }).await;
-        let child = eventually(&format!("{name}: child {kind}"), || env.dynamic(api_version, kind, &child_ns, &child_name)).await;
-        assert_eq!(child["metadata"]["labels"]["ops.vworkspace.io/operation-name"], name.as_str());
-        let status = if *outcome == "ok" { ok.clone() } else { ko.clone() };
-        let status: Value = serde_json::from_str(&status.to_string().replace("__NAME__", name)).unwrap();
+        let child_ns = if *velero {
+            "velero".to_string()
+        } else {
+            env.ns.clone()
+        };
+        let child_name = if *velero {
+            format!("{}-{name}", env.ns)
+        } else {
+            name.clone()
+        };
+        eventually(&format!("{name}: Running"), || async {
+            (op_phase(&env.op(name).await).as_deref() == Some("Running")).then_some(())
+        })
+        .await;
+        let child = eventually(&format!("{name}: child {kind}"), || {
+            env.dynamic(api_version, kind, &child_ns, &child_name)
+        })
+        .await;
+        assert_eq!(
+            child["metadata"]["labels"]["ops.vworkspace.io/operation-name"],
+            name.as_str()
+        );
+        let status = if *outcome == "ok" {
+            ok.clone()
+        } else {
+            ko.clone()
+        };
+        let status: Value =
+            serde_json::from_str(&status.to_string().replace("__NAME__", name)).unwrap();
         if *kind == "ReplicationSource" && *outcome == "ok" {
             assert_eq!(child["spec"]["trigger"]["manual"], name.as_str());
         }
-        env.write_status(api_version, kind, &child_ns, &child_name, status).await;
-        let want = if *outcome == "ok" { "Succeeded" } else { "Failed" };
-        eventually(&format!("{name}: {want}"), || async { (op_phase(&env.op(name).await).as_deref() == Some(want)).then_some(()) }).await;
+        env.write_status(api_version, kind, &child_ns, &child_name, status)
+            .await;
+        let want = if *outcome == "ok" {
+            "Succeeded"
+        } else {
+            "Failed"
+        };
+        eventually(&format!("{name}: {want}"), || async {
+            (op_phase(&env.op(name).await).as_deref() == Some(want)).then_some(())
+        })
+        .await;
         let op = env.op(name).await.unwrap();
         let st = op.status.unwrap();
-        assert!(st.started_at.is_some() && st.finished_at.is_some(), "{name}: {st:?}");
-        assert_eq!(st.engine_ref.as_ref().map(|e| e.name.as_str()), Some(child_name.as_str()));
+        assert!(
+            st.started_at.is_some() && st.finished_at.is_some(),
+            "{name}: {st:?}"
+        );
+        assert_eq!(
+            st.engine_ref.as_ref().map(|e| e.name.as_str()),
+            Some(child_name.as_str())
+        );
     }
     // Outcomes are noted on the intent commit.
-    let note = eventually("operation notes", || async { env.note(&commit).filter(|n| n.lines().count() >= ops.len()) }).await;
-    assert!(note.contains("\"outcome\":\"Succeeded\"") && note.contains("\"outcome\":\"Failed\""), "{note}");
+    let note = eventually("operation notes", || async {
+        env.note(&commit).filter(|n| n.lines().count() >= ops.len())
+    })
+    .await;
+    assert!(
+        note.contains("\"outcome\":\"Succeeded\"") && note.contains("\"outcome\":\"Failed\""),
+        "{note}"
+    );
     operator.stop().await;
 }
 
@@ -527,47 +839,118 @@ async fn conflicts_wait_and_approval_claims_are_checked() {
     let app = env.app_yaml("app", "1.0.0", "");
     let now = jiff::Timestamp::now().as_second();
     let claim = |op: &str, exp: i64, key: &[u8]| {
-        sign_claim(key, &ClaimPayload { v: 1, rid: 1, op: op.into(), by: "alice@example.com".into(), at: "2026-11-21T00:00:00Z".into(), exp }).unwrap()
+        sign_claim(
+            key,
+            &ClaimPayload {
+                v: 1,
+                rid: 1,
+                op: op.into(),
+                by: "alice@example.com".into(),
+                at: "2026-11-21T00:00:00Z".into(),
+                exp,
+            },
+        )
+        .unwrap()
     };
     let backup = env.op_yaml("backup-1", "app", "Backup", "velero", "{}", "");
     let restore = env.op_yaml(
-        "restore-1", "app", "Restore", "velero", "{backupName: b1}",
-        &format!("  approvals: {{required: true, claim: \"{}\"}}\n", claim("restore-1", now + 3600, APPROVAL_KEY)),
+        "restore-1",
+        "app",
+        "Restore",
+        "velero",
+        "{backupName: b1}",
+        &format!(
+            "  approvals: {{required: true, claim: \"{}\"}}\n",
+            claim("restore-1", now + 3600, APPROVAL_KEY)
+        ),
     );
     let bad_sig = env.op_yaml(
-        "restore-badsig", "app", "Restore", "velero", "{backupName: b1}",
-        &format!("  approvals: {{required: true, claim: \"{}\"}}\n", claim("restore-badsig", now + 3600, b"wrong key")),
+        "restore-badsig",
+        "app",
+        "Restore",
+        "velero",
+        "{backupName: b1}",
+        &format!(
+            "  approvals: {{required: true, claim: \"{}\"}}\n",
+            claim("restore-badsig", now + 3600, b"wrong key")
+        ),
     );
     let expired = env.op_yaml(
-        "restore-expired", "app", "Restore", "velero", "{backupName: b1}",
-        &format!("  approvals: {{required: true, claim: \"{}\"}}\n", claim("restore-expired", now - 10, APPROVAL_KEY)),
+        "restore-expired",
+        "app",
+        "Restore",
+        "velero",
+        "{backupName: b1}",
+        &format!(
+            "  approvals: {{required: true, claim: \"{}\"}}\n",
+            claim("restore-expired", now - 10, APPROVAL_KEY)
+        ),
     );
-    for (file, yaml) in [("app", &app), ("backup", &backup), ("restore", &restore), ("badsig", &bad_sig), ("expired", &expired)] {
+    for (file, yaml) in [
+        ("app", &app),
+        ("backup", &backup),
+        ("restore", &restore),
+        ("badsig", &bad_sig),
+        ("expired", &expired),
+    ] {
         env.remote.write(&env.path(&format!("{file}.yaml")), yaml);
     }
-    env.remote.commit("ops", Some(&env.signer), &env.signer.email);
+    env.remote
+        .commit("ops", Some(&env.signer), &env.signer.email);
     let operator = env.start(None).await;
     env.flux_apply(&app).await;
     env.flux_apply(&backup).await;
-    eventually("backup Running", || async { (op_phase(&env.op("backup-1").await).as_deref() == Some("Running")).then_some(()) }).await;
+    eventually("backup Running", || async {
+        (op_phase(&env.op("backup-1").await).as_deref() == Some("Running")).then_some(())
+    })
+    .await;
     env.flux_apply(&restore).await;
     env.flux_apply(&bad_sig).await;
     env.flux_apply(&expired).await;
     eventually("restore blocked by the backup", || async {
         let op = env.op("restore-1").await;
-        (op.as_ref()?.status.as_ref().and_then(|s| condition(&s.conditions, "Blocked")) == s("True", "ConflictingOperation")).then_some(())
+        (op.as_ref()?
+            .status
+            .as_ref()
+            .and_then(|s| condition(&s.conditions, "Blocked"))
+            == s("True", "ConflictingOperation"))
+        .then_some(())
     })
     .await;
-    env.write_status("velero.io/v1", "Backup", "velero", &format!("{}-backup-1", env.ns), json!({"phase": "Completed"})).await;
-    eventually("restore proceeds after the backup", || async { (op_phase(&env.op("restore-1").await).as_deref() == Some("Running")).then_some(()) }).await;
+    env.write_status(
+        "velero.io/v1",
+        "Backup",
+        "velero",
+        &format!("{}-backup-1", env.ns),
+        json!({"phase": "Completed"}),
+    )
+    .await;
+    eventually("restore proceeds after the backup", || async {
+        (op_phase(&env.op("restore-1").await).as_deref() == Some("Running")).then_some(())
+    })
+    .await;
     // A restore is blocked by a running restore? No: Restore does not block Restore; but the invalid claims do.
     for name in ["restore-badsig", "restore-expired"] {
         eventually(&format!("{name} awaits approval"), || async {
             let op = env.op(name).await;
-            (op.as_ref()?.status.as_ref().and_then(|s| condition(&s.conditions, "Blocked")) == s("True", "AwaitingApproval")).then_some(())
+            (op.as_ref()?
+                .status
+                .as_ref()
+                .and_then(|s| condition(&s.conditions, "Blocked"))
+                == s("True", "AwaitingApproval"))
+            .then_some(())
         })
         .await;
-        assert!(env.dynamic("velero.io/v1", "Restore", "velero", &format!("{}-{name}", env.ns)).await.is_none());
+        assert!(
+            env.dynamic(
+                "velero.io/v1",
+                "Restore",
+                "velero",
+                &format!("{}-{name}", env.ns)
+            )
+            .await
+            .is_none()
+        );
     }
     operator.stop().await;
 }
@@ -579,11 +962,18 @@ async fn a_restart_mid_rollout_loses_and_duplicates_nothing() {
     let commit = env.publish("applicationinstance-app.yaml", &yaml, true);
     let first = env.start(None).await;
     env.flux_apply(&yaml).await;
-    eventually("HelmRelease", || env.dynamic("helm.toolkit.fluxcd.io/v2", "HelmRelease", &env.ns, "app")).await;
+    eventually("HelmRelease", || {
+        env.dynamic("helm.toolkit.fluxcd.io/v2", "HelmRelease", &env.ns, "app")
+    })
+    .await;
     first.stop().await;
-    env.helm_controller("app", "True", "InstallSucceeded", "1.0.0", false).await;
+    env.helm_controller("app", "True", "InstallSucceeded", "1.0.0", false)
+        .await;
     let second = env.start(None).await;
-    eventually("Ready after restart", || async { (app_cond(&env.app("app").await, "Ready") == s("True", "HelmReleaseReady")).then_some(()) }).await;
+    eventually("Ready after restart", || async {
+        (app_cond(&env.app("app").await, "Ready") == s("True", "HelmReleaseReady")).then_some(())
+    })
+    .await;
     let note = eventually("note", || async { env.note(&commit) }).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     second.stop().await;
@@ -592,7 +982,13 @@ async fn a_restart_mid_rollout_loses_and_duplicates_nothing() {
     third.stop().await;
     let note_after = env.note(&commit).unwrap();
     assert_eq!(note, note_after);
-    assert_eq!(note.lines().filter(|l| l.contains("\"outcome\":\"Ready\"")).count(), 1, "{note}");
+    assert_eq!(
+        note.lines()
+            .filter(|l| l.contains("\"outcome\":\"Ready\""))
+            .count(),
+        1,
+        "{note}"
+    );
 }
 
 #[tokio::test]
@@ -604,19 +1000,32 @@ async fn the_receiver_down_then_up_gets_the_snapshot_and_a_remote_outage_delays_
     let commit = env.publish("applicationinstance-app.yaml", &yaml, true);
     let operator = env.start(Some(&receiver)).await;
     env.flux_apply(&yaml).await;
-    eventually("HelmRelease", || env.dynamic("helm.toolkit.fluxcd.io/v2", "HelmRelease", &env.ns, "app")).await;
+    eventually("HelmRelease", || {
+        env.dynamic("helm.toolkit.fluxcd.io/v2", "HelmRelease", &env.ns, "app")
+    })
+    .await;
     // The Git remote goes away before the outcome exists.
     let moved = env.tmp.path().join("remote-away.git");
     std::fs::rename(&env.remote.bare, &moved).unwrap();
-    env.helm_controller("app", "True", "InstallSucceeded", "1.0.0", false).await;
-    eventually("Ready", || async { (app_cond(&env.app("app").await, "Ready") == s("True", "HelmReleaseReady")).then_some(()) }).await;
+    env.helm_controller("app", "True", "InstallSucceeded", "1.0.0", false)
+        .await;
+    eventually("Ready", || async {
+        (app_cond(&env.app("app").await, "Ready") == s("True", "HelmReleaseReady")).then_some(())
+    })
+    .await;
     eventually("Cluster reports the repo unreachable", || async {
-        let c = Api::<Cluster>::all(env.client.clone()).get_opt(&env.cluster).await.unwrap()?;
+        let c = Api::<Cluster>::all(env.client.clone())
+            .get_opt(&env.cluster)
+            .await
+            .unwrap()?;
         let st = c.status?;
         (condition(&st.conditions, "Connected") == s("False", "RepoUnreachable")).then_some(())
     })
     .await;
-    assert!(receiver.keys().is_empty(), "nothing is accepted while the receiver is down");
+    assert!(
+        receiver.keys().is_empty(),
+        "nothing is accepted while the receiver is down"
+    );
     // Both come back.
     std::fs::rename(&moved, &env.remote.bare).unwrap();
     receiver.status.store(204, Ordering::SeqCst);
@@ -629,7 +1038,10 @@ async fn the_receiver_down_then_up_gets_the_snapshot_and_a_remote_outage_delays_
             .then_some(())
     })
     .await;
-    let note = eventually("the note is delivered once the remote is back", || async { env.note(&commit) }).await;
+    let note = eventually("the note is delivered once the remote is back", || async {
+        env.note(&commit)
+    })
+    .await;
     assert!(note.contains("\"outcome\":\"Ready\""));
     operator.stop().await;
 }

@@ -104,29 +104,39 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
 }
 
 /// Read the trust policy from a file or a Secret (key `policy.yaml`).
-async fn load_policy(args: &Args, client: &kube::Client) -> anyhow::Result<crate::git::policy::TrustPolicy> {
+async fn load_policy(
+    args: &Args,
+    client: &kube::Client,
+) -> anyhow::Result<crate::git::policy::TrustPolicy> {
     if let Some(path) = &args.policy {
         return Ok(crate::git::policy::TrustPolicy::load(path)?);
     }
     let Some(reference) = &args.policy_secret else {
         anyhow::bail!("--policy or --policy-secret is required");
     };
-    let (ns, name) = reference
-        .split_once('/')
-        .ok_or_else(|| anyhow::anyhow!("--policy-secret takes NAMESPACE/NAME, got {reference:?}"))?;
-    let api: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(client.clone(), ns);
-    let secret = api.get(name).await.map_err(|e| anyhow::anyhow!("reading Secret {reference}: {e}"))?;
+    let (ns, name) = reference.split_once('/').ok_or_else(|| {
+        anyhow::anyhow!("--policy-secret takes NAMESPACE/NAME, got {reference:?}")
+    })?;
+    let api: kube::Api<k8s_openapi::api::core::v1::Secret> =
+        kube::Api::namespaced(client.clone(), ns);
+    let secret = api
+        .get(name)
+        .await
+        .map_err(|e| anyhow::anyhow!("reading Secret {reference}: {e}"))?;
     let data = secret
         .data
         .and_then(|d| d.get("policy.yaml").cloned())
         .ok_or_else(|| anyhow::anyhow!("Secret {reference} has no key policy.yaml"))?;
-    let text = String::from_utf8(data.0).map_err(|_| anyhow::anyhow!("Secret {reference}: policy.yaml is not UTF-8"))?;
+    let text = String::from_utf8(data.0)
+        .map_err(|_| anyhow::anyhow!("Secret {reference}: policy.yaml is not UTF-8"))?;
     Ok(crate::git::policy::TrustPolicy::from_yaml(&text)?)
 }
 
 /// Credentials from a directory (a mounted Secret): `username` + `password` or `token` for https, or
 /// `ssh-privatekey` (or `identity`) + `known_hosts` for ssh.
-pub fn load_credentials(dir: Option<&std::path::Path>) -> anyhow::Result<crate::git::remote::Credentials> {
+pub fn load_credentials(
+    dir: Option<&std::path::Path>,
+) -> anyhow::Result<crate::git::remote::Credentials> {
     let Some(dir) = dir else {
         return Ok(crate::git::remote::Credentials::None);
     };
@@ -144,9 +154,15 @@ pub fn load_credentials(dir: Option<&std::path::Path>) -> anyhow::Result<crate::
 fn init_tracing(format: &str) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = if format == "json" {
-        builder.json().flatten_event(true).with_current_span(true).try_init()
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init()
     } else {
         builder.try_init()
     };
@@ -154,7 +170,9 @@ fn init_tracing(format: &str) {
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
     init_tracing(&args.log_format);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(run_async(args))
 }
 
@@ -163,11 +181,17 @@ async fn run_async(args: Args) -> anyhow::Result<u8> {
     use crate::controller::repo_source::RepoConfig;
     use crate::controller::run::{LeaseSettings, Operator, OperatorConfig};
     crate::report::install_crypto_provider();
-    let client = kube::Client::try_default().await.map_err(|e| anyhow::anyhow!("connecting to the API server: {e}"))?;
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| anyhow::anyhow!("connecting to the API server: {e}"))?;
     let policy = load_policy(&args, &client).await?;
-    let namespace_selector = Selector::parse(&args.namespace_selector).map_err(|e| anyhow::anyhow!("--namespace-selector: {e}"))?;
+    let namespace_selector = Selector::parse(&args.namespace_selector)
+        .map_err(|e| anyhow::anyhow!("--namespace-selector: {e}"))?;
     let approval_key = match &args.approval_key_file {
-        Some(p) => Some(std::fs::read(p).map_err(|e| anyhow::anyhow!("--approval-key-file {}: {e}", p.display()))?),
+        Some(p) => Some(
+            std::fs::read(p)
+                .map_err(|e| anyhow::anyhow!("--approval-key-file {}: {e}", p.display()))?,
+        ),
         None => None,
     };
     let templates = match &args.templates {
@@ -175,22 +199,26 @@ async fn run_async(args: Args) -> anyhow::Result<u8> {
         None => crate::render::Templates::embedded(),
     };
     let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
-    let leader_election = args.leader_election.unwrap_or(in_cluster).then(|| LeaseSettings {
-        namespace: args
-            .lease_namespace
-            .clone()
-            .or_else(|| std::env::var("POD_NAMESPACE").ok())
-            .unwrap_or_else(|| "vworkspace-system".into()),
-        name: format!("vworkspace-operator-{}", args.cluster_id),
-        identity: std::env::var("POD_NAME").unwrap_or_else(|_| format!("vworkspace-operator-{}", std::process::id())),
-    });
+    let leader_election = args
+        .leader_election
+        .unwrap_or(in_cluster)
+        .then(|| LeaseSettings {
+            namespace: args
+                .lease_namespace
+                .clone()
+                .or_else(|| std::env::var("POD_NAMESPACE").ok())
+                .unwrap_or_else(|| "vworkspace-system".into()),
+            name: format!("vworkspace-operator-{}", args.cluster_id),
+            identity: std::env::var("POD_NAME")
+                .unwrap_or_else(|_| format!("vworkspace-operator-{}", std::process::id())),
+        });
     let control_plane = match &args.control_plane_endpoint {
         Some(endpoint) => {
-            let token = args
-                .control_plane_token_file
-                .clone()
-                .ok_or_else(|| anyhow::anyhow!("--control-plane-endpoint needs --control-plane-token-file"))?;
-            let mut pc = crate::report::events::PosterConfig::new(endpoint, token, &args.cluster_id);
+            let token = args.control_plane_token_file.clone().ok_or_else(|| {
+                anyhow::anyhow!("--control-plane-endpoint needs --control-plane-token-file")
+            })?;
+            let mut pc =
+                crate::report::events::PosterConfig::new(endpoint, token, &args.cluster_id);
             pc.signing_key_file = args.control_plane_hmac_key_file.clone();
             Some(pc)
         }
@@ -207,7 +235,10 @@ async fn run_async(args: Args) -> anyhow::Result<u8> {
         repo: RepoConfig {
             url: args.repo_url.clone(),
             branch: args.branch.clone(),
-            path: args.repo_path.clone().unwrap_or_else(|| format!("clusters/{}", args.cluster_id)),
+            path: args
+                .repo_path
+                .clone()
+                .unwrap_or_else(|| format!("clusters/{}", args.cluster_id)),
             policy,
             credentials: load_credentials(args.git_credentials.as_deref())?,
             cache_dir: args.state_dir.join("cache"),

@@ -50,7 +50,8 @@ pub async fn reconcile(app: Arc<ApplicationInstance>, ctx: Arc<Context>) -> Resu
     let has_finalizer = app.finalizers().iter().any(|f| f == APP_FINALIZER);
     let eligible =
         is_ours(app.labels(), &ctx.settings.cluster_id) && ctx.namespace_gated(&namespace).await?;
-    if !eligible && !(has_finalizer && app.meta().deletion_timestamp.is_some()) {
+    let deleting_ours = has_finalizer && app.meta().deletion_timestamp.is_some();
+    if !(eligible || deleting_ours) {
         return Ok(Action::await_change());
     }
     let result = finalizer(&api, APP_FINALIZER, app, |event| async {

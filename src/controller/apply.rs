@@ -29,12 +29,15 @@ pub enum ApplyError {
     Malformed { what: String },
 }
 
+/// Discovery answers by (apiVersion, kind); `None` when the server does not serve the kind.
+type DiscoveryCache = BTreeMap<(String, String), Option<(ApiResource, ApiCapabilities)>>;
+
 /// Resolves apiVersion/kind to API resources by discovery, caching answers (also negative ones, which expire
 /// when [`Resources::forget`] is called, e.g. after an engine is installed).
 #[derive(Clone)]
 pub struct Resources {
     client: Client,
-    cache: Arc<RwLock<BTreeMap<(String, String), Option<(ApiResource, ApiCapabilities)>>>>,
+    cache: Arc<RwLock<DiscoveryCache>>,
 }
 
 impl Resources {

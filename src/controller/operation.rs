@@ -34,7 +34,8 @@ pub async fn reconcile(op: Arc<Operation>, ctx: Arc<Context>) -> Result<Action, 
     let has_finalizer = op.finalizers().iter().any(|f| f == OPERATION_FINALIZER);
     let eligible =
         is_ours(op.labels(), &ctx.settings.cluster_id) && ctx.namespace_gated(&namespace).await?;
-    if !eligible && !(has_finalizer && op.meta().deletion_timestamp.is_some()) {
+    let deleting_ours = has_finalizer && op.meta().deletion_timestamp.is_some();
+    if !(eligible || deleting_ours) {
         return Ok(Action::await_change());
     }
     let result = finalizer(&api, OPERATION_FINALIZER, op, |event| async {

@@ -142,13 +142,14 @@ impl RepoSource {
             Ok(h) => h,
             Err(e) => return fail(format!("branch {}: {e}", self.config.branch), true),
         };
+        let head_hex = head.to_string();
         if indexed == Some(head) {
             let mut state = self.lock();
             state.status.reachable = true;
             state.status.last_error = None;
             return SyncOutcome::Unchanged;
         }
-        if let Some(f) = known_failure.filter(|f| f.head == head.to_string()) {
+        if let Some(f) = known_failure.filter(|f| f.head == head_hex) {
             let mut state = self.lock();
             state.status.reachable = true;
             state.status.last_error = Some(f.message.clone());
@@ -209,17 +210,13 @@ impl RepoSource {
                     message,
                 });
             }
-            signer = report
-                .verdicts
-                .iter()
-                .find(|v| v.sha == head.to_string())
-                .map(|v| {
-                    format!(
-                        "{} ({})",
-                        v.signer.clone().unwrap_or_default(),
-                        v.fingerprint.clone().unwrap_or_default()
-                    )
-                });
+            signer = report.verdicts.iter().find(|v| v.sha == head_hex).map(|v| {
+                format!(
+                    "{} ({})",
+                    v.signer.clone().unwrap_or_default(),
+                    v.fingerprint.clone().unwrap_or_default()
+                )
+            });
         }
         let index = match ProvenanceIndex::build(&repo, head, &self.config.path) {
             Ok(i) => i,
