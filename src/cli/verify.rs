@@ -125,7 +125,8 @@ fn quoted(s: &str) -> String {
     }
 }
 
-/// `<sha> verified kind=ssh signer=alice@example.com key=SHA256:…` or
+/// `<sha> verified kind=ssh signer=alice@example.com key=SHA256:…`,
+/// `<sha> verified kind=x509 signer=alice@example.com issuer=https://accounts.google.com key=sha256:…` or
 /// `<sha> rejected kind=ssh key=SHA256:… reason=KeyExpired: …`.
 pub fn text_line(v: &Verdict) -> String {
     let mut line = format!("{} {}", v.sha, if v.ok { "verified" } else { "rejected" });
@@ -134,6 +135,9 @@ pub fn text_line(v: &Verdict) -> String {
     }
     if let Some(s) = &v.signer {
         line.push_str(&format!(" signer={}", quoted(s)));
+    }
+    if let Some(i) = &v.issuer {
+        line.push_str(&format!(" issuer={}", quoted(i)));
     }
     if let Some(f) = &v.fingerprint {
         line.push_str(&format!(" key={f}"));
@@ -151,6 +155,7 @@ pub fn json_line(v: &Verdict) -> serde_json::Value {
         "verdict": if v.ok { "verified" } else { "rejected" },
         "kind": v.kind.map(|k| k.as_str()),
         "signer": v.signer,
+        "issuer": v.issuer,
         "fingerprint": v.fingerprint,
         "reason": v.reason.as_ref().map(|r| r.reason.as_str()),
         "message": v.reason.as_ref().map(|r| r.message.as_str()),

@@ -2,6 +2,7 @@
 //! provenance, and git notes as the audit trail. Nothing here imports the kube client.
 
 pub mod commit;
+pub mod gitsign;
 pub mod notes;
 pub mod openpgp;
 pub mod policy;

@@ -387,6 +387,7 @@ impl OpenPgpKeyring {
         };
         SigCheck {
             signer: Some(signer),
+            issuer: None,
             fingerprint: fp,
             failure: None,
         }

@@ -9,6 +9,10 @@
 //!   - |
 //!     -----BEGIN PGP PUBLIC KEY BLOCK-----
 //!     ...
+//! sigstoreTrustedRoot: /etc/vworkspace/trusted_root.json   # gitsign: path, JSON text, or inline mapping
+//! gitsignIdentities:
+//!   - issuer: https://accounts.google.com
+//!     subject: alice@example.com
 //! ```
 //!
 //! Keys are parsed and evaluated once, when the policy is loaded. Unknown fields are refused, and every
@@ -22,6 +26,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::gitsign::{self, GitsignError, GitsignIdentity, TrustedRoot};
 use super::openpgp::{OpenPgpKeyError, OpenPgpKeyring};
 use super::ssh::{AllowedSigners, AllowedSignersError};
 use super::verify::{Failure, Reason, SigCheck};
@@ -171,7 +176,7 @@ pub enum PolicyError {
         source: OpenPgpKeyError,
     },
     #[error(
-        "trust policy{}: it trusts no key: set sshAllowedSigners and/or openpgpKeys",
+        "trust policy{}: it trusts no key: set sshAllowedSigners, openpgpKeys and/or gitsignIdentities",
         at(.path)
     )]
     NoKeys { path: Option<PathBuf> },
@@ -199,6 +204,155 @@ struct PolicyFile {
     openpgp_keys: Vec<String>,
     #[serde(default = "yes")]
     require_committer_match: bool,
+    /// The Sigstore trusted root: a path, the JSON text, or the document as a mapping.
+    #[serde(default)]
+    sigstore_trusted_root: Option<serde_json::Value>,
+    #[serde(default)]
+    gitsign_identities: Vec<GitsignIdentity>,
+}
+
+/// What the policy trusts for gitsign (Sigstore keyless) signatures.
+#[derive(Debug, Clone)]
+pub struct GitsignTrust {
+    /// The Fulcio CAs and Rekor logs certificates and log entries are checked against.
+    pub root: TrustedRoot,
+    /// The OIDC identities allowed to sign.
+    pub identities: Vec<GitsignIdentity>,
+}
+
+impl GitsignTrust {
+    /// Verify a gitsign signature offline. With `require_committer_match`, an email identity must be the
+    /// committer email; a URI identity (a CI workload) has no email to compare and is trusted by its
+    /// explicit `gitsignIdentities` entry alone.
+    pub fn verify(
+        &self,
+        signature: &[u8],
+        payload: &[u8],
+        committer_email: &str,
+        require_committer_match: bool,
+    ) -> SigCheck {
+        let v = match gitsign::verify(signature, payload, &self.root, &self.identities) {
+            Ok(v) => v,
+            Err(e) => {
+                return SigCheck::failed(None, Failure::new(gitsign_reason(&e), e.to_string()));
+            }
+        };
+        let fingerprint = format!("sha256:{}", v.cert_fingerprint);
+        if require_committer_match
+            && v.subject_is_email
+            && !v.subject.eq_ignore_ascii_case(committer_email)
+        {
+            return SigCheck::failed(
+                Some(fingerprint),
+                Failure::new(
+                    Reason::SignerMismatch,
+                    format!(
+                        "committer email {committer_email:?} is not the gitsign identity {} (issuer {})",
+                        v.subject, v.issuer
+                    ),
+                ),
+            );
+        }
+        SigCheck {
+            signer: Some(v.subject),
+            issuer: Some(v.issuer),
+            fingerprint: Some(fingerprint),
+            failure: None,
+        }
+    }
+}
+
+/// The verdict reason for a gitsign failure.
+fn gitsign_reason(e: &GitsignError) -> Reason {
+    use GitsignError as E;
+    match e {
+        E::Armor { .. }
+        | E::Cms { .. }
+        | E::NotSignedData { .. }
+        | E::NotDetached
+        | E::SignerCount { .. }
+        | E::SignerCertificateMissing { .. }
+        | E::NoSignedAttributes
+        | E::SignedAttribute { .. }
+        | E::LogEntryMalformed { .. } => Reason::MalformedSignature,
+        E::UnsupportedDigest { .. }
+        | E::UnsupportedSignatureAlgorithm { .. }
+        | E::UnsupportedKey { .. }
+        | E::UnsupportedLogEntry { .. }
+        | E::UnsupportedLogKey { .. } => Reason::UnsupportedAlgorithm,
+        E::MessageDigestMismatch { .. } | E::BadSignature { .. } => Reason::BadSignature,
+        E::OfflineUnverifiable => Reason::OfflineUnverifiable,
+        E::LogEntryBodyMismatch
+        | E::UnknownLog { .. }
+        | E::NoInclusionPromise
+        | E::InclusionPromiseInvalid { .. }
+        | E::LogKeyNotValid { .. }
+        | E::InclusionProofInvalid { .. }
+        | E::CheckpointMissing
+        | E::CheckpointMalformed { .. }
+        | E::CheckpointSignatureInvalid { .. }
+        | E::CheckpointMismatch { .. } => Reason::TransparencyLogInvalid,
+        E::CertificateNotValidAtIntegratedTime {
+            not_before, time, ..
+        } => {
+            if time < not_before {
+                Reason::KeyNotYetValid
+            } else {
+                Reason::KeyExpired
+            }
+        }
+        E::CertificateUsage { .. }
+        | E::CertificateExtension { .. }
+        | E::ChainNotTrusted { .. }
+        | E::CertificateAuthorityNotValid { .. }
+        | E::MissingIssuer
+        | E::MissingSubject => Reason::UntrustedCertificate,
+        E::IdentityNotTrusted { .. } => Reason::UntrustedIdentity,
+    }
+}
+
+/// Load `sigstoreTrustedRoot`: a mapping (the document), a string starting with `{` (the JSON text), or
+/// the path of the file (relative paths are relative to the policy file's directory).
+fn load_trusted_root(
+    value: &serde_json::Value,
+    policy_path: Option<&Path>,
+) -> Result<TrustedRoot, String> {
+    let text = match value {
+        serde_json::Value::Object(_) => value.to_string(),
+        serde_json::Value::String(s) if s.trim_start().starts_with('{') => s.clone(),
+        serde_json::Value::String(s) if !s.trim().is_empty() => {
+            let mut file = PathBuf::from(s.trim());
+            if file.is_relative() {
+                match policy_path.and_then(Path::parent) {
+                    Some(dir) => file = dir.join(file),
+                    None => {
+                        return Err(format!(
+                            "{s:?} is a relative path and the policy is not a file: use an absolute path"
+                        ));
+                    }
+                }
+            }
+            let meta = std::fs::metadata(&file)
+                .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+            if meta.len() > MAX_POLICY_BYTES {
+                return Err(format!(
+                    "{}: {} bytes is larger than the {MAX_POLICY_BYTES}-byte limit",
+                    file.display(),
+                    meta.len()
+                ));
+            }
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+            return TrustedRoot::from_json(&text).map_err(|e| format!("{}: {e}", file.display()));
+        }
+        _ => {
+            return Err(
+                "must be the trusted_root.json document (a mapping or JSON text) or the path of the file"
+                    .to_string(),
+            );
+        }
+    };
+    TrustedRoot::from_json(&text).map_err(|e| e.to_string())
 }
 
 /// A loaded trust policy, keys parsed.
@@ -208,6 +362,7 @@ pub struct TrustPolicy {
     pub require_committer_match: bool,
     ssh: AllowedSigners,
     openpgp: OpenPgpKeyring,
+    gitsign: Option<GitsignTrust>,
 }
 
 impl TrustPolicy {
@@ -265,7 +420,35 @@ impl TrustPolicy {
                 path: path.clone(),
                 source,
             })?;
-        if ssh.is_empty() && openpgp.is_empty() {
+        let field_err = |field: &str, message: String| PolicyError::Field {
+            path: path.clone(),
+            field: field.to_string(),
+            message,
+        };
+        let gitsign = match (&file.sigstore_trusted_root, file.gitsign_identities) {
+            (None, identities) if identities.is_empty() => None,
+            (None, _) => {
+                return Err(field_err(
+                    "gitsignIdentities",
+                    "needs sigstoreTrustedRoot (the Sigstore trusted root that gitsign certificates and \
+                     log entries are checked against)"
+                        .to_string(),
+                ));
+            }
+            (Some(_), identities) if identities.is_empty() => {
+                return Err(field_err(
+                    "sigstoreTrustedRoot",
+                    "is set but gitsignIdentities is empty: no gitsign signer would be trusted"
+                        .to_string(),
+                ));
+            }
+            (Some(value), identities) => Some(GitsignTrust {
+                root: load_trusted_root(value, path.as_deref())
+                    .map_err(|message| field_err("sigstoreTrustedRoot", message))?,
+                identities,
+            }),
+        };
+        if ssh.is_empty() && openpgp.is_empty() && gitsign.is_none() {
             return Err(PolicyError::NoKeys { path });
         }
         Ok(Self {
@@ -273,6 +456,7 @@ impl TrustPolicy {
             require_committer_match: file.require_committer_match,
             ssh,
             openpgp,
+            gitsign,
         })
     }
 
@@ -284,6 +468,11 @@ impl TrustPolicy {
     /// The OpenPGP keys.
     pub fn openpgp(&self) -> &OpenPgpKeyring {
         &self.openpgp
+    }
+
+    /// The gitsign trust (trusted root and identities), when the policy sets it.
+    pub fn gitsign(&self) -> Option<&GitsignTrust> {
+        self.gitsign.as_ref()
     }
 
     /// Check `signature` over `payload` for a commit by `committer_email` made at `commit_time`, judged at
@@ -329,13 +518,22 @@ impl TrustPolicy {
                 now,
                 self.require_committer_match,
             ),
-            SignatureKind::X509 => SigCheck::failed(
-                None,
-                Failure::new(
-                    Reason::UntrustedSignatureKind,
-                    "x509/gitsign signatures are not trusted by this policy",
+            SignatureKind::X509 => match &self.gitsign {
+                None => SigCheck::failed(
+                    None,
+                    Failure::new(
+                        Reason::UntrustedSignatureKind,
+                        "x509/gitsign signatures are not trusted by this policy \
+                         (sigstoreTrustedRoot and gitsignIdentities are not set)",
+                    ),
                 ),
-            ),
+                Some(trust) => trust.verify(
+                    signature,
+                    payload,
+                    committer_email,
+                    self.require_committer_match,
+                ),
+            },
         };
         (Some(kind), check)
     }
@@ -369,7 +567,7 @@ mod tests {
             ("mode: tail\nsshAllowedSigners: x\n", "mode"),
             (
                 &format!("sshAllowedSigners: \"a@x {KEY}\"\nsigstoreTrustedRoot: x\n") as &str,
-                "sigstoreTrustedRoot",
+                "sigstoreTrustedRoot: is set but gitsignIdentities is empty",
             ),
             (
                 &format!("sshAllowedSigners: \"a@x {KEY}\"\nrequireCommitterMatch: maybe\n"),

@@ -64,6 +64,17 @@ pub enum Reason {
     UnsupportedAlgorithm,
     /// The object is missing, unreadable, or not a commit.
     UnreadableObject,
+    /// A gitsign signature made in online mode: no transparency-log entry is embedded, so it cannot be
+    /// verified offline.
+    OfflineUnverifiable,
+    /// The gitsign signature's transparency-log entry does not prove it was logged: unknown log, bad
+    /// inclusion promise, inclusion proof or checkpoint, or an entry for something else.
+    TransparencyLogInvalid,
+    /// The gitsign certificate does not chain to a trusted Fulcio CA valid at the logged time, or is not a
+    /// Fulcio code-signing certificate.
+    UntrustedCertificate,
+    /// A valid gitsign signature by an identity (SAN and OIDC issuer) not in gitsignIdentities.
+    UntrustedIdentity,
 }
 
 impl Reason {
@@ -88,6 +99,10 @@ impl Reason {
             Reason::SignatureExpired => "SignatureExpired",
             Reason::UnsupportedAlgorithm => "UnsupportedAlgorithm",
             Reason::UnreadableObject => "UnreadableObject",
+            Reason::OfflineUnverifiable => "OfflineUnverifiable",
+            Reason::TransparencyLogInvalid => "TransparencyLogInvalid",
+            Reason::UntrustedCertificate => "UntrustedCertificate",
+            Reason::UntrustedIdentity => "UntrustedIdentity",
         }
     }
 }
@@ -118,6 +133,8 @@ impl Failure {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SigCheck {
     pub signer: Option<String>,
+    /// The OIDC issuer that vouched for the signer (gitsign only).
+    pub issuer: Option<String>,
     pub fingerprint: Option<String>,
     pub failure: Option<Failure>,
 }
@@ -126,6 +143,7 @@ impl SigCheck {
     pub fn ok(signer: String, fingerprint: String) -> Self {
         Self {
             signer: Some(signer),
+            issuer: None,
             fingerprint: Some(fingerprint),
             failure: None,
         }
@@ -134,6 +152,7 @@ impl SigCheck {
     pub fn failed(fingerprint: Option<String>, failure: Failure) -> Self {
         Self {
             signer: None,
+            issuer: None,
             fingerprint,
             failure: Some(failure),
         }
@@ -146,9 +165,12 @@ pub struct Verdict {
     pub sha: String,
     pub ok: bool,
     pub kind: Option<SignatureKind>,
-    /// Who signed: the matching SSH principal or OpenPGP user ID.
+    /// Who signed: the matching SSH principal, OpenPGP user ID, or gitsign identity (SAN email or URI).
     pub signer: Option<String>,
-    /// The signing key: `SHA256:…` for SSH, the upper-case hex fingerprint for OpenPGP.
+    /// The OIDC issuer of a gitsign identity.
+    pub issuer: Option<String>,
+    /// The signing key: `SHA256:…` for SSH, the upper-case hex fingerprint for OpenPGP, `sha256:<hex>` of
+    /// the certificate for gitsign.
     pub fingerprint: Option<String>,
     /// Why the commit is not trusted; `None` when `ok`.
     pub reason: Option<Failure>,
@@ -161,6 +183,7 @@ impl Verdict {
             ok: false,
             kind: None,
             signer: None,
+            issuer: None,
             fingerprint: None,
             reason: Some(failure),
         }
@@ -236,6 +259,7 @@ fn verdict_for(sha: ObjectId, parsed: &ParsedCommit, policy: &TrustPolicy, now: 
         ok: check.failure.is_none(),
         kind,
         signer: check.signer,
+        issuer: check.issuer,
         fingerprint: check.fingerprint,
         reason: check.failure,
     }

@@ -1,0 +1,63 @@
+//! Cost of one offline gitsign verification (the real offline.commit vector from sigstore/gitsign
+//! against the public-good trusted root), and of parsing the trusted root.
+
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use vworkspace_operator::git::gitsign::{GitsignIdentity, TrustedRoot, verify};
+
+const OFFLINE: &str = include_str!("../tests/data/gitsign/offline.commit");
+const PUBLIC_GOOD: &str =
+    include_str!("../tests/data/gitsign/sigstore-public-good-trusted_root.json");
+
+/// (commit without its gpgsig header, signature with git's continuation spaces removed)
+fn split_commit(raw: &str) -> (Vec<u8>, Vec<u8>) {
+    let (headers, message) = raw.split_once("\n\n").expect("commit has a message");
+    let (mut payload, mut signature, mut in_sig) = (String::new(), String::new(), false);
+    for line in headers.lines() {
+        if let Some(value) = line.strip_prefix("gpgsig ") {
+            in_sig = true;
+            signature.push_str(value);
+            signature.push('\n');
+        } else if let Some(cont) = line.strip_prefix(' ').filter(|_| in_sig) {
+            signature.push_str(cont);
+            signature.push('\n');
+        } else {
+            in_sig = false;
+            payload.push_str(line);
+            payload.push('\n');
+        }
+    }
+    payload.push('\n');
+    payload.push_str(message);
+    (payload.into_bytes(), signature.into_bytes())
+}
+
+fn bench(c: &mut Criterion) {
+    let (payload, signature) = split_commit(OFFLINE);
+    let root = TrustedRoot::from_json(PUBLIC_GOOD).expect("trusted root parses");
+    let identities =
+        [
+            GitsignIdentity::exact("https://accounts.google.com", "billy@chainguard.dev")
+                .expect("identity"),
+        ];
+    verify(&signature, &payload, &root, &identities).expect("the vector verifies");
+
+    c.bench_function("gitsign_verify_offline_commit", |b| {
+        b.iter(|| {
+            verify(
+                black_box(&signature),
+                black_box(&payload),
+                &root,
+                &identities,
+            )
+            .expect("verifies")
+        })
+    });
+    c.bench_function("gitsign_trusted_root_parse", |b| {
+        b.iter(|| TrustedRoot::from_json(black_box(PUBLIC_GOOD)).expect("parses"))
+    });
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
