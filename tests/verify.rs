@@ -502,7 +502,9 @@ fn fixture() -> &'static Fx {
 }
 
 fn build() -> Fx {
-    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("verify-fixture");
+    // A short path: gpg-agent's socket lives in GNUPGHOME, and unix socket paths are limited to 108 bytes
+    // (a deep CARGO_TARGET_DIR would break it).
+    let root = std::env::temp_dir().join(format!("vwo-verify-{}", std::process::id()));
     if root.exists() {
         std::fs::remove_dir_all(&root).unwrap();
     }
