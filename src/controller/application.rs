@@ -47,11 +47,7 @@ pub async fn reconcile(app: Arc<ApplicationInstance>, ctx: Arc<Context>) -> Resu
     let started = std::time::Instant::now();
     let namespace = app.namespace().unwrap_or_default();
     let api: Api<ApplicationInstance> = Api::namespaced(ctx.client.clone(), &namespace);
-    let has_finalizer = app.finalizers().iter().any(|f| f == APP_FINALIZER);
-    let eligible =
-        is_ours(app.labels(), &ctx.settings.cluster_id) && ctx.namespace_gated(&namespace).await?;
-    let deleting_ours = has_finalizer && app.meta().deletion_timestamp.is_some();
-    if !(eligible || deleting_ours) {
+    if !ctx.should_act(app.as_ref(), APP_FINALIZER).await? {
         return Ok(Action::await_change());
     }
     let result = finalizer(&api, APP_FINALIZER, app, |event| async {

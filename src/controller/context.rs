@@ -146,6 +146,32 @@ impl Context {
         }))
     }
 
+    /// Whether to act on an intent now: written by the control plane for this cluster, in a gated namespace —
+    /// or one we already own that is being deleted (its finalizer must be released).
+    pub async fn should_act<K: Resource>(
+        &self,
+        obj: &K,
+        finalizer: &str,
+    ) -> Result<bool, kube::Error> {
+        let meta = obj.meta();
+        let deleting_ours = meta.deletion_timestamp.is_some()
+            && meta
+                .finalizers
+                .as_ref()
+                .is_some_and(|f| f.iter().any(|x| x == finalizer));
+        if deleting_ours {
+            return Ok(true);
+        }
+        let ours = meta
+            .labels
+            .as_ref()
+            .is_some_and(|l| super::application::is_ours(l, &self.settings.cluster_id));
+        Ok(ours
+            && self
+                .namespace_gated(meta.namespace.as_deref().unwrap_or_default())
+                .await?)
+    }
+
     /// The annotations of a namespace.
     pub async fn namespace_annotations(
         &self,

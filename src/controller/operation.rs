@@ -14,7 +14,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 use tracing::{instrument, warn};
 
-use super::application::{Error, is_ours};
+use super::application::Error;
 use super::context::{Context, Outcome, Transition, changed, delays};
 use super::gitops::Verdict;
 use super::status::{Cond, engine_state, merge_conditions};
@@ -31,11 +31,7 @@ pub async fn reconcile(op: Arc<Operation>, ctx: Arc<Context>) -> Result<Action, 
     let started = std::time::Instant::now();
     let namespace = op.namespace().unwrap_or_default();
     let api: Api<Operation> = Api::namespaced(ctx.client.clone(), &namespace);
-    let has_finalizer = op.finalizers().iter().any(|f| f == OPERATION_FINALIZER);
-    let eligible =
-        is_ours(op.labels(), &ctx.settings.cluster_id) && ctx.namespace_gated(&namespace).await?;
-    let deleting_ours = has_finalizer && op.meta().deletion_timestamp.is_some();
-    if !(eligible || deleting_ours) {
+    if !ctx.should_act(op.as_ref(), OPERATION_FINALIZER).await? {
         return Ok(Action::await_change());
     }
     let result = finalizer(&api, OPERATION_FINALIZER, op, |event| async {
@@ -519,38 +515,23 @@ async fn apply(op: &Operation, ctx: &Context) -> Result<Action, Error> {
         desired_version.as_deref(),
     );
     let mut conds = vec![verified, accepted];
-    match state.phase {
-        Phase::Succeeded => {
+    let terminal_conds = match state.phase {
+        Phase::Succeeded => Some((types::SUCCEEDED, reasons::ENGINE_COMPLETED)),
+        Phase::Failed => Some((types::FAILED, reasons::ENGINE_FAILED)),
+        _ => None,
+    };
+    match terminal_conds {
+        Some((terminal, running_reason)) => {
             conds.push(Cond::new(
-                types::SUCCEEDED,
+                terminal,
                 "True",
                 state.reason,
                 state.message.clone(),
             ));
-            conds.push(Cond::new(
-                types::RUNNING,
-                "False",
-                reasons::ENGINE_COMPLETED,
-                "",
-            ));
+            conds.push(Cond::new(types::RUNNING, "False", running_reason, ""));
             conds.push(Cond::new(types::BLOCKED, "False", reasons::UNBLOCKED, ""));
         }
-        Phase::Failed => {
-            conds.push(Cond::new(
-                types::FAILED,
-                "True",
-                state.reason,
-                state.message.clone(),
-            ));
-            conds.push(Cond::new(
-                types::RUNNING,
-                "False",
-                reasons::ENGINE_FAILED,
-                "",
-            ));
-            conds.push(Cond::new(types::BLOCKED, "False", reasons::UNBLOCKED, ""));
-        }
-        _ => {
+        None => {
             conds.push(Cond::new(
                 types::RUNNING,
                 "True",
