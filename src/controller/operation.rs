@@ -168,6 +168,34 @@ fn approval(op: &Operation, ctx: &Context, required: bool) -> Result<(), String>
     .map_err(|e| e.to_string())
 }
 
+/// Keep an Operation Pending: its engine has not started because of `reason` (Blocked=True), and it is looked at
+/// again later.
+async fn hold(
+    op: &Operation,
+    ctx: &Context,
+    mut conds: Vec<Cond>,
+    reason: &'static str,
+    message: impl Into<String>,
+    note: &str,
+    intent_commit: &str,
+) -> Result<Action, Error> {
+    conds.push(Cond::new(types::BLOCKED, "True", reason, message));
+    conds.push(Cond::new(
+        types::RUNNING,
+        "False",
+        reasons::ENGINE_NOT_STARTED,
+        note,
+    ));
+    let ic = intent_commit.to_string();
+    write_status(
+        op,
+        ctx,
+        Update::new(Phase::Pending, conds).with(move |s| s.intent_commit = Some(ic)),
+    )
+    .await?;
+    Ok(Action::requeue(delays::WAITING))
+}
+
 async fn apply(op: &Operation, ctx: &Context) -> Result<Action, Error> {
     let namespace = op.namespace().unwrap_or_default();
     let current_phase = phase(op);
@@ -220,23 +248,16 @@ async fn apply(op: &Operation, ctx: &Context) -> Result<Action, Error> {
             "ApplicationInstance {namespace}/{} not found",
             op.spec.target_ref.name
         );
-        let conds = vec![
-            verified,
-            Cond::new(types::BLOCKED, "True", reasons::DEPENDENCY_MISSING, msg),
-            Cond::new(
-                types::RUNNING,
-                "False",
-                reasons::ENGINE_NOT_STARTED,
-                "waiting for the target",
-            ),
-        ];
-        write_status(
+        return hold(
             op,
             ctx,
-            Update::new(Phase::Pending, conds).with(with_commit),
+            vec![verified],
+            reasons::DEPENDENCY_MISSING,
+            msg,
+            "waiting for the target",
+            &intent_commit,
         )
-        .await?;
-        return Ok(Action::requeue(delays::WAITING));
+        .await;
     };
     let ns_annotations = ctx.namespace_annotations(&namespace).await?;
     let vctx = validate::Context {
@@ -299,49 +320,28 @@ async fn apply(op: &Operation, ctx: &Context) -> Result<Action, Error> {
     if !started {
         let blocking = conflicts(op, ctx).await?;
         if !blocking.is_empty() {
-            let conds = vec![
-                verified,
-                accepted,
-                Cond::new(
-                    types::BLOCKED,
-                    "True",
-                    reasons::CONFLICTING_OPERATION,
-                    format!("waiting for {}", blocking.join(", ")),
-                ),
-                Cond::new(
-                    types::RUNNING,
-                    "False",
-                    reasons::ENGINE_NOT_STARTED,
-                    "blocked",
-                ),
-            ];
-            write_status(
+            return hold(
                 op,
                 ctx,
-                Update::new(Phase::Pending, conds).with(with_commit),
+                vec![verified, accepted],
+                reasons::CONFLICTING_OPERATION,
+                format!("waiting for {}", blocking.join(", ")),
+                "blocked",
+                &intent_commit,
             )
-            .await?;
-            return Ok(Action::requeue(delays::WAITING));
+            .await;
         }
         if let Err(why) = approval(op, ctx, tspec.requires_approval) {
-            let conds = vec![
-                verified,
-                accepted,
-                Cond::new(types::BLOCKED, "True", reasons::AWAITING_APPROVAL, why),
-                Cond::new(
-                    types::RUNNING,
-                    "False",
-                    reasons::ENGINE_NOT_STARTED,
-                    "awaiting approval",
-                ),
-            ];
-            write_status(
+            return hold(
                 op,
                 ctx,
-                Update::new(Phase::Pending, conds).with(with_commit),
+                vec![verified, accepted],
+                reasons::AWAITING_APPROVAL,
+                why,
+                "awaiting approval",
+                &intent_commit,
             )
-            .await?;
-            return Ok(Action::requeue(delays::WAITING));
+            .await;
         }
     }
 
@@ -387,29 +387,16 @@ async fn apply(op: &Operation, ctx: &Context) -> Result<Action, Error> {
     }
     if !missing.is_empty() {
         ctx.resources.forget_missing().await;
-        let conds = vec![
-            verified,
-            accepted,
-            Cond::new(
-                types::BLOCKED,
-                "True",
-                reasons::ENGINE_NOT_INSTALLED,
-                format!("not installed: {}", missing.join(", ")),
-            ),
-            Cond::new(
-                types::RUNNING,
-                "False",
-                reasons::ENGINE_NOT_STARTED,
-                "engine missing",
-            ),
-        ];
-        write_status(
+        return hold(
             op,
             ctx,
-            Update::new(Phase::Pending, conds).with(with_commit),
+            vec![verified, accepted],
+            reasons::ENGINE_NOT_INSTALLED,
+            format!("not installed: {}", missing.join(", ")),
+            "engine missing",
+            &intent_commit,
         )
-        .await?;
-        return Ok(Action::requeue(delays::WAITING));
+        .await;
     }
     let engine = op.spec.engine;
     let main = objects
