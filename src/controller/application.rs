@@ -20,6 +20,7 @@ use crate::api::{
     APP_FINALIZER, AppMode, ApplicationInstance, ApplicationInstanceStatus, AppliedChart, Engine,
     FIELD_MANAGER, ObjectRef, Operation, OperationType, Phase, labels,
 };
+use crate::git::notes::NewRecord;
 use crate::intent::IntentKind;
 use crate::validate;
 
@@ -52,7 +53,7 @@ pub async fn reconcile(app: Arc<ApplicationInstance>, ctx: Arc<Context>) -> Resu
     }
     let result = finalizer(&api, APP_FINALIZER, app, |event| async {
         match event {
-            Finalizer::Apply(app) => apply(&app, &ctx, &api).await,
+            Finalizer::Apply(app) => apply(&app, &ctx).await,
             Finalizer::Cleanup(app) => cleanup(&app, &ctx).await,
         }
     })
@@ -149,15 +150,9 @@ pub async fn active_upgrade(
     Ok(candidates.pop())
 }
 
-async fn apply(
-    app: &ApplicationInstance,
-    ctx: &Context,
-    _api: &Api<ApplicationInstance>,
-) -> Result<Action, Error> {
+async fn apply(app: &ApplicationInstance, ctx: &Context) -> Result<Action, Error> {
     let namespace = app.namespace().unwrap_or_default();
     let generation = app.metadata.generation;
-    let current = app.status.clone().unwrap_or_default();
-
     // Pause: keep children as they are, say so.
     if app.annotations().get(labels::RECONCILE).map(String::as_str)
         == Some(labels::RECONCILE_DISABLED)
@@ -384,7 +379,6 @@ async fn apply(
     let settled = conds
         .iter()
         .any(|c| c.type_ == types::RECONCILING && c.status == "False");
-    let before = current.conditions.clone();
     write_status(app, ctx, &conds, |s| {
         s.helm_release_ref = Some(ObjectRef {
             name: release.name.clone(),
@@ -425,19 +419,22 @@ async fn apply(
             children.insert("upgradeOperation".into(), op.name_any());
         }
         ctx.outcomes.record(Outcome {
-            kind: "ApplicationInstance",
-            namespace: namespace.clone(),
-            name: app.name_any(),
-            uid: app.uid().unwrap_or_default(),
-            generation: generation.unwrap_or_default(),
-            outcome: outcome.into(),
-            reason: cond.reason.clone(),
-            message: cond.message.clone(),
             intent_commit: intent_commit.clone(),
-            children,
+            record: NewRecord {
+                cluster: ctx.settings.cluster_id.clone(),
+                kind: "ApplicationInstance".into(),
+                namespace: namespace.clone(),
+                name: app.name_any(),
+                uid: app.uid().unwrap_or_default(),
+                generation: generation.unwrap_or_default(),
+                outcome: outcome.into(),
+                reason: cond.reason.clone(),
+                message: cond.message.clone(),
+                child_refs: children,
+                time: None,
+            },
         });
     }
-    let _ = before;
     Ok(Action::requeue(if settled {
         ctx.settings.resync
     } else {

@@ -79,20 +79,11 @@ pub struct Settings {
     pub resync: Duration,
 }
 
-/// An outcome worth recording in Git (a git note on the intent commit).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An outcome worth recording in Git: a note record on the intent commit.
+#[derive(Debug, Clone)]
 pub struct Outcome {
-    pub kind: &'static str,
-    pub namespace: String,
-    pub name: String,
-    pub uid: String,
-    pub generation: i64,
-    /// Ready, Failed, Degraded, Succeeded, Cancelled.
-    pub outcome: String,
-    pub reason: String,
-    pub message: String,
     pub intent_commit: String,
-    pub children: BTreeMap<String, String>,
+    pub record: crate::git::notes::NewRecord,
 }
 
 /// Where outcomes go (the git notes writer). Must be idempotent: the same outcome may be offered many times.

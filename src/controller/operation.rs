@@ -23,6 +23,7 @@ use crate::api::{
     ApplicationInstance, Engine, EngineRef, FIELD_MANAGER, OPERATION_FINALIZER, Operation,
     OperationStatus, Phase, labels, template_key,
 };
+use crate::git::notes::NewRecord;
 use crate::intent::IntentKind;
 use crate::validate;
 
@@ -637,18 +638,22 @@ fn record_outcome(op: &Operation, ctx: &Context, phase: Phase) {
         );
     }
     ctx.outcomes.record(Outcome {
-        kind: "Operation",
-        namespace: op.namespace().unwrap_or_default(),
-        name: op.name_any(),
-        uid: op.uid().unwrap_or_default(),
-        generation: op.metadata.generation.unwrap_or_default(),
-        outcome: outcome.into(),
-        reason: cond
-            .map(|c| c.reason.clone())
-            .unwrap_or_else(|| outcome.into()),
-        message: cond.map(|c| c.message.clone()).unwrap_or_default(),
         intent_commit: status.intent_commit.clone().unwrap_or_default(),
-        children,
+        record: NewRecord {
+            cluster: ctx.settings.cluster_id.clone(),
+            kind: "Operation".into(),
+            namespace: op.namespace().unwrap_or_default(),
+            name: op.name_any(),
+            uid: op.uid().unwrap_or_default(),
+            generation: op.metadata.generation.unwrap_or_default(),
+            outcome: outcome.into(),
+            reason: cond
+                .map(|c| c.reason.clone())
+                .unwrap_or_else(|| outcome.into()),
+            message: cond.map(|c| c.message.clone()).unwrap_or_default(),
+            child_refs: children,
+            time: None,
+        },
     });
 }
 

@@ -13,7 +13,7 @@ use tracing::{info, warn};
 
 use super::context::{Outcome, OutcomeSink, Transition, TransitionSink};
 use crate::api::{ApplicationInstance, Operation};
-use crate::git::notes::{NewRecord, NoteEntry, NotesWriter, OutcomeRecord};
+use crate::git::notes::{NoteEntry, NotesWriter, OutcomeRecord};
 use crate::git::remote::Credentials;
 use crate::report::events::{
     EventPoster, ObjectSnapshot, ResourceRef, SnapshotSource, condition_transitions,
@@ -21,7 +21,6 @@ use crate::report::events::{
 
 /// Outcomes go to git notes: deduplicated in memory, persisted in the pending store, pushed in batches.
 pub struct NotesSink {
-    cluster_id: String,
     seen: Mutex<HashSet<String>>,
     tx: mpsc::UnboundedSender<NoteEntry>,
 }
@@ -52,7 +51,6 @@ impl NotesSink {
         let (tx, rx) = mpsc::unbounded_channel();
         Ok((
             Arc::new(Self {
-                cluster_id: cluster_id.to_string(),
                 seen: Mutex::default(),
                 tx,
             }),
@@ -68,11 +66,12 @@ impl NotesSink {
 
 impl OutcomeSink for NotesSink {
     fn record(&self, o: Outcome) {
+        let r = o.record;
         let Ok(commit) = ObjectId::from_hex(o.intent_commit.as_bytes()) else {
-            warn!(object = %format!("{}/{}/{}", o.kind, o.namespace, o.name), "outcome without an intent commit is not recorded");
+            warn!(object = %format!("{}/{}/{}", r.kind, r.namespace, r.name), "outcome without an intent commit is not recorded");
             return;
         };
-        let id = crate::git::notes::record_id(&self.cluster_id, &o.uid, o.generation, &o.outcome);
+        let id = crate::git::notes::record_id(&r.cluster, &r.uid, r.generation, &r.outcome);
         {
             let Ok(mut seen) = self.seen.lock() else {
                 return;
@@ -81,20 +80,7 @@ impl OutcomeSink for NotesSink {
                 return;
             }
         }
-        let record = OutcomeRecord::new(NewRecord {
-            cluster: self.cluster_id.clone(),
-            kind: o.kind.to_string(),
-            namespace: o.namespace,
-            name: o.name,
-            uid: o.uid,
-            generation: o.generation,
-            outcome: o.outcome,
-            reason: o.reason,
-            message: o.message,
-            child_refs: o.children,
-            time: None,
-        });
-        match record {
+        match OutcomeRecord::new(r) {
             Ok(record) => {
                 let _ = self.tx.send(NoteEntry { commit, record });
             }
