@@ -29,10 +29,11 @@ fn main() {
     );
     for rel in &files {
         println!("cargo:rerun-if-changed=templates/{rel}");
-        let abs = root.join(rel);
+        // Relative to the crate being compiled, not to this build: the generated file must not pin one
+        // checkout's absolute paths (worktrees sharing a target directory would embed each other's templates).
+        let path = format!("/templates/{rel}");
         code.push_str(&format!(
-            "    ({rel:?}, include_str!({:?})),\n",
-            abs.display().to_string()
+            "    ({rel:?}, include_str!(concat!(env!(\"CARGO_MANIFEST_DIR\"), {path:?}))),\n"
         ));
     }
     code.push_str("];\n");

@@ -3,15 +3,17 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use minijinja::{AutoEscape, Environment, UndefinedBehavior};
-use serde::Deserialize;
+use minijinja::value::Serde;
+use minijinja::{AutoEscape, Environment, UndefinedBehavior, context};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use super::templates::{self, Templates};
 use super::{RenderError, deep_merge, sort_objects};
 use crate::api::{
-    AppMode, ApplicationInstance, ChartSourceType, Operation, ValuesSource, labels, template_key,
+    AppMode, ApplicationInstance, ApplicationInstanceSpec, ChartSourceType, Operation,
+    ValuesSource, labels, template_key,
 };
 
 /// Bounds on one template render, so that a broken or hostile template errors instead of hanging.
@@ -132,6 +134,9 @@ impl Renderer {
                 ))
             },
         );
+        // `a | merge(b)`: deep merge of two maps (b wins), the same merge the renderer applies to values.
+        env.add_filter("merge", merge_filter);
+        env.add_filter("tojson", tojson_filter);
         if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder()
             .trim_blocks(true)
             .lstrip_blocks(true)
@@ -207,7 +212,7 @@ impl Renderer {
     fn render_template(
         &self,
         name: &str,
-        ctx: &Value,
+        ctx: &minijinja::Value,
         needed_for: &str,
     ) -> Result<String, RenderError> {
         if let Some(reason) = self.broken.get(name) {
@@ -224,7 +229,7 @@ impl Renderer {
                 needed_for: needed_for.into(),
             })?;
         let mut out = CappedWriter::new(self.options.limits.max_output_bytes);
-        let result = tmpl.render_captured_to(minijinja::value::Serde(ctx), &mut out);
+        let result = tmpl.render_captured_to(ctx, &mut out);
         if out.overflowed {
             return Err(RenderError::Template {
                 name: name.into(),
@@ -244,19 +249,19 @@ impl Renderer {
         })
     }
 
-    /// Render a template and parse its output as a stream of YAML documents (empty ones dropped).
+    /// Render a template and parse its output as a stream of YAML documents (empty ones dropped); see
+    /// [`parse_output`].
     fn render_objects(
         &self,
         name: &str,
-        ctx: &Value,
+        ctx: &minijinja::Value,
         needed_for: &str,
     ) -> Result<Vec<Value>, RenderError> {
         let text = self.render_template(name, ctx, needed_for)?;
-        let docs: Vec<Value> =
-            serde_saphyr::from_multiple(&text).map_err(|e| RenderError::Output {
-                name: name.into(),
-                reason: e.to_string(),
-            })?;
+        let docs = parse_output(&text).map_err(|reason| RenderError::Output {
+            name: name.into(),
+            reason,
+        })?;
         Ok(docs.into_iter().filter(|d| !d.is_null()).collect())
     }
 
@@ -289,22 +294,24 @@ impl Renderer {
         let app_name = app.metadata.name.as_deref().unwrap_or_default();
         let namespace = app.metadata.namespace.as_deref().unwrap_or_default();
         let cluster_id = self.cluster_id(app.metadata.labels.as_ref());
-        let app_ctx = json!({
-            "name": app_name,
-            "namespace": namespace,
-            "labels": app.metadata.labels.clone().unwrap_or_default(),
-            "annotations": app.metadata.annotations.clone().unwrap_or_default(),
-            "spec": spec,
-        });
+        // Built once as a template value and shared (reference-counted) by every template of this intent.
+        let app_ctx = minijinja::Value::from(Serde(AppContext {
+            name: app_name,
+            namespace,
+            labels: app.metadata.labels.as_ref().unwrap_or(&EMPTY),
+            annotations: app.metadata.annotations.as_ref().unwrap_or(&EMPTY),
+            spec,
+        }));
         let integrations = spec.integrations.clone().unwrap_or_default();
-        let integrations_ctx = json!({
-            "externalSecrets": integrations.external_secrets_enabled(),
-            "certManager": integrations.cert_manager_enabled(),
-            "ingress": {
-                "enabled": integrations.ingress_enabled(),
-                "host": integrations.ingress.as_ref().and_then(|i| i.host.clone()).unwrap_or_default(),
+        let integrations_ctx = context! {
+            externalSecrets => integrations.external_secrets_enabled(),
+            certManager => integrations.cert_manager_enabled(),
+            ingress => context! {
+                enabled => integrations.ingress_enabled(),
+                host => integrations.ingress.as_ref().and_then(|i| i.host.as_deref()).unwrap_or_default(),
             },
-        });
+        };
+        let release_ctx = minijinja::Value::from(Serde(release));
 
         // Values: the catalog's translation of integrations, then the inline values on top, then an upgrade's patch.
         let mut values = Value::Object(Map::new());
@@ -322,9 +329,12 @@ impl Renderer {
                     ),
                 });
             }
-            let ctx = json!({
-                "app": app_ctx, "release": release, "integrations": integrations_ctx, "clusterId": cluster_id,
-            });
+            let ctx = context! {
+                app => app_ctx.clone(),
+                release => release_ctx.clone(),
+                integrations => integrations_ctx.clone(),
+                clusterId => cluster_id,
+            };
             let docs = self.render_objects(&name, &ctx, "spec.integrations")?;
             match docs.as_slice() {
                 [] => {}
@@ -376,22 +386,22 @@ impl Renderer {
             ChartSourceType::Oci => oci_chart_url(&chart.url, &chart.name),
             ChartSourceType::Helm => chart.url.clone(),
         };
-        let ctx = json!({
-            "app": app_ctx,
-            "chart": chart,
-            "release": release,
-            "values": values,
-            "valuesFrom": values_from,
-            "source": {
-                "kind": source_kind,
-                "apiVersion": "source.toolkit.fluxcd.io/v1",
-                "name": release.name,
-                "namespace": namespace,
-                "url": source_url,
+        let ctx = context! {
+            app => app_ctx,
+            chart => Serde(&chart),
+            release => release_ctx,
+            values => Serde(&values),
+            valuesFrom => Serde(&values_from),
+            source => context! {
+                kind => source_kind,
+                apiVersion => "source.toolkit.fluxcd.io/v1",
+                name => &release.name,
+                namespace => namespace,
+                url => source_url,
             },
-            "integrations": integrations_ctx,
-            "clusterId": cluster_id,
-        });
+            integrations => integrations_ctx,
+            clusterId => cluster_id,
+        };
         let mut objects = self.render_objects(source_template, &ctx, "spec.chart")?;
         let source_count = objects.len();
         objects.extend(self.render_objects(templates::HELM_RELEASE, &ctx, "spec.release")?);
@@ -487,6 +497,7 @@ impl Renderer {
             "appObjects": app_objects,
         });
         let name = templates::operation_template(&key);
+        let ctx = minijinja::Value::from(Serde(&ctx));
         let mut objects = self.render_objects(&name, &ctx, "spec.engine")?;
         if objects.is_empty() {
             return Err(RenderError::Output {
@@ -677,6 +688,108 @@ pub fn is_dns_label(name: &str) -> bool {
     name.len() <= 63 && !name.contains('.') && is_dns_subdomain(name)
 }
 
+/// What templates see as `app`: borrowed from the intent, converted once per render.
+#[derive(Serialize)]
+struct AppContext<'a> {
+    name: &'a str,
+    namespace: &'a str,
+    labels: &'a BTreeMap<String, String>,
+    annotations: &'a BTreeMap<String, String>,
+    spec: &'a ApplicationInstanceSpec,
+}
+
+static EMPTY: BTreeMap<String, String> = BTreeMap::new();
+
+/// Parse a template's output: a stream of YAML documents. Output whose first non-blank character is `{` or
+/// `[` is read as a stream of JSON values first (JSON is YAML, one document per value) because serde_json
+/// parses it an order of magnitude faster than the YAML parser; output that is not valid JSON is read as YAML,
+/// so the result never depends on which parser succeeded, only the speed does.
+pub(super) fn parse_output(text: &str) -> Result<Vec<Value>, String> {
+    let trimmed = text.trim_start();
+    if trimmed.starts_with(['{', '['])
+        && let Ok(docs) = serde_json::Deserializer::from_str(trimmed)
+            .into_iter::<Value>()
+            .collect::<Result<Vec<Value>, _>>()
+    {
+        return Ok(docs);
+    }
+    #[cfg(test)]
+    YAML_PARSES.with(|n| n.set(n.get() + 1));
+    serde_saphyr::from_multiple(text).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+thread_local! {
+    /// How many template outputs this thread parsed with the YAML parser (tests check the fast path is taken).
+    static YAML_PARSES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// `tojson` without arguments writes compact JSON with serde_json (several times faster than the built-in
+/// filter, which also escapes `<`, `>`, `&` and `'` for HTML; nothing here is HTML). With `indent` it is the
+/// built-in filter.
+fn tojson_filter(
+    value: &minijinja::Value,
+    indent: Option<minijinja::Value>,
+    kwargs: minijinja::value::Kwargs,
+) -> Result<minijinja::Value, minijinja::Error> {
+    if indent.is_some() || kwargs.args().next().is_some() {
+        return minijinja::filters::tojson(value, indent, kwargs);
+    }
+    serde_json::to_string(value)
+        .map(minijinja::Value::from_safe_string)
+        .map_err(|e| {
+            minijinja::Error::new(
+                minijinja::ErrorKind::InvalidOperation,
+                "cannot serialize to JSON",
+            )
+            .with_source(e)
+        })
+}
+
+/// The `merge` filter: `base | merge(overlay)` deep-merges two maps: maps merge key by key (keys keep their
+/// first position), anything else is replaced by the overlay's value. The same rule as [`deep_merge`].
+fn merge_filter(
+    base: minijinja::Value,
+    overlay: minijinja::Value,
+) -> Result<minijinja::Value, minijinja::Error> {
+    use minijinja::value::ValueKind;
+    for (side, v) in [("value", &base), ("argument", &overlay)] {
+        if v.kind() != ValueKind::Map {
+            return Err(minijinja::Error::new(
+                minijinja::ErrorKind::InvalidOperation,
+                format!("merge: the {side} must be a map, got {}", v.kind()),
+            ));
+        }
+    }
+    Ok(merge_values(&base, &overlay))
+}
+
+fn merge_values(base: &minijinja::Value, overlay: &minijinja::Value) -> minijinja::Value {
+    use minijinja::value::ValueKind;
+    if base.kind() != ValueKind::Map || overlay.kind() != ValueKind::Map {
+        return overlay.clone();
+    }
+    let entries = |v: &minijinja::Value| -> Vec<(minijinja::Value, minijinja::Value)> {
+        v.try_iter()
+            .map(|keys| {
+                keys.map(|k| {
+                    let item = v.get_item(&k).unwrap_or_default();
+                    (k, item)
+                })
+                .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut merged = entries(base);
+    for (key, value) in entries(overlay) {
+        match merged.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, existing)) => *existing = merge_values(existing, &value),
+            None => merged.push((key, value)),
+        }
+    }
+    minijinja::Value::from_pairs(merged)
+}
+
 fn describe(e: &minijinja::Error) -> String {
     let mut s = e.to_string();
     let mut source = std::error::Error::source(e);
@@ -717,5 +830,107 @@ impl Write for CappedWriter {
 
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::intent::{IntentKind, SourceFile, parse_files};
+
+    fn yaml_parses() -> usize {
+        YAML_PARSES.with(|n| n.get())
+    }
+
+    #[test]
+    fn json_output_parses_like_yaml_and_anything_else_falls_back_to_yaml() {
+        let json = r#"{"a": {"b": [1, "x", true, null]}, "c": "d"} {"e": 1.5}"#;
+        let yaml = "a: {b: [1, x, true, null]}\nc: d\n---\ne: 1.5\n";
+        let before = yaml_parses();
+        assert_eq!(parse_output(json).unwrap(), parse_output(yaml).unwrap());
+        assert_eq!(
+            yaml_parses(),
+            before + 1,
+            "only the YAML text goes to the YAML parser"
+        );
+        // A YAML flow mapping that is not JSON still parses, as YAML.
+        assert_eq!(parse_output("{a: 1}").unwrap(), vec![json!({"a": 1})],);
+        assert_eq!(yaml_parses(), before + 2);
+        assert!(parse_output("{a: [").is_err());
+    }
+
+    #[test]
+    fn merge_filter_deep_merges_maps_and_refuses_anything_else() {
+        let mut env = Environment::new();
+        env.add_filter("merge", merge_filter);
+        env.add_filter("tojson", tojson_filter);
+        let out = env
+            .render_str(
+                r#"{{ {"a": {"x": 1, "y": [1]}, "b": 1} | merge({"a": {"y": [2], "z": 3}, "c": "<&>"}) | tojson }}"#,
+                (),
+            )
+            .unwrap();
+        assert_eq!(out, r#"{"a":{"x":1,"y":[2],"z":3},"b":1,"c":"<&>"}"#);
+        let err = env
+            .render_str(r#"{{ {"a": 1} | merge([1]) }}"#, ())
+            .unwrap_err();
+        assert!(
+            describe(&err).contains("merge: the argument must be a map"),
+            "{err}"
+        );
+        // tojson with an indent is the built-in filter.
+        let pretty = env
+            .render_str(r#"{{ {"a": 1} | tojson(indent=2) }}"#, ())
+            .unwrap();
+        assert_eq!(pretty, "{\n  \"a\": 1\n}");
+    }
+
+    #[test]
+    fn the_built_in_application_and_catalog_templates_take_the_json_fast_path() {
+        let mut files = Vec::new();
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/cluster-repo");
+        let mut stack = vec![root];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if path.extension().is_some_and(|e| e == "yaml") {
+                    files.push(SourceFile {
+                        path: path.display().to_string(),
+                        data: std::fs::read(&path).unwrap(),
+                    });
+                }
+            }
+        }
+        let (docs, problems) = parse_files(&files);
+        assert!(problems.is_empty(), "{problems:?}");
+        let renderer = Renderer::new(Templates::embedded(), RenderOptions::default());
+        let mut catalogs = std::collections::BTreeSet::new();
+        let mut rendered = 0;
+        for doc in &docs {
+            if doc.key.kind != IntentKind::ApplicationInstance {
+                continue;
+            }
+            let app = doc.application_instance().unwrap();
+            let before = yaml_parses();
+            let objects = renderer.render_application(&app).unwrap();
+            assert_eq!(
+                yaml_parses(),
+                before,
+                "{}: a template output went to the YAML parser",
+                doc.key
+            );
+            rendered += objects.len();
+            if app.spec.integrations.is_some() {
+                catalogs.insert(app.spec.app_ref.catalog_id.clone());
+            }
+        }
+        assert!(rendered >= 8, "rendered {rendered} objects");
+        assert_eq!(
+            catalogs.len(),
+            3,
+            "every catalog template is exercised: {catalogs:?}"
+        );
     }
 }
