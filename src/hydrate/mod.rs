@@ -726,7 +726,7 @@ impl Setup<'_> {
         let tree = repo
             .gix()
             .find_commit(tip)
-            .and_then(|c| c.tree().map_err(Into::into))
+            .and_then(|c| c.tree())
             .map_err(|e| git_err(what(), e))?;
         let start = if self.out_prefix.is_empty() {
             tree.id
