@@ -68,7 +68,7 @@ now() { date +%s.%N; }
 elapsed() { echo "$2 - $1" | bc -l; }
 
 hydrate() {
-  "$bin" hydrate --once --repo "$tmp/remote.git" --cluster-id bench --policy "$tmp/policy.yaml" \
+  RUST_LOG=warn "$bin" hydrate --once --repo "$tmp/remote.git" --cluster-id bench --policy "$tmp/policy.yaml" \
     --signing-key "$tmp/operator" --state-dir "$tmp/state" --log-format text > "$tmp/report.txt"
 }
 

@@ -997,6 +997,43 @@ fn verified_intent(v: &Verdict) -> Option<VerifiedIntent> {
     })
 }
 
+/// The files of a revision's rendering, or the problems that stop it.
+struct Rendering {
+    /// Objects rendered (by the intents that rendered).
+    objects: usize,
+    desired: BTreeMap<String, DesiredFile>,
+    /// Validation, render and naming problems: any of them means no output.
+    problems: Vec<Problem>,
+}
+
+impl Setup<'_> {
+    /// Read the intents at `target` from git objects and render them (the function `render` and the
+    /// controller use), then name their files.
+    fn render_at(&self, repo: &Repo, target: ObjectId) -> Result<Rendering, HydrateError> {
+        let mut problems = Vec::new();
+        let files = match load_rev(repo, &target.to_string(), &self.intent_path) {
+            Ok(files) => files,
+            Err(
+                e @ (SourceError::Symlink { .. } | SourceError::Repo(RepoError::Refused { .. })),
+            ) => {
+                problems.push(Problem::new(&self.intent_path, "", "", e.to_string()));
+                Vec::new()
+            }
+            Err(SourceError::Repo(e)) => return Err(e.into()),
+            Err(e) => return Err(git_err(format!("reading {}", self.intent_path), e)),
+        };
+        let result = render_tree(&files, &self.renderer, Some(&self.opts.cluster_id));
+        problems.extend(result.problems.iter().cloned());
+        let (desired, naming) = plan::desired_files(&result, &self.out_prefix);
+        problems.extend(naming);
+        Ok(Rendering {
+            objects: result.objects().count(),
+            desired,
+            problems,
+        })
+    }
+}
+
 /// One computed pass: the report so far, the output commit to push, and the notes to write once it is
 /// pushed.
 struct Pass {
@@ -1094,24 +1131,12 @@ impl Setup<'_> {
 
         let mut push = None;
         if let Some(target) = sel.target {
-            let mut problems = Vec::new();
-            let files = match load_rev(&repo, &target.to_string(), &self.intent_path) {
-                Ok(files) => files,
-                Err(
-                    e
-                    @ (SourceError::Symlink { .. } | SourceError::Repo(RepoError::Refused { .. })),
-                ) => {
-                    problems.push(Problem::new(&self.intent_path, "", "", e.to_string()));
-                    Vec::new()
-                }
-                Err(SourceError::Repo(e)) => return Err(e.into()),
-                Err(e) => return Err(git_err(format!("reading {}", self.intent_path), e)),
-            };
-            let result = render_tree(&files, &self.renderer, Some(&opts.cluster_id));
-            problems.extend(result.problems.iter().cloned());
-            let (desired, naming) = plan::desired_files(&result, &self.out_prefix);
-            problems.extend(naming);
-            report.objects = result.objects().count();
+            let Rendering {
+                objects,
+                desired,
+                problems,
+            } = self.render_at(&repo, target)?;
+            report.objects = objects;
             if !problems.is_empty() {
                 report.problems = problems.iter().map(ToString::to_string).collect();
                 if let Some(newest) = sel.processed.first() {
