@@ -3,13 +3,14 @@
 //!
 //! Data flows intent → verified → rendered → applied → reported:
 //! [`intent`] finds manifests, [`git`] verifies where they came from, [`validate`] and [`render`] are pure,
-//! and the controller and report sinks do the I/O.
+//! and the controller and report sinks do the I/O; [`hydrate`] commits verified renderings back to Git.
 
 pub mod admin;
 pub mod api;
 pub mod cli;
 pub mod controller;
 pub mod git;
+pub mod hydrate;
 pub mod intent;
 pub mod metrics;
 pub mod render;

@@ -4,6 +4,7 @@
 //! unreadable configuration.
 
 pub mod crdgen;
+pub mod hydrate;
 pub mod notes;
 pub mod render;
 pub mod run;
@@ -33,6 +34,8 @@ pub enum Command {
     Crdgen(crdgen::Args),
     /// Validate and render intents for review: a directory, a git revision, or the diff between two.
     Render(render::Args),
+    /// Render verified intent and commit the manifests to an output branch or path for Flux.
+    Hydrate(Box<hydrate::Args>),
     /// Read the audit trail: outcome records written as git notes.
     Notes(notes::Args),
     /// Run the operator: verify intent from the cluster repo, render and apply it, report outcomes.
@@ -46,6 +49,7 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Crdgen(args) => crdgen::run(args),
         Command::Render(args) => render::run(args),
+        Command::Hydrate(args) => hydrate::run(*args),
         Command::Notes(args) => notes::run(args),
         Command::Verify(args) => verify::run(args),
         Command::Run(args) => run::run(*args),

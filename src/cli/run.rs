@@ -151,7 +151,8 @@ pub fn load_credentials(
     Ok(crate::git::remote::Credentials::from_files(&files)?)
 }
 
-fn init_tracing(format: &str) {
+/// Logs to stderr as JSON or text; `RUST_LOG` sets the level (default `info`).
+pub fn init_tracing(format: &str) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()

@@ -75,7 +75,7 @@ pub struct ParsedCommit {
 }
 
 /// The signature header git uses for `kind`, and the one it uses for the other hash algorithm.
-fn signature_headers(kind: Kind) -> (&'static str, &'static str) {
+pub(crate) fn signature_headers(kind: Kind) -> (&'static str, &'static str) {
     match kind {
         Kind::Sha1 => ("gpgsig", "gpgsig-sha256"),
         _ => ("gpgsig-sha256", "gpgsig"),

@@ -9,5 +9,6 @@ pub mod policy;
 pub mod provenance;
 pub mod remote;
 pub mod repo;
+pub mod sign;
 pub mod ssh;
 pub mod verify;

@@ -291,8 +291,12 @@ pub fn write_batch(
     Ok(batch)
 }
 
-/// Write objects as one pack (with its index) into the repository's `objects/pack`.
-fn write_pack(repo: &gix::Repository, objects: &gix::odb::memory::Storage) -> Result<(), String> {
+/// Write objects (e.g. those a `with_object_memory()` repository collected) as one pack, with its index,
+/// into the repository's `objects/pack`. Also used by hydrate for its output commits.
+pub fn write_pack(
+    repo: &gix::Repository,
+    objects: &gix::odb::memory::Storage,
+) -> Result<(), String> {
     use gix::odb::pack;
     use std::io::Write;
     let mut data = Vec::with_capacity(

@@ -121,6 +121,37 @@ impl OpenPgpKeyring {
             .collect()
     }
 
+    /// The component of the first certificate that gpg would sign with at `now`: the newest usable signing
+    /// subkey, else the primary key when it may sign. `None` when the certificate is revoked, expired or
+    /// has no usable signing key. Returns the upper-case hex fingerprint.
+    pub fn signing_fingerprint(&self, now: i64) -> Option<String> {
+        let cert = self.certs.first()?;
+        let usable = |c: &Component| {
+            c.revoked.is_none()
+                && c.unusable.is_none()
+                && c.created <= now
+                && c.expires.is_none_or(|e| e > now)
+        };
+        let primary = cert.components.first()?;
+        if !usable(primary) {
+            return None;
+        }
+        cert.components[1..]
+            .iter()
+            .filter(|c| c.can_sign && usable(c))
+            .max_by_key(|c| c.created)
+            .or_else(|| primary.can_sign.then_some(primary))
+            .map(|c| c.fingerprint.clone())
+    }
+
+    /// The user IDs (text) of the first certificate with a valid self-certification, primary first.
+    pub fn user_ids(&self) -> Vec<String> {
+        self.certs
+            .first()
+            .map(|c| c.user_ids.iter().map(|(t, _)| t.clone()).collect())
+            .unwrap_or_default()
+    }
+
     fn add(&mut self, source: usize, key: &SignedPublicKey) {
         let cert = evaluate(source, key);
         let ci = self.certs.len();

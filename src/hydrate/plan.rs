@@ -1,0 +1,462 @@
+//! The pure core of hydrate: which files the rendered objects become, what changes against the tree that is
+//! there, and which intent revision may be rendered. No I/O: inputs are values, outputs are values.
+//!
+//! - [`object_path`] / [`desired_files`]: one YAML file per rendered object at a stable name,
+//!   `<namespace>/<kind>-<name>.yaml` (kind in lower case; `_cluster/…` for cluster-scoped objects), below
+//!   the output prefix.
+//! - [`plan`]: the desired files against the current entries of the output location → files added, changed
+//!   and removed (anything in the output location that is not rendered is stale and removed).
+//! - [`select_range`]: in `range` mode, the newest first-parent commit none of whose ancestors in the
+//!   range was refused.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use gix::ObjectId;
+use serde_json::Value;
+
+use crate::intent::Problem;
+use crate::render::{self, TreeRender};
+
+/// The directory of cluster-scoped objects (a namespace name cannot start with `_`).
+pub const CLUSTER_SCOPED_DIR: &str = "_cluster";
+
+/// One path component of a file name: a Kubernetes name (DNS subdomain or label) is always fine; anything
+/// that could escape the directory or hide the file is refused.
+fn check_component(what: &str, value: &str) -> Result<(), String> {
+    let ok = !value.is_empty()
+        && value.len() <= 253
+        && !value.starts_with('.')
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} {value:?} cannot be used in a file name (letters, digits, '-', '.', '_'; not starting with '.')"
+        ))
+    }
+}
+
+/// The file of a rendered object, relative to the output prefix: `<namespace>/<kind>-<name>.yaml`, or
+/// `_cluster/<kind>-<name>.yaml` when it has no namespace. The kind is lower-cased.
+pub fn object_path(obj: &Value) -> Result<String, String> {
+    let kind = render::kind(obj);
+    let name = render::name(obj);
+    let namespace = render::namespace(obj);
+    if kind.is_empty() || !kind.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(format!("kind {kind:?} is empty or not alphanumeric"));
+    }
+    check_component("metadata.name", name)?;
+    let dir = if namespace.is_empty() {
+        CLUSTER_SCOPED_DIR
+    } else {
+        check_component("metadata.namespace", namespace)?;
+        namespace
+    };
+    Ok(format!("{dir}/{}-{name}.yaml", kind.to_ascii_lowercase()))
+}
+
+/// Join an output prefix (`""` for the root) and a relative path.
+pub fn join(prefix: &str, rel: &str) -> String {
+    let prefix = prefix.trim_matches('/');
+    if prefix.is_empty() {
+        rel.to_string()
+    } else {
+        format!("{prefix}/{rel}")
+    }
+}
+
+/// A file to write: its content and the intent that rendered it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredFile {
+    pub data: Vec<u8>,
+    /// `Kind/namespace/name` of the rendered object.
+    pub object: String,
+    /// `Kind/namespace/name` of the intent.
+    pub intent: String,
+}
+
+/// The files for every object of a tree rendering, by full path (below `prefix`), in a stable order.
+/// Two objects that land on the same file are a problem unless they are byte-for-byte the same object;
+/// an object that cannot be named or serialized is a problem too. Any problem means: write nothing.
+pub fn desired_files(
+    result: &TreeRender,
+    prefix: &str,
+) -> (BTreeMap<String, DesiredFile>, Vec<Problem>) {
+    let mut files: BTreeMap<String, DesiredFile> = BTreeMap::new();
+    let mut problems = Vec::new();
+    for intent in &result.intents {
+        for obj in &intent.objects {
+            let object = render::object_id(obj);
+            let rel = match object_path(obj) {
+                Ok(p) => p,
+                Err(reason) => {
+                    problems.push(Problem::new(
+                        &intent.location,
+                        &intent.key,
+                        "",
+                        format!("rendered object {object}: {reason}"),
+                    ));
+                    continue;
+                }
+            };
+            let data = match serde_saphyr::to_string(obj) {
+                Ok(text) => text.into_bytes(),
+                Err(e) => {
+                    problems.push(Problem::new(
+                        &intent.location,
+                        &intent.key,
+                        "",
+                        format!("rendered object {object} cannot be written as YAML: {e}"),
+                    ));
+                    continue;
+                }
+            };
+            let path = join(prefix, &rel);
+            match files.get(&path) {
+                Some(existing) if existing.data == data => {}
+                Some(existing) => problems.push(Problem::new(
+                    &intent.location,
+                    &intent.key,
+                    "",
+                    format!(
+                        "rendered object {object} goes to {path}, which {} (rendered by {}) already \
+                         uses with different content",
+                        existing.object, existing.intent
+                    ),
+                )),
+                None => {
+                    files.insert(
+                        path,
+                        DesiredFile {
+                            data,
+                            object,
+                            intent: intent.key.to_string(),
+                        },
+                    );
+                }
+            }
+        }
+    }
+    problems.sort();
+    (files, problems)
+}
+
+/// An entry of the current output location: its object id, and whether it is a regular (non-executable)
+/// file. Anything else (executable, symbolic link, submodule) is never what hydrate writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CurrentEntry {
+    pub id: ObjectId,
+    pub regular_file: bool,
+}
+
+/// What to change in the output location.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// New files (full paths), sorted.
+    pub added: Vec<String>,
+    /// Files whose content (or type) changes, sorted.
+    pub changed: Vec<String>,
+    /// Stale entries: in the output location but not rendered, sorted.
+    pub removed: Vec<String>,
+}
+
+impl Plan {
+    /// Nothing to change: the output location already holds exactly the rendering.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.changed.is_empty() && self.removed.is_empty()
+    }
+}
+
+/// The blob id git gives `data`.
+pub fn blob_id(hash: gix::hash::Kind, data: &[u8]) -> ObjectId {
+    gix::objs::compute_hash(hash, gix::object::Kind::Blob, data)
+        .unwrap_or_else(|_| ObjectId::null(hash))
+}
+
+/// Compare the desired files with the current entries (both keyed by full path).
+pub fn plan(
+    desired: &BTreeMap<String, DesiredFile>,
+    current: &BTreeMap<String, CurrentEntry>,
+    hash: gix::hash::Kind,
+) -> Plan {
+    let mut out = Plan::default();
+    for (path, file) in desired {
+        match current.get(path) {
+            None => out.added.push(path.clone()),
+            Some(entry) => {
+                if !entry.regular_file || entry.id != blob_id(hash, &file.data) {
+                    out.changed.push(path.clone());
+                }
+            }
+        }
+    }
+    out.removed = current
+        .keys()
+        .filter(|p| !desired.contains_key(*p))
+        .cloned()
+        .collect();
+    out
+}
+
+/// The commits reachable from `from` (itself included) through `parents`, which holds only the commits of
+/// the range: a parent outside the map ends the walk there.
+pub fn reachable(from: ObjectId, parents: &HashMap<ObjectId, Vec<ObjectId>>) -> HashSet<ObjectId> {
+    let mut seen = HashSet::new();
+    let mut stack = vec![from];
+    while let Some(id) = stack.pop() {
+        if !parents.contains_key(&id) || !seen.insert(id) {
+            continue;
+        }
+        if let Some(ps) = parents.get(&id) {
+            stack.extend(ps.iter().copied());
+        }
+    }
+    seen
+}
+
+/// `range` mode: the position in `chain` (the first-parent chain of the branch head down to the last
+/// hydrated commit, newest first) of the newest commit that has no refused commit (`bad`) among its
+/// ancestors in the range (itself included). `parents` holds the parents of every commit of the range.
+/// `None` when every commit of the chain has a refused ancestor.
+///
+/// Having a refused ancestor is inherited by descendants, so along the chain the answer is monotone: once a
+/// commit is clean, all older ones are.
+pub fn select_range(
+    chain: &[ObjectId],
+    parents: &HashMap<ObjectId, Vec<ObjectId>>,
+    bad: &HashSet<ObjectId>,
+) -> Option<usize> {
+    if bad.is_empty() {
+        return (!chain.is_empty()).then_some(0);
+    }
+    // tainted(c) = bad(c) || any parent tainted; iterative post-order over the range.
+    let mut tainted: HashMap<ObjectId, bool> = HashMap::new();
+    let mut result = None;
+    for (i, &c) in chain.iter().enumerate() {
+        let mut stack = vec![(c, false)];
+        while let Some((id, expanded)) = stack.pop() {
+            if tainted.contains_key(&id) {
+                continue;
+            }
+            let ps: &[ObjectId] = parents.get(&id).map(Vec::as_slice).unwrap_or(&[]);
+            if expanded {
+                let t = bad.contains(&id)
+                    || ps.iter().any(|p| tainted.get(p).copied().unwrap_or(false));
+                tainted.insert(id, t);
+            } else {
+                stack.push((id, true));
+                for p in ps {
+                    if parents.contains_key(p) && !tainted.contains_key(p) {
+                        stack.push((*p, false));
+                    }
+                }
+            }
+        }
+        if !tainted.get(&c).copied().unwrap_or(true) {
+            result = Some(i);
+            break;
+        }
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::intent::{IntentKind, ObjectKey};
+    use crate::render::RenderedIntent;
+    use serde_json::json;
+
+    fn oid(n: u8) -> ObjectId {
+        ObjectId::from_bytes_or_panic(&[n; 20])
+    }
+
+    fn rendered(name: &str, objects: Vec<Value>) -> RenderedIntent {
+        RenderedIntent {
+            key: ObjectKey {
+                kind: IntentKind::ApplicationInstance,
+                namespace: "team-a".into(),
+                name: name.into(),
+            },
+            location: format!("clusters/c1/namespaces/team-a/applicationinstance-{name}.yaml"),
+            objects,
+        }
+    }
+
+    fn obj(kind: &str, ns: &str, name: &str, extra: i64) -> Value {
+        json!({"apiVersion": "x/v1", "kind": kind, "metadata": {"name": name, "namespace": ns}, "spec": {"n": extra}})
+    }
+
+    #[test]
+    fn stable_file_names() {
+        assert_eq!(
+            object_path(&obj("HelmRelease", "team-a", "cloud", 0)).unwrap(),
+            "team-a/helmrelease-cloud.yaml"
+        );
+        let cluster = json!({"kind": "ClusterRole", "metadata": {"name": "r"}});
+        assert_eq!(
+            object_path(&cluster).unwrap(),
+            "_cluster/clusterrole-r.yaml"
+        );
+        for bad in ["", "..", ".hidden", "a/b", "a b"] {
+            assert!(
+                object_path(&obj("HelmRelease", "ns", bad, 0)).is_err(),
+                "{bad:?}"
+            );
+            assert!(object_path(&obj("HelmRelease", bad, "n", 0)).is_err() || bad.is_empty());
+        }
+        assert!(object_path(&obj("Helm/Release", "ns", "n", 0)).is_err());
+        assert_eq!(join("", "a/b.yaml"), "a/b.yaml");
+        assert_eq!(join("/hydrated/c1/", "a/b.yaml"), "hydrated/c1/a/b.yaml");
+    }
+
+    #[test]
+    fn desired_files_and_collisions() {
+        let result = TreeRender {
+            intents: vec![
+                rendered(
+                    "a",
+                    vec![
+                        obj("OCIRepository", "team-a", "a", 1),
+                        obj("HelmRelease", "team-a", "a", 1),
+                    ],
+                ),
+                // The same object twice (byte for byte) is one file.
+                rendered("b", vec![obj("OCIRepository", "team-a", "a", 1)]),
+            ],
+            problems: vec![],
+        };
+        let (files, problems) = desired_files(&result, "out");
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(
+            files.keys().collect::<Vec<_>>(),
+            [
+                "out/team-a/helmrelease-a.yaml",
+                "out/team-a/ocirepository-a.yaml"
+            ]
+        );
+        let text = String::from_utf8(files["out/team-a/helmrelease-a.yaml"].data.clone()).unwrap();
+        assert!(text.contains("kind: HelmRelease"), "{text}");
+        let clash = TreeRender {
+            intents: vec![
+                rendered("a", vec![obj("HelmRelease", "team-a", "x", 1)]),
+                rendered("b", vec![obj("HelmRelease", "team-a", "x", 2)]),
+            ],
+            problems: vec![],
+        };
+        let (_, problems) = desired_files(&clash, "");
+        assert_eq!(problems.len(), 1);
+        let p = problems[0].to_string();
+        assert!(
+            p.contains("team-a/helmrelease-x.yaml")
+                && p.contains("ApplicationInstance/team-a/a")
+                && p.contains("ApplicationInstance/team-a/b"),
+            "{p}"
+        );
+    }
+
+    #[test]
+    fn plan_adds_changes_and_removes() {
+        let kind = gix::hash::Kind::Sha1;
+        let file = |s: &str| DesiredFile {
+            data: s.as_bytes().to_vec(),
+            object: String::new(),
+            intent: String::new(),
+        };
+        let desired = BTreeMap::from([
+            ("o/a.yaml".to_string(), file("a")),
+            ("o/b.yaml".to_string(), file("b2")),
+            ("o/c.yaml".to_string(), file("c")),
+            ("o/x.yaml".to_string(), file("x")),
+        ]);
+        let current = BTreeMap::from([
+            (
+                "o/b.yaml".to_string(),
+                CurrentEntry {
+                    id: blob_id(kind, b"b1"),
+                    regular_file: true,
+                },
+            ),
+            (
+                "o/c.yaml".to_string(),
+                CurrentEntry {
+                    id: blob_id(kind, b"c"),
+                    regular_file: true,
+                },
+            ),
+            (
+                "o/x.yaml".to_string(),
+                CurrentEntry {
+                    id: blob_id(kind, b"x"),
+                    regular_file: false,
+                },
+            ),
+            (
+                "o/stale.yaml".to_string(),
+                CurrentEntry {
+                    id: blob_id(kind, b"s"),
+                    regular_file: true,
+                },
+            ),
+        ]);
+        let p = plan(&desired, &current, kind);
+        assert_eq!(p.added, ["o/a.yaml"]);
+        assert_eq!(p.changed, ["o/b.yaml", "o/x.yaml"]);
+        assert_eq!(p.removed, ["o/stale.yaml"]);
+        assert!(!p.is_empty());
+        let same: BTreeMap<String, CurrentEntry> = desired
+            .iter()
+            .map(|(k, f)| {
+                (
+                    k.clone(),
+                    CurrentEntry {
+                        id: blob_id(kind, &f.data),
+                        regular_file: true,
+                    },
+                )
+            })
+            .collect();
+        assert!(plan(&desired, &same, kind).is_empty());
+    }
+
+    /// ```text
+    ///   1 - 2 - 3 - 6 - 7      (first-parent chain, 7 newest)
+    ///        \     /
+    ///         4 - 5
+    /// ```
+    #[test]
+    fn range_selection_stops_before_a_refused_ancestor() {
+        let parents: HashMap<ObjectId, Vec<ObjectId>> = HashMap::from([
+            (oid(1), vec![]),
+            (oid(2), vec![oid(1)]),
+            (oid(3), vec![oid(2)]),
+            (oid(4), vec![oid(2)]),
+            (oid(5), vec![oid(4)]),
+            (oid(6), vec![oid(3), oid(5)]),
+            (oid(7), vec![oid(6)]),
+        ]);
+        let chain = [oid(7), oid(6), oid(3), oid(2), oid(1)];
+        let none = HashSet::new();
+        assert_eq!(select_range(&chain, &parents, &none), Some(0));
+        // A refused commit on the merged side: the merge and everything after it wait.
+        assert_eq!(
+            select_range(&chain, &parents, &HashSet::from([oid(4)])),
+            Some(2)
+        );
+        // The head itself refused.
+        assert_eq!(
+            select_range(&chain, &parents, &HashSet::from([oid(7)])),
+            Some(1)
+        );
+        // The first commit refused: nothing can be rendered.
+        assert_eq!(
+            select_range(&chain, &parents, &HashSet::from([oid(1)])),
+            None
+        );
+        assert_eq!(select_range(&[], &parents, &none), None);
+        let r = reachable(oid(6), &parents);
+        assert!(r.contains(&oid(4)) && r.contains(&oid(1)) && !r.contains(&oid(7)));
+    }
+}
