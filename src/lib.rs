@@ -18,3 +18,9 @@ pub mod report;
 pub mod schema;
 pub mod secrets;
 pub mod validate;
+
+/// The allocator of every binary built on this crate (the operator, its tests and benchmarks alike):
+/// rendering and the controller allocate many small JSON values, and mimalloc serves them in about two thirds
+/// of the time glibc malloc takes (measured in docs/render.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
