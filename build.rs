@@ -1,4 +1,5 @@
-//! Embeds every file under `templates/` into the binary (see `render::Templates::embedded`).
+//! Embeds every file under `templates/` (see `render::Templates::embedded`) and under
+//! `examples/cluster-repo/` (the `demo` command's cluster repo) into the binary.
 
 use std::path::Path;
 
@@ -18,25 +19,38 @@ fn collect(root: &Path, dir: &Path, out: &mut Vec<String>) {
     }
 }
 
-fn main() {
+/// Write `OUT_DIR/<out_file>`: a static `(relative path, contents)` list of every file under `dir` (relative
+/// to the crate root).
+fn embed(dir: &str, out_file: &str, doc: &str) {
     let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR");
-    let root = Path::new(&manifest_dir).join("templates");
-    println!("cargo:rerun-if-changed=templates");
+    let root = Path::new(&manifest_dir).join(dir);
+    println!("cargo:rerun-if-changed={dir}");
     let mut files = Vec::new();
     collect(&root, &root, &mut files);
-    let mut code = String::from(
-        "/// Every file under templates/, embedded at build time.\npub static EMBEDDED: &[(&str, &str)] = &[\n",
-    );
+    let mut code = format!("/// {doc}\npub static EMBEDDED: &[(&str, &str)] = &[\n");
     for rel in &files {
-        println!("cargo:rerun-if-changed=templates/{rel}");
+        println!("cargo:rerun-if-changed={dir}/{rel}");
         // Relative to the crate being compiled, not to this build: the generated file must not pin one
-        // checkout's absolute paths (worktrees sharing a target directory would embed each other's templates).
-        let path = format!("/templates/{rel}");
+        // checkout's absolute paths (worktrees sharing a target directory would embed each other's files).
+        let path = format!("/{dir}/{rel}");
         code.push_str(&format!(
             "    ({rel:?}, include_str!(concat!(env!(\"CARGO_MANIFEST_DIR\"), {path:?}))),\n"
         ));
     }
     code.push_str("];\n");
-    let out = Path::new(&std::env::var("OUT_DIR").expect("OUT_DIR")).join("templates.rs");
-    std::fs::write(out, code).expect("write templates.rs");
+    let out = Path::new(&std::env::var("OUT_DIR").expect("OUT_DIR")).join(out_file);
+    std::fs::write(&out, code).unwrap_or_else(|e| panic!("write {}: {e}", out.display()));
+}
+
+fn main() {
+    embed(
+        "templates",
+        "templates.rs",
+        "Every file under templates/, embedded at build time.",
+    );
+    embed(
+        "examples/cluster-repo",
+        "cluster_repo.rs",
+        "Every file under examples/cluster-repo/, embedded at build time (the demo's cluster repo).",
+    );
 }

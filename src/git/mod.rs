@@ -12,3 +12,4 @@ pub mod repo;
 pub mod sign;
 pub mod ssh;
 pub mod verify;
+pub mod write;

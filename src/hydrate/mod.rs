@@ -39,8 +39,9 @@ use crate::git::notes::{
 use crate::git::policy::{Mode, TrustPolicy};
 use crate::git::remote::{self, Credentials, PushOutcome, RemoteError};
 use crate::git::repo::{Repo, RepoError};
-use crate::git::sign::{self, SignError, SigningKey};
+use crate::git::sign::{SignError, SigningKey};
 use crate::git::verify::{Reason, Verdict, Verifier, VerifyError, verify_range};
+use crate::git::write;
 use crate::intent::Problem;
 use crate::intent::source::{SourceError, load_rev};
 use crate::render::{Renderer, render_tree};
@@ -520,9 +521,9 @@ fn oid_of(v: &Verdict) -> Option<ObjectId> {
 
 /// The commits reachable from `head` and not from `base` with their parents, and the first-parent chain
 /// from `head` within them (newest first).
-type RangeGraph = (HashMap<ObjectId, Vec<ObjectId>>, Vec<ObjectId>);
+pub(crate) type RangeGraph = (HashMap<ObjectId, Vec<ObjectId>>, Vec<ObjectId>);
 
-fn range_graph(
+pub(crate) fn range_graph(
     repo: &Repo,
     base: Option<ObjectId>,
     head: ObjectId,
@@ -794,39 +795,27 @@ impl Setup<'_> {
                 .detach(),
             None => ObjectId::empty_tree(hash),
         };
-        let tree = {
-            let mut editor = mem.edit_tree(base_tree).map_err(|e| err(&e))?;
-            for path in &plan.removed {
-                editor.remove(path.as_str()).map_err(|e| err(&e))?;
-            }
-            for path in plan.added.iter().chain(&plan.changed) {
-                let Some(file) = desired.get(path) else {
-                    continue;
-                };
-                let blob = mem.write_blob(&file.data).map_err(|e| err(&e))?.detach();
-                editor
-                    .upsert(path.as_str(), gix::objs::tree::EntryKind::Blob, blob)
-                    .map_err(|e| err(&e))?;
-            }
-            editor.write().map_err(|e| err(&e))?.detach()
-        };
-        let person = gix::actor::Signature {
-            name: self.opts.author_name.as_str().into(),
-            email: self.opts.author_email.as_str().into(),
-            time: gix::date::Time::now_utc(),
-        };
-        let mut commit = gix::objs::Commit {
+        let files = plan.added.iter().chain(&plan.changed).filter_map(|path| {
+            desired
+                .get(path)
+                .map(|f| (path.as_str(), f.data.as_slice()))
+        });
+        let removed = plan.removed.iter().map(String::as_str);
+        let tree = write::edit_tree(&mem, base_tree, removed, files).map_err(|e| err(&e))?;
+        let person = write::person(
+            &self.opts.author_name,
+            &self.opts.author_email,
+            gix::date::Time::now_utc(),
+        );
+        let commit = write::new_commit(
+            &mem,
             tree,
-            parents: tip.into_iter().collect(),
-            author: person.clone(),
-            committer: person,
-            encoding: None,
-            message: message.into(),
-            extra_headers: Vec::new(),
-        };
-        if let Some(key) = &self.key {
-            sign::sign_commit(&mut commit, hash, key)?;
-        }
+            tip,
+            person.clone(),
+            person,
+            message,
+            self.key.as_ref(),
+        )?;
         let id = mem.write_object(&commit).map_err(|e| err(&e))?.detach();
         if let Some(objects) = mem.objects.take_object_memory() {
             notes::write_pack(repo.gix(), &objects).map_err(|e| err(&e))?;
