@@ -537,6 +537,25 @@ async fn unsigned_and_hand_edited_intents_are_blocked_and_nothing_is_written() {
 }
 
 #[tokio::test]
+async fn the_operator_reports_ready_once_its_caches_synced() {
+    let env = env("readyz").await;
+    let mut config = env.config(None);
+    config.admin = Some((
+        "127.0.0.1:0".parse().unwrap(),
+        "127.0.0.1:0".parse().unwrap(),
+    ));
+    let operator = Operator::start(env.client.clone(), config).await.unwrap();
+    let (_, health) = operator.admin_addrs.unwrap();
+    // Every check passes: crds, git, leader, and caches-synced (which waits on the controllers' stores).
+    eventually("/readyz 200", || async {
+        let r = reqwest::get(format!("http://{health}/readyz")).await.ok()?;
+        (r.status().as_u16() == 200).then_some(())
+    })
+    .await;
+    operator.stop().await;
+}
+
+#[tokio::test]
 async fn a_namespace_without_the_gate_label_is_ignored() {
     let env = env("gate").await;
     let ungated = "t-gate-off";

@@ -366,13 +366,28 @@ impl Operator {
             }));
         }
 
-        // Readiness: the controllers' caches have synced.
+        // Readiness: the controllers' caches have synced. A Store wakes only one waiter (kube-runtime keeps a
+        // single waker per store, and each Controller waits on its own store too), so a lone wait may never be
+        // woken: ask again every 250 ms until both stores answer, or the operator stops.
         {
             let (apps, ops) = (app_store.clone(), op_store.clone());
+            let mut stop = stop_rx.clone();
             tasks.push(tokio::spawn(async move {
-                let _ = apps.wait_until_ready().await;
-                let _ = ops.wait_until_ready().await;
-                caches_check.pass();
+                let again = Duration::from_millis(250);
+                let synced = async {
+                    while tokio::time::timeout(again, apps.wait_until_ready())
+                        .await
+                        .is_err()
+                    {}
+                    while tokio::time::timeout(again, ops.wait_until_ready())
+                        .await
+                        .is_err()
+                    {}
+                };
+                tokio::select! {
+                    _ = stop.wait_for(|s| *s) => {}
+                    _ = synced => caches_check.pass(),
+                }
             }));
         }
 
