@@ -4,6 +4,7 @@
 //! unreadable configuration.
 
 pub mod crdgen;
+pub mod demo;
 pub mod hydrate;
 pub mod notes;
 pub mod render;
@@ -32,6 +33,9 @@ pub struct Cli {
 pub enum Command {
     /// Print the CustomResourceDefinitions of the API as YAML.
     Crdgen(crdgen::Args),
+    /// The tour: verify, render, hydrate and audit a throwaway cluster repo (and run the controller with
+    /// --kubeconfig); no cluster or network needed.
+    Demo(demo::Args),
     /// Validate and render intents for review: a directory, a git revision, or the diff between two.
     Render(render::Args),
     /// Render verified intent and commit the manifests to an output branch or path for Flux.
@@ -48,6 +52,7 @@ pub enum Command {
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Crdgen(args) => crdgen::run(args),
+        Command::Demo(args) => demo::run(args),
         Command::Render(args) => render::run(args),
         Command::Hydrate(args) => hydrate::run(*args),
         Command::Notes(args) => notes::run(args),
