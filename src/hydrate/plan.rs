@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use gix::ObjectId;
 use serde_json::Value;
 
-use crate::intent::Problem;
+use crate::intent::{IntentKind, Problem};
 use crate::render::{self, TreeRender};
 
 /// The directory of cluster-scoped objects (a namespace name cannot start with `_`).
@@ -75,18 +75,29 @@ pub struct DesiredFile {
     pub object: String,
     /// `Kind/namespace/name` of the intent.
     pub intent: String,
+    pub intent_kind: IntentKind,
 }
 
 /// The files for every object of a tree rendering, by full path (below `prefix`), in a stable order.
-/// Two objects that land on the same file are a problem unless they are byte-for-byte the same object;
-/// an object that cannot be named or serialized is a problem too. Any problem means: write nothing.
+/// Two objects that land on the same file are a problem unless they are byte-for-byte the same object, or
+/// one comes from an Operation and the other from an ApplicationInstance: an upgrade Operation (helm
+/// engine) renders its target's HelmRelease and chart source with the upgrade applied, and that rendering
+/// replaces the target's own (as the controller applies it while the upgrade runs and after it succeeded).
+/// An object that cannot be named or serialized is a problem too. Any problem means: write nothing.
 pub fn desired_files(
     result: &TreeRender,
     prefix: &str,
 ) -> (BTreeMap<String, DesiredFile>, Vec<Problem>) {
     let mut files: BTreeMap<String, DesiredFile> = BTreeMap::new();
     let mut problems = Vec::new();
-    for intent in &result.intents {
+    // ApplicationInstances first, so that an Operation's rendering of the same object replaces theirs.
+    let by_rank = |i: &&crate::render::RenderedIntent| match i.key.kind {
+        IntentKind::ApplicationInstance => 0,
+        IntentKind::Operation => 1,
+    };
+    let mut intents: Vec<&crate::render::RenderedIntent> = result.intents.iter().collect();
+    intents.sort_by_key(by_rank);
+    for intent in intents {
         for obj in &intent.objects {
             let object = render::object_id(obj);
             let rel = match object_path(obj) {
@@ -114,8 +125,23 @@ pub fn desired_files(
                 }
             };
             let path = join(prefix, &rel);
+            let is_operation = intent.key.kind == IntentKind::Operation;
             match files.get(&path) {
                 Some(existing) if existing.data == data => {}
+                Some(existing)
+                    if is_operation
+                        && existing.intent_kind == IntentKind::ApplicationInstance =>
+                {
+                    files.insert(
+                        path,
+                        DesiredFile {
+                            data,
+                            object,
+                            intent: intent.key.to_string(),
+                            intent_kind: intent.key.kind,
+                        },
+                    );
+                }
                 Some(existing) => problems.push(Problem::new(
                     &intent.location,
                     &intent.key,
@@ -133,6 +159,7 @@ pub fn desired_files(
                             data,
                             object,
                             intent: intent.key.to_string(),
+                            intent_kind: intent.key.kind,
                         },
                     );
                 }
@@ -265,7 +292,7 @@ pub fn select_range(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::intent::{IntentKind, ObjectKey};
+    use crate::intent::ObjectKey;
     use crate::render::RenderedIntent;
     use serde_json::json;
 
@@ -313,6 +340,26 @@ mod tests {
     }
 
     #[test]
+    fn the_example_cluster_repo_hydrates_with_its_upgrade_operation_applied() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/cluster-repo");
+        let files = crate::intent::source::load_dir(&root).unwrap();
+        let renderer = render::Renderer::new(
+            render::Templates::embedded(),
+            render::RenderOptions::default(),
+        );
+        let result = render::render_tree(&files, &renderer, Some("eu-prod-1"));
+        assert!(result.problems.is_empty(), "{:?}", result.problems);
+        let (files, problems) = desired_files(&result, "");
+        assert!(problems.is_empty(), "{problems:?}");
+        let release = &files["team-alpha/helmrelease-nextcloud.yaml"];
+        assert!(
+            release.intent.starts_with("Operation/team-alpha/"),
+            "{}",
+            release.intent
+        );
+    }
+
+    #[test]
     fn desired_files_and_collisions() {
         let result = TreeRender {
             intents: vec![
@@ -346,6 +393,43 @@ mod tests {
             ],
             problems: vec![],
         };
+        // An upgrade Operation's rendering of its target's objects replaces the target's, whatever the order.
+        let mut upgrade = rendered("upgrade", vec![obj("HelmRelease", "team-a", "a", 7)]);
+        upgrade.key.kind = IntentKind::Operation;
+        for intents in [
+            vec![
+                upgrade.clone(),
+                rendered("a", vec![obj("HelmRelease", "team-a", "a", 1)]),
+            ],
+            vec![
+                rendered("a", vec![obj("HelmRelease", "team-a", "a", 1)]),
+                upgrade.clone(),
+            ],
+        ] {
+            let (files, problems) = desired_files(
+                &TreeRender {
+                    intents,
+                    problems: vec![],
+                },
+                "",
+            );
+            assert!(problems.is_empty(), "{problems:?}");
+            let f = &files["team-a/helmrelease-a.yaml"];
+            assert_eq!(f.intent, "Operation/team-a/upgrade");
+            let text = String::from_utf8_lossy(&f.data);
+            assert!(text.contains(": 7"), "{text}");
+        }
+        // Two Operations that render the same object differently are a problem.
+        let mut other = rendered("other", vec![obj("HelmRelease", "team-a", "a", 8)]);
+        other.key.kind = IntentKind::Operation;
+        let (_, problems) = desired_files(
+            &TreeRender {
+                intents: vec![upgrade, other],
+                problems: vec![],
+            },
+            "",
+        );
+        assert_eq!(problems.len(), 1, "{problems:?}");
         let (_, problems) = desired_files(&clash, "");
         assert_eq!(problems.len(), 1);
         let p = problems[0].to_string();
@@ -364,6 +448,7 @@ mod tests {
             data: s.as_bytes().to_vec(),
             object: String::new(),
             intent: String::new(),
+            intent_kind: IntentKind::ApplicationInstance,
         };
         let desired = BTreeMap::from([
             ("o/a.yaml".to_string(), file("a")),
