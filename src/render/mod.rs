@@ -62,14 +62,18 @@ pub fn kind(obj: &Value) -> &str {
 
 /// `metadata.name` of an object.
 pub fn name(obj: &Value) -> &str {
-    obj.pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or("")
+    metadata_str(obj, "name")
 }
 
 /// `metadata.namespace` of an object.
 pub fn namespace(obj: &Value) -> &str {
-    obj.pointer("/metadata/namespace")
+    metadata_str(obj, "namespace")
+}
+
+/// A string field of `metadata` (direct lookups: `Value::pointer` allocates for every path segment).
+fn metadata_str<'a>(obj: &'a Value, field: &str) -> &'a str {
+    obj.get("metadata")
+        .and_then(|m| m.get(field))
         .and_then(Value::as_str)
         .unwrap_or("")
 }
@@ -103,6 +107,9 @@ pub fn deep_merge(base: &mut Value, overlay: &Value) {
 
 /// A stable order for rendered objects: sources before releases, then by namespace and name.
 pub fn sort_objects(objects: &mut [Value]) {
+    if objects.len() < 2 {
+        return;
+    }
     fn rank(kind: &str) -> u8 {
         match kind {
             "HelmRepository" | "OCIRepository" => 0,
