@@ -295,7 +295,8 @@ spec:
         }
     }
 
-    /// Play helm-controller: the HelmRelease is Ready (or not) at a chart version.
+    /// Play helm-controller: the HelmRelease is Ready (or not) at a chart version, which is also the version
+    /// it last attempted.
     async fn helm_controller(
         &self,
         name: &str,
@@ -304,6 +305,22 @@ spec:
         version: &str,
         remediated: bool,
     ) {
+        self.flux_release(name, ready, reason, version, version, remediated)
+            .await;
+    }
+
+    /// Play helm-controller: `deployed` is the chart version in the release history, `attempted` the version
+    /// of the last attempt (Flux appends the OCI digest, as here).
+    async fn flux_release(
+        &self,
+        name: &str,
+        ready: &str,
+        reason: &str,
+        deployed: &str,
+        attempted: &str,
+        remediated: bool,
+    ) {
+        let version = deployed;
         let hr = self
             .dynamic("helm.toolkit.fluxcd.io/v2", "HelmRelease", &self.ns, name)
             .await
@@ -318,6 +335,7 @@ spec:
                 "lastTransitionTime": "2026-11-21T00:00:00Z", "observedGeneration": generation}));
         }
         let status = json!({"observedGeneration": generation, "conditions": conditions,
+            "lastAttemptedRevision": format!("{attempted}+0123456789ab"), "lastAttemptedGeneration": generation,
             "history": [{"chartName": "nextcloud", "chartVersion": version, "configDigest": "sha256:x", "digest": "sha256:y",
                 "firstDeployed": "2026-11-21T00:00:00Z", "lastDeployed": "2026-11-21T00:00:00Z", "name": name,
                 "namespace": self.ns, "status": "deployed", "version": 1}]});
@@ -627,7 +645,7 @@ async fn a_failed_upgrade_rolled_back_by_flux_is_degraded_and_delete_cleans_up()
         (o["spec"]["ref"]["tag"] == "2.0.0").then_some(())
     })
     .await;
-    env.helm_controller("app", "True", "RollbackSucceeded", "1.0.0", true)
+    env.flux_release("app", "True", "RollbackSucceeded", "1.0.0", "2.0.0", true)
         .await;
     eventually("RolledBack + UpgradeFailed", || async {
         let app = env.app("app").await;
@@ -848,6 +866,213 @@ async fn every_engine_goes_from_pending_to_succeeded_and_to_failed() {
         note.contains("\"outcome\":\"Succeeded\"") && note.contains("\"outcome\":\"Failed\""),
         "{note}"
     );
+    operator.stop().await;
+}
+
+fn op_cond(op: &Option<Operation>, type_: &str) -> Option<(String, String)> {
+    op.as_ref()?
+        .status
+        .as_ref()
+        .and_then(|s| condition(&s.conditions, type_))
+}
+
+#[tokio::test]
+async fn an_upgrade_helm_operation_changes_the_release_through_the_instance_and_succeeds_or_fails()
+{
+    let env = env("helmop").await;
+    let app = env.app_yaml("app", "1.0.0", "");
+    env.publish("applicationinstance-app.yaml", &app, true);
+    let operator = env.start(None).await;
+    env.flux_apply(&app).await;
+    eventually("HelmRelease", || {
+        env.dynamic("helm.toolkit.fluxcd.io/v2", "HelmRelease", &env.ns, "app")
+    })
+    .await;
+    env.helm_controller("app", "True", "InstallSucceeded", "1.0.0", false)
+        .await;
+    eventually("Ready at 1.0.0", || async {
+        (app_cond(&env.app("app").await, "Ready") == s("True", "HelmReleaseReady")).then_some(())
+    })
+    .await;
+    let oci_tag = || async {
+        env.dynamic(
+            "source.toolkit.fluxcd.io/v1",
+            "OCIRepository",
+            &env.ns,
+            "app",
+        )
+        .await
+        .and_then(|o| o["spec"]["ref"]["tag"].as_str().map(str::to_string))
+    };
+    // Two upgrades in one signed commit: the first (to 2.0.0) fails and Flux rolls it back; the second (to 2.0.1)
+    // waits for it (an Upgrade blocks an Upgrade), then succeeds.
+    let bad = env.op_yaml(
+        "up-bad",
+        "app",
+        "Upgrade",
+        "helm",
+        "{targetVersion: 2.0.0}",
+        "",
+    );
+    let good = env.op_yaml(
+        "up-good",
+        "app",
+        "Upgrade",
+        "helm",
+        "{targetVersion: 2.0.1}",
+        "",
+    );
+    env.remote.write(&env.path("operation-up-bad.yaml"), &bad);
+    env.remote.write(&env.path("operation-up-good.yaml"), &good);
+    let commit = env
+        .remote
+        .commit("upgrades", Some(&env.signer), &env.signer.email);
+    operator.sync_now().await;
+    env.flux_apply(&bad).await;
+    eventually("up-bad Running", || async {
+        (op_phase(&env.op("up-bad").await).as_deref() == Some("Running")).then_some(())
+    })
+    .await;
+    env.flux_apply(&good).await;
+    eventually("up-good Pending behind up-bad", || async {
+        let op = env.op("up-good").await;
+        (op_phase(&op).as_deref() == Some("Pending")
+            && op_cond(&op, "Blocked") == s("True", "ConflictingOperation"))
+        .then_some(())
+    })
+    .await;
+    // The instance renders the upgrade: its chart source moves to 2.0.0. The HelmRelease stays the instance's
+    // own object (no Operation labels): the Operation wrote nothing itself.
+    eventually("chart source at 2.0.0", || async {
+        (oci_tag().await.as_deref() == Some("2.0.0")).then_some(())
+    })
+    .await;
+    let hr = env
+        .dynamic("helm.toolkit.fluxcd.io/v2", "HelmRelease", &env.ns, "app")
+        .await
+        .unwrap();
+    assert!(
+        hr["metadata"]["labels"]
+            .get("ops.vworkspace.io/operation-name")
+            .is_none(),
+        "{hr}"
+    );
+    assert_eq!(
+        hr["metadata"]["ownerReferences"][0]["kind"],
+        "ApplicationInstance"
+    );
+    let op = env.op("up-bad").await.unwrap();
+    let st = op.status.unwrap();
+    assert_eq!(
+        st.engine_ref
+            .as_ref()
+            .map(|e| (e.kind.as_str(), e.name.as_str())),
+        Some(("HelmRelease", "app"))
+    );
+    // Flux attempts 2.0.0, fails and rolls back to 1.0.0.
+    env.flux_release("app", "True", "RollbackSucceeded", "1.0.0", "2.0.0", true)
+        .await;
+    eventually("up-bad Failed", || async {
+        let op = env.op("up-bad").await;
+        (op_phase(&op).as_deref() == Some("Failed")
+            && op_cond(&op, "Failed") == s("True", "EngineFailed"))
+        .then_some(())
+    })
+    .await;
+    // The second upgrade starts and the chart source moves to 2.0.1. The rollback Flux reported for 2.0.0 is
+    // not a failure of 2.0.1: the Operation keeps running until Flux has attempted 2.0.1.
+    eventually("up-good Running", || async {
+        (op_phase(&env.op("up-good").await).as_deref() == Some("Running")).then_some(())
+    })
+    .await;
+    eventually("chart source at 2.0.1", || async {
+        (oci_tag().await.as_deref() == Some("2.0.1")).then_some(())
+    })
+    .await;
+    eventually("the instance says it is upgrading", || async {
+        (app_cond(&env.app("app").await, "Reconciling") == s("True", "HelmReleaseUpgrading"))
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        op_phase(&env.op("up-good").await).as_deref(),
+        Some("Running")
+    );
+    env.flux_release("app", "True", "UpgradeSucceeded", "2.0.1", "2.0.1", false)
+        .await;
+    eventually("up-good Succeeded", || async {
+        let op = env.op("up-good").await;
+        (op_phase(&op).as_deref() == Some("Succeeded")
+            && op_cond(&op, "Succeeded") == s("True", "EngineCompleted"))
+        .then_some(())
+    })
+    .await;
+    let st = env.op("up-good").await.unwrap().status.unwrap();
+    assert!(
+        st.started_at.is_some() && st.finished_at.is_some(),
+        "{st:?}"
+    );
+    assert_eq!(
+        st.outputs.get("helmReleaseName").map(String::as_str),
+        Some("app")
+    );
+    // The instance keeps the upgraded release: Ready at 2.0.1, and a new verified revision (every intent is
+    // reconciled again) neither moves the chart back nor writes a child.
+    eventually("the instance Ready at 2.0.1", || async {
+        let app = env.app("app").await?;
+        let st = app.status.as_ref()?;
+        (condition(&st.conditions, "Ready") == s("True", "HelmReleaseReady")
+            && st.last_applied_chart.as_ref().map(|c| c.version.as_str()) == Some("2.0.1"))
+        .then_some(())
+    })
+    .await;
+    let children = || operator.counters.writes_by_kind().get("child").copied();
+    let before = children();
+    let app_reconciles = || {
+        operator
+            .counters
+            .reconciles()
+            .get(&("applicationinstance".to_string(), true))
+            .copied()
+            .unwrap_or_default()
+    };
+    let reconciled = app_reconciles();
+    env.remote.write("README.md", "cluster repo, revised\n");
+    env.remote
+        .commit("unrelated", Some(&env.signer), &env.signer.email);
+    operator.sync_now().await;
+    eventually("the instance reconciled at the new revision", || async {
+        (app_reconciles() > reconciled).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(oci_tag().await.as_deref(), Some("2.0.1"));
+    assert_eq!(
+        children(),
+        before,
+        "{:?}",
+        operator.counters.writes_by_kind()
+    );
+    // Both outcomes are noted on the commit of the Operations.
+    let note = eventually("notes for both upgrades", || async {
+        env.note(&commit)
+            .filter(|n| n.contains("\"up-good\"") && n.contains("\"up-bad\""))
+    })
+    .await;
+    let records: Vec<Value> = note
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let outcome = |name: &str| {
+        records
+            .iter()
+            .find(|r| r["name"] == name && r["kind"] == "Operation")
+            .map(|r| r["outcome"].as_str().unwrap_or_default().to_string())
+    };
+    assert_eq!(outcome("up-bad").as_deref(), Some("Failed"), "{note}");
+    assert_eq!(outcome("up-good").as_deref(), Some("Succeeded"), "{note}");
+    let good_record = records.iter().find(|r| r["name"] == "up-good").unwrap();
+    assert_eq!(good_record["childRefs"]["helmReleaseName"], "app", "{note}");
     operator.stop().await;
 }
 

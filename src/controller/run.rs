@@ -13,7 +13,7 @@ use kube::runtime::controller::Controller;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
-use kube::{Client, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
@@ -325,6 +325,39 @@ impl Operator {
                     },
                 );
             }
+        }
+
+        // An Operation that finishes or goes away releases the Operations waiting for it on the same target
+        // (Blocked/ConflictingOperation) at once, instead of at their next periodic look.
+        {
+            let store = op_store.clone();
+            op_controller = op_controller.watches(
+                Api::<Operation>::all(client.clone()),
+                watcher::Config::default().labels(&selector),
+                move |done| {
+                    let finished = done.meta().deletion_timestamp.is_some()
+                        || done
+                            .status
+                            .as_ref()
+                            .and_then(|s| s.phase)
+                            .is_some_and(crate::api::Phase::is_terminal);
+                    if !finished {
+                        return Vec::new();
+                    }
+                    store
+                        .state()
+                        .into_iter()
+                        .filter(|op| {
+                            op.namespace() == done.namespace()
+                                && op.spec.target_ref.name == done.spec.target_ref.name
+                                && op.name_any() != done.name_any()
+                                && op.status.as_ref().and_then(|s| s.phase).unwrap_or_default()
+                                    == crate::api::Phase::Pending
+                        })
+                        .map(|op| ObjectRef::from_obj(op.as_ref()))
+                        .collect()
+                },
+            );
         }
 
         let git_ticks = source.subscribe();
