@@ -17,7 +17,7 @@ use support::gitfix::{GitRemote, Signer, policy_yaml};
 use vworkspace_operator::api::{ApplicationInstance, Cluster, Operation};
 use vworkspace_operator::controller::context::{Selector, Settings};
 use vworkspace_operator::controller::repo_source::RepoConfig;
-use vworkspace_operator::controller::run::{Operator, OperatorConfig};
+use vworkspace_operator::controller::run::{LeaseSettings, Operator, OperatorConfig};
 use vworkspace_operator::git::policy::TrustPolicy;
 use vworkspace_operator::git::remote::Credentials;
 use vworkspace_operator::render::Templates;
@@ -1288,4 +1288,118 @@ async fn the_receiver_down_then_up_gets_the_snapshot_and_a_remote_outage_delays_
     .await;
     assert!(note.contains("\"outcome\":\"Ready\""));
     operator.stop().await;
+}
+
+#[tokio::test]
+async fn only_the_leader_acts_and_a_standby_takes_over_when_it_stops() {
+    use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+    let env = env("leader").await;
+    let lease_name = format!("vworkspace-operator-{}", env.cluster);
+    let leases: Api<Lease> = Api::namespaced(env.client.clone(), &env.ns);
+    let holder = || async {
+        leases
+            .get_opt(&lease_name)
+            .await
+            .unwrap()
+            .and_then(|l| l.spec?.holder_identity)
+    };
+    let settings = |identity: &str| {
+        let mut l = LeaseSettings::new(&env.ns, &lease_name, identity);
+        l.duration = Duration::from_secs(3);
+        l.grace = Duration::from_secs(1);
+        l
+    };
+    // A leader that died without releasing the lease: the first replica leads only once it has expired.
+    let now = MicroTime(jiff::Timestamp::now());
+    leases
+        .create(
+            &Default::default(),
+            &Lease {
+                metadata: kube::api::ObjectMeta {
+                    name: Some(lease_name.clone()),
+                    ..Default::default()
+                },
+                spec: Some(LeaseSpec {
+                    holder_identity: Some("crashed".into()),
+                    lease_duration_seconds: Some(3),
+                    acquire_time: Some(now.clone()),
+                    renew_time: Some(now),
+                    ..Default::default()
+                }),
+            },
+        )
+        .await
+        .unwrap();
+    let first = env.app_yaml("first", "1.0.0", "");
+    env.publish("applicationinstance-first.yaml", &first, true);
+    let mut config = env.config(None);
+    config.leader_election = Some(settings("replica-a"));
+    let leader = Operator::start(env.client.clone(), config).await.unwrap();
+    assert_eq!(holder().await.as_deref(), Some("replica-a"));
+    let leader_counters = leader.counters.clone();
+    // The standby waits for the lease: it does not start its controllers, so it writes nothing.
+    let mut config = env.config(None);
+    config.leader_election = Some(settings("replica-b"));
+    config.state_dir = env.tmp.path().join("state-b");
+    config.repo.cache_dir = env.tmp.path().join("state-b/cache");
+    let standby = tokio::spawn(Operator::start(env.client.clone(), config));
+    env.flux_apply(&first).await;
+    eventually("the leader applies the HelmRelease", || {
+        env.dynamic("helm.toolkit.fluxcd.io/v2", "HelmRelease", &env.ns, "first")
+    })
+    .await;
+    env.helm_controller("first", "True", "InstallSucceeded", "1.0.0", false)
+        .await;
+    eventually("the leader folds Ready", || async {
+        (app_cond(&env.app("first").await, "Ready") == s("True", "HelmReleaseReady")).then_some(())
+    })
+    .await;
+    // Several lease durations later the leader still holds the lease (it renews) and the standby still waits.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    assert_eq!(holder().await.as_deref(), Some("replica-a"));
+    assert!(
+        !standby.is_finished(),
+        "the standby started while the leader leads"
+    );
+    // The leader stops and releases the lease; the standby takes over.
+    leader.stop().await;
+    let writes_after_stop = leader_counters.writes();
+    let successor = tokio::time::timeout(Duration::from_secs(60), standby)
+        .await
+        .expect("the standby did not take over within 60 s")
+        .unwrap()
+        .unwrap();
+    assert_eq!(holder().await.as_deref(), Some("replica-b"));
+    // The new leader acts on a new intent.
+    let second = env.app_yaml("second", "1.0.0", "");
+    env.publish("applicationinstance-second.yaml", &second, true);
+    successor.sync_now().await;
+    env.flux_apply(&second).await;
+    eventually("the new leader applies the HelmRelease", || {
+        env.dynamic(
+            "helm.toolkit.fluxcd.io/v2",
+            "HelmRelease",
+            &env.ns,
+            "second",
+        )
+    })
+    .await;
+    env.helm_controller("second", "True", "InstallSucceeded", "1.0.0", false)
+        .await;
+    eventually("the new leader folds Ready", || async {
+        (app_cond(&env.app("second").await, "Ready") == s("True", "HelmReleaseReady")).then_some(())
+    })
+    .await;
+    // What the old leader wrote is not written again (only the new intent's HelmRelease and chart source), and
+    // the old leader wrote nothing after it stopped.
+    assert_eq!(
+        successor.counters.writes_by_kind().get("child").copied(),
+        Some(2),
+        "{:?}",
+        successor.counters.writes_by_kind()
+    );
+    assert_eq!(leader_counters.writes(), writes_after_stop);
+    successor.stop().await;
+    assert_ne!(holder().await.as_deref(), Some("replica-b"));
 }

@@ -200,19 +200,17 @@ async fn run_async(args: Args) -> anyhow::Result<u8> {
         None => crate::render::Templates::embedded(),
     };
     let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
-    let leader_election = args
-        .leader_election
-        .unwrap_or(in_cluster)
-        .then(|| LeaseSettings {
-            namespace: args
-                .lease_namespace
+    let leader_election = args.leader_election.unwrap_or(in_cluster).then(|| {
+        LeaseSettings::new(
+            args.lease_namespace
                 .clone()
                 .or_else(|| std::env::var("POD_NAMESPACE").ok())
                 .unwrap_or_else(|| "vworkspace-system".into()),
-            name: format!("vworkspace-operator-{}", args.cluster_id),
-            identity: std::env::var("POD_NAME")
+            format!("vworkspace-operator-{}", args.cluster_id),
+            std::env::var("POD_NAME")
                 .unwrap_or_else(|_| format!("vworkspace-operator-{}", std::process::id())),
-        });
+        )
+    });
     let control_plane = match &args.control_plane_endpoint {
         Some(endpoint) => {
             let token = args.control_plane_token_file.clone().ok_or_else(|| {

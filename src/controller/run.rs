@@ -34,6 +34,35 @@ pub struct LeaseSettings {
     pub namespace: String,
     pub name: String,
     pub identity: String,
+    /// How long the lease holds without renewal: after a leader dies without releasing it, another replica
+    /// takes over within this time (whole seconds, at least 2).
+    pub duration: Duration,
+    /// The leader renews this long before the lease expires (whole seconds, less than `duration`).
+    pub grace: Duration,
+}
+
+impl LeaseSettings {
+    /// A lease of 15 s, renewed 5 s before it expires.
+    pub fn new(
+        namespace: impl Into<String>,
+        name: impl Into<String>,
+        identity: impl Into<String>,
+    ) -> Self {
+        Self {
+            namespace: namespace.into(),
+            name: name.into(),
+            identity: identity.into(),
+            duration: Duration::from_secs(15),
+            grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The held lease: released (gracefully, so a standby takes over at once) when the last receiver is dropped
+/// and the manager's task has run.
+struct HeldLease {
+    rx: watch::Receiver<bool>,
+    task: JoinHandle<kube_lease_manager::Result<kube_lease_manager::LeaseManager>>,
 }
 
 /// Everything the operator needs to run.
@@ -64,6 +93,7 @@ pub struct Operator {
     pub poster: Option<Arc<EventPoster>>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    lease: Option<HeldLease>,
 }
 
 /// Fail early, with the fix, when our CRDs are not installed.
@@ -90,24 +120,26 @@ fn ticks(rx: watch::Receiver<u64>) -> impl futures::Stream<Item = ()> + Send + '
     })
 }
 
-/// Wait until this process holds the lease; returns the receiver that turns false when leadership is lost.
-async fn lead(client: Client, lease: &LeaseSettings) -> anyhow::Result<watch::Receiver<bool>> {
+/// Wait until this process holds the lease; its receiver turns false when leadership is lost.
+async fn lead(client: Client, lease: &LeaseSettings) -> anyhow::Result<HeldLease> {
+    let duration = lease.duration.as_secs().max(2);
+    let grace = lease.grace.as_secs().clamp(1, duration - 1);
     let manager = kube_lease_manager::LeaseManagerBuilder::new(client, &lease.name)
         .with_namespace(&lease.namespace)
         .with_identity(&lease.identity)
-        .with_duration(15)
-        .with_grace(5)
+        .with_duration(duration)
+        .with_grace(grace)
         .with_field_manager(crate::api::FIELD_MANAGER)
         .build()
         .await
         .context("leader election")?;
-    let (mut rx, _task) = manager.watch().await;
-    info!(lease = %lease.name, "waiting for leadership");
+    let (mut rx, task) = manager.watch().await;
+    info!(lease = %lease.name, identity = %lease.identity, "waiting for leadership");
     while !*rx.borrow_and_update() {
         rx.changed().await.context("leader election stopped")?;
     }
-    info!("leading");
-    Ok(rx)
+    info!(lease = %lease.name, identity = %lease.identity, "leading");
+    Ok(HeldLease { rx, task })
 }
 
 impl Operator {
@@ -469,14 +501,21 @@ impl Operator {
         }
 
         // Losing leadership stops the process (the Deployment starts a fresh one that waits for the lease).
-        if let Some(mut rx) = leadership {
+        if let Some(held) = &leadership {
             let stop = stop.clone();
+            let mut rx = held.rx.clone();
+            let mut stopping = stop_rx.clone();
             tasks.push(tokio::spawn(async move {
-                while rx.changed().await.is_ok() {
-                    if !*rx.borrow() {
-                        error!("leadership lost; stopping");
-                        let _ = stop.send(true);
-                        return;
+                loop {
+                    tokio::select! {
+                        _ = stopping.wait_for(|s| *s) => return,
+                        changed = rx.changed() => {
+                            if changed.is_err() || !*rx.borrow() {
+                                error!("leadership lost; stopping");
+                                let _ = stop.send(true);
+                                return;
+                            }
+                        }
                     }
                 }
             }));
@@ -489,6 +528,7 @@ impl Operator {
             poster,
             stop,
             tasks,
+            lease: leadership,
         })
     }
 
@@ -515,6 +555,18 @@ impl Operator {
         }
         for t in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(20), t).await;
+        }
+        // Only now that nothing writes any more: release the lease, so a standby leads without waiting for
+        // it to expire.
+        if let Some(HeldLease { rx, task }) = self.lease {
+            drop(rx);
+            match tokio::time::timeout(Duration::from_secs(10), task).await {
+                Ok(Ok(Ok(_))) => info!("lease released"),
+                Ok(Ok(Err(e))) => {
+                    warn!(error = %e, "releasing the lease failed; it expires on its own")
+                }
+                _ => warn!("releasing the lease timed out; it expires on its own"),
+            }
         }
     }
 }
