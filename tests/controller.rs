@@ -147,6 +147,7 @@ impl Env {
             leader_election: None,
             cluster_interval: Duration::from_secs(1),
             notes_interval: Duration::from_millis(500),
+            max_concurrent_reconciles: 0,
         }
     }
 

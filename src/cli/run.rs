@@ -79,6 +79,13 @@ pub struct Args {
     /// How often settled objects are looked at again.
     #[arg(long, default_value = "5m", value_parser = parse_duration, env = "VWORKSPACE_RESYNC_INTERVAL")]
     pub resync_interval: std::time::Duration,
+    /// Reconciles in flight per controller (ApplicationInstance, Operation); 0 means no limit.
+    #[arg(
+        long,
+        default_value_t = 16,
+        env = "VWORKSPACE_MAX_CONCURRENT_RECONCILES"
+    )]
+    pub max_concurrent_reconciles: u16,
     /// Log format.
     #[arg(long, default_value = "json", value_parser = ["json", "text"], env = "VWORKSPACE_LOG_FORMAT")]
     pub log_format: String,
@@ -250,6 +257,7 @@ async fn run_async(args: Args) -> anyhow::Result<u8> {
         leader_election,
         cluster_interval: std::time::Duration::from_secs(30),
         notes_interval: std::time::Duration::from_secs(10),
+        max_concurrent_reconciles: args.max_concurrent_reconciles,
     };
     let operator = Operator::start(client, config).await?;
     let mut stopped = operator.stopped();

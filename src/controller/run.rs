@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::Namespace;
 use kube::api::Api;
 use kube::runtime::controller::Controller;
-use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -20,7 +20,7 @@ use tracing::{error, info, warn};
 
 use super::apply::Resources;
 use super::cluster::{self, ControlPlaneState};
-use super::context::{Context, OutcomeSink, Settings, TransitionSink};
+use super::context::{Context, EventRecorder, OutcomeSink, Settings, TransitionSink};
 use super::repo_source::{RepoConfig, RepoSource, SyncOutcome};
 use super::sinks::{NoTransitions, NotesSink, PosterSink, StoreSnapshot};
 use super::{Counters, application, operation};
@@ -81,6 +81,8 @@ pub struct OperatorConfig {
     pub cluster_interval: Duration,
     /// How often undelivered notes are retried.
     pub notes_interval: Duration,
+    /// Reconciles in flight per controller (ApplicationInstance, Operation); 0 means no limit.
+    pub max_concurrent_reconciles: u16,
 }
 
 /// A running operator.
@@ -110,6 +112,34 @@ pub async fn preflight(resources: &Resources) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A watch of `K` that keeps a store (without managedFields: they are most of an object's size and the
+/// reconcilers never read them) and yields the objects it applies, as a controller's trigger.
+fn stored_watch<K>(
+    api: Api<K>,
+    config: watcher::Config,
+) -> (
+    Store<K>,
+    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: kube::Resource
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    let (reader, writer) = reflector::store();
+    let stream = reflector(
+        writer,
+        watcher(api, config).modify(|obj| obj.managed_fields_mut().clear()),
+    )
+    .applied_objects();
+    (reader, stream)
 }
 
 /// Ticks of a watch channel as a stream (for `reconcile_all_on`).
@@ -217,22 +247,47 @@ impl Operator {
         );
         let counters = Arc::new(Counters::default());
         counters.attach(metrics.clone());
-        let recorder = Recorder::new(
+        let events = EventRecorder::new(
             client.clone(),
-            Reporter {
-                controller: "vworkspace-operator".into(),
-                instance: std::env::var("POD_NAME").ok(),
-            },
+            "vworkspace-operator",
+            std::env::var("POD_NAME").ok(),
         );
 
-        let apps_api: Api<ApplicationInstance> = Api::all(client.clone());
-        let ops_api: Api<Operation> = Api::all(client.clone());
         let selector = format!("{}={}", labels::CLUSTER_ID, cluster_id);
-        let app_controller =
-            Controller::new(apps_api, watcher::Config::default().labels(&selector));
-        let op_controller = Controller::new(ops_api, watcher::Config::default().labels(&selector));
-        let app_store = app_controller.store();
-        let op_store = op_controller.store();
+        let controller_config = kube::runtime::controller::Config::default()
+            .concurrency(config.max_concurrent_reconciles);
+        let (app_store, app_stream) = stored_watch(
+            Api::<ApplicationInstance>::all(client.clone()),
+            watcher::Config::default().labels(&selector),
+        );
+        let app_controller = Controller::for_stream(app_stream, app_store.clone())
+            .with_config(controller_config.clone());
+        let (op_store, op_stream) = stored_watch(
+            Api::<Operation>::all(client.clone()),
+            watcher::Config::default().labels(&selector),
+        );
+        let op_controller =
+            Controller::for_stream(op_stream, op_store.clone()).with_config(controller_config);
+        // Namespaces, for the first look at the gate (writes re-check the live Namespace).
+        let (namespaces, ns_stream) = stored_watch(
+            Api::<Namespace>::all(client.clone()),
+            watcher::Config::default(),
+        );
+        {
+            let mut stop = stop_rx.clone();
+            tasks.push(tokio::spawn(async move {
+                let drain = ns_stream.for_each(|result| async move {
+                    if let Err(e) = result {
+                        warn!(error = %e, "watching namespaces");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                });
+                tokio::select! {
+                    _ = stop.wait_for(|s| *s) => {}
+                    _ = drain => {}
+                }
+            }));
+        }
 
         let mut poster = None;
         let transitions: Arc<dyn TransitionSink> = match config.control_plane {
@@ -257,10 +312,14 @@ impl Operator {
             renderer,
             source: source.clone(),
             resources: resources.clone(),
-            recorder,
+            events,
             outcomes,
             transitions,
             metrics: counters.clone(),
+            namespaces,
+            operations: op_store.clone(),
+            children: Arc::default(),
+            written: Default::default(),
         });
 
         // Children map back to their intent through labels (children in the Velero namespace cannot have
@@ -280,16 +339,20 @@ impl Operator {
         ] {
             if let Some(ar) = resources.resolve(api_version, kind).await? {
                 let api = Api::<kube::api::DynamicObject>::all_with(client.clone(), &ar);
-                app_controller = app_controller.watches_with(
-                    api,
-                    ar,
-                    watcher::Config::default().labels(&child_selector),
+                // The watch that triggers the instance also fills the children cache, before the trigger.
+                let children = ctx.children.clone();
+                let trigger = watcher(api, watcher::Config::default().labels(&child_selector))
+                    .inspect_ok(move |event| children.observe(kind, event))
+                    .touched_objects();
+                app_controller = app_controller.watches_stream_with(
+                    trigger,
                     |obj| {
                         let app = obj.labels().get(labels::APPLICATION_INSTANCE).cloned();
                         let ns = obj.namespace();
                         app.zip(ns)
                             .map(|(name, ns)| ObjectRef::new(&name).within(&ns))
                     },
+                    ar,
                 );
             } else {
                 warn!(
@@ -323,6 +386,11 @@ impl Operator {
             }
         }
         for (api_version, kind) in &op_kinds {
+            // The helm engine follows its target's HelmRelease; the chart sources it lists are the instance's
+            // and carry no Operation labels, so watching them would wake nothing.
+            if kind == "OCIRepository" || kind == "HelmRepository" {
+                continue;
+            }
             if let Some(ar) = resources.resolve(api_version, kind).await? {
                 let api = Api::<kube::api::DynamicObject>::all_with(client.clone(), &ar);
                 let helm = kind == "HelmRelease";
