@@ -138,11 +138,9 @@ pub async fn active_upgrade(
     // Most instances have no upgrade Operation at all: the Operation controller's store says so without a
     // request. An Operation can only be Running or Succeeded after that controller saw it, so once the store
     // has synced, absence there is absence. Candidates are read fresh from the API server.
-    use futures::FutureExt as _;
-    let synced = matches!(
-        ctx.operations.wait_until_ready().now_or_never(),
-        Some(Ok(()))
-    );
+    let synced = ctx
+        .operations_synced
+        .load(std::sync::atomic::Ordering::Acquire);
     if synced && ctx.operations.find(|op| targets_app(op)).is_none() {
         return Ok(None);
     }

@@ -256,8 +256,10 @@ pub struct Context {
     pub metrics: Arc<crate::controller::Counters>,
     /// Namespaces as last seen by a watch: the first look at the gate. Writes re-check the live object.
     pub namespaces: Store<Namespace>,
-    /// The Operation controller's store (to know whether an upgrade Operation targets an instance at all).
+    /// The Operation controller's store (to know whether an upgrade Operation targets an instance at all), and
+    /// whether it holds a complete list yet.
     pub operations: Store<crate::api::Operation>,
+    pub operations_synced: Arc<std::sync::atomic::AtomicBool>,
     /// ApplicationInstances' children as their watches last saw them.
     pub children: Arc<super::children::ChildCache>,
     /// The operator's own last status writes (read-your-writes over the stores).

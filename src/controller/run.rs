@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -115,12 +116,15 @@ pub async fn preflight(resources: &Resources) -> anyhow::Result<()> {
 }
 
 /// A watch of `K` that keeps a store (without managedFields: they are most of an object's size and the
-/// reconcilers never read them) and yields the objects it applies, as a controller's trigger.
+/// reconcilers never read them) and yields the objects it applies, as a controller's trigger. The flag turns
+/// true once the store holds a complete list: asking the store itself (`wait_until_ready`) from elsewhere would
+/// take the single wake-up slot of the Controller waiting on it.
 fn stored_watch<K>(
     api: Api<K>,
     config: watcher::Config,
 ) -> (
     Store<K>,
+    Arc<AtomicBool>,
     impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
 )
 where
@@ -134,12 +138,19 @@ where
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
 {
     let (reader, writer) = reflector::store();
+    let synced = Arc::new(AtomicBool::new(false));
+    let flag = synced.clone();
     let stream = reflector(
         writer,
         watcher(api, config).modify(|obj| obj.managed_fields_mut().clear()),
     )
+    .inspect_ok(move |event| {
+        if matches!(event, watcher::Event::InitDone) {
+            flag.store(true, Ordering::Release);
+        }
+    })
     .applied_objects();
-    (reader, stream)
+    (reader, synced, stream)
 }
 
 /// Ticks of a watch channel as a stream (for `reconcile_all_on`).
@@ -256,20 +267,20 @@ impl Operator {
         let selector = format!("{}={}", labels::CLUSTER_ID, cluster_id);
         let controller_config = kube::runtime::controller::Config::default()
             .concurrency(config.max_concurrent_reconciles);
-        let (app_store, app_stream) = stored_watch(
+        let (app_store, apps_synced, app_stream) = stored_watch(
             Api::<ApplicationInstance>::all(client.clone()),
             watcher::Config::default().labels(&selector),
         );
         let app_controller = Controller::for_stream(app_stream, app_store.clone())
             .with_config(controller_config.clone());
-        let (op_store, op_stream) = stored_watch(
+        let (op_store, ops_synced, op_stream) = stored_watch(
             Api::<Operation>::all(client.clone()),
             watcher::Config::default().labels(&selector),
         );
         let op_controller =
             Controller::for_stream(op_stream, op_store.clone()).with_config(controller_config);
         // Namespaces, for the first look at the gate (writes re-check the live Namespace).
-        let (namespaces, ns_stream) = stored_watch(
+        let (namespaces, _, ns_stream) = stored_watch(
             Api::<Namespace>::all(client.clone()),
             watcher::Config::default(),
         );
@@ -318,6 +329,7 @@ impl Operator {
             metrics: counters.clone(),
             namespaces,
             operations: op_store.clone(),
+            operations_synced: ops_synced.clone(),
             children: Arc::default(),
             written: Default::default(),
         });
@@ -500,22 +512,16 @@ impl Operator {
         }
 
         // Readiness: the controllers' caches have synced. A Store wakes only one waiter (kube-runtime keeps a
-        // single waker per store, and each Controller waits on its own store too), so a lone wait may never be
-        // woken: ask again every 250 ms until both stores answer, or the operator stops.
+        // single waker per store, and each Controller waits on its own store), so this looks at the flags the
+        // watches set instead, every 250 ms until both are set or the operator stops.
         {
-            let (apps, ops) = (app_store.clone(), op_store.clone());
+            let (apps, ops) = (apps_synced, ops_synced);
             let mut stop = stop_rx.clone();
             tasks.push(tokio::spawn(async move {
-                let again = Duration::from_millis(250);
                 let synced = async {
-                    while tokio::time::timeout(again, apps.wait_until_ready())
-                        .await
-                        .is_err()
-                    {}
-                    while tokio::time::timeout(again, ops.wait_until_ready())
-                        .await
-                        .is_err()
-                    {}
+                    while !(apps.load(Ordering::Acquire) && ops.load(Ordering::Acquire)) {
+                        tokio::time::sleep(Duration::from_millis(250)).await;
+                    }
                 };
                 tokio::select! {
                     _ = stop.wait_for(|s| *s) => {}
