@@ -17,7 +17,7 @@ use support::gitfix::{GitRemote, Signer, policy_yaml};
 use vworkspace_operator::api::{ApplicationInstance, Cluster, Operation};
 use vworkspace_operator::controller::context::{Selector, Settings};
 use vworkspace_operator::controller::repo_source::RepoConfig;
-use vworkspace_operator::controller::run::{Operator, OperatorConfig};
+use vworkspace_operator::controller::run::{LeaseSettings, Operator, OperatorConfig};
 use vworkspace_operator::git::policy::TrustPolicy;
 use vworkspace_operator::git::remote::Credentials;
 use vworkspace_operator::render::Templates;
@@ -147,6 +147,7 @@ impl Env {
             leader_election: None,
             cluster_interval: Duration::from_secs(1),
             notes_interval: Duration::from_millis(500),
+            max_concurrent_reconciles: 0,
         }
     }
 
@@ -295,7 +296,8 @@ spec:
         }
     }
 
-    /// Play helm-controller: the HelmRelease is Ready (or not) at a chart version.
+    /// Play helm-controller: the HelmRelease is Ready (or not) at a chart version, which is also the version
+    /// it last attempted.
     async fn helm_controller(
         &self,
         name: &str,
@@ -304,6 +306,22 @@ spec:
         version: &str,
         remediated: bool,
     ) {
+        self.flux_release(name, ready, reason, version, version, remediated)
+            .await;
+    }
+
+    /// Play helm-controller: `deployed` is the chart version in the release history, `attempted` the version
+    /// of the last attempt (Flux appends the OCI digest, as here).
+    async fn flux_release(
+        &self,
+        name: &str,
+        ready: &str,
+        reason: &str,
+        deployed: &str,
+        attempted: &str,
+        remediated: bool,
+    ) {
+        let version = deployed;
         let hr = self
             .dynamic("helm.toolkit.fluxcd.io/v2", "HelmRelease", &self.ns, name)
             .await
@@ -318,6 +336,7 @@ spec:
                 "lastTransitionTime": "2026-11-21T00:00:00Z", "observedGeneration": generation}));
         }
         let status = json!({"observedGeneration": generation, "conditions": conditions,
+            "lastAttemptedRevision": format!("{attempted}+0123456789ab"), "lastAttemptedGeneration": generation,
             "history": [{"chartName": "nextcloud", "chartVersion": version, "configDigest": "sha256:x", "digest": "sha256:y",
                 "firstDeployed": "2026-11-21T00:00:00Z", "lastDeployed": "2026-11-21T00:00:00Z", "name": name,
                 "namespace": self.ns, "status": "deployed", "version": 1}]});
@@ -627,7 +646,7 @@ async fn a_failed_upgrade_rolled_back_by_flux_is_degraded_and_delete_cleans_up()
         (o["spec"]["ref"]["tag"] == "2.0.0").then_some(())
     })
     .await;
-    env.helm_controller("app", "True", "RollbackSucceeded", "1.0.0", true)
+    env.flux_release("app", "True", "RollbackSucceeded", "1.0.0", "2.0.0", true)
         .await;
     eventually("RolledBack + UpgradeFailed", || async {
         let app = env.app("app").await;
@@ -851,6 +870,213 @@ async fn every_engine_goes_from_pending_to_succeeded_and_to_failed() {
     operator.stop().await;
 }
 
+fn op_cond(op: &Option<Operation>, type_: &str) -> Option<(String, String)> {
+    op.as_ref()?
+        .status
+        .as_ref()
+        .and_then(|s| condition(&s.conditions, type_))
+}
+
+#[tokio::test]
+async fn an_upgrade_helm_operation_changes_the_release_through_the_instance_and_succeeds_or_fails()
+{
+    let env = env("helmop").await;
+    let app = env.app_yaml("app", "1.0.0", "");
+    env.publish("applicationinstance-app.yaml", &app, true);
+    let operator = env.start(None).await;
+    env.flux_apply(&app).await;
+    eventually("HelmRelease", || {
+        env.dynamic("helm.toolkit.fluxcd.io/v2", "HelmRelease", &env.ns, "app")
+    })
+    .await;
+    env.helm_controller("app", "True", "InstallSucceeded", "1.0.0", false)
+        .await;
+    eventually("Ready at 1.0.0", || async {
+        (app_cond(&env.app("app").await, "Ready") == s("True", "HelmReleaseReady")).then_some(())
+    })
+    .await;
+    let oci_tag = || async {
+        env.dynamic(
+            "source.toolkit.fluxcd.io/v1",
+            "OCIRepository",
+            &env.ns,
+            "app",
+        )
+        .await
+        .and_then(|o| o["spec"]["ref"]["tag"].as_str().map(str::to_string))
+    };
+    // Two upgrades in one signed commit: the first (to 2.0.0) fails and Flux rolls it back; the second (to 2.0.1)
+    // waits for it (an Upgrade blocks an Upgrade), then succeeds.
+    let bad = env.op_yaml(
+        "up-bad",
+        "app",
+        "Upgrade",
+        "helm",
+        "{targetVersion: 2.0.0}",
+        "",
+    );
+    let good = env.op_yaml(
+        "up-good",
+        "app",
+        "Upgrade",
+        "helm",
+        "{targetVersion: 2.0.1}",
+        "",
+    );
+    env.remote.write(&env.path("operation-up-bad.yaml"), &bad);
+    env.remote.write(&env.path("operation-up-good.yaml"), &good);
+    let commit = env
+        .remote
+        .commit("upgrades", Some(&env.signer), &env.signer.email);
+    operator.sync_now().await;
+    env.flux_apply(&bad).await;
+    eventually("up-bad Running", || async {
+        (op_phase(&env.op("up-bad").await).as_deref() == Some("Running")).then_some(())
+    })
+    .await;
+    env.flux_apply(&good).await;
+    eventually("up-good Pending behind up-bad", || async {
+        let op = env.op("up-good").await;
+        (op_phase(&op).as_deref() == Some("Pending")
+            && op_cond(&op, "Blocked") == s("True", "ConflictingOperation"))
+        .then_some(())
+    })
+    .await;
+    // The instance renders the upgrade: its chart source moves to 2.0.0. The HelmRelease stays the instance's
+    // own object (no Operation labels): the Operation wrote nothing itself.
+    eventually("chart source at 2.0.0", || async {
+        (oci_tag().await.as_deref() == Some("2.0.0")).then_some(())
+    })
+    .await;
+    let hr = env
+        .dynamic("helm.toolkit.fluxcd.io/v2", "HelmRelease", &env.ns, "app")
+        .await
+        .unwrap();
+    assert!(
+        hr["metadata"]["labels"]
+            .get("ops.vworkspace.io/operation-name")
+            .is_none(),
+        "{hr}"
+    );
+    assert_eq!(
+        hr["metadata"]["ownerReferences"][0]["kind"],
+        "ApplicationInstance"
+    );
+    let op = env.op("up-bad").await.unwrap();
+    let st = op.status.unwrap();
+    assert_eq!(
+        st.engine_ref
+            .as_ref()
+            .map(|e| (e.kind.as_str(), e.name.as_str())),
+        Some(("HelmRelease", "app"))
+    );
+    // Flux attempts 2.0.0, fails and rolls back to 1.0.0.
+    env.flux_release("app", "True", "RollbackSucceeded", "1.0.0", "2.0.0", true)
+        .await;
+    eventually("up-bad Failed", || async {
+        let op = env.op("up-bad").await;
+        (op_phase(&op).as_deref() == Some("Failed")
+            && op_cond(&op, "Failed") == s("True", "EngineFailed"))
+        .then_some(())
+    })
+    .await;
+    // The second upgrade starts and the chart source moves to 2.0.1. The rollback Flux reported for 2.0.0 is
+    // not a failure of 2.0.1: the Operation keeps running until Flux has attempted 2.0.1.
+    eventually("up-good Running", || async {
+        (op_phase(&env.op("up-good").await).as_deref() == Some("Running")).then_some(())
+    })
+    .await;
+    eventually("chart source at 2.0.1", || async {
+        (oci_tag().await.as_deref() == Some("2.0.1")).then_some(())
+    })
+    .await;
+    eventually("the instance says it is upgrading", || async {
+        (app_cond(&env.app("app").await, "Reconciling") == s("True", "HelmReleaseUpgrading"))
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        op_phase(&env.op("up-good").await).as_deref(),
+        Some("Running")
+    );
+    env.flux_release("app", "True", "UpgradeSucceeded", "2.0.1", "2.0.1", false)
+        .await;
+    eventually("up-good Succeeded", || async {
+        let op = env.op("up-good").await;
+        (op_phase(&op).as_deref() == Some("Succeeded")
+            && op_cond(&op, "Succeeded") == s("True", "EngineCompleted"))
+        .then_some(())
+    })
+    .await;
+    let st = env.op("up-good").await.unwrap().status.unwrap();
+    assert!(
+        st.started_at.is_some() && st.finished_at.is_some(),
+        "{st:?}"
+    );
+    assert_eq!(
+        st.outputs.get("helmReleaseName").map(String::as_str),
+        Some("app")
+    );
+    // The instance keeps the upgraded release: Ready at 2.0.1, and a new verified revision (every intent is
+    // reconciled again) neither moves the chart back nor writes a child.
+    eventually("the instance Ready at 2.0.1", || async {
+        let app = env.app("app").await?;
+        let st = app.status.as_ref()?;
+        (condition(&st.conditions, "Ready") == s("True", "HelmReleaseReady")
+            && st.last_applied_chart.as_ref().map(|c| c.version.as_str()) == Some("2.0.1"))
+        .then_some(())
+    })
+    .await;
+    let children = || operator.counters.writes_by_kind().get("child").copied();
+    let before = children();
+    let app_reconciles = || {
+        operator
+            .counters
+            .reconciles()
+            .get(&("applicationinstance".to_string(), true))
+            .copied()
+            .unwrap_or_default()
+    };
+    let reconciled = app_reconciles();
+    env.remote.write("README.md", "cluster repo, revised\n");
+    env.remote
+        .commit("unrelated", Some(&env.signer), &env.signer.email);
+    operator.sync_now().await;
+    eventually("the instance reconciled at the new revision", || async {
+        (app_reconciles() > reconciled).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(oci_tag().await.as_deref(), Some("2.0.1"));
+    assert_eq!(
+        children(),
+        before,
+        "{:?}",
+        operator.counters.writes_by_kind()
+    );
+    // Both outcomes are noted on the commit of the Operations.
+    let note = eventually("notes for both upgrades", || async {
+        env.note(&commit)
+            .filter(|n| n.contains("\"up-good\"") && n.contains("\"up-bad\""))
+    })
+    .await;
+    let records: Vec<Value> = note
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let outcome = |name: &str| {
+        records
+            .iter()
+            .find(|r| r["name"] == name && r["kind"] == "Operation")
+            .map(|r| r["outcome"].as_str().unwrap_or_default().to_string())
+    };
+    assert_eq!(outcome("up-bad").as_deref(), Some("Failed"), "{note}");
+    assert_eq!(outcome("up-good").as_deref(), Some("Succeeded"), "{note}");
+    let good_record = records.iter().find(|r| r["name"] == "up-good").unwrap();
+    assert_eq!(good_record["childRefs"]["helmReleaseName"], "app", "{note}");
+    operator.stop().await;
+}
+
 #[tokio::test]
 async fn conflicts_wait_and_approval_claims_are_checked() {
     use vworkspace_operator::controller::approval::{ClaimPayload, sign_claim};
@@ -1063,4 +1289,118 @@ async fn the_receiver_down_then_up_gets_the_snapshot_and_a_remote_outage_delays_
     .await;
     assert!(note.contains("\"outcome\":\"Ready\""));
     operator.stop().await;
+}
+
+#[tokio::test]
+async fn only_the_leader_acts_and_a_standby_takes_over_when_it_stops() {
+    use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+    let env = env("leader").await;
+    let lease_name = format!("vworkspace-operator-{}", env.cluster);
+    let leases: Api<Lease> = Api::namespaced(env.client.clone(), &env.ns);
+    let holder = || async {
+        leases
+            .get_opt(&lease_name)
+            .await
+            .unwrap()
+            .and_then(|l| l.spec?.holder_identity)
+    };
+    let settings = |identity: &str| {
+        let mut l = LeaseSettings::new(&env.ns, &lease_name, identity);
+        l.duration = Duration::from_secs(3);
+        l.grace = Duration::from_secs(1);
+        l
+    };
+    // A leader that died without releasing the lease: the first replica leads only once it has expired.
+    let now = MicroTime(jiff::Timestamp::now());
+    leases
+        .create(
+            &Default::default(),
+            &Lease {
+                metadata: kube::api::ObjectMeta {
+                    name: Some(lease_name.clone()),
+                    ..Default::default()
+                },
+                spec: Some(LeaseSpec {
+                    holder_identity: Some("crashed".into()),
+                    lease_duration_seconds: Some(3),
+                    acquire_time: Some(now.clone()),
+                    renew_time: Some(now),
+                    ..Default::default()
+                }),
+            },
+        )
+        .await
+        .unwrap();
+    let first = env.app_yaml("first", "1.0.0", "");
+    env.publish("applicationinstance-first.yaml", &first, true);
+    let mut config = env.config(None);
+    config.leader_election = Some(settings("replica-a"));
+    let leader = Operator::start(env.client.clone(), config).await.unwrap();
+    assert_eq!(holder().await.as_deref(), Some("replica-a"));
+    let leader_counters = leader.counters.clone();
+    // The standby waits for the lease: it does not start its controllers, so it writes nothing.
+    let mut config = env.config(None);
+    config.leader_election = Some(settings("replica-b"));
+    config.state_dir = env.tmp.path().join("state-b");
+    config.repo.cache_dir = env.tmp.path().join("state-b/cache");
+    let standby = tokio::spawn(Operator::start(env.client.clone(), config));
+    env.flux_apply(&first).await;
+    eventually("the leader applies the HelmRelease", || {
+        env.dynamic("helm.toolkit.fluxcd.io/v2", "HelmRelease", &env.ns, "first")
+    })
+    .await;
+    env.helm_controller("first", "True", "InstallSucceeded", "1.0.0", false)
+        .await;
+    eventually("the leader folds Ready", || async {
+        (app_cond(&env.app("first").await, "Ready") == s("True", "HelmReleaseReady")).then_some(())
+    })
+    .await;
+    // Several lease durations later the leader still holds the lease (it renews) and the standby still waits.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    assert_eq!(holder().await.as_deref(), Some("replica-a"));
+    assert!(
+        !standby.is_finished(),
+        "the standby started while the leader leads"
+    );
+    // The leader stops and releases the lease; the standby takes over.
+    leader.stop().await;
+    let writes_after_stop = leader_counters.writes();
+    let successor = tokio::time::timeout(Duration::from_secs(60), standby)
+        .await
+        .expect("the standby did not take over within 60 s")
+        .unwrap()
+        .unwrap();
+    assert_eq!(holder().await.as_deref(), Some("replica-b"));
+    // The new leader acts on a new intent.
+    let second = env.app_yaml("second", "1.0.0", "");
+    env.publish("applicationinstance-second.yaml", &second, true);
+    successor.sync_now().await;
+    env.flux_apply(&second).await;
+    eventually("the new leader applies the HelmRelease", || {
+        env.dynamic(
+            "helm.toolkit.fluxcd.io/v2",
+            "HelmRelease",
+            &env.ns,
+            "second",
+        )
+    })
+    .await;
+    env.helm_controller("second", "True", "InstallSucceeded", "1.0.0", false)
+        .await;
+    eventually("the new leader folds Ready", || async {
+        (app_cond(&env.app("second").await, "Ready") == s("True", "HelmReleaseReady")).then_some(())
+    })
+    .await;
+    // What the old leader wrote is not written again (only the new intent's HelmRelease and chart source), and
+    // the old leader wrote nothing after it stopped.
+    assert_eq!(
+        successor.counters.writes_by_kind().get("child").copied(),
+        Some(2),
+        "{:?}",
+        successor.counters.writes_by_kind()
+    );
+    assert_eq!(leader_counters.writes(), writes_after_stop);
+    successor.stop().await;
+    assert_ne!(holder().await.as_deref(), Some("replica-b"));
 }

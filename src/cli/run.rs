@@ -79,6 +79,13 @@ pub struct Args {
     /// How often settled objects are looked at again.
     #[arg(long, default_value = "5m", value_parser = parse_duration, env = "VWORKSPACE_RESYNC_INTERVAL")]
     pub resync_interval: std::time::Duration,
+    /// Reconciles in flight per controller (ApplicationInstance, Operation); 0 means no limit.
+    #[arg(
+        long,
+        default_value_t = 16,
+        env = "VWORKSPACE_MAX_CONCURRENT_RECONCILES"
+    )]
+    pub max_concurrent_reconciles: u16,
     /// Log format.
     #[arg(long, default_value = "json", value_parser = ["json", "text"], env = "VWORKSPACE_LOG_FORMAT")]
     pub log_format: String,
@@ -200,19 +207,17 @@ async fn run_async(args: Args) -> anyhow::Result<u8> {
         None => crate::render::Templates::embedded(),
     };
     let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
-    let leader_election = args
-        .leader_election
-        .unwrap_or(in_cluster)
-        .then(|| LeaseSettings {
-            namespace: args
-                .lease_namespace
+    let leader_election = args.leader_election.unwrap_or(in_cluster).then(|| {
+        LeaseSettings::new(
+            args.lease_namespace
                 .clone()
                 .or_else(|| std::env::var("POD_NAMESPACE").ok())
                 .unwrap_or_else(|| "vworkspace-system".into()),
-            name: format!("vworkspace-operator-{}", args.cluster_id),
-            identity: std::env::var("POD_NAME")
+            format!("vworkspace-operator-{}", args.cluster_id),
+            std::env::var("POD_NAME")
                 .unwrap_or_else(|_| format!("vworkspace-operator-{}", std::process::id())),
-        });
+        )
+    });
     let control_plane = match &args.control_plane_endpoint {
         Some(endpoint) => {
             let token = args.control_plane_token_file.clone().ok_or_else(|| {
@@ -252,6 +257,7 @@ async fn run_async(args: Args) -> anyhow::Result<u8> {
         leader_election,
         cluster_interval: std::time::Duration::from_secs(30),
         notes_interval: std::time::Duration::from_secs(10),
+        max_concurrent_reconciles: args.max_concurrent_reconciles,
     };
     let operator = Operator::start(client, config).await?;
     let mut stopped = operator.stopped();

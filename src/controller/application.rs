@@ -12,6 +12,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 use tracing::{info, instrument, warn};
 
+use super::children::Lookup;
 use super::context::{Context, Outcome, Transition, changed, delays};
 use super::gitops::Verdict;
 use super::status::{Cond, application_conditions, merge_conditions};
@@ -128,6 +129,21 @@ pub async fn active_upgrade(
     ctx: &Context,
 ) -> Result<Option<Operation>, Error> {
     let namespace = app.namespace().unwrap_or_default();
+    let targets_app = |op: &Operation| {
+        op.spec.engine == Engine::Helm
+            && op.spec.type_ == OperationType::Upgrade
+            && op.spec.target_ref.name == app.name_any()
+            && op.namespace().as_deref() == Some(namespace.as_str())
+    };
+    // Most instances have no upgrade Operation at all: the Operation controller's store says so without a
+    // request. An Operation can only be Running or Succeeded after that controller saw it, so once the store
+    // has synced, absence there is absence. Candidates are read fresh from the API server.
+    let synced = ctx
+        .operations_synced
+        .load(std::sync::atomic::Ordering::Acquire);
+    if synced && ctx.operations.find(|op| targets_app(op)).is_none() {
+        return Ok(None);
+    }
     let api: Api<Operation> = Api::namespaced(ctx.client.clone(), &namespace);
     let generation = app.metadata.generation.unwrap_or_default().to_string();
     let mut candidates: Vec<Operation> = api
@@ -136,9 +152,7 @@ pub async fn active_upgrade(
         .items
         .into_iter()
         .filter(|op| {
-            op.spec.engine == Engine::Helm
-                && op.spec.type_ == OperationType::Upgrade
-                && op.spec.target_ref.name == app.name_any()
+            targets_app(op)
                 && op.meta().deletion_timestamp.is_none()
                 && op.status.as_ref().is_some_and(|s| {
                     matches!(s.phase, Some(Phase::Running | Phase::Succeeded))
@@ -288,7 +302,19 @@ async fn apply(app: &ApplicationInstance, ctx: &Context) -> Result<Action, Error
     let mut missing = Vec::new();
     let mut live = BTreeMap::new();
     for obj in &objects {
-        match ctx.resources.get(obj).await {
+        let (kind, ns, name) = (
+            crate::render::kind(obj),
+            crate::render::namespace(obj),
+            crate::render::name(obj),
+        );
+        // The watch's copy when it already carries what we would apply, or when the object does not exist;
+        // otherwise (not synced yet, or different: the cache may lag behind our own writes) the live object.
+        let found = match ctx.children.get(kind, ns, name) {
+            Lookup::Present(cached) if super::apply::is_subset(obj, &cached) => Ok(Some(cached)),
+            Lookup::Absent => Ok(None),
+            Lookup::Present(_) | Lookup::Unknown => ctx.resources.get(obj).await,
+        };
+        match found {
             Ok(found) => {
                 live.insert(crate::render::object_id(obj), found);
             }
@@ -328,15 +354,19 @@ async fn apply(app: &ApplicationInstance, ctx: &Context) -> Result<Action, Error
         if !ctx.namespace_gated(&namespace).await? {
             return Ok(Action::await_change());
         }
-        for obj in &objects {
-            let id = crate::render::object_id(obj);
-            if ctx
-                .resources
-                .apply(obj, live.get(&id).and_then(|l| l.as_ref()))
-                .await?
-            {
+        // The children do not depend on each other: apply them at once.
+        let applied = futures::future::try_join_all(objects.iter().map(|obj| {
+            let current = live
+                .get(&crate::render::object_id(obj))
+                .and_then(|l| l.as_ref());
+            ctx.resources.apply(obj, current)
+        }))
+        .await?;
+        for (obj, applied) in objects.iter().zip(applied) {
+            if let Some(applied) = applied {
                 ctx.metrics.write("child");
-                live.insert(id, ctx.resources.get(obj).await?);
+                ctx.children.written(crate::render::kind(obj), &applied);
+                live.insert(crate::render::object_id(obj), Some(applied));
             }
         }
     }
@@ -451,7 +481,11 @@ async fn write_status(
     fill: impl FnOnce(&mut ApplicationInstanceStatus),
 ) -> Result<(), Error> {
     let namespace = app.namespace().unwrap_or_default();
-    let current = app.status.clone().unwrap_or_default();
+    let uid = app.uid().unwrap_or_default();
+    let current = ctx
+        .written
+        .current(&uid, app.resource_version().as_deref(), app.status.clone())
+        .unwrap_or_default();
     let mut next = current.clone();
     let now = Time(jiff::Timestamp::now());
     merge_conditions(&mut next.conditions, conds, app.metadata.generation, &now);
@@ -469,12 +503,15 @@ async fn write_status(
         "kind": "ApplicationInstance",
         "status": next,
     });
-    api.patch_status(
-        &app.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
+    let written = api
+        .patch_status(
+            &app.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+    ctx.written
+        .record(&uid, written.resource_version().as_deref(), &next);
     ctx.metrics.write("status");
     let transitions = changed(&current.conditions, conds);
     if !transitions.is_empty() {

@@ -115,23 +115,29 @@ impl Resources {
         }
     }
 
-    /// Server-side apply `obj` unless `live` already has every field of it. Returns whether it wrote.
-    pub async fn apply(&self, obj: &Value, live: Option<&Value>) -> Result<bool, ApplyError> {
+    /// Server-side apply `obj` unless `live` already has every field of it. Returns the object as the server
+    /// answered the apply, or None when nothing was written.
+    pub async fn apply(
+        &self,
+        obj: &Value,
+        live: Option<&Value>,
+    ) -> Result<Option<Value>, ApplyError> {
         if live.is_some_and(|l| is_subset(obj, l)) {
-            return Ok(false);
+            return Ok(None);
         }
         let (api, name) = self.api_for(obj).await?;
-        api.patch(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(obj),
-        )
-        .await
-        .map_err(|source| ApplyError::Kube {
-            what: format!("applying {}", crate::render::object_id(obj)),
-            source,
-        })?;
-        Ok(true)
+        let applied = api
+            .patch(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(obj),
+            )
+            .await
+            .map_err(|source| ApplyError::Kube {
+                what: format!("applying {}", crate::render::object_id(obj)),
+                source,
+            })?;
+        Ok(Some(serde_json::to_value(applied).unwrap_or(Value::Null)))
     }
 
     /// Create `obj` once; an existing object is left untouched (engine children are never edited).

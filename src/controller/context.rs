@@ -4,11 +4,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, ObjectReference};
+use k8s_openapi::api::events::v1::Event as KubeEvent;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::Client;
 use kube::Resource;
-use kube::api::Api;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::api::{Api, ObjectMeta, PostParams};
+use kube::runtime::reflector::{ObjectRef, Store};
 
 use super::apply::Resources;
 use super::gitops::IntentSource;
@@ -110,6 +112,137 @@ pub trait TransitionSink: Send + Sync {
     fn transition(&self, transition: Transition);
 }
 
+/// Kubernetes Events (events.k8s.io/v1) about the objects the operator reconciles, written directly rather than
+/// through kube-runtime's `Recorder`: the Recorder keeps every Event it published for six minutes to count
+/// repeats and scans that cache on each publish, which with thousands of intents costs megabytes and a scan per
+/// Event, while condition transitions do not repeat.
+pub struct EventRecorder {
+    client: Client,
+    controller: String,
+    instance: String,
+    /// Events are sent in the background, a few at a time (each request in flight is a connection).
+    in_flight: Arc<tokio::sync::Semaphore>,
+}
+
+impl EventRecorder {
+    pub fn new(client: Client, controller: &str, instance: Option<String>) -> Self {
+        Self {
+            client,
+            controller: controller.to_string(),
+            instance: instance.unwrap_or_else(|| controller.to_string()),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(4)),
+        }
+    }
+
+    /// Create one Event about `regarding` (in its namespace; cluster-scoped objects' Events go to `default`) in the
+    /// background: a reconcile does not wait for its Events. Failures are logged.
+    pub fn publish(&self, regarding: ObjectReference, warning: bool, reason: &str, note: String) {
+        let event = self.event(regarding, warning, reason, note);
+        let client = self.client.clone();
+        let in_flight = self.in_flight.clone();
+        tokio::spawn(async move {
+            let Ok(_permit) = in_flight.acquire_owned().await else {
+                return;
+            };
+            let namespace = event.metadata.namespace.clone().unwrap_or_default();
+            let api: Api<KubeEvent> = Api::namespaced(client, &namespace);
+            if let Err(e) = api.create(&PostParams::default(), &event).await {
+                tracing::warn!(error = %e, "publishing event failed");
+            }
+        });
+    }
+
+    fn event(
+        &self,
+        regarding: ObjectReference,
+        warning: bool,
+        reason: &str,
+        note: String,
+    ) -> KubeEvent {
+        let now = jiff::Timestamp::now();
+        let namespace = regarding
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".to_string());
+        KubeEvent {
+            action: Some("Reconcile".into()),
+            reason: Some(reason.to_string()),
+            note: Some(note),
+            event_time: Some(MicroTime(now)),
+            metadata: ObjectMeta {
+                name: Some(format!(
+                    "{}.{:x}",
+                    regarding.name.as_deref().unwrap_or(&self.controller),
+                    now.as_nanosecond()
+                )),
+                namespace: Some(namespace.clone()),
+                ..ObjectMeta::default()
+            },
+            regarding: Some(regarding),
+            reporting_controller: Some(self.controller.clone()),
+            reporting_instance: Some(self.instance.clone()),
+            type_: Some(if warning { "Warning" } else { "Normal" }.into()),
+            ..KubeEvent::default()
+        }
+    }
+}
+
+/// The status the operator last wrote for each object (by uid), with the resourceVersion that write produced.
+/// The controllers' stores can lag behind the operator's own writes: a reconcile that starts from a copy older
+/// than our last status write compares against what we wrote, instead of writing the same status again.
+#[derive(Default)]
+pub struct WrittenStatus(std::sync::Mutex<std::collections::HashMap<String, (u64, Box<str>)>>);
+
+impl WrittenStatus {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (u64, Box<str>)>> {
+        match self.0.lock() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// The freshest status known for an object whose copy at hand has `resource_version` and `status`.
+    pub fn current<S: serde::de::DeserializeOwned>(
+        &self,
+        uid: &str,
+        resource_version: Option<&str>,
+        status: Option<S>,
+    ) -> Option<S> {
+        let seen = resource_version.and_then(|rv| rv.parse::<u64>().ok());
+        let mut written = self.lock();
+        match written.get(uid) {
+            Some((rv, json)) if seen.is_none_or(|seen| seen < *rv) => {
+                serde_json::from_str(json).ok().or(status)
+            }
+            Some(_) => {
+                // The copy at hand has caught up with our write.
+                written.remove(uid);
+                status
+            }
+            None => status,
+        }
+    }
+
+    /// Remember a status written for an object; `resource_version` is the one the write returned.
+    pub fn record<S: serde::Serialize>(
+        &self,
+        uid: &str,
+        resource_version: Option<&str>,
+        status: &S,
+    ) {
+        let (Some(rv), Ok(json)) = (
+            resource_version.and_then(|rv| rv.parse::<u64>().ok()),
+            serde_json::to_string(status),
+        ) else {
+            return;
+        };
+        self.lock()
+            .insert(uid.to_string(), (rv, json.into_boxed_str()));
+    }
+}
+
 /// Shared state of the reconcilers.
 pub struct Context {
     pub client: Client,
@@ -117,24 +250,47 @@ pub struct Context {
     pub renderer: Renderer,
     pub source: Arc<dyn IntentSource>,
     pub resources: Resources,
-    pub recorder: Recorder,
+    pub events: EventRecorder,
     pub outcomes: Arc<dyn OutcomeSink>,
     pub transitions: Arc<dyn TransitionSink>,
     pub metrics: Arc<crate::controller::Counters>,
+    /// Namespaces as last seen by a watch: the first look at the gate. Writes re-check the live object.
+    pub namespaces: Store<Namespace>,
+    /// The Operation controller's store (to know whether an upgrade Operation targets an instance at all), and
+    /// whether it holds a complete list yet.
+    pub operations: Store<crate::api::Operation>,
+    pub operations_synced: Arc<std::sync::atomic::AtomicBool>,
+    /// ApplicationInstances' children as their watches last saw them.
+    pub children: Arc<super::children::ChildCache>,
+    /// The operator's own last status writes (read-your-writes over the stores).
+    pub written: WrittenStatus,
 }
 
 impl Context {
-    /// Whether a namespace carries the gate labels (read from the API server each time: re-checked right
-    /// before writes).
+    fn gate(&self, ns: &Namespace) -> bool {
+        ns.metadata.deletion_timestamp.is_none()
+            && self
+                .settings
+                .namespace_selector
+                .matches(ns.metadata.labels.as_ref().unwrap_or(&BTreeMap::new()))
+    }
+
+    /// Whether a namespace carries the gate labels, read from the API server (re-checked right before writes).
     pub async fn namespace_gated(&self, namespace: &str) -> Result<bool, kube::Error> {
         let api: Api<Namespace> = Api::all(self.client.clone());
-        Ok(api.get_opt(namespace).await?.is_some_and(|ns| {
-            ns.metadata.deletion_timestamp.is_none()
-                && self
-                    .settings
-                    .namespace_selector
-                    .matches(&ns.metadata.labels.unwrap_or_default())
-        }))
+        Ok(api
+            .get_opt(namespace)
+            .await?
+            .is_some_and(|ns| self.gate(&ns)))
+    }
+
+    /// Whether a namespace carries the gate labels as the namespace watch last saw it (the API server when the
+    /// watch has not seen it).
+    async fn namespace_gated_cached(&self, namespace: &str) -> Result<bool, kube::Error> {
+        match self.namespaces.get(&ObjectRef::new(namespace)) {
+            Some(ns) => Ok(self.gate(&ns)),
+            None => self.namespace_gated(namespace).await,
+        }
     }
 
     /// Whether to act on an intent now: written by the control plane for this cluster, in a gated namespace —
@@ -159,7 +315,7 @@ impl Context {
             .is_some_and(|l| super::application::is_ours(l, &self.settings.cluster_id));
         Ok(ours
             && self
-                .namespace_gated(meta.namespace.as_deref().unwrap_or_default())
+                .namespace_gated_cached(meta.namespace.as_deref().unwrap_or_default())
                 .await?)
     }
 
@@ -176,39 +332,76 @@ impl Context {
             .unwrap_or_default())
     }
 
-    /// Publish a Kubernetes Event for each condition that changed status or reason. Failures to publish are
-    /// logged, never fatal.
+    /// Publish one Kubernetes Event for the conditions of one status change: its reason is the most significant
+    /// changed condition's (a warning one first), its note lists every changed condition. Published in the
+    /// background; failures are logged, never fatal.
     pub async fn publish_transitions<K>(&self, obj: &K, changes: &[Cond])
     where
         K: Resource<DynamicType = ()>,
     {
-        let reference = obj.object_ref(&());
-        for c in changes {
-            let warning = matches!(
-                (c.type_, c.status),
-                ("Ready", "False")
-                    | ("Degraded", "True")
-                    | ("Failed", "True")
-                    | ("Blocked", "True")
-                    | ("Accepted", "False")
-            );
-            let event = Event {
-                type_: if warning {
-                    EventType::Warning
-                } else {
-                    EventType::Normal
-                },
-                reason: c.reason.clone(),
-                note: Some(format!("{}={}: {}", c.type_, c.status, c.message)),
-                action: "Reconcile".into(),
-                secondary: None,
-            };
-            if let Err(e) = self.recorder.publish(&event, &reference).await {
-                tracing::warn!(error = %e, "publishing event failed");
-            }
+        if let Some((warning, reason, note)) = event_summary(changes) {
+            self.events
+                .publish(obj.object_ref(&()), warning, &reason, note);
         }
     }
 }
+
+/// Whether a condition change deserves a Warning Event.
+fn is_warning(c: &Cond) -> bool {
+    matches!(
+        (c.type_, c.status),
+        ("Ready", "False")
+            | ("Degraded", "True")
+            | ("Failed", "True")
+            | ("Blocked", "True")
+            | ("Accepted", "False")
+    )
+}
+
+/// The Event for a set of condition changes: (warning, reason, note), or None when nothing changed.
+pub fn event_summary(changes: &[Cond]) -> Option<(bool, String, String)> {
+    const ORDER: &[&str] = &[
+        "Failed",
+        "Succeeded",
+        "Cancelled",
+        "Ready",
+        "Degraded",
+        "Blocked",
+        "Accepted",
+        "Running",
+        "Deleting",
+        "Verified",
+        "Reconciling",
+        "Suspended",
+    ];
+    let rank = |c: &Cond| {
+        (
+            !is_warning(c),
+            ORDER
+                .iter()
+                .position(|t| *t == c.type_)
+                .unwrap_or(ORDER.len()),
+        )
+    };
+    let primary = changes.iter().min_by_key(|c| rank(c))?;
+    let mut note = changes
+        .iter()
+        .map(|c| format!("{}={} {}: {}", c.type_, c.status, c.reason, c.message))
+        .collect::<Vec<_>>()
+        .join("; ");
+    // events.k8s.io/v1 notes are limited to 1 kB.
+    if note.len() > MAX_NOTE {
+        let mut end = MAX_NOTE - '…'.len_utf8();
+        while !note.is_char_boundary(end) {
+            end -= 1;
+        }
+        note.truncate(end);
+        note.push('…');
+    }
+    Some((changes.iter().any(is_warning), primary.reason.clone(), note))
+}
+
+const MAX_NOTE: usize = 1024;
 
 /// Conditions in `new` whose status or reason differ from `old` (the transitions worth an Event).
 pub fn changed(
@@ -233,4 +426,36 @@ pub mod delays {
     pub const PROGRESS: Duration = Duration::from_secs(10);
     /// While waiting on something outside (approval, a conflicting Operation, an engine being installed).
     pub const WAITING: Duration = Duration::from_secs(30);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_event_per_status_change_names_every_changed_condition() {
+        assert_eq!(event_summary(&[]), None);
+        let (warning, reason, note) = event_summary(&[
+            Cond::new("Reconciling", "False", "Stable", ""),
+            Cond::new("Ready", "True", "HelmReleaseReady", "InstallSucceeded: ok"),
+        ])
+        .unwrap();
+        assert!(!warning);
+        assert_eq!(reason, "HelmReleaseReady");
+        assert_eq!(
+            note,
+            "Reconciling=False Stable: Stable; Ready=True HelmReleaseReady: InstallSucceeded: ok"
+        );
+        // A warning change gives the reason, whatever its type.
+        let (warning, reason, _) = event_summary(&[
+            Cond::new("Ready", "True", "RolledBack", "rolled back"),
+            Cond::new("Degraded", "True", "UpgradeFailed", "upgrade failed"),
+        ])
+        .unwrap();
+        assert!(warning);
+        assert_eq!(reason, "UpgradeFailed");
+        let long = "é".repeat(2000);
+        let (_, _, note) = event_summary(&[Cond::new("Ready", "False", "X", long)]).unwrap();
+        assert!(note.len() <= MAX_NOTE && note.ends_with('…'));
+    }
 }

@@ -3,6 +3,7 @@
 pub mod application;
 pub mod apply;
 pub mod approval;
+pub mod children;
 pub mod cluster;
 pub mod context;
 pub mod gitops;

@@ -659,7 +659,11 @@ fn record_outcome(op: &Operation, ctx: &Context, phase: Phase) {
 
 async fn write_status(op: &Operation, ctx: &Context, update: Update) -> Result<(), Error> {
     let namespace = op.namespace().unwrap_or_default();
-    let current = op.status.clone().unwrap_or_default();
+    let uid = op.uid().unwrap_or_default();
+    let current = ctx
+        .written
+        .current(&uid, op.resource_version().as_deref(), op.status.clone())
+        .unwrap_or_default();
     let mut next = current.clone();
     let now = Time(jiff::Timestamp::now());
     merge_conditions(
@@ -677,12 +681,15 @@ async fn write_status(op: &Operation, ctx: &Context, update: Update) -> Result<(
     let api: Api<Operation> = Api::namespaced(ctx.client.clone(), &namespace);
     let patch =
         json!({"apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "Operation", "status": next});
-    api.patch_status(
-        &op.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
+    let written = api
+        .patch_status(
+            &op.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+    ctx.written
+        .record(&uid, written.resource_version().as_deref(), &next);
     ctx.metrics.write("status");
     let transitions = changed(&current.conditions, &update.conds);
     if !transitions.is_empty() {

@@ -4,23 +4,24 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::Namespace;
 use kube::api::Api;
 use kube::runtime::controller::Controller;
-use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
-use kube::{Client, ResourceExt};
+use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
 use super::apply::Resources;
 use super::cluster::{self, ControlPlaneState};
-use super::context::{Context, OutcomeSink, Settings, TransitionSink};
+use super::context::{Context, EventRecorder, OutcomeSink, Settings, TransitionSink};
 use super::repo_source::{RepoConfig, RepoSource, SyncOutcome};
 use super::sinks::{NoTransitions, NotesSink, PosterSink, StoreSnapshot};
 use super::{Counters, application, operation};
@@ -34,6 +35,35 @@ pub struct LeaseSettings {
     pub namespace: String,
     pub name: String,
     pub identity: String,
+    /// How long the lease holds without renewal: after a leader dies without releasing it, another replica
+    /// takes over within this time (whole seconds, at least 2).
+    pub duration: Duration,
+    /// The leader renews this long before the lease expires (whole seconds, less than `duration`).
+    pub grace: Duration,
+}
+
+impl LeaseSettings {
+    /// A lease of 15 s, renewed 5 s before it expires.
+    pub fn new(
+        namespace: impl Into<String>,
+        name: impl Into<String>,
+        identity: impl Into<String>,
+    ) -> Self {
+        Self {
+            namespace: namespace.into(),
+            name: name.into(),
+            identity: identity.into(),
+            duration: Duration::from_secs(15),
+            grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The held lease: released (gracefully, so a standby takes over at once) when the last receiver is dropped
+/// and the manager's task has run.
+struct HeldLease {
+    rx: watch::Receiver<bool>,
+    task: JoinHandle<kube_lease_manager::Result<kube_lease_manager::LeaseManager>>,
 }
 
 /// Everything the operator needs to run.
@@ -52,6 +82,8 @@ pub struct OperatorConfig {
     pub cluster_interval: Duration,
     /// How often undelivered notes are retried.
     pub notes_interval: Duration,
+    /// Reconciles in flight per controller (ApplicationInstance, Operation); 0 means no limit.
+    pub max_concurrent_reconciles: u16,
 }
 
 /// A running operator.
@@ -64,6 +96,7 @@ pub struct Operator {
     pub poster: Option<Arc<EventPoster>>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    lease: Option<HeldLease>,
 }
 
 /// Fail early, with the fix, when our CRDs are not installed.
@@ -82,6 +115,44 @@ pub async fn preflight(resources: &Resources) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A watch of `K` that keeps a store (without managedFields: they are most of an object's size and the
+/// reconcilers never read them) and yields the objects it applies, as a controller's trigger. The flag turns
+/// true once the store holds a complete list: asking the store itself (`wait_until_ready`) from elsewhere would
+/// take the single wake-up slot of the Controller waiting on it.
+fn stored_watch<K>(
+    api: Api<K>,
+    config: watcher::Config,
+) -> (
+    Store<K>,
+    Arc<AtomicBool>,
+    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: kube::Resource
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    let (reader, writer) = reflector::store();
+    let synced = Arc::new(AtomicBool::new(false));
+    let flag = synced.clone();
+    let stream = reflector(
+        writer,
+        watcher(api, config).modify(|obj| obj.managed_fields_mut().clear()),
+    )
+    .inspect_ok(move |event| {
+        if matches!(event, watcher::Event::InitDone) {
+            flag.store(true, Ordering::Release);
+        }
+    })
+    .applied_objects();
+    (reader, synced, stream)
+}
+
 /// Ticks of a watch channel as a stream (for `reconcile_all_on`).
 fn ticks(rx: watch::Receiver<u64>) -> impl futures::Stream<Item = ()> + Send + 'static {
     futures::stream::unfold(rx, |mut rx| async move {
@@ -90,24 +161,26 @@ fn ticks(rx: watch::Receiver<u64>) -> impl futures::Stream<Item = ()> + Send + '
     })
 }
 
-/// Wait until this process holds the lease; returns the receiver that turns false when leadership is lost.
-async fn lead(client: Client, lease: &LeaseSettings) -> anyhow::Result<watch::Receiver<bool>> {
+/// Wait until this process holds the lease; its receiver turns false when leadership is lost.
+async fn lead(client: Client, lease: &LeaseSettings) -> anyhow::Result<HeldLease> {
+    let duration = lease.duration.as_secs().max(2);
+    let grace = lease.grace.as_secs().clamp(1, duration - 1);
     let manager = kube_lease_manager::LeaseManagerBuilder::new(client, &lease.name)
         .with_namespace(&lease.namespace)
         .with_identity(&lease.identity)
-        .with_duration(15)
-        .with_grace(5)
+        .with_duration(duration)
+        .with_grace(grace)
         .with_field_manager(crate::api::FIELD_MANAGER)
         .build()
         .await
         .context("leader election")?;
-    let (mut rx, _task) = manager.watch().await;
-    info!(lease = %lease.name, "waiting for leadership");
+    let (mut rx, task) = manager.watch().await;
+    info!(lease = %lease.name, identity = %lease.identity, "waiting for leadership");
     while !*rx.borrow_and_update() {
         rx.changed().await.context("leader election stopped")?;
     }
-    info!("leading");
-    Ok(rx)
+    info!(lease = %lease.name, identity = %lease.identity, "leading");
+    Ok(HeldLease { rx, task })
 }
 
 impl Operator {
@@ -185,22 +258,47 @@ impl Operator {
         );
         let counters = Arc::new(Counters::default());
         counters.attach(metrics.clone());
-        let recorder = Recorder::new(
+        let events = EventRecorder::new(
             client.clone(),
-            Reporter {
-                controller: "vworkspace-operator".into(),
-                instance: std::env::var("POD_NAME").ok(),
-            },
+            "vworkspace-operator",
+            std::env::var("POD_NAME").ok(),
         );
 
-        let apps_api: Api<ApplicationInstance> = Api::all(client.clone());
-        let ops_api: Api<Operation> = Api::all(client.clone());
         let selector = format!("{}={}", labels::CLUSTER_ID, cluster_id);
-        let app_controller =
-            Controller::new(apps_api, watcher::Config::default().labels(&selector));
-        let op_controller = Controller::new(ops_api, watcher::Config::default().labels(&selector));
-        let app_store = app_controller.store();
-        let op_store = op_controller.store();
+        let controller_config = kube::runtime::controller::Config::default()
+            .concurrency(config.max_concurrent_reconciles);
+        let (app_store, apps_synced, app_stream) = stored_watch(
+            Api::<ApplicationInstance>::all(client.clone()),
+            watcher::Config::default().labels(&selector),
+        );
+        let app_controller = Controller::for_stream(app_stream, app_store.clone())
+            .with_config(controller_config.clone());
+        let (op_store, ops_synced, op_stream) = stored_watch(
+            Api::<Operation>::all(client.clone()),
+            watcher::Config::default().labels(&selector),
+        );
+        let op_controller =
+            Controller::for_stream(op_stream, op_store.clone()).with_config(controller_config);
+        // Namespaces, for the first look at the gate (writes re-check the live Namespace).
+        let (namespaces, _, ns_stream) = stored_watch(
+            Api::<Namespace>::all(client.clone()),
+            watcher::Config::default(),
+        );
+        {
+            let mut stop = stop_rx.clone();
+            tasks.push(tokio::spawn(async move {
+                let drain = ns_stream.for_each(|result| async move {
+                    if let Err(e) = result {
+                        warn!(error = %e, "watching namespaces");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                });
+                tokio::select! {
+                    _ = stop.wait_for(|s| *s) => {}
+                    _ = drain => {}
+                }
+            }));
+        }
 
         let mut poster = None;
         let transitions: Arc<dyn TransitionSink> = match config.control_plane {
@@ -225,10 +323,15 @@ impl Operator {
             renderer,
             source: source.clone(),
             resources: resources.clone(),
-            recorder,
+            events,
             outcomes,
             transitions,
             metrics: counters.clone(),
+            namespaces,
+            operations: op_store.clone(),
+            operations_synced: ops_synced.clone(),
+            children: Arc::default(),
+            written: Default::default(),
         });
 
         // Children map back to their intent through labels (children in the Velero namespace cannot have
@@ -248,16 +351,20 @@ impl Operator {
         ] {
             if let Some(ar) = resources.resolve(api_version, kind).await? {
                 let api = Api::<kube::api::DynamicObject>::all_with(client.clone(), &ar);
-                app_controller = app_controller.watches_with(
-                    api,
-                    ar,
-                    watcher::Config::default().labels(&child_selector),
+                // The watch that triggers the instance also fills the children cache, before the trigger.
+                let children = ctx.children.clone();
+                let trigger = watcher(api, watcher::Config::default().labels(&child_selector))
+                    .inspect_ok(move |event| children.observe(kind, event))
+                    .touched_objects();
+                app_controller = app_controller.watches_stream_with(
+                    trigger,
                     |obj| {
                         let app = obj.labels().get(labels::APPLICATION_INSTANCE).cloned();
                         let ns = obj.namespace();
                         app.zip(ns)
                             .map(|(name, ns)| ObjectRef::new(&name).within(&ns))
                     },
+                    ar,
                 );
             } else {
                 warn!(
@@ -291,6 +398,11 @@ impl Operator {
             }
         }
         for (api_version, kind) in &op_kinds {
+            // The helm engine follows its target's HelmRelease; the chart sources it lists are the instance's
+            // and carry no Operation labels, so watching them would wake nothing.
+            if kind == "OCIRepository" || kind == "HelmRepository" {
+                continue;
+            }
             if let Some(ar) = resources.resolve(api_version, kind).await? {
                 let api = Api::<kube::api::DynamicObject>::all_with(client.clone(), &ar);
                 let helm = kind == "HelmRelease";
@@ -325,6 +437,39 @@ impl Operator {
                     },
                 );
             }
+        }
+
+        // An Operation that finishes or goes away releases the Operations waiting for it on the same target
+        // (Blocked/ConflictingOperation) at once, instead of at their next periodic look.
+        {
+            let store = op_store.clone();
+            op_controller = op_controller.watches(
+                Api::<Operation>::all(client.clone()),
+                watcher::Config::default().labels(&selector),
+                move |done| {
+                    let finished = done.meta().deletion_timestamp.is_some()
+                        || done
+                            .status
+                            .as_ref()
+                            .and_then(|s| s.phase)
+                            .is_some_and(crate::api::Phase::is_terminal);
+                    if !finished {
+                        return Vec::new();
+                    }
+                    store
+                        .state()
+                        .into_iter()
+                        .filter(|op| {
+                            op.namespace() == done.namespace()
+                                && op.spec.target_ref.name == done.spec.target_ref.name
+                                && op.name_any() != done.name_any()
+                                && op.status.as_ref().and_then(|s| s.phase).unwrap_or_default()
+                                    == crate::api::Phase::Pending
+                        })
+                        .map(|op| ObjectRef::from_obj(op.as_ref()))
+                        .collect()
+                },
+            );
         }
 
         let git_ticks = source.subscribe();
@@ -367,22 +512,16 @@ impl Operator {
         }
 
         // Readiness: the controllers' caches have synced. A Store wakes only one waiter (kube-runtime keeps a
-        // single waker per store, and each Controller waits on its own store too), so a lone wait may never be
-        // woken: ask again every 250 ms until both stores answer, or the operator stops.
+        // single waker per store, and each Controller waits on its own store), so this looks at the flags the
+        // watches set instead, every 250 ms until both are set or the operator stops.
         {
-            let (apps, ops) = (app_store.clone(), op_store.clone());
+            let (apps, ops) = (apps_synced, ops_synced);
             let mut stop = stop_rx.clone();
             tasks.push(tokio::spawn(async move {
-                let again = Duration::from_millis(250);
                 let synced = async {
-                    while tokio::time::timeout(again, apps.wait_until_ready())
-                        .await
-                        .is_err()
-                    {}
-                    while tokio::time::timeout(again, ops.wait_until_ready())
-                        .await
-                        .is_err()
-                    {}
+                    while !(apps.load(Ordering::Acquire) && ops.load(Ordering::Acquire)) {
+                        tokio::time::sleep(Duration::from_millis(250)).await;
+                    }
                 };
                 tokio::select! {
                     _ = stop.wait_for(|s| *s) => {}
@@ -436,14 +575,21 @@ impl Operator {
         }
 
         // Losing leadership stops the process (the Deployment starts a fresh one that waits for the lease).
-        if let Some(mut rx) = leadership {
+        if let Some(held) = &leadership {
             let stop = stop.clone();
+            let mut rx = held.rx.clone();
+            let mut stopping = stop_rx.clone();
             tasks.push(tokio::spawn(async move {
-                while rx.changed().await.is_ok() {
-                    if !*rx.borrow() {
-                        error!("leadership lost; stopping");
-                        let _ = stop.send(true);
-                        return;
+                loop {
+                    tokio::select! {
+                        _ = stopping.wait_for(|s| *s) => return,
+                        changed = rx.changed() => {
+                            if changed.is_err() || !*rx.borrow() {
+                                error!("leadership lost; stopping");
+                                let _ = stop.send(true);
+                                return;
+                            }
+                        }
                     }
                 }
             }));
@@ -456,6 +602,7 @@ impl Operator {
             poster,
             stop,
             tasks,
+            lease: leadership,
         })
     }
 
@@ -482,6 +629,18 @@ impl Operator {
         }
         for t in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(20), t).await;
+        }
+        // Only now that nothing writes any more: release the lease, so a standby leads without waiting for
+        // it to expire.
+        if let Some(HeldLease { rx, task }) = self.lease {
+            drop(rx);
+            match tokio::time::timeout(Duration::from_secs(10), task).await {
+                Ok(Ok(Ok(_))) => info!("lease released"),
+                Ok(Ok(Err(e))) => {
+                    warn!(error = %e, "releasing the lease failed; it expires on its own")
+                }
+                _ => warn!("releasing the lease timed out; it expires on its own"),
+            }
         }
     }
 }

@@ -229,6 +229,40 @@ pub fn application_conditions(
             let remediated = child_condition(hr, "Remediated").is_some_and(|c| {
                 field(c, "status") == "True" && field(c, "reason") == "RollbackSucceeded"
             });
+            let failure = match status {
+                "True" => remediated || reason == "RollbackSucceeded",
+                "False" => !CHART_REASONS.contains(&reason) && reason != "Progressing",
+                _ => false,
+            };
+            // A failure (or rollback) Flux reports for another version than the one wanted now is stale: with an
+            // OCI chart source the HelmRelease's generation does not change with the version, so only the
+            // attempted revision tells that Flux has not tried the new version yet.
+            if failure
+                && let Some(last) = attempted_revision(hr)
+                    .filter(|a| !desired_version.is_empty() && !same_revision(a, desired_version))
+            {
+                return vec![
+                    Cond::new(
+                        READY,
+                        "False",
+                        if installed {
+                            reasons::UPGRADING
+                        } else {
+                            reasons::INSTALLING
+                        },
+                        format!(
+                            "Flux has not attempted {desired_version} yet (last attempt {last}: {flux})"
+                        ),
+                    ),
+                    Cond::new(
+                        RECONCILING,
+                        "True",
+                        in_progress_reason,
+                        "waiting for helm-controller",
+                    ),
+                    healthy(),
+                ];
+            }
             match status {
                 "True" if remediated || reason == "RollbackSucceeded" => {
                     let at = history_version.clone().unwrap_or_default();
@@ -315,6 +349,21 @@ pub fn application_conditions(
             }
         }
     }
+}
+
+/// The chart version of Flux's last attempt (`status.lastAttemptedRevision`), when Flux reports it.
+fn attempted_revision(hr: &Value) -> Option<&str> {
+    hr.pointer("/status/lastAttemptedRevision")
+        .and_then(Value::as_str)
+        .filter(|r| !r.is_empty())
+}
+
+/// Whether a Flux revision names this chart version: equal, or the version followed by the `+<digest>` Flux
+/// appends for OCI sources.
+fn same_revision(revision: &str, version: &str) -> bool {
+    revision
+        .strip_prefix(version)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('+'))
 }
 
 /// What an engine's child says about the Operation.
@@ -630,6 +679,53 @@ mod tests {
         assert_eq!(
             ready(&application_conditions("1.0.0", Some(&ok), Some(&src))),
             ("False", "ChartUnreachable")
+        );
+    }
+
+    #[test]
+    fn a_failure_flux_reports_for_another_version_is_stale() {
+        let rolled_back = |attempted: &str| {
+            let mut h = hr(
+                Some(("True", "RollbackSucceeded")),
+                Some("1.0.0"),
+                json!([{"type": "Remediated", "status": "True", "reason": "RollbackSucceeded", "message": "x"}]),
+            );
+            h["status"]["lastAttemptedRevision"] = json!(attempted);
+            h
+        };
+        // Flux rolled back 2.0.0; 2.0.1 is wanted now and not attempted yet: an upgrade in progress.
+        let stale = rolled_back("2.0.0+0123456789ab");
+        let c = application_conditions("2.0.1", Some(&stale), None);
+        assert_eq!(ready(&c), ("False", "Upgrading"));
+        assert!(
+            c.iter()
+                .any(|c| c.type_ == "Degraded" && c.status == "False")
+        );
+        let s = engine_state(Engine::Helm, &stale, None, "app", Some("2.0.1"));
+        assert_eq!(s.phase, Phase::Running);
+        // The attempt at the wanted version failed: rolled back, and the upgrade Operation failed.
+        let current = rolled_back("2.0.1+0123456789ab");
+        assert_eq!(
+            ready(&application_conditions("2.0.1", Some(&current), None)),
+            ("True", "RolledBack")
+        );
+        let s = engine_state(Engine::Helm, &current, None, "app", Some("2.0.1"));
+        assert_eq!((s.phase, s.reason), (Phase::Failed, reasons::ENGINE_FAILED));
+        // A HelmRepository source reports the bare chart version; 2.0.10 is not 2.0.1.
+        assert!(same_revision("2.0.1", "2.0.1"));
+        assert!(!same_revision("2.0.10", "2.0.1"));
+        let mut failed = hr(Some(("False", "UpgradeFailed")), Some("1.0.0"), json!([]));
+        failed["status"]["lastAttemptedRevision"] = json!("2.0.10");
+        assert_eq!(
+            ready(&application_conditions("2.0.1", Some(&failed), None)),
+            ("False", "Upgrading")
+        );
+        // Success needs the release history at the wanted version.
+        let mut ok = hr(Some(("True", "UpgradeSucceeded")), Some("2.0.1"), json!([]));
+        ok["status"]["lastAttemptedRevision"] = json!("2.0.1+0123456789ab");
+        assert_eq!(
+            engine_state(Engine::Helm, &ok, None, "app", Some("2.0.1")).phase,
+            Phase::Succeeded
         );
     }
 

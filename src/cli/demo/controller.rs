@@ -409,6 +409,7 @@ async fn steps(
         leader_election: None,
         cluster_interval: Duration::from_secs(2),
         notes_interval: Duration::from_secs(1),
+        max_concurrent_reconciles: 16,
     };
     tracing::info!("demo: starting the operator");
     let operator = operator_slot.insert(

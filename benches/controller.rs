@@ -1,0 +1,938 @@
+//! The operator at scale on the real API server (`../shared/envtest`: kube-apiserver + etcd on loopback):
+//!
+//! 1. **Wall time.** N ApplicationInstances (default 500) from one signed commit: from "the intents are being
+//!    created in the API server" until "every instance has Ready=True folded back", with this process playing
+//!    Flux (kustomize-controller creates the intents, helm-controller writes each HelmRelease's Ready status as
+//!    soon as it appears). Compared, in the same run, with a raw server-side-apply loop over the same rendered
+//!    objects (the same render engine; HelmRelease + OCIRepository applied, then the same Ready status written),
+//!    run once before and once after the operator; the faster run is the reference.
+//! 2. **API requests per intent**, counted on the operator's own client (a tower layer): every request by verb
+//!    and resource, so the finalizer patches kube-runtime makes and the Events the recorder posts count too. The
+//!    operator's own write counter (`Counters::writes`) is shown beside it.
+//! 3. **Idle resync**: a new verified revision that changes no intent makes every instance reconcile again;
+//!    the requests that resync makes (target: no write).
+//! 4. **Peak RSS** of the release binary `vworkspace-operator run` as a subprocess with RSS_N intents (default
+//!    1,000), read from VmHWM in /proc/<pid>/status once all are Ready.
+//!
+//! Concurrency, the same everywhere: CONCURRENCY (default 16) requests in flight for the raw loop, for creating
+//! the intents and for the helm-controller stand-in; the operator runs its controllers with
+//! `--max-concurrent-reconciles` set to the same number.
+//!
+//!     cargo bench --bench controller
+//!     N=200 RSS_N=400 CONCURRENCY=8 cargo bench --bench controller
+//!
+//! Not a test: `cargo test` does not run it (harness = false; `cargo bench` does). It needs what the controller
+//! tests need (git, ssh-keygen, the envtest binaries).
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::task::{Context as TaskContext, Poll};
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, TryStreamExt};
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::client::ClientBuilder;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::discovery::ApiResource;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Config, ResourceExt};
+use serde_json::{Value, json};
+use support::envtest;
+use support::gitfix::{GitRemote, Signer, policy_yaml};
+use tokio::sync::Semaphore;
+use vworkspace_operator::api::ApplicationInstance;
+use vworkspace_operator::controller::context::{Selector, Settings};
+use vworkspace_operator::controller::repo_source::RepoConfig;
+use vworkspace_operator::controller::run::{Operator, OperatorConfig};
+use vworkspace_operator::git::policy::TrustPolicy;
+use vworkspace_operator::git::remote::Credentials;
+use vworkspace_operator::render::{RenderOptions, Renderer, Templates};
+
+const NAMESPACES: usize = 20;
+const CHART_VERSION: &str = "6.6.4";
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Counting the operator's API requests: a tower layer on its client.
+
+/// Requests by (verb, resource[/subresource]).
+#[derive(Clone, Default)]
+struct Requests(Arc<Mutex<BTreeMap<(String, String), u64>>>, Latencies);
+
+/// Time spent waiting for answers by (verb, resource), watches excepted.
+type Latencies = Arc<Mutex<BTreeMap<(String, String), Duration>>>;
+
+impl Requests {
+    fn snapshot(&self) -> BTreeMap<(String, String), u64> {
+        self.0.lock().unwrap().clone()
+    }
+
+    fn latencies(&self) -> BTreeMap<(String, String), Duration> {
+        self.1.lock().unwrap().clone()
+    }
+
+    fn count<B>(&self, req: &http::Request<B>) -> (String, String) {
+        let query = req.uri().query().unwrap_or_default();
+        let path: Vec<&str> = req.uri().path().trim_matches('/').split('/').collect();
+        // /api/v1/... or /apis/<group>/<version>/...; then [namespaces/<ns>/]<resource>[/<name>[/<sub>]]
+        let rest: &[&str] = match path.first() {
+            Some(&"api") => path.get(2..).unwrap_or_default(),
+            Some(&"apis") => path.get(3..).unwrap_or_default(),
+            _ => &[],
+        };
+        let rest = match rest {
+            ["namespaces", _, more @ ..] if !more.is_empty() => more,
+            other => other,
+        };
+        let (resource, named) = match rest {
+            [] => ("discovery".to_string(), false),
+            [r] => (r.to_string(), false),
+            [r, _] => (r.to_string(), true),
+            [r, _, sub, ..] => (format!("{r}/{sub}"), true),
+        };
+        let content_type = req
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let verb = match *req.method() {
+            http::Method::GET if query.contains("watch=true") => "watch",
+            http::Method::GET if named => "get",
+            http::Method::GET => "list",
+            http::Method::PATCH if content_type.starts_with("application/apply-patch") => "apply",
+            http::Method::PATCH => "patch",
+            http::Method::POST => "create",
+            http::Method::PUT => "update",
+            http::Method::DELETE => "delete",
+            _ => "other",
+        };
+        let key = (verb.to_string(), resource);
+        *self.0.lock().unwrap().entry(key.clone()).or_default() += 1;
+        key
+    }
+}
+
+fn diff(
+    after: &BTreeMap<(String, String), u64>,
+    before: &BTreeMap<(String, String), u64>,
+) -> BTreeMap<(String, String), u64> {
+    after
+        .iter()
+        .filter_map(|(k, v)| {
+            let d = v - before.get(k).copied().unwrap_or_default();
+            (d > 0).then(|| (k.clone(), d))
+        })
+        .collect()
+}
+
+struct CountLayer(Requests);
+
+impl<S> tower::Layer<S> for CountLayer {
+    type Service = Count<S>;
+    fn layer(&self, inner: S) -> Count<S> {
+        Count {
+            inner,
+            requests: self.0.clone(),
+        }
+    }
+}
+
+struct Count<S> {
+    inner: S,
+    requests: Requests,
+}
+
+type ResponseFuture<R, E> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<R, E>> + Send>>;
+
+impl<S, B> tower::Service<http::Request<B>> for Count<S>
+where
+    S: tower::Service<http::Request<B>>,
+    S::Future: Send + 'static,
+    S::Response: 'static,
+    S::Error: 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Response, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let key = self.requests.count(&req);
+        let latencies = self.requests.1.clone();
+        let started = Instant::now();
+        let answer = self.inner.call(req);
+        Box::pin(async move {
+            let result = answer.await;
+            if key.0 != "watch" {
+                *latencies.lock().unwrap().entry(key).or_default() += started.elapsed();
+            }
+            result
+        })
+    }
+}
+
+async fn counted_client(requests: &Requests) -> Client {
+    let path = &envtest::server().kubeconfig;
+    let kubeconfig = Kubeconfig::read_from(path).expect("kubeconfig");
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("kubeconfig");
+    ClientBuilder::try_from(config)
+        .expect("client")
+        .with_layer(&CountLayer(requests.clone()))
+        .build()
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Intents, the repo, Flux's part.
+
+fn namespace(prefix: &str, i: usize) -> String {
+    format!("{prefix}-{}", i % NAMESPACES)
+}
+
+fn app_yaml(cluster: &str, ns: &str, i: usize) -> String {
+    format!(
+        r#"apiVersion: apps.vworkspace.io/v1alpha1
+kind: ApplicationInstance
+metadata:
+  name: app-{i}
+  namespace: {ns}
+  labels:
+    app.vworkspace.io/managed-by: control-plane
+    app.vworkspace.io/cluster-id: {cluster}
+spec:
+  appRef: {{catalogId: nextcloud}}
+  chart: {{sourceType: oci, url: "oci://ghcr.io/nextcloud/helm", name: nextcloud, version: {CHART_VERSION}}}
+  release: {{name: app-{i}, namespace: {ns}}}
+  values:
+    source: inline
+    inline:
+      replicaCount: 2
+      persistence: {{enabled: true, size: 50Gi}}
+"#
+    )
+}
+
+/// The intents of one cluster: YAML, in namespaces `<prefix>-0..19`.
+fn intents(cluster: &str, prefix: &str, n: usize) -> Vec<(String, String)> {
+    (0..n)
+        .map(|i| {
+            let ns = namespace(prefix, i);
+            (ns.clone(), app_yaml(cluster, &ns, i))
+        })
+        .collect()
+}
+
+/// A bare remote holding every intent in one signed commit, and the trust policy for it.
+fn signed_repo(dir: &Path, cluster: &str, intents: &[(String, String)]) -> (GitRemote, Signer) {
+    let remote = GitRemote::new(dir);
+    let signer = Signer::new(&dir.join("keys"), "cp@example.com");
+    remote.write("README.md", "cluster repo\n");
+    for (i, (ns, yaml)) in intents.iter().enumerate() {
+        remote.write(
+            &format!("clusters/{cluster}/namespaces/{ns}/applicationinstance-app-{i}.yaml"),
+            yaml,
+        );
+    }
+    remote.commit(
+        &format!("{} intents", intents.len()),
+        Some(&signer),
+        &signer.email,
+    );
+    (remote, signer)
+}
+
+async fn gated_namespaces(client: &Client, prefix: &str) {
+    for i in 0..NAMESPACES {
+        envtest::namespace(client, &namespace(prefix, i), true).await;
+    }
+}
+
+/// Create the intents as Flux's kustomize-controller would (server-side apply), `concurrency` at a time.
+async fn create_intents(client: &Client, intents: &[(String, String)], concurrency: usize) {
+    futures::stream::iter(intents)
+        .map(|(ns, yaml)| {
+            let api: Api<ApplicationInstance> = Api::namespaced(client.clone(), ns);
+            async move {
+                let value: Value = serde_saphyr::from_str(yaml).expect("intent YAML");
+                let name = value["metadata"]["name"].as_str().unwrap_or_default();
+                api.patch(
+                    name,
+                    &PatchParams::apply("kustomize-controller").force(),
+                    &Patch::Apply(&value),
+                )
+                .await
+                .expect("create intent");
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect::<Vec<_>>()
+        .await;
+}
+
+/// The status helm-controller writes for a release installed at `version`.
+fn flux_status(name: &str, ns: &str, generation: i64, version: &str) -> Value {
+    json!({"status": {"observedGeneration": generation,
+        "lastAttemptedRevision": format!("{version}+0123456789ab"), "lastAttemptedGeneration": generation,
+        "conditions": [{"type": "Ready", "status": "True", "reason": "InstallSucceeded",
+            "message": "Helm install succeeded", "lastTransitionTime": "2026-11-21T00:00:00Z",
+            "observedGeneration": generation}],
+        "history": [{"chartName": "nextcloud", "chartVersion": version, "configDigest": "sha256:x",
+            "digest": "sha256:y", "firstDeployed": "2026-11-21T00:00:00Z", "lastDeployed": "2026-11-21T00:00:00Z",
+            "name": name, "namespace": ns, "status": "deployed", "version": 1}]}})
+}
+
+async fn write_flux_status(api: &Api<DynamicObject>, name: &str, ns: &str, generation: i64) {
+    api.patch_status(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(flux_status(name, ns, generation, CHART_VERSION)),
+    )
+    .await
+    .expect("HelmRelease status");
+}
+
+/// Play helm-controller for one cluster: every HelmRelease that appears (or changes generation) gets its Ready
+/// status, `concurrency` writes at a time. Runs until aborted.
+fn play_helm_controller(
+    client: Client,
+    hr: ApiResource,
+    cluster: &str,
+    concurrency: usize,
+) -> tokio::task::JoinHandle<()> {
+    let selector = format!("app.vworkspace.io/cluster-id={cluster}");
+    tokio::spawn(async move {
+        let all: Api<DynamicObject> = Api::all_with(client.clone(), &hr);
+        let permits = Arc::new(Semaphore::new(concurrency));
+        let mut done: HashSet<(String, String, i64)> = HashSet::new();
+        let mut stream = std::pin::pin!(
+            watcher(all, watcher::Config::default().labels(&selector))
+                .default_backoff()
+                .applied_objects()
+        );
+        while let Some(obj) = stream.try_next().await.ok().flatten() {
+            let generation = obj.metadata.generation.unwrap_or_default();
+            let observed = obj
+                .data
+                .pointer("/status/observedGeneration")
+                .and_then(Value::as_i64);
+            let (ns, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
+            if observed == Some(generation) || !done.insert((ns.clone(), name.clone(), generation))
+            {
+                continue;
+            }
+            let permit = permits.clone().acquire_owned().await.expect("semaphore");
+            let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &hr);
+            tokio::spawn(async move {
+                write_flux_status(&api, &name, &ns, generation).await;
+                drop(permit);
+            });
+        }
+    })
+}
+
+fn is_ready(app: &ApplicationInstance) -> bool {
+    app.status.as_ref().is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+    })
+}
+
+/// Wait until `n` instances of the cluster have Ready=True (a watch, so waiting adds no polling load).
+async fn all_ready(client: &Client, cluster: &str, n: usize, timeout: Duration) {
+    let api: Api<ApplicationInstance> = Api::all(client.clone());
+    let selector = format!("app.vworkspace.io/cluster-id={cluster}");
+    let mut ready: HashSet<(String, String)> = HashSet::new();
+    let mut stream = std::pin::pin!(
+        watcher(api, watcher::Config::default().labels(&selector))
+            .default_backoff()
+            .applied_objects()
+    );
+    let deadline = tokio::time::Instant::now() + timeout;
+    while ready.len() < n {
+        match tokio::time::timeout_at(deadline, stream.try_next()).await {
+            Ok(Ok(Some(app))) if is_ready(&app) => {
+                ready.insert((app.namespace().unwrap_or_default(), app.name_any()));
+            }
+            Ok(_) => {}
+            Err(_) => panic!(
+                "only {} of {n} instances of {cluster} Ready after {timeout:?}",
+                ready.len()
+            ),
+        }
+    }
+}
+
+async fn resource(client: &Client, api_version: &str, kind: &str) -> ApiResource {
+    envtest::api_resource(client, &json!({"apiVersion": api_version, "kind": kind})).await
+}
+
+fn renderer(cluster: &str) -> Renderer {
+    Renderer::new(
+        Templates::embedded(),
+        RenderOptions {
+            cluster_id: Some(cluster.into()),
+            ..RenderOptions::default()
+        },
+    )
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// 1. The raw loop.
+
+struct RawRun {
+    wall: Duration,
+    requests: BTreeMap<(String, String), u64>,
+    latencies: BTreeMap<(String, String), Duration>,
+}
+
+/// Render each intent with the operator's render engine, server-side apply its objects one by one, then write
+/// the HelmRelease's Ready status; `concurrency` intents in flight.
+async fn raw_loop(
+    client: &Client,
+    cluster: &str,
+    prefix: &str,
+    n: usize,
+    concurrency: usize,
+) -> RawRun {
+    gated_namespaces(client, prefix).await;
+    let requests = Requests::default();
+    let client = &counted_client(&requests).await;
+    let apps: Vec<ApplicationInstance> = intents(cluster, prefix, n)
+        .iter()
+        .map(|(_, yaml)| serde_saphyr::from_str(yaml).expect("intent"))
+        .collect();
+    let hr = resource(client, "helm.toolkit.fluxcd.io/v2", "HelmRelease").await;
+    let oci = resource(client, "source.toolkit.fluxcd.io/v1", "OCIRepository").await;
+    let renderer = renderer(cluster);
+    let started = Instant::now();
+    futures::stream::iter(&apps)
+        .map(|app| {
+            let (renderer, hr, oci) = (&renderer, &hr, &oci);
+            async move {
+                let ns = app.namespace().unwrap_or_default();
+                let mut generation = 0;
+                for obj in renderer.render_application(app).expect("render") {
+                    let kind = obj["kind"].as_str().unwrap_or_default();
+                    let ar = if kind == "HelmRelease" { hr } else { oci };
+                    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, ar);
+                    let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+                    let applied = api
+                        .patch(
+                            name,
+                            &PatchParams::apply("vworkspace-operator").force(),
+                            &Patch::Apply(&obj),
+                        )
+                        .await
+                        .expect("apply");
+                    if kind == "HelmRelease" {
+                        generation = applied.metadata.generation.unwrap_or_default();
+                    }
+                }
+                let release = app.spec.release.as_ref().expect("release").name.clone();
+                let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, hr);
+                write_flux_status(&api, &release, &ns, generation).await;
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect::<Vec<_>>()
+        .await;
+    RawRun {
+        wall: started.elapsed(),
+        requests: requests.snapshot(),
+        latencies: requests.latencies(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// 2 and 3. The operator in this process.
+
+struct OperatorRun {
+    wall: Duration,
+    create: Duration,
+    requests: BTreeMap<(String, String), u64>,
+    latencies: BTreeMap<(String, String), Duration>,
+    /// Mean time of an ApplicationInstance reconcile.
+    reconcile_mean: Duration,
+    reconcile_errors: u64,
+    own_writes: BTreeMap<String, u64>,
+    reconciles: u64,
+    resync_requests: BTreeMap<(String, String), u64>,
+    resync_own_writes: u64,
+    resync_reconciles: u64,
+}
+
+fn app_reconcile_errors(operator: &Operator) -> u64 {
+    operator
+        .counters
+        .reconciles()
+        .get(&("applicationinstance".to_string(), false))
+        .copied()
+        .unwrap_or_default()
+}
+
+fn app_reconciles(operator: &Operator) -> u64 {
+    operator
+        .counters
+        .reconciles()
+        .iter()
+        .filter(|((c, _), _)| c == "applicationinstance")
+        .map(|(_, n)| n)
+        .sum()
+}
+
+async fn operator_run(client: &Client, n: usize, concurrency: usize) -> OperatorRun {
+    let cluster = "bench";
+    let prefix = "op";
+    gated_namespaces(client, prefix).await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let intents = intents(cluster, prefix, n);
+    let (remote, signer) = signed_repo(tmp.path(), cluster, &intents);
+    let requests = Requests::default();
+    let operator_client = counted_client(&requests).await;
+    let config = OperatorConfig {
+        settings: Settings {
+            cluster_id: cluster.into(),
+            namespace_selector: Selector::parse("managed-by=vworkspace").expect("selector"),
+            velero_namespace: "velero".into(),
+            approval_key: None,
+            resync: Duration::from_secs(300),
+        },
+        repo: RepoConfig {
+            url: remote.url(),
+            branch: "main".into(),
+            path: format!("clusters/{cluster}"),
+            policy: TrustPolicy::from_yaml(&policy_yaml(&[&signer], "range")).expect("policy"),
+            credentials: Credentials::None,
+            cache_dir: tmp.path().join("state/cache"),
+        },
+        // The `run` command's defaults: the fetch and notes loops cost CPU on the machine under test.
+        fetch_interval: Duration::from_secs(30),
+        templates: Templates::embedded(),
+        state_dir: tmp.path().join("state"),
+        control_plane: None,
+        admin: None,
+        leader_election: None,
+        cluster_interval: Duration::from_secs(30),
+        notes_interval: Duration::from_secs(10),
+        max_concurrent_reconciles: u16::try_from(concurrency).unwrap_or(u16::MAX),
+    };
+    let operator = Operator::start(operator_client, config)
+        .await
+        .expect("operator start");
+    // Let the start-up requests (discovery, the Cluster object, the first lists) pass before counting.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let hr = resource(client, "helm.toolkit.fluxcd.io/v2", "HelmRelease").await;
+    let flux = play_helm_controller(client.clone(), hr, cluster, concurrency);
+    let before = requests.snapshot();
+    let latencies_before = requests.latencies();
+    let durations_before = operator.counters.durations();
+    let own_before = operator.counters.writes_by_kind();
+    let reconciles_before = app_reconciles(&operator);
+    let errors_before = app_reconcile_errors(&operator);
+
+    let started = Instant::now();
+    create_intents(client, &intents, concurrency).await;
+    let create = started.elapsed();
+    all_ready(client, cluster, n, Duration::from_secs(900)).await;
+    let wall = started.elapsed();
+
+    // Let the last status writes' own watch events be reconciled, then count.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = requests.snapshot();
+    let latencies: BTreeMap<(String, String), Duration> = requests
+        .latencies()
+        .into_iter()
+        .map(|(k, d)| {
+            let d = d - latencies_before.get(&k).copied().unwrap_or_default();
+            (k, d)
+        })
+        .collect();
+    let own_after = operator.counters.writes_by_kind();
+    let reconciles = app_reconciles(&operator) - reconciles_before;
+    let reconcile_errors = app_reconcile_errors(&operator) - errors_before;
+    let durations = operator.counters.durations();
+    let (count, seconds) = durations
+        .get("applicationinstance")
+        .copied()
+        .unwrap_or_default();
+    let (count0, seconds0) = durations_before
+        .get("applicationinstance")
+        .copied()
+        .unwrap_or_default();
+    let reconcile_mean =
+        Duration::from_secs_f64((seconds - seconds0) / (count - count0).max(1) as f64);
+
+    // Idle resync: a new verified revision that changes no intent reconciles every instance again.
+    remote.write("README.md", "cluster repo, revised\n");
+    remote.commit("unrelated change", Some(&signer), &signer.email);
+    operator.sync_now().await;
+    let resync_started = app_reconciles(&operator);
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while app_reconciles(&operator) < resync_started + n as u64 {
+        assert!(
+            Instant::now() < deadline,
+            "the resync did not reach every instance"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let resync_requests = diff(&requests.snapshot(), &after);
+    let resync_own_writes = operator.counters.writes() - own_after.values().sum::<u64>();
+    let resync_reconciles = app_reconciles(&operator) - resync_started;
+    flux.abort();
+    operator.stop().await;
+    OperatorRun {
+        wall,
+        create,
+        requests: diff(&after, &before),
+        latencies,
+        reconcile_mean,
+        reconcile_errors,
+        own_writes: own_after
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    v - own_before.get(k).copied().unwrap_or_default(),
+                )
+            })
+            .filter(|(_, v)| *v > 0)
+            .collect(),
+        reconciles,
+        resync_requests,
+        resync_own_writes,
+        resync_reconciles,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// 4. Peak RSS of the release binary.
+
+struct RssRun {
+    wall: Duration,
+    vm_hwm_kib: u64,
+    vm_rss_kib: u64,
+    rss_anon_kib: u64,
+    rss_file_kib: u64,
+    threads: u64,
+}
+
+/// A number from /proc/<pid>/status (`VmHWM:  1234 kB` → 1234).
+fn proc_status(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            let v = l.strip_prefix(field)?.strip_prefix(':')?.trim();
+            v.trim_end_matches("kB").trim().parse().ok()
+        })
+        .unwrap_or_default()
+}
+
+async fn rss_run(client: &Client, n: usize, concurrency: usize) -> RssRun {
+    let cluster = "bench-rss";
+    let prefix = "rss";
+    gated_namespaces(client, prefix).await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let intents = intents(cluster, prefix, n);
+    let (remote, signer) = signed_repo(tmp.path(), cluster, &intents);
+    let policy = tmp.path().join("policy.yaml");
+    std::fs::write(&policy, policy_yaml(&[&signer], "range")).expect("policy");
+    let log = std::fs::File::create(tmp.path().join("operator.log")).expect("log");
+    // OPERATOR_WRAPPER (e.g. "heaptrack -o /tmp/op") runs the binary under a profiler; the RSS figures are then
+    // the wrapper's, not the operator's.
+    let wrapper = std::env::var("OPERATOR_WRAPPER").unwrap_or_default();
+    let mut words = wrapper.split_whitespace();
+    let binary = env!("CARGO_BIN_EXE_vworkspace-operator");
+    let mut command = match words.next() {
+        Some(program) => {
+            let mut c = tokio::process::Command::new(program);
+            c.args(words).arg(binary);
+            c
+        }
+        None => tokio::process::Command::new(binary),
+    };
+    let mut child = command
+        .args([
+            "run",
+            "--cluster-id",
+            cluster,
+            "--repo-url",
+            &remote.url(),
+            "--policy",
+        ])
+        .arg(&policy)
+        .arg("--state-dir")
+        .arg(tmp.path().join("state"))
+        .args([
+            "--leader-election=false",
+            "--metrics-addr=127.0.0.1:0",
+            "--health-addr=127.0.0.1:0",
+            "--log-format=text",
+            &format!("--max-concurrent-reconciles={concurrency}"),
+        ])
+        .env("KUBECONFIG", &envtest::server().kubeconfig)
+        .env("RUST_LOG", "warn")
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .kill_on_drop(true)
+        .process_group(0)
+        .spawn()
+        .expect("start vworkspace-operator run");
+    let pid = child.id().expect("pid");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let hr = resource(client, "helm.toolkit.fluxcd.io/v2", "HelmRelease").await;
+    let flux = play_helm_controller(client.clone(), hr, cluster, concurrency);
+    let started = Instant::now();
+    create_intents(client, &intents, concurrency).await;
+    all_ready(client, cluster, n, Duration::from_secs(1800)).await;
+    let wall = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let status = |field: &str| proc_status(pid, field);
+    let (vm_hwm_kib, vm_rss_kib) = (status("VmHWM"), status("VmRSS"));
+    let (rss_anon_kib, rss_file_kib) = (status("RssAnon"), status("RssFile"));
+    let threads = status("Threads");
+    flux.abort();
+    // SIGTERM to its process group (the operator, and a profiler wrapping it): it stops its controllers and
+    // exits.
+    let _ = tokio::process::Command::new("kill")
+        .args(["-TERM", "--", &format!("-{pid}")])
+        .status()
+        .await;
+    if tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .is_err()
+    {
+        let _ = tokio::process::Command::new("kill")
+            .args(["-KILL", "--", &format!("-{pid}")])
+            .status()
+            .await;
+        let _ = child.kill().await;
+    }
+    RssRun {
+        wall,
+        vm_hwm_kib,
+        vm_rss_kib,
+        rss_anon_kib,
+        rss_file_kib,
+        threads,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+
+fn secs(d: Duration) -> String {
+    format!("{:.2} s", d.as_secs_f64())
+}
+
+fn per(total: u64, n: usize) -> String {
+    format!("{:.2}", total as f64 / n as f64)
+}
+
+fn sum(requests: &BTreeMap<(String, String), u64>, verbs: &[&str]) -> u64 {
+    requests
+        .iter()
+        .filter(|((v, _), _)| verbs.contains(&v.as_str()))
+        .map(|(_, c)| c)
+        .sum()
+}
+
+const WRITES: &[&str] = &["apply", "patch", "create", "update", "delete"];
+const READS: &[&str] = &["get", "list"];
+
+fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+fn main() {
+    let n = env_usize("N", 500);
+    let rss_n = env_usize("RSS_N", 1000);
+    let concurrency = env_usize("CONCURRENCY", 16).max(1);
+    // PHASES: any of raw, operator, rss (default all; e.g. PHASES=rss to profile memory alone).
+    let phases = std::env::var("PHASES").unwrap_or_else(|_| "raw,operator,rss".into());
+    let phase = |name: &str| phases.split(',').any(|p| p.trim() == name);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async move {
+        let client = envtest::client().await;
+        let mut crds = envtest::project_crds();
+        crds.extend(envtest::upstream_crds());
+        envtest::install_crds(&client, &crds).await;
+        // Warm the server's handlers for these kinds, outside the timings.
+        let _ = raw_loop(&client, "bench-warm", "warm", 20, concurrency).await;
+
+        let mut raw = Vec::new();
+        if phase("raw") {
+            eprintln!("raw loop ({n} intents)…");
+            raw.push(raw_loop(&client, "bench-raw1", "raw1", n, concurrency).await);
+        }
+        let op = if phase("operator") {
+            eprintln!("operator ({n} intents)…");
+            Some(operator_run(&client, n, concurrency).await)
+        } else {
+            None
+        };
+        if phase("raw") && op.is_some() {
+            eprintln!("raw loop again ({n} intents)…");
+            raw.push(raw_loop(&client, "bench-raw2", "raw2", n, concurrency).await);
+        }
+        let rss = if phase("rss") {
+            eprintln!("release binary ({rss_n} intents)…");
+            Some(rss_run(&client, rss_n, concurrency).await)
+        } else {
+            None
+        };
+
+        println!();
+        println!(
+            "controller bench: N={n} ApplicationInstances in {NAMESPACES} namespaces from one signed commit; \
+             concurrency {concurrency}; kube-apiserver 1.20 + etcd on loopback"
+        );
+        println!();
+        println!("| measure | value | target |");
+        println!("|---|---|---|");
+        if !raw.is_empty() {
+            println!(
+                "| raw SSA loop: render, apply HelmRelease + OCIRepository, write Ready status ({}) | {} | |",
+                if raw.len() > 1 { "before / after the operator" } else { "once" },
+                raw.iter().map(|r| secs(r.wall)).collect::<Vec<_>>().join(" / ")
+            );
+            for r in &raw {
+                println!(
+                    "| … mean answer time | {} | |",
+                    r.latencies
+                        .iter()
+                        .map(|(k, d)| format!(
+                            "{} {} {:.1} ms",
+                            k.0,
+                            k.1,
+                            d.as_secs_f64() * 1000.0 / r.requests.get(k).copied().unwrap_or(1) as f64
+                        ))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+        }
+        if let Some(op) = &op {
+            let ratio = raw
+                .iter()
+                .map(|r| r.wall)
+                .min()
+                .map(|r| format!(" ({:.2}× the faster raw loop)", op.wall.as_secs_f64() / r.as_secs_f64()))
+                .unwrap_or_default();
+            println!(
+                "| operator: intents created → all {n} Ready=True folded back | {}{ratio} | ≤ 2× |",
+                secs(op.wall)
+            );
+            println!(
+                "| … of which creating the {n} intents (this process, as Flux) | {} | |",
+                secs(op.create)
+            );
+            println!(
+                "| API writes per intent (every mutating request of the operator's client) | {} | |",
+                per(sum(&op.requests, WRITES), n)
+            );
+            println!(
+                "| … counted by the operator itself (Counters::writes: {}) | {} | |",
+                op.own_writes
+                    .iter()
+                    .map(|(k, v)| format!("{k} {v}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                per(op.own_writes.values().sum(), n)
+            );
+            println!(
+                "| API reads (get + list) per intent | {} | |",
+                per(sum(&op.requests, READS), n)
+            );
+            println!(
+                "| reconciles per intent (failed, retried: {}); mean reconcile time | {}; {:.1} ms | |",
+                op.reconcile_errors,
+                per(op.reconciles, n),
+                op.reconcile_mean.as_secs_f64() * 1000.0
+            );
+            let (cluster, intents): (BTreeMap<_, _>, BTreeMap<_, _>) = op
+                .resync_requests
+                .clone()
+                .into_iter()
+                .partition(|((_, res), _)| res.starts_with("clusters"));
+            println!(
+                "| idle resync ({} reconciles): writes to intents and children / reads | {} / {} | 0 writes |",
+                op.resync_reconciles,
+                sum(&intents, WRITES),
+                sum(&intents, READS)
+            );
+            println!(
+                "| … and the Cluster object's status (it names the new verified commit): writes | {} | |",
+                sum(&cluster, WRITES)
+            );
+        }
+        if let Some(rss) = &rss {
+            println!(
+                "| release binary, {rss_n} intents: created → all Ready | {} | |",
+                secs(rss.wall)
+            );
+            println!(
+                "| release binary, {rss_n} intents: peak RSS (VmHWM) | {} | < 64 MiB |",
+                mib(rss.vm_hwm_kib)
+            );
+            println!(
+                "| … RSS when all are Ready: total / anonymous / file-backed (code); threads | {} / {} / {}; {} | |",
+                mib(rss.vm_rss_kib),
+                mib(rss.rss_anon_kib),
+                mib(rss.rss_file_kib),
+                rss.threads
+            );
+        }
+        if let Some(op) = &op {
+            println!();
+            println!("Operator requests while bringing {n} intents to Ready, by verb and resource:");
+            println!();
+            println!("| verb | resource | requests | per intent | mean answer time |");
+            println!("|---|---|---|---|---|");
+            for (key, count) in &op.requests {
+                let mean = op
+                    .latencies
+                    .get(key)
+                    .map(|d| format!("{:.1} ms", d.as_secs_f64() * 1000.0 / *count as f64))
+                    .unwrap_or_else(|| "–".into());
+                println!(
+                    "| {} | {} | {count} | {} | {mean} |",
+                    key.0,
+                    key.1,
+                    per(*count, n)
+                );
+            }
+            println!();
+            println!("Operator requests during the idle resync:");
+            println!();
+            println!("| verb | resource | requests |");
+            println!("|---|---|---|");
+            for ((verb, res), count) in &op.resync_requests {
+                println!("| {verb} | {res} | {count} |");
+            }
+            println!(
+                "\n(the operator's own write counter during the resync: {})",
+                op.resync_own_writes
+            );
+        }
+    });
+}

@@ -1,0 +1,189 @@
+//! What the watches of an ApplicationInstance's children (HelmRelease, OCIRepository, HelmRepository) last saw,
+//! so a reconcile reads its children without a request. Objects are kept as compact JSON text without
+//! managedFields (a few kB each, where a parsed object tree takes several times that), and parsed when read.
+//!
+//! The watch that fills this cache is the same stream that triggers the reconcile, so a reconcile caused by a
+//! child's change sees that change. Before a kind's first list is complete every answer is [`Lookup::Unknown`]
+//! and the reconciler asks the API server, as it does when the cached object differs from what it would apply
+//! (the cache may lag behind the reconciler's own writes).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use kube::ResourceExt;
+use kube::api::DynamicObject;
+use kube::runtime::watcher;
+use serde_json::Value;
+
+/// One cached object: its resourceVersion (an etcd revision) and its JSON text.
+struct Entry {
+    resource_version: Option<u64>,
+    json: Box<str>,
+}
+
+#[derive(Default)]
+struct Kind {
+    objects: HashMap<(String, String), Entry>,
+    /// Objects of a re-list in progress (between `Init` and `InitDone`).
+    relist: Option<HashMap<(String, String), Entry>>,
+    synced: bool,
+}
+
+/// The answer of the cache about one object.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Lookup {
+    /// The kind's watch has not completed its first list: ask the API server.
+    Unknown,
+    /// The watch has not seen the object.
+    Absent,
+    Present(Value),
+}
+
+/// Children last seen by their watches, by kind.
+#[derive(Default)]
+pub struct ChildCache {
+    kinds: Mutex<HashMap<String, Kind>>,
+}
+
+fn entry(obj: &DynamicObject) -> ((String, String), Entry) {
+    let mut obj = obj.clone();
+    obj.metadata.managed_fields = None;
+    let key = (obj.namespace().unwrap_or_default(), obj.name_any());
+    let resource_version = obj.resource_version().and_then(|rv| rv.parse::<u64>().ok());
+    let json = serde_json::to_string(&obj)
+        .unwrap_or_default()
+        .into_boxed_str();
+    (
+        key,
+        Entry {
+            resource_version,
+            json,
+        },
+    )
+}
+
+impl ChildCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Kind>> {
+        match self.kinds.lock() {
+            Ok(k) => k,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Apply one watch event of `kind`.
+    pub fn observe(&self, kind: &str, event: &watcher::Event<DynamicObject>) {
+        let mut kinds = self.lock();
+        let k = kinds.entry(kind.to_string()).or_default();
+        match event {
+            watcher::Event::Apply(obj) => {
+                let (key, e) = entry(obj);
+                k.objects.insert(key, e);
+            }
+            watcher::Event::Delete(obj) => {
+                k.objects
+                    .remove(&(obj.namespace().unwrap_or_default(), obj.name_any()));
+            }
+            watcher::Event::Init => k.relist = Some(HashMap::new()),
+            watcher::Event::InitApply(obj) => {
+                let (key, e) = entry(obj);
+                k.relist.get_or_insert_with(HashMap::new).insert(key, e);
+            }
+            watcher::Event::InitDone => {
+                if let Some(objects) = k.relist.take() {
+                    k.objects = objects;
+                }
+                k.synced = true;
+            }
+        }
+    }
+
+    /// The object of `kind` named `namespace/name`, as last seen.
+    pub fn get(&self, kind: &str, namespace: &str, name: &str) -> Lookup {
+        let kinds = self.lock();
+        let Some(k) = kinds.get(kind).filter(|k| k.synced) else {
+            return Lookup::Unknown;
+        };
+        match k.objects.get(&(namespace.to_string(), name.to_string())) {
+            Some(e) => serde_json::from_str(&e.json).map_or(Lookup::Unknown, Lookup::Present),
+            None => Lookup::Absent,
+        }
+    }
+
+    /// Remember an object as the API server returned it from a write, unless the watch has already seen the
+    /// same or a newer version of it.
+    pub fn written(&self, kind: &str, obj: &Value) {
+        let Ok(obj) = serde_json::from_value::<DynamicObject>(obj.clone()) else {
+            return;
+        };
+        let (key, e) = entry(&obj);
+        let Some(rv) = e.resource_version else {
+            return;
+        };
+        let mut kinds = self.lock();
+        let k = kinds.entry(kind.to_string()).or_default();
+        let newer = k
+            .objects
+            .get(&key)
+            .is_none_or(|old| old.resource_version.is_some_and(|old| old < rv));
+        if newer {
+            k.objects.insert(key, e);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn hr(name: &str, rv: &str, ready: &str) -> DynamicObject {
+        serde_json::from_value(json!({
+            "apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease",
+            "metadata": {"name": name, "namespace": "ns", "resourceVersion": rv,
+                "managedFields": [{"manager": "x", "operation": "Apply"}]},
+            "status": {"conditions": [{"type": "Ready", "status": ready}]}
+        }))
+        .unwrap()
+    }
+
+    fn ready(l: &Lookup) -> Option<&str> {
+        match l {
+            Lookup::Present(v) => v.pointer("/status/conditions/0/status")?.as_str(),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn the_cache_follows_the_watch_and_never_goes_back_in_time() {
+        let cache = ChildCache::default();
+        let kind = "HelmRelease";
+        assert_eq!(cache.get(kind, "ns", "a"), Lookup::Unknown);
+        cache.observe(kind, &watcher::Event::Init);
+        cache.observe(kind, &watcher::Event::InitApply(hr("a", "10", "False")));
+        assert_eq!(
+            cache.get(kind, "ns", "a"),
+            Lookup::Unknown,
+            "not synced yet"
+        );
+        cache.observe(kind, &watcher::Event::InitDone);
+        let a = cache.get(kind, "ns", "a");
+        assert_eq!(ready(&a), Some("False"));
+        let Lookup::Present(v) = &a else { panic!() };
+        assert!(v.pointer("/metadata/managedFields").is_none());
+        assert_eq!(cache.get(kind, "ns", "b"), Lookup::Absent);
+        // A write the watch has not delivered yet is remembered; an older one is not.
+        let written = serde_json::to_value(hr("b", "12", "Unknown")).unwrap();
+        cache.written(kind, &written);
+        assert_eq!(ready(&cache.get(kind, "ns", "b")), Some("Unknown"));
+        cache.observe(kind, &watcher::Event::Apply(hr("a", "15", "True")));
+        let stale = serde_json::to_value(hr("a", "11", "False")).unwrap();
+        cache.written(kind, &stale);
+        assert_eq!(ready(&cache.get(kind, "ns", "a")), Some("True"));
+        // Deletion, and a re-list that no longer has the object.
+        cache.observe(kind, &watcher::Event::Delete(hr("b", "16", "Unknown")));
+        assert_eq!(cache.get(kind, "ns", "b"), Lookup::Absent);
+        cache.observe(kind, &watcher::Event::Init);
+        cache.observe(kind, &watcher::Event::InitDone);
+        assert_eq!(cache.get(kind, "ns", "a"), Lookup::Absent);
+    }
+}
