@@ -1,6 +1,8 @@
 //! What the watches of an ApplicationInstance's children (HelmRelease, OCIRepository, HelmRepository) last saw,
-//! so a reconcile reads its children without a request. Objects are kept as compact JSON text without
-//! managedFields (a few kB each, where a parsed object tree takes several times that), and parsed when read.
+//! so a reconcile reads its children without a request. Objects are kept as compact JSON text (a few kB each,
+//! where a parsed object tree takes several times that), parsed when read, without managedFields and with only
+//! the status fields the instance's conditions are computed from (Flux keeps up to ten release snapshots in a
+//! HelmRelease's history; the first is the one that counts).
 //!
 //! The watch that fills this cache is the same stream that triggers the reconcile, so a reconcile caused by a
 //! child's change sees that change. Before a kind's first list is complete every answer is [`Lookup::Unknown`]
@@ -45,9 +47,23 @@ pub struct ChildCache {
     kinds: Mutex<HashMap<String, Kind>>,
 }
 
+/// The status fields kept (see `status::application_conditions`).
+const STATUS_KEPT: &[&str] = &[
+    "observedGeneration",
+    "conditions",
+    "history",
+    "lastAttemptedRevision",
+];
+
 fn entry(obj: &DynamicObject) -> ((String, String), Entry) {
     let mut obj = obj.clone();
     obj.metadata.managed_fields = None;
+    if let Some(status) = obj.data.get_mut("status").and_then(Value::as_object_mut) {
+        status.retain(|k, _| STATUS_KEPT.contains(&k.as_str()));
+        if let Some(history) = status.get_mut("history").and_then(Value::as_array_mut) {
+            history.truncate(1);
+        }
+    }
     let key = (obj.namespace().unwrap_or_default(), obj.name_any());
     let resource_version = obj.resource_version().and_then(|rv| rv.parse::<u64>().ok());
     let json = serde_json::to_string(&obj)
@@ -141,7 +157,9 @@ mod tests {
             "apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease",
             "metadata": {"name": name, "namespace": "ns", "resourceVersion": rv,
                 "managedFields": [{"manager": "x", "operation": "Apply"}]},
-            "status": {"conditions": [{"type": "Ready", "status": ready}]}
+            "status": {"conditions": [{"type": "Ready", "status": ready}],
+                "history": [{"chartVersion": "2.0.0"}, {"chartVersion": "1.0.0"}],
+                "lastAttemptedRevision": "2.0.0", "storageNamespace": "ns"}
         }))
         .unwrap()
     }
@@ -170,6 +188,13 @@ mod tests {
         assert_eq!(ready(&a), Some("False"));
         let Lookup::Present(v) = &a else { panic!() };
         assert!(v.pointer("/metadata/managedFields").is_none());
+        assert_eq!(
+            v["status"]["history"],
+            json!([{"chartVersion": "2.0.0"}]),
+            "only the newest release"
+        );
+        assert!(v.pointer("/status/storageNamespace").is_none());
+        assert_eq!(v["status"]["lastAttemptedRevision"], "2.0.0");
         assert_eq!(cache.get(kind, "ns", "b"), Lookup::Absent);
         // A write the watch has not delivered yet is remembered; an older one is not.
         let written = serde_json::to_value(hr("b", "12", "Unknown")).unwrap();
