@@ -352,22 +352,11 @@ spec:
 
     /// The note on a commit in the remote, as plain git shows it.
     fn note(&self, commit: &str) -> Option<String> {
-        let out = std::process::Command::new("git")
-            .args([
-                "notes",
-                "--ref",
-                &format!("vworkspace/{}", self.cluster),
-                "show",
-                commit,
-            ])
-            .current_dir(&self.remote.bare)
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .output()
-            .unwrap();
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        let notes_ref = format!("vworkspace/{}", self.cluster);
+        self.remote.try_git(
+            &self.remote.bare,
+            &["notes", "--ref", &notes_ref, "show", commit],
+        )
     }
 }
 

@@ -111,16 +111,7 @@ impl Fx {
 
     /// git in the bare remote; `None` when it fails.
     fn try_bare(&self, args: &[&str]) -> Option<String> {
-        let out = Command::new("git")
-            .args(args)
-            .current_dir(&self.remote.bare)
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .output()
-            .unwrap();
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        self.remote.try_git(&self.remote.bare, args)
     }
 
     /// Files of a revision below `prefix`, sorted.

@@ -73,7 +73,26 @@ impl GitRemote {
 
     /// Run git in `dir`, isolated from any user or system configuration.
     pub fn git(&self, dir: &Path, args: &[&str]) -> String {
-        let out = Command::new("git")
+        let out = self.run_git(dir, args);
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// As [`git`](Self::git), but `None` when git fails (e.g. a note that does not exist).
+    #[allow(dead_code)]
+    pub fn try_git(&self, dir: &Path, args: &[&str]) -> Option<String> {
+        let out = self.run_git(dir, args);
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    fn run_git(&self, dir: &Path, args: &[&str]) -> std::process::Output {
+        Command::new("git")
             .args(args)
             .current_dir(dir)
             .env("GIT_CONFIG_GLOBAL", "/dev/null")
@@ -81,13 +100,7 @@ impl GitRemote {
             .env("HOME", &self.home)
             .env("GIT_TERMINAL_PROMPT", "0")
             .output()
-            .expect("git");
-        assert!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+            .expect("git")
     }
 
     /// The remote's URL (a local path).
