@@ -30,32 +30,8 @@ git clone -q "$tmp/remote.git" "$tmp/work" 2>/dev/null
 git -C "$tmp/work" checkout -q -B main
 
 # Write N intents; $1 goes into every one of them, so each call changes every file.
-generate() {
-  local gen=$1 i ns dir
-  for i in $(seq 0 $((n - 1))); do
-    ns="team-$((i % 20))"
-    dir="$tmp/work/clusters/bench/namespaces/$ns"
-    mkdir -p "$dir"
-    cat > "$dir/applicationinstance-app-$i.yaml" <<YAML
-apiVersion: apps.vworkspace.io/v1alpha1
-kind: ApplicationInstance
-metadata:
-  name: app-$i
-  namespace: $ns
-  labels: {app.vworkspace.io/managed-by: control-plane, app.vworkspace.io/cluster-id: bench}
-spec:
-  appRef: {catalogId: nextcloud}
-  chart: {sourceType: oci, url: "oci://ghcr.io/nextcloud/helm", name: nextcloud, version: 6.6.4}
-  release: {name: app-$i, namespace: $ns}
-  values:
-    source: inline
-    inline: {replicaCount: $gen, persistence: {enabled: true, size: 50Gi}}
-  integrations:
-    ingress: {enabled: true, host: app-$i.example.com}
-    certManager: {enabled: true}
-YAML
-  done
-}
+. benches/intents.sh
+generate() { generate_intents "$tmp/work" "$n" "$1"; }
 
 commit_signed() {
   git -C "$tmp/work" add -A

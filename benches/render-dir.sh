@@ -9,29 +9,8 @@ cargo build --release -q
 bin="$CARGO_TARGET_DIR/release/vworkspace-operator"
 tree=$(mktemp -d)
 trap 'rm -rf "$tree"' EXIT
-for i in $(seq 0 $((n - 1))); do
-  ns="team-$((i % 20))"
-  dir="$tree/clusters/bench/namespaces/$ns"
-  mkdir -p "$dir"
-  cat > "$dir/applicationinstance-app-$i.yaml" <<YAML
-apiVersion: apps.vworkspace.io/v1alpha1
-kind: ApplicationInstance
-metadata:
-  name: app-$i
-  namespace: $ns
-  labels: {app.vworkspace.io/managed-by: control-plane, app.vworkspace.io/cluster-id: bench}
-spec:
-  appRef: {catalogId: nextcloud}
-  chart: {sourceType: oci, url: "oci://ghcr.io/nextcloud/helm", name: nextcloud, version: 6.6.4}
-  release: {name: app-$i, namespace: $ns}
-  values:
-    source: inline
-    inline: {replicaCount: 2, persistence: {enabled: true, size: 50Gi}}
-  integrations:
-    ingress: {enabled: true, host: app-$i.example.com}
-    certManager: {enabled: true}
-YAML
-done
+. benches/intents.sh
+generate_intents "$tree" "$n"
 best=""
 for run in 1 2 3 4 5; do
   start=$(date +%s.%N)
