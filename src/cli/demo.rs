@@ -27,7 +27,7 @@ use crate::git::policy::{Mode, TrustPolicy};
 use crate::git::repo::Repo;
 use crate::git::sign::SigningKey;
 use crate::git::verify::{Reason, Verdict, Verifier, verify_commit};
-use crate::git::write;
+use crate::git::{short_id, write};
 use crate::hydrate::{self, CommitOutcome, HydrateOptions, hydrate_once};
 use crate::intent::source::load_rev;
 use crate::render::render_tree;
@@ -356,13 +356,13 @@ fn demo(dir: &Path, args: &Args) -> anyhow::Result<Report> {
     progress.begin(&format!(
         "rendering {} at {}",
         INTENT_PATH,
-        short(&revision)
+        short_id(&revision)
     ));
     let render = render_step(&repo, &revision)?;
     checks.push(Check::new(
         "render: the newest verified revision is the second commit",
         commits.get(1).map(|c| c.sha.as_str()) == Some(revision.as_str()),
-        format!("revision {}", short(&revision)),
+        format!("revision {}", short_id(&revision)),
     ));
     checks.push(Check::new(
         "render: every intent renders",
@@ -407,7 +407,7 @@ fn demo(dir: &Path, args: &Args) -> anyhow::Result<Report> {
     progress.done(&format!(
         "{} files in {}",
         hydrated.added.len() + hydrated.changed.len(),
-        short(hydrated.output_commit.as_deref().unwrap_or("-"))
+        short_id(hydrated.output_commit.as_deref().unwrap_or("-"))
     ));
 
     progress.begin("reading the audit trail with git log --notes");
@@ -466,10 +466,6 @@ fn demo(dir: &Path, args: &Args) -> anyhow::Result<Report> {
         ok,
         seconds: 0.0,
     })
-}
-
-fn short(sha: &str) -> &str {
-    sha.get(..7).unwrap_or(sha)
 }
 
 /// The demo's keys: Alice's (trusted by the policy) and the operator's (signs output commits). Fresh
@@ -674,7 +670,12 @@ fn check_verdicts(commits: &[CommitLine], verdicts: &[Verdict], checks: &mut Vec
             (_, None) => false,
         };
         checks.push(Check::new(
-            format!("verify {} ({}): {}", short(&c.sha), c.subject, c.expected),
+            format!(
+                "verify {} ({}): {}",
+                short_id(&c.sha),
+                c.subject,
+                c.expected
+            ),
             ok,
             got,
         ));
@@ -741,17 +742,17 @@ fn check_hydrate(
         hydrated.revision.as_deref() == Some(revision) && hydrated.problems.is_empty(),
         format!(
             "revision {}",
-            hydrated.revision.as_deref().map_or("none", short)
+            hydrated.revision.as_deref().map_or("none", short_id)
         ),
     ));
     checks.push(Check::new(
         "hydrate: an output commit signed by the operator's key",
         output_signed.is_some_and(|v| v.ok),
         match (&hydrated.output_commit, output_signed) {
-            (Some(c), Some(v)) if v.ok => format!("{} verified", short(c)),
+            (Some(c), Some(v)) if v.ok => format!("{} verified", short_id(c)),
             (Some(c), Some(v)) => format!(
                 "{} not verified: {}",
-                short(c),
+                short_id(c),
                 v.reason.as_ref().map_or("?", |r| r.reason.as_str())
             ),
             _ => "no output commit".to_string(),
@@ -786,7 +787,7 @@ fn check_hydrate(
         checks.push(Check::new(
             format!(
                 "hydrate {}: {want_outcome:?}, note {want_note}/{want_reason}",
-                short(&c.sha)
+                short_id(&c.sha)
             ),
             ok,
             format!(

@@ -13,3 +13,8 @@ pub mod sign;
 pub mod ssh;
 pub mod verify;
 pub mod write;
+
+/// A commit id cut to 7 characters for reports (the whole id when it is shorter).
+pub fn short_id(sha: &str) -> &str {
+    sha.get(..7).unwrap_or(sha)
+}

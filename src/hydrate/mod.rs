@@ -41,7 +41,7 @@ use crate::git::remote::{self, Credentials, PushOutcome, RemoteError};
 use crate::git::repo::{Repo, RepoError};
 use crate::git::sign::{SignError, SigningKey};
 use crate::git::verify::{Reason, Verdict, Verifier, VerifyError, verify_range};
-use crate::git::write;
+use crate::git::{short_id, write};
 use crate::intent::Problem;
 use crate::intent::source::{SourceError, load_rev};
 use crate::render::{Renderer, render_tree};
@@ -258,10 +258,6 @@ impl HydrateReport {
     }
 }
 
-fn short(sha: &str) -> &str {
-    sha.get(..7).unwrap_or(sha)
-}
-
 impl fmt::Display for HydrateReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
@@ -269,9 +265,9 @@ impl fmt::Display for HydrateReport {
             "hydrate {}: {} at {} ({}), last hydrated {}",
             self.cluster_id,
             self.intent_branch,
-            short(&self.intent_head),
+            short_id(&self.intent_head),
             self.intent_path,
-            self.last_hydrated.as_deref().map_or("never", short),
+            self.last_hydrated.as_deref().map_or("never", short_id),
         )?;
         for c in &self.commits {
             let v = &c.verdict;
@@ -309,7 +305,7 @@ impl fmt::Display for HydrateReport {
             Some(rev) if self.problems.is_empty() => writeln!(
                 f,
                 "rendered {}: {} object(s); files +{} ~{} -{}",
-                short(rev),
+                short_id(rev),
                 self.objects,
                 self.added.len(),
                 self.changed.len(),
@@ -318,7 +314,7 @@ impl fmt::Display for HydrateReport {
             Some(rev) => writeln!(
                 f,
                 "revision {} does not render: {} problem(s); nothing committed",
-                short(rev),
+                short_id(rev),
                 self.problems.len()
             )?,
         }

@@ -100,70 +100,51 @@ pub fn desired_files(
     for intent in intents {
         for obj in &intent.objects {
             let object = render::object_id(obj);
-            let rel = match object_path(obj) {
-                Ok(p) => p,
-                Err(reason) => {
-                    problems.push(Problem::new(
-                        &intent.location,
-                        &intent.key,
-                        "",
-                        format!("rendered object {object}: {reason}"),
-                    ));
-                    continue;
-                }
-            };
-            let data = match serde_saphyr::to_string(obj) {
-                Ok(text) => text.into_bytes(),
-                Err(e) => {
-                    problems.push(Problem::new(
-                        &intent.location,
-                        &intent.key,
-                        "",
-                        format!("rendered object {object} cannot be written as YAML: {e}"),
-                    ));
+            let problem = |reason: String| Problem::new(&intent.location, &intent.key, "", reason);
+            let named = object_path(obj)
+                .map_err(|reason| problem(format!("rendered object {object}: {reason}")))
+                .and_then(|rel| {
+                    serde_saphyr::to_string(obj)
+                        .map(|text| (rel, text.into_bytes()))
+                        .map_err(|e| {
+                            problem(format!(
+                                "rendered object {object} cannot be written as YAML: {e}"
+                            ))
+                        })
+                });
+            let (rel, data) = match named {
+                Ok(named) => named,
+                Err(p) => {
+                    problems.push(p);
                     continue;
                 }
             };
             let path = join(prefix, &rel);
             let is_operation = intent.key.kind == IntentKind::Operation;
             match files.get(&path) {
-                Some(existing) if existing.data == data => {}
+                Some(existing) if existing.data == data => continue,
+                // An upgrade Operation's rendering replaces its target's.
                 Some(existing)
-                    if is_operation
-                        && existing.intent_kind == IntentKind::ApplicationInstance =>
-                {
-                    files.insert(
-                        path,
-                        DesiredFile {
-                            data,
-                            object,
-                            intent: intent.key.to_string(),
-                            intent_kind: intent.key.kind,
-                        },
-                    );
-                }
-                Some(existing) => problems.push(Problem::new(
-                    &intent.location,
-                    &intent.key,
-                    "",
-                    format!(
+                    if is_operation && existing.intent_kind == IntentKind::ApplicationInstance => {}
+                Some(existing) => {
+                    problems.push(problem(format!(
                         "rendered object {object} goes to {path}, which {} (rendered by {}) already \
                          uses with different content",
                         existing.object, existing.intent
-                    ),
-                )),
-                None => {
-                    files.insert(
-                        path,
-                        DesiredFile {
-                            data,
-                            object,
-                            intent: intent.key.to_string(),
-                            intent_kind: intent.key.kind,
-                        },
-                    );
+                    )));
+                    continue;
                 }
+                None => {}
             }
+            files.insert(
+                path,
+                DesiredFile {
+                    data,
+                    object,
+                    intent: intent.key.to_string(),
+                    intent_kind: intent.key.kind,
+                },
+            );
         }
     }
     problems.sort();

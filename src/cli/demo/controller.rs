@@ -25,7 +25,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::report::Check;
-use super::{BRANCH, CLUSTER, INTENT_PATH, short};
+use super::{BRANCH, CLUSTER, INTENT_PATH};
 use crate::api::conditions::{reasons, types};
 use crate::api::{AppMode, ApplicationInstance, Cluster, labels};
 use crate::controller::apply::Resources;
@@ -36,6 +36,7 @@ use crate::controller::run::{Operator, OperatorConfig};
 use crate::git::policy::TrustPolicy;
 use crate::git::remote::{self, Credentials};
 use crate::git::repo::Repo;
+use crate::git::short_id;
 use crate::intent::source::load_rev;
 use crate::intent::{IntentKind, parse_files};
 use crate::render::Templates;
@@ -137,7 +138,7 @@ pub struct ControllerInfo {
 impl ControllerInfo {
     /// The self-checks of step 6.
     pub fn checks(&self, checks: &mut Vec<Check>) {
-        let short_opt = |s: &Option<String>| s.as_deref().map_or("none", short).to_string();
+        let short_opt = |s: &Option<String>| s.as_deref().map_or("none", short_id).to_string();
         checks.push(Check::new(
             "controller: the operator's view is the verified revision",
             self.view.as_deref() == Some(self.verified.as_str()),
@@ -201,14 +202,14 @@ impl fmt::Display for ControllerInfo {
             f,
             "   the operator follows a copy of the cluster repo with {BRANCH} at {}, as before the refused commits \
              landed; its verified view: {}",
-            short(&self.verified),
-            self.view.as_deref().map_or("none", short)
+            short_id(&self.verified),
+            self.view.as_deref().map_or("none", short_id)
         )?;
         writeln!(
             f,
             "   as Flux would, the namespaces and the {} ApplicationInstances of {} are applied; {}",
             self.intents.len(),
-            short(&self.verified),
+            short_id(&self.verified),
             self.hand_edited
         )?;
         let rows: Vec<[String; 5]> = self
@@ -269,9 +270,9 @@ impl fmt::Display for ControllerInfo {
         writeln!(
             f,
             "   then {BRANCH} moved to the refused head {}: {}; the verified view stays at {}",
-            short(&self.head),
+            short_id(&self.head),
             self.refused_head,
-            self.view_after.as_deref().map_or("none", short)
+            self.view_after.as_deref().map_or("none", short_id)
         )?;
         writeln!(f, "   {}", self.cleanup)
     }

@@ -6,7 +6,8 @@ use std::fmt;
 use serde::Serialize;
 
 use super::controller::ControllerInfo;
-use super::{BRANCH, CLUSTER, INTENT_PATH, NOTES, REPO_DIR, short};
+use super::{BRANCH, CLUSTER, INTENT_PATH, NOTES, REPO_DIR};
+use crate::git::short_id;
 use crate::git::verify::Verdict;
 use crate::hydrate::{CommitOutcome, HydrateReport};
 
@@ -167,7 +168,7 @@ impl fmt::Display for Report {
             writeln!(
                 f,
                 "   {}  {:w$}  {:aw$}  {}",
-                short(&c.sha),
+                short_id(&c.sha),
                 c.subject,
                 c.author,
                 c.story
@@ -188,7 +189,7 @@ impl fmt::Display for Report {
                 writeln!(
                     f,
                     "   ✓ {}  {:w$}  signed by {}, key {}",
-                    short(&v.sha),
+                    short_id(&v.sha),
                     v.subject,
                     v.signer.as_deref().unwrap_or("?"),
                     v.fingerprint.as_deref().unwrap_or("?")
@@ -197,7 +198,7 @@ impl fmt::Display for Report {
                 writeln!(
                     f,
                     "   ✗ {}  {:w$}  refused: {}: {}",
-                    short(&v.sha),
+                    short_id(&v.sha),
                     v.subject,
                     v.reason.as_deref().unwrap_or("?"),
                     v.message.as_deref().unwrap_or("")
@@ -207,14 +208,14 @@ impl fmt::Display for Report {
         writeln!(
             f,
             "   newest verified revision: {} ({}); in range mode nothing from a refused commit on is acted on\n",
-            short(&self.revision),
+            short_id(&self.revision),
             self.subject(&self.revision)
         )?;
 
         writeln!(
             f,
             "3. render {}: {} intents → {} objects",
-            short(&self.revision),
+            short_id(&self.revision),
             self.render.intents.len(),
             self.render.objects
         )?;
@@ -243,7 +244,7 @@ impl fmt::Display for Report {
             Some(c) => writeln!(
                 f,
                 "4. hydrate: output commit {} on {} ({} files), signed by the operator's key {}",
-                short(c),
+                short_id(c),
                 h.output,
                 h.added.len() + h.changed.len(),
                 match &self.output_signed_by {
@@ -273,7 +274,7 @@ impl fmt::Display for Report {
             writeln!(
                 f,
                 "   {}  {:w$}  {what:8}  {note}",
-                short(&c.sha),
+                short_id(&c.sha),
                 c.subject
             )?;
         }
@@ -336,7 +337,7 @@ impl fmt::Display for Report {
             writeln!(
                 f,
                 "   vworkspace-operator render --repo {d}/{REPO_DIR} --rev {} --cluster-id {CLUSTER}",
-                short(&self.revision)
+                short_id(&self.revision)
             )?;
             writeln!(
                 f,
