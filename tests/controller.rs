@@ -18,6 +18,7 @@ use vworkspace_operator::api::{ApplicationInstance, Cluster, Operation};
 use vworkspace_operator::controller::context::{Selector, Settings};
 use vworkspace_operator::controller::repo_source::RepoConfig;
 use vworkspace_operator::controller::run::{LeaseSettings, Operator, OperatorConfig};
+use vworkspace_operator::controller::sinks::NotesTiming;
 use vworkspace_operator::git::policy::TrustPolicy;
 use vworkspace_operator::git::remote::Credentials;
 use vworkspace_operator::render::Templates;
@@ -146,7 +147,10 @@ impl Env {
             admin: None,
             leader_election: None,
             cluster_interval: Duration::from_secs(1),
-            notes_interval: Duration::from_millis(500),
+            notes: NotesTiming {
+                retry_interval: Duration::from_millis(500),
+                batch_window: Duration::from_millis(200),
+            },
             max_concurrent_reconciles: 0,
         }
     }

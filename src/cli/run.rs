@@ -3,6 +3,8 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use crate::controller::sinks::NotesTiming;
+
 /// Run the operator: verify intent from the cluster repo, render and apply it, report outcomes.
 /// Every flag has an environment variable equivalent (shown in brackets).
 #[derive(Debug, Clone, clap::Args)]
@@ -79,6 +81,10 @@ pub struct Args {
     /// How often settled objects are looked at again.
     #[arg(long, default_value = "5m", value_parser = parse_duration, env = "VWORKSPACE_RESYNC_INTERVAL")]
     pub resync_interval: std::time::Duration,
+    /// How long the notes writer keeps collecting outcomes before it pushes them (one push per window while
+    /// outcomes keep coming; undelivered notes are retried every 10 s).
+    #[arg(long, default_value = "2s", value_parser = parse_duration, env = "VWORKSPACE_NOTES_BATCH_WINDOW")]
+    pub notes_batch_window: std::time::Duration,
     /// Reconciles in flight per controller (ApplicationInstance, Operation); 0 means no limit.
     #[arg(
         long,
@@ -256,7 +262,10 @@ async fn run_async(args: Args) -> anyhow::Result<u8> {
         admin: Some((args.metrics_addr, args.health_addr)),
         leader_election,
         cluster_interval: std::time::Duration::from_secs(30),
-        notes_interval: std::time::Duration::from_secs(10),
+        notes: NotesTiming {
+            retry_interval: std::time::Duration::from_secs(10),
+            batch_window: args.notes_batch_window,
+        },
         max_concurrent_reconciles: args.max_concurrent_reconciles,
     };
     let operator = Operator::start(client, config).await?;

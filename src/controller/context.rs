@@ -254,8 +254,11 @@ pub struct Context {
     pub outcomes: Arc<dyn OutcomeSink>,
     pub transitions: Arc<dyn TransitionSink>,
     pub metrics: Arc<crate::controller::Counters>,
-    /// Namespaces as last seen by a watch: the first look at the gate. Writes re-check the live object.
+    /// Namespaces as last seen by a watch: the namespace gate.
     pub namespaces: Store<Namespace>,
+    /// Whether that watch is live: false from a watch error until it delivers again. While it is not, the gate
+    /// is read from the API server.
+    pub namespaces_live: Arc<std::sync::atomic::AtomicBool>,
     /// The Operation controller's store (to know whether an upgrade Operation targets an instance at all), and
     /// whether it holds a complete list yet.
     pub operations: Store<crate::api::Operation>,
@@ -275,22 +278,25 @@ impl Context {
                 .matches(ns.metadata.labels.as_ref().unwrap_or(&BTreeMap::new()))
     }
 
-    /// Whether a namespace carries the gate labels, read from the API server (re-checked right before writes).
+    /// Whether a namespace carries the gate labels, as the namespace watch last saw it; read from the API server
+    /// when the watch has not seen the namespace or is not live (after a watch error, until it delivers again).
+    /// Checked when a reconcile starts and again right before it writes children: the watch delivers a label
+    /// change within milliseconds, so a long reconcile (rendering, waiting for a slot) still sees it; a GET per
+    /// write would not close the remaining race either (the label can change between the GET and the write) and
+    /// would cost one request per intent.
     pub async fn namespace_gated(&self, namespace: &str) -> Result<bool, kube::Error> {
+        if self
+            .namespaces_live
+            .load(std::sync::atomic::Ordering::Acquire)
+            && let Some(ns) = self.namespaces.get(&ObjectRef::new(namespace))
+        {
+            return Ok(self.gate(&ns));
+        }
         let api: Api<Namespace> = Api::all(self.client.clone());
         Ok(api
             .get_opt(namespace)
             .await?
             .is_some_and(|ns| self.gate(&ns)))
-    }
-
-    /// Whether a namespace carries the gate labels as the namespace watch last saw it (the API server when the
-    /// watch has not seen it).
-    async fn namespace_gated_cached(&self, namespace: &str) -> Result<bool, kube::Error> {
-        match self.namespaces.get(&ObjectRef::new(namespace)) {
-            Some(ns) => Ok(self.gate(&ns)),
-            None => self.namespace_gated(namespace).await,
-        }
     }
 
     /// Whether to act on an intent now: written by the control plane for this cluster, in a gated namespace —
@@ -315,7 +321,7 @@ impl Context {
             .is_some_and(|l| super::application::is_ours(l, &self.settings.cluster_id));
         Ok(ours
             && self
-                .namespace_gated_cached(meta.namespace.as_deref().unwrap_or_default())
+                .namespace_gated(meta.namespace.as_deref().unwrap_or_default())
                 .await?)
     }
 

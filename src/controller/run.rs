@@ -23,7 +23,7 @@ use super::apply::Resources;
 use super::cluster::{self, ControlPlaneState};
 use super::context::{Context, EventRecorder, OutcomeSink, Settings, TransitionSink};
 use super::repo_source::{RepoConfig, RepoSource, SyncOutcome};
-use super::sinks::{NoTransitions, NotesSink, PosterSink, StoreSnapshot};
+use super::sinks::{NoTransitions, NotesSink, NotesTiming, PosterSink, StoreSnapshot};
 use super::{Counters, application, operation};
 use crate::api::{ApplicationInstance, Operation, labels};
 use crate::render::{RenderOptions, Renderer, Templates};
@@ -80,8 +80,8 @@ pub struct OperatorConfig {
     pub leader_election: Option<LeaseSettings>,
     /// How often the Cluster object is refreshed.
     pub cluster_interval: Duration,
-    /// How often undelivered notes are retried.
-    pub notes_interval: Duration,
+    /// How often undelivered notes are retried, and how pushes are batched.
+    pub notes: NotesTiming,
     /// Reconciles in flight per controller (ApplicationInstance, Operation); 0 means no limit.
     pub max_concurrent_reconciles: u16,
 }
@@ -151,6 +151,24 @@ where
     })
     .applied_objects();
     (reader, synced, stream)
+}
+
+/// What an intent's reconcile depends on, hashed: everything but the status (and the bookkeeping that changes
+/// with every write: resourceVersion, managedFields). An update that leaves it equal, such as a status write,
+/// does not trigger a reconcile.
+pub fn intent_trigger<K: Resource>(obj: &K) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let meta = obj.meta();
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    meta.generation.hash(&mut hasher);
+    meta.labels.hash(&mut hasher);
+    meta.annotations.hash(&mut hasher);
+    meta.finalizers.hash(&mut hasher);
+    meta.deletion_timestamp
+        .as_ref()
+        .map(|t| t.0.as_second())
+        .hash(&mut hasher);
+    Some(hasher.finish())
 }
 
 /// Ticks of a watch channel as a stream (for `reconcile_all_on`).
@@ -242,7 +260,7 @@ impl Operator {
             &remote_url,
             credentials,
             config.state_dir.clone(),
-            config.notes_interval,
+            config.notes,
             Some(metrics.clone()),
         )?;
         tasks.push(tokio::spawn(notes_worker.run(stop_rx.clone())));
@@ -271,6 +289,9 @@ impl Operator {
             Api::<ApplicationInstance>::all(client.clone()),
             watcher::Config::default().labels(&selector),
         );
+        // The instances' own status writes (ours, mostly) do not trigger a reconcile: nothing the reconciler
+        // acts on is in the status. Timed requeues and the periodic resync still visit every instance.
+        let app_stream = app_stream.predicate_filter(intent_trigger, Default::default());
         let app_controller = Controller::for_stream(app_stream, app_store.clone())
             .with_config(controller_config.clone());
         let (op_store, ops_synced, op_stream) = stored_watch(
@@ -279,18 +300,25 @@ impl Operator {
         );
         let op_controller =
             Controller::for_stream(op_stream, op_store.clone()).with_config(controller_config);
-        // Namespaces, for the first look at the gate (writes re-check the live Namespace).
+        // Namespaces, for the gate (read from the API server while this watch is not live).
         let (namespaces, _, ns_stream) = stored_watch(
             Api::<Namespace>::all(client.clone()),
             watcher::Config::default(),
         );
+        let namespaces_live = Arc::new(AtomicBool::new(false));
         {
             let mut stop = stop_rx.clone();
+            let live = namespaces_live.clone();
             tasks.push(tokio::spawn(async move {
+                let live = &live;
                 let drain = ns_stream.for_each(|result| async move {
-                    if let Err(e) = result {
-                        warn!(error = %e, "watching namespaces");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    match result {
+                        Ok(_) => live.store(true, Ordering::Release),
+                        Err(e) => {
+                            live.store(false, Ordering::Release);
+                            warn!(error = %e, "watching namespaces");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
                     }
                 });
                 tokio::select! {
@@ -328,6 +356,7 @@ impl Operator {
             transitions,
             metrics: counters.clone(),
             namespaces,
+            namespaces_live,
             operations: op_store.clone(),
             operations_synced: ops_synced.clone(),
             children: Arc::default(),
@@ -694,4 +723,50 @@ async fn count_gated(ctx: &Context) -> usize {
                 .count()
         })
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    fn app() -> ApplicationInstance {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "apps.vworkspace.io/v1alpha1", "kind": "ApplicationInstance",
+            "metadata": {"name": "a", "namespace": "n", "generation": 1, "resourceVersion": "10",
+                "labels": {"app.vworkspace.io/cluster-id": "c"}},
+            "spec": {"appRef": {"catalogId": "x"}},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn status_writes_do_not_trigger_but_everything_the_reconciler_reads_does() {
+        let base = intent_trigger(&app());
+        let mut status_only = app();
+        status_only.metadata.resource_version = Some("11".into());
+        status_only.status = Some(Default::default());
+        assert_eq!(intent_trigger(&status_only), base);
+
+        let mut changes: Vec<ApplicationInstance> = Vec::new();
+        let mut a = app();
+        a.metadata.generation = Some(2);
+        changes.push(a);
+        let mut a = app();
+        a.labels_mut().insert("x".into(), "y".into());
+        changes.push(a);
+        let mut a = app();
+        a.annotations_mut()
+            .insert(labels::RECONCILE.into(), labels::RECONCILE_DISABLED.into());
+        changes.push(a);
+        let mut a = app();
+        a.finalizers_mut().push(crate::api::APP_FINALIZER.into());
+        changes.push(a);
+        let mut a = app();
+        a.metadata.deletion_timestamp = Some(Time(jiff::Timestamp::now()));
+        changes.push(a);
+        for changed in &changes {
+            assert_ne!(intent_trigger(changed), base, "{:?}", changed.metadata);
+        }
+    }
 }

@@ -25,14 +25,40 @@ pub struct NotesSink {
     tx: mpsc::UnboundedSender<NoteEntry>,
 }
 
-/// The notes worker: drains new records into the writer and flushes on an interval until every record is
-/// on the remote. Undelivered records stay in the pending store across restarts.
+/// The notes worker: persists new records in the pending store as they arrive and pushes them in batches
+/// (at most one push per batching window while records keep coming), retrying on an interval until every
+/// record is on the remote. Undelivered records stay in the pending store across restarts.
 pub struct NotesWorker {
     writer: Arc<Mutex<NotesWriter>>,
     rx: mpsc::UnboundedReceiver<NoteEntry>,
     interval: Duration,
+    batch_window: Duration,
     metrics: Option<crate::metrics::Metrics>,
 }
+
+/// How the notes worker paces its pushes.
+#[derive(Debug, Clone, Copy)]
+pub struct NotesTiming {
+    /// How often undelivered records are retried.
+    pub retry_interval: Duration,
+    /// After a new record arrives, how long the worker keeps collecting before it pushes: a burst of outcomes
+    /// (a thousand instances turning Ready) becomes a few pushes instead of one per record. Records are in the
+    /// pending store from the moment they arrive, so the window delays delivery, never durability.
+    pub batch_window: Duration,
+}
+
+impl NotesTiming {
+    /// Retry every `retry_interval`; the default batching window of 2 s.
+    pub fn new(retry_interval: Duration) -> Self {
+        Self {
+            retry_interval,
+            batch_window: DEFAULT_BATCH_WINDOW,
+        }
+    }
+}
+
+/// The default notes batching window.
+pub const DEFAULT_BATCH_WINDOW: Duration = Duration::from_secs(2);
 
 impl NotesSink {
     /// A sink and its worker. `local_repo` is a bare repository the notes are built in (created if needed).
@@ -42,7 +68,7 @@ impl NotesSink {
         remote_url: &str,
         credentials: Credentials,
         state_dir: PathBuf,
-        interval: Duration,
+        timing: NotesTiming,
         metrics: Option<crate::metrics::Metrics>,
     ) -> anyhow::Result<(Arc<Self>, NotesWorker)> {
         crate::git::remote::open_or_init_cache(&local_repo)?;
@@ -57,7 +83,8 @@ impl NotesSink {
             NotesWorker {
                 writer: Arc::new(Mutex::new(writer)),
                 rx,
-                interval,
+                interval: timing.retry_interval,
+                batch_window: timing.batch_window,
                 metrics,
             },
         ))
@@ -94,22 +121,36 @@ impl NotesWorker {
     pub async fn run(mut self, mut stop: tokio::sync::watch::Receiver<bool>) {
         loop {
             let mut batch = Vec::new();
-            let stopping = tokio::select! {
+            let mut stopping = tokio::select! {
                 _ = stop.changed() => true,
                 _ = tokio::time::sleep(self.interval) => false,
                 Some(entry) = self.rx.recv() => { batch.push(entry); false }
             };
+            if !batch.is_empty() && !stopping {
+                // Collect the rest of the burst, persisting as it comes, then push once.
+                let window = tokio::time::sleep(self.batch_window);
+                tokio::pin!(window);
+                loop {
+                    while let Ok(entry) = self.rx.try_recv() {
+                        batch.push(entry);
+                    }
+                    self.persist(std::mem::take(&mut batch)).await;
+                    tokio::select! {
+                        _ = &mut window => break,
+                        _ = stop.changed() => { stopping = true; break }
+                        Some(entry) = self.rx.recv() => batch.push(entry),
+                    }
+                }
+            }
             while let Ok(entry) = self.rx.try_recv() {
                 batch.push(entry);
             }
+            self.persist(batch).await;
             let writer = self.writer.clone();
             let result = tokio::task::spawn_blocking(move || {
                 let mut w = writer
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
-                if !batch.is_empty() {
-                    w.enqueue(batch)?;
-                }
                 if w.pending().is_empty() {
                     return Ok(None);
                 }
@@ -136,6 +177,27 @@ impl NotesWorker {
             if stopping || *stop.borrow() {
                 return;
             }
+        }
+    }
+
+    /// Add records to the pending store (durable before they are pushed). A failure to write the store is
+    /// logged and the records stay in memory for the flush.
+    async fn persist(&self, batch: Vec<NoteEntry>) {
+        if batch.is_empty() {
+            return;
+        }
+        let writer = self.writer.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            writer
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .enqueue(batch)
+        })
+        .await;
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!(error = %e, "notes: writing the pending store failed"),
+            Err(e) => warn!(error = %e, "notes worker task failed"),
         }
     }
 }

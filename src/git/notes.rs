@@ -569,7 +569,8 @@ impl NotesWriter {
     }
 
     /// Add records to the pending store (persisted before this returns). A record already pending (same
-    /// commit and id) is not added twice.
+    /// commit and id) is not added twice. When the store cannot be written the records are still pending in
+    /// memory and the error is returned.
     pub fn enqueue(
         &mut self,
         entries: impl IntoIterator<Item = NoteEntry>,
@@ -589,9 +590,11 @@ impl NotesWriter {
         if fresh.is_empty() {
             return Ok(());
         }
-        append_store(&self.store_path, &fresh)?;
+        // Pending in memory whatever happens to the store: a store that cannot be written loses durability
+        // across a restart (the controller re-derives outcomes from object status), not the records.
+        let stored = append_store(&self.store_path, &fresh);
         self.pending.extend(fresh);
-        Ok(())
+        stored
     }
 
     /// Deliver the pending records: fetch the notes ref, merge the records in as one notes commit, push it

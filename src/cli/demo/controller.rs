@@ -33,6 +33,7 @@ use crate::controller::context::{Selector, Settings};
 use crate::controller::gitops::IntentSource as _;
 use crate::controller::repo_source::{RepoConfig, SyncOutcome};
 use crate::controller::run::{Operator, OperatorConfig};
+use crate::controller::sinks::NotesTiming;
 use crate::git::policy::TrustPolicy;
 use crate::git::remote::{self, Credentials};
 use crate::git::repo::Repo;
@@ -409,7 +410,10 @@ async fn steps(
         admin: None,
         leader_election: None,
         cluster_interval: Duration::from_secs(2),
-        notes_interval: Duration::from_secs(1),
+        notes: NotesTiming {
+            retry_interval: Duration::from_secs(1),
+            batch_window: Duration::from_millis(200),
+        },
         max_concurrent_reconciles: 16,
     };
     tracing::info!("demo: starting the operator");
