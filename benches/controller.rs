@@ -48,6 +48,7 @@ use vworkspace_operator::api::ApplicationInstance;
 use vworkspace_operator::controller::context::{Selector, Settings};
 use vworkspace_operator::controller::repo_source::RepoConfig;
 use vworkspace_operator::controller::run::{Operator, OperatorConfig};
+use vworkspace_operator::controller::sinks::NotesTiming;
 use vworkspace_operator::git::policy::TrustPolicy;
 use vworkspace_operator::git::remote::Credentials;
 use vworkspace_operator::render::{RenderOptions, Renderer, Templates};
@@ -397,35 +398,60 @@ fn renderer(cluster: &str) -> Renderer {
 
 struct RawRun {
     wall: Duration,
+    /// CPU seconds by process during the run.
+    cpu: String,
     requests: BTreeMap<(String, String), u64>,
     latencies: BTreeMap<(String, String), Duration>,
 }
 
 /// Render each intent with the operator's render engine, server-side apply its objects one by one, then write
-/// the HelmRelease's Ready status; `concurrency` intents in flight.
+/// the HelmRelease's Ready status; `concurrency` intents in flight. With `with_intents`, each intent is first
+/// applied itself (as kustomize-controller would), so the loop does what the live operator run's API server
+/// sees minus the operator's own work.
 async fn raw_loop(
     client: &Client,
     cluster: &str,
     prefix: &str,
     n: usize,
     concurrency: usize,
+    with_intents: bool,
+    fold_back: bool,
 ) -> RawRun {
     gated_namespaces(client, prefix).await;
     let requests = Requests::default();
     let client = &counted_client(&requests).await;
-    let apps: Vec<ApplicationInstance> = intents(cluster, prefix, n)
+    let apps: Vec<(Value, ApplicationInstance)> = intents(cluster, prefix, n)
         .iter()
-        .map(|(_, yaml)| serde_saphyr::from_str(yaml).expect("intent"))
+        .map(|(_, yaml)| {
+            let value: Value = serde_saphyr::from_str(yaml).expect("intent YAML");
+            let app = serde_json::from_value(value.clone()).expect("intent");
+            (value, app)
+        })
         .collect();
     let hr = resource(client, "helm.toolkit.fluxcd.io/v2", "HelmRelease").await;
     let oci = resource(client, "source.toolkit.fluxcd.io/v1", "OCIRepository").await;
     let renderer = renderer(cluster);
+    if fold_back && !with_intents {
+        // The intents exist before the clock starts, as in the operator's start run.
+        create_intents(client, &intents(cluster, prefix, n), concurrency).await;
+    }
+    let cpu_before = cpu_seconds();
     let started = Instant::now();
     futures::stream::iter(&apps)
-        .map(|app| {
+        .map(|(value, app)| {
             let (renderer, hr, oci) = (&renderer, &hr, &oci);
             async move {
                 let ns = app.namespace().unwrap_or_default();
+                if with_intents {
+                    let api: Api<ApplicationInstance> = Api::namespaced(client.clone(), &ns);
+                    api.patch(
+                        &app.name_any(),
+                        &PatchParams::apply("kustomize-controller").force(),
+                        &Patch::Apply(value),
+                    )
+                    .await
+                    .expect("create intent");
+                }
                 let mut generation = 0;
                 for obj in renderer.render_application(app).expect("render") {
                     let kind = obj["kind"].as_str().unwrap_or_default();
@@ -447,6 +473,18 @@ async fn raw_loop(
                 let release = app.spec.release.as_ref().expect("release").name.clone();
                 let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, hr);
                 write_flux_status(&api, &release, &ns, generation).await;
+                if fold_back {
+                    // The end state the operator reaches: the instance's status says Ready (one apply of the
+                    // status the operator writes last).
+                    let api: Api<ApplicationInstance> = Api::namespaced(client.clone(), &ns);
+                    api.patch_status(
+                        &app.name_any(),
+                        &PatchParams::apply("vworkspace-operator").force(),
+                        &Patch::Apply(status_patch(&READY_CONDITIONS)),
+                    )
+                    .await
+                    .expect("instance status");
+                }
             }
         })
         .buffer_unordered(concurrency)
@@ -454,6 +492,7 @@ async fn raw_loop(
         .await;
     RawRun {
         wall: started.elapsed(),
+        cpu: cpu_diff(&cpu_seconds(), &cpu_before),
         requests: requests.snapshot(),
         latencies: requests.latencies(),
     }
@@ -464,6 +503,8 @@ async fn raw_loop(
 
 struct OperatorRun {
     wall: Duration,
+    /// CPU seconds by process from the start of the clock until all are Ready.
+    cpu: String,
     create: Duration,
     requests: BTreeMap<(String, String), u64>,
     latencies: BTreeMap<(String, String), Duration>,
@@ -496,9 +537,20 @@ fn app_reconciles(operator: &Operator) -> u64 {
         .sum()
 }
 
-async fn operator_run(client: &Client, n: usize, concurrency: usize) -> OperatorRun {
-    let cluster = "bench";
-    let prefix = "op";
+/// How the intents meet the operator.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    /// The operator runs; the intents are created (as Flux would) while the clock runs.
+    Live,
+    /// The intents exist; the clock starts when the operator starts (start-up, fetch and verification count).
+    Start,
+}
+
+async fn operator_run(client: &Client, n: usize, concurrency: usize, mode: Mode) -> OperatorRun {
+    let (cluster, prefix) = match mode {
+        Mode::Live => ("bench", "op"),
+        Mode::Start => ("bench-start", "st"),
+    };
     gated_namespaces(client, prefix).await;
     let tmp = tempfile::tempdir().expect("tempdir");
     let intents = intents(cluster, prefix, n);
@@ -529,16 +581,25 @@ async fn operator_run(client: &Client, n: usize, concurrency: usize) -> Operator
         admin: None,
         leader_election: None,
         cluster_interval: Duration::from_secs(30),
-        notes_interval: Duration::from_secs(10),
+        notes: NotesTiming::new(Duration::from_secs(10)),
         max_concurrent_reconciles: u16::try_from(concurrency).unwrap_or(u16::MAX),
     };
+    let hr = resource(client, "helm.toolkit.fluxcd.io/v2", "HelmRelease").await;
+    let mut started = Instant::now();
+    let mut cpu_before = cpu_seconds();
+    if mode == Mode::Start {
+        create_intents(client, &intents, concurrency).await;
+        started = Instant::now();
+        cpu_before = cpu_seconds();
+    }
     let operator = Operator::start(operator_client, config)
         .await
         .expect("operator start");
-    // Let the start-up requests (discovery, the Cluster object, the first lists) pass before counting.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let hr = resource(client, "helm.toolkit.fluxcd.io/v2", "HelmRelease").await;
     let flux = play_helm_controller(client.clone(), hr, cluster, concurrency);
+    if mode == Mode::Live {
+        // Let the start-up requests (discovery, the Cluster object, the first lists) pass before counting.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
     let before = requests.snapshot();
     let latencies_before = requests.latencies();
     let durations_before = operator.counters.durations();
@@ -546,11 +607,16 @@ async fn operator_run(client: &Client, n: usize, concurrency: usize) -> Operator
     let reconciles_before = app_reconciles(&operator);
     let errors_before = app_reconcile_errors(&operator);
 
-    let started = Instant::now();
-    create_intents(client, &intents, concurrency).await;
-    let create = started.elapsed();
+    let mut create = Duration::ZERO;
+    if mode == Mode::Live {
+        started = Instant::now();
+        cpu_before = cpu_seconds();
+        create_intents(client, &intents, concurrency).await;
+        create = started.elapsed();
+    }
     all_ready(client, cluster, n, Duration::from_secs(900)).await;
     let wall = started.elapsed();
+    let cpu = cpu_diff(&cpu_seconds(), &cpu_before);
 
     // Let the last status writes' own watch events be reconciled, then count.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -564,6 +630,16 @@ async fn operator_run(client: &Client, n: usize, concurrency: usize) -> Operator
         })
         .collect();
     let own_after = operator.counters.writes_by_kind();
+    let own_writes: BTreeMap<String, u64> = own_after
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v - own_before.get(k).copied().unwrap_or_default(),
+            )
+        })
+        .filter(|(_, v)| *v > 0)
+        .collect();
     let reconciles = app_reconciles(&operator) - reconciles_before;
     let reconcile_errors = app_reconcile_errors(&operator) - errors_before;
     let durations = operator.counters.durations();
@@ -578,7 +654,26 @@ async fn operator_run(client: &Client, n: usize, concurrency: usize) -> Operator
     let reconcile_mean =
         Duration::from_secs_f64((seconds - seconds0) / (count - count0).max(1) as f64);
 
-    // Idle resync: a new verified revision that changes no intent reconciles every instance again.
+    // Idle resync (measured once, in the live run): a new verified revision that changes no intent reconciles
+    // every instance again.
+    if mode == Mode::Start {
+        flux.abort();
+        operator.stop().await;
+        return OperatorRun {
+            wall,
+            cpu,
+            create,
+            requests: diff(&after, &before),
+            latencies,
+            reconcile_mean,
+            reconcile_errors,
+            own_writes,
+            reconciles,
+            resync_requests: BTreeMap::new(),
+            resync_own_writes: 0,
+            resync_reconciles: 0,
+        };
+    }
     remote.write("README.md", "cluster repo, revised\n");
     remote.commit("unrelated change", Some(&signer), &signer.email);
     operator.sync_now().await;
@@ -599,26 +694,162 @@ async fn operator_run(client: &Client, n: usize, concurrency: usize) -> Operator
     operator.stop().await;
     OperatorRun {
         wall,
+        cpu,
         create,
         requests: diff(&after, &before),
         latencies,
         reconcile_mean,
         reconcile_errors,
-        own_writes: own_after
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.clone(),
-                    v - own_before.get(k).copied().unwrap_or_default(),
-                )
-            })
-            .filter(|(_, v)| *v > 0)
-            .collect(),
+        own_writes,
         reconciles,
         resync_requests,
         resync_own_writes,
         resync_reconciles,
     }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// 5. What one request of each kind the operator makes costs the API server (PHASES=costs).
+
+/// Run `request` once per intent, `concurrency` at a time; (wall, CPU by process).
+async fn cost_of<F, Fut>(
+    apps: &[(String, String)],
+    concurrency: usize,
+    request: F,
+) -> (Duration, String)
+where
+    F: Fn(String, String) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let before = cpu_seconds();
+    let started = Instant::now();
+    futures::stream::iter(apps.iter().cloned())
+        .map(|(ns, name)| request(ns, name))
+        .buffer_unordered(concurrency)
+        .collect::<Vec<_>>()
+        .await;
+    (started.elapsed(), cpu_diff(&cpu_seconds(), &before))
+}
+
+/// The conditions of an instance whose children were just applied, and of one that is Ready.
+const PROGRESSING_CONDITIONS: [(&str, &str, &str); 5] = [
+    ("Blocked", "False", "Unblocked"),
+    ("Ready", "Unknown", "Progressing"),
+    ("Reconciling", "True", "Progressing"),
+    ("Suspended", "False", "Active"),
+    ("Verified", "True", "CommitVerified"),
+];
+const READY_CONDITIONS: [(&str, &str, &str); 5] = [
+    ("Blocked", "False", "Unblocked"),
+    ("Ready", "True", "HelmReleaseReady"),
+    ("Reconciling", "False", "Stable"),
+    ("Suspended", "False", "Active"),
+    ("Verified", "True", "CommitVerified"),
+];
+
+/// A status as the operator applies it (field manager vworkspace-operator).
+fn status_patch(conditions: &[(&str, &str, &str)]) -> Value {
+    let conditions: Vec<Value> = conditions
+        .iter()
+        .map(|(t, s, r)| {
+            json!({"type": t, "status": s, "reason": r, "message": format!("{t} is {s}: {r}"),
+                "lastTransitionTime": "2026-11-21T00:00:00Z", "observedGeneration": 1})
+        })
+        .collect();
+    json!({"apiVersion": "apps.vworkspace.io/v1alpha1", "kind": "ApplicationInstance",
+        "status": {"observedGeneration": 1, "conditions": conditions, "intentCommit": "0123456789abcdef0123456789abcdef01234567",
+            "helmReleaseRef": {"name": "x", "namespace": "y"}, "lastReconcileTime": "2026-11-21T00:00:00Z"}})
+}
+
+async fn costs(client: &Client, n: usize, concurrency: usize) -> Vec<(String, Duration, String)> {
+    let (cluster, prefix) = ("bench-cost", "cost");
+    gated_namespaces(client, prefix).await;
+    let intents = intents(cluster, prefix, n);
+    create_intents(client, &intents, concurrency).await;
+    let apps: Vec<(String, String)> = (0..n)
+        .map(|i| (namespace(prefix, i), format!("app-{i}")))
+        .collect();
+    let (first, second) = (PROGRESSING_CONDITIONS, READY_CONDITIONS);
+    let api = |ns: &str| Api::<ApplicationInstance>::namespaced(client.clone(), ns);
+    let mut rows = Vec::new();
+    let (w, c) = cost_of(&apps, concurrency, |ns, name| async move {
+        let patch = json!({"metadata": {"finalizers": ["apps.vworkspace.io/cleanup"]}});
+        api(&ns)
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .expect("finalizer");
+    })
+    .await;
+    rows.push((
+        "finalizer (merge patch of metadata.finalizers)".to_string(),
+        w,
+        c,
+    ));
+    let (w, c) = cost_of(&apps, concurrency, |ns, name| async move {
+        api(&ns)
+            .patch_status(
+                &name,
+                &PatchParams::apply("vworkspace-operator").force(),
+                &Patch::Apply(status_patch(&first)),
+            )
+            .await
+            .expect("status");
+    })
+    .await;
+    rows.push((
+        "first status (server-side apply, 5 conditions)".to_string(),
+        w,
+        c,
+    ));
+    let (w, c) = cost_of(&apps, concurrency, |ns, name| async move {
+        api(&ns)
+            .patch_status(
+                &name,
+                &PatchParams::apply("vworkspace-operator").force(),
+                &Patch::Apply(status_patch(&second)),
+            )
+            .await
+            .expect("status");
+    })
+    .await;
+    rows.push((
+        "second status (server-side apply, 2 conditions change)".to_string(),
+        w,
+        c,
+    ));
+    let (w, c) = cost_of(&apps, concurrency, |ns, name| async move {
+        api(&ns)
+            .patch_status(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(status_patch(&first)),
+            )
+            .await
+            .expect("status");
+    })
+    .await;
+    rows.push((
+        "status again (merge patch, 2 conditions change)".to_string(),
+        w,
+        c,
+    ));
+    let (w, c) = cost_of(&apps, concurrency, |ns, name| async move {
+        let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &ns);
+        let event = json!({"apiVersion": "events.k8s.io/v1", "kind": "Event",
+            "metadata": {"name": format!("{name}.cost"), "namespace": ns},
+            "eventTime": "2026-11-21T00:00:00.000000Z", "action": "Reconcile", "reason": "HelmReleaseReady",
+            "note": "Ready=True HelmReleaseReady: ok", "type": "Normal",
+            "reportingController": "vworkspace-operator", "reportingInstance": "vworkspace-operator",
+            "regarding": {"apiVersion": "apps.vworkspace.io/v1alpha1", "kind": "ApplicationInstance",
+                "name": name, "namespace": ns}});
+        events
+            .create(&Default::default(), &serde_json::from_value(event).expect("event"))
+            .await
+            .expect("event");
+    })
+    .await;
+    rows.push(("Event (create)".to_string(), w, c));
+    rows
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -760,12 +991,151 @@ fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
 }
 
+/// CPU seconds (user + system) used so far by the API server, etcd and this process (the operator and the
+/// bench's own clients), from /proc/<pid>/stat (clock ticks of 1/100 s, as on Linux x86-64 and arm64).
+fn cpu_seconds() -> BTreeMap<&'static str, f64> {
+    let ticks = |stat: &str| -> Option<f64> {
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let (utime, stime): (f64, f64) =
+            (fields.get(11)?.parse().ok()?, fields.get(12)?.parse().ok()?);
+        Some((utime + stime) / 100.0)
+    };
+    let mut cpu = BTreeMap::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let name = match stat
+            .split_once(" (")
+            .and_then(|(_, r)| r.split_once(')'))
+            .map(|(c, _)| c)
+        {
+            Some("kube-apiserver") => "kube-apiserver",
+            Some("etcd") => "etcd",
+            _ => continue,
+        };
+        *cpu.entry(name).or_insert(0.0) += ticks(&stat).unwrap_or_default();
+    }
+    // The whole machine (user, nice, system, irq, softirq, steal; idle and iowait apart): shows whether the run
+    // used both cores and how much went to processes not listed (git, the kernel's network processing).
+    if let Ok(stat) = std::fs::read_to_string("/proc/stat") {
+        let fields: Vec<f64> = stat
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .skip(1)
+            .take(8)
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        if fields.len() > 4 {
+            let idle = fields[3] + fields[4];
+            cpu.insert("machine busy", (fields.iter().sum::<f64>() - idle) / 100.0);
+            cpu.insert("machine idle", idle / 100.0);
+        }
+    }
+    if let Some(own) = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .as_deref()
+        .and_then(ticks)
+    {
+        cpu.insert("this process", own);
+    }
+    cpu
+}
+
+fn cpu_diff(after: &BTreeMap<&'static str, f64>, before: &BTreeMap<&'static str, f64>) -> String {
+    after
+        .iter()
+        .map(|(k, v)| format!("{k} {:.1}", v - before.get(k).copied().unwrap_or_default()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn raw_rows(label: &str, runs: &[RawRun]) {
+    if runs.is_empty() {
+        return;
+    }
+    println!(
+        "| {label} ({}) | {} | |",
+        if runs.len() > 1 {
+            "before / after the operator"
+        } else {
+            "once"
+        },
+        runs.iter()
+            .map(|r| secs(r.wall))
+            .collect::<Vec<_>>()
+            .join(" / ")
+    );
+    for r in runs {
+        println!("| … CPU seconds: {} | | |", r.cpu);
+        println!(
+            "| … mean answer time | {} | |",
+            r.latencies
+                .iter()
+                .map(|(k, d)| format!(
+                    "{} {} {:.1} ms",
+                    k.0,
+                    k.1,
+                    d.as_secs_f64() * 1000.0 / r.requests.get(k).copied().unwrap_or(1) as f64
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+}
+
+fn op_rows(label: &str, op: &OperatorRun, references: &[(&[RawRun], &str)], n: usize) {
+    let ratios: Vec<String> = references
+        .iter()
+        .filter_map(|(runs, name)| {
+            let fastest = runs.iter().map(|r| r.wall).min()?;
+            Some(format!(
+                "{:.2}× the faster {name}",
+                op.wall.as_secs_f64() / fastest.as_secs_f64()
+            ))
+        })
+        .collect();
+    let ratio = if ratios.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", ratios.join("; "))
+    };
+    println!("| {label} | {}{ratio} | ≤ 2× |", secs(op.wall));
+    println!("| … CPU seconds: {} | | |", op.cpu);
+    println!(
+        "| … API writes per intent (every mutating request of the operator's client) | {} | |",
+        per(sum(&op.requests, WRITES), n)
+    );
+    println!(
+        "| … counted by the operator itself (Counters::writes: {}) | {} | |",
+        op.own_writes
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        per(op.own_writes.values().sum(), n)
+    );
+    println!(
+        "| … API reads (get + list) per intent | {} | |",
+        per(sum(&op.requests, READS), n)
+    );
+    println!(
+        "| … reconciles per intent (failed, retried: {}); mean reconcile time | {}; {:.1} ms | |",
+        op.reconcile_errors,
+        per(op.reconciles, n),
+        op.reconcile_mean.as_secs_f64() * 1000.0
+    );
+}
+
 fn main() {
     let n = env_usize("N", 500);
     let rss_n = env_usize("RSS_N", 1000);
     let concurrency = env_usize("CONCURRENCY", 16).max(1);
-    // PHASES: any of raw, operator, rss (default all; e.g. PHASES=rss to profile memory alone).
-    let phases = std::env::var("PHASES").unwrap_or_else(|_| "raw,operator,rss".into());
+    // PHASES: any of raw, start, operator, rss (default all; e.g. PHASES=rss to profile memory alone).
+    let phases = std::env::var("PHASES").unwrap_or_else(|_| "raw,start,operator,rss".into());
     let phase = |name: &str| phases.split(',').any(|p| p.trim() == name);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -777,23 +1147,56 @@ fn main() {
         crds.extend(envtest::upstream_crds());
         envtest::install_crds(&client, &crds).await;
         // Warm the server's handlers for these kinds, outside the timings.
-        let _ = raw_loop(&client, "bench-warm", "warm", 20, concurrency).await;
+        let _ = raw_loop(&client, "bench-warm", "warm", 20, concurrency, true, true).await;
 
-        let mut raw = Vec::new();
+        // Each operator run is compared with the raw loop of the same requests minus the operator's: the start
+        // run with the children-only loop, the live run (which also creates the intents) with the loop that
+        // creates them too. Each loop runs before and after the operator runs; the faster run counts.
+        let (mut raw, mut raw_end, mut raw_intents) = (Vec::new(), Vec::new(), Vec::new());
+        let raw_loops = |round: usize| {
+            let client = client.clone();
+            async move {
+                eprintln!("raw loops, round {round} ({n} intents each)…");
+                let name = |kind: &str| (format!("bench-{kind}{round}"), format!("{kind}{round}"));
+                let (c, p) = name("raw");
+                let children = raw_loop(&client, &c, &p, n, concurrency, false, false).await;
+                let (c, p) = name("rawe");
+                let end = raw_loop(&client, &c, &p, n, concurrency, false, true).await;
+                let (c, p) = name("rawi");
+                let intents = raw_loop(&client, &c, &p, n, concurrency, true, true).await;
+                (children, end, intents)
+            }
+        };
         if phase("raw") {
-            eprintln!("raw loop ({n} intents)…");
-            raw.push(raw_loop(&client, "bench-raw1", "raw1", n, concurrency).await);
+            let (c, e, i) = raw_loops(1).await;
+            raw.push(c);
+            raw_end.push(e);
+            raw_intents.push(i);
         }
-        let op = if phase("operator") {
-            eprintln!("operator ({n} intents)…");
-            Some(operator_run(&client, n, concurrency).await)
+        let start = if phase("start") {
+            eprintln!("operator started on {n} existing intents…");
+            Some(operator_run(&client, n, concurrency, Mode::Start).await)
         } else {
             None
         };
-        if phase("raw") && op.is_some() {
-            eprintln!("raw loop again ({n} intents)…");
-            raw.push(raw_loop(&client, "bench-raw2", "raw2", n, concurrency).await);
+        let op = if phase("operator") {
+            eprintln!("operator running while {n} intents are created…");
+            Some(operator_run(&client, n, concurrency, Mode::Live).await)
+        } else {
+            None
+        };
+        if phase("raw") && (op.is_some() || start.is_some()) {
+            let (c, e, i) = raw_loops(2).await;
+            raw.push(c);
+            raw_end.push(e);
+            raw_intents.push(i);
         }
+        let costs = if phase("costs") {
+            eprintln!("request costs ({n} each)…");
+            costs(&client, n, concurrency).await
+        } else {
+            Vec::new()
+        };
         let rss = if phase("rss") {
             eprintln!("release binary ({rss_n} intents)…");
             Some(rss_run(&client, rss_n, concurrency).await)
@@ -809,65 +1212,27 @@ fn main() {
         println!();
         println!("| measure | value | target |");
         println!("|---|---|---|");
-        if !raw.is_empty() {
-            println!(
-                "| raw SSA loop: render, apply HelmRelease + OCIRepository, write Ready status ({}) | {} | |",
-                if raw.len() > 1 { "before / after the operator" } else { "once" },
-                raw.iter().map(|r| secs(r.wall)).collect::<Vec<_>>().join(" / ")
+        raw_rows("raw SSA loop: render, apply HelmRelease + OCIRepository, write Ready status", &raw);
+        raw_rows("raw SSA loop to the same end state: as above, then apply the instance's Ready status", &raw_end);
+        raw_rows("raw SSA loop with the intents: apply the intent, then as above", &raw_intents);
+        if let Some(op) = &start {
+            op_rows(
+                &format!("operator started on {n} existing intents → all Ready=True folded back"),
+                op,
+                &[(&raw_end, "end-state raw loop"), (&raw, "children-only raw loop")],
+                n,
             );
-            for r in &raw {
-                println!(
-                    "| … mean answer time | {} | |",
-                    r.latencies
-                        .iter()
-                        .map(|(k, d)| format!(
-                            "{} {} {:.1} ms",
-                            k.0,
-                            k.1,
-                            d.as_secs_f64() * 1000.0 / r.requests.get(k).copied().unwrap_or(1) as f64
-                        ))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-            }
         }
         if let Some(op) = &op {
-            let ratio = raw
-                .iter()
-                .map(|r| r.wall)
-                .min()
-                .map(|r| format!(" ({:.2}× the faster raw loop)", op.wall.as_secs_f64() / r.as_secs_f64()))
-                .unwrap_or_default();
-            println!(
-                "| operator: intents created → all {n} Ready=True folded back | {}{ratio} | ≤ 2× |",
-                secs(op.wall)
+            op_rows(
+                &format!("operator running: {n} intents created → all Ready=True folded back"),
+                op,
+                &[(&raw_intents, "raw loop with the intents")],
+                n,
             );
             println!(
                 "| … of which creating the {n} intents (this process, as Flux) | {} | |",
                 secs(op.create)
-            );
-            println!(
-                "| API writes per intent (every mutating request of the operator's client) | {} | |",
-                per(sum(&op.requests, WRITES), n)
-            );
-            println!(
-                "| … counted by the operator itself (Counters::writes: {}) | {} | |",
-                op.own_writes
-                    .iter()
-                    .map(|(k, v)| format!("{k} {v}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                per(op.own_writes.values().sum(), n)
-            );
-            println!(
-                "| API reads (get + list) per intent | {} | |",
-                per(sum(&op.requests, READS), n)
-            );
-            println!(
-                "| reconciles per intent (failed, retried: {}); mean reconcile time | {}; {:.1} ms | |",
-                op.reconcile_errors,
-                per(op.reconciles, n),
-                op.reconcile_mean.as_secs_f64() * 1000.0
             );
             let (cluster, intents): (BTreeMap<_, _>, BTreeMap<_, _>) = op
                 .resync_requests
@@ -902,14 +1267,25 @@ fn main() {
                 rss.threads
             );
         }
-        if let Some(op) = &op {
+        if !costs.is_empty() {
             println!();
-            println!("Operator requests while bringing {n} intents to Ready, by verb and resource:");
+            println!("What {n} requests of one kind cost ({concurrency} in flight):");
+            println!();
+            println!("| request | wall | CPU seconds |");
+            println!("|---|---|---|");
+            for (label, wall, cpu) in &costs {
+                println!("| {label} | {} | {cpu} |", secs(*wall));
+            }
+        }
+        for (label, run) in [("started on existing intents", &start), ("running while the intents are created", &op)] {
+            let Some(run) = run else { continue };
+            println!();
+            println!("Operator requests ({label}) while bringing {n} intents to Ready, by verb and resource:");
             println!();
             println!("| verb | resource | requests | per intent | mean answer time |");
             println!("|---|---|---|---|---|");
-            for (key, count) in &op.requests {
-                let mean = op
+            for (key, count) in &run.requests {
+                let mean = run
                     .latencies
                     .get(key)
                     .map(|d| format!("{:.1} ms", d.as_secs_f64() * 1000.0 / *count as f64))
@@ -921,6 +1297,8 @@ fn main() {
                     per(*count, n)
                 );
             }
+        }
+        if let Some(op) = &op {
             println!();
             println!("Operator requests during the idle resync:");
             println!();
