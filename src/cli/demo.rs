@@ -689,13 +689,13 @@ fn newest_verified(
     head: ObjectId,
     verdicts: &[Verdict],
 ) -> anyhow::Result<Option<String>> {
-    let (parents, chain) = hydrate::range_graph(repo, None, head)?;
+    let (parents, chain) = crate::git::select::range_graph(repo, None, head)?;
     let bad = verdicts
         .iter()
         .filter(|v| !v.ok)
         .filter_map(|v| ObjectId::from_hex(v.sha.as_bytes()).ok())
         .collect();
-    Ok(hydrate::plan::select_range(&chain, &parents, &bad).map(|i| chain[i].to_string()))
+    Ok(crate::git::select::select_range(&chain, &parents, &bad).map(|i| chain[i].to_string()))
 }
 
 /// Render the intents at `revision` with the embedded templates.

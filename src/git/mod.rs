@@ -9,6 +9,7 @@ pub mod policy;
 pub mod provenance;
 pub mod remote;
 pub mod repo;
+pub mod select;
 pub mod sign;
 pub mod ssh;
 pub mod verify;

@@ -39,8 +39,9 @@ use crate::git::notes::{
 use crate::git::policy::{Mode, TrustPolicy};
 use crate::git::remote::{self, Credentials, PushOutcome, RemoteError};
 use crate::git::repo::{Repo, RepoError};
+use crate::git::select::{SelectError, Selection, oid_of, range_graph, select};
 use crate::git::sign::{SignError, SigningKey};
-use crate::git::verify::{Reason, Verdict, Verifier, VerifyError, verify_range};
+use crate::git::verify::{Reason, Verdict, Verifier, VerifyError};
 use crate::git::{short_id, write};
 use crate::intent::Problem;
 use crate::intent::source::{SourceError, load_rev};
@@ -167,6 +168,18 @@ impl HydrateError {
             self,
             Self::Option { .. } | Self::SigningKey(_) | Self::Templates(_)
         )
+    }
+}
+
+impl From<SelectError> for HydrateError {
+    fn from(e: SelectError) -> Self {
+        match e {
+            SelectError::Verify(e @ VerifyError::BadPath { .. }) => HydrateError::Option {
+                option: "repo-path",
+                reason: e.to_string(),
+            },
+            SelectError::Walk { what, message } => git_err(what, message),
+        }
     }
 }
 
@@ -497,67 +510,6 @@ struct LastOutput {
     trusted: bool,
 }
 
-/// The intent commits sorted out by the verification.
-#[derive(Default)]
-struct Selection {
-    /// The revision to render.
-    target: Option<ObjectId>,
-    /// Verified commits taken in by `target`, newest first.
-    processed: Vec<Verdict>,
-    refused: Vec<Verdict>,
-    /// Verified, but not taken in (after a refused commit).
-    waiting: Vec<Verdict>,
-    /// Position of each checked commit in the verification walk (newest first).
-    order: HashMap<String, usize>,
-}
-
-fn oid_of(v: &Verdict) -> Option<ObjectId> {
-    ObjectId::from_hex(v.sha.as_bytes()).ok()
-}
-
-/// The commits reachable from `head` and not from `base` with their parents, and the first-parent chain
-/// from `head` within them (newest first).
-pub(crate) type RangeGraph = (HashMap<ObjectId, Vec<ObjectId>>, Vec<ObjectId>);
-
-pub(crate) fn range_graph(
-    repo: &Repo,
-    base: Option<ObjectId>,
-    head: ObjectId,
-) -> Result<RangeGraph, HydrateError> {
-    let what = || format!("walking {head} (excluding {base:?})");
-    let walk = repo
-        .gix()
-        .rev_walk([head])
-        .with_hidden(base)
-        .all()
-        .map_err(|e| git_err(what(), e))?;
-    let mut parents = HashMap::new();
-    for info in walk {
-        let info = info.map_err(|e| git_err(what(), e))?;
-        parents.insert(info.id, info.parent_ids.iter().copied().collect::<Vec<_>>());
-    }
-    let mut chain = Vec::new();
-    let mut at = Some(head);
-    while let Some(c) = at.filter(|c| parents.contains_key(c)) {
-        chain.push(c);
-        at = parents.get(&c).and_then(|ps| ps.first().copied());
-    }
-    Ok((parents, chain))
-}
-
-/// Whether `commit` changes `path` against one of its parents (or adds it, for a root commit).
-fn touches(repo: &Repo, commit: ObjectId, parents: &[ObjectId], path: &str) -> bool {
-    let Ok(mine) = repo.entry_id(commit, path) else {
-        return true;
-    };
-    if parents.is_empty() {
-        return mine.is_some();
-    }
-    parents
-        .iter()
-        .any(|p| !repo.entry_id(*p, path).is_ok_and(|theirs| theirs == mine))
-}
-
 impl Setup<'_> {
     /// The newest commit reachable from `tip` whose trailers name this cluster, preferring (and, with a
     /// signing key, requiring) one signed by the operator's key.
@@ -614,99 +566,13 @@ impl Setup<'_> {
         base: Option<ObjectId>,
         head: ObjectId,
     ) -> Result<Selection, HydrateError> {
-        let policy = &self.opts.policy;
-        let (parents, chain) = range_graph(repo, base, head)?;
-        if chain.is_empty() {
-            return Ok(Selection {
-                target: Some(head),
-                ..Default::default()
-            });
-        }
-        let mut sel = Selection::default();
-        match policy.mode {
-            Mode::Range => {
-                let report = verify_range(
-                    repo,
-                    base,
-                    head,
-                    Some(&self.intent_path),
-                    Mode::Range,
-                    policy,
-                )
-                .map_err(|e| match e {
-                    VerifyError::BadPath { .. } => HydrateError::Option {
-                        option: "repo-path",
-                        reason: e.to_string(),
-                    },
-                })?;
-                // Verdicts outside the range graph (possible with skewed commit dates) are history that was
-                // hydrated already.
-                let verdicts: Vec<Verdict> = report
-                    .verdicts
-                    .into_iter()
-                    .filter(|v| oid_of(v).is_some_and(|id| parents.contains_key(&id)))
-                    .collect();
-                sel.order = verdicts
-                    .iter()
-                    .enumerate()
-                    .map(|(i, v)| (v.sha.clone(), i))
-                    .collect();
-                let bad: HashSet<ObjectId> = verdicts
-                    .iter()
-                    .filter(|v| !v.ok)
-                    .filter_map(oid_of)
-                    .collect();
-                sel.target = plan::select_range(&chain, &parents, &bad)
-                    .map(|i| chain[i])
-                    .or(base);
-                let taken = sel
-                    .target
-                    .map(|t| plan::reachable(t, &parents))
-                    .unwrap_or_default();
-                for v in verdicts {
-                    if !v.ok {
-                        sel.refused.push(v);
-                    } else if oid_of(&v).is_some_and(|id| taken.contains(&id)) {
-                        sel.processed.push(v);
-                    } else {
-                        sel.waiting.push(v);
-                    }
-                }
-            }
-            Mode::Head => {
-                // Only the newest commit that changed the intent path must be signed; a refused one leaves
-                // the newest older one that verifies.
-                let mut verifier = Verifier::new(repo, policy);
-                let candidates: Vec<ObjectId> = chain
-                    .iter()
-                    .copied()
-                    .filter(|c| {
-                        touches(
-                            repo,
-                            *c,
-                            parents.get(c).map(Vec::as_slice).unwrap_or(&[]),
-                            &self.intent_path,
-                        )
-                    })
-                    .collect();
-                sel.target = if candidates.is_empty() {
-                    Some(head)
-                } else {
-                    base
-                };
-                for (i, c) in candidates.iter().enumerate() {
-                    let v = verifier.commit(*c);
-                    sel.order.insert(v.sha.clone(), i);
-                    if v.ok {
-                        sel.target = Some(if i == 0 { head } else { *c });
-                        sel.processed.push(v);
-                        break;
-                    }
-                    sel.refused.push(v);
-                }
-            }
-        }
-        Ok(sel)
+        Ok(select(
+            repo,
+            &self.opts.policy,
+            &self.intent_path,
+            base,
+            head,
+        )?)
     }
 
     /// The entries below the output prefix in the tree of `tip`.

@@ -6,10 +6,8 @@
 //!   the output prefix.
 //! - [`plan`]: the desired files against the current entries of the output location → files added, changed
 //!   and removed (anything in the output location that is not rendered is stale and removed).
-//! - [`select_range`]: in `range` mode, the newest first-parent commit none of whose ancestors in the
-//!   range was refused.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 
 use gix::ObjectId;
 use serde_json::Value;
@@ -208,78 +206,12 @@ pub fn plan(
     out
 }
 
-/// The commits reachable from `from` (itself included) through `parents`, which holds only the commits of
-/// the range: a parent outside the map ends the walk there.
-pub fn reachable(from: ObjectId, parents: &HashMap<ObjectId, Vec<ObjectId>>) -> HashSet<ObjectId> {
-    let mut seen = HashSet::new();
-    let mut stack = vec![from];
-    while let Some(id) = stack.pop() {
-        if !parents.contains_key(&id) || !seen.insert(id) {
-            continue;
-        }
-        if let Some(ps) = parents.get(&id) {
-            stack.extend(ps.iter().copied());
-        }
-    }
-    seen
-}
-
-/// `range` mode: the position in `chain` (the first-parent chain of the branch head down to the last
-/// hydrated commit, newest first) of the newest commit that has no refused commit (`bad`) among its
-/// ancestors in the range (itself included). `parents` holds the parents of every commit of the range.
-/// `None` when every commit of the chain has a refused ancestor.
-///
-/// Having a refused ancestor is inherited by descendants, so along the chain the answer is monotone: once a
-/// commit is clean, all older ones are.
-pub fn select_range(
-    chain: &[ObjectId],
-    parents: &HashMap<ObjectId, Vec<ObjectId>>,
-    bad: &HashSet<ObjectId>,
-) -> Option<usize> {
-    if bad.is_empty() {
-        return (!chain.is_empty()).then_some(0);
-    }
-    // tainted(c) = bad(c) || any parent tainted; iterative post-order over the range.
-    let mut tainted: HashMap<ObjectId, bool> = HashMap::new();
-    let mut result = None;
-    for (i, &c) in chain.iter().enumerate() {
-        let mut stack = vec![(c, false)];
-        while let Some((id, expanded)) = stack.pop() {
-            if tainted.contains_key(&id) {
-                continue;
-            }
-            let ps: &[ObjectId] = parents.get(&id).map(Vec::as_slice).unwrap_or(&[]);
-            if expanded {
-                let t = bad.contains(&id)
-                    || ps.iter().any(|p| tainted.get(p).copied().unwrap_or(false));
-                tainted.insert(id, t);
-            } else {
-                stack.push((id, true));
-                for p in ps {
-                    if parents.contains_key(p) && !tainted.contains_key(p) {
-                        stack.push((*p, false));
-                    }
-                }
-            }
-        }
-        if !tainted.get(&c).copied().unwrap_or(true) {
-            result = Some(i);
-            break;
-        }
-    }
-    result
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::intent::ObjectKey;
     use crate::render::RenderedIntent;
     use serde_json::json;
-
-    fn oid(n: u8) -> ObjectId {
-        ObjectId::from_bytes_or_panic(&[n; 20])
-    }
 
     fn rendered(name: &str, objects: Vec<Value>) -> RenderedIntent {
         RenderedIntent {
@@ -485,44 +417,5 @@ mod tests {
             })
             .collect();
         assert!(plan(&desired, &same, kind).is_empty());
-    }
-
-    /// ```text
-    ///   1 - 2 - 3 - 6 - 7      (first-parent chain, 7 newest)
-    ///        \     /
-    ///         4 - 5
-    /// ```
-    #[test]
-    fn range_selection_stops_before_a_refused_ancestor() {
-        let parents: HashMap<ObjectId, Vec<ObjectId>> = HashMap::from([
-            (oid(1), vec![]),
-            (oid(2), vec![oid(1)]),
-            (oid(3), vec![oid(2)]),
-            (oid(4), vec![oid(2)]),
-            (oid(5), vec![oid(4)]),
-            (oid(6), vec![oid(3), oid(5)]),
-            (oid(7), vec![oid(6)]),
-        ]);
-        let chain = [oid(7), oid(6), oid(3), oid(2), oid(1)];
-        let none = HashSet::new();
-        assert_eq!(select_range(&chain, &parents, &none), Some(0));
-        // A refused commit on the merged side: the merge and everything after it wait.
-        assert_eq!(
-            select_range(&chain, &parents, &HashSet::from([oid(4)])),
-            Some(2)
-        );
-        // The head itself refused.
-        assert_eq!(
-            select_range(&chain, &parents, &HashSet::from([oid(7)])),
-            Some(1)
-        );
-        // The first commit refused: nothing can be rendered.
-        assert_eq!(
-            select_range(&chain, &parents, &HashSet::from([oid(1)])),
-            None
-        );
-        assert_eq!(select_range(&[], &parents, &none), None);
-        let r = reachable(oid(6), &parents);
-        assert!(r.contains(&oid(4)) && r.contains(&oid(1)) && !r.contains(&oid(7)));
     }
 }
