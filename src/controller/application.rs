@@ -7,7 +7,6 @@ use std::sync::Arc;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 use tracing::{info, instrument, warn};
@@ -33,8 +32,6 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error(transparent)]
     Apply(#[from] super::apply::ApplyError),
-    #[error("finalizer: {0}")]
-    Finalizer(Box<kube::runtime::finalizer::Error<Error>>),
 }
 
 /// Whether the operator acts on this intent at all: written by the control plane for this cluster.
@@ -52,14 +49,11 @@ pub async fn reconcile(app: Arc<ApplicationInstance>, ctx: Arc<Context>) -> Resu
     if !ctx.should_act(app.as_ref(), APP_FINALIZER).await? {
         return Ok(Action::await_change());
     }
-    let result = finalizer(&api, APP_FINALIZER, app, |event| async {
-        match event {
-            Finalizer::Apply(app) => apply(&app, &ctx).await,
-            Finalizer::Cleanup(app) => cleanup(&app, &ctx).await,
-        }
-    })
-    .await
-    .map_err(|e| Error::Finalizer(Box::new(e)));
+    let result = if app.meta().deletion_timestamp.is_some() {
+        delete(&app, &api, &ctx).await
+    } else {
+        apply(&app, &api, &ctx).await
+    };
     ctx.metrics
         .reconciled("applicationinstance", result.is_ok(), started.elapsed());
     result
@@ -89,7 +83,16 @@ fn child_refs(app: &ApplicationInstance) -> Vec<Value> {
     refs
 }
 
-async fn cleanup(app: &ApplicationInstance, ctx: &Context) -> Result<Action, Error> {
+/// A deleted instance: delete its children, say so while they go, and release the finalizer once they are
+/// gone (Flux's own finalizer on the HelmRelease uninstalls the release first).
+async fn delete(
+    app: &ApplicationInstance,
+    api: &Api<ApplicationInstance>,
+    ctx: &Context,
+) -> Result<Action, Error> {
+    if !super::finalize::has(app, APP_FINALIZER) {
+        return Ok(Action::await_change());
+    }
     let mut remaining = Vec::new();
     for child in child_refs(app) {
         let owned = match ctx.resources.get(&child).await {
@@ -107,7 +110,9 @@ async fn cleanup(app: &ApplicationInstance, ctx: &Context) -> Result<Action, Err
         }
     }
     if remaining.is_empty() {
-        info!("children removed; releasing the finalizer");
+        super::finalize::remove(api, app, APP_FINALIZER).await?;
+        ctx.metrics.write("finalizer");
+        info!("children removed; finalizer released");
         Ok(Action::await_change())
     } else {
         let conds = [Cond::new(
@@ -164,7 +169,11 @@ pub async fn active_upgrade(
     Ok(candidates.pop())
 }
 
-async fn apply(app: &ApplicationInstance, ctx: &Context) -> Result<Action, Error> {
+async fn apply(
+    app: &ApplicationInstance,
+    api: &Api<ApplicationInstance>,
+    ctx: &Context,
+) -> Result<Action, Error> {
     let namespace = app.namespace().unwrap_or_default();
     let generation = app.metadata.generation;
     // Pause: keep children as they are, say so.
@@ -349,10 +358,17 @@ async fn apply(app: &ApplicationInstance, ctx: &Context) -> Result<Action, Error
             .and_then(|l| l.as_ref())
             .is_some_and(|l| super::apply::is_subset(o, l))
     });
+    // The instance as the API server last answered (it changes when the finalizer is added).
+    let mut app = std::borrow::Cow::Borrowed(app);
     if needs_write {
         // Re-check the gate right before writing.
         if !ctx.namespace_gated(&namespace).await? {
             return Ok(Action::await_change());
+        }
+        // The finalizer goes on before the first child exists, so deleting the instance cleans up.
+        if !super::finalize::has(app.as_ref(), APP_FINALIZER) {
+            app = std::borrow::Cow::Owned(super::finalize::add(api, &app, APP_FINALIZER).await?);
+            ctx.metrics.write("finalizer");
         }
         // The children do not depend on each other: apply them at once.
         let applied = futures::future::try_join_all(objects.iter().map(|obj| {
@@ -409,7 +425,7 @@ async fn apply(app: &ApplicationInstance, ctx: &Context) -> Result<Action, Error
     let settled = conds
         .iter()
         .any(|c| c.type_ == types::RECONCILING && c.status == "False");
-    write_status(app, ctx, &conds, |s| {
+    write_status(&app, ctx, &conds, |s| {
         s.helm_release_ref = Some(ObjectRef {
             name: release.name.clone(),
             namespace: release.namespace.clone(),

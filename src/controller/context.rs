@@ -91,6 +91,12 @@ pub struct Outcome {
 /// Where outcomes go (the git notes writer). Must be idempotent: the same outcome may be offered many times.
 pub trait OutcomeSink: Send + Sync {
     fn record(&self, outcome: Outcome);
+
+    /// Resolves once every outcome recorded so far is durable (in the notes writer's pending store), so a
+    /// reconciler can let go of the object it came from (release a finalizer) without losing it to a crash.
+    fn settled(&self) -> futures::future::BoxFuture<'_, ()> {
+        Box::pin(std::future::ready(()))
+    }
 }
 
 /// A condition change of an owned object, for the control-plane event post.

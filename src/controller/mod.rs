@@ -6,6 +6,7 @@ pub mod approval;
 pub mod children;
 pub mod cluster;
 pub mod context;
+pub mod finalize;
 pub mod gitops;
 pub mod operation;
 pub mod repo_source;

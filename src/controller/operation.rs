@@ -9,7 +9,6 @@ use std::sync::Arc;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 use tracing::{instrument, warn};
@@ -35,14 +34,11 @@ pub async fn reconcile(op: Arc<Operation>, ctx: Arc<Context>) -> Result<Action, 
     if !ctx.should_act(op.as_ref(), OPERATION_FINALIZER).await? {
         return Ok(Action::await_change());
     }
-    let result = finalizer(&api, OPERATION_FINALIZER, op, |event| async {
-        match event {
-            Finalizer::Apply(op) => apply(&op, &ctx).await,
-            Finalizer::Cleanup(op) => cancel(&op, &ctx).await,
-        }
-    })
-    .await
-    .map_err(|e| Error::Finalizer(Box::new(e)));
+    let result = if op.meta().deletion_timestamp.is_some() {
+        cancel(&op, &api, &ctx).await
+    } else {
+        apply(&op, &api, &ctx).await
+    };
     ctx.metrics
         .reconciled("operation", result.is_ok(), started.elapsed());
     result
@@ -197,7 +193,7 @@ async fn hold(
     Ok(Action::requeue(delays::WAITING))
 }
 
-async fn apply(op: &Operation, ctx: &Context) -> Result<Action, Error> {
+async fn apply(op: &Operation, api: &Api<Operation>, ctx: &Context) -> Result<Action, Error> {
     let namespace = op.namespace().unwrap_or_default();
     let current_phase = phase(op);
     if current_phase.is_terminal() {
@@ -232,6 +228,17 @@ async fn apply(op: &Operation, ctx: &Context) -> Result<Action, Error> {
             write_status(op, ctx, Update::new(current_phase, conds)).await?;
             return Ok(Action::requeue(delays::WAITING));
         }
+    };
+    // From here on the Operation has an outcome to report, and may get a child to clean up: the finalizer
+    // keeps it until its Cancelled outcome is recorded and its child is gone. The rest of the reconcile goes
+    // on with the object as the API server answered.
+    let added;
+    let op = if super::finalize::has(op, OPERATION_FINALIZER) {
+        op
+    } else {
+        added = super::finalize::add(api, op, OPERATION_FINALIZER).await?;
+        ctx.metrics.write("finalizer");
+        &added
     };
     let verified = Cond::new(
         types::VERIFIED,
@@ -576,10 +583,22 @@ async fn apply(op: &Operation, ctx: &Context) -> Result<Action, Error> {
     })
 }
 
-/// Deleting an Operation that has not finished cancels it: its children are deleted (the helm engine has none:
-/// the ApplicationInstance goes back to its own spec).
-async fn cancel(op: &Operation, ctx: &Context) -> Result<Action, Error> {
+/// Deleting an Operation that has not finished cancels it: its child is deleted (the helm engine has none:
+/// the ApplicationInstance goes back to its own spec), and once the child is gone the Operation says
+/// Cancelled, its outcome is recorded, and the finalizer is released. A finished Operation is released at once.
+async fn cancel(op: &Operation, api: &Api<Operation>, ctx: &Context) -> Result<Action, Error> {
+    if !super::finalize::has(op, OPERATION_FINALIZER) {
+        return Ok(Action::await_change());
+    }
     if phase(op).is_terminal() {
+        // Its outcome was recorded when it finished; offered again (the sink drops repeats) and made durable
+        // before the object can go.
+        record_outcome(op, ctx, phase(op));
+        if !outcomes_durable(ctx).await {
+            return Ok(Action::requeue(SETTLE));
+        }
+        super::finalize::remove(api, op, OPERATION_FINALIZER).await?;
+        ctx.metrics.write("finalizer");
         return Ok(Action::await_change());
     }
     if phase(op) == Phase::Running
@@ -599,6 +618,7 @@ async fn cancel(op: &Operation, ctx: &Context) -> Result<Action, Error> {
         if let Some(api_version) = child {
             let obj = json!({"apiVersion": api_version, "kind": er.kind, "metadata": {"name": er.name, "namespace": er.namespace}});
             if ctx.resources.delete(&obj).await? {
+                // Deleting (or already being deleted): its watch event brings the next look.
                 ctx.metrics.write("child");
                 return Ok(Action::requeue(delays::PROGRESS));
             }
@@ -617,8 +637,25 @@ async fn cancel(op: &Operation, ctx: &Context) -> Result<Action, Error> {
             .with(|s| s.finished_at = Some(jiff::Timestamp::now().to_string())),
     )
     .await?;
-    record_outcome(op, ctx, Phase::Cancelled);
+    // The status write recorded the Cancelled outcome (a transition to a terminal phase): it is in the pending
+    // store before the object can go.
+    if !outcomes_durable(ctx).await {
+        return Ok(Action::requeue(SETTLE));
+    }
+    super::finalize::remove(api, op, OPERATION_FINALIZER).await?;
+    ctx.metrics.write("finalizer");
     Ok(Action::await_change())
+}
+
+/// How long a deleted Operation waits for its outcome to be durable before it is looked at again (the notes
+/// writer takes new records between pushes; a push can take long while the Git remote is slow).
+const SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Whether every outcome recorded so far is durable, waiting at most [`SETTLE`].
+async fn outcomes_durable(ctx: &Context) -> bool {
+    tokio::time::timeout(SETTLE, ctx.outcomes.settled())
+        .await
+        .is_ok()
 }
 
 fn record_outcome(op: &Operation, ctx: &Context, phase: Phase) {
@@ -645,7 +682,12 @@ fn record_outcome(op: &Operation, ctx: &Context, phase: Phase) {
             namespace: op.namespace().unwrap_or_default(),
             name: op.name_any(),
             uid: op.uid().unwrap_or_default(),
-            generation: op.metadata.generation.unwrap_or_default(),
+            // The generation the outcome was reached at: deleting the object bumps metadata.generation, and
+            // the same outcome offered again then must keep its record id.
+            generation: status
+                .observed_generation
+                .or(op.metadata.generation)
+                .unwrap_or_default(),
             outcome: outcome.into(),
             reason: cond
                 .map(|c| c.reason.clone())

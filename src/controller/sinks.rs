@@ -23,6 +23,9 @@ use crate::report::events::{
 pub struct NotesSink {
     seen: Mutex<HashSet<String>>,
     tx: mpsc::UnboundedSender<NoteEntry>,
+    /// Records sent to the worker so far, and (from the worker) how many it has put in the pending store.
+    sent: std::sync::atomic::AtomicU64,
+    stored: tokio::sync::watch::Receiver<u64>,
 }
 
 /// The notes worker: persists new records in the pending store as they arrive and pushes them in batches
@@ -34,6 +37,9 @@ pub struct NotesWorker {
     interval: Duration,
     batch_window: Duration,
     metrics: Option<crate::metrics::Metrics>,
+    /// Records taken from the channel and handed to the writer (stored, or pending in memory when the store
+    /// cannot be written).
+    stored: tokio::sync::watch::Sender<u64>,
 }
 
 /// How the notes worker paces its pushes.
@@ -75,10 +81,13 @@ impl NotesSink {
         let writer = NotesWriter::new(local_repo, remote_url, cluster_id, state_dir)?
             .with_credentials(credentials);
         let (tx, rx) = mpsc::unbounded_channel();
+        let (stored_tx, stored) = tokio::sync::watch::channel(0);
         Ok((
             Arc::new(Self {
                 seen: Mutex::default(),
                 tx,
+                sent: Default::default(),
+                stored,
             }),
             NotesWorker {
                 writer: Arc::new(Mutex::new(writer)),
@@ -86,6 +95,7 @@ impl NotesSink {
                 interval: timing.retry_interval,
                 batch_window: timing.batch_window,
                 metrics,
+                stored: stored_tx,
             },
         ))
     }
@@ -109,10 +119,21 @@ impl OutcomeSink for NotesSink {
         }
         match OutcomeRecord::new(r) {
             Ok(record) => {
-                let _ = self.tx.send(NoteEntry { commit, record });
+                if self.tx.send(NoteEntry { commit, record }).is_ok() {
+                    self.sent.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                }
             }
             Err(e) => warn!(error = %e, "outcome record refused"),
         }
+    }
+
+    fn settled(&self) -> futures::future::BoxFuture<'_, ()> {
+        let target = self.sent.load(std::sync::atomic::Ordering::Acquire);
+        let mut stored = self.stored.clone();
+        Box::pin(async move {
+            // An error means the worker is gone (the operator is stopping): nothing more to wait for.
+            let _ = stored.wait_for(|n| *n >= target).await;
+        })
     }
 }
 
@@ -186,6 +207,7 @@ impl NotesWorker {
         if batch.is_empty() {
             return;
         }
+        let count = batch.len() as u64;
         let writer = self.writer.clone();
         let result = tokio::task::spawn_blocking(move || {
             writer
@@ -199,6 +221,7 @@ impl NotesWorker {
             Ok(Err(e)) => warn!(error = %e, "notes: writing the pending store failed"),
             Err(e) => warn!(error = %e, "notes worker task failed"),
         }
+        self.stored.send_modify(|n| *n += count);
     }
 }
 
