@@ -14,8 +14,11 @@ use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use serde_json::{Value, json};
 use support::envtest;
 use support::gitfix::{GitRemote, Signer, policy_yaml};
-use vworkspace_operator::api::{ApplicationInstance, Cluster, Operation};
+use vworkspace_operator::api::{
+    APP_FINALIZER, ApplicationInstance, Cluster, OPERATION_FINALIZER, Operation,
+};
 use vworkspace_operator::controller::context::{Selector, Settings};
+use vworkspace_operator::controller::gitops::IntentSource as _;
 use vworkspace_operator::controller::repo_source::RepoConfig;
 use vworkspace_operator::controller::run::{LeaseSettings, Operator, OperatorConfig};
 use vworkspace_operator::controller::sinks::NotesTiming;
@@ -549,6 +552,81 @@ async fn unsigned_and_hand_edited_intents_are_blocked_and_nothing_is_written() {
 }
 
 #[tokio::test]
+async fn a_fresh_operator_acts_on_the_verified_revision_before_an_untrusted_head() {
+    let env = env("fresh").await;
+    // Signed: good (v1). Then unsigned: good moves to v2 and sneaky appears. The operator starts after both.
+    let v1 = env.app_yaml("good", "1.0.0", "");
+    let intent_commit = env.publish("applicationinstance-good.yaml", &v1, true);
+    let v2 = env.app_yaml("good", "2.0.0", "");
+    let sneaky = env.app_yaml("sneaky", "1.0.0", "");
+    env.remote
+        .write(&env.path("applicationinstance-good.yaml"), &v2);
+    env.remote
+        .write(&env.path("applicationinstance-sneaky.yaml"), &sneaky);
+    let unsigned = env.remote.commit("unsigned", None, "mallory@example.com");
+    let operator = env.start(None).await;
+    let status = operator.source.status();
+    assert_eq!(
+        status.last_verified_commit.as_deref(),
+        Some(intent_commit.as_str()),
+        "the view is the signed commit"
+    );
+    assert!(
+        status
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains(&unsigned)),
+        "{status:?}"
+    );
+    // What Flux synced before the unsigned commit is acted on.
+    env.flux_apply(&v1).await;
+    eventually("good: HelmRelease at 1.0.0", || async {
+        let hr = env
+            .dynamic("helm.toolkit.fluxcd.io/v2", "HelmRelease", &env.ns, "good")
+            .await?;
+        let app = env.app("good").await;
+        (app_cond(&app, "Verified") == s("True", "CommitVerified")
+            && hr["metadata"]["annotations"]["app.vworkspace.io/intent-commit"]
+                == intent_commit.as_str())
+        .then_some(())
+    })
+    .await;
+    // What Flux synced from the unsigned commit is not: Blocked with that commit's reason, nothing written.
+    env.flux_apply(&v2).await;
+    env.flux_apply(&sneaky).await;
+    for name in ["good", "sneaky"] {
+        eventually(&format!("{name}: UnsignedCommit"), || async {
+            (app_cond(&env.app(name).await, "Blocked") == s("True", "UnsignedCommit")).then_some(())
+        })
+        .await;
+    }
+    let oci = env
+        .dynamic(
+            "source.toolkit.fluxcd.io/v1",
+            "OCIRepository",
+            &env.ns,
+            "good",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        oci["spec"]["ref"]["tag"], "1.0.0",
+        "the verified rendering stays"
+    );
+    assert!(
+        env.dynamic(
+            "helm.toolkit.fluxcd.io/v2",
+            "HelmRelease",
+            &env.ns,
+            "sneaky"
+        )
+        .await
+        .is_none()
+    );
+    operator.stop().await;
+}
+
+#[tokio::test]
 async fn the_operator_reports_ready_once_its_caches_synced() {
     let env = env("readyz").await;
     let mut config = env.config(None);
@@ -648,9 +726,63 @@ async fn a_failed_upgrade_rolled_back_by_flux_is_degraded_and_delete_cleans_up()
         .then_some(())
     })
     .await;
-    // Delete: the finalizer removes the HelmRelease and the chart source, then the object goes.
+    // The operator's finalizer, set with its own field manager.
+    let app = env.app("app").await.unwrap();
+    assert_eq!(
+        app.metadata.finalizers,
+        Some(vec![APP_FINALIZER.to_string()])
+    );
+    let finalizer_manager = app
+        .metadata
+        .managed_fields
+        .unwrap_or_default()
+        .into_iter()
+        .find(|m| {
+            m.fields_v1.as_ref().is_some_and(|f| {
+                f.0.get("f:metadata")
+                    .is_some_and(|m| m.get("f:finalizers").is_some())
+            })
+        })
+        .and_then(|m| m.manager);
+    assert_eq!(finalizer_manager.as_deref(), Some("vworkspace-operator"));
+    // Delete: the finalizer removes the HelmRelease and the chart source, and the instance stays (Deleting)
+    // until they are gone; helm-controller's own finalizer holds the HelmRelease until it has uninstalled.
+    let hr_api = {
+        let probe = json!({"apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease"});
+        let ar = envtest::api_resource(&env.client, &probe).await;
+        Api::<DynamicObject>::namespaced_with(env.client.clone(), &env.ns, &ar)
+    };
+    let flux_finalizer = json!({"metadata": {"finalizers": ["finalizers.fluxcd.io"]}});
+    hr_api
+        .patch(
+            "app",
+            &PatchParams::default(),
+            &Patch::Merge(&flux_finalizer),
+        )
+        .await
+        .unwrap();
     Api::<ApplicationInstance>::namespaced(env.client.clone(), &env.ns)
         .delete("app", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("Deleting while the HelmRelease uninstalls", || async {
+        let app = env.app("app").await?;
+        let hr = env
+            .dynamic("helm.toolkit.fluxcd.io/v2", "HelmRelease", &env.ns, "app")
+            .await?;
+        (app_cond(&Some(app), "Deleting") == s("True", "WaitingForChildResources")
+            && hr["metadata"]["deletionTimestamp"].is_string())
+        .then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        env.app("app").await.is_some(),
+        "released before its HelmRelease was gone"
+    );
+    let release = json!({"metadata": {"finalizers": null}});
+    hr_api
+        .patch("app", &PatchParams::default(), &Patch::Merge(&release))
         .await
         .unwrap();
     eventually("children and instance gone", || async {
@@ -860,6 +992,77 @@ async fn every_engine_goes_from_pending_to_succeeded_and_to_failed() {
         note.contains("\"outcome\":\"Succeeded\"") && note.contains("\"outcome\":\"Failed\""),
         "{note}"
     );
+    operator.stop().await;
+}
+
+#[tokio::test]
+async fn deleting_an_operation_cancels_it_and_notes_the_cancellation() {
+    let env = env("cancel").await;
+    let app = env.app_yaml("app", "1.0.0", "");
+    env.publish("applicationinstance-app.yaml", &app, true);
+    let params = "{image: busybox, command: [\"sleep\", \"3600\"]}";
+    let running = env.op_yaml("run", "app", "RunCommand", "job", params, "");
+    let done = env.op_yaml("done", "app", "RunCommand", "job", params, "");
+    env.remote.write(&env.path("operation-run.yaml"), &running);
+    env.remote.write(&env.path("operation-done.yaml"), &done);
+    let commit = env
+        .remote
+        .commit("operations", Some(&env.signer), &env.signer.email);
+    let operator = env.start(None).await;
+    env.flux_apply(&app).await;
+    env.flux_apply(&running).await;
+    env.flux_apply(&done).await;
+    for name in ["run", "done"] {
+        eventually(&format!("{name}: Job"), || {
+            env.dynamic("batch/v1", "Job", &env.ns, name)
+        })
+        .await;
+    }
+    let complete = json!({"conditions": [{"type": "Complete", "status": "True"}]});
+    env.write_status("batch/v1", "Job", &env.ns, "done", complete)
+        .await;
+    eventually("done: Succeeded", || async {
+        (op_phase(&env.op("done").await).as_deref() == Some("Succeeded")).then_some(())
+    })
+    .await;
+    assert_eq!(
+        env.op("run").await.unwrap().metadata.finalizers,
+        Some(vec![OPERATION_FINALIZER.to_string()])
+    );
+    // Deleting the running one cancels it: its Job is deleted, then the Operation goes and the cancellation
+    // is on the intent commit. Deleting the finished one only releases it.
+    let ops: Api<Operation> = Api::namespaced(env.client.clone(), &env.ns);
+    for name in ["run", "done"] {
+        ops.delete(name, &DeleteParams::default()).await.unwrap();
+    }
+    eventually("both gone, the running one's Job too", || async {
+        let job = env.dynamic("batch/v1", "Job", &env.ns, "run").await;
+        (job.is_none() && env.op("run").await.is_none() && env.op("done").await.is_none())
+            .then_some(())
+    })
+    .await;
+    assert!(
+        env.dynamic("batch/v1", "Job", &env.ns, "done")
+            .await
+            .is_some(),
+        "a finished Operation's child is kept"
+    );
+    let note = eventually("the cancellation noted", || async {
+        env.note(&commit)
+            .filter(|n| n.contains("\"outcome\":\"Cancelled\""))
+    })
+    .await;
+    let records: Vec<Value> = note
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let outcomes: Vec<(&str, &str)> = records
+        .iter()
+        .map(|r| (r["name"].as_str().unwrap(), r["outcome"].as_str().unwrap()))
+        .collect();
+    assert_eq!(outcomes.len(), 2, "{note}");
+    assert!(outcomes.contains(&("run", "Cancelled")), "{note}");
+    assert!(outcomes.contains(&("done", "Succeeded")), "{note}");
     operator.stop().await;
 }
 

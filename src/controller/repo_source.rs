@@ -18,7 +18,8 @@ use crate::git::policy::TrustPolicy;
 use crate::git::provenance::{LiveObject, Provenance, ProvenanceIndex};
 use crate::git::remote::{self, Credentials};
 use crate::git::repo::Repo;
-use crate::git::verify::{Reason, verify_range};
+use crate::git::select::{Selection, oid_of, select};
+use crate::git::verify::Reason;
 use crate::intent::IntentKind;
 
 /// Where the repo is and how to trust it.
@@ -58,8 +59,13 @@ pub enum SyncOutcome {
     Unchanged,
     /// A new head verified and is now the view.
     Verified { head: String },
-    /// The new head did not verify; the view stays at the last verified revision.
-    Rejected { head: String, reason: String },
+    /// The new head did not verify. The view is the newest revision before the first refused commit (range
+    /// mode) or the newest verified intent change (head mode); `None` when no revision verifies at all.
+    Rejected {
+        head: String,
+        reason: String,
+        view: Option<String>,
+    },
     /// The remote could not be reached or read.
     Unreachable { error: String },
 }
@@ -156,6 +162,7 @@ impl RepoSource {
             return SyncOutcome::Rejected {
                 head: f.head,
                 reason: f.message,
+                view: indexed.map(|i| i.to_string()),
             };
         }
         let reject = |failure: HeadFailure| {
@@ -165,82 +172,115 @@ impl RepoSource {
             let outcome = SyncOutcome::Rejected {
                 head: failure.head.clone(),
                 reason: failure.message.clone(),
+                view: state.index.as_ref().map(|i| i.revision().to_string()),
             };
             state.head_failure = Some(failure);
             outcome
         };
-        let mut signer = None;
-        if last_verified != Some(head) {
-            let policy = &self.config.policy;
-            let report = match verify_range(
-                &repo,
-                last_verified,
-                head,
-                Some(&self.config.path),
-                policy.mode,
-                policy,
-            ) {
-                Ok(r) => r,
+        // The newest revision whose intent changes since the last verified one all verify (range mode), or
+        // whose newest intent change verifies (head mode): see crate::git::select.
+        let policy = &self.config.policy;
+        let selection = if last_verified == Some(head) {
+            Selection {
+                target: Some(head),
+                ..Selection::default()
+            }
+        } else {
+            match select(&repo, policy, &self.config.path, last_verified, head) {
+                Ok(s) => s,
                 Err(e) => {
                     return reject(HeadFailure {
-                        head: head.to_string(),
-                        commit: head.to_string(),
+                        head: head_hex.clone(),
+                        commit: head_hex,
                         reason: reasons::UNTRUSTED_SIGNATURE,
                         message: e.to_string(),
                     });
                 }
-            };
-            if let Some(bad) = report.verdicts.iter().find(|v| !v.ok) {
-                let failure = bad.reason.clone();
-                let reason = match failure.as_ref().map(|f| f.reason) {
-                    Some(Reason::Unsigned) => reasons::UNSIGNED_COMMIT,
-                    _ => reasons::UNTRUSTED_SIGNATURE,
-                };
-                let message = format!(
-                    "commit {} is not trusted: {}",
-                    bad.sha,
-                    failure
-                        .map(|f| format!("{}: {}", f.reason.as_str(), f.message))
-                        .unwrap_or_default()
-                );
-                return reject(HeadFailure {
-                    head: head.to_string(),
-                    commit: bad.sha.clone(),
-                    reason,
-                    message,
-                });
             }
-            signer = report.verdicts.iter().find(|v| v.sha == head_hex).map(|v| {
+        };
+        let failure = selection.refused.last().map(|bad| {
+            // The oldest refused commit: everything from it on waits.
+            let why = bad.reason.clone();
+            let reason = match why.as_ref().map(|f| f.reason) {
+                Some(Reason::Unsigned) => reasons::UNSIGNED_COMMIT,
+                _ => reasons::UNTRUSTED_SIGNATURE,
+            };
+            let message = format!(
+                "commit {} is not trusted: {}",
+                bad.sha,
+                why.map(|f| format!("{}: {}", f.reason.as_str(), f.message))
+                    .unwrap_or_default()
+            );
+            HeadFailure {
+                head: head_hex.clone(),
+                commit: bad.sha.clone(),
+                reason,
+                message,
+            }
+        });
+        let target = match selection.target {
+            Some(t) => t,
+            // Nothing verifies and there is no earlier verified revision: no view (fail closed).
+            None => {
+                return reject(failure.unwrap_or_else(|| HeadFailure {
+                    head: head_hex.clone(),
+                    commit: head_hex.clone(),
+                    reason: reasons::UNTRUSTED_SIGNATURE,
+                    message: format!("no revision of {} verifies", self.config.branch),
+                }));
+            }
+        };
+        if indexed == Some(target) {
+            // The view stays where it is; the newer head waits.
+            return match failure {
+                Some(f) => reject(f),
+                None => SyncOutcome::Unchanged,
+            };
+        }
+        let signer = selection
+            .processed
+            .iter()
+            .find(|v| oid_of(v) == Some(target))
+            .or(selection.processed.first())
+            .map(|v| {
                 format!(
                     "{} ({})",
                     v.signer.clone().unwrap_or_default(),
                     v.fingerprint.clone().unwrap_or_default()
                 )
             });
-        }
-        let index = match ProvenanceIndex::build(&repo, head, &self.config.path) {
+        let index = match ProvenanceIndex::build(&repo, target, &self.config.path) {
             Ok(i) => i,
             Err(e) => return fail(e.to_string(), true),
         };
-        {
+        let outcome = {
             let mut state = self.lock();
             state.repo = repo;
             state.index = Some(index);
-            state.last_verified = Some(head);
-            state.head_failure = None;
+            state.last_verified = Some(target);
             state.status.reachable = true;
-            state.status.last_verified_commit = Some(head.to_string());
+            state.status.last_verified_commit = Some(target.to_string());
             if signer.is_some() {
                 state.status.last_verified_signer = signer;
             }
             state.status.last_verified_time = Some(jiff::Timestamp::now().to_string());
-            state.status.last_error = None;
-        }
-        let _ = std::fs::write(anchor_file(&self.config), head.to_string());
+            state.status.last_error = failure.as_ref().map(|f| f.message.clone());
+            let outcome = match &failure {
+                None => SyncOutcome::Verified {
+                    head: target.to_string(),
+                },
+                Some(f) => SyncOutcome::Rejected {
+                    head: f.head.clone(),
+                    reason: f.message.clone(),
+                    view: Some(target.to_string()),
+                },
+            };
+            state.head_failure = failure;
+            outcome
+        };
+        let _ = std::fs::write(anchor_file(&self.config), target.to_string());
         self.changes.send_modify(|n| *n += 1);
-        SyncOutcome::Verified {
-            head: head.to_string(),
-        }
+        outcome
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {

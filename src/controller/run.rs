@@ -695,10 +695,19 @@ fn report_sync(
             metrics.set_connectivity(Mode::GitOps, Connectivity::Connected);
             check.pass();
         }
-        SyncOutcome::Rejected { head, reason } => {
-            warn!(%head, %reason, "new revision rejected; staying on the last verified one");
+        SyncOutcome::Rejected { head, reason, view } => {
             metrics.commit_verified(VerifyResult::Rejected);
             metrics.set_connectivity(Mode::GitOps, Connectivity::Connected);
+            match view {
+                Some(view) => {
+                    warn!(%head, %reason, %view, "branch head not trusted; acting on the newest verified revision before it");
+                    check.pass();
+                }
+                None => {
+                    warn!(%head, %reason, "branch head not trusted and no revision verifies; every intent is Blocked");
+                    check.fail(format!("no verified revision: {reason}"));
+                }
+            }
         }
         SyncOutcome::Unreachable { error } => {
             warn!(%error, "cluster repo unreachable");
