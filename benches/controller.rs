@@ -473,19 +473,7 @@ async fn raw_loop(
                 }
                 let instances: Api<ApplicationInstance> = Api::namespaced(client.clone(), &ns);
                 if operator_writes {
-                    let finalizer = json!([{"op": "test", "path": "/metadata/finalizers", "value": null},
-                        {"op": "add", "path": "/metadata/finalizers", "value": ["apps.vworkspace.io/finalizer"]}]);
-                    instances
-                        .patch(
-                            &app.name_any(),
-                            &PatchParams {
-                                field_manager: Some("vworkspace-operator".into()),
-                                ..PatchParams::default()
-                            },
-                            &Patch::Json::<()>(serde_json::from_value(finalizer).expect("patch")),
-                        )
-                        .await
-                        .expect("finalizer");
+                    add_finalizer(&instances, &app.name_any()).await;
                 }
                 let mut generation = 0;
                 for obj in renderer.render_application(app).expect("render") {
@@ -505,20 +493,10 @@ async fn raw_loop(
                         generation = applied.metadata.generation.unwrap_or_default();
                     }
                 }
-                let status = |conditions: &'static [(&'static str, &'static str, &'static str)]| {
-                    let instances = instances.clone();
-                    let name = app.name_any();
-                    async move {
-                        instances
-                            .patch_status(
-                                &name,
-                                &PatchParams::apply("vworkspace-operator").force(),
-                                &Patch::Apply(status_patch(conditions)),
-                            )
-                            .await
-                            .expect("instance status");
-                    }
-                };
+                let status =
+                    |conditions: &'static [(&'static str, &'static str, &'static str)]| {
+                        write_instance_status(&instances, app.name_any(), conditions, true)
+                    };
                 if operator_writes {
                     status(&PROGRESSING_CONDITIONS).await;
                     create_event(client, &ns, &app.name_any(), "Progressing").await;
@@ -810,6 +788,44 @@ fn status_patch(conditions: &[(&str, &str, &str)]) -> Value {
             "helmReleaseRef": {"name": "x", "namespace": "y"}, "lastReconcileTime": "2026-11-21T00:00:00Z"}})
 }
 
+/// Add the operator's finalizer to an instance as the operator does (JSON patch with a test, its field manager).
+async fn add_finalizer(api: &Api<ApplicationInstance>, name: &str) {
+    let patch = json!([{"op": "test", "path": "/metadata/finalizers", "value": null},
+        {"op": "add", "path": "/metadata/finalizers", "value": ["apps.vworkspace.io/finalizer"]}]);
+    let params = PatchParams {
+        field_manager: Some("vworkspace-operator".into()),
+        ..PatchParams::default()
+    };
+    api.patch(
+        name,
+        &params,
+        &Patch::Json::<()>(serde_json::from_value(patch).expect("patch")),
+    )
+    .await
+    .expect("finalizer");
+}
+
+/// Write an instance's status as the operator does (server-side apply), or as a merge patch to compare.
+async fn write_instance_status(
+    api: &Api<ApplicationInstance>,
+    name: String,
+    conditions: &[(&str, &str, &str)],
+    apply: bool,
+) {
+    let body = status_patch(conditions);
+    let (params, patch) = if apply {
+        (
+            PatchParams::apply("vworkspace-operator").force(),
+            Patch::Apply(body),
+        )
+    } else {
+        (PatchParams::default(), Patch::Merge(body))
+    };
+    api.patch_status(&name, &params, &patch)
+        .await
+        .expect("instance status");
+}
+
 /// An Event about an instance, as the operator posts one.
 async fn create_event(client: &Client, ns: &str, name: &str, reason: &str) {
     let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), ns);
@@ -837,76 +853,42 @@ async fn costs(client: &Client, n: usize, concurrency: usize) -> Vec<(String, Du
     let apps: Vec<(String, String)> = (0..n)
         .map(|i| (namespace(prefix, i), format!("app-{i}")))
         .collect();
-    let (first, second) = (PROGRESSING_CONDITIONS, READY_CONDITIONS);
     let api = |ns: &str| Api::<ApplicationInstance>::namespaced(client.clone(), ns);
-    let mut rows = Vec::new();
-    let (w, c) = cost_of(&apps, concurrency, |ns, name| async move {
-        let patch = json!({"metadata": {"finalizers": ["apps.vworkspace.io/cleanup"]}});
-        api(&ns)
-            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .expect("finalizer");
-    })
-    .await;
-    rows.push((
-        "finalizer (merge patch of metadata.finalizers)".to_string(),
-        w,
-        c,
-    ));
-    let (w, c) = cost_of(&apps, concurrency, |ns, name| async move {
-        api(&ns)
-            .patch_status(
-                &name,
-                &PatchParams::apply("vworkspace-operator").force(),
-                &Patch::Apply(status_patch(&first)),
-            )
-            .await
-            .expect("status");
-    })
-    .await;
-    rows.push((
-        "first status (server-side apply, 5 conditions)".to_string(),
-        w,
-        c,
-    ));
-    let (w, c) = cost_of(&apps, concurrency, |ns, name| async move {
-        api(&ns)
-            .patch_status(
-                &name,
-                &PatchParams::apply("vworkspace-operator").force(),
-                &Patch::Apply(status_patch(&second)),
-            )
-            .await
-            .expect("status");
-    })
-    .await;
-    rows.push((
-        "second status (server-side apply, 2 conditions change)".to_string(),
-        w,
-        c,
-    ));
-    let (w, c) = cost_of(&apps, concurrency, |ns, name| async move {
-        api(&ns)
-            .patch_status(
-                &name,
-                &PatchParams::default(),
-                &Patch::Merge(status_patch(&first)),
-            )
-            .await
-            .expect("status");
-    })
-    .await;
-    rows.push((
-        "status again (merge patch, 2 conditions change)".to_string(),
-        w,
-        c,
-    ));
-    let (w, c) = cost_of(&apps, concurrency, |ns, name| async move {
-        create_event(client, &ns, &name, "HelmReleaseReady").await;
-    })
-    .await;
-    rows.push(("Event (create)".to_string(), w, c));
-    rows
+    let row = |label: &str, (wall, cpu): (Duration, String)| (label.to_string(), wall, cpu);
+    let status = |conditions: &'static [(&'static str, &'static str, &'static str)],
+                  apply: bool| {
+        cost_of(&apps, concurrency, move |ns, name| async move {
+            write_instance_status(&api(&ns), name, conditions, apply).await
+        })
+    };
+    vec![
+        row(
+            "finalizer (JSON patch, as the operator adds it)",
+            cost_of(&apps, concurrency, |ns, name| async move {
+                add_finalizer(&api(&ns), &name).await
+            })
+            .await,
+        ),
+        row(
+            "first status (server-side apply, 5 conditions)",
+            status(&PROGRESSING_CONDITIONS, true).await,
+        ),
+        row(
+            "second status (server-side apply, 2 conditions change)",
+            status(&READY_CONDITIONS, true).await,
+        ),
+        row(
+            "status again (merge patch, 2 conditions change)",
+            status(&PROGRESSING_CONDITIONS, false).await,
+        ),
+        row(
+            "Event (create)",
+            cost_of(&apps, concurrency, |ns, name| async move {
+                create_event(client, &ns, &name, "HelmReleaseReady").await
+            })
+            .await,
+        ),
+    ]
 }
 
 // ---------------------------------------------------------------------------------------------------------
