@@ -683,40 +683,26 @@ async fn operator_run(client: &Client, n: usize, concurrency: usize, mode: Mode)
 
     // Idle resync (measured once, in the live run): a new verified revision that changes no intent reconciles
     // every instance again.
-    if mode == Mode::Start {
-        flux.abort();
-        operator.stop().await;
-        return OperatorRun {
-            wall,
-            cpu,
-            create,
-            requests: diff(&after, &before),
-            latencies,
-            reconcile_mean,
-            reconcile_errors,
-            own_writes,
-            reconciles,
-            resync_requests: BTreeMap::new(),
-            resync_own_writes: 0,
-            resync_reconciles: 0,
-        };
+    let (mut resync_requests, mut resync_own_writes, mut resync_reconciles) =
+        (BTreeMap::new(), 0, 0);
+    if mode == Mode::Live {
+        remote.write("README.md", "cluster repo, revised\n");
+        remote.commit("unrelated change", Some(&signer), &signer.email);
+        operator.sync_now().await;
+        let resync_started = app_reconciles(&operator);
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while app_reconciles(&operator) < resync_started + n as u64 {
+            assert!(
+                Instant::now() < deadline,
+                "the resync did not reach every instance"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        resync_requests = diff(&requests.snapshot(), &after);
+        resync_own_writes = operator.counters.writes() - own_after.values().sum::<u64>();
+        resync_reconciles = app_reconciles(&operator) - resync_started;
     }
-    remote.write("README.md", "cluster repo, revised\n");
-    remote.commit("unrelated change", Some(&signer), &signer.email);
-    operator.sync_now().await;
-    let resync_started = app_reconciles(&operator);
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while app_reconciles(&operator) < resync_started + n as u64 {
-        assert!(
-            Instant::now() < deadline,
-            "the resync did not reach every instance"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let resync_requests = diff(&requests.snapshot(), &after);
-    let resync_own_writes = operator.counters.writes() - own_after.values().sum::<u64>();
-    let resync_reconciles = app_reconciles(&operator) - resync_started;
     flux.abort();
     operator.stop().await;
     OperatorRun {
