@@ -275,6 +275,23 @@ spec:
             .map(|o| serde_json::to_value(o).unwrap())
     }
 
+    /// The HelmRelease of that name in the test namespace.
+    async fn helm_release(&self, name: &str) -> Option<Value> {
+        self.dynamic("helm.toolkit.fluxcd.io/v2", "HelmRelease", &self.ns, name)
+            .await
+    }
+
+    /// The OCIRepository of that name in the test namespace.
+    async fn oci_repository(&self, name: &str) -> Option<Value> {
+        self.dynamic(
+            "source.toolkit.fluxcd.io/v1",
+            "OCIRepository",
+            &self.ns,
+            name,
+        )
+        .await
+    }
+
     /// Write a child's status as its controller would (merge patch on the status subresource, or on the
     /// object for CRDs without one, like Velero's).
     async fn write_status(
@@ -423,10 +440,7 @@ async fn signed_intent_reaches_ready_with_a_note_and_a_posted_event() {
     let commit = env.publish("applicationinstance-nc.yaml", &yaml, true);
     let operator = env.start(Some(&receiver)).await;
     env.flux_apply(&yaml).await;
-    let hr = eventually("HelmRelease applied", || {
-        env.dynamic("helm.toolkit.fluxcd.io/v2", "HelmRelease", &env.ns, "nc")
-    })
-    .await;
+    let hr = eventually("HelmRelease applied", || env.helm_release("nc")).await;
     assert_eq!(hr["spec"]["chartRef"]["kind"], "OCIRepository");
     assert_eq!(
         hr["metadata"]["annotations"]["app.vworkspace.io/intent-commit"],
@@ -436,15 +450,7 @@ async fn signed_intent_reaches_ready_with_a_note_and_a_posted_event() {
         hr["metadata"]["ownerReferences"][0]["kind"],
         "ApplicationInstance"
     );
-    let oci = env
-        .dynamic(
-            "source.toolkit.fluxcd.io/v1",
-            "OCIRepository",
-            &env.ns,
-            "nc",
-        )
-        .await
-        .unwrap();
+    let oci = env.oci_repository("nc").await.unwrap();
     assert_eq!(oci["spec"]["ref"]["tag"], "6.6.4");
     env.helm_controller("nc", "True", "UpgradeSucceeded", "6.6.4", false)
         .await;
@@ -542,9 +548,7 @@ async fn unsigned_and_hand_edited_intents_are_blocked_and_nothing_is_written() {
     );
     for name in ["good", "ghost", "sneaky"] {
         assert!(
-            env.dynamic("helm.toolkit.fluxcd.io/v2", "HelmRelease", &env.ns, name)
-                .await
-                .is_none(),
+            env.helm_release(name).await.is_none(),
             "{name}: a HelmRelease was written"
         );
     }
@@ -581,9 +585,7 @@ async fn a_fresh_operator_acts_on_the_verified_revision_before_an_untrusted_head
     // What Flux synced before the unsigned commit is acted on.
     env.flux_apply(&v1).await;
     eventually("good: HelmRelease at 1.0.0", || async {
-        let hr = env
-            .dynamic("helm.toolkit.fluxcd.io/v2", "HelmRelease", &env.ns, "good")
-            .await?;
+        let hr = env.helm_release("good").await?;
         let app = env.app("good").await;
         (app_cond(&app, "Verified") == s("True", "CommitVerified")
             && hr["metadata"]["annotations"]["app.vworkspace.io/intent-commit"]
@@ -600,29 +602,12 @@ async fn a_fresh_operator_acts_on_the_verified_revision_before_an_untrusted_head
         })
         .await;
     }
-    let oci = env
-        .dynamic(
-            "source.toolkit.fluxcd.io/v1",
-            "OCIRepository",
-            &env.ns,
-            "good",
-        )
-        .await
-        .unwrap();
+    let oci = env.oci_repository("good").await.unwrap();
     assert_eq!(
         oci["spec"]["ref"]["tag"], "1.0.0",
         "the verified rendering stays"
     );
-    assert!(
-        env.dynamic(
-            "helm.toolkit.fluxcd.io/v2",
-            "HelmRelease",
-            &env.ns,
-            "sneaky"
-        )
-        .await
-        .is_none()
-    );
+    assert!(env.helm_release("sneaky").await.is_none());
     operator.stop().await;
 }
 
@@ -691,10 +676,7 @@ async fn a_failed_upgrade_rolled_back_by_flux_is_degraded_and_delete_cleans_up()
     env.publish("applicationinstance-app.yaml", &v1, true);
     let operator = env.start(None).await;
     env.flux_apply(&v1).await;
-    eventually("HelmRelease", || {
-        env.dynamic("helm.toolkit.fluxcd.io/v2", "HelmRelease", &env.ns, "app")
-    })
-    .await;
+    eventually("HelmRelease", || env.helm_release("app")).await;
     env.helm_controller("app", "True", "InstallSucceeded", "1.0.0", false)
         .await;
     eventually("Ready", || async {
@@ -706,14 +688,7 @@ async fn a_failed_upgrade_rolled_back_by_flux_is_degraded_and_delete_cleans_up()
     operator.sync_now().await;
     env.flux_apply(&v2).await;
     eventually("OCIRepository at 2.0.0", || async {
-        let o = env
-            .dynamic(
-                "source.toolkit.fluxcd.io/v1",
-                "OCIRepository",
-                &env.ns,
-                "app",
-            )
-            .await?;
+        let o = env.oci_repository("app").await?;
         (o["spec"]["ref"]["tag"] == "2.0.0").then_some(())
     })
     .await;
@@ -767,9 +742,7 @@ async fn a_failed_upgrade_rolled_back_by_flux_is_degraded_and_delete_cleans_up()
         .unwrap();
     eventually("Deleting while the HelmRelease uninstalls", || async {
         let app = env.app("app").await?;
-        let hr = env
-            .dynamic("helm.toolkit.fluxcd.io/v2", "HelmRelease", &env.ns, "app")
-            .await?;
+        let hr = env.helm_release("app").await?;
         (app_cond(&Some(app), "Deleting") == s("True", "WaitingForChildResources")
             && hr["metadata"]["deletionTimestamp"].is_string())
         .then_some(())
@@ -786,17 +759,8 @@ async fn a_failed_upgrade_rolled_back_by_flux_is_degraded_and_delete_cleans_up()
         .await
         .unwrap();
     eventually("children and instance gone", || async {
-        let hr = env
-            .dynamic("helm.toolkit.fluxcd.io/v2", "HelmRelease", &env.ns, "app")
-            .await;
-        let oci = env
-            .dynamic(
-                "source.toolkit.fluxcd.io/v1",
-                "OCIRepository",
-                &env.ns,
-                "app",
-            )
-            .await;
+        let hr = env.helm_release("app").await;
+        let oci = env.oci_repository("app").await;
         (hr.is_none() && oci.is_none() && env.app("app").await.is_none()).then_some(())
     })
     .await;
@@ -818,11 +782,7 @@ async fn pause_keeps_children_and_says_so() {
         (app_cond(&env.app("app").await, "Suspended") == s("True", "ReconcilePaused")).then_some(())
     })
     .await;
-    assert!(
-        env.dynamic("helm.toolkit.fluxcd.io/v2", "HelmRelease", &env.ns, "app")
-            .await
-            .is_none()
-    );
+    assert!(env.helm_release("app").await.is_none());
     operator.stop().await;
 }
 
@@ -1081,10 +1041,7 @@ async fn an_upgrade_helm_operation_changes_the_release_through_the_instance_and_
     env.publish("applicationinstance-app.yaml", &app, true);
     let operator = env.start(None).await;
     env.flux_apply(&app).await;
-    eventually("HelmRelease", || {
-        env.dynamic("helm.toolkit.fluxcd.io/v2", "HelmRelease", &env.ns, "app")
-    })
-    .await;
+    eventually("HelmRelease", || env.helm_release("app")).await;
     env.helm_controller("app", "True", "InstallSucceeded", "1.0.0", false)
         .await;
     eventually("Ready at 1.0.0", || async {
@@ -1092,14 +1049,9 @@ async fn an_upgrade_helm_operation_changes_the_release_through_the_instance_and_
     })
     .await;
     let oci_tag = || async {
-        env.dynamic(
-            "source.toolkit.fluxcd.io/v1",
-            "OCIRepository",
-            &env.ns,
-            "app",
-        )
-        .await
-        .and_then(|o| o["spec"]["ref"]["tag"].as_str().map(str::to_string))
+        env.oci_repository("app")
+            .await
+            .and_then(|o| o["spec"]["ref"]["tag"].as_str().map(str::to_string))
     };
     // Two upgrades in one signed commit: the first (to 2.0.0) fails and Flux rolls it back; the second (to 2.0.1)
     // waits for it (an Upgrade blocks an Upgrade), then succeeds.
@@ -1144,10 +1096,7 @@ async fn an_upgrade_helm_operation_changes_the_release_through_the_instance_and_
         (oci_tag().await.as_deref() == Some("2.0.0")).then_some(())
     })
     .await;
-    let hr = env
-        .dynamic("helm.toolkit.fluxcd.io/v2", "HelmRelease", &env.ns, "app")
-        .await
-        .unwrap();
+    let hr = env.helm_release("app").await.unwrap();
     assert!(
         hr["metadata"]["labels"]
             .get("ops.vworkspace.io/operation-name")
@@ -1403,10 +1352,7 @@ async fn a_restart_mid_rollout_loses_and_duplicates_nothing() {
     let commit = env.publish("applicationinstance-app.yaml", &yaml, true);
     let first = env.start(None).await;
     env.flux_apply(&yaml).await;
-    eventually("HelmRelease", || {
-        env.dynamic("helm.toolkit.fluxcd.io/v2", "HelmRelease", &env.ns, "app")
-    })
-    .await;
+    eventually("HelmRelease", || env.helm_release("app")).await;
     first.stop().await;
     env.helm_controller("app", "True", "InstallSucceeded", "1.0.0", false)
         .await;
@@ -1441,10 +1387,7 @@ async fn the_receiver_down_then_up_gets_the_snapshot_and_a_remote_outage_delays_
     let commit = env.publish("applicationinstance-app.yaml", &yaml, true);
     let operator = env.start(Some(&receiver)).await;
     env.flux_apply(&yaml).await;
-    eventually("HelmRelease", || {
-        env.dynamic("helm.toolkit.fluxcd.io/v2", "HelmRelease", &env.ns, "app")
-    })
-    .await;
+    eventually("HelmRelease", || env.helm_release("app")).await;
     // The Git remote goes away before the outcome exists.
     let moved = env.tmp.path().join("remote-away.git");
     std::fs::rename(&env.remote.bare, &moved).unwrap();
@@ -1543,7 +1486,7 @@ async fn only_the_leader_acts_and_a_standby_takes_over_when_it_stops() {
     let standby = tokio::spawn(Operator::start(env.client.clone(), config));
     env.flux_apply(&first).await;
     eventually("the leader applies the HelmRelease", || {
-        env.dynamic("helm.toolkit.fluxcd.io/v2", "HelmRelease", &env.ns, "first")
+        env.helm_release("first")
     })
     .await;
     env.helm_controller("first", "True", "InstallSucceeded", "1.0.0", false)
@@ -1574,12 +1517,7 @@ async fn only_the_leader_acts_and_a_standby_takes_over_when_it_stops() {
     successor.sync_now().await;
     env.flux_apply(&second).await;
     eventually("the new leader applies the HelmRelease", || {
-        env.dynamic(
-            "helm.toolkit.fluxcd.io/v2",
-            "HelmRelease",
-            &env.ns,
-            "second",
-        )
+        env.helm_release("second")
     })
     .await;
     env.helm_controller("second", "True", "InstallSucceeded", "1.0.0", false)
