@@ -1,4 +1,4 @@
-//! The operator at scale on the real API server (`../shared/envtest`: kube-apiserver + etcd on loopback):
+//! The operator at scale on the real API server (the test bed, testbed/: kube-apiserver + etcd on loopback):
 //!
 //! 1. **Wall time.** N ApplicationInstances (default 500) from one signed commit: from "the intents are being
 //!    created in the API server" until "every instance has Ready=True folded back", with this process playing
@@ -41,7 +41,7 @@ use kube::discovery::ApiResource;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Config, ResourceExt};
 use serde_json::{Value, json};
-use support::envtest;
+use support::testbed;
 use support::gitfix::{GitRemote, Signer, policy_yaml};
 use tokio::sync::Semaphore;
 use vworkspace_operator::api::ApplicationInstance;
@@ -187,7 +187,7 @@ where
 }
 
 async fn counted_client(requests: &Requests) -> Client {
-    let path = &envtest::server().kubeconfig;
+    let path = &testbed::server().kubeconfig;
     let kubeconfig = Kubeconfig::read_from(path).expect("kubeconfig");
     let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
@@ -259,7 +259,7 @@ fn signed_repo(dir: &Path, cluster: &str, intents: &[(String, String)]) -> (GitR
 
 async fn gated_namespaces(client: &Client, prefix: &str) {
     for i in 0..NAMESPACES {
-        envtest::namespace(client, &namespace(prefix, i), true).await;
+        testbed::namespace(client, &namespace(prefix, i), true).await;
     }
 }
 
@@ -380,7 +380,7 @@ async fn all_ready(client: &Client, cluster: &str, n: usize, timeout: Duration) 
 }
 
 async fn resource(client: &Client, api_version: &str, kind: &str) -> ApiResource {
-    envtest::api_resource(client, &json!({"apiVersion": api_version, "kind": kind})).await
+    testbed::api_resource(client, &json!({"apiVersion": api_version, "kind": kind})).await
 }
 
 fn renderer(cluster: &str) -> Renderer {
@@ -943,7 +943,7 @@ async fn rss_run(client: &Client, n: usize, concurrency: usize) -> RssRun {
             "--log-format=text",
             &format!("--max-concurrent-reconciles={concurrency}"),
         ])
-        .env("KUBECONFIG", &envtest::server().kubeconfig)
+        .env("KUBECONFIG", &testbed::server().kubeconfig)
         .env("RUST_LOG", "warn")
         .stdout(log.try_clone().expect("log"))
         .stderr(log)
@@ -1167,10 +1167,10 @@ fn main() {
         .build()
         .expect("runtime");
     runtime.block_on(async move {
-        let client = envtest::client().await;
-        let mut crds = envtest::project_crds();
-        crds.extend(envtest::upstream_crds());
-        envtest::install_crds(&client, &crds).await;
+        let client = testbed::client().await;
+        let mut crds = testbed::project_crds();
+        crds.extend(testbed::upstream_crds());
+        testbed::install_crds(&client, &crds).await;
         // Warm the server's handlers for these kinds, outside the timings.
         let _ = raw_loop(&client, "bench-warm", "warm", 20, concurrency, Loop::SameWrites).await;
 
@@ -1239,7 +1239,7 @@ fn main() {
         println!();
         println!(
             "controller bench: N={n} ApplicationInstances in {NAMESPACES} namespaces from one signed commit; \
-             concurrency {concurrency}; kube-apiserver 1.20 + etcd on loopback"
+             concurrency {concurrency}; kube-apiserver + etcd of the test bed on loopback"
         );
         println!();
         println!("| measure | value | target |");

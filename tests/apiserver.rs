@@ -1,20 +1,20 @@
-//! The CRDs and rendered objects on a real kube-apiserver (../shared/envtest).
+//! The CRDs and rendered objects on a real kube-apiserver (the test bed, testbed/).
 
 mod support;
 
 use kube::CustomResourceExt;
 use kube::api::{Api, DynamicObject, PostParams};
 use serde_json::{Value, json};
-use support::envtest;
+use support::testbed;
 use vworkspace_operator::api::{ApplicationInstance, Cluster, Operation};
 use vworkspace_operator::intent::source::load_dir;
 use vworkspace_operator::render::{RenderOptions, Renderer, Templates, render_tree};
 
 async fn setup() -> kube::Client {
-    let client = envtest::client().await;
-    let mut crds = envtest::project_crds();
-    crds.extend(envtest::upstream_crds());
-    envtest::install_crds(&client, &crds).await;
+    let client = testbed::client().await;
+    let mut crds = testbed::project_crds();
+    crds.extend(testbed::upstream_crds());
+    testbed::install_crds(&client, &crds).await;
     client
 }
 
@@ -90,7 +90,7 @@ async fn crds_install_and_the_server_rejects_invalid_objects() {
             crd.metadata.name
         );
     }
-    envtest::namespace(&client, "crd-check", true).await;
+    testbed::namespace(&client, "crd-check", true).await;
     let api: Api<DynamicObject> = Api::namespaced_with(
         client.clone(),
         "crd-check",
@@ -161,7 +161,7 @@ async fn crds_install_and_the_server_rejects_invalid_objects() {
 async fn examples_and_their_rendered_objects_install_on_the_server() {
     let client = setup().await;
     for ns in ["team-alpha", "team-beta", "velero"] {
-        envtest::namespace(&client, ns, true).await;
+        testbed::namespace(&client, ns, true).await;
     }
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let files = load_dir(&root.join("examples/cluster-repo")).unwrap();
@@ -178,7 +178,7 @@ async fn examples_and_their_rendered_objects_install_on_the_server() {
     let (docs, problems) = vworkspace_operator::intent::parse_files(&files);
     assert!(problems.is_empty());
     for doc in &docs {
-        let created = envtest::apply(&client, &doc.value)
+        let created = testbed::apply(&client, &doc.value)
             .await
             .unwrap_or_else(|e| panic!("{}: {e}", doc.key));
         let live = serde_json::to_value(&created).unwrap();
@@ -196,7 +196,7 @@ async fn examples_and_their_rendered_objects_install_on_the_server() {
     }
     let mut applied = 0;
     for obj in result.objects() {
-        envtest::apply(&client, obj)
+        testbed::apply(&client, obj)
             .await
             .unwrap_or_else(|e| panic!("{}/{}: {e}", obj["kind"], obj["metadata"]["name"]));
         applied += 1;

@@ -1,18 +1,17 @@
-//! The operator against a real kube-apiserver (../shared/envtest), a real git remote with ssh-signed
+//! The operator against a real kube-apiserver (the test bed, testbed/), a real git remote with ssh-signed
 //! commits, and a real HTTP receiver for the control-plane event post. The tests play Flux's helm-controller
 //! and the engines by writing the status they would write; everything else is real.
 
 mod support;
 
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use kube::Client;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use serde_json::{Value, json};
-use support::envtest;
+use support::receiver::Receiver;
+use support::testbed;
 use support::gitfix::{GitRemote, Signer, policy_yaml};
 use vworkspace_operator::api::{
     APP_FINALIZER, ApplicationInstance, Cluster, OPERATION_FINALIZER, Operation,
@@ -28,54 +27,6 @@ use vworkspace_operator::render::Templates;
 
 const APPROVAL_KEY: &[u8] = b"test-approval-secret";
 
-/// A real HTTP receiver for `/api/agent/events` that answers with a settable status.
-struct Receiver {
-    addr: SocketAddr,
-    status: Arc<AtomicU16>,
-    events: Arc<Mutex<Vec<Value>>>,
-}
-
-impl Receiver {
-    async fn start() -> Self {
-        let status = Arc::new(AtomicU16::new(204));
-        let events: Arc<Mutex<Vec<Value>>> = Arc::default();
-        let (s, e) = (status.clone(), events.clone());
-        let app = axum::Router::new().route(
-            "/api/agent/events",
-            axum::routing::post(move |body: axum::body::Bytes| {
-                let (s, e) = (s.clone(), e.clone());
-                async move {
-                    let code = s.load(Ordering::SeqCst);
-                    if code == 204 {
-                        let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                        if let Some(list) = v["events"].as_array() {
-                            e.lock().unwrap().extend(list.iter().cloned());
-                        }
-                    }
-                    axum::http::StatusCode::from_u16(code).unwrap()
-                }
-            }),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Self {
-            addr,
-            status,
-            events,
-        }
-    }
-
-    fn keys(&self) -> Vec<String> {
-        self.events
-            .lock()
-            .unwrap()
-            .iter()
-            .filter_map(|e| e["eventKey"].as_str().map(str::to_string))
-            .collect()
-    }
-}
-
 struct Env {
     tmp: tempfile::TempDir,
     client: Client,
@@ -90,13 +41,13 @@ async fn env(name: &str) -> Env {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
-    let client = envtest::client().await;
-    let mut crds = envtest::project_crds();
-    crds.extend(envtest::upstream_crds());
-    envtest::install_crds(&client, &crds).await;
+    let client = testbed::client().await;
+    let mut crds = testbed::project_crds();
+    crds.extend(testbed::upstream_crds());
+    testbed::install_crds(&client, &crds).await;
     let ns = format!("t-{name}");
-    envtest::namespace(&client, &ns, true).await;
-    envtest::namespace(&client, "velero", true).await;
+    testbed::namespace(&client, &ns, true).await;
+    testbed::namespace(&client, "velero", true).await;
     let tmp = tempfile::tempdir().unwrap();
     let remote = GitRemote::new(tmp.path());
     let signer = Signer::new(&tmp.path().join("keys"), "cp@example.com");
@@ -240,7 +191,7 @@ spec:
     /// Apply a manifest to the API server, as Flux's kustomize-controller would.
     async fn flux_apply(&self, yaml: &str) {
         let value: Value = serde_saphyr::from_str(yaml).unwrap();
-        let ar = envtest::api_resource(&self.client, &value).await;
+        let ar = testbed::api_resource(&self.client, &value).await;
         let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &self.ns, &ar);
         api.patch(
             value["metadata"]["name"].as_str().unwrap(),
@@ -267,7 +218,7 @@ spec:
 
     async fn dynamic(&self, api_version: &str, kind: &str, ns: &str, name: &str) -> Option<Value> {
         let probe = json!({"apiVersion": api_version, "kind": kind});
-        let ar = envtest::api_resource(&self.client, &probe).await;
+        let ar = testbed::api_resource(&self.client, &probe).await;
         let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), ns, &ar);
         api.get_opt(name)
             .await
@@ -303,7 +254,7 @@ spec:
         status: Value,
     ) {
         let probe = json!({"apiVersion": api_version, "kind": kind});
-        let ar = envtest::api_resource(&self.client, &probe).await;
+        let ar = testbed::api_resource(&self.client, &probe).await;
         let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), ns, &ar);
         let patch = Patch::Merge(json!({"status": status}));
         match api
@@ -634,7 +585,7 @@ async fn the_operator_reports_ready_once_its_caches_synced() {
 async fn a_namespace_without_the_gate_label_is_ignored() {
     let env = env("gate").await;
     let ungated = "t-gate-off";
-    envtest::namespace(&env.client, ungated, false).await;
+    testbed::namespace(&env.client, ungated, false).await;
     let yaml = env.app_yaml("app", "6.6.4", "").replace(
         &format!("namespace: {}", env.ns),
         &format!("namespace: {ungated}"),
@@ -650,7 +601,7 @@ async fn a_namespace_without_the_gate_label_is_ignored() {
         .commit("ungated", Some(&env.signer), &env.signer.email);
     let operator = env.start(None).await;
     let value: Value = serde_saphyr::from_str(&yaml).unwrap();
-    envtest::apply(&env.client, &value).await.unwrap();
+    testbed::apply(&env.client, &value).await.unwrap();
     tokio::time::sleep(Duration::from_secs(4)).await;
     let app = Api::<ApplicationInstance>::namespaced(env.client.clone(), ungated)
         .get("app")
@@ -724,7 +675,7 @@ async fn a_failed_upgrade_rolled_back_by_flux_is_degraded_and_delete_cleans_up()
     // until they are gone; helm-controller's own finalizer holds the HelmRelease until it has uninstalled.
     let hr_api = {
         let probe = json!({"apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease"});
-        let ar = envtest::api_resource(&env.client, &probe).await;
+        let ar = testbed::api_resource(&env.client, &probe).await;
         Api::<DynamicObject>::namespaced_with(env.client.clone(), &env.ns, &ar)
     };
     let flux_finalizer = json!({"metadata": {"finalizers": ["finalizers.fluxcd.io"]}});
@@ -798,6 +749,33 @@ type EngineCase = (
     Value,
 );
 
+/// The status the Job controller of a current Kubernetes writes for a Job that succeeded: the API server (1.31+)
+/// refuses `Complete` without `SuccessCriteriaMet`, a start and a completion time. The test plays the Job controller
+/// (the test bed runs no kube-controller-manager and no kubelet).
+fn job_succeeded() -> Value {
+    json!({
+        "startTime": "2026-11-21T00:00:00Z",
+        "completionTime": "2026-11-21T00:01:00Z",
+        "succeeded": 1,
+        "conditions": [
+            {"type": "SuccessCriteriaMet", "status": "True", "reason": "CompletionsReached", "message": "Reached expected number of succeeded pods", "lastTransitionTime": "2026-11-21T00:01:00Z"},
+            {"type": "Complete", "status": "True", "reason": "CompletionsReached", "message": "Reached expected number of succeeded pods", "lastTransitionTime": "2026-11-21T00:01:00Z"}
+        ]
+    })
+}
+
+/// The status the Job controller writes for a Job that failed (`FailureTarget` first, then `Failed`).
+fn job_failed(reason: &str, message: &str) -> Value {
+    json!({
+        "startTime": "2026-11-21T00:00:00Z",
+        "failed": 1,
+        "conditions": [
+            {"type": "FailureTarget", "status": "True", "reason": reason, "message": message, "lastTransitionTime": "2026-11-21T00:01:00Z"},
+            {"type": "Failed", "status": "True", "reason": reason, "message": message, "lastTransitionTime": "2026-11-21T00:01:00Z"}
+        ]
+    })
+}
+
 fn engines() -> Vec<EngineCase> {
     vec![
         (
@@ -817,8 +795,8 @@ fn engines() -> Vec<EngineCase> {
             "batch/v1",
             "Job",
             false,
-            json!({"conditions": [{"type": "Complete", "status": "True"}], "startTime": "2026-11-21T00:00:00Z", "completionTime": "2026-11-21T00:01:00Z"}),
-            json!({"conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "too many failures"}]}),
+            job_succeeded(),
+            job_failed("BackoffLimitExceeded", "too many failures"),
         ),
         (
             "Migration",
@@ -827,8 +805,8 @@ fn engines() -> Vec<EngineCase> {
             "batch/v1",
             "Job",
             false,
-            json!({"conditions": [{"type": "Complete", "status": "True"}]}),
-            json!({"conditions": [{"type": "Failed", "status": "True", "reason": "DeadlineExceeded", "message": "deadline"}]}),
+            job_succeeded(),
+            job_failed("DeadlineExceeded", "deadline"),
         ),
         (
             "Runbook",
@@ -978,8 +956,7 @@ async fn deleting_an_operation_cancels_it_and_notes_the_cancellation() {
         })
         .await;
     }
-    let complete = json!({"conditions": [{"type": "Complete", "status": "True"}]});
-    env.write_status("batch/v1", "Job", &env.ns, "done", complete)
+    env.write_status("batch/v1", "Job", &env.ns, "done", job_succeeded())
         .await;
     eventually("done: Succeeded", || async {
         (op_phase(&env.op("done").await).as_deref() == Some("Succeeded")).then_some(())

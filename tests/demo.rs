@@ -1,6 +1,6 @@
 //! `vworkspace-operator demo`, the README's first command: the built binary is run as a newcomer runs it,
 //! and its report is checked for the verdicts the demo is designed to produce. The controller part runs
-//! against the real API server (../shared/envtest).
+//! against the real API server (the test bed, testbed/).
 
 mod support;
 
@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 
 use kube::api::{Api, ListParams};
-use support::envtest;
+use support::testbed;
 use vworkspace_operator::api::ApplicationInstance;
 
 struct Run {
@@ -249,10 +249,10 @@ fn without_keep_nothing_is_left_behind_and_json_has_the_verdicts() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_controller_part_runs_against_the_api_server() {
-    let client = envtest::client().await;
+    let client = testbed::client().await;
     // Flux and the engines' CRDs, as a cluster with Flux has them; the demo installs its own when missing.
-    envtest::install_crds(&client, &envtest::upstream_crds()).await;
-    let kubeconfig = envtest::server().kubeconfig.display().to_string();
+    testbed::install_crds(&client, &testbed::upstream_crds()).await;
+    let kubeconfig = testbed::server().kubeconfig.display().to_string();
     let run = tokio::task::spawn_blocking(move || demo(&["--kubeconfig", &kubeconfig], None))
         .await
         .unwrap();

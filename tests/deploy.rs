@@ -1,12 +1,12 @@
 //! The deploy manifests in flux/: they parse, agree with each other, install on the real API server
-//! (../shared/envtest, with the upstream Flux CRDs), and give the operator exactly the access docs/install.md
+//! (the test bed, with the upstream Flux CRDs), and give the operator exactly the access docs/install.md
 //! describes — checked by the API server's own RBAC authorizer (SubjectAccessReview) and by real requests
 //! made as the operator's ServiceAccount (impersonation).
 
 mod support;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
@@ -17,7 +17,8 @@ use kube::api::{Api, DynamicObject, ListParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use serde_json::{Value, json};
-use support::envtest;
+use support::manifests::{build, yaml_docs};
+use support::testbed;
 
 const OPERATOR: &str = "system:serviceaccount:vworkspace-system:vworkspace-operator";
 
@@ -98,75 +99,6 @@ fn root() -> PathBuf {
 
 fn flux_dir() -> PathBuf {
     root().join("flux")
-}
-
-fn yaml_docs(path: &Path) -> Vec<Value> {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_saphyr::from_multiple::<Value>(&text)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .into_iter()
-        .filter(|v| !v.is_null())
-        .collect()
-}
-
-/// The kustomization file of a directory (kustomize accepts these names).
-fn kustomization_file(dir: &Path) -> PathBuf {
-    ["kustomization.yaml", "kustomization.yml", "Kustomization"]
-        .iter()
-        .map(|n| dir.join(n))
-        .find(|p| p.exists())
-        .unwrap_or_else(|| panic!("{} has no kustomization file", dir.display()))
-}
-
-/// A minimal `kustomize build` for what our kustomizations use: `resources` (files, and directories with
-/// their own kustomization) and `images`. Any other field fails the test, so this reader cannot silently
-/// diverge from real kustomize. Returns the objects and every file read.
-fn build(dir: &Path) -> (Vec<Value>, Vec<PathBuf>) {
-    let kfile = kustomization_file(dir);
-    let k = yaml_docs(&kfile).remove(0);
-    let known: BTreeSet<&str> = ["apiVersion", "kind", "resources", "images"].into();
-    for key in k.as_object().unwrap().keys() {
-        assert!(
-            known.contains(key.as_str()),
-            "{}: field {key} is not understood by this test's reader",
-            kfile.display()
-        );
-    }
-    assert_eq!(k["kind"], "Kustomization");
-    let mut objects = Vec::new();
-    let mut files = vec![kfile.clone()];
-    for res in k["resources"].as_array().expect("resources") {
-        let path = dir.join(res.as_str().unwrap());
-        if path.is_dir() {
-            let (o, f) = build(&path);
-            objects.extend(o);
-            files.extend(f);
-        } else {
-            objects.extend(yaml_docs(&path));
-            files.push(path);
-        }
-    }
-    for image in k["images"].as_array().into_iter().flatten() {
-        let name = image["name"].as_str().unwrap();
-        let new = format!(
-            "{}:{}",
-            image["newName"].as_str().unwrap_or(name),
-            image["newTag"].as_str().expect("newTag")
-        );
-        for obj in &mut objects {
-            if let Some(containers) = obj
-                .pointer_mut("/spec/template/spec/containers")
-                .and_then(Value::as_array_mut)
-            {
-                for c in containers {
-                    if c["image"] == name {
-                        c["image"] = Value::String(new.clone());
-                    }
-                }
-            }
-        }
-    }
-    (objects, files)
 }
 
 fn flux_objects() -> Vec<Value> {
@@ -448,7 +380,7 @@ fn cluster_values_agree_and_the_deployment_is_locked_down() {
 
 /// A client that acts as `user` (with the groups of a ServiceAccount), through impersonation.
 async fn client_as(user: &str) -> Client {
-    let path = &envtest::server().kubeconfig;
+    let path = &testbed::server().kubeconfig;
     let kubeconfig = Kubeconfig::read_from(path).unwrap();
     let mut config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
@@ -534,16 +466,16 @@ fn is_forbidden<T>(r: &Result<T, kube::Error>) -> bool {
 
 #[tokio::test]
 async fn installs_and_grants_least_privilege() {
-    let admin = envtest::client().await;
-    envtest::install_crds(&admin, &envtest::upstream_crds()).await;
+    let admin = testbed::client().await;
+    testbed::install_crds(&admin, &testbed::upstream_crds()).await;
     // Velero is installed (its namespace exists); two tenant namespaces: one gated with the RoleBinding,
     // one plain, and one with the gate label but no RoleBinding.
     // A real cluster always has "default"; this API server may not have created it yet.
-    envtest::namespace(&admin, "default", false).await;
-    envtest::namespace(&admin, "velero", false).await;
-    envtest::namespace(&admin, "tenant-gated", true).await;
-    envtest::namespace(&admin, "tenant-plain", false).await;
-    envtest::namespace(&admin, "tenant-label-only", true).await;
+    testbed::namespace(&admin, "default", false).await;
+    testbed::namespace(&admin, "velero", false).await;
+    testbed::namespace(&admin, "tenant-gated", true).await;
+    testbed::namespace(&admin, "tenant-plain", false).await;
+    testbed::namespace(&admin, "tenant-label-only", true).await;
 
     // Install the build like `kubectl apply -k flux/`: CRDs and namespaces first.
     let objects = flux_objects();
@@ -553,7 +485,7 @@ async fn installs_and_grants_least_privilege() {
         .map(|o| serde_json::from_value(o.clone()).unwrap())
         .collect();
     assert_eq!(crds.len(), 3);
-    envtest::install_crds(&admin, &crds).await;
+    testbed::install_crds(&admin, &crds).await;
     let rank = |o: &Value| match o["kind"].as_str().unwrap() {
         "Namespace" => 0,
         "CustomResourceDefinition" => 1,
@@ -565,7 +497,7 @@ async fn installs_and_grants_least_privilege() {
         if obj["kind"] == "CustomResourceDefinition" {
             continue;
         }
-        envtest::apply(&admin, obj).await.unwrap_or_else(|e| {
+        testbed::apply(&admin, obj).await.unwrap_or_else(|e| {
             panic!(
                 "{} {} did not install: {e}",
                 obj["kind"], obj["metadata"]["name"]
@@ -575,7 +507,7 @@ async fn installs_and_grants_least_privilege() {
     // The per-namespace template, for the gated namespace.
     let mut binding = yaml_docs(&flux_dir().join("namespace-binding.yaml")).remove(0);
     binding["metadata"]["namespace"] = json!("tenant-gated");
-    envtest::apply(&admin, &binding).await.unwrap();
+    testbed::apply(&admin, &binding).await.unwrap();
 
     // The authorizer sees bindings through its own cache: wait until it has the last one created (it
     // receives them in order, so the earlier ones are there too).
@@ -602,7 +534,7 @@ async fn installs_and_grants_least_privilege() {
         ),
     ] {
         let ar =
-            envtest::api_resource(&admin, &json!({"apiVersion": api_version, "kind": kind})).await;
+            testbed::api_resource(&admin, &json!({"apiVersion": api_version, "kind": kind})).await;
         let got = object_api(&admin, &ar, "vworkspace-system").get(name).await;
         assert!(got.is_ok(), "{kind} {name}: {got:?}");
     }
@@ -630,7 +562,7 @@ async fn installs_and_grants_least_privilege() {
 
     // Real requests as the operator.
     let operator = client_as(OPERATOR).await;
-    let hr_ar = envtest::api_resource(
+    let hr_ar = testbed::api_resource(
         &admin,
         &json!({"apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease"}),
     )
@@ -673,7 +605,7 @@ async fn installs_and_grants_least_privilege() {
 
     // Real requests as the intent applier: it can gate a namespace for the operator, nothing more.
     let applier = client_as(APPLIER).await;
-    let rb_ar = envtest::api_resource(
+    let rb_ar = testbed::api_resource(
         &admin,
         &json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding"}),
     )
@@ -695,7 +627,7 @@ async fn installs_and_grants_least_privilege() {
         .create(&PostParams::default(), &escalate)
         .await;
     assert!(is_forbidden(&got), "binding cluster-admin: {got:?}");
-    let deploy_ar = envtest::api_resource(
+    let deploy_ar = testbed::api_resource(
         &admin,
         &json!({"apiVersion": "apps/v1", "kind": "Deployment"}),
     )

@@ -1,5 +1,8 @@
 //! The render engine and the `render` command on the examples, the invalid examples, hostile templates and
-//! real git revisions. Rendered objects are checked against the upstream CRD schemas in ../shared.
+//! real git revisions. Rendered objects are checked against the upstream CRD schemas of the test bed's pinned
+//! modules (`testbed/testbed.sh crds`).
+
+mod support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -29,9 +32,9 @@ fn examples() -> Vec<SourceFile> {
     load_dir(&root().join("examples/cluster-repo")).unwrap()
 }
 
-/// (group, kind) → openAPIV3Schema of the served storage version, from ../shared/upstream-crds (full CRDs).
+/// (group, kind) → openAPIV3Schema of the served storage version, from the test bed's upstream CRDs.
 fn upstream_schemas() -> BTreeMap<(String, String), Value> {
-    let dir = root().join("../shared/upstream-crds");
+    let dir = support::testbed::upstream_crds_dir();
     let mut out = BTreeMap::new();
     for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
         let path = entry.unwrap().path();

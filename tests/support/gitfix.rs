@@ -56,6 +56,7 @@ pub struct GitRemote {
     pub bare: PathBuf,
     pub work: PathBuf,
     home: PathBuf,
+    url: String,
 }
 
 impl GitRemote {
@@ -64,9 +65,32 @@ impl GitRemote {
         let work = dir.join("work");
         let home = dir.join("home");
         std::fs::create_dir_all(&home).unwrap();
-        let me = Self { bare, work, home };
+        let url = bare.display().to_string();
+        let me = Self {
+            bare,
+            work,
+            home,
+            url,
+        };
         me.git(dir, &["init", "-q", "--bare", "-b", "main", "remote.git"]);
         me.git(dir, &["clone", "-q", "remote.git", "work"]);
+        me.git(&me.work, &["checkout", "-q", "-B", "main"]);
+        me
+    }
+
+    /// A work clone (in `dir/work`) of a remote served at `url`, whose bare repository is `bare` on this machine
+    /// (the test bed's git server: pushes go over HTTP, reads of what arrived use the path).
+    pub fn clone_of(dir: &Path, url: &str, bare: PathBuf) -> Self {
+        let work = dir.join("work");
+        let home = dir.join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        let me = Self {
+            bare,
+            work,
+            home,
+            url: url.to_string(),
+        };
+        me.git(dir, &["clone", "-q", url, "work"]);
         me.git(&me.work, &["checkout", "-q", "-B", "main"]);
         me
     }
@@ -103,9 +127,9 @@ impl GitRemote {
             .expect("git")
     }
 
-    /// The remote's URL (a local path).
+    /// The remote's URL (a local path, or the git server's URL for [`clone_of`](Self::clone_of)).
     pub fn url(&self) -> String {
-        self.bare.display().to_string()
+        self.url.clone()
     }
 
     pub fn write(&self, rel: &str, content: &str) {

@@ -1,0 +1,180 @@
+#!/usr/bin/env bash
+# The project's test bed: builds the pinned Go components from their modules (once, cached) and says where they are.
+#
+#   testbed/testbed.sh ensure [NAME...]  build what is missing (all, or the named binaries); print the bin directory
+#   testbed/testbed.sh bin NAME      print the path of one binary (building it if needed)
+#   testbed/testbed.sh versions      print the pinned version of every component
+#   testbed/testbed.sh crds          print the directory of the upstream CRDs the tests install
+#
+# Components (each a Go module under testbed/go/, its versions pinned by go.mod + go.sum):
+#   kube/                  kube-apiserver, kubectl (k8s.io/kubernetes) and etcd (go.etcd.io/etcd/server/v3)
+#   source-controller/     Flux source-controller        kustomize-controller/  Flux kustomize-controller
+#   helm-controller/       Flux helm-controller          tools/                 registry (distribution), helm, testbed-http
+#
+# Cache: ${VWO_TESTBED_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vworkspace-operator/testbed}/<component>-<key>/, where
+# the key hashes that module's files and the Go version: a changed pin builds anew, an unchanged one never does.
+# The Go module and build caches are Go's own (GOMODCACHE, GOCACHE). Nothing is read from outside the repository
+# and the caches, and nothing is downloaded but Go modules from the module proxy.
+#
+# KUBEBUILDER_ASSETS (setup-envtest's folder with kube-apiserver, etcd, kubectl) is honoured by the Rust harness
+# (tests/support/testbed.rs), which then skips those three; the Flux controllers and tools are still built here.
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+CACHE=${VWO_TESTBED_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vworkspace-operator/testbed}
+
+# The go.mod files say `go 1.26.0`; this Go is what the machine has (1.26.x). The checksum database is not
+# reachable here: go.sum (committed) pins every module's hash, so nothing unpinned is accepted.
+export GOSUMDB=${GOSUMDB:-off}
+export GOFLAGS="-mod=readonly -trimpath -buildvcs=false"
+export CGO_ENABLED=0
+
+KUBE_VERSION=v1.37.2
+
+log() { echo "testbed: $*" >&2; }
+
+# component:binary:package
+TARGETS=(
+  kube:kube-apiserver:k8s.io/kubernetes/cmd/kube-apiserver
+  kube:kubectl:k8s.io/kubernetes/cmd/kubectl
+  kube:etcd:./cmd/etcd
+  source-controller:source-controller:github.com/fluxcd/source-controller
+  kustomize-controller:kustomize-controller:github.com/fluxcd/kustomize-controller
+  helm-controller:helm-controller:github.com/fluxcd/helm-controller
+  tools:registry:github.com/distribution/distribution/v3/cmd/registry
+  tools:helm:helm.sh/helm/v4/cmd/helm
+  tools:testbed-http:./cmd/testbed-http
+)
+
+need_go() {
+  command -v go >/dev/null || { log "Go is needed to build the test bed (go 1.26 or newer on PATH)"; exit 2; }
+}
+
+key_of() { # the cache key of one component: its module files, the Go version, this script's build flags
+  local comp=$1
+  {
+    (cd "$HERE/go/$comp" && find . -type f \( -name '*.go' -o -name 'go.mod' -o -name 'go.sum' \) | LC_ALL=C sort | xargs sha256sum)
+    go env GOVERSION
+    grep -E '^(KUBE_VERSION|export GOFLAGS|export CGO)' "$HERE/testbed.sh"
+  } | sha256sum | cut -c1-16
+}
+
+ldflags_of() {
+  case "$1" in
+    kube-apiserver | kubectl)
+      local minor=${KUBE_VERSION#v1.}; minor=${minor%%.*}
+      echo "-s -w -X k8s.io/component-base/version.gitVersion=$KUBE_VERSION -X k8s.io/component-base/version.gitMajor=1" \
+        "-X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean" \
+        "-X k8s.io/client-go/pkg/version.gitVersion=$KUBE_VERSION" ;;
+    helm)
+      local v; v=$(cd "$HERE/go/tools" && go list -m -f '{{.Version}}' helm.sh/helm/v4)
+      echo "-s -w -X helm.sh/helm/v4/internal/version.version=$v" ;;
+    *) echo "-s -w" ;;
+  esac
+}
+
+bin_path() { # component binary -> cached path (not necessarily built)
+  echo "$CACHE/$1-$(key_of "$1")/$2"
+}
+
+build_one() {
+  local comp=$1 name=$2 pkg=$3 out
+  out=$(bin_path "$comp" "$name")
+  [ -x "$out" ] && return 0
+  mkdir -p "$(dirname "$out")"
+  log "building $name ($comp) ..."
+  local t0=$SECONDS
+  (cd "$HERE/go/$comp" && go build -ldflags "$(ldflags_of "$name")" -o "$out.tmp" "$pkg") || {
+    log "building $name failed"; rm -f "$out.tmp"; exit 1; }
+  mv "$out.tmp" "$out"
+  log "built $name in $((SECONDS - t0)) s"
+}
+
+lock() { # one build at a time per cache (two test binaries or two terminals may ask at once)
+  mkdir -p "$CACHE"
+  exec 9>"$CACHE/.lock"
+  flock 9
+}
+
+ensure() {
+  need_go
+  lock
+  local t comp name pkg want
+  for t in "${TARGETS[@]}"; do
+    IFS=: read -r comp name pkg <<<"$t"
+    if [ $# -gt 0 ]; then
+      want=no
+      for n in "$@"; do [ "$n" = "$name" ] && want=yes; done
+      [ $want = yes ] || continue
+    fi
+    build_one "$comp" "$name" "$pkg"
+  done
+  # One folder with every binary, for the harness and for people: symlinks into the keyed cache folders.
+  local all="$CACHE/bin"
+  mkdir -p "$all"
+  for t in "${TARGETS[@]}"; do
+    IFS=: read -r comp name pkg <<<"$t"
+    [ -x "$(bin_path "$comp" "$name")" ] && ln -sfn "$(bin_path "$comp" "$name")" "$all/$name"
+  done
+  echo "$all"
+}
+
+one() {
+  need_go
+  lock
+  local want=$1 t comp name pkg
+  for t in "${TARGETS[@]}"; do
+    IFS=: read -r comp name pkg <<<"$t"
+    if [ "$name" = "$want" ]; then build_one "$comp" "$name" "$pkg"; bin_path "$comp" "$name"; return; fi
+  done
+  log "no component named $want"; exit 2
+}
+
+# The upstream CRDs the tests install and validate against, each from the module that pins it:
+# module-dir-of(component, module) path-in-module...
+CRDS=(
+  "source-controller github.com/fluxcd/source-controller config/crd/bases/source.toolkit.fluxcd.io_gitrepositories.yaml config/crd/bases/source.toolkit.fluxcd.io_helmrepositories.yaml config/crd/bases/source.toolkit.fluxcd.io_ocirepositories.yaml config/crd/bases/source.toolkit.fluxcd.io_helmcharts.yaml config/crd/bases/source.toolkit.fluxcd.io_buckets.yaml config/crd/bases/source.toolkit.fluxcd.io_externalartifacts.yaml"
+  "kustomize-controller github.com/fluxcd/kustomize-controller config/crd/bases/kustomize.toolkit.fluxcd.io_kustomizations.yaml"
+  "helm-controller github.com/fluxcd/helm-controller config/crd/bases/helm.toolkit.fluxcd.io_helmreleases.yaml"
+  "crds github.com/vmware-tanzu/velero config/crd/v1/bases/velero.io_backups.yaml config/crd/v1/bases/velero.io_restores.yaml config/crd/v1/bases/velero.io_schedules.yaml"
+  "crds github.com/backube/volsync config/crd/bases/volsync.backube_replicationdestinations.yaml config/crd/bases/volsync.backube_replicationsources.yaml"
+  "crds github.com/kubernetes-csi/external-snapshotter/client/v8 config/crd/snapshot.storage.k8s.io_volumesnapshots.yaml config/crd/snapshot.storage.k8s.io_volumesnapshotclasses.yaml config/crd/snapshot.storage.k8s.io_volumesnapshotcontents.yaml"
+  "crds github.com/argoproj/argo-workflows/v3 manifests/base/crds/full/argoproj.io_workflows.yaml manifests/base/crds/full/argoproj.io_workflowtemplates.yaml"
+)
+
+crds() { # copy the CRDs out of the module cache into one folder (keyed like the binaries); print it
+  need_go
+  local key out entry comp mod dir f
+  key=$(for c in source-controller kustomize-controller helm-controller crds; do key_of "$c"; done | sha256sum | cut -c1-16)
+  out="$CACHE/crds-$key"
+  if [ ! -f "$out/.complete" ]; then
+    lock
+    rm -rf "$out.tmp"; mkdir -p "$out.tmp"
+    for entry in "${CRDS[@]}"; do
+      local rest; read -r comp mod rest <<<"$entry"
+      dir=$(cd "$HERE/go/$comp" && go mod download -json "$mod" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+      [ -d "$dir" ] || { log "module $mod ($comp) has no directory in the module cache"; exit 1; }
+      for f in $rest; do cp "$dir/$f" "$out.tmp/"; done
+      echo "$mod $(cd "$HERE/go/$comp" && go list -m -f '{{.Version}}' "$mod") $rest" >>"$out.tmp/SOURCES"
+    done
+    chmod -R u+w "$out.tmp"; touch "$out.tmp/.complete"; rm -rf "$out"; mv "$out.tmp" "$out"
+  fi
+  echo "$out"
+}
+
+versions() {
+  echo "kubernetes $KUBE_VERSION"
+  (cd "$HERE/go/kube" && go list -m -f 'etcd {{.Version}}' go.etcd.io/etcd/server/v3)
+  (cd "$HERE/go/source-controller" && go list -m -f 'source-controller {{.Version}}' github.com/fluxcd/source-controller)
+  (cd "$HERE/go/kustomize-controller" && go list -m -f 'kustomize-controller {{.Version}}' github.com/fluxcd/kustomize-controller)
+  (cd "$HERE/go/helm-controller" && go list -m -f 'helm-controller {{.Version}}' github.com/fluxcd/helm-controller)
+  (cd "$HERE/go/tools" && go list -m -f 'distribution {{.Version}}' github.com/distribution/distribution/v3)
+  (cd "$HERE/go/tools" && go list -m -f 'helm {{.Version}}' helm.sh/helm/v4)
+}
+
+case "${1:-}" in
+  ensure) shift; ensure "$@" ;;
+  bin) shift; one "${1:?usage: testbed.sh bin NAME}" ;;
+  versions) versions ;;
+  crds) crds ;;
+  *) sed -n '2,22p' "$0"; exit 2 ;;
+esac

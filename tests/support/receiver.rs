@@ -1,0 +1,57 @@
+//! A real HTTP receiver on loopback for the control-plane event post (`POST /api/agent/events`), answering with a
+//! status the test can change.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+
+/// A real HTTP receiver for `/api/agent/events` that answers with a settable status.
+pub struct Receiver {
+    pub addr: SocketAddr,
+    pub status: Arc<AtomicU16>,
+    pub events: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Receiver {
+    pub async fn start() -> Self {
+        let status = Arc::new(AtomicU16::new(204));
+        let events: Arc<Mutex<Vec<Value>>> = Arc::default();
+        let (s, e) = (status.clone(), events.clone());
+        let app = axum::Router::new().route(
+            "/api/agent/events",
+            axum::routing::post(move |body: axum::body::Bytes| {
+                let (s, e) = (s.clone(), e.clone());
+                async move {
+                    let code = s.load(Ordering::SeqCst);
+                    if code == 204 {
+                        let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                        if let Some(list) = v["events"].as_array() {
+                            e.lock().unwrap().extend(list.iter().cloned());
+                        }
+                    }
+                    axum::http::StatusCode::from_u16(code).unwrap()
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self {
+            addr,
+            status,
+            events,
+        }
+    }
+
+    pub fn keys(&self) -> Vec<String> {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["eventKey"].as_str().map(str::to_string))
+            .collect()
+    }
+}
+

@@ -1,0 +1,295 @@
+//! The whole test bed for the end-to-end suite: the API server of [`super::testbed`] plus the real Flux
+//! source-controller, kustomize-controller and helm-controller as local processes, and what Flux fetches from, all
+//! on loopback: a git server over HTTP (`testbed-http`: `git http-backend`), a Helm chart repository over HTTPS and
+//! an OCI registry over HTTPS (distribution), both serving the test chart `testbed/charts/vwo-test` (packaged and
+//! pushed with the helm CLI). One stack per test binary, started on first use.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use super::testbed::{self, ApiServer, Procs, bin, free_port};
+
+/// The chart versions the stack publishes (both repositories): 1.x install, 2.x fail to install on purpose.
+pub const CHART_VERSIONS: &[&str] = &["1.0.0", "1.1.0", "2.0.0"];
+pub const CHART: &str = "vwo-test";
+/// The namespace Flux's controllers consider their own (RUNTIME_NAMESPACE).
+pub const FLUX_NAMESPACE: &str = "flux-system";
+
+pub struct Stack {
+    pub api: &'static ApiServer,
+    pub procs: Procs,
+    /// `http://127.0.0.1:PORT`: a bare repo `NAME.git` under [`Stack::git_root`] is `{git_base}/NAME.git`.
+    pub git_base: String,
+    pub git_root: PathBuf,
+    /// `https://127.0.0.1:PORT/charts`: the Helm chart repository (index.yaml).
+    pub charts_url: String,
+    /// `oci://127.0.0.1:PORT/charts`: the OCI registry path holding the chart.
+    pub oci_url: String,
+    /// The self-signed certificate of both HTTPS servers, which source-controller trusts (SSL_CERT_FILE).
+    pub ca: PathBuf,
+}
+
+static STACK: OnceLock<Stack> = OnceLock::new();
+
+/// The stack of this test binary.
+pub fn stack() -> &'static Stack {
+    STACK.get_or_init(Stack::start)
+}
+
+/// Run the test bed's kubectl against the test API server.
+pub fn kubectl(args: &[&str]) -> Output {
+    Command::new(bin("kubectl"))
+        .arg(format!("--kubeconfig={}", testbed::server().kubeconfig.display()))
+        .args(args)
+        .output()
+        .expect("run kubectl")
+}
+
+/// kubectl that must succeed; returns its stdout.
+pub fn kubectl_ok(args: &[&str]) -> String {
+    let out = kubectl(args);
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn run(what: &str, cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Wait for a file that a process writes once it listens (its bound address).
+fn read_addr_file(procs: &Procs, name: &str, path: &Path) -> String {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(30) {
+        if let Ok(addr) = std::fs::read_to_string(path) {
+            return addr.trim().to_string();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{name} did not start:\n{}", procs.log_tail(name, 20));
+}
+
+/// Poll a URL with curl until it answers 2xx.
+fn wait_http(procs: &Procs, name: &str, url: &str, ca: Option<&Path>) {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(60) {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sf", "-o", "/dev/null", "--max-time", "2"]);
+        if let Some(ca) = ca {
+            cmd.arg("--cacert").arg(ca);
+        }
+        if cmd.arg(url).status().is_ok_and(|s| s.success()) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("{name} is not answering at {url}:\n{}", procs.log_tail(name, 30));
+}
+
+impl Stack {
+    fn start() -> Self {
+        let api = testbed::server();
+        let procs = Procs::new("vwo-stack-");
+        let d = procs.dir().to_path_buf();
+        let started = Instant::now();
+
+        // The upstream CRDs (Flux's among them) before the controllers that watch them.
+        let crds = testbed::upstream_crds_dir();
+        kubectl_ok(&[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager=vworkspace-tests",
+            "-f",
+            &crds.display().to_string(),
+        ]);
+        kubectl_ok(&[
+            "wait",
+            "--for=condition=Established",
+            "crd",
+            "--all",
+            "--timeout=60s",
+        ]);
+        let _ = kubectl(&["create", "namespace", FLUX_NAMESPACE]);
+
+        // One self-signed certificate for the HTTPS servers (chart repository and registry) on 127.0.0.1.
+        let (crt, key) = (d.join("tls.crt"), d.join("tls.key"));
+        run(
+            "openssl req",
+            Command::new("openssl")
+                .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"])
+                .args(["-nodes", "-days", "2", "-subj", "/CN=vworkspace-testbed"])
+                .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+                .arg("-keyout")
+                .arg(&key)
+                .arg("-out")
+                .arg(&crt),
+        );
+
+        // The git server (HTTP, pushes allowed).
+        let git_root = d.join("git");
+        std::fs::create_dir_all(&git_root).unwrap();
+        procs.spawn(
+            "git-server",
+            Command::new(bin("testbed-http"))
+                .arg("-git-root")
+                .arg(&git_root)
+                .arg("-addr-file")
+                .arg(d.join("git.addr")),
+        );
+        let git_base = format!("http://{}", read_addr_file(&procs, "git-server", &d.join("git.addr")));
+
+        // The chart repository (HTTPS) and the registry (HTTPS).
+        let charts = d.join("charts");
+        std::fs::create_dir_all(&charts).unwrap();
+        procs.spawn(
+            "chart-repo",
+            Command::new(bin("testbed-http"))
+                .arg("-static")
+                .arg(&charts)
+                .arg("-tls-cert")
+                .arg(&crt)
+                .arg("-tls-key")
+                .arg(&key)
+                .arg("-addr-file")
+                .arg(d.join("charts.addr")),
+        );
+        let charts_url = format!(
+            "https://{}/charts",
+            read_addr_file(&procs, "chart-repo", &d.join("charts.addr"))
+        );
+        let registry_addr = format!("127.0.0.1:{}", free_port());
+        let registry_config = d.join("registry.yaml");
+        std::fs::write(
+            &registry_config,
+            format!(
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
+                 http:\n  addr: {registry_addr}\n  tls:\n    certificate: {}\n    key: {}\n",
+                d.join("registry").display(),
+                crt.display(),
+                key.display()
+            ),
+        )
+        .unwrap();
+        procs.spawn(
+            "registry",
+            Command::new(bin("registry")).arg("serve").arg(&registry_config),
+        );
+        wait_http(&procs, "registry", &format!("https://{registry_addr}/v2/"), Some(&crt));
+
+        // The test chart at every version: packaged, indexed, pushed.
+        let helm_home = d.join("helm");
+        let helm = |args: &[&str]| {
+            run(
+                &format!("helm {args:?}"),
+                Command::new(bin("helm"))
+                    .args(args)
+                    .env("HELM_CACHE_HOME", helm_home.join("cache"))
+                    .env("HELM_CONFIG_HOME", helm_home.join("config"))
+                    .env("HELM_DATA_HOME", helm_home.join("data")),
+            )
+        };
+        let chart_src = testbed::project_root().join("testbed/charts").join(CHART);
+        let (charts_s, chart_src_s) = (charts.display().to_string(), chart_src.display().to_string());
+        for v in CHART_VERSIONS {
+            helm(&["package", &chart_src_s, "--version", v, "--destination", &charts_s]);
+        }
+        helm(&["repo", "index", &charts_s, "--url", &charts_url]);
+        let oci_url = format!("oci://{registry_addr}/charts");
+        for v in CHART_VERSIONS {
+            let tgz = charts.join(format!("{CHART}-{v}.tgz")).display().to_string();
+            helm(&["push", &tgz, &oci_url, "--ca-file", &crt.display().to_string()]);
+        }
+        wait_http(&procs, "chart-repo", &format!("{charts_url}/index.yaml"), Some(&crt));
+
+        // Flux: out of cluster, KUBECONFIG in the environment, no leader election, loopback ports, no events.
+        let flux_env = |cmd: &mut Command| {
+            cmd.env("KUBECONFIG", &api.kubeconfig)
+                .env("RUNTIME_NAMESPACE", FLUX_NAMESPACE)
+                .env("SSL_CERT_FILE", &crt)
+                .env("HOME", d.join("home"));
+        };
+        let storage_addr = format!("127.0.0.1:{}", free_port());
+        let mut health = Vec::new();
+        for name in ["source-controller", "kustomize-controller", "helm-controller"] {
+            let health_addr = format!("127.0.0.1:{}", free_port());
+            let mut cmd = Command::new(bin(name));
+            flux_env(&mut cmd);
+            cmd.arg(format!("--metrics-addr=127.0.0.1:{}", free_port()))
+                .arg(format!("--health-addr={health_addr}"))
+                .args([
+                    "--enable-leader-election=false",
+                    "--log-encoding=console",
+                    "--watch-all-namespaces=true",
+                ]);
+            if name == "source-controller" {
+                cmd.arg(format!("--storage-path={}", d.join("storage").display()))
+                    .arg(format!("--storage-addr={storage_addr}"))
+                    .arg(format!("--storage-adv-addr={storage_addr}"));
+            } else {
+                cmd.arg("--requeue-dependency=2s");
+            }
+            procs.spawn(name, &mut cmd);
+            health.push((name, health_addr));
+        }
+        for (name, addr) in &health {
+            wait_http(&procs, name, &format!("http://{addr}/readyz"), None);
+        }
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            format!(
+                "test bed: Flux source-, kustomize- and helm-controller, git server, chart repository and \
+                 registry up in {:.1} s (logs in {})\n",
+                started.elapsed().as_secs_f64(),
+                d.display()
+            )
+            .as_bytes(),
+        );
+        Self {
+            api,
+            procs,
+            git_base,
+            git_root,
+            charts_url,
+            oci_url,
+            ca: crt,
+        }
+    }
+
+    /// A new bare repository `NAME.git` on the git server; returns its URL.
+    pub fn bare_repo(&self, name: &str) -> String {
+        let path = self.git_root.join(format!("{name}.git"));
+        run(
+            "git init --bare",
+            Command::new("git")
+                .args(["init", "-q", "--bare", "-b", "main"])
+                .arg(&path)
+                .env("GIT_CONFIG_GLOBAL", "/dev/null")
+                .env("GIT_CONFIG_NOSYSTEM", "1"),
+        );
+        format!("{}/{name}.git", self.git_base)
+    }
+
+    /// The bare repository's path on disk (to read what was pushed to it).
+    pub fn bare_path(&self, name: &str) -> PathBuf {
+        self.git_root.join(format!("{name}.git"))
+    }
+
+    /// The last lines of a stack process's log (`helm-controller`, `kustomize-controller`, …).
+    pub fn log_tail(&self, name: &str, lines: usize) -> String {
+        self.procs.log_tail(name, lines)
+    }
+}
