@@ -10,9 +10,9 @@ use std::time::Duration;
 use kube::Client;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use serde_json::{Value, json};
+use support::gitfix::{GitRemote, Signer, policy_yaml};
 use support::receiver::Receiver;
 use support::testbed;
-use support::gitfix::{GitRemote, Signer, policy_yaml};
 use vworkspace_operator::api::{
     APP_FINALIZER, ApplicationInstance, Cluster, OPERATION_FINALIZER, Operation,
 };

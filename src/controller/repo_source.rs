@@ -50,6 +50,9 @@ struct State {
     last_verified: Option<ObjectId>,
     status: GitStatus,
     head_failure: Option<HeadFailure>,
+    /// The manifests at the refused head (while there is one): whether a live object that differs from the view
+    /// came from the refused commits (Flux synced them) or from somewhere else (a hand edit).
+    head_index: Option<ProvenanceIndex>,
 }
 
 /// What one sync did.
@@ -101,6 +104,7 @@ impl RepoSource {
                 last_verified,
                 status: GitStatus::default(),
                 head_failure: None,
+                head_index: None,
             }),
             changes,
         })
@@ -165,8 +169,14 @@ impl RepoSource {
                 view: indexed.map(|i| i.to_string()),
             };
         }
-        let reject = |failure: HeadFailure| {
+        // The index of a refused head is built once per head (a head already known to fail returned above).
+        let path = &self.config.path;
+        let head_index = |repo: &Repo| ProvenanceIndex::build(repo, head, path).ok();
+        let reject = |failure: HeadFailure, repo: Repo| {
+            let refused = head_index(&repo);
             let mut state = self.lock();
+            state.repo = repo;
+            state.head_index = refused;
             state.status.reachable = true;
             state.status.last_error = Some(failure.message.clone());
             let outcome = SyncOutcome::Rejected {
@@ -189,12 +199,15 @@ impl RepoSource {
             match select(&repo, policy, &self.config.path, last_verified, head) {
                 Ok(s) => s,
                 Err(e) => {
-                    return reject(HeadFailure {
-                        head: head_hex.clone(),
-                        commit: head_hex,
-                        reason: reasons::UNTRUSTED_SIGNATURE,
-                        message: e.to_string(),
-                    });
+                    return reject(
+                        HeadFailure {
+                            head: head_hex.clone(),
+                            commit: head_hex,
+                            reason: reasons::UNTRUSTED_SIGNATURE,
+                            message: e.to_string(),
+                        },
+                        repo,
+                    );
                 }
             }
         };
@@ -222,18 +235,19 @@ impl RepoSource {
             Some(t) => t,
             // Nothing verifies and there is no earlier verified revision: no view (fail closed).
             None => {
-                return reject(failure.unwrap_or_else(|| HeadFailure {
+                let failure = failure.unwrap_or_else(|| HeadFailure {
                     head: head_hex.clone(),
                     commit: head_hex.clone(),
                     reason: reasons::UNTRUSTED_SIGNATURE,
                     message: format!("no revision of {} verifies", self.config.branch),
-                }));
+                });
+                return reject(failure, repo);
             }
         };
         if indexed == Some(target) {
             // The view stays where it is; the newer head waits.
             return match failure {
-                Some(f) => reject(f),
+                Some(f) => reject(f, repo),
                 None => SyncOutcome::Unchanged,
             };
         }
@@ -253,10 +267,12 @@ impl RepoSource {
             Ok(i) => i,
             Err(e) => return fail(e.to_string(), true),
         };
+        let refused = failure.as_ref().and_then(|_| head_index(&repo));
         let outcome = {
             let mut state = self.lock();
             state.repo = repo;
             state.index = Some(index);
+            state.head_index = refused;
             state.last_verified = Some(target);
             state.status.reachable = true;
             state.status.last_verified_commit = Some(target.to_string());
@@ -328,26 +344,33 @@ impl IntentSource for RepoSource {
             .as_ref()
             .map(|f| format!("; the newer head {} is not trusted: {}", f.head, f.message))
             .unwrap_or_default();
+        // With a refused head, a live object that differs from the view is blamed on the refused commits when it
+        // equals the manifest at that head (Flux synced them; also when that cannot be told), on itself otherwise
+        // (edited by hand, or never in Git).
+        let blame = |otherwise: &'static str| match &state.head_failure {
+            Some(f)
+                if state.head_index.as_ref().is_none_or(|h| {
+                    matches!(h.lookup(&state.repo, &live), Ok(Provenance::Match { .. }))
+                }) =>
+            {
+                f.reason
+            }
+            _ => otherwise,
+        };
         match index.lookup(&state.repo, &live) {
             Ok(Provenance::Match { intent_commit, .. }) => Verdict::Verified {
                 intent_commit: intent_commit.to_string(),
                 revision,
             },
             Ok(Provenance::Mismatch { path, fields }) => Verdict::Blocked {
-                reason: state
-                    .head_failure
-                    .as_ref()
-                    .map_or(reasons::SPEC_MISMATCH, |f| f.reason),
+                reason: blame(reasons::SPEC_MISMATCH),
                 message: format!(
                     "the live object differs from {path} at verified commit {revision} in {}{pending}",
                     fields.join(", ")
                 ),
             },
             Ok(Provenance::NotInGit) => Verdict::Blocked {
-                reason: state
-                    .head_failure
-                    .as_ref()
-                    .map_or(reasons::SPEC_NOT_IN_GIT, |f| f.reason),
+                reason: blame(reasons::SPEC_NOT_IN_GIT),
                 message: format!(
                     "not in {} at verified commit {revision}{pending}",
                     self.config.path

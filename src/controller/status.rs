@@ -287,7 +287,7 @@ pub fn application_conditions(
                 "True"
                     if history_version
                         .as_deref()
-                        .is_some_and(|v| v != desired_version) =>
+                        .is_some_and(|v| !same_revision(v, desired_version)) =>
                 {
                     vec![
                         Cond::new(
@@ -358,8 +358,9 @@ fn attempted_revision(hr: &Value) -> Option<&str> {
         .filter(|r| !r.is_empty())
 }
 
-/// Whether a Flux revision names this chart version: equal, or the version followed by the `+<digest>` Flux
-/// appends for OCI sources.
+/// Whether a Flux revision or a release's chart version names this chart version: equal, or the version followed by
+/// the `+<digest>` Flux appends for OCI sources (helm-controller records `1.0.0+62a821e576b6` both as
+/// `lastAttemptedRevision` and as the `chartVersion` of the release history).
 fn same_revision(revision: &str, version: &str) -> bool {
     revision
         .strip_prefix(version)
@@ -627,6 +628,20 @@ mod tests {
         let ok = hr(Some(("True", "UpgradeSucceeded")), Some("1.0.0"), json!([]));
         let c = application_conditions("1.0.0", Some(&ok), None);
         assert_eq!(ready(&c), ("True", "HelmReleaseReady"));
+        // helm-controller records an OCI chart's version with the artifact digest as build metadata.
+        let oci = hr(
+            Some(("True", "InstallSucceeded")),
+            Some("1.0.0+62a821e576b6"),
+            json!([]),
+        );
+        assert_eq!(
+            ready(&application_conditions("1.0.0", Some(&oci), None)),
+            ("True", "HelmReleaseReady")
+        );
+        assert_eq!(
+            ready(&application_conditions("1.0.1", Some(&oci), None)),
+            ("False", "Upgrading")
+        );
         assert!(
             c.iter()
                 .any(|c| c.type_ == "Degraded" && c.status == "False")

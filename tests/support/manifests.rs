@@ -73,4 +73,3 @@ pub fn build(dir: &Path) -> (Vec<Value>, Vec<PathBuf>) {
     }
     (objects, files)
 }
-

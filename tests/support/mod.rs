@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 pub mod gitfix;
-pub mod testbed;
-pub mod stack;
-pub mod receiver;
 pub mod manifests;
+pub mod receiver;
+pub mod stack;
+pub mod testbed;

@@ -31,17 +31,32 @@ pub struct Stack {
     pub ca: PathBuf,
 }
 
-static STACK: OnceLock<Stack> = OnceLock::new();
+static STACK: OnceLock<Result<Stack, String>> = OnceLock::new();
 
-/// The stack of this test binary.
+/// The stack of this test binary. When it fails to start, every test that asks for it fails with that reason
+/// (rather than each starting a stack of its own).
 pub fn stack() -> &'static Stack {
-    STACK.get_or_init(Stack::start)
+    let started = STACK.get_or_init(|| {
+        std::panic::catch_unwind(Stack::start).map_err(|e| {
+            e.downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default()
+        })
+    });
+    match started {
+        Ok(stack) => stack,
+        Err(why) => panic!("the test bed's stack did not start: {why}"),
+    }
 }
 
 /// Run the test bed's kubectl against the test API server.
 pub fn kubectl(args: &[&str]) -> Output {
     Command::new(bin("kubectl"))
-        .arg(format!("--kubeconfig={}", testbed::server().kubeconfig.display()))
+        .arg(format!(
+            "--kubeconfig={}",
+            testbed::server().kubeconfig.display()
+        ))
         .args(args)
         .output()
         .expect("run kubectl")
@@ -57,6 +72,31 @@ pub fn kubectl_ok(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `kubectl wait --for=condition=Established crd --all`, repeated while a just-created CRD has no conditions yet
+/// (kubectl's wait fails at once on a missing `.status.conditions`).
+pub fn wait_crds_established() {
+    let args = [
+        "wait",
+        "--for=condition=Established",
+        "crd",
+        "--all",
+        "--timeout=60s",
+    ];
+    let started = Instant::now();
+    loop {
+        let out = kubectl(&args);
+        if out.status.success() {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
 }
 
 fn run(what: &str, cmd: &mut Command) -> String {
@@ -96,7 +136,10 @@ fn wait_http(procs: &Procs, name: &str, url: &str, ca: Option<&Path>) {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    panic!("{name} is not answering at {url}:\n{}", procs.log_tail(name, 30));
+    panic!(
+        "{name} is not answering at {url}:\n{}",
+        procs.log_tail(name, 30)
+    );
 }
 
 impl Stack {
@@ -116,13 +159,7 @@ impl Stack {
             "-f",
             &crds.display().to_string(),
         ]);
-        kubectl_ok(&[
-            "wait",
-            "--for=condition=Established",
-            "crd",
-            "--all",
-            "--timeout=60s",
-        ]);
+        wait_crds_established();
         let _ = kubectl(&["create", "namespace", FLUX_NAMESPACE]);
 
         // One self-signed certificate for the HTTPS servers (chart repository and registry) on 127.0.0.1.
@@ -130,7 +167,14 @@ impl Stack {
         run(
             "openssl req",
             Command::new("openssl")
-                .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"])
+                .args([
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "ec",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1",
+                ])
                 .args(["-nodes", "-days", "2", "-subj", "/CN=vworkspace-testbed"])
                 .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
                 .arg("-keyout")
@@ -150,7 +194,10 @@ impl Stack {
                 .arg("-addr-file")
                 .arg(d.join("git.addr")),
         );
-        let git_base = format!("http://{}", read_addr_file(&procs, "git-server", &d.join("git.addr")));
+        let git_base = format!(
+            "http://{}",
+            read_addr_file(&procs, "git-server", &d.join("git.addr"))
+        );
 
         // The chart repository (HTTPS) and the registry (HTTPS).
         let charts = d.join("charts");
@@ -186,9 +233,16 @@ impl Stack {
         .unwrap();
         procs.spawn(
             "registry",
-            Command::new(bin("registry")).arg("serve").arg(&registry_config),
+            Command::new(bin("registry"))
+                .arg("serve")
+                .arg(&registry_config),
         );
-        wait_http(&procs, "registry", &format!("https://{registry_addr}/v2/"), Some(&crt));
+        wait_http(
+            &procs,
+            "registry",
+            &format!("https://{registry_addr}/v2/"),
+            Some(&crt),
+        );
 
         // The test chart at every version: packaged, indexed, pushed.
         let helm_home = d.join("helm");
@@ -203,17 +257,41 @@ impl Stack {
             )
         };
         let chart_src = testbed::project_root().join("testbed/charts").join(CHART);
-        let (charts_s, chart_src_s) = (charts.display().to_string(), chart_src.display().to_string());
+        let (charts_s, chart_src_s) = (
+            charts.display().to_string(),
+            chart_src.display().to_string(),
+        );
         for v in CHART_VERSIONS {
-            helm(&["package", &chart_src_s, "--version", v, "--destination", &charts_s]);
+            helm(&[
+                "package",
+                &chart_src_s,
+                "--version",
+                v,
+                "--destination",
+                &charts_s,
+            ]);
         }
         helm(&["repo", "index", &charts_s, "--url", &charts_url]);
         let oci_url = format!("oci://{registry_addr}/charts");
         for v in CHART_VERSIONS {
-            let tgz = charts.join(format!("{CHART}-{v}.tgz")).display().to_string();
-            helm(&["push", &tgz, &oci_url, "--ca-file", &crt.display().to_string()]);
+            let tgz = charts
+                .join(format!("{CHART}-{v}.tgz"))
+                .display()
+                .to_string();
+            helm(&[
+                "push",
+                &tgz,
+                &oci_url,
+                "--ca-file",
+                &crt.display().to_string(),
+            ]);
         }
-        wait_http(&procs, "chart-repo", &format!("{charts_url}/index.yaml"), Some(&crt));
+        wait_http(
+            &procs,
+            "chart-repo",
+            &format!("{charts_url}/index.yaml"),
+            Some(&crt),
+        );
 
         // Flux: out of cluster, KUBECONFIG in the environment, no leader election, loopback ports, no events.
         let flux_env = |cmd: &mut Command| {
@@ -222,9 +300,15 @@ impl Stack {
                 .env("SSL_CERT_FILE", &crt)
                 .env("HOME", d.join("home"));
         };
+        std::fs::create_dir_all(d.join("storage")).unwrap();
+        std::fs::create_dir_all(d.join("home")).unwrap();
         let storage_addr = format!("127.0.0.1:{}", free_port());
         let mut health = Vec::new();
-        for name in ["source-controller", "kustomize-controller", "helm-controller"] {
+        for name in [
+            "source-controller",
+            "kustomize-controller",
+            "helm-controller",
+        ] {
             let health_addr = format!("127.0.0.1:{}", free_port());
             let mut cmd = Command::new(bin(name));
             flux_env(&mut cmd);

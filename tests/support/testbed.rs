@@ -138,7 +138,8 @@ impl Procs {
 
     /// The last lines of a process's log (for failure messages).
     pub fn log_tail(&self, name: &str, lines: usize) -> String {
-        let text = std::fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default();
+        let text =
+            std::fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default();
         let all: Vec<&str> = text.lines().collect();
         all[all.len().saturating_sub(lines)..].join("\n")
     }
@@ -201,7 +202,11 @@ impl ApiServer {
             assert!(out.status.success(), "openssl {args:?} failed");
         }
         let token = format!("{:032x}", rand_u128());
-        std::fs::write(d.join("tokens.csv"), format!("{token},admin,admin,system:masters\n")).unwrap();
+        std::fs::write(
+            d.join("tokens.csv"),
+            format!("{token},admin,admin,system:masters\n"),
+        )
+        .unwrap();
         let peer = format!("http://127.0.0.1:{pport}");
         let client_url = format!("http://127.0.0.1:{eport}");
         procs.spawn(
@@ -222,10 +227,16 @@ impl ApiServer {
                 .args(["--bind-address=127.0.0.1", "--advertise-address=127.0.0.1"])
                 .arg(format!("--secure-port={aport}"))
                 .arg(format!("--cert-dir={}", d.join("certs").display()))
-                .arg(format!("--token-auth-file={}", d.join("tokens.csv").display()))
+                .arg(format!(
+                    "--token-auth-file={}",
+                    d.join("tokens.csv").display()
+                ))
                 .arg("--authorization-mode=RBAC")
                 .arg("--service-account-issuer=https://kubernetes.default.svc")
-                .arg(format!("--service-account-key-file={}", d.join("sa.pub").display()))
+                .arg(format!(
+                    "--service-account-key-file={}",
+                    d.join("sa.pub").display()
+                ))
                 .arg(format!(
                     "--service-account-signing-key-file={}",
                     d.join("sa.key").display()
@@ -316,9 +327,10 @@ fn etcd_version() -> String {
         .output()
         .ok()
         .and_then(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .find_map(|l| l.strip_prefix("etcd Version: ").map(|v| format!("etcd {v}")))
+            String::from_utf8_lossy(&o.stdout).lines().find_map(|l| {
+                l.strip_prefix("etcd Version: ")
+                    .map(|v| format!("etcd {v}"))
+            })
         })
         .unwrap_or_else(|| "etcd (version unknown)".into())
 }

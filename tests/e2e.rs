@@ -1,0 +1,927 @@
+//! End to end on the whole test bed, with nothing played: the current kube-apiserver + etcd, the real Flux
+//! source-, kustomize- and helm-controller, a git server, a Helm chart repository and an OCI registry on loopback
+//! (tests/support/stack.rs), and the operator as its own process (`vworkspace-operator run`).
+//!
+//! The story of the design card: a signed commit of intents is pushed → Flux syncs the cluster path (the
+//! GitRepository + Kustomization of `flux/cluster.yaml`, test values only) → the operator verifies and renders →
+//! helm-controller installs the chart (its ConfigMap holds the intended values) → the intent is Ready and the
+//! Kustomization with `wait: true` goes Ready → a git note on the intent commit and an event at the receiver.
+//! No test here writes status for any controller.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use kube::Client;
+use kube::api::{Api, DynamicObject};
+use serde_json::{Value, json};
+use support::gitfix::{GitRemote, Signer, policy_yaml};
+use support::manifests::{build, yaml_docs};
+use support::receiver::Receiver;
+use support::stack::{self, CHART, Stack, kubectl, kubectl_ok};
+use support::testbed::{self, free_port};
+use vworkspace_operator::api::ApplicationInstance;
+
+const SYSTEM_NS: &str = "vworkspace-system";
+
+/// Poll until `check` gives a value; on timeout, fail with `what` and the logs that explain it.
+async fn eventually<T, F, Fut>(what: &str, secs: u64, env: &Env, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!(
+                "timed out after {secs} s waiting for: {what}\n{}",
+                env.diagnostics()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// One cluster of the test: its id, repo on the git server, gated namespace, Flux objects and operator.
+struct Env {
+    stack: &'static Stack,
+    tmp: tempfile::TempDir,
+    client: Client,
+    remote: GitRemote,
+    alice: Signer,
+    bob: Signer,
+    cluster: String,
+    ns: String,
+    operator: Option<Child>,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.operator.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The base install every test shares, once per test binary: the project's CRDs and `flux/`'s namespace and
+/// RBAC (the intent applier Flux impersonates), applied with kubectl as an admin would.
+fn install_base() {
+    static DONE: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    DONE.get_or_init(|| {
+        let (objects, _) = build(&testbed::project_root().join("flux"));
+        let keep = [
+            "Namespace",
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Role",
+            "RoleBinding",
+            "CustomResourceDefinition",
+        ];
+        let docs: Vec<String> = objects
+            .iter()
+            .filter(|o| keep.contains(&o["kind"].as_str().unwrap_or_default()))
+            .map(|o| serde_json::to_string(o).unwrap())
+            .collect();
+        // velero-rbac.yaml's Role lives in Velero's namespace, which a cluster with Velero has.
+        let _ = kubectl(&["create", "namespace", "velero"]);
+        let file = stack::stack().procs.dir().join("base.json");
+        std::fs::write(&file, docs.join("\n---\n")).unwrap();
+        kubectl_ok(&[
+            "apply",
+            "--server-side",
+            "--field-manager=cluster-admin",
+            "-f",
+            &file.display().to_string(),
+        ]);
+        stack::wait_crds_established();
+    });
+}
+
+async fn env(name: &str) -> Env {
+    let stack = stack::stack();
+    install_base();
+    let client = testbed::client().await;
+    let cluster = format!("e2e-{name}");
+    let url = stack.bare_repo(&cluster);
+    let tmp = tempfile::tempdir().unwrap();
+    let remote = GitRemote::clone_of(tmp.path(), &url, stack.bare_path(&cluster));
+    let alice = Signer::new(&tmp.path().join("keys"), "alice@example.com");
+    let bob = Signer::new(&tmp.path().join("keys"), "bob@example.com");
+    let env = Env {
+        stack,
+        tmp,
+        client,
+        remote,
+        alice,
+        bob,
+        ns: format!("{cluster}-apps"),
+        cluster,
+        operator: None,
+    };
+    env.remote.write("README.md", "cluster repo\n");
+    env.remote
+        .commit("init", Some(&env.alice), &env.alice.email);
+    env
+}
+
+impl Env {
+    fn path(&self, file: &str) -> String {
+        format!("clusters/{}/namespaces/{}/{file}", self.cluster, self.ns)
+    }
+
+    /// The gated namespace as the control plane writes it into the cluster repo.
+    fn namespace_yaml(&self) -> String {
+        format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n  labels:\n    managed-by: vworkspace\n",
+            ns = self.ns
+        )
+    }
+
+    /// An ApplicationInstance of the test chart from the OCI registry (`oci`) or the chart repository (`helm`).
+    fn app_yaml(&self, name: &str, source: &str, version: &str, values: &str) -> String {
+        let url = match source {
+            "oci" => &self.stack.oci_url,
+            _ => &self.stack.charts_url,
+        };
+        format!(
+            r#"apiVersion: apps.vworkspace.io/v1alpha1
+kind: ApplicationInstance
+metadata:
+  name: {name}
+  namespace: {ns}
+  labels:
+    app.vworkspace.io/managed-by: control-plane
+    app.vworkspace.io/cluster-id: {cluster}
+spec:
+  appRef: {{catalogId: {CHART}}}
+  chart: {{sourceType: {source}, url: "{url}", name: {CHART}, version: {version}}}
+  release: {{name: {name}, namespace: {ns}}}
+  values: {values}
+"#,
+            ns = self.ns,
+            cluster = self.cluster
+        )
+    }
+
+    /// Write files into the work clone and commit them, signed by `signer` (or unsigned by Bob), and push to the
+    /// git server. Returns the commit.
+    fn push(&self, message: &str, files: &[(&str, &str)], signer: Option<&Signer>) -> String {
+        for (file, yaml) in files {
+            self.remote.write(&self.path(file), yaml);
+        }
+        let email = signer.map_or(&self.bob.email, |s| &s.email);
+        self.remote.commit(message, signer, email)
+    }
+
+    /// Flux's GitRepository + Kustomization from flux/cluster.yaml with this test's values, and the ConfigMap's
+    /// settings as the operator's environment. Flux verifies the HEAD commit against Alice's key (*.sshpub).
+    fn install_flux_objects(&self, wait: bool) -> Vec<(String, String)> {
+        let docs = yaml_docs(&testbed::project_root().join("flux/cluster.yaml"));
+        let mut settings = Vec::new();
+        let mut out = Vec::new();
+        for mut doc in docs {
+            match doc["kind"].as_str().unwrap() {
+                "ConfigMap" => {
+                    for (k, v) in doc["data"].as_object().unwrap() {
+                        settings.push((k.clone(), v.as_str().unwrap().to_string()));
+                    }
+                    continue;
+                }
+                "GitRepository" => {
+                    doc["spec"]["url"] = json!(self.remote.url());
+                    doc["spec"]["interval"] = json!("10s");
+                    doc["spec"].as_object_mut().unwrap().remove("secretRef");
+                    doc["spec"]["verify"]["secretRef"]["name"] =
+                        json!(format!("{}-signers", self.cluster));
+                }
+                "Kustomization" => {
+                    doc["spec"]["path"] = json!(format!("./clusters/{}", self.cluster));
+                    doc["spec"]["sourceRef"]["name"] = json!(self.cluster);
+                    doc["spec"]["interval"] = json!("1m");
+                    doc["spec"]["retryInterval"] = json!("5s");
+                    doc["spec"]["timeout"] = json!("90s");
+                    doc["spec"]["wait"] = json!(wait);
+                }
+                other => panic!("flux/cluster.yaml: unexpected {other}"),
+            }
+            doc["metadata"]["name"] = json!(self.cluster);
+            out.push(serde_json::to_string(&doc).unwrap());
+        }
+        let signers = json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": format!("{}-signers", self.cluster), "namespace": SYSTEM_NS},
+            "stringData": {"alice.sshpub": self.alice.public},
+        });
+        out.insert(0, serde_json::to_string(&signers).unwrap());
+        let file = self.tmp.path().join("flux-objects.json");
+        std::fs::write(&file, out.join("\n---\n")).unwrap();
+        kubectl_ok(&[
+            "apply",
+            "--server-side",
+            "--field-manager=cluster-admin",
+            "-f",
+            &file.display().to_string(),
+        ]);
+        settings
+    }
+
+    /// Ask Flux to look now rather than at its next interval (what `flux reconcile source git` does).
+    fn nudge_flux(&self) {
+        let stamp = format!("{:?}", std::time::SystemTime::now());
+        for kind in ["gitrepository", "kustomization"] {
+            kubectl_ok(&[
+                "annotate",
+                "--overwrite",
+                "-n",
+                SYSTEM_NS,
+                kind,
+                &self.cluster,
+                &format!("reconcile.fluxcd.io/requestedAt={stamp}"),
+            ]);
+        }
+    }
+
+    /// Suspend or resume this cluster's Kustomization (what `flux suspend|resume kustomization` does).
+    fn suspend_flux(&self, suspend: bool) {
+        kubectl_ok(&[
+            "patch",
+            "-n",
+            SYSTEM_NS,
+            "kustomization",
+            &self.cluster,
+            "--type=merge",
+            "-p",
+            &format!(r#"{{"spec":{{"suspend":{suspend}}}}}"#),
+        ]);
+    }
+
+    /// Start the operator process with the settings of flux/cluster.yaml's ConfigMap (test values) as its
+    /// environment, plus what a Deployment would give it.
+    fn start_operator(&mut self, settings: &[(String, String)], receiver: Option<&Receiver>) {
+        let state = self.tmp.path().join("state");
+        let policy = self.tmp.path().join("policy.yaml");
+        std::fs::write(&policy, policy_yaml(&[&self.alice], "range")).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vworkspace-operator"));
+        for (k, v) in settings {
+            cmd.env(k, v);
+        }
+        cmd.env("VWORKSPACE_CLUSTER_ID", &self.cluster)
+            .env("VWORKSPACE_REPO_URL", self.remote.url())
+            .env("KUBECONFIG", &testbed::server().kubeconfig)
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("RUST_LOG", "info")
+            .args([
+                "run",
+                "--log-format",
+                "text",
+                "--fetch-interval",
+                "1s",
+                "--notes-batch-window",
+                "200ms",
+            ])
+            .arg("--policy")
+            .arg(&policy)
+            .arg("--state-dir")
+            .arg(&state)
+            .arg(format!("--metrics-addr=127.0.0.1:{}", free_port()))
+            .arg(format!("--health-addr=127.0.0.1:{}", free_port()));
+        if let Some(r) = receiver {
+            let token = self.tmp.path().join("cp-token");
+            std::fs::write(&token, "e2e-token").unwrap();
+            cmd.env(
+                "VWORKSPACE_CONTROL_PLANE_ENDPOINT",
+                format!("http://{}", r.addr),
+            )
+            .env("VWORKSPACE_CONTROL_PLANE_TOKEN_FILE", &token);
+        }
+        let log = std::fs::File::create(self.operator_log()).unwrap();
+        cmd.stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        self.operator = Some(cmd.spawn().expect("start the operator"));
+    }
+
+    fn operator_log(&self) -> PathBuf {
+        self.tmp.path().join("operator.log")
+    }
+
+    /// What explains a timeout: the intents, children and Flux objects as kubectl shows them, and log tails.
+    fn diagnostics(&self) -> String {
+        let get = |args: &[&str]| {
+            let out = kubectl(args);
+            format!(
+                "$ kubectl {}\n{}{}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        };
+        let tail = |p: &Path| {
+            let t = std::fs::read_to_string(p).unwrap_or_default();
+            let lines: Vec<&str> = t.lines().collect();
+            lines[lines.len().saturating_sub(25)..].join("\n")
+        };
+        [
+            get(&["get", "applicationinstances,helmreleases,ocirepositories,helmrepositories,helmcharts,configmaps", "-n", &self.ns, "-o", "yaml"]),
+            get(&["get", "gitrepositories,kustomizations", "-n", SYSTEM_NS, &self.cluster, "-o", "yaml"]),
+            format!("-- operator log:\n{}", tail(&self.operator_log())),
+            format!("-- helm-controller:\n{}", self.stack.log_tail("helm-controller", 15)),
+            format!("-- kustomize-controller:\n{}", self.stack.log_tail("kustomize-controller", 10)),
+            format!("-- source-controller:\n{}", self.stack.log_tail("source-controller", 10)),
+        ]
+        .join("\n")
+    }
+
+    async fn app(&self, name: &str) -> Option<ApplicationInstance> {
+        Api::<ApplicationInstance>::namespaced(self.client.clone(), &self.ns)
+            .get_opt(name)
+            .await
+            .unwrap()
+    }
+
+    async fn condition(&self, name: &str, type_: &str) -> Option<(String, String, String)> {
+        let app = self.app(name).await?;
+        app.status?
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == type_)
+            .map(|c| (c.status, c.reason, c.message))
+    }
+
+    async fn has_condition(&self, name: &str, type_: &str, status: &str, reason: &str) -> bool {
+        self.condition(name, type_)
+            .await
+            .is_some_and(|(s, r, _)| s == status && r == reason)
+    }
+
+    async fn object(&self, api_version: &str, kind: &str, ns: &str, name: &str) -> Option<Value> {
+        let probe = json!({"apiVersion": api_version, "kind": kind});
+        let ar = testbed::api_resource(&self.client, &probe).await;
+        Api::<DynamicObject>::namespaced_with(self.client.clone(), ns, &ar)
+            .get_opt(name)
+            .await
+            .unwrap()
+            .map(|o| serde_json::to_value(o).unwrap())
+    }
+
+    async fn helm_release(&self, name: &str) -> Option<Value> {
+        self.object("helm.toolkit.fluxcd.io/v2", "HelmRelease", &self.ns, name)
+            .await
+    }
+
+    /// The ConfigMap the test chart installs (`<release>-values`): what helm-controller really installed.
+    async fn installed(&self, release: &str) -> Option<Value> {
+        self.object("v1", "ConfigMap", &self.ns, &format!("{release}-values"))
+            .await
+            .map(|cm| cm["data"].clone())
+    }
+
+    async fn flux_ready(&self, kind: &str) -> Option<(String, String)> {
+        let (api_version, ns) = match kind {
+            "Kustomization" => ("kustomize.toolkit.fluxcd.io/v1", SYSTEM_NS),
+            _ => ("source.toolkit.fluxcd.io/v1", SYSTEM_NS),
+        };
+        let obj = self.object(api_version, kind, ns, &self.cluster).await?;
+        let cond = obj["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .find(|c| c["type"] == "Ready")?
+            .clone();
+        Some((
+            cond["status"].as_str()?.to_string(),
+            cond["reason"].as_str()?.to_string(),
+        ))
+    }
+
+    /// The note records on a commit of the git server's repository, as plain git shows them.
+    fn notes(&self, commit: &str) -> Vec<Value> {
+        let notes_ref = format!("vworkspace/{}", self.cluster);
+        self.remote
+            .try_git(
+                &self.remote.bare,
+                &["notes", "--ref", &notes_ref, "show", commit],
+            )
+            .map(|text| {
+                text.lines()
+                    .map(|l| serde_json::from_str(l).unwrap())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn has_note(&self, commit: &str, name: &str, outcome: &str) -> bool {
+        self.notes(commit)
+            .iter()
+            .any(|r| r["name"] == name && r["outcome"] == outcome)
+    }
+}
+
+fn values_secret(ns: &str, name: &str, greeting: &str) -> String {
+    let secret = json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": name, "namespace": ns},
+        "stringData": {"values.yaml": format!("greeting: {greeting}\nreplicaCount: 2\n")},
+    });
+    serde_json::to_string(&secret).unwrap()
+}
+
+fn apply_json(env: &Env, name: &str, json: &str) {
+    let file = env.tmp.path().join(name);
+    std::fs::write(&file, json).unwrap();
+    kubectl_ok(&[
+        "apply",
+        "--server-side",
+        "--field-manager=cluster-admin",
+        "-f",
+        &file.display().to_string(),
+    ]);
+}
+
+/// The story of the design card on the real Flux controllers: install from an OCI registry and from a Helm
+/// repository with values from a Secret, an upgrade to a version that fails, and removal from Git.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_intents_are_installed_by_flux_upgraded_and_removed_through_git() {
+    let mut env = env("story").await;
+    let receiver = Receiver::start().await;
+    // The tenant's namespace and the Secret holding one release's values exist before the commit (the Secret
+    // never goes into Git).
+    kubectl_ok(&["create", "namespace", &env.ns]);
+    kubectl_ok(&["label", "namespace", &env.ns, "managed-by=vworkspace"]);
+    apply_json(
+        &env,
+        "values-secret.json",
+        &values_secret(&env.ns, "docs-values", "hello from a Secret"),
+    );
+
+    let web = env.app_yaml(
+        "web",
+        "oci",
+        "1.0.0",
+        "{source: inline, inline: {greeting: hello from git}}",
+    );
+    let docs = env.app_yaml(
+        "docs",
+        "helm",
+        "1.0.0",
+        "{source: secretRef, secretRef: {name: docs-values, key: values.yaml}}",
+    );
+    let ns_yaml = env.namespace_yaml();
+    let commit = env.push(
+        "intents: web (OCI) and docs (Helm repository)",
+        &[
+            ("namespace.yaml", &ns_yaml),
+            ("applicationinstance-web.yaml", &web),
+            ("applicationinstance-docs.yaml", &docs),
+        ],
+        Some(&env.alice),
+    );
+    let settings = env.install_flux_objects(true);
+    env.start_operator(&settings, Some(&receiver));
+
+    // helm-controller installed both charts with the intended values.
+    let web_cm = eventually(
+        "the web chart installed from the OCI registry",
+        180,
+        &env,
+        || env.installed("web"),
+    )
+    .await;
+    assert_eq!(web_cm["greeting"], "hello from git");
+    // helm-controller installs an OCI chart as <version>+<digest of the artifact>.
+    assert!(
+        web_cm["chartVersion"]
+            .as_str()
+            .unwrap()
+            .starts_with("1.0.0+"),
+        "{web_cm}"
+    );
+    let docs_cm = eventually(
+        "the docs chart installed from the Helm repository",
+        180,
+        &env,
+        || env.installed("docs"),
+    )
+    .await;
+    assert_eq!(docs_cm["greeting"], "hello from a Secret");
+    let docs_values: Value =
+        serde_json::from_str(docs_cm["values.json"].as_str().unwrap()).unwrap();
+    assert_eq!(docs_values["replicaCount"], 2);
+
+    for name in ["web", "docs"] {
+        eventually(
+            &format!("{name}: Ready=True/HelmReleaseReady"),
+            120,
+            &env,
+            || async {
+                env.has_condition(name, "Ready", "True", "HelmReleaseReady")
+                    .await
+                    .then_some(())
+            },
+        )
+        .await;
+        assert!(
+            env.has_condition(name, "Verified", "True", "CommitVerified")
+                .await
+        );
+    }
+    // kubectl wait agrees (our conditions are what kubectl reads).
+    kubectl_ok(&[
+        "wait",
+        "-n",
+        &env.ns,
+        "--for=condition=Ready",
+        "applicationinstance/web",
+        "applicationinstance/docs",
+        "--timeout=60s",
+    ]);
+    // The Kustomization with wait: true is Ready: kstatus reads our status as Current.
+    eventually(
+        "the Kustomization (wait: true) Ready",
+        120,
+        &env,
+        || async {
+            env.flux_ready("Kustomization")
+                .await
+                .filter(|(s, _)| s == "True")
+        },
+    )
+    .await;
+    // The audit trail on the git server, and the event at the receiver.
+    eventually("Ready notes on the intent commit", 60, &env, || async {
+        (env.has_note(&commit, "web", "Ready") && env.has_note(&commit, "docs", "Ready"))
+            .then_some(())
+    })
+    .await;
+    let uid = env.app("web").await.unwrap().metadata.uid.unwrap();
+    eventually("the Ready transition posted", 60, &env, || async {
+        receiver
+            .keys()
+            .iter()
+            .any(|k| k.starts_with(&format!("condition/apps.vworkspace.io/v1alpha1/ApplicationInstance/{}/web/{uid}/Ready/True", env.ns)))
+            .then_some(())
+    })
+    .await;
+
+    // An upgrade to 2.0.0, which fails to install: helm-controller fails, remediates (rolls back), and the intent
+    // says so as docs/conditions.md promises.
+    let web2 = env.app_yaml(
+        "web",
+        "oci",
+        "2.0.0",
+        "{source: inline, inline: {greeting: hello from git}}",
+    );
+    let upgrade = env.push(
+        "web: upgrade to 2.0.0",
+        &[("applicationinstance-web.yaml", &web2)],
+        Some(&env.alice),
+    );
+    env.nudge_flux();
+    let (ready, degraded) = eventually("web: the failed upgrade reported", 240, &env, || async {
+        let ready = env.condition("web", "Ready").await?;
+        let degraded = env.condition("web", "Degraded").await?;
+        (degraded.0 == "True").then_some((ready, degraded))
+    })
+    .await;
+    assert_eq!(degraded.1, "UpgradeFailed", "{degraded:?}");
+    assert_eq!(
+        (ready.0.as_str(), ready.1.as_str()),
+        ("False", "HelmReleaseFailed"),
+        "{ready:?}"
+    );
+    // The rollback left 1.0.0 installed.
+    let installed = env.installed("web").await.unwrap();
+    assert!(
+        installed["chartVersion"]
+            .as_str()
+            .unwrap()
+            .starts_with("1.0.0+"),
+        "{installed}"
+    );
+    eventually("a note on the upgrade commit", 60, &env, || async {
+        env.notes(&upgrade)
+            .iter()
+            .any(|r| r["name"] == "web")
+            .then_some(())
+    })
+    .await;
+
+    // docs removed from Git: Flux prunes the intent, our finalizer holds it until helm-controller uninstalled the
+    // release and the children are gone.
+    env.remote
+        .remove(&env.path("applicationinstance-docs.yaml"));
+    env.remote
+        .commit("docs: remove", Some(&env.alice), &env.alice.email);
+    env.nudge_flux();
+    eventually(
+        "docs: intent, HelmRelease and installed ConfigMap gone",
+        180,
+        &env,
+        || async {
+            (env.app("docs").await.is_none()
+                && env.helm_release("docs").await.is_none()
+                && env.installed("docs").await.is_none())
+            .then_some(())
+        },
+    )
+    .await;
+    assert!(
+        env.object(
+            "source.toolkit.fluxcd.io/v1",
+            "HelmRepository",
+            &env.ns,
+            "docs"
+        )
+        .await
+        .is_none(),
+        "the chart source of docs is gone too"
+    );
+}
+
+/// Fail closed under real Flux. Bob's unsigned change with Alice's signed commit on top passes Flux's HEAD-only
+/// verification and is synced; the operator, verifying the whole range, blocks it and keeps the release at the
+/// verified version. A hand edit of a synced intent is Blocked `SpecMismatch` until Flux's drift correction puts
+/// the Git spec back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsigned_and_hand_edited_intents_are_blocked_while_flux_syncs_them() {
+    let mut env = env("closed").await;
+    let api = env.app_yaml(
+        "api",
+        "oci",
+        "1.0.0",
+        "{source: inline, inline: {greeting: v1}}",
+    );
+    let ui = env.app_yaml(
+        "ui",
+        "oci",
+        "1.0.0",
+        "{source: inline, inline: {greeting: ui}}",
+    );
+    let ns_yaml = env.namespace_yaml();
+    env.push(
+        "intents: api and ui",
+        &[
+            ("namespace.yaml", &ns_yaml),
+            ("applicationinstance-api.yaml", &api),
+            ("applicationinstance-ui.yaml", &ui),
+        ],
+        Some(&env.alice),
+    );
+    let settings = env.install_flux_objects(false);
+    env.start_operator(&settings, None);
+    for name in ["api", "ui"] {
+        eventually(
+            &format!("{name} installed and Ready"),
+            180,
+            &env,
+            || async {
+                env.has_condition(name, "Ready", "True", "HelmReleaseReady")
+                    .await
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+
+    // Bob's unsigned upgrade of api, then a signed commit of Alice's on top: Flux verifies HEAD only and syncs.
+    let api2 = env.app_yaml(
+        "api",
+        "oci",
+        "1.1.0",
+        "{source: inline, inline: {greeting: v2}}",
+    );
+    env.push(
+        "api: upgrade (unsigned)",
+        &[("applicationinstance-api.yaml", &api2)],
+        None,
+    );
+    env.remote.write("README.md", "cluster repo, reviewed\n");
+    let head = env
+        .remote
+        .commit("docs: readme", Some(&env.alice), &env.alice.email);
+    env.nudge_flux();
+    eventually(
+        "Flux synced the unsigned change (its Kustomization at the signed head)",
+        120,
+        &env,
+        || async {
+            let app = env.app("api").await?;
+            (app.spec.chart.as_ref()?.version == "1.1.0").then_some(())
+        },
+    )
+    .await;
+    let gitrepo = env
+        .object(
+            "source.toolkit.fluxcd.io/v1",
+            "GitRepository",
+            SYSTEM_NS,
+            &env.cluster,
+        )
+        .await
+        .unwrap();
+    assert!(
+        gitrepo["status"]["artifact"]["revision"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with(&head),
+        "Flux's artifact is the signed head: {}",
+        gitrepo["status"]["artifact"]
+    );
+    // Until the operator has fetched Bob's commit, the synced spec differs from its verified view (SpecMismatch);
+    // once it has, the reason is the unsigned commit itself.
+    let message = eventually("api Blocked UnsignedCommit", 60, &env, || async {
+        env.condition("api", "Blocked")
+            .await
+            .filter(|c| c.0 == "True" && c.1 == "UnsignedCommit")
+            .map(|c| c.2)
+    })
+    .await;
+    assert!(message.contains("spec.chart.version"), "{message}");
+    // The release stays at the verified version; ui, untouched by the unsigned commit, stays Ready.
+    let hr = env.helm_release("api").await.unwrap();
+    let oci = env
+        .object(
+            "source.toolkit.fluxcd.io/v1",
+            "OCIRepository",
+            &env.ns,
+            "api",
+        )
+        .await
+        .unwrap();
+    assert_eq!(oci["spec"]["ref"]["tag"], "1.0.0", "{hr}");
+    assert_eq!(env.installed("api").await.unwrap()["greeting"], "v1");
+    assert!(
+        env.has_condition("ui", "Ready", "True", "HelmReleaseReady")
+            .await
+    );
+
+    // A hand edit of ui (another field manager than Flux): Blocked SpecMismatch. Flux undoes such an edit at its
+    // next Kustomization reconcile (it was still reconciling after the nudge above, within seconds): the edit is
+    // made while the Kustomization is suspended (`flux suspend kustomization`), as between two reconciles.
+    env.suspend_flux(true);
+    kubectl_ok(&[
+        "patch",
+        "-n",
+        &env.ns,
+        "applicationinstance",
+        "ui",
+        "--type=merge",
+        "--field-manager=kubectl-edit",
+        "-p",
+        r#"{"spec":{"values":{"inline":{"greeting":"edited by hand"}}}}"#,
+    ]);
+    eventually("ui Blocked SpecMismatch", 60, &env, || async {
+        env.has_condition("ui", "Blocked", "True", "SpecMismatch")
+            .await
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        env.installed("ui").await.unwrap()["greeting"],
+        "ui",
+        "the edit never reached the release"
+    );
+    // Flux's drift correction: kustomize-controller re-applies the Git spec on its next reconcile, which lifts
+    // the block without anyone touching the operator.
+    env.suspend_flux(false);
+    env.nudge_flux();
+    eventually(
+        "ui unblocked after Flux restored the Git spec",
+        120,
+        &env,
+        || async {
+            let app = env.app("ui").await?;
+            let restored = app.spec.values.as_ref()?.inline.as_ref()?["greeting"] == "ui";
+            (restored
+                && env
+                    .has_condition("ui", "Blocked", "False", "Unblocked")
+                    .await)
+                .then_some(())
+        },
+    )
+    .await;
+}
+
+/// `hydrate` commits the rendering of verified intent to its own branch, signed by the operator's key; a second
+/// GitRepository (verifying that key) + Kustomization syncs the branch and helm-controller installs from it. No
+/// operator runs in this cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hydrated_branch_synced_by_flux_is_installed_by_helm_controller() {
+    let env = env("hydrate").await;
+    kubectl_ok(&["create", "namespace", &env.ns]);
+    let app = env.app_yaml(
+        "site",
+        "oci",
+        "1.1.0",
+        "{source: inline, inline: {greeting: hydrated}}",
+    );
+    let ns_yaml = env.namespace_yaml();
+    let commit = env.push(
+        "intents: site",
+        &[
+            ("namespace.yaml", &ns_yaml),
+            ("applicationinstance-site.yaml", &app),
+        ],
+        Some(&env.alice),
+    );
+    let operator_key = Signer::new(
+        &env.tmp.path().join("operator"),
+        "vworkspace-operator@vworkspace.invalid",
+    );
+    let policy = env.tmp.path().join("policy.yaml");
+    std::fs::write(&policy, policy_yaml(&[&env.alice], "range")).unwrap();
+    let out_branch = format!("hydrated/{}", env.cluster);
+    let hydrate = Command::new(env!("CARGO_BIN_EXE_vworkspace-operator"))
+        .args([
+            "hydrate",
+            "--repo",
+            &env.remote.url(),
+            "--cluster-id",
+            &env.cluster,
+            "--out-branch",
+            &out_branch,
+        ])
+        .arg("--policy")
+        .arg(&policy)
+        .arg("--signing-key")
+        .arg(&operator_key.key)
+        .arg("--state-dir")
+        .arg(env.tmp.path().join("state"))
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .unwrap();
+    assert!(
+        hydrate.status.success(),
+        "hydrate: {}{}",
+        String::from_utf8_lossy(&hydrate.stdout),
+        String::from_utf8_lossy(&hydrate.stderr)
+    );
+
+    let name = format!("{}-hydrated", env.cluster);
+    let objects = [
+        json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": format!("{name}-signers"), "namespace": SYSTEM_NS},
+            "stringData": {"operator.sshpub": operator_key.public}}),
+        json!({"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
+            "metadata": {"name": name, "namespace": SYSTEM_NS},
+            "spec": {"interval": "10s", "url": env.remote.url(), "ref": {"branch": out_branch},
+                "verify": {"mode": "HEAD", "secretRef": {"name": format!("{name}-signers")}}}}),
+        json!({"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+            "metadata": {"name": name, "namespace": SYSTEM_NS},
+            "spec": {"interval": "1m", "retryInterval": "5s", "path": "./", "prune": true, "wait": false,
+                "sourceRef": {"kind": "GitRepository", "name": name}}}),
+    ];
+    let docs: Vec<String> = objects
+        .iter()
+        .map(|o| serde_json::to_string(o).unwrap())
+        .collect();
+    apply_json(&env, "hydrated-flux.json", &docs.join("\n---\n"));
+
+    let cm = eventually(
+        "the hydrated HelmRelease installed by helm-controller",
+        180,
+        &env,
+        || env.installed("site"),
+    )
+    .await;
+    assert_eq!(cm["greeting"], "hydrated");
+    assert!(
+        cm["chartVersion"].as_str().unwrap().starts_with("1.1.0+"),
+        "{cm}"
+    );
+    // The hydrated commit Flux synced names the intent commit in its trailer.
+    let message = env
+        .remote
+        .git(&env.remote.bare, &["log", "-1", "--format=%B", &out_branch]);
+    assert!(message.contains(&commit), "{message}");
+    let src = env
+        .object(
+            "source.toolkit.fluxcd.io/v1",
+            "GitRepository",
+            SYSTEM_NS,
+            &name,
+        )
+        .await
+        .unwrap();
+    let verified = src["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "SourceVerified")
+        .cloned();
+    assert_eq!(
+        verified.as_ref().map(|c| c["status"].clone()),
+        Some(json!("True")),
+        "Flux verified the operator's signature: {verified:?}"
+    );
+    // There is no ApplicationInstance in this cluster: the intent stayed in Git.
+    assert!(env.app("site").await.is_none());
+}
