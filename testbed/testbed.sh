@@ -28,7 +28,8 @@ export GOSUMDB=${GOSUMDB:-off}
 export GOFLAGS="-mod=readonly -trimpath -buildvcs=false"
 export CGO_ENABLED=0
 
-KUBE_VERSION=v1.37.2
+# The Kubernetes version stamped into kube-apiserver and kubectl: the one go/kube/go.mod pins.
+kube_version() { (cd "$HERE/go/kube" && go list -m -f '{{.Version}}' k8s.io/kubernetes); }
 
 log() { echo "testbed: $*" >&2; }
 
@@ -45,8 +46,9 @@ TARGETS=(
   tools:testbed-http:./cmd/testbed-http
 )
 
-need_go() {
-  command -v go >/dev/null || { log "Go is needed to build the test bed (go 1.26 or newer on PATH)"; exit 2; }
+need_go() { # Go 1.26+ on PATH, or Go's toolchain module from the module proxy (testbed/go-toolchain.sh)
+  # shellcheck source=testbed/go-toolchain.sh
+  . "$HERE/go-toolchain.sh" || { log "Go 1.26 or newer is needed to build the test bed"; exit 2; }
 }
 
 key_of() { # the cache key of one component: its module files, the Go version, this script's build flags
@@ -54,17 +56,17 @@ key_of() { # the cache key of one component: its module files, the Go version, t
   {
     (cd "$HERE/go/$comp" && find . -type f \( -name '*.go' -o -name 'go.mod' -o -name 'go.sum' \) | LC_ALL=C sort | xargs sha256sum)
     go env GOVERSION
-    grep -E '^(KUBE_VERSION|export GOFLAGS|export CGO)' "$HERE/testbed.sh"
+    grep -E '^(export GOFLAGS|export CGO)|version.git' "$HERE/testbed.sh"
   } | sha256sum | cut -c1-16
 }
 
 ldflags_of() {
   case "$1" in
     kube-apiserver | kubectl)
-      local minor=${KUBE_VERSION#v1.}; minor=${minor%%.*}
-      echo "-s -w -X k8s.io/component-base/version.gitVersion=$KUBE_VERSION -X k8s.io/component-base/version.gitMajor=1" \
+      local v minor; v=$(kube_version); minor=${v#v1.}; minor=${minor%%.*}
+      echo "-s -w -X k8s.io/component-base/version.gitVersion=$v -X k8s.io/component-base/version.gitMajor=1" \
         "-X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean" \
-        "-X k8s.io/client-go/pkg/version.gitVersion=$KUBE_VERSION" ;;
+        "-X k8s.io/client-go/pkg/version.gitVersion=$v" ;;
     helm)
       local v; v=$(cd "$HERE/go/tools" && go list -m -f '{{.Version}}' helm.sh/helm/v4)
       echo "-s -w -X helm.sh/helm/v4/internal/version.version=$v" ;;
@@ -162,7 +164,8 @@ crds() { # copy the CRDs out of the module cache into one folder (keyed like the
 }
 
 versions() {
-  echo "kubernetes $KUBE_VERSION"
+  need_go
+  echo "kubernetes $(kube_version)"
   (cd "$HERE/go/kube" && go list -m -f 'etcd {{.Version}}' go.etcd.io/etcd/server/v3)
   (cd "$HERE/go/source-controller" && go list -m -f 'source-controller {{.Version}}' github.com/fluxcd/source-controller)
   (cd "$HERE/go/kustomize-controller" && go list -m -f 'kustomize-controller {{.Version}}' github.com/fluxcd/kustomize-controller)

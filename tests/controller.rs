@@ -286,7 +286,9 @@ spec:
     }
 
     /// Play helm-controller: `deployed` is the chart version in the release history, `attempted` the version
-    /// of the last attempt (Flux appends the OCI digest, as here).
+    /// of the last attempt (Flux appends the OCI digest, as here). A remediated release is Ready=False with the
+    /// reason RollbackSucceeded and Remediated=True, as helm-controller v1.6 writes it (tests/e2e.rs sees the
+    /// real one).
     async fn flux_release(
         &self,
         name: &str,
@@ -643,7 +645,7 @@ async fn a_failed_upgrade_rolled_back_by_flux_is_degraded_and_delete_cleans_up()
         (o["spec"]["ref"]["tag"] == "2.0.0").then_some(())
     })
     .await;
-    env.flux_release("app", "True", "RollbackSucceeded", "1.0.0", "2.0.0", true)
+    env.flux_release("app", "False", "RollbackSucceeded", "1.0.0", "2.0.0", true)
         .await;
     eventually("RolledBack + UpgradeFailed", || async {
         let app = env.app("app").await;
@@ -1093,7 +1095,7 @@ async fn an_upgrade_helm_operation_changes_the_release_through_the_instance_and_
         Some(("HelmRelease", "app"))
     );
     // Flux attempts 2.0.0, fails and rolls back to 1.0.0.
-    env.flux_release("app", "True", "RollbackSucceeded", "1.0.0", "2.0.0", true)
+    env.flux_release("app", "False", "RollbackSucceeded", "1.0.0", "2.0.0", true)
         .await;
     eventually("up-bad Failed", || async {
         let op = env.op("up-bad").await;

@@ -264,7 +264,10 @@ pub fn application_conditions(
                 ];
             }
             match status {
-                "True" if remediated || reason == "RollbackSucceeded" => {
+                // helm-controller marks a remediated release Ready=False (reason RollbackSucceeded, Remediated=True):
+                // "any remediated state is considered an error". The running release is the previous one, healthy;
+                // the contract (API.md) says Ready=True/RolledBack plus Degraded=True/UpgradeFailed.
+                _ if failure && (remediated || reason == "RollbackSucceeded") => {
                     let at = history_version.clone().unwrap_or_default();
                     vec![
                         Cond::new(
@@ -653,6 +656,20 @@ mod tests {
         );
         let c = application_conditions("2.0.0", Some(&rolled), None);
         assert_eq!(ready(&c), ("True", "RolledBack"));
+        // What helm-controller v1.6 really writes after a rollback: Ready=False with the Remediated reason.
+        let mut real = hr(
+            Some(("False", "RollbackSucceeded")),
+            Some("1.0.0+62a821e576b6"),
+            json!([{"type": "Remediated", "status": "True", "reason": "RollbackSucceeded", "message": "x"},
+                   {"type": "Released", "status": "False", "reason": "UpgradeFailed", "message": "y"}]),
+        );
+        real["status"]["lastAttemptedRevision"] = json!("2.0.0+0123456789ab");
+        let c = application_conditions("2.0.0", Some(&real), None);
+        assert_eq!(ready(&c), ("True", "RolledBack"));
+        assert!(
+            c.iter()
+                .any(|c| c.type_ == "Degraded" && c.reason == "UpgradeFailed")
+        );
         assert!(
             c.iter().any(|c| c.type_ == "Degraded"
                 && c.status == "True"

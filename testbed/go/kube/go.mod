@@ -1,3 +1,6 @@
+// The test bed's Kubernetes: kube-apiserver and kubectl from k8s.io/kubernetes, etcd from go.etcd.io/etcd/server/v3 (the
+// version kubernetes requires). k8s.io/kubernetes refers to its staging modules as v0.0.0 with local replaces,
+// which apply only in its own repository: the replace block below pins each at the matching v0.37.2.
 module github.com/vworkspace/vworkspace-operator/testbed/kube
 
 go 1.26.0
