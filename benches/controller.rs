@@ -22,7 +22,7 @@
 //!     N=200 RSS_N=400 CONCURRENCY=8 cargo bench --bench controller
 //!
 //! Not a test: `cargo test` does not run it (harness = false; `cargo bench` does). It needs what the controller
-//! tests need (git, ssh-keygen, the envtest binaries).
+//! tests need (git, ssh-keygen, the test bed's binaries).
 
 #[path = "../tests/support/mod.rs"]
 mod support;

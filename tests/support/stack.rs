@@ -36,14 +36,7 @@ static STACK: OnceLock<Result<Stack, String>> = OnceLock::new();
 /// The stack of this test binary. When it fails to start, every test that asks for it fails with that reason
 /// (rather than each starting a stack of its own).
 pub fn stack() -> &'static Stack {
-    let started = STACK.get_or_init(|| {
-        std::panic::catch_unwind(Stack::start).map_err(|e| {
-            e.downcast_ref::<String>()
-                .cloned()
-                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default()
-        })
-    });
+    let started = STACK.get_or_init(|| testbed::once(Stack::start));
     match started {
         Ok(stack) => stack,
         Err(why) => panic!("the test bed's stack did not start: {why}"),

@@ -83,11 +83,13 @@ pub fn free_port() -> u16 {
 /// them when the test process exits.
 pub struct Procs {
     dir: PathBuf,
+    children: Mutex<Vec<(String, Child)>>,
 }
 
 impl Procs {
     /// A state folder and a watchdog for it: when this test process exits, every registered process gets SIGTERM
     /// (then SIGKILL) and the folder is removed. The watchdog outlives this process by design.
+    #[allow(clippy::zombie_processes)] // never waited for: it must outlive this process
     pub fn new(prefix: &str) -> Self {
         let dir = tempfile::Builder::new()
             .prefix(prefix)
@@ -110,16 +112,19 @@ impl Procs {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn the test-bed watchdog");
-        Self { dir }
+        Self {
+            dir,
+            children: Mutex::default(),
+        }
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
-    /// Start a process with its stdout and stderr in `<dir>/<name>.log`.
-    #[allow(clippy::zombie_processes)] // stopped by the watchdog, or by `stop`
-    pub fn spawn(&self, name: &str, cmd: &mut Command) -> Child {
+    /// Start a process with its stdout and stderr in `<dir>/<name>.log`; returns its pid. The process is kept (see
+    /// [`Procs::exited`]) and stopped by the watchdog.
+    pub fn spawn(&self, name: &str, cmd: &mut Command) -> u32 {
         let log = std::fs::File::create(self.dir.join(format!("{name}.log"))).unwrap();
         let child = cmd
             .stdin(Stdio::null())
@@ -127,13 +132,25 @@ impl Procs {
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("start {name}: {e}"));
+        let pid = child.id();
         let mut f = std::fs::OpenOptions::new()
             .append(true)
             .open(self.dir.join("pids"))
             .unwrap();
         use std::io::Write;
-        writeln!(f, "{}", child.id()).unwrap();
-        child
+        writeln!(f, "{pid}").unwrap();
+        self.children
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((name.to_string(), child));
+        pid
+    }
+
+    /// Whether the process started as `name` has exited, and how.
+    pub fn exited(&self, name: &str) -> Option<std::process::ExitStatus> {
+        let mut children = self.children.lock().unwrap_or_else(|e| e.into_inner());
+        let (_, child) = children.iter_mut().find(|(n, _)| n == name)?;
+        child.try_wait().ok().flatten()
     }
 
     /// The last lines of a process's log (for failure messages).
@@ -155,16 +172,30 @@ pub struct ApiServer {
     pub procs: Option<Procs>,
 }
 
-static SERVER: OnceLock<ApiServer> = OnceLock::new();
+static SERVER: OnceLock<Result<ApiServer, String>> = OnceLock::new();
 
-/// The API server for this test binary, started on first use. Fails loudly when it cannot start: the suite never
-/// silently skips the real-server tests.
+/// The API server for this test binary, started on first use. Fails loudly when it cannot start (every test that
+/// asks fails with the first reason): the suite never silently skips the real-server tests.
 pub fn server() -> &'static ApiServer {
-    SERVER.get_or_init(|| {
-        if let Some(path) = std::env::var_os("VWO_TEST_KUBECONFIG") {
-            return ApiServer::external(path.into());
-        }
-        ApiServer::start()
+    let started = SERVER.get_or_init(|| {
+        once(|| match std::env::var_os("VWO_TEST_KUBECONFIG") {
+            Some(path) => ApiServer::external(path.into()),
+            None => ApiServer::start(),
+        })
+    });
+    match started {
+        Ok(server) => server,
+        Err(why) => panic!("the test bed's API server did not start: {why}"),
+    }
+}
+
+/// Run a start-up once: its panic becomes the error every later caller sees (instead of each starting again).
+pub fn once<T>(start: impl FnOnce() -> T + std::panic::UnwindSafe) -> Result<T, String> {
+    std::panic::catch_unwind(start).map_err(|e| {
+        e.downcast_ref::<String>()
+            .cloned()
+            .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default()
     })
 }
 
@@ -220,7 +251,7 @@ impl ApiServer {
                 .arg(format!("--initial-cluster=default={peer}"))
                 .args(["--unsafe-no-fsync", "--log-level=warn"]),
         );
-        let apiserver = procs.spawn(
+        procs.spawn(
             "kube-apiserver",
             Command::new(&apiserver)
                 .arg(format!("--etcd-servers={client_url}"))
@@ -267,7 +298,7 @@ impl ApiServer {
             token,
             procs: Some(procs),
         };
-        me.wait_ready(apiserver);
+        me.wait_ready();
         me
     }
 
@@ -284,11 +315,11 @@ impl ApiServer {
             .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
-    fn wait_ready(&self, mut apiserver: Child) {
+    fn wait_ready(&self) {
         let procs = self.procs.as_ref().unwrap();
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(120) {
-            if let Ok(Some(status)) = apiserver.try_wait() {
+            if let Some(status) = procs.exited("kube-apiserver") {
                 panic!(
                     "kube-apiserver exited ({status}).\n-- kube-apiserver.log:\n{}\n-- etcd.log:\n{}",
                     procs.log_tail("kube-apiserver", 15),

@@ -686,7 +686,7 @@ async fn create_namespaces(client: &Client, docs: &[Value]) -> anyhow::Result<Ve
         {
             Some(ns) if ns.metadata.deletion_timestamp.is_some() => bail!(
                 "namespace {name} is being deleted (by an earlier demo run?); run again once it is gone \
-                 (an API server without a namespace controller, like kube-envtest's, never finishes: start a fresh one)"
+                 (an API server without a namespace controller, like the test bed's, never finishes: start a fresh one)"
             ),
             Some(ns) => {
                 let gated = ns
