@@ -217,13 +217,7 @@ spec:
     }
 
     async fn dynamic(&self, api_version: &str, kind: &str, ns: &str, name: &str) -> Option<Value> {
-        let probe = json!({"apiVersion": api_version, "kind": kind});
-        let ar = testbed::api_resource(&self.client, &probe).await;
-        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), ns, &ar);
-        api.get_opt(name)
-            .await
-            .unwrap()
-            .map(|o| serde_json::to_value(o).unwrap())
+        testbed::get(&self.client, api_version, kind, ns, name).await
     }
 
     /// The HelmRelease of that name in the test namespace.

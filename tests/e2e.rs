@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use kube::Client;
-use kube::api::{Api, DynamicObject};
+use kube::api::Api;
 use serde_json::{Value, json};
 use support::gitfix::{GitRemote, Signer, policy_yaml};
 use support::manifests::{build, yaml_docs};
@@ -361,13 +361,7 @@ spec:
     }
 
     async fn object(&self, api_version: &str, kind: &str, ns: &str, name: &str) -> Option<Value> {
-        let probe = json!({"apiVersion": api_version, "kind": kind});
-        let ar = testbed::api_resource(&self.client, &probe).await;
-        Api::<DynamicObject>::namespaced_with(self.client.clone(), ns, &ar)
-            .get_opt(name)
-            .await
-            .unwrap()
-            .map(|o| serde_json::to_value(o).unwrap())
+        testbed::get(&self.client, api_version, kind, ns, name).await
     }
 
     async fn helm_release(&self, name: &str) -> Option<Value> {

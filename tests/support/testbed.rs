@@ -490,6 +490,23 @@ pub async fn api_resource(client: &Client, obj: &Value) -> ApiResource {
     ar
 }
 
+/// One object by apiVersion, kind, namespace and name, as JSON (`None` when it does not exist).
+pub async fn get(
+    client: &Client,
+    api_version: &str,
+    kind: &str,
+    ns: &str,
+    name: &str,
+) -> Option<Value> {
+    let probe = serde_json::json!({"apiVersion": api_version, "kind": kind});
+    let ar = api_resource(client, &probe).await;
+    Api::<DynamicObject>::namespaced_with(client.clone(), ns, &ar)
+        .get_opt(name)
+        .await
+        .unwrap_or_else(|e| panic!("get {kind} {ns}/{name}: {e}"))
+        .map(|o| serde_json::to_value(o).unwrap())
+}
+
 /// Server-side apply one object (JSON) with the operator's field manager.
 pub async fn apply(client: &Client, obj: &Value) -> Result<DynamicObject, kube::Error> {
     let ar = api_resource(client, obj).await;
