@@ -164,39 +164,11 @@ pub fn check_application(location: &str, app: &ApplicationInstance, ctx: &Contex
             match &spec.chart {
                 None => p("spec.chart", "required in managed mode".into()),
                 Some(chart) => {
-                    match chart.source_type {
-                        ChartSourceType::Oci
-                            if !chart.url.starts_with("oci://") || chart.url.len() <= 6 =>
-                        {
-                            p(
-                                "spec.chart.url",
-                                format!("{:?} must be an oci:// URL for sourceType oci", chart.url),
-                            );
-                        }
-                        ChartSourceType::Helm
-                            if !chart.url.starts_with("https://") || chart.url.len() <= 8 =>
-                        {
-                            p(
-                                "spec.chart.url",
-                                format!(
-                                    "{:?} must be an https:// Helm repository URL for sourceType helm",
-                                    chart.url
-                                ),
-                            );
-                        }
-                        _ => {}
+                    if let Some(reason) = chart_url_problem(&chart.source_type, &chart.url) {
+                        p("spec.chart.url", reason);
                     }
-                    if chart.url.contains('@') {
-                        p(
-                            "spec.chart.url",
-                            "must not carry credentials (use a Secret on the chart source)".into(),
-                        );
-                    }
-                    if chart.name.is_empty() || chart.name.contains('/') {
-                        p(
-                            "spec.chart.name",
-                            format!("{:?} must be a chart name without '/'", chart.name),
-                        );
+                    if let Some(reason) = chart_name_problem(&chart.name) {
+                        p("spec.chart.name", reason);
                     }
                     if let Err(e) = semver::Version::parse(&chart.version) {
                         p(
@@ -550,8 +522,154 @@ pub fn check_operation_update(location: &str, old: &Operation, new: &Operation) 
     out
 }
 
+/// The chart name: one repository path component as OCI registries accept it
+/// (`[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`), which is also Helm's naming convention (lower case, digits, dashes). It
+/// lands in the OCIRepository URL and in the HelmRelease's chart reference, so nothing else may pass.
+fn chart_name_problem(name: &str) -> Option<String> {
+    (name.len() > 128 || !is_oci_path_component(name)).then(|| {
+        format!(
+            "{name:?} must be a chart name: lower-case letters and digits, separated by '.', '_', '__' or '-' \
+             (at most 128 characters)"
+        )
+    })
+}
+
+/// One component of an OCI repository path: `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`.
+fn is_oci_path_component(s: &str) -> bool {
+    let b = s.as_bytes();
+    let alnum = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    if b.is_empty() || !alnum(b[0]) || !alnum(b[b.len() - 1]) {
+        return false;
+    }
+    let mut i = 0;
+    while i < b.len() {
+        if alnum(b[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < b.len() && !alnum(b[i]) {
+            i += 1;
+        }
+        let sep = &s[start..i];
+        if !(sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|c| c == b'-')) {
+            return false;
+        }
+    }
+    true
+}
+
+/// The chart URL: `oci://HOST[:PORT]/PATH` for OCI (each path component as registries accept it), or
+/// `https://HOST[:PORT][/PATH]` for a Helm repository. No credentials, query, fragment, spaces or quotes: the URL
+/// is copied into the chart source as it is.
+fn chart_url_problem(source_type: &ChartSourceType, url: &str) -> Option<String> {
+    let scheme = match source_type {
+        ChartSourceType::Oci => "oci://",
+        ChartSourceType::Helm => "https://",
+    };
+    let Some(rest) = url.strip_prefix(scheme) else {
+        return Some(match source_type {
+            ChartSourceType::Oci => format!("{url:?} must be an oci:// URL for sourceType oci"),
+            ChartSourceType::Helm => {
+                format!("{url:?} must be an https:// Helm repository URL for sourceType helm")
+            }
+        });
+    };
+    if rest.contains('@') {
+        return Some("must not carry credentials (use a Secret on the chart source)".into());
+    }
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let (host, port) = authority.split_once(':').unwrap_or((authority, ""));
+    let host_ok = !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || c == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        });
+    let port_ok = !authority.contains(':')
+        || (port.bytes().all(|c| c.is_ascii_digit()) && port.parse::<u16>().is_ok_and(|p| p > 0));
+    if !host_ok || !port_ok {
+        return Some(format!(
+            "{url:?}: the host must be a DNS name or an IPv4 address, with an optional port"
+        ));
+    }
+    let path = path.trim_end_matches('/');
+    let path_ok = match source_type {
+        ChartSourceType::Oci => !path.is_empty() && path.split('/').all(is_oci_path_component),
+        ChartSourceType::Helm => path.bytes().all(|c| {
+            c.is_ascii_alphanumeric() || matches!(c, b'/' | b'-' | b'.' | b'_' | b'~' | b'%')
+        }),
+    };
+    (!path_ok).then(|| match source_type {
+        ChartSourceType::Oci => format!(
+            "{url:?}: the path must be a repository path (lower-case components separated by '/'; no query \
+             or fragment)"
+        ),
+        ChartSourceType::Helm => format!(
+            "{url:?}: the path may hold only letters, digits and '/', '-', '.', '_', '~', '%' (no query or \
+             fragment)"
+        ),
+    })
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn chart_names_and_urls_cannot_carry_anything_into_the_rendered_objects() {
+        use ChartSourceType::{Helm, Oci};
+        for ok in ["nextcloud", "vwo-test", "a.b_c__d--e", "x1"] {
+            assert_eq!(chart_name_problem(ok), None, "{ok}");
+        }
+        // The injection #17 found: it rendered into the OCIRepository URL unchanged.
+        for bad in [
+            "n\"}, \"namespace\": \"kube-system",
+            "",
+            "Nextcloud",
+            "a/b",
+            "..",
+            "-a",
+            "a-",
+            "a..b",
+            "a b",
+        ] {
+            assert!(chart_name_problem(bad).is_some(), "{bad:?}");
+        }
+        assert!(chart_name_problem(&"a".repeat(129)).is_some());
+        for (t, ok) in [
+            (&Oci, "oci://ghcr.io/nextcloud/helm"),
+            (&Oci, "oci://127.0.0.1:5000/charts"),
+            (&Oci, "oci://registry.example/a/b/"),
+            (&Helm, "https://charts.example.com"),
+            (&Helm, "https://127.0.0.1:8443/charts/"),
+            (&Helm, "https://example.com/~team/helm-charts_v2"),
+        ] {
+            assert_eq!(chart_url_problem(t, ok), None, "{ok}");
+        }
+        for (t, bad) in [
+            (&Oci, "https://ghcr.io/x"),
+            (&Oci, "oci://ghcr.io"),
+            (&Oci, "oci://ghcr.io/Upper"),
+            (&Oci, "oci://user:pw@ghcr.io/x"),
+            (&Oci, "oci://ghcr.io/x?tag=1"),
+            (&Oci, "oci://ghcr.io:0/x"),
+            (&Oci, "oci://ghcr.io:99999/x"),
+            (&Oci, "oci://gh cr.io/x"),
+            (&Helm, "http://charts.example.com"),
+            (&Helm, "https://"),
+            (&Helm, "https://charts.example.com/a?b"),
+            (&Helm, "https://charts.example.com/#x"),
+            (&Helm, "https://charts.example.com/\"}"),
+            (&Helm, "https://-bad.example.com"),
+        ] {
+            assert!(chart_url_problem(t, bad).is_some(), "{bad:?}");
+        }
+    }
+
     use super::*;
     use crate::api::{OperationType, Phase};
 
