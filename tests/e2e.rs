@@ -78,26 +78,17 @@ fn install_base() {
     DONE.get_or_init(|| {
         let (objects, _) = build(&testbed::project_root().join("flux"));
         let per_cluster = yaml_docs(&testbed::project_root().join("flux/cluster.yaml"));
-        let docs: Vec<String> = objects
-            .iter()
+        let base: Vec<Value> = objects
+            .into_iter()
             .filter(|o| {
                 !per_cluster.iter().any(|c| {
                     c["kind"] == o["kind"] && c["metadata"]["name"] == o["metadata"]["name"]
                 })
             })
-            .map(|o| serde_json::to_string(o).unwrap())
             .collect();
         // velero-rbac.yaml's Role lives in Velero's namespace, which a cluster with Velero has.
         let _ = kubectl(&["create", "namespace", "velero"]);
-        let file = stack::stack().procs.dir().join("base.json");
-        std::fs::write(&file, docs.join("\n---\n")).unwrap();
-        kubectl_ok(&[
-            "apply",
-            "--server-side",
-            "--field-manager=cluster-admin",
-            "-f",
-            &file.display().to_string(),
-        ]);
+        stack::kubectl_apply(stack::stack().procs.dir(), "base.json", &base);
         stack::wait_crds_established();
     });
 }
@@ -210,23 +201,15 @@ spec:
                 other => panic!("flux/cluster.yaml: unexpected {other}"),
             }
             doc["metadata"]["name"] = json!(self.cluster);
-            out.push(serde_json::to_string(&doc).unwrap());
+            out.push(doc);
         }
         let signers = json!({
             "apiVersion": "v1", "kind": "Secret",
             "metadata": {"name": format!("{}-signers", self.cluster), "namespace": SYSTEM_NS},
             "stringData": {"alice.sshpub": self.alice.public},
         });
-        out.insert(0, serde_json::to_string(&signers).unwrap());
-        let file = self.tmp.path().join("flux-objects.json");
-        std::fs::write(&file, out.join("\n---\n")).unwrap();
-        kubectl_ok(&[
-            "apply",
-            "--server-side",
-            "--field-manager=cluster-admin",
-            "-f",
-            &file.display().to_string(),
-        ]);
+        out.insert(0, signers);
+        stack::kubectl_apply(self.tmp.path(), "flux-objects.json", &out);
         settings
     }
 
@@ -416,25 +399,12 @@ spec:
     }
 }
 
-fn values_secret(ns: &str, name: &str, greeting: &str) -> String {
-    let secret = json!({
+fn values_secret(ns: &str, name: &str, greeting: &str) -> Value {
+    json!({
         "apiVersion": "v1", "kind": "Secret",
         "metadata": {"name": name, "namespace": ns},
         "stringData": {"values.yaml": format!("greeting: {greeting}\nreplicaCount: 2\n")},
-    });
-    serde_json::to_string(&secret).unwrap()
-}
-
-fn apply_json(env: &Env, name: &str, json: &str) {
-    let file = env.tmp.path().join(name);
-    std::fs::write(&file, json).unwrap();
-    kubectl_ok(&[
-        "apply",
-        "--server-side",
-        "--field-manager=cluster-admin",
-        "-f",
-        &file.display().to_string(),
-    ]);
+    })
 }
 
 /// The story of the design card on the real Flux controllers: install from an OCI registry and from a Helm
@@ -447,10 +417,10 @@ async fn signed_intents_are_installed_by_flux_upgraded_and_removed_through_git()
     // never goes into Git).
     kubectl_ok(&["create", "namespace", &env.ns]);
     kubectl_ok(&["label", "namespace", &env.ns, "managed-by=vworkspace"]);
-    apply_json(
-        &env,
+    stack::kubectl_apply(
+        env.tmp.path(),
         "values-secret.json",
-        &values_secret(&env.ns, "docs-values", "hello from a Secret"),
+        &[values_secret(&env.ns, "docs-values", "hello from a Secret")],
     );
 
     let web = env.app_yaml(
@@ -877,11 +847,7 @@ async fn hydrated_branch_synced_by_flux_is_installed_by_helm_controller() {
             "spec": {"interval": "1m", "retryInterval": "5s", "path": "./", "prune": true, "wait": false,
                 "sourceRef": {"kind": "GitRepository", "name": name}}}),
     ];
-    let docs: Vec<String> = objects
-        .iter()
-        .map(|o| serde_json::to_string(o).unwrap())
-        .collect();
-    apply_json(&env, "hydrated-flux.json", &docs.join("\n---\n"));
+    stack::kubectl_apply(env.tmp.path(), "hydrated-flux.json", &objects);
 
     let cm = eventually(
         "the hydrated HelmRelease installed by helm-controller",

@@ -92,6 +92,21 @@ pub fn wait_crds_established() {
     }
 }
 
+/// `kubectl apply --server-side` of these objects, as a cluster admin would (field manager `cluster-admin`); they are
+/// written to `dir/name` first.
+pub fn kubectl_apply(dir: &Path, name: &str, objects: &[serde_json::Value]) {
+    let docs: Vec<String> = objects.iter().map(|o| o.to_string()).collect();
+    let file = dir.join(name);
+    std::fs::write(&file, docs.join("\n---\n")).unwrap();
+    kubectl_ok(&[
+        "apply",
+        "--server-side",
+        "--field-manager=cluster-admin",
+        "-f",
+        &file.display().to_string(),
+    ]);
+}
+
 fn run(what: &str, cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
     assert!(
