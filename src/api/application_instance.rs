@@ -30,6 +30,22 @@ use super::KeyRef;
     )
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "self.mode != 'placeholder' || !has(self.chart)", "fieldPath": ".chart", "reason": "FieldValueForbidden",
+     "message": "must not be set in placeholder mode (a placeholder installs nothing)"},
+    {"rule": "self.mode != 'placeholder' || !has(self.release)", "fieldPath": ".release", "reason": "FieldValueForbidden",
+     "message": "must not be set in placeholder mode (a placeholder installs nothing)"},
+    {"rule": "self.mode != 'placeholder' || !has(self.values)", "fieldPath": ".values", "reason": "FieldValueForbidden",
+     "message": "must not be set in placeholder mode (a placeholder installs nothing)"},
+    {"rule": "self.mode != 'placeholder' || !has(self.integrations)", "fieldPath": ".integrations",
+     "reason": "FieldValueForbidden", "message": "must not be set in placeholder mode (a placeholder installs nothing)"},
+    {"rule": "self.mode == 'placeholder' || has(self.chart)", "fieldPath": ".chart", "reason": "FieldValueRequired",
+     "message": "must be set in managed mode"},
+    {"rule": "self.mode == 'placeholder' || has(self.release)", "fieldPath": ".release", "reason": "FieldValueRequired",
+     "message": "must be set in managed mode"},
+    {"rule": "self.mode == 'placeholder' || has(self.values)", "fieldPath": ".values", "reason": "FieldValueRequired",
+     "message": "must be set in managed mode"}
+]))]
 pub struct ApplicationInstanceSpec {
     /// The catalog entry this instance runs.
     pub app_ref: AppRef,
@@ -86,21 +102,58 @@ impl ChartSourceType {
 
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "self.sourceType != 'oci' || self.url.startsWith('oci://')", "fieldPath": ".url",
+     "message": "must be an oci:// URL for sourceType oci"},
+    {"rule": "self.sourceType != 'helm' || self.url.startsWith('https://')", "fieldPath": ".url",
+     "message": "must be an https:// Helm repository URL for sourceType helm"},
+    {"rule": "!self.url.contains('@')", "fieldPath": ".url",
+     "message": "must not carry credentials (use a Secret on the chart source)"},
+    {"rule": "self.sourceType != 'oci' || !self.url.startsWith('oci://') || self.url.contains('@') || self.url.matches('^oci://[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?([.][A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))?(/[a-z0-9]+(([.]|_|__|-+)[a-z0-9]+)*)+/?$')",
+     "fieldPath": ".url",
+     "message": "must be oci://HOST[:PORT]/PATH: a DNS name or IPv4 address, an optional port, and a repository path of lower-case components separated by '/' (no query or fragment)"},
+    {"rule": "self.sourceType != 'helm' || !self.url.startsWith('https://') || self.url.contains('@') || self.url.matches('^https://[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?([.][A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))?(/[A-Za-z0-9/._~%-]*)?$')",
+     "fieldPath": ".url",
+     "message": "must be https://HOST[:PORT][/PATH]: a DNS name or IPv4 address, an optional port, and a path of letters, digits and '/', '-', '.', '_', '~', '%' (no query or fragment)"}
+]))]
 pub struct ChartSpec {
     pub source_type: ChartSourceType,
-    /// `oci://…` for oci, `https://…` (a Helm repository index) for helm.
+    /// `oci://…` for oci, `https://…` (a Helm repository index) for helm. It is copied into the chart source as
+    /// it is, so only a plain URL passes.
+    #[schemars(length(max = 1024))]
     pub url: String,
+    /// One OCI repository path component (Helm's naming convention): it lands in the OCIRepository URL and
+    /// the HelmRelease's chart reference.
+    #[schemars(length(max = 128), extend("x-kubernetes-validations" = [
+        {"rule": "self.matches('^[a-z0-9]+(([.]|_|__|-+)[a-z0-9]+)*$')",
+         "message": "must be a chart name: lower-case letters and digits, separated by '.', '_', '__' or '-' (at most 128 characters)"}
+    ]))]
     pub name: String,
     /// An exact semver version: no ranges, no `latest`.
+    #[schemars(length(max = 128), extend("x-kubernetes-validations" = [
+        {"rule": "self.matches('^(0|[1-9][0-9]*)[.](0|[1-9][0-9]*)[.](0|[1-9][0-9]*)(-[0-9A-Za-z-]+([.][0-9A-Za-z-]+)*)?([+][0-9A-Za-z-]+([.][0-9A-Za-z-]+)*)?$')",
+         "messageExpression": "self + ' is not an exact semver version such as 1.2.3 (no ranges, no latest, no leading v)'"}
+    ]))]
     pub version: String,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "self.name == oldSelf.name", "fieldPath": ".name", "messageExpression": "'immutable: was ' + oldSelf.name"},
+    {"rule": "self.__namespace__ == oldSelf.__namespace__", "fieldPath": ".namespace",
+     "messageExpression": "'immutable: was ' + oldSelf.__namespace__"}
+]))]
 pub struct ReleaseSpec {
     /// Becomes the HelmRelease name; immutable.
+    #[schemars(length(max = 63), extend("x-kubernetes-validations" = [
+        {"rule": "size(self) <= 53 && self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",
+         "message": "must be a DNS-1123 label of at most 53 characters (a Helm release name)"}
+    ]))]
     pub name: String,
-    /// Must equal metadata.namespace; immutable.
+    /// Must equal metadata.namespace (the admission policy checks it: a CRD rule cannot see the namespace);
+    /// immutable.
+    #[schemars(length(max = 63))]
     pub namespace: String,
 }
 
@@ -124,6 +177,10 @@ impl ValuesSource {
 
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "(has(self.inline) ? 1 : 0) + (has(self.secretRef) ? 1 : 0) + (has(self.configMapRef) ? 1 : 0) == 1 && (self.source == 'inline' ? has(self.inline) : self.source == 'secretRef' ? has(self.secretRef) : has(self.configMapRef))",
+     "messageExpression": "'exactly one values source must be populated and match values.source ' + self.source + '; populated: [' + (has(self.inline) ? 'inline' : '') + (has(self.inline) && (has(self.secretRef) || has(self.configMapRef)) ? ', ' : '') + (has(self.secretRef) ? 'secretRef' : '') + (has(self.secretRef) && has(self.configMapRef) ? ', ' : '') + (has(self.configMapRef) ? 'configMapRef' : '') + ']'"}
+]))]
 pub struct ValuesSpec {
     pub source: ValuesSource,
     /// Passed verbatim to the chart; the inline-secret rule set applies.
@@ -140,6 +197,10 @@ pub struct ValuesSpec {
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "!(has(self.certManager) && self.certManager.enabled) || (has(self.ingress) && self.ingress.enabled)",
+     "fieldPath": ".certManager", "message": "needs integrations.ingress (certificates are for the ingress host)"}
+]))]
 pub struct Integrations {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_secrets: Option<Toggle>,
@@ -158,11 +219,19 @@ pub struct Toggle {
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "!self.enabled || (has(self.host) && size(self.host) > 0)", "fieldPath": ".host",
+     "reason": "FieldValueRequired", "message": "must be set when ingress is enabled"}
+]))]
 pub struct IngressIntegration {
     #[serde(default)]
     pub enabled: bool,
     /// Required when enabled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253), extend("x-kubernetes-validations" = [
+        {"rule": "size(self) == 0 || self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')",
+         "message": "must be a host name (a DNS-1123 subdomain)"}
+    ]))]
     pub host: Option<String>,
 }
 

@@ -33,8 +33,13 @@ pub const FIELD_MANAGER: &str = "vworkspace-operator";
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub struct KeyRef {
     /// Name of the Secret or ConfigMap (same namespace as the intent).
+    #[schemars(length(max = 253), extend("x-kubernetes-validations" = [
+        {"rule": "self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')",
+         "message": "must be an object name (a DNS-1123 subdomain)"}
+    ]))]
     pub name: String,
     /// Key that holds a YAML values document.
+    #[schemars(length(min = 1, max = 253))]
     pub key: String,
 }
 
@@ -50,9 +55,31 @@ pub fn crds() -> Vec<Crd> {
         .map(|crd| {
             let mut value = serde_json::to_value(&crd).expect("a CRD serializes");
             strip_null_from_enums(&mut value);
+            let rules = root_rules(value["spec"]["names"]["kind"].as_str().unwrap_or_default());
+            if !rules.is_empty() {
+                value["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["x-kubernetes-validations"] =
+                    serde_json::Value::Array(rules);
+            }
             serde_json::from_value(value).expect("a CRD deserializes")
         })
         .collect()
+}
+
+/// CEL rules on the whole object (they see `status` beside `spec`; kube's derive has no attribute for them on a
+/// `JsonSchema` type, so they are added here).
+fn root_rules(kind: &str) -> Vec<serde_json::Value> {
+    match kind {
+        // API.md: parameters are immutable once the phase left Pending. A transition rule: it runs on updates
+        // only, against the stored object (whose status the API server keeps on a spec update).
+        "Operation" => vec![serde_json::json!({
+            "rule": "!has(oldSelf.status) || !has(oldSelf.status.phase) || oldSelf.status.phase == 'Pending' || \
+                     (has(self.spec.parameters) ? (has(oldSelf.spec.parameters) && self.spec.parameters == oldSelf.spec.parameters) \
+                     : !has(oldSelf.spec.parameters))",
+            "fieldPath": ".spec.parameters",
+            "message": "immutable once the phase left Pending",
+        })],
+        _ => Vec::new(),
+    }
 }
 
 fn strip_null_from_enums(value: &mut serde_json::Value) {

@@ -27,11 +27,14 @@ use std::collections::BTreeMap;
 #[serde(rename_all = "camelCase")]
 pub struct OperationSpec {
     /// The ApplicationInstance this Operation acts on (same namespace). Immutable.
+    #[schemars(extend("x-kubernetes-validations" = [{"rule": "self == oldSelf", "message": "immutable"}]))]
     pub target_ref: TargetRef,
     /// What to do. Immutable.
     #[serde(rename = "type")]
+    #[schemars(extend("x-kubernetes-validations" = [{"rule": "self == oldSelf", "message": "immutable"}]))]
     pub type_: OperationType,
     /// Who does it. Immutable.
+    #[schemars(extend("x-kubernetes-validations" = [{"rule": "self == oldSelf", "message": "immutable"}]))]
     pub engine: Engine,
     /// Engine parameters, validated per template (`<type>.<engine>`). Immutable once the phase left Pending.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -45,9 +48,17 @@ pub struct OperationSpec {
 #[serde(rename_all = "camelCase")]
 pub struct TargetRef {
     /// Must be `apps.vworkspace.io/v1alpha1`.
+    #[schemars(length(max = 253), extend("x-kubernetes-validations" = [
+        {"rule": "self == 'apps.vworkspace.io/v1alpha1'", "message": "must be apps.vworkspace.io/v1alpha1"}
+    ]))]
     pub api_version: String,
     /// Must be `ApplicationInstance`.
+    #[schemars(length(max = 63), extend("x-kubernetes-validations" = [
+        {"rule": "self == 'ApplicationInstance'", "message": "must be ApplicationInstance"}
+    ]))]
     pub kind: String,
+    /// An ApplicationInstance in the Operation's namespace.
+    #[schemars(length(min = 1, max = 253))]
     pub name: String,
 }
 

@@ -225,8 +225,18 @@ async fn apply(
         cluster_id: Some(&ctx.settings.cluster_id),
         renderer: &ctx.renderer,
     };
-    let problems =
-        validate::check_application(&format!("{namespace}/{}", app.name_any()), app, &vctx);
+    let location = format!("{namespace}/{}", app.name_any());
+    // Every layer (the API server's rules first, then the webhook's): an intent admitted before the policies
+    // were installed, or with admission switched off, is judged the same.
+    let mut problems = validate::check_api_server(
+        &location,
+        IntentKind::ApplicationInstance,
+        &serde_json::to_value(app).unwrap_or_default(),
+        None,
+        &validate::namespace_stand_in(&namespace, None),
+        &vctx,
+    );
+    problems.extend(validate::check_application(&location, app, &vctx));
     if !problems.is_empty() {
         let message = problems
             .iter()

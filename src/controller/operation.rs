@@ -272,17 +272,26 @@ async fn apply(op: &Operation, api: &Api<Operation>, ctx: &Context) -> Result<Ac
         cluster_id: Some(&ctx.settings.cluster_id),
         renderer: &ctx.renderer,
     };
-    let problems: Vec<_> = validate::check_operation(
-        &format!("{namespace}/{}", op.name_any()),
+    let location = format!("{namespace}/{}", op.name_any());
+    let mut problems = validate::check_api_server(
+        &location,
+        IntentKind::Operation,
+        &serde_json::to_value(op).unwrap_or_default(),
+        None,
+        &validate::namespace_stand_in(&namespace, Some(&ns_annotations)),
+        &vctx,
+    );
+    problems.extend(validate::check_operation(&location, op, &vctx));
+    problems.extend(validate::check_operation_target(
+        &location,
         op,
         Some(&target),
-        Some(&ns_annotations),
-        &vctx,
-    )
-    .into_iter()
-    // the claim is checked below with the key, which render cannot do
-    .filter(|p| p.field != "spec.approvals.claim")
-    .collect();
+    ));
+    let problems: Vec<_> = problems
+        .into_iter()
+        // the claim is checked below with the key, which render cannot do
+        .filter(|p| p.field != "spec.approvals.claim")
+        .collect();
     if !problems.is_empty() {
         let message = problems
             .iter()

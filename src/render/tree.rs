@@ -34,8 +34,9 @@ impl TreeRender {
     }
 }
 
-/// Annotations of the `v1` Namespace objects found in the files (for `ops.vworkspace.io/allowed-types`).
-fn namespace_annotations(files: &[SourceFile]) -> BTreeMap<String, BTreeMap<String, String>> {
+/// The `v1` Namespace objects found in the files (the admission policy reads their gate label and their
+/// `ops.vworkspace.io/allowed-types` annotation).
+fn namespace_objects(files: &[SourceFile]) -> BTreeMap<String, Value> {
     let mut out = BTreeMap::new();
     for file in files {
         let Ok(text) = std::str::from_utf8(&file.data) else {
@@ -52,11 +53,7 @@ fn namespace_annotations(files: &[SourceFile]) -> BTreeMap<String, BTreeMap<Stri
                 && doc.get("kind").and_then(Value::as_str) == Some("Namespace")
                 && let Some(name) = doc.pointer("/metadata/name").and_then(Value::as_str)
             {
-                let annotations = doc
-                    .pointer("/metadata/annotations")
-                    .and_then(|a| serde_json::from_value(a.clone()).ok())
-                    .unwrap_or_default();
-                out.insert(name.to_string(), annotations);
+                out.insert(name.to_string(), doc.clone());
             }
         }
     }
@@ -74,14 +71,29 @@ pub fn render_tree(
         cluster_id,
         renderer,
     };
-    let namespaces = namespace_annotations(files);
+    let namespaces = namespace_objects(files);
+    // A namespace whose manifest is not among the files is taken as gated, with no annotations.
+    let namespace_of = |doc: &IntentDoc| {
+        namespaces
+            .get(&doc.key.namespace)
+            .cloned()
+            .unwrap_or_else(|| validate::namespace_stand_in(&doc.key.namespace, None))
+    };
     let mut intents = Vec::new();
 
     // Applications first: Operations need their targets.
     let mut apps: BTreeMap<(String, String), (ApplicationInstance, bool)> = BTreeMap::new();
     let mut ops: Vec<(&IntentDoc, Operation, bool)> = Vec::new();
     for doc in &docs {
-        let schema_problems = validate::check_schema(doc);
+        // What the API server would refuse (schema, CRD rules, admission policy), then the webhook's rules.
+        let schema_problems = validate::check_api_server(
+            &doc.location,
+            doc.key.kind,
+            &doc.value,
+            None,
+            &namespace_of(doc),
+            &ctx,
+        );
         let typed_ok = schema_problems.is_empty();
         problems.extend(schema_problems);
         match doc.key.kind {
@@ -137,13 +149,12 @@ pub fn render_tree(
     }
     for (doc, op, typed_ok) in ops {
         let target = apps.get(&(doc.key.namespace.clone(), op.spec.target_ref.name.clone()));
-        let found = validate::check_operation(
+        let mut found = validate::check_operation(&doc.location, &op, &ctx);
+        found.extend(validate::check_operation_target(
             &doc.location,
             &op,
             target.map(|(app, _)| app),
-            namespaces.get(&doc.key.namespace),
-            &ctx,
-        );
+        ));
         let ok = typed_ok && found.is_empty();
         problems.extend(found);
         if !ok {
