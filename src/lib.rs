@@ -18,6 +18,7 @@ pub mod report;
 pub mod schema;
 pub mod secrets;
 pub mod validate;
+pub mod webhook;
 
 /// The allocator of every binary built on this crate (the operator, its tests and benchmarks alike):
 /// rendering and the controller allocate many small JSON values, and mimalloc serves them in about two thirds

@@ -106,6 +106,7 @@ impl Env {
                 batch_window: Duration::from_millis(200),
             },
             max_concurrent_reconciles: 0,
+            webhook: None,
         }
     }
 

@@ -61,7 +61,17 @@ const OPERATOR_ACCESS: &str = "
     no  create coordination.k8s.io/leases                 tenant-gated
     yes create events.k8s.io/events                       vworkspace-system
     yes create events.k8s.io/events                       default
-    # Never: Secrets, ConfigMaps, workloads, RBAC, namespaces, CRDs.
+    # The admission webhook: its own certificates' Secret by name, and its own webhook configuration's caBundle.
+    yes get    core/secrets                               vworkspace-system vworkspace-operator-webhook-tls
+    yes update core/secrets                               vworkspace-system vworkspace-operator-webhook-tls
+    no  update core/secrets                               vworkspace-system vworkspace-trust-policy
+    yes create core/secrets                               vworkspace-system
+    no  create core/secrets                               tenant-gated
+    yes patch  admissionregistration.k8s.io/validatingwebhookconfigurations - vworkspace-operator
+    no  patch  admissionregistration.k8s.io/validatingwebhookconfigurations - other-webhook
+    no  create admissionregistration.k8s.io/validatingwebhookconfigurations -
+    no  patch  admissionregistration.k8s.io/validatingadmissionpolicies - vworkspace-intents
+    # Never: other Secrets, ConfigMaps, workloads, RBAC, namespaces, CRDs.
     no  get    core/secrets                               -
     no  list   core/secrets                               -
     no  get    core/secrets                               tenant-gated
@@ -117,6 +127,9 @@ const CLUSTER_SCOPED: &[&str] = &[
     "ClusterRole",
     "ClusterRoleBinding",
     "CustomResourceDefinition",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+    "ValidatingWebhookConfiguration",
 ];
 
 #[test]
@@ -279,7 +292,22 @@ fn cluster_values_agree_and_the_deployment_is_locked_down() {
             )
         })
         .collect();
-    assert_eq!(ports, [("metrics", 8080), ("health", 8081)]);
+    assert_eq!(
+        ports,
+        [("metrics", 8080), ("health", 8081), ("webhook", 9443)]
+    );
+    assert!(
+        env("VWORKSPACE_WEBHOOK_ADDR")
+            .as_str()
+            .unwrap()
+            .ends_with(":9443")
+    );
+    // flux/admission.yaml is generated: it matches the Rust code that makes it.
+    assert_eq!(
+        std::fs::read_to_string(flux_dir().join("admission.yaml")).unwrap(),
+        vworkspace_operator::cli::crdgen::admission_yaml().unwrap(),
+        "flux/admission.yaml is out of date: run `cargo run -- crdgen --out-dir crds --admission-file flux/admission.yaml`"
+    );
     assert!(
         env("VWORKSPACE_METRICS_ADDR")
             .as_str()

@@ -95,9 +95,47 @@ pub struct Args {
     /// Log format.
     #[arg(long, default_value = "json", value_parser = ["json", "text"], env = "VWORKSPACE_LOG_FORMAT")]
     pub log_format: String,
+    /// Serve the validating admission webhook (HTTPS) on this address, e.g. 0.0.0.0:9443; every replica serves
+    /// it, leader or not. Off when unset.
+    #[arg(long, env = "VWORKSPACE_WEBHOOK_ADDR")]
+    pub webhook_addr: Option<SocketAddr>,
+    /// Serve `tls.crt` / `tls.key` from this directory (kept current by cert-manager or another issuer)
+    /// instead of issuing certificates.
+    #[arg(long, env = "VWORKSPACE_WEBHOOK_CERT_DIR")]
+    pub webhook_cert_dir: Option<PathBuf>,
+    /// The Secret holding the certificates the operator issues for the webhook.
+    #[arg(
+        long,
+        default_value = "vworkspace-system/vworkspace-operator-webhook-tls",
+        value_name = "NAMESPACE/NAME",
+        env = "VWORKSPACE_WEBHOOK_SECRET"
+    )]
+    pub webhook_secret: String,
+    /// The ValidatingWebhookConfiguration whose caBundle the operator keeps current.
+    #[arg(
+        long,
+        default_value = "vworkspace-operator",
+        env = "VWORKSPACE_WEBHOOK_CONFIGURATION"
+    )]
+    pub webhook_configuration: String,
+    /// Names (comma-separated) the serving certificate is issued for: the webhook Service's DNS name, or an
+    /// IP address for a `url` client configuration.
+    #[arg(
+        long,
+        default_value = "vworkspace-operator-webhook.vworkspace-system.svc",
+        value_delimiter = ',',
+        env = "VWORKSPACE_WEBHOOK_NAMES"
+    )]
+    pub webhook_names: Vec<String>,
+    /// How long a serving certificate lives (renewed after two thirds).
+    #[arg(long, default_value = "90d", value_parser = parse_duration, env = "VWORKSPACE_WEBHOOK_CERT_VALIDITY")]
+    pub webhook_cert_validity: std::time::Duration,
+    /// How long the webhook CA lives (rotated after two thirds, the old CA trusted until it expires).
+    #[arg(long, default_value = "1825d", value_parser = parse_duration, env = "VWORKSPACE_WEBHOOK_CA_VALIDITY")]
+    pub webhook_ca_validity: std::time::Duration,
 }
 
-/// `30s`, `5m`, `1h`, `250ms`, or plain seconds.
+/// `30s`, `5m`, `1h`, `90d`, `250ms`, or plain seconds.
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     let text = text.trim();
     let (num, unit) = text
@@ -111,7 +149,8 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
         "s" => n * 1000,
         "m" => n * 60_000,
         "h" => n * 3_600_000,
-        _ => return Err(format!("{text:?}: unknown unit {unit:?} (ms, s, m, h)")),
+        "d" => n * 86_400_000,
+        _ => return Err(format!("{text:?}: unknown unit {unit:?} (ms, s, m, h, d)")),
     };
     Ok(std::time::Duration::from_millis(ms))
 }
@@ -236,6 +275,37 @@ async fn run_async(args: Args) -> anyhow::Result<u8> {
         }
         None => None,
     };
+    let webhook = match args.webhook_addr {
+        None => None,
+        Some(addr) => {
+            let certs = match &args.webhook_cert_dir {
+                Some(dir) => crate::webhook::CertSource::Files(dir.clone()),
+                None => {
+                    let (ns, name) = args.webhook_secret.split_once('/').ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "--webhook-secret takes NAMESPACE/NAME, got {:?}",
+                            args.webhook_secret
+                        )
+                    })?;
+                    crate::webhook::CertSource::Managed {
+                        secret_namespace: ns.into(),
+                        secret_name: name.into(),
+                        configuration: args.webhook_configuration.clone(),
+                        settings: crate::webhook::certs::CertSettings {
+                            names: args.webhook_names.clone(),
+                            ca_validity: args.webhook_ca_validity,
+                            cert_validity: args.webhook_cert_validity,
+                        },
+                    }
+                }
+            };
+            Some(crate::webhook::WebhookConfig {
+                addr,
+                certs,
+                approval_key: approval_key.clone(),
+            })
+        }
+    };
     let config = OperatorConfig {
         settings: Settings {
             cluster_id: args.cluster_id.clone(),
@@ -267,6 +337,7 @@ async fn run_async(args: Args) -> anyhow::Result<u8> {
             batch_window: args.notes_batch_window,
         },
         max_concurrent_reconciles: args.max_concurrent_reconciles,
+        webhook,
     };
     let operator = Operator::start(client, config).await?;
     let mut stopped = operator.stopped();

@@ -84,6 +84,8 @@ pub struct OperatorConfig {
     pub notes: NotesTiming,
     /// Reconciles in flight per controller (ApplicationInstance, Operation); 0 means no limit.
     pub max_concurrent_reconciles: u16,
+    /// The admission webhook, served by every replica from start (before leader election).
+    pub webhook: Option<crate::webhook::WebhookConfig>,
 }
 
 /// A running operator.
@@ -93,6 +95,8 @@ pub struct Operator {
     pub metrics: crate::metrics::Metrics,
     /// Bound (metrics, health) addresses, when the admin server runs.
     pub admin_addrs: Option<(SocketAddr, SocketAddr)>,
+    /// The admission webhook's bound address, when it runs.
+    pub webhook_addr: Option<SocketAddr>,
     pub poster: Option<Arc<EventPoster>>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -236,6 +240,28 @@ impl Operator {
                     error!(error = %e, "admin server stopped");
                 }
             }));
+        }
+
+        let mut webhook_addr = None;
+        if let Some(webhook) = config.webhook.clone() {
+            let renderer = Renderer::new(
+                config.templates.clone(),
+                RenderOptions {
+                    cluster_id: Some(config.settings.cluster_id.clone()),
+                    velero_namespace: config.settings.velero_namespace.clone(),
+                    ..RenderOptions::default()
+                },
+            );
+            let server = crate::webhook::WebhookServer::bind(
+                client.clone(),
+                renderer,
+                config.settings.cluster_id.clone(),
+                webhook,
+            )
+            .await?;
+            webhook_addr = Some(server.local_addr());
+            info!(addr = %server.local_addr(), "admission webhook serving");
+            tasks.push(tokio::spawn(server.serve(stop_rx.clone())));
         }
 
         let mut leadership = None;
@@ -628,6 +654,7 @@ impl Operator {
             source,
             metrics,
             admin_addrs,
+            webhook_addr,
             poster,
             stop,
             tasks,

@@ -415,6 +415,7 @@ async fn steps(
             batch_window: Duration::from_millis(200),
         },
         max_concurrent_reconciles: 16,
+        webhook: None,
     };
     tracing::info!("demo: starting the operator");
     let operator = operator_slot.insert(
