@@ -1377,13 +1377,6 @@ fn describe_transport_error(e: reqwest::Error) -> String {
 /// ` (code: message)` from an `{"error": …, "message": …}` body, else the start of the body; redacted and
 /// cut short.
 async fn error_detail(response: reqwest::Response) -> String {
-    #[derive(Deserialize)]
-    struct ApiError {
-        #[serde(default)]
-        error: String,
-        #[serde(default)]
-        message: String,
-    }
     let mut response = response;
     let mut body = Vec::new();
     while body.len() < 4096 {
@@ -1392,13 +1385,26 @@ async fn error_detail(response: reqwest::Response) -> String {
             _ => break,
         }
     }
-    let text = match serde_json::from_slice::<ApiError>(&body) {
+    response_detail(&body)
+}
+
+/// The detail [`EventPoster`] quotes from an error response's body (the first 4 KiB or so of it): see
+/// `error_detail`. Pure, and public for the fuzz target of control-plane responses (fuzz/).
+pub fn response_detail(body: &[u8]) -> String {
+    #[derive(Deserialize)]
+    struct ApiError {
+        #[serde(default)]
+        error: String,
+        #[serde(default)]
+        message: String,
+    }
+    let text = match serde_json::from_slice::<ApiError>(body) {
         Ok(e) if !e.error.is_empty() || !e.message.is_empty() => [e.error, e.message]
             .into_iter()
             .filter(|s| !s.is_empty())
             .collect::<Vec<_>>()
             .join(": "),
-        _ => String::from_utf8_lossy(&body).trim().to_string(),
+        _ => String::from_utf8_lossy(body).trim().to_string(),
     };
     if text.is_empty() {
         return String::new();

@@ -257,3 +257,26 @@ pub fn verify(
         inclusion_proof: logged.inclusion_proof,
     })
 }
+
+/// The Rekor log-entry decoders on their own, for the fuzz targets (fuzz/): decode a serialized
+/// `TransparencyLogEntry` and check it against `root` for the body it embeds, as [`verify`] does; then,
+/// whatever that check says, compute the root its inclusion proof leads to and parse its checkpoint (which
+/// [`verify`] only reaches after the inclusion promise verified). Returns the decoding error, if any.
+#[doc(hidden)]
+pub fn decode_log_entry(bytes: &[u8], root: &TrustedRoot) -> Result<(), GitsignError> {
+    let entry = tlog::decode_entry(bytes)?;
+    let body = entry.canonicalized_body.clone().unwrap_or_default();
+    let _ = tlog::verify_entry(&entry, &body, root);
+    if let Some(proof) = &entry.inclusion_proof {
+        let _ = tlog::root_from_inclusion_proof(
+            proof.log_index,
+            proof.tree_size,
+            tlog::leaf_hash(&body),
+            &proof.hashes,
+        );
+        if let Some(checkpoint) = &proof.checkpoint {
+            let _ = tlog::parse_checkpoint(checkpoint);
+        }
+    }
+    Ok(())
+}
