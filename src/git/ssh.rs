@@ -459,7 +459,8 @@ fn unquote_required(s: &str, name: &str) -> Result<String, String> {
 pub fn parse_time(s: &str) -> Result<i64, String> {
     let body = if let Some(b) = s.strip_suffix('Z').or_else(|| s.strip_suffix('z')) {
         b
-    } else if s.len() > 3 && s[s.len() - 3..].eq_ignore_ascii_case("UTC") {
+    } else if s.len() > 3 && s.as_bytes()[s.len() - 3..].eq_ignore_ascii_case(b"UTC") {
+        // The last three bytes are ASCII, so cutting them leaves a char boundary.
         &s[..s.len() - 3]
     } else {
         s
@@ -608,6 +609,13 @@ mod tests {
         assert!(parse_time("1970010").is_err());
         assert!(parse_time("19700132").is_err());
         assert!(parse_time("1970010100000x").is_err());
+        // Found by fuzz/fuzz_targets/allowed_signers: a time whose last three bytes cut a multi-byte
+        // character panicked (the `UTC` suffix test sliced the string there).
+        assert!(parse_time("20200101\u{ed34}\t").is_err());
+        assert!(parse_time("20200101\u{20ac}x").is_err());
+        let line = format!("alice@example.com valid-after=\"20200101\u{20ac}x\" {KEY}");
+        let err = AllowedSigners::parse(&line).unwrap_err().to_string();
+        assert!(err.contains("valid-after"), "{err}");
     }
 
     #[test]
