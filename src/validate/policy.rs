@@ -76,10 +76,10 @@ fn rules() -> Vec<Rule> {
         },
         Rule {
             expression: "object.kind != 'ApplicationInstance' || !has(object.spec.release) || \
-                         object.spec.release.__namespace__ == request.namespace"
+                         object.spec.release['namespace'] == request.namespace"
                 .into(),
             message_expression:
-                "'spec.release.namespace: ' + object.spec.release.__namespace__ + ' must equal \
+                "'spec.release.namespace: ' + object.spec.release['namespace'] + ' must equal \
                                  metadata.namespace ' + request.namespace"
                     .into(),
         },
@@ -194,23 +194,19 @@ pub fn check(input: &Input) -> Vec<String> {
         "CREATE"
     };
     let mut ctx = BASE.new_inner_scope();
-    ctx.add_variable_from_value("object", to_cel(input.object, true));
-    ctx.add_variable_from_value(
-        "oldObject",
-        input.old_object.map_or(CelValue::Null, |o| to_cel(o, true)),
-    );
+    ctx.add_variable_from_value("object", to_cel(input.object));
+    ctx.add_variable_from_value("oldObject", input.old_object.map_or(CelValue::Null, to_cel));
     ctx.add_variable_from_value(
         "request",
         to_cel(
             &json!({"operation": operation, "namespace": namespace, "name": input.object["metadata"]["name"]}),
-            false,
         ),
     );
     ctx.add_variable_from_value(
         "params",
-        to_cel(&json!({"metadata": {"name": input.cluster_id}}), true),
+        to_cel(&json!({"metadata": {"name": input.cluster_id}})),
     );
-    ctx.add_variable_from_value("namespaceObject", to_cel(input.namespace, true));
+    ctx.add_variable_from_value("namespaceObject", to_cel(input.namespace));
     if operation == "UPDATE" && !matches!(CHANGED_PROGRAM.execute(&ctx), Ok(CelValue::Bool(true))) {
         return Vec::new();
     }
@@ -231,10 +227,9 @@ pub fn check(input: &Input) -> Vec<String> {
 static CHANGED_PROGRAM: LazyLock<Program> =
     LazyLock::new(|| Program::compile(CHANGED).expect("the match condition compiles"));
 
-/// JSON to CEL as the API server presents a typed object: declared field names that are CEL reserved words are
-/// escaped (`namespace` → `__namespace__`), the keys of maps (labels, annotations, free-form values and
-/// parameters) are not.
-fn to_cel(value: &Value, escape: bool) -> CelValue {
+/// JSON to CEL as the API server presents an object to a policy: maps all the way down, keys as they are (a
+/// key that is a CEL reserved word, such as `namespace`, is read with `['namespace']`).
+fn to_cel(value: &Value) -> CelValue {
     match value {
         Value::Null => CelValue::Null,
         Value::Bool(b) => CelValue::Bool(*b),
@@ -244,52 +239,16 @@ fn to_cel(value: &Value, escape: bool) -> CelValue {
             .or_else(|| n.as_u64().map(CelValue::UInt))
             .unwrap_or_else(|| CelValue::Float(n.as_f64().unwrap_or_default())),
         Value::String(s) => CelValue::String(Arc::new(s.clone())),
-        Value::Array(items) => {
-            CelValue::List(Arc::new(items.iter().map(|v| to_cel(v, escape)).collect()))
-        }
+        Value::Array(items) => CelValue::List(Arc::new(items.iter().map(to_cel).collect())),
         Value::Object(map) => {
-            let mut out = HashMap::with_capacity(map.len());
-            for (k, v) in map {
-                let is_map = matches!(
-                    k.as_str(),
-                    "labels" | "annotations" | "inline" | "parameters" | "data" | "outputs"
-                );
-                let key = if escape && RESERVED.contains(&k.as_str()) {
-                    format!("__{k}__")
-                } else {
-                    k.clone()
-                };
-                out.insert(Key::String(Arc::new(key)), to_cel(v, escape && !is_map));
-            }
+            let out: HashMap<Key, CelValue> = map
+                .iter()
+                .map(|(k, v)| (Key::String(Arc::new(k.clone())), to_cel(v)))
+                .collect();
             CelValue::Map(Map { map: Arc::new(out) })
         }
     }
 }
-
-/// CEL's reserved words (the API server escapes a property named like one as `__word__`).
-const RESERVED: &[&str] = &[
-    "true",
-    "false",
-    "null",
-    "in",
-    "as",
-    "break",
-    "const",
-    "continue",
-    "else",
-    "for",
-    "function",
-    "if",
-    "import",
-    "let",
-    "loop",
-    "package",
-    "namespace",
-    "return",
-    "var",
-    "void",
-    "while",
-];
 
 #[cfg(test)]
 mod tests {

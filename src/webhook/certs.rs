@@ -73,8 +73,13 @@ fn validity(pem: &str) -> Option<(OffsetDateTime, OffsetDateTime)> {
     Some((t(&v.not_before)?, t(&v.not_after)?))
 }
 
+/// Certificates are valid from a minute before they are issued, for clocks slightly behind.
+const SLACK: time::Duration = time::Duration::minutes(1);
+
+/// When two thirds of the validity asked for (not counting the slack) have passed.
 fn renew_at(not_before: OffsetDateTime, not_after: OffsetDateTime) -> OffsetDateTime {
-    not_before + (not_after - not_before) * 2 / 3
+    let issued = (not_before + SLACK).min(not_after);
+    issued + (not_after - issued) * 2 / 3
 }
 
 /// What the Secret should hold at `now`: `None` when `current` is fine as it is.
@@ -154,8 +159,7 @@ fn new_ca(now: OffsetDateTime, settings: &CertSettings) -> Result<(String, Strin
     );
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    // A minute of slack for clocks that are slightly behind.
-    params.not_before = now - time::Duration::minutes(1);
+    params.not_before = now - SLACK;
     params.not_after = now + settings.ca_validity;
     let cert = params.self_signed(&key)?;
     Ok((cert.pem(), key.serialize_pem()))
@@ -179,7 +183,7 @@ fn new_serving(
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     params.use_authority_key_identifier_extension = true;
-    params.not_before = now - time::Duration::minutes(1);
+    params.not_before = now - SLACK;
     let wanted = now + settings.cert_validity;
     params.not_after = ca_not_after.map_or(wanted, |ca| ca.min(wanted));
     let cert = params.signed_by(&key, &issuer)?;

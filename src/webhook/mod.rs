@@ -202,15 +202,18 @@ impl WebhookServer {
             self.resolver.clone(),
             stop.clone(),
         ));
+        // Connections are kept (the API server reuses them) until the server stops, then closed with it.
+        let mut connections = tokio::task::JoinSet::new();
         loop {
             let accepted = tokio::select! {
                 a = self.listener.accept() => a,
                 _ = stop.wait_for(|s| *s) => break,
+                Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             };
             let Ok((stream, _)) = accepted else { continue };
             let acceptor = acceptor.clone();
             let service = TowerToHyperService::new(router.clone());
-            tokio::spawn(async move {
+            connections.spawn(async move {
                 let Ok(tls) = acceptor.accept(stream).await else {
                     return;
                 };
@@ -220,6 +223,7 @@ impl WebhookServer {
             });
         }
         rotation.abort();
+        connections.abort_all();
     }
 }
 

@@ -1,0 +1,496 @@
+//! Admission on the test bed's real kube-apiserver: the CRDs' CEL rules, the ValidatingAdmissionPolicy and the
+//! operator's validating webhook (served in this process over real HTTPS, certificates issued and rotated by
+//! the operator's own code, caBundle kept current in the real ValidatingWebhookConfiguration).
+//!
+//! One test, in phases, because the policy and the webhook configuration are cluster-wide objects of this
+//! binary's API server:
+//! 1. every document of `examples/invalid` through `kubectl apply`: refused exactly when `render` refuses it,
+//!    with render's words (the structural schema's problems in the API server's own words, same field), and
+//!    nothing refused reaches the cluster;
+//! 2. the valid cluster repo (`examples/cluster-repo`) is admitted;
+//! 3. UPDATEs that break immutability are refused (the CRDs' transition rules);
+//! 4. the serving certificate and the CA rotate while requests keep being admitted;
+//! 5. with the webhook down, intents in gated namespaces are refused (fail closed) and nothing else is affected.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DynamicObject, PostParams};
+use serde_json::{Value, json};
+use support::stack::kubectl;
+use support::testbed;
+use vworkspace_operator::intent::IntentKind;
+use vworkspace_operator::intent::source::load_dir;
+use vworkspace_operator::render::{RenderOptions, Renderer, Templates, render_tree};
+use vworkspace_operator::validate;
+use vworkspace_operator::webhook::{self, CertSource, WebhookConfig, WebhookServer, certs};
+
+const CLUSTER: &str = "eu-prod-1";
+const SECRET_NS: &str = "vworkspace-system";
+const SECRET: &str = "webhook-tls";
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn renderer() -> Renderer {
+    Renderer::new(
+        Templates::embedded(),
+        RenderOptions {
+            cluster_id: Some(CLUSTER.into()),
+            ..RenderOptions::default()
+        },
+    )
+}
+
+/// `kubectl apply -f` of one object; (succeeded, stdout + stderr).
+fn kubectl_apply(dir: &Path, object: &Value, extra: &[&str]) -> (bool, String) {
+    let file = dir.join("object.yaml");
+    std::fs::write(&file, serde_json::to_string(object).unwrap()).unwrap();
+    let mut args = vec!["apply", "-f", file.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let out = kubectl(&args);
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+fn yaml_docs(path: &Path) -> Vec<Value> {
+    serde_saphyr::from_multiple::<Value>(&std::fs::read_to_string(path).unwrap())
+        .unwrap()
+        .into_iter()
+        .filter(|d| !d.is_null())
+        .collect()
+}
+
+fn key_of(doc: &Value) -> String {
+    format!(
+        "{}/{}/{}",
+        doc["kind"].as_str().unwrap_or_default(),
+        doc["metadata"]["namespace"].as_str().unwrap_or_default(),
+        doc["metadata"]["name"].as_str().unwrap_or_default()
+    )
+}
+
+fn ai(name: &str, namespace: &str, inline: Value) -> Value {
+    json!({
+        "apiVersion": "apps.vworkspace.io/v1alpha1", "kind": "ApplicationInstance",
+        "metadata": {"name": name, "namespace": namespace, "labels": {
+            "app.vworkspace.io/managed-by": "control-plane", "app.vworkspace.io/cluster-id": CLUSTER}},
+        "spec": {"appRef": {"catalogId": "nextcloud"},
+                 "chart": {"sourceType": "oci", "url": "oci://ghcr.io/nextcloud/helm", "name": "nextcloud",
+                           "version": "6.6.4"},
+                 "release": {"name": name, "namespace": namespace},
+                 "values": {"source": "inline", "inline": inline}}
+    })
+}
+
+async fn dry_run_create(api: &Api<DynamicObject>, object: &Value) -> Result<(), String> {
+    let obj: DynamicObject = serde_json::from_value(object.clone()).unwrap();
+    api.create(
+        &PostParams {
+            dry_run: true,
+            ..PostParams::default()
+        },
+        &obj,
+    )
+    .await
+    .map(|_| ())
+    .map_err(|e| e.to_string())
+}
+
+async fn secret_material(client: &kube::Client) -> Option<(String, String)> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), SECRET_NS);
+    let s = secrets.get_opt(SECRET).await.ok()??;
+    let data = s.data?;
+    let get = |k: &str| String::from_utf8(data.get(k)?.0.clone()).ok();
+    let bundle = get(certs::CA_CRT)?;
+    let first_ca = bundle
+        .split("-----END CERTIFICATE-----")
+        .next()?
+        .to_string();
+    Some((first_ca, get(certs::TLS_CRT)?))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_api_server_refuses_what_render_refuses_with_the_same_words() {
+    vworkspace_operator::report::install_crypto_provider();
+    let client = testbed::client().await;
+    testbed::install_crds(&client, &testbed::project_crds()).await;
+    for (ns, gated) in [(SECRET_NS, false), ("outside", false)] {
+        testbed::namespace(&client, ns, gated).await;
+    }
+    // The policy's parameter: this cluster's Cluster object.
+    testbed::apply(
+        &client,
+        &json!({"apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "Cluster", "metadata": {"name": CLUSTER},
+                "spec": {"clusterId": CLUSTER}}),
+    )
+    .await
+    .unwrap();
+
+    // The webhook, as `run --webhook-addr` starts it: short-lived certificates so that they rotate during the
+    // test (renewal after two thirds: every 4 s; the CA every 16 s).
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let server = WebhookServer::bind(
+        client.clone(),
+        renderer(),
+        CLUSTER.into(),
+        WebhookConfig {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            certs: CertSource::Managed {
+                secret_namespace: SECRET_NS.into(),
+                secret_name: SECRET.into(),
+                configuration: webhook::CONFIGURATION_NAME.into(),
+                settings: certs::CertSettings {
+                    names: vec!["127.0.0.1".into()],
+                    ca_validity: Duration::from_secs(24),
+                    cert_validity: Duration::from_secs(6),
+                },
+            },
+            approval_key: None,
+        },
+    )
+    .await
+    .unwrap();
+    let url = format!("https://{}/validate", server.local_addr());
+    let serving = tokio::spawn(server.serve(stop_rx));
+
+    // What flux/admission.yaml ships, with the webhook reached by URL (there is no Service here) and no
+    // caBundle: the operator sets it.
+    let mut manifests = webhook::admission_manifests();
+    manifests[2]["webhooks"][0]["clientConfig"] = json!({"url": url});
+    for m in &manifests {
+        testbed::apply(&client, m).await.unwrap();
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    // The cluster repo's namespaces (gated; team-alpha also holds examples/invalid).
+    let repo = root().join("examples/cluster-repo/clusters").join(CLUSTER);
+    let mut repo_files: Vec<_> = walk(&repo);
+    repo_files.sort_by_key(|p| {
+        let name = p.file_name().unwrap().to_string_lossy().to_string();
+        (
+            !name.starts_with("namespace"),
+            !name.starts_with("applicationinstance"),
+            p.clone(),
+        )
+    });
+    for file in repo_files.iter().filter(|p| p.ends_with("namespace.yaml")) {
+        for doc in yaml_docs(file) {
+            let (ok, out) = kubectl_apply(dir.path(), &doc, &[]);
+            assert!(ok, "{}: {out}", file.display());
+        }
+    }
+
+    // Ready when the policy and the webhook both answer: an intent with an inline secret is refused by the
+    // webhook; one labelled for another cluster by the policy.
+    let dynamic = |kind: &str| {
+        let (group, plural) = match kind {
+            "ApplicationInstance" => ("apps.vworkspace.io", "applicationinstances"),
+            _ => ("ops.vworkspace.io", "operations"),
+        };
+        let ar = kube::discovery::ApiResource {
+            group: group.into(),
+            version: "v1alpha1".into(),
+            api_version: format!("{group}/v1alpha1"),
+            kind: kind.into(),
+            plural: plural.into(),
+        };
+        let client = client.clone();
+        move |ns: &str| Api::<DynamicObject>::namespaced_with(client.clone(), ns, &ar)
+    };
+    let apps = dynamic("ApplicationInstance");
+    let alpha = apps("team-alpha");
+    let leaky = ai("probe", "team-alpha", json!({"password": "hunter2"}));
+    let mut foreign = ai("probe", "team-alpha", json!({}));
+    foreign["metadata"]["labels"]["app.vworkspace.io/cluster-id"] = json!("elsewhere");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let w = dry_run_create(&alpha, &leaky).await;
+        let p = dry_run_create(&alpha, &foreign).await;
+        let webhook_ready = w
+            .as_ref()
+            .is_err_and(|e| e.contains("InlineSecretMaterialRejected"));
+        let policy_ready = p
+            .as_ref()
+            .is_err_and(|e| e.contains("but this is cluster eu-prod-1"));
+        if webhook_ready && policy_ready {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "admission not in force after 60 s: webhook {w:?}, policy {p:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    // 1. examples/invalid: the same verdict as render, with render's words.
+    let invalid = root().join("examples/invalid");
+    let files = load_dir(&invalid).unwrap();
+    let rendered = render_tree(&files, &renderer(), Some(CLUSTER));
+    let mut by_object: BTreeMap<String, Vec<&vworkspace_operator::intent::Problem>> =
+        BTreeMap::new();
+    for p in &rendered.problems {
+        by_object.entry(p.object.clone()).or_default().push(p);
+    }
+    let mut names: Vec<_> = walk(&invalid)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    names.sort();
+    let mut refused = Vec::new();
+    let mut report = Vec::new();
+    for file in names {
+        for doc in yaml_docs(&file) {
+            let key = key_of(&doc);
+            let (ok, out) = kubectl_apply(dir.path(), &doc, &[]);
+            let problems = by_object.remove(&key).unwrap_or_default();
+            if problems.is_empty() {
+                assert!(ok, "{key} renders, so it must be admitted: {out}");
+                continue;
+            }
+            assert!(
+                !ok,
+                "{key}: render refuses it ({problems:?}) but the API server admitted it"
+            );
+            refused.push(doc.clone());
+            let kind = if doc["kind"] == "Operation" {
+                IntentKind::Operation
+            } else {
+                IntentKind::ApplicationInstance
+            };
+            let r = renderer();
+            let ctx = validate::Context {
+                cluster_id: Some(CLUSTER),
+                renderer: &r,
+            };
+            let structure = validate::check_structure("f", kind, &doc);
+            let api_rules: Vec<_> = validate::check_api_server(
+                "f",
+                kind,
+                &doc,
+                None,
+                &validate::namespace_stand_in("team-alpha", None),
+                &ctx,
+            )
+            .into_iter()
+            .filter(|p| !structure.iter().any(|s| s.field == p.field))
+            .collect();
+            if !structure.is_empty() {
+                // The API server's own words for its schema; the same field.
+                for p in &structure {
+                    let leaf = p.field.rsplit('.').next().unwrap();
+                    assert!(out.contains(leaf), "{key}: {} not named in: {out}", p.field);
+                }
+            } else if !api_rules.is_empty() {
+                // The CRD's rules and the policy answer before the webhook: every one of theirs, verbatim.
+                for p in &api_rules {
+                    assert!(out.contains(&p.field), "{key}: {} not in: {out}", p.field);
+                    assert!(
+                        out.contains(&p.reason),
+                        "{key}: {:?} not in: {out}",
+                        p.reason
+                    );
+                }
+            } else {
+                // The webhook: render's problems, verbatim, `field: reason`.
+                for p in &problems {
+                    let text = format!("{}: {}", p.field, p.reason);
+                    assert!(out.contains(&text), "{key}: {text:?} not in: {out}");
+                }
+            }
+            report.push(format!("{key}: {}", out.trim().replace('\n', " | ")));
+        }
+    }
+    assert!(
+        by_object.is_empty(),
+        "documents render reported on but not found: {by_object:?}"
+    );
+    assert!(
+        refused.len() >= 20,
+        "only {} refused documents",
+        refused.len()
+    );
+    eprintln!("{}", report.join("\n"));
+    // Nothing refused reached the cluster.
+    for doc in &refused {
+        let ns = doc["metadata"]["namespace"].as_str().unwrap();
+        let name = doc["metadata"]["name"].as_str().unwrap();
+        let api = dynamic(doc["kind"].as_str().unwrap())(ns);
+        assert!(
+            api.get_opt(name).await.unwrap().is_none(),
+            "{} was refused but exists",
+            key_of(doc)
+        );
+    }
+
+    // 2. The valid cluster repo is admitted (applications before the Operations that target them).
+    for file in repo_files.iter().filter(|p| !p.ends_with("namespace.yaml")) {
+        for doc in yaml_docs(file) {
+            let (ok, out) = kubectl_apply(dir.path(), &doc, &[]);
+            assert!(ok, "{} ({}): {out}", key_of(&doc), file.display());
+        }
+    }
+
+    // 3. Immutability: the CRDs' transition rules.
+    let out = kubectl(&[
+        "patch",
+        "-n",
+        "team-alpha",
+        "applicationinstance",
+        "nextcloud",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"release":{"name":"renamed"}}}"#,
+    ]);
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        text.contains("spec.release.name") && text.contains("immutable: was nextcloud"),
+        "{text}"
+    );
+    let ops = dynamic("Operation")("team-alpha");
+    let op = ops.list(&Default::default()).await.unwrap().items.remove(0);
+    let op_name = op.metadata.name.clone().unwrap();
+    let out = kubectl(&[
+        "patch",
+        "-n",
+        "team-alpha",
+        "operation",
+        &op_name,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"engine":"job"}}"#,
+    ]);
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && text.contains("spec.engine") && text.contains("immutable"),
+        "{text}"
+    );
+    let started = kubectl(&[
+        "patch",
+        "-n",
+        "team-alpha",
+        "operation",
+        &op_name,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"phase":"Running"}}"#,
+    ]);
+    assert!(
+        started.status.success(),
+        "{}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+    let out = kubectl(&[
+        "patch",
+        "-n",
+        "team-alpha",
+        "operation",
+        &op_name,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"parameters":{"ttl":"99h"}}}"#,
+    ]);
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && text.contains("immutable once the phase left Pending"),
+        "{text}"
+    );
+
+    // 4. Rotation under load: 30 s of requests, every one admitted (or refused for its content, never for the
+    // webhook), while the serving certificate and the CA change.
+    let valid = ai("rotation-probe", "team-alpha", json!({"replicas": 1}));
+    let mut cas = BTreeSet::new();
+    let mut tls = BTreeSet::new();
+    let mut requests = 0;
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(30) {
+        if let Err(e) = dry_run_create(&alpha, &valid).await {
+            panic!(
+                "request {requests} refused during rotation after {:?}: {e}",
+                start.elapsed()
+            );
+        }
+        let refused = dry_run_create(&alpha, &leaky).await;
+        assert!(
+            refused
+                .as_ref()
+                .is_err_and(|e| e.contains("InlineSecretMaterialRejected")),
+            "{refused:?}"
+        );
+        requests += 2;
+        if let Some((ca, crt)) = secret_material(&client).await {
+            cas.insert(ca);
+            tls.insert(crt);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "rotation: {requests} requests in 30 s, {} serving certificates, {} CAs",
+        tls.len(),
+        cas.len()
+    );
+    assert!(
+        tls.len() >= 4,
+        "the serving certificate rotated {} times",
+        tls.len()
+    );
+    assert!(cas.len() >= 2, "the CA rotated {} times", cas.len());
+
+    // 5. The webhook down: gated namespaces fail closed, nothing else is affected.
+    stop.send(true).unwrap();
+    serving.await.unwrap();
+    let down = dry_run_create(&alpha, &valid).await;
+    assert!(
+        down.as_ref()
+            .is_err_and(|e| e.contains("failed calling webhook")),
+        "{down:?}"
+    );
+    let cm = kubectl(&[
+        "create",
+        "configmap",
+        "-n",
+        "team-alpha",
+        "unaffected",
+        "--from-literal=a=b",
+    ]);
+    assert!(
+        cm.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cm.stderr)
+    );
+    // Outside the gate the policy answers, webhook or not.
+    let outside = apps("outside");
+    let refused = dry_run_create(&outside, &ai("probe", "outside", json!({}))).await;
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.contains("NamespaceNotGated") && !e.contains("webhook")),
+        "{refused:?}"
+    );
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
