@@ -77,7 +77,14 @@ fn install_base() {
     static DONE: std::sync::OnceLock<()> = std::sync::OnceLock::new();
     DONE.get_or_init(|| {
         let (objects, _) = build(&testbed::project_root().join("flux"));
-        let per_cluster = yaml_docs(&testbed::project_root().join("flux/cluster.yaml"));
+        let mut per_cluster = yaml_docs(&testbed::project_root().join("flux/cluster.yaml"));
+        // The policy's binding and the webhook configuration are per test cluster here (several operators share
+        // this API server): Env::start_operator installs them, scoped to its namespace and its Cluster object.
+        per_cluster.extend(
+            yaml_docs(&testbed::project_root().join("flux/admission.yaml"))
+                .into_iter()
+                .filter(|o| o["kind"] != "ValidatingAdmissionPolicy"),
+        );
         let base: Vec<Value> = objects
             .into_iter()
             .filter(|o| {
@@ -274,6 +281,30 @@ spec:
             .arg(&state)
             .arg(format!("--metrics-addr=127.0.0.1:{}", free_port()))
             .arg(format!("--health-addr=127.0.0.1:{}", free_port()));
+        // The admission webhook, as the Deployment runs it, reached by URL (no Service here), and this test
+        // cluster's policy binding: both scoped to its namespace.
+        let webhook_port = free_port();
+        let configuration = format!("vworkspace-operator-{}", self.cluster);
+        cmd.arg(format!("--webhook-addr=127.0.0.1:{webhook_port}"))
+            .arg("--webhook-names=127.0.0.1")
+            .arg(format!("--webhook-configuration={configuration}"))
+            .arg(format!(
+                "--webhook-secret={SYSTEM_NS}/webhook-tls-{}",
+                self.cluster
+            ));
+        let scope = json!({"matchLabels": {"kubernetes.io/metadata.name": self.ns}});
+        let mut binding = vworkspace_operator::validate::policy::admission_policy_binding();
+        binding["metadata"]["name"] = json!(format!("vworkspace-intents-{}", self.cluster));
+        binding["spec"]["paramRef"] =
+            json!({"name": self.cluster, "parameterNotFoundAction": "Deny"});
+        binding["spec"]["matchResources"] = json!({"namespaceSelector": scope});
+        let mut hooks = vworkspace_operator::webhook::webhook_configuration(
+            json!({"url": format!("https://127.0.0.1:{webhook_port}/validate")}),
+        );
+        hooks["metadata"]["name"] = json!(configuration);
+        hooks["webhooks"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] =
+            json!(self.ns);
+        stack::kubectl_apply(self.tmp.path(), "admission.json", &[binding, hooks]);
         if let Some(r) = receiver {
             let token = self.tmp.path().join("cp-token");
             std::fs::write(&token, "e2e-token").unwrap();
@@ -888,4 +919,116 @@ async fn hydrated_branch_synced_by_flux_is_installed_by_helm_controller() {
     );
     // There is no ApplicationInstance in this cluster: the intent stayed in Git.
     assert!(env.app("site").await.is_none());
+}
+
+/// The Kustomization's Ready condition: (status, message, lastAttemptedRevision).
+async fn kustomization_ready(env: &Env) -> Option<(String, String, String)> {
+    let k = testbed::get(
+        &env.client,
+        "kustomize.toolkit.fluxcd.io/v1",
+        "Kustomization",
+        SYSTEM_NS,
+        &env.cluster,
+    )
+    .await?;
+    let ready = k["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Ready")?
+        .clone();
+    Some((
+        ready["status"].as_str()?.to_string(),
+        ready["message"].as_str().unwrap_or_default().to_string(),
+        k["status"]["lastAttemptedRevision"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_intents_pushed_to_git_are_refused_at_admission_and_flux_reports_why() {
+    let mut env = env("admission").await;
+    let ns_yaml = env.namespace_yaml();
+    let web = env.app_yaml(
+        "web",
+        "oci",
+        "1.0.0",
+        "{source: inline, inline: {greeting: hello}}",
+    );
+    env.push(
+        "intents: web",
+        &[
+            ("namespace.yaml", &ns_yaml),
+            ("applicationinstance-web.yaml", &web),
+        ],
+        Some(&env.alice),
+    );
+    let settings = env.install_flux_objects(false);
+    env.start_operator(&settings, None);
+    eventually("web admitted and applied by Flux", 180, &env, || async {
+        env.app("web").await.map(|_| ())
+    })
+    .await;
+
+    // Two signed commits a reviewer missed: a password inline (the operator's webhook refuses it), then a
+    // version range (the CRD's own rule refuses it). Flux dry-runs a commit before applying any of it, so
+    // nothing of either reaches the cluster, and the Kustomization says why, in render's words.
+    for (name, values, version, words) in [
+        (
+            "leaky",
+            "{source: inline, inline: {db: {password: hunter2}}}",
+            "1.0.0",
+            "admission webhook \"intents.vworkspace.io\" denied the request: spec.values.inline.db.password: \
+             InlineSecretMaterialRejected: key names secret material",
+        ),
+        (
+            "ranged",
+            "{source: inline, inline: {greeting: hi}}",
+            "\"^1.0\"",
+            "spec.chart.version: Invalid value: \"^1.0\": ^1.0 is not an exact semver version",
+        ),
+    ] {
+        let yaml = env.app_yaml(name, "oci", version, values);
+        let file = format!("applicationinstance-{name}.yaml");
+        let commit = env.push(
+            &format!("intents: {name}"),
+            &[(&file, &yaml)],
+            Some(&env.alice),
+        );
+        env.nudge_flux();
+        let message = eventually(
+            &format!("the Kustomization refusing {commit}"),
+            120,
+            &env,
+            || async {
+                let (status, message, revision) = kustomization_ready(&env).await?;
+                (status == "False" && revision.contains(&commit) && message.contains(name))
+                    .then_some(message)
+            },
+        )
+        .await;
+        assert!(message.contains(words), "{message}");
+        assert!(env.app(name).await.is_none(), "{name} reached the cluster");
+        // Take it out of Git again (the fix a control plane would push).
+        env.remote.remove(&env.path(&file));
+        let fixed = env.remote.commit(
+            &format!("remove {name}"),
+            Some(&env.alice),
+            &env.alice.email,
+        );
+        env.nudge_flux();
+        eventually(
+            &format!("the Kustomization Ready at {fixed}"),
+            120,
+            &env,
+            || async {
+                let (status, _, revision) = kustomization_ready(&env).await?;
+                (status == "True" && revision.contains(&fixed)).then_some(())
+            },
+        )
+        .await;
+    }
+    // The valid intent was never disturbed.
+    assert!(env.app("web").await.is_some());
 }
