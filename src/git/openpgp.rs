@@ -90,14 +90,14 @@ impl OpenPgpKeyring {
             let keys = SignedPublicKey::from_armor_many(Cursor::new(text.as_ref().as_bytes()))
                 .map_err(|e| OpenPgpKeyError::Parse {
                     index,
-                    message: e.to_string(),
+                    message: pgp_error(&e),
                 })?
                 .0;
             let mut count = 0;
             for key in keys {
                 let key = key.map_err(|e| OpenPgpKeyError::Parse {
                     index,
-                    message: e.to_string(),
+                    message: pgp_error(&e),
                 })?;
                 ring.add(index, &key);
                 count += 1;
@@ -186,11 +186,21 @@ impl OpenPgpKeyring {
             |msg: String| SigCheck::failed(None, Failure::new(Reason::MalformedSignature, msg));
         let sigs = match DetachedSignature::from_armor_many(Cursor::new(armored)) {
             Ok((iter, _)) => iter.collect::<Result<Vec<_>, _>>(),
-            Err(e) => return malformed(format!("cannot decode the OpenPGP signature: {e}")),
+            Err(e) => {
+                return malformed(format!(
+                    "cannot decode the OpenPGP signature: {}",
+                    pgp_error(&e)
+                ));
+            }
         };
         let mut sigs = match sigs {
             Ok(s) => s,
-            Err(e) => return malformed(format!("cannot decode the OpenPGP signature: {e}")),
+            Err(e) => {
+                return malformed(format!(
+                    "cannot decode the OpenPGP signature: {}",
+                    pgp_error(&e)
+                ));
+            }
         };
         if sigs.len() > 1 {
             return SigCheck::failed(
@@ -282,7 +292,7 @@ impl OpenPgpKeyring {
                     verified = Some((ci, k));
                     break;
                 }
-                Err(e) => last_err = e.to_string(),
+                Err(e) => last_err = pgp_error(&e),
             }
         }
         let Some((ci, k)) = verified else {
@@ -422,6 +432,20 @@ impl OpenPgpKeyring {
             fingerprint: fp,
             failure: None,
         }
+    }
+}
+
+/// An rPGP error as text for a verdict or policy message. rPGP formats `InvalidPacketContent` with the inner
+/// error's `Debug`, which holds a captured backtrace when `RUST_BACKTRACE` or `RUST_LIB_BACKTRACE` is set: the
+/// message of a crafted signature then carried the operator's stack (into verdicts, notes and events), and
+/// resolving it cost a few hundred MiB (found by fuzz/fuzz_targets/openpgp_signature). The inner error is
+/// shown by its `Display` instead.
+fn pgp_error(e: &pgp::errors::Error) -> String {
+    match e {
+        pgp::errors::Error::InvalidPacketContent { source } => {
+            format!("invalid packet content: {}", pgp_error(source))
+        }
+        e => e.to_string(),
     }
 }
 
@@ -648,5 +672,24 @@ mod tests {
         ])
         .unwrap_err();
         assert!(err.to_string().starts_with("openpgpKeys[0]:"), "{err}");
+    }
+
+    #[test]
+    fn malformed_signature_messages_hold_no_debug_output() {
+        // Found by fuzz/fuzz_targets/openpgp_signature: a signature packet with an inconsistent subpacket
+        // length, which rPGP reports as `InvalidPacketContent` (formatted with the inner error's Debug,
+        // backtrace included).
+        let sig =
+            include_bytes!("../../fuzz/regressions/openpgp_signature/invalid-packet-content.asc");
+        let check = OpenPgpKeyring::default().verify(sig, b"payload", "a@example.com", 0, true);
+        let failure = check.failure.expect("a malformed signature fails");
+        assert_eq!(failure.reason, Reason::MalformedSignature);
+        let message = failure.message;
+        assert!(
+            message.contains("Inconsistent subpacket length"),
+            "{message}"
+        );
+        assert!(!message.contains("backtrace"), "{message}");
+        assert!(!message.contains("Message {"), "{message}");
     }
 }
