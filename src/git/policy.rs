@@ -311,6 +311,23 @@ fn gitsign_reason(e: &GitsignError) -> Reason {
     }
 }
 
+/// Read a text file of at most [`MAX_POLICY_BYTES`]. The metadata check before it does not bound what is read:
+/// a device or a file that grows meanwhile says 0 bytes and never ends (`sigstoreTrustedRoot: /dev/zero`
+/// took all memory; found while seeding fuzz/fuzz_targets/trust_policy).
+fn read_to_string_limited(path: &Path) -> std::io::Result<String> {
+    use std::io::Read as _;
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(MAX_POLICY_BYTES + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_POLICY_BYTES {
+        return Err(std::io::Error::other(format!(
+            "it is larger than the {MAX_POLICY_BYTES}-byte limit"
+        )));
+    }
+    Ok(text)
+}
+
 /// Load `sigstoreTrustedRoot`: a mapping (the document), a string starting with `{` (the JSON text), or
 /// the path of the file (relative paths are relative to the policy file's directory).
 fn load_trusted_root(
@@ -341,7 +358,7 @@ fn load_trusted_root(
                     meta.len()
                 ));
             }
-            let text = std::fs::read_to_string(&file)
+            let text = read_to_string_limited(&file)
                 .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
             return TrustedRoot::from_json(&text).map_err(|e| format!("{}: {e}", file.display()));
         }
@@ -379,7 +396,7 @@ impl TrustPolicy {
                 meta.len()
             )));
         }
-        let text = std::fs::read_to_string(path).map_err(|e| read_err(e.to_string()))?;
+        let text = read_to_string_limited(path).map_err(|e| read_err(e.to_string()))?;
         Self::parse(&text, Some(path))
     }
 
@@ -589,6 +606,22 @@ mod tests {
             let err = TrustPolicy::from_yaml(text).unwrap_err().to_string();
             assert!(err.contains(want), "{text:?}: {err} (wanted {want})");
         }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn files_are_read_up_to_the_limit_whatever_their_size_says() {
+        // /dev/zero says it holds 0 bytes and never ends.
+        let err = TrustPolicy::from_yaml(
+            "sigstoreTrustedRoot: /dev/zero\ngitsignIdentities: [{issuer: a, subject: b}]\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("byte limit"), "{err}");
+        let err = TrustPolicy::load(Path::new("/dev/zero"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("byte limit"), "{err}");
     }
 
     #[test]
