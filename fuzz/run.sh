@@ -4,7 +4,8 @@
 #
 #   fuzz/run.sh TARGET SECONDS [extra libFuzzer flags...]
 #
-# Builds nothing: run `cargo +nightly fuzz build --sanitizer none` first (fuzz/smoke.sh does).
+# Builds nothing: build first (fuzz/smoke.sh does; or `cargo +nightly fuzz build --sanitizer none` with
+# CARGO_TARGET_DIR=$VWO_FUZZ_TARGET_DIR, by default ~/.cache/vworkspace-operator/fuzz-target).
 # The working corpus, findings and the log live outside the repository:
 #   ~/.cache/vworkspace-operator/fuzz-corpus/TARGET     what libFuzzer found interesting (grows)
 #   ~/.cache/vworkspace-operator/fuzz-artifacts/TARGET/ crash-*, timeout-*, oom-* inputs
@@ -18,7 +19,7 @@ shift 2
 
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${VWO_FUZZ_CACHE:-$HOME/.cache/vworkspace-operator}
-target_dir=${CARGO_TARGET_DIR:-$cache/fuzz-target}
+target_dir=${VWO_FUZZ_TARGET_DIR:-$cache/fuzz-target}
 bin=$target_dir/x86_64-unknown-linux-gnu/release/$target
 [ -x "$bin" ] || { echo "no $bin: build first (cargo +nightly fuzz build --sanitizer none)" >&2; exit 2; }
 

@@ -1,20 +1,21 @@
 #!/usr/bin/env bash
 # The fuzz smoke run CI does: build every fuzz target, then run each one briefly from its committed seeds
-# (fuzz/seeds/TARGET) with the limits of issue #17 (no input over 1 s, no more than 256 MiB). Fails on the
-# first crash, timeout or out-of-memory; the input that did it is left in $VWO_FUZZ_CACHE/fuzz-smoke/artifacts.
+# (fuzz/seeds/TARGET) with the limits of issue #17 (no input over 1 s, no more than 256 MiB). Exits 1 when
+# a target found something (crash, timeout or out-of-memory): the inputs are left in
+# ~/.cache/vworkspace-operator/fuzz-smoke/artifacts/TARGET/, the output in fuzz-smoke/TARGET.log.
 #
 #   bash fuzz/smoke.sh [SECONDS_PER_TARGET]   (default 20; env FUZZ_TARGETS="commit gitsign" to pick some)
 #
 # Needs the nightly toolchain (installed with rustup when missing) and cargo-fuzz (installed, pinned, when
-# missing). Builds into $CARGO_TARGET_DIR, by default ~/.cache/vworkspace-operator/fuzz-target, never
-# into the repository. Nothing is written to the repository.
+# missing). Builds into $VWO_FUZZ_TARGET_DIR, by default ~/.cache/vworkspace-operator/fuzz-target: not the
+# operator's CARGO_TARGET_DIR (the instrumented builds would evict its artifacts), never the repository.
 set -euo pipefail
 
 CARGO_FUZZ_VERSION=0.13.2
 seconds=${1:-20}
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${VWO_FUZZ_CACHE:-$HOME/.cache/vworkspace-operator}
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$cache/fuzz-target}
+export CARGO_TARGET_DIR=${VWO_FUZZ_TARGET_DIR:-$cache/fuzz-target}
 
 if ! rustup run nightly rustc --version > /dev/null 2>&1; then
   rustup toolchain install nightly --profile minimal
