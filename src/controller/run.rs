@@ -123,7 +123,7 @@ pub async fn preflight(resources: &Resources) -> anyhow::Result<()> {
 /// reconcilers never read them) and yields the objects it applies, as a controller's trigger. The flag turns
 /// true once the store holds a complete list: asking the store itself (`wait_until_ready`) from elsewhere would
 /// take the single wake-up slot of the Controller waiting on it.
-fn stored_watch<K>(
+pub(crate) fn stored_watch<K>(
     api: Api<K>,
     config: watcher::Config,
 ) -> (

@@ -33,11 +33,14 @@ use kube::core::DynamicObject;
 use kube::core::admission::{
     AdmissionRequest, AdmissionResponse, AdmissionReview, Operation as AdmissionOp,
 };
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
@@ -130,6 +133,28 @@ pub struct Webhook {
     renderer: Renderer,
     cluster_id: String,
     approval_key: Option<Vec<u8>>,
+    /// This cluster's intents, watched (every replica keeps its own): an Operation's target and the
+    /// Operations it may conflict with are read here, not from the API server on each request.
+    apps: Cache<ApplicationInstance>,
+    ops: Cache<Operation>,
+}
+
+/// A watched store and whether it holds a complete list yet.
+struct Cache<K: kube::Resource + 'static>
+where
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    store: Store<K>,
+    synced: Arc<AtomicBool>,
+}
+
+impl<K: kube::Resource + Clone + 'static> Cache<K>
+where
+    K::DynamicType: Eq + std::hash::Hash + Clone + Default,
+{
+    fn synced(&self) -> bool {
+        self.synced.load(Ordering::Acquire)
+    }
 }
 
 /// The bound webhook server.
@@ -138,6 +163,25 @@ pub struct WebhookServer {
     resolver: Arc<Resolver>,
     config: WebhookConfig,
     webhook: Arc<Webhook>,
+    /// The caches' watches, polled while the server runs.
+    watches: Vec<futures::future::BoxFuture<'static, ()>>,
+}
+
+/// Poll a watch stream for its side effect (the store it fills), retrying after errors as the controllers do.
+fn drain<S, T, E>(stream: S) -> futures::future::BoxFuture<'static, ()>
+where
+    S: futures::Stream<Item = Result<T, E>> + Send + 'static,
+    E: std::fmt::Display,
+{
+    use futures::StreamExt;
+    Box::pin(async move {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(item) = stream.next().await {
+            if let Err(e) = item {
+                debug!(error = %e, "admission webhook: watch error (retried)");
+            }
+        }
+    })
 }
 
 impl WebhookServer {
@@ -163,17 +207,36 @@ impl WebhookServer {
                 resolver.load(&crt, &key)?;
             }
         }
+        let selector = format!("{}={}", crate::api::labels::CLUSTER_ID, cluster_id);
+        let (app_store, apps_synced, app_stream) = crate::controller::run::stored_watch(
+            Api::<ApplicationInstance>::all(client.clone()),
+            watcher::Config::default().labels(&selector),
+        );
+        let (op_store, ops_synced, op_stream) = crate::controller::run::stored_watch(
+            Api::<Operation>::all(client.clone()),
+            watcher::Config::default().labels(&selector),
+        );
+        let watches = vec![drain(app_stream), drain(op_stream)];
         let webhook = Arc::new(Webhook {
             client,
             renderer,
             cluster_id,
             approval_key: config.approval_key.clone(),
+            apps: Cache {
+                store: app_store,
+                synced: apps_synced,
+            },
+            ops: Cache {
+                store: op_store,
+                synced: ops_synced,
+            },
         });
         Ok(Self {
             listener,
             resolver,
             config,
             webhook,
+            watches,
         })
     }
 
@@ -196,6 +259,7 @@ impl WebhookServer {
         let router = Router::new()
             .route("/validate", post(validate_handler))
             .with_state(self.webhook.clone());
+        let watches: Vec<_> = self.watches.into_iter().map(tokio::spawn).collect();
         let rotation = tokio::spawn(keep_certs(
             self.webhook.client.clone(),
             self.config.certs.clone(),
@@ -224,6 +288,9 @@ impl WebhookServer {
         }
         rotation.abort();
         connections.abort_all();
+        for w in watches {
+            w.abort();
+        }
     }
 }
 
@@ -527,8 +594,21 @@ impl Webhook {
         let namespace = op.namespace().unwrap_or_default();
         let mut problems = validate::check_operation(location, op, ctx);
         let mut warnings = Vec::new();
-        let apps: Api<ApplicationInstance> = Api::namespaced(self.client.clone(), &namespace);
-        let target = apps.get_opt(&op.spec.target_ref.name).await?;
+        // The target from the cache; a miss is read from the API server (it may have been created a moment
+        // ago, as when Flux applies an ApplicationInstance and its Operation together).
+        let cached = self.apps.synced().then(|| {
+            self.apps
+                .store
+                .get(&ObjectRef::new(&op.spec.target_ref.name).within(&namespace))
+        });
+        let target = match cached.flatten() {
+            Some(app) => Some((*app).clone()),
+            None => {
+                Api::<ApplicationInstance>::namespaced(self.client.clone(), &namespace)
+                    .get_opt(&op.spec.target_ref.name)
+                    .await?
+            }
+        };
         let target_problems = validate::check_operation_target(location, op, target.as_ref());
         if dry_run {
             warnings.extend(target_problems.iter().map(|p| {
@@ -561,8 +641,22 @@ impl Webhook {
             ));
         }
         if old.is_none() {
-            let ops: Api<Operation> = Api::namespaced(self.client.clone(), &namespace);
-            for other in ops.list(&ListParams::default()).await? {
+            // Warnings only: the cache is good enough (a live list while it fills).
+            let others: Vec<Operation> = if self.ops.synced() {
+                self.ops
+                    .store
+                    .state()
+                    .iter()
+                    .filter(|o| o.metadata.namespace.as_deref() == Some(namespace.as_str()))
+                    .map(|o| (**o).clone())
+                    .collect()
+            } else {
+                Api::<Operation>::namespaced(self.client.clone(), &namespace)
+                    .list(&ListParams::default())
+                    .await?
+                    .items
+            };
+            for other in others {
                 let phase = other
                     .status
                     .as_ref()
