@@ -62,6 +62,27 @@ fn bench(c: &mut Criterion) {
             data: app_yaml(i).into_bytes(),
         })
         .collect();
+    // What the API server would check (schema, the CRD's CEL rules, the admission policy), evaluated here.
+    let value = serde_json::to_value(&app).unwrap();
+    let namespace = vworkspace_operator::validate::namespace_stand_in("team-1", None);
+    let ctx = vworkspace_operator::validate::Context {
+        cluster_id: Some("bench"),
+        renderer: &renderer,
+    };
+    group.bench_function("api_server_rules", |b| {
+        b.iter(|| {
+            let problems = vworkspace_operator::validate::check_api_server(
+                "f",
+                vworkspace_operator::intent::IntentKind::ApplicationInstance,
+                black_box(&value),
+                None,
+                &namespace,
+                &ctx,
+            );
+            assert!(problems.is_empty(), "{problems:?}");
+            black_box(problems)
+        })
+    });
     group.throughput(Throughput::Elements(1000));
     group.sample_size(10);
     group.bench_function("tree_1000_intents", |b| {

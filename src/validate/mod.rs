@@ -14,6 +14,7 @@ use crate::intent::{IntentKind, Problem};
 use crate::render::Renderer;
 use crate::schema;
 
+pub mod cel;
 pub mod policy;
 
 /// What validation needs to know beyond the intent itself.
@@ -40,11 +41,8 @@ fn crd_schema(
 
 static APP_SCHEMA: LazyLock<Value> = LazyLock::new(|| crd_schema(crate::api::crds().remove(0)));
 static OP_SCHEMA: LazyLock<Value> = LazyLock::new(|| crd_schema(crate::api::crds().remove(1)));
-static APP_CEL: LazyLock<kube_cel::CompiledSchema> =
-    LazyLock::new(|| kube_cel::compile_schema(&APP_SCHEMA));
-static OP_CEL: LazyLock<kube_cel::CompiledSchema> =
-    LazyLock::new(|| kube_cel::compile_schema(&OP_SCHEMA));
-static CEL: LazyLock<kube_cel::Validator> = LazyLock::new(kube_cel::Validator::new);
+static APP_CEL: LazyLock<cel::CrdRules> = LazyLock::new(|| cel::CrdRules::compile(&APP_SCHEMA));
+static OP_CEL: LazyLock<cel::CrdRules> = LazyLock::new(|| cel::CrdRules::compile(&OP_SCHEMA));
 
 /// Where each rule lives (docs/admission.md). The API server applies the first three layers itself; the
 /// admission webhook applies the fourth; `render`, `verify` and the reconcilers apply all four, through the
@@ -115,21 +113,15 @@ pub fn check_structure(location: &str, kind: IntentKind, object: &Value) -> Vec<
 fn check_cel(
     location: &str,
     key: &str,
-    cel: &kube_cel::CompiledSchema,
+    rules: &cel::CrdRules,
     object: &Value,
     old: Option<&Value>,
 ) -> Vec<Problem> {
-    match CEL.validate_compiled(cel, object, old) {
-        Ok(()) => Vec::new(),
-        Err(errors) => errors
-            .iter()
-            // A root-level rule's fieldPath comes back with its leading dot.
-            .map(|e| {
-                let field = e.field_path.trim_start_matches('.');
-                Problem::new(location, key, field, e.message.clone())
-            })
-            .collect(),
-    }
+    rules
+        .check(object, old)
+        .into_iter()
+        .map(|v| Problem::new(location, key, v.field, v.message))
+        .collect()
 }
 
 /// `Kind/namespace/name` of an intent given as JSON.

@@ -8,12 +8,11 @@
 //! Every message starts with the field it is about (`metadata.labels[…]: …`), so it reads like the
 //! [`Problem`](crate::intent::Problem)s of the other layers; a ValidatingAdmissionPolicy has no field path of its own.
 
-use std::collections::HashMap;
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 
-use kube_cel::KubeCelExt;
-use kube_cel::cel::objects::{Key, Map};
-use kube_cel::cel::{Context as CelContext, Program, Value as CelValue};
+use kube_cel::cel::{Program, Value as CelValue};
+
+use super::cel::plain;
 use serde_json::{Value, json};
 
 use crate::api::labels;
@@ -168,8 +167,6 @@ static COMPILED: LazyLock<Vec<Compiled>> = LazyLock::new(|| {
         .collect()
 });
 
-static BASE: LazyLock<CelContext<'static>> = LazyLock::new(|| CelContext::default().with_all());
-
 /// What the policy is evaluated on.
 pub struct Input<'a> {
     /// The intent as the API server would see it (apiVersion, kind, metadata, spec).
@@ -193,20 +190,20 @@ pub fn check(input: &Input) -> Vec<String> {
     } else {
         "CREATE"
     };
-    let mut ctx = BASE.new_inner_scope();
-    ctx.add_variable_from_value("object", to_cel(input.object));
-    ctx.add_variable_from_value("oldObject", input.old_object.map_or(CelValue::Null, to_cel));
+    let mut ctx = super::cel::BASE.new_inner_scope();
+    ctx.add_variable_from_value("object", plain(input.object));
+    ctx.add_variable_from_value("oldObject", input.old_object.map_or(CelValue::Null, plain));
     ctx.add_variable_from_value(
         "request",
-        to_cel(
+        plain(
             &json!({"operation": operation, "namespace": namespace, "name": input.object["metadata"]["name"]}),
         ),
     );
     ctx.add_variable_from_value(
         "params",
-        to_cel(&json!({"metadata": {"name": input.cluster_id}})),
+        plain(&json!({"metadata": {"name": input.cluster_id}})),
     );
-    ctx.add_variable_from_value("namespaceObject", to_cel(input.namespace));
+    ctx.add_variable_from_value("namespaceObject", plain(input.namespace));
     if operation == "UPDATE" && !matches!(CHANGED_PROGRAM.execute(&ctx), Ok(CelValue::Bool(true))) {
         return Vec::new();
     }
@@ -226,29 +223,6 @@ pub fn check(input: &Input) -> Vec<String> {
 
 static CHANGED_PROGRAM: LazyLock<Program> =
     LazyLock::new(|| Program::compile(CHANGED).expect("the match condition compiles"));
-
-/// JSON to CEL as the API server presents an object to a policy: maps all the way down, keys as they are (a
-/// key that is a CEL reserved word, such as `namespace`, is read with `['namespace']`).
-fn to_cel(value: &Value) -> CelValue {
-    match value {
-        Value::Null => CelValue::Null,
-        Value::Bool(b) => CelValue::Bool(*b),
-        Value::Number(n) => n
-            .as_i64()
-            .map(CelValue::Int)
-            .or_else(|| n.as_u64().map(CelValue::UInt))
-            .unwrap_or_else(|| CelValue::Float(n.as_f64().unwrap_or_default())),
-        Value::String(s) => CelValue::String(Arc::new(s.clone())),
-        Value::Array(items) => CelValue::List(Arc::new(items.iter().map(to_cel).collect())),
-        Value::Object(map) => {
-            let out: HashMap<Key, CelValue> = map
-                .iter()
-                .map(|(k, v)| (Key::String(Arc::new(k.clone())), to_cel(v)))
-                .collect();
-            CelValue::Map(Map { map: Arc::new(out) })
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {
