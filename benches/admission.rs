@@ -180,6 +180,7 @@ async fn main() {
             },
             approval_key: None,
         },
+        None,
     )
     .await
     .unwrap();

@@ -20,6 +20,10 @@
 //! - `vworkspace_operator_events_dropped_total{reason}`: events given up on: `overflow` (buffer full, oldest
 //!   dropped) or `rejected` (the control plane refused the batch: 403 or another non-retryable 4xx).
 //! - `vworkspace_operator_outcomes_pending`: outcome records (git notes) not yet seen on the remote.
+//! - `vworkspace_operator_admission_reviews_total{kind,verdict}`: admission reviews the webhook answered, `kind`
+//!   = applicationinstance | operation | other, `verdict` = allowed | warned (allowed with warnings) | denied.
+//! - `vworkspace_operator_admission_review_duration_seconds`: histogram of the webhook's answer time,
+//!   buckets 0.5 ms … 1 s.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -180,6 +184,22 @@ struct DropLabels {
     reason: DropReason,
 }
 
+label_enum!(
+    /// The `verdict` label of admission reviews.
+    AdmissionVerdict { Allowed => "allowed", Warned => "warned", Denied => "denied" }
+);
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AdmissionLabels {
+    kind: &'static str,
+    verdict: AdmissionVerdict,
+}
+
+/// Buckets of the admission-review histogram (seconds).
+pub const ADMISSION_BUCKETS: [f64; 10] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
+
 type HistogramFamily = Family<ControllerLabels, Histogram, fn() -> Histogram>;
 
 fn reconcile_histogram() -> Histogram {
@@ -200,6 +220,8 @@ pub struct Metrics {
     event_posts_total: Family<PostLabels, Counter>,
     events_dropped_total: Family<DropLabels, Counter>,
     outcomes_pending: Gauge,
+    admission_reviews_total: Family<AdmissionLabels, Counter>,
+    admission_review_duration: Histogram,
 }
 
 impl Default for Metrics {
@@ -274,6 +296,19 @@ impl Metrics {
             "Outcome records (git notes) not yet seen on the remote",
             outcomes_pending.clone(),
         );
+        let admission_reviews_total = Family::<AdmissionLabels, Counter>::default();
+        registry.register(
+            "admission_reviews",
+            "Admission reviews answered by the webhook, by kind and verdict",
+            admission_reviews_total.clone(),
+        );
+        let admission_review_duration = Histogram::new(ADMISSION_BUCKETS);
+        registry.register_with_unit(
+            "admission_review_duration",
+            "Time the webhook took to answer an admission review",
+            Unit::Seconds,
+            admission_review_duration.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             reconcile_total,
@@ -286,7 +321,22 @@ impl Metrics {
             event_posts_total,
             events_dropped_total,
             outcomes_pending,
+            admission_reviews_total,
+            admission_review_duration,
         }
+    }
+
+    /// Count one admission review (`kind` as the request named it) and the time its answer took.
+    pub fn admission_review(&self, kind: &str, verdict: AdmissionVerdict, took: Duration) {
+        let kind = match kind {
+            "ApplicationInstance" => "applicationinstance",
+            "Operation" => "operation",
+            _ => "other",
+        };
+        self.admission_reviews_total
+            .get_or_create(&AdmissionLabels { kind, verdict })
+            .inc();
+        self.admission_review_duration.observe(took.as_secs_f64());
     }
 
     /// The registry in the OpenMetrics text format (what `/metrics` serves).
@@ -458,6 +508,11 @@ mod tests {
         ev.post(PostResult::RateLimited);
         ev.dropped(DropReason::Overflow, 5);
         m.set_outcomes_pending(2);
+        m.admission_review(
+            "Operation",
+            AdmissionVerdict::Denied,
+            Duration::from_micros(700),
+        );
         let text = m.encode().unwrap();
         for want in [
             r#"vworkspace_operator_reconcile_total{controller="applicationinstance",result="success"} 1"#,
@@ -473,6 +528,9 @@ mod tests {
             r#"vworkspace_operator_event_posts_total{result="rate_limited"} 1"#,
             r#"vworkspace_operator_events_dropped_total{reason="overflow"} 5"#,
             "vworkspace_operator_outcomes_pending 2",
+            r#"vworkspace_operator_admission_reviews_total{kind="operation",verdict="denied"} 1"#,
+            r#"vworkspace_operator_admission_review_duration_seconds_bucket{le="0.001"} 1"#,
+            r#"vworkspace_operator_admission_review_duration_seconds_bucket{le="0.0005"} 0"#,
             "# TYPE vworkspace_operator_reconcile_duration_seconds histogram",
             "# UNIT vworkspace_operator_reconcile_duration_seconds seconds",
         ] {

@@ -159,6 +159,7 @@ async fn the_api_server_refuses_what_render_refuses_with_the_same_words() {
             },
             approval_key: None,
         },
+        None,
     )
     .await
     .unwrap();

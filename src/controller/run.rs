@@ -257,6 +257,7 @@ impl Operator {
                 renderer,
                 config.settings.cluster_id.clone(),
                 webhook,
+                Some(metrics.clone()),
             )
             .await?;
             webhook_addr = Some(server.local_addr());

@@ -133,6 +133,7 @@ pub struct Webhook {
     renderer: Renderer,
     cluster_id: String,
     approval_key: Option<Vec<u8>>,
+    metrics: Option<crate::metrics::Metrics>,
     /// This cluster's intents, watched (every replica keeps its own): an Operation's target and the
     /// Operations it may conflict with are read here, not from the API server on each request.
     apps: Cache<ApplicationInstance>,
@@ -192,6 +193,7 @@ impl WebhookServer {
         renderer: Renderer,
         cluster_id: String,
         config: WebhookConfig,
+        metrics: Option<crate::metrics::Metrics>,
     ) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(config.addr)
             .await
@@ -222,6 +224,7 @@ impl WebhookServer {
             renderer,
             cluster_id,
             approval_key: config.approval_key.clone(),
+            metrics,
             apps: Cache {
                 store: app_store,
                 synced: apps_synced,
@@ -493,13 +496,28 @@ async fn validate_handler(
     body: axum::body::Bytes,
 ) -> axum::response::Response {
     let review: Result<AdmissionReview<DynamicObject>, _> = serde_json::from_slice(&body);
-    let response = match review.map_err(|e| e.to_string()).and_then(|r| {
+    let started = std::time::Instant::now();
+    let (kind, response) = match review.map_err(|e| e.to_string()).and_then(|r| {
         let request: Result<AdmissionRequest<DynamicObject>, _> = r.try_into();
         request.map_err(|e| e.to_string())
     }) {
-        Ok(request) => webhook.judge(&request).await,
-        Err(e) => AdmissionResponse::invalid(format!("not an AdmissionReview: {e}")),
+        Ok(request) => (request.kind.kind.clone(), webhook.judge(&request).await),
+        Err(e) => (
+            String::new(),
+            AdmissionResponse::invalid(format!("not an AdmissionReview: {e}")),
+        ),
     };
+    if let Some(metrics) = &webhook.metrics {
+        use crate::metrics::AdmissionVerdict;
+        let verdict = if !response.allowed {
+            AdmissionVerdict::Denied
+        } else if response.warnings.as_ref().is_some_and(|w| !w.is_empty()) {
+            AdmissionVerdict::Warned
+        } else {
+            AdmissionVerdict::Allowed
+        };
+        metrics.admission_review(&kind, verdict, started.elapsed());
+    }
     let body = serde_json::to_vec(&response.into_review()).unwrap_or_default();
     (
         [(axum::http::header::CONTENT_TYPE, "application/json")],
