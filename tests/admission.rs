@@ -8,7 +8,10 @@
 //!    with render's words (the structural schema's problems in the API server's own words, same field), and
 //!    nothing refused reaches the cluster;
 //! 2. the valid cluster repo (`examples/cluster-repo`) is admitted;
-//! 3. UPDATEs that break immutability are refused (the CRDs' transition rules);
+//! 3. UPDATEs that break immutability are refused (the CRDs' transition rules); the rules that need other
+//!    objects or the approval key: a forged approval claim refused, a signed one admitted with the conflict
+//!    matrix's warning, a dry run with a missing target warned (not refused), the namespace's allowed-types
+//!    annotation and the managed-by label enforced by the policy;
 //! 4. the serving certificate and the CA rotate while requests keep being admitted;
 //! 5. with the webhook down, intents in gated namespaces are refused (fail closed) and nothing else is affected.
 
@@ -32,6 +35,37 @@ use vworkspace_operator::webhook::{self, CertSource, WebhookConfig, WebhookServe
 const CLUSTER: &str = "eu-prod-1";
 const SECRET_NS: &str = "vworkspace-system";
 const SECRET: &str = "webhook-tls";
+/// The approval key the webhook checks claims with (the control plane's HMAC secret).
+const APPROVAL_KEY: &[u8] = b"admission-test-approval-key";
+
+/// A claim for the Operation `op`, signed with [`APPROVAL_KEY`] as the control plane signs it.
+fn claim(op: &str) -> String {
+    let now = jiff::Timestamp::now().as_second();
+    vworkspace_operator::controller::approval::sign_claim(
+        APPROVAL_KEY,
+        &vworkspace_operator::controller::approval::ClaimPayload {
+            at: jiff::Timestamp::now().to_string(),
+            by: "alice@example.com".into(),
+            exp: now + 3600,
+            op: op.into(),
+            rid: 7,
+            v: 1,
+        },
+    )
+    .unwrap()
+}
+
+fn restore(name: &str, target: &str, claim: &str) -> Value {
+    json!({
+        "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "Operation",
+        "metadata": {"name": name, "namespace": "team-alpha", "labels": {
+            "app.vworkspace.io/managed-by": "control-plane", "app.vworkspace.io/cluster-id": CLUSTER}},
+        "spec": {"targetRef": {"apiVersion": "apps.vworkspace.io/v1alpha1", "kind": "ApplicationInstance",
+                               "name": target},
+                 "type": "Restore", "engine": "velero", "parameters": {"backupName": "nightly"},
+                 "approvals": {"required": true, "claim": claim}}
+    })
+}
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -157,7 +191,7 @@ async fn the_api_server_refuses_what_render_refuses_with_the_same_words() {
                     cert_validity: Duration::from_secs(6),
                 },
             },
-            approval_key: None,
+            approval_key: Some(APPROVAL_KEY.to_vec()),
         },
         None,
     )
@@ -335,9 +369,14 @@ async fn the_api_server_refuses_what_render_refuses_with_the_same_words() {
         );
     }
 
-    // 2. The valid cluster repo is admitted (applications before the Operations that target them).
+    // 2. The valid cluster repo is admitted (applications before the Operations that target them). The
+    // example restore's claim is a placeholder: the control plane would sign a real one, as here.
     for file in repo_files.iter().filter(|p| !p.ends_with("namespace.yaml")) {
-        for doc in yaml_docs(file) {
+        for mut doc in yaml_docs(file) {
+            if doc["spec"]["approvals"]["claim"].is_string() {
+                doc["spec"]["approvals"]["claim"] =
+                    json!(claim(doc["metadata"]["name"].as_str().unwrap()));
+            }
             let (ok, out) = kubectl_apply(dir.path(), &doc, &[]);
             assert!(ok, "{} ({}): {out}", key_of(&doc), file.display());
         }
@@ -408,6 +447,90 @@ async fn the_api_server_refuses_what_render_refuses_with_the_same_words() {
     assert!(
         !out.status.success() && text.contains("immutable once the phase left Pending"),
         "{text}"
+    );
+
+    // 3b. The rules that need other objects or the approval key.
+    // A forged claim (the example's placeholder MAC) is refused with the approval check's words...
+    let example_claim =
+        yaml_docs(&repo.join("namespaces/team-beta/operation-vaultwarden-restore.yaml"))[0]["spec"]
+            ["approvals"]["claim"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    let (ok, out) = kubectl_apply(
+        dir.path(),
+        &restore("restore-forged", "nextcloud", &example_claim),
+        &[],
+    );
+    assert!(
+        !ok && out.contains("denied the request: spec.approvals.claim:"),
+        "{out}"
+    );
+    // ...a signed one is admitted, with a warning naming the Backup it will wait for (the conflict matrix
+    // admits and blocks).
+    let (ok, out) = kubectl_apply(
+        dir.path(),
+        &restore("restore-signed", "nextcloud", &claim("restore-signed")),
+        &[],
+    );
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(
+            "Warning: spec.type: Restore waits while Backup Operation nextcloud-nightly-backup-20261120 is \
+             Pending on the same target (Blocked/ConflictingOperation)"
+        ),
+        "{out}"
+    );
+    // A dry run of an Operation whose target does not exist yet: a warning (Flux dry-runs a commit before
+    // applying it); the real request is refused (examples/invalid: missing-target).
+    let ghost = restore("restore-ghost", "ghost", &claim("restore-ghost"));
+    let (ok, out) = kubectl_apply(dir.path(), &ghost, &["--dry-run=server"]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("Warning: spec.targetRef.name: ApplicationInstance team-alpha/ghost not found (checked again"),
+        "{out}"
+    );
+    // The namespace's allowed-types annotation (the policy).
+    let annotate = |value: &str| {
+        let out = kubectl(&["annotate", "--overwrite", "namespace", "team-alpha", value]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    annotate("ops.vworkspace.io/allowed-types=Backup,Snapshot");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let refused = loop {
+        let (ok, out) = kubectl_apply(
+            dir.path(),
+            &restore("restore-typed", "nextcloud", &claim("restore-typed")),
+            &["--dry-run=server"],
+        );
+        if !ok || Instant::now() > deadline {
+            break out;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert!(
+        refused.contains(
+            "spec.type: Restore is not allowed in namespace team-alpha (ops.vworkspace.io/allowed-types=Backup,Snapshot)"
+        ),
+        "{refused}"
+    );
+    annotate("ops.vworkspace.io/allowed-types-");
+    // An intent without the managed-by label (the policy; the webhook does not even see it).
+    let mut unlabelled = ai("unlabelled", "team-alpha", json!({}));
+    unlabelled["metadata"]["labels"]
+        .as_object_mut()
+        .unwrap()
+        .remove("app.vworkspace.io/managed-by");
+    let refused = dry_run_create(&alpha, &unlabelled).await;
+    assert!(
+        refused.as_ref().is_err_and(|e| e.contains(
+            "metadata.labels[app.vworkspace.io/managed-by]: missing; intents must carry"
+        )),
+        "{refused:?}"
     );
 
     // 4. Rotation under load: 30 s of requests, every one admitted (or refused for its content, never for the
