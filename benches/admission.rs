@@ -85,18 +85,7 @@ fn ms(d: Duration) -> String {
 }
 
 fn api(client: &kube::Client, kind: &str) -> Api<DynamicObject> {
-    let (group, plural) = match kind {
-        "ApplicationInstance" => ("apps.vworkspace.io", "applicationinstances"),
-        _ => ("ops.vworkspace.io", "operations"),
-    };
-    let ar = kube::discovery::ApiResource {
-        group: group.into(),
-        version: "v1alpha1".into(),
-        api_version: format!("{group}/v1alpha1"),
-        kind: kind.into(),
-        plural: plural.into(),
-    };
-    Api::namespaced_with(client.clone(), NS, &ar)
+    testbed::intent_api(client, kind, NS)
 }
 
 /// Create `n` ApplicationInstances named `{prefix}-{i}`, `concurrency` in flight; (wall, sorted latencies).
@@ -147,13 +136,7 @@ async fn main() {
     testbed::install_crds(&client, &testbed::project_crds()).await;
     testbed::namespace(&client, NS, true).await;
     testbed::namespace(&client, "vworkspace-system", false).await;
-    testbed::apply(
-        &client,
-        &json!({"apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "Cluster", "metadata": {"name": CLUSTER},
-                "spec": {"clusterId": CLUSTER}}),
-    )
-    .await
-    .unwrap();
+    testbed::cluster_object(&client, CLUSTER).await;
 
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let server = WebhookServer::bind(

@@ -98,6 +98,26 @@ fn kubectl_apply(dir: &Path, object: &Value, extra: &[&str]) -> (bool, String) {
     )
 }
 
+/// `kubectl patch` (merge) of one intent in team-alpha; (succeeded, stderr).
+fn patch(kind: &str, name: &str, extra: &[&str], body: &str) -> (bool, String) {
+    let mut args = vec![
+        "patch",
+        "-n",
+        "team-alpha",
+        kind,
+        name,
+        "--type=merge",
+        "-p",
+        body,
+    ];
+    args.extend_from_slice(extra);
+    let out = kubectl(&args);
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 fn yaml_docs(path: &Path) -> Vec<Value> {
     serde_saphyr::from_multiple::<Value>(&std::fs::read_to_string(path).unwrap())
         .unwrap()
@@ -164,13 +184,7 @@ async fn the_api_server_refuses_what_render_refuses_with_the_same_words() {
         testbed::namespace(&client, ns, gated).await;
     }
     // The policy's parameter: this cluster's Cluster object.
-    testbed::apply(
-        &client,
-        &json!({"apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "Cluster", "metadata": {"name": CLUSTER},
-                "spec": {"clusterId": CLUSTER}}),
-    )
-    .await
-    .unwrap();
+    testbed::cluster_object(&client, CLUSTER).await;
 
     // The webhook, as `run --webhook-addr` starts it: short-lived certificates so that they rotate during the
     // test (renewal after two thirds: every 4 s; the CA every 16 s).
@@ -230,19 +244,8 @@ async fn the_api_server_refuses_what_render_refuses_with_the_same_words() {
     // Ready when the policy and the webhook both answer: an intent with an inline secret is refused by the
     // webhook; one labelled for another cluster by the policy.
     let dynamic = |kind: &str| {
-        let (group, plural) = match kind {
-            "ApplicationInstance" => ("apps.vworkspace.io", "applicationinstances"),
-            _ => ("ops.vworkspace.io", "operations"),
-        };
-        let ar = kube::discovery::ApiResource {
-            group: group.into(),
-            version: "v1alpha1".into(),
-            api_version: format!("{group}/v1alpha1"),
-            kind: kind.into(),
-            plural: plural.into(),
-        };
-        let client = client.clone();
-        move |ns: &str| Api::<DynamicObject>::namespaced_with(client.clone(), ns, &ar)
+        let (client, kind) = (client.clone(), kind.to_string());
+        move |ns: &str| testbed::intent_api(&client, &kind, ns)
     };
     let apps = dynamic("ApplicationInstance");
     let alpha = apps("team-alpha");
@@ -383,69 +386,39 @@ async fn the_api_server_refuses_what_render_refuses_with_the_same_words() {
     }
 
     // 3. Immutability: the CRDs' transition rules.
-    let out = kubectl(&[
-        "patch",
-        "-n",
-        "team-alpha",
+    let (ok, text) = patch(
         "applicationinstance",
         "nextcloud",
-        "--type=merge",
-        "-p",
+        &[],
         r#"{"spec":{"release":{"name":"renamed"}}}"#,
-    ]);
-    let text = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    );
     assert!(
-        text.contains("spec.release.name") && text.contains("immutable: was nextcloud"),
+        !ok && text.contains("spec.release.name") && text.contains("immutable: was nextcloud"),
         "{text}"
     );
     let ops = dynamic("Operation")("team-alpha");
     let op = ops.list(&Default::default()).await.unwrap().items.remove(0);
     let op_name = op.metadata.name.clone().unwrap();
-    let out = kubectl(&[
-        "patch",
-        "-n",
-        "team-alpha",
-        "operation",
-        &op_name,
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"engine":"job"}}"#,
-    ]);
-    let text = String::from_utf8_lossy(&out.stderr);
+    let (ok, text) = patch("operation", &op_name, &[], r#"{"spec":{"engine":"job"}}"#);
     assert!(
-        !out.status.success() && text.contains("spec.engine") && text.contains("immutable"),
+        !ok && text.contains("spec.engine") && text.contains("immutable"),
         "{text}"
     );
-    let started = kubectl(&[
-        "patch",
-        "-n",
-        "team-alpha",
+    let (ok, text) = patch(
         "operation",
         &op_name,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
+        &["--subresource=status"],
         r#"{"status":{"phase":"Running"}}"#,
-    ]);
-    assert!(
-        started.status.success(),
-        "{}",
-        String::from_utf8_lossy(&started.stderr)
     );
-    let out = kubectl(&[
-        "patch",
-        "-n",
-        "team-alpha",
+    assert!(ok, "{text}");
+    let (ok, text) = patch(
         "operation",
         &op_name,
-        "--type=merge",
-        "-p",
+        &[],
         r#"{"spec":{"parameters":{"ttl":"99h"}}}"#,
-    ]);
-    let text = String::from_utf8_lossy(&out.stderr);
+    );
     assert!(
-        !out.status.success() && text.contains("immutable once the phase left Pending"),
+        !ok && text.contains("immutable once the phase left Pending"),
         "{text}"
     );
 

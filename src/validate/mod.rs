@@ -124,6 +124,15 @@ fn check_cel(
         .collect()
 }
 
+/// `Kind/namespace/name` of a typed intent.
+fn typed_label(kind: &str, meta: &kube::api::ObjectMeta) -> String {
+    format!(
+        "{kind}/{}/{}",
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.name.as_deref().unwrap_or_default()
+    )
+}
+
 /// `Kind/namespace/name` of an intent given as JSON.
 fn object_label(kind: IntentKind, object: &Value) -> String {
     let meta = |k: &str| {
@@ -184,10 +193,7 @@ fn check_path_namespace(location: &str, object: &str, namespace: &str, out: &mut
 pub fn check_application(location: &str, app: &ApplicationInstance, ctx: &Context) -> Vec<Problem> {
     let mut out = Vec::new();
     let namespace = app.metadata.namespace.as_deref().unwrap_or_default();
-    let object = format!(
-        "ApplicationInstance/{namespace}/{}",
-        app.metadata.name.as_deref().unwrap_or_default()
-    );
+    let object = typed_label("ApplicationInstance", &app.metadata);
     let mut p =
         |field: &str, reason: String| out.push(Problem::new(location, &object, field, reason));
     let spec = &app.spec;
@@ -230,10 +236,7 @@ pub fn check_application(location: &str, app: &ApplicationInstance, ctx: &Contex
 pub fn check_operation(location: &str, op: &Operation, ctx: &Context) -> Vec<Problem> {
     let mut out = Vec::new();
     let namespace = op.metadata.namespace.as_deref().unwrap_or_default();
-    let object = format!(
-        "Operation/{namespace}/{}",
-        op.metadata.name.as_deref().unwrap_or_default()
-    );
+    let object = typed_label("Operation", &op.metadata);
     let mut p =
         |field: &str, reason: String| out.push(Problem::new(location, &object, field, reason));
     let spec = &op.spec;
@@ -300,10 +303,7 @@ pub fn check_operation_target(
 ) -> Vec<Problem> {
     let mut out = Vec::new();
     let namespace = op.metadata.namespace.as_deref().unwrap_or_default();
-    let object = format!(
-        "Operation/{namespace}/{}",
-        op.metadata.name.as_deref().unwrap_or_default()
-    );
+    let object = typed_label("Operation", &op.metadata);
     let mut p =
         |field: &str, reason: String| out.push(Problem::new(location, &object, field, reason));
     let spec = &op.spec;

@@ -522,3 +522,31 @@ pub async fn apply(client: &Client, obj: &Value) -> Result<DynamicObject, kube::
     )
     .await
 }
+
+/// A dynamic Api for our intent kinds (`ApplicationInstance`, `Operation`) in `ns`, without discovery.
+pub fn intent_api(client: &Client, kind: &str, ns: &str) -> Api<DynamicObject> {
+    let (group, plural) = match kind {
+        "ApplicationInstance" => ("apps.vworkspace.io", "applicationinstances"),
+        "Operation" => ("ops.vworkspace.io", "operations"),
+        other => panic!("not an intent kind: {other}"),
+    };
+    let ar = ApiResource {
+        group: group.into(),
+        version: "v1alpha1".into(),
+        api_version: format!("{group}/v1alpha1"),
+        kind: kind.into(),
+        plural: plural.into(),
+    };
+    Api::namespaced_with(client.clone(), ns, &ar)
+}
+
+/// The `Cluster` object named `id` (what the operator creates at start; the admission policy's parameter).
+pub async fn cluster_object(client: &Client, id: &str) {
+    let cluster = serde_json::json!({
+        "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "Cluster",
+        "metadata": {"name": id}, "spec": {"clusterId": id},
+    });
+    apply(client, &cluster)
+        .await
+        .unwrap_or_else(|e| panic!("Cluster {id}: {e}"));
+}
