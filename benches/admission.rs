@@ -53,25 +53,6 @@ fn ai(name: &str, inline: Value) -> Value {
     })
 }
 
-fn review(uid: usize, object: &Value) -> Value {
-    let kind = object["kind"].as_str().unwrap();
-    let (group, resource) = if kind == "Operation" {
-        ("ops.vworkspace.io", "operations")
-    } else {
-        ("apps.vworkspace.io", "applicationinstances")
-    };
-    json!({
-        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-        "request": {
-            "uid": format!("bench-{uid}"),
-            "kind": {"group": group, "version": "v1alpha1", "kind": kind},
-            "resource": {"group": group, "version": "v1alpha1", "resource": resource},
-            "name": object["metadata"]["name"], "namespace": NS, "operation": "CREATE",
-            "userInfo": {"username": "bench"}, "object": object, "dryRun": false,
-        }
-    })
-}
-
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -217,7 +198,8 @@ async fn main() {
         let due = start + interval * i as u32;
         tokio::time::sleep_until(due.into()).await;
         let (label, body) = &bodies[i % bodies.len()];
-        let payload = serde_json::to_vec(&review(i, body)).unwrap();
+        let payload =
+            serde_json::to_vec(&testbed::admission_review(&format!("bench-{i}"), body)).unwrap();
         let http = http.clone();
         let url = url.clone();
         let label = *label;

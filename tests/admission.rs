@@ -591,3 +591,85 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// `--webhook-cert-dir` (cert-manager's way): the webhook serves the files' certificate and picks up a new one
+/// when they change, with no restart; it never touches a webhook configuration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_serving_certificates_from_files_reloads_them() {
+    vworkspace_operator::report::install_crypto_provider();
+    let client = testbed::client().await;
+    testbed::install_crds(&client, &testbed::project_crds()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let settings = certs::CertSettings {
+        names: vec!["127.0.0.1".into()],
+        ca_validity: Duration::from_secs(3600),
+        cert_validity: Duration::from_secs(3600),
+    };
+    let issue = || {
+        let m = certs::plan(None, time::OffsetDateTime::now_utc(), &settings)
+            .unwrap()
+            .unwrap();
+        std::fs::write(dir.path().join(certs::TLS_CRT), &m.tls_crt).unwrap();
+        std::fs::write(dir.path().join(certs::TLS_KEY), &m.tls_key).unwrap();
+        m.ca_bundle
+    };
+    let first_ca = issue();
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let server = WebhookServer::bind(
+        client.clone(),
+        renderer(),
+        CLUSTER.into(),
+        WebhookConfig {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            certs: CertSource::Files(dir.path().to_path_buf()),
+            approval_key: None,
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    let url = format!("https://{}/validate", server.local_addr());
+    let serving = tokio::spawn(server.serve(stop_rx));
+    // A client that trusts only `ca`: the verdict on an intent with an inline password.
+    let ask = |ca: String| {
+        let url = url.clone();
+        async move {
+            let http = reqwest::Client::builder()
+                .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap())
+                .build()
+                .unwrap();
+            let leaky = ai("leaky", "team-alpha", json!({"password": "x"}));
+            let res = http
+                .post(&url)
+                .json(&testbed::admission_review("u1", &leaky))
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            let v: Value = res.json().await.map_err(|e| e.to_string())?;
+            Ok::<Value, String>(v["response"].clone())
+        }
+    };
+    let answer = ask(first_ca.clone()).await.unwrap();
+    assert_eq!(answer["allowed"], false, "{answer}");
+    assert_eq!(answer["uid"], "u1");
+    assert!(
+        answer["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("spec.values.inline.password: InlineSecretMaterialRejected"),
+        "{answer}"
+    );
+    // New files from another CA: served within the check interval (10 s), the old CA no longer works.
+    let second_ca = issue();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ask(second_ca.clone()).await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the new certificate was not served in 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(ask(first_ca).await.is_err());
+    stop.send(true).unwrap();
+    serving.await.unwrap();
+}

@@ -550,3 +550,24 @@ pub async fn cluster_object(client: &Client, id: &str) {
         .await
         .unwrap_or_else(|e| panic!("Cluster {id}: {e}"));
 }
+
+/// An `admission.k8s.io/v1` AdmissionReview asking to CREATE `object` (an intent), as the API server sends it
+/// to a webhook.
+pub fn admission_review(uid: &str, object: &Value) -> Value {
+    let kind = object["kind"].as_str().unwrap_or_default();
+    let (group, resource) = if kind == "Operation" {
+        ("ops.vworkspace.io", "operations")
+    } else {
+        ("apps.vworkspace.io", "applicationinstances")
+    };
+    serde_json::json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {
+            "uid": uid,
+            "kind": {"group": group, "version": "v1alpha1", "kind": kind},
+            "resource": {"group": group, "version": "v1alpha1", "resource": resource},
+            "name": object["metadata"]["name"], "namespace": object["metadata"]["namespace"],
+            "operation": "CREATE", "userInfo": {"username": "tests"}, "object": object, "dryRun": false,
+        }
+    })
+}
