@@ -1457,6 +1457,24 @@ async fn only_the_leader_acts_and_a_standby_takes_over_when_it_stops() {
     config.leader_election = Some(settings("replica-b"));
     config.state_dir = env.tmp.path().join("state-b");
     config.repo.cache_dir = env.tmp.path().join("state-b/cache");
+    // Its admission webhook serves while it waits (every replica answers admission, leader or not).
+    let webhook_addr: std::net::SocketAddr = format!("127.0.0.1:{}", testbed::free_port())
+        .parse()
+        .unwrap();
+    config.webhook = Some(vworkspace_operator::webhook::WebhookConfig {
+        addr: webhook_addr,
+        certs: vworkspace_operator::webhook::CertSource::Managed {
+            secret_namespace: env.ns.clone(),
+            secret_name: "standby-webhook-tls".into(),
+            configuration: "not-installed-here".into(),
+            settings: vworkspace_operator::webhook::certs::CertSettings {
+                names: vec!["127.0.0.1".into()],
+                ca_validity: Duration::from_secs(3600),
+                cert_validity: Duration::from_secs(3600),
+            },
+        },
+        approval_key: None,
+    });
     let standby = tokio::spawn(Operator::start(env.client.clone(), config));
     env.flux_apply(&first).await;
     eventually("the leader applies the HelmRelease", || {
@@ -1476,6 +1494,33 @@ async fn only_the_leader_acts_and_a_standby_takes_over_when_it_stops() {
         !standby.is_finished(),
         "the standby started while the leader leads"
     );
+    let secret: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(env.client.clone(), &env.ns);
+    let ca = secret
+        .get("standby-webhook-tls")
+        .await
+        .unwrap()
+        .data
+        .unwrap()["ca.crt"]
+        .0
+        .clone();
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+        .build()
+        .unwrap();
+    let mut leaky: Value = serde_saphyr::from_str(&env.app_yaml("leaky", "1.0.0", "")).unwrap();
+    leaky["spec"]["values"] = json!({"source": "inline", "inline": {"password": "x"}});
+    let answer: Value = http
+        .post(format!("https://{webhook_addr}/validate"))
+        .json(&testbed::admission_review("standby", &leaky))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["response"]["allowed"], false, "{answer}");
+    assert!(!standby.is_finished());
     // The leader stops and releases the lease; the standby takes over.
     leader.stop().await;
     let writes_after_stop = leader_counters.writes();
