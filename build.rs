@@ -1,5 +1,6 @@
 //! Embeds every file under `templates/` (see `render::Templates::embedded`) and under
-//! `examples/cluster-repo/` (the `demo` command's cluster repo) into the binary.
+//! `examples/cluster-repo/` (the `demo` command's cluster repo) into the binary, and the git revision it is
+//! built from (`VWO_GIT_REVISION`: `--version` prints it).
 
 use std::path::Path;
 
@@ -42,7 +43,40 @@ fn embed(dir: &str, out_file: &str, doc: &str) {
     std::fs::write(&out, code).unwrap_or_else(|e| panic!("write {}: {e}", out.display()));
 }
 
+/// The revision the binary is built from: `VWO_GIT_REVISION` when set (an image build without `.git`), else
+/// `git rev-parse HEAD` (the commit checked out; uncommitted changes are not tracked), else `unknown`.
+fn revision() -> String {
+    println!("cargo:rerun-if-env-changed=VWO_GIT_REVISION");
+    if let Ok(r) = std::env::var("VWO_GIT_REVISION")
+        && !r.trim().is_empty()
+    {
+        return r.trim().to_string();
+    }
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR");
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(&manifest_dir)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    if let Some(git_dir) = git(&["rev-parse", "--git-dir"]) {
+        let git_dir = Path::new(&manifest_dir).join(git_dir);
+        println!("cargo:rerun-if-changed={}", git_dir.join("HEAD").display());
+        println!("cargo:rerun-if-changed={}", git_dir.join("refs").display());
+    }
+    git(&["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".into())
+}
+
 fn main() {
+    println!(
+        "cargo:rustc-env=VWO_VERSION_LINE={} (git {})",
+        std::env::var("CARGO_PKG_VERSION").expect("CARGO_PKG_VERSION"),
+        revision()
+    );
     embed(
         "templates",
         "templates.rs",

@@ -593,3 +593,30 @@ fn cli_renders_revisions_from_git_objects_and_diffs_them() {
         "{stderr}"
     );
 }
+
+#[test]
+fn version_names_the_git_revision_it_was_built_from() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vworkspace-operator"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    let line = String::from_utf8(out.stdout).unwrap();
+    let head = std::process::Command::new("git")
+        .args(["-C", env!("CARGO_MANIFEST_DIR"), "rev-parse", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let revision = std::env::var("VWO_GIT_REVISION")
+        .ok()
+        .filter(|r| !r.is_empty())
+        .or(head)
+        .unwrap_or_else(|| "unknown".into());
+    assert_eq!(
+        line.trim(),
+        format!(
+            "vworkspace-operator {} (git {revision})",
+            env!("CARGO_PKG_VERSION")
+        )
+    );
+}

@@ -23,7 +23,7 @@ pub const EXIT_INVALID: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 
 #[derive(Debug, Parser)]
-#[command(name = "vworkspace-operator", version, about, long_about = None)]
+#[command(name = "vworkspace-operator", version = env!("VWO_VERSION_LINE"), about, long_about = None)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
