@@ -620,3 +620,203 @@ fn version_names_the_git_revision_it_was_built_from() {
         )
     );
 }
+
+/// A random string built from pieces that mean something to YAML, Jinja, JSON, shells and Kubernetes.
+fn hostile(rng: &mut fastrand::Rng) -> String {
+    const PIECES: &[&str] = &[
+        "\"",
+        "'",
+        "\n",
+        "{{",
+        "}}",
+        "{%",
+        "%}",
+        "{#",
+        ": ",
+        "- ",
+        "#",
+        "&a",
+        "*a",
+        "!!str",
+        "|",
+        ">",
+        "\\",
+        "---",
+        "kind: Namespace",
+        "namespace: kube-system",
+        "name: x",
+        "$(id)",
+        "${HOME}",
+        "é",
+        "\u{202e}",
+        "\0",
+        "\t",
+        "}}{{ 7*7 }}",
+        "\"}, \"namespace\": \"kube-system",
+        "labels",
+        "app.vworkspace.io/cluster-id",
+        "a",
+        "b",
+        "-",
+        ".",
+        "/",
+        "0",
+        "9",
+        " ",
+    ];
+    (0..rng.usize(0..8))
+        .map(|_| PIECES[rng.usize(..PIECES.len())])
+        .collect()
+}
+
+fn hostile_value(rng: &mut fastrand::Rng, depth: usize) -> Value {
+    match rng.usize(0..if depth > 2 { 3 } else { 5 }) {
+        0 => Value::String(hostile(rng)),
+        1 => serde_json::json!(rng.i64(..)),
+        2 => Value::Bool(rng.bool()),
+        3 => Value::Array(
+            (0..rng.usize(0..3))
+                .map(|_| hostile_value(rng, depth + 1))
+                .collect(),
+        ),
+        _ => Value::Object(
+            (0..rng.usize(0..4))
+                .map(|_| (hostile(rng), hostile_value(rng, depth + 1)))
+                .collect(),
+        ),
+    }
+}
+
+/// What a rendered object is, as opposed to what it holds: kind, namespace, name, labels.
+fn identities(objects: impl Iterator<Item = Value>) -> Vec<Value> {
+    objects
+        .map(|o| {
+            serde_json::json!([
+                o["apiVersion"],
+                o["kind"],
+                o["metadata"]["namespace"],
+                o["metadata"]["name"],
+                o["metadata"]["labels"]
+            ])
+        })
+        .collect()
+}
+
+/// #17 item 4, as a property: whatever the free fields of a signed, valid intent hold (values, annotations,
+/// Operation parameters, the catalog id, the ingress host), the rendered objects' kinds, namespaces, names and
+/// labels are those of the same intent with plain values. Invalid variations must be refused, not rendered.
+#[test]
+fn no_field_value_changes_what_a_rendered_object_is() {
+    let renderer = renderer();
+    let seed = std::env::var("PROPTEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| fastrand::u64(..));
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let app = |values: Value, annotations: Value, catalog: &str, host: Value| {
+        serde_json::json!({
+            "apiVersion": "apps.vworkspace.io/v1alpha1", "kind": "ApplicationInstance",
+            "metadata": {"name": "web", "namespace": "team-a", "annotations": annotations, "labels": {
+                "app.vworkspace.io/managed-by": "control-plane", "app.vworkspace.io/cluster-id": "eu-prod-1"}},
+            "spec": {"appRef": {"catalogId": catalog},
+                     "chart": {"sourceType": "oci", "url": "oci://ghcr.io/nextcloud/helm", "name": "nextcloud",
+                               "version": "6.6.4"},
+                     "release": {"name": "web", "namespace": "team-a"},
+                     "values": {"source": "inline", "inline": values},
+                     "integrations": {"ingress": {"enabled": true, "host": host}}}
+        })
+    };
+    let op = |params: Value| {
+        serde_json::json!({
+            "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "Operation",
+            "metadata": {"name": "cmd", "namespace": "team-a", "labels": {
+                "app.vworkspace.io/managed-by": "control-plane", "app.vworkspace.io/cluster-id": "eu-prod-1"}},
+            "spec": {"targetRef": {"apiVersion": "apps.vworkspace.io/v1alpha1", "kind": "ApplicationInstance",
+                                   "name": "web"},
+                     "type": "RunCommand", "engine": "job", "parameters": params}
+        })
+    };
+    let capability = serde_json::json!({"ops.vworkspace.io/runcommand": "job"});
+    let render = |docs: &[Value]| {
+        let files: Vec<SourceFile> = docs
+            .iter()
+            .enumerate()
+            .map(|(i, d)| SourceFile {
+                path: format!("clusters/eu-prod-1/namespaces/team-a/intent-{i}.yaml"),
+                data: serde_json::to_vec(d).unwrap(),
+            })
+            .collect();
+        render_tree(&files, &renderer, Some("eu-prod-1"))
+    };
+    let plain = render(&[
+        app(
+            serde_json::json!({"replicaCount": 1}),
+            capability.clone(),
+            "nextcloud",
+            serde_json::json!("cloud.example.com"),
+        ),
+        op(serde_json::json!({"image": "busybox", "command": ["true"]})),
+    ]);
+    assert!(plain.problems.is_empty(), "{:?}", plain.problems);
+    let expected: BTreeMap<String, Vec<Value>> = plain
+        .intents
+        .iter()
+        .map(|i| (i.key.to_string(), identities(i.objects.iter().cloned())))
+        .collect();
+    assert_eq!(expected.len(), 2);
+    let (mut rendered, mut refused) = (0, 0);
+    for round in 0..1500 {
+        let mut annotations = capability.clone();
+        for _ in 0..rng.usize(0..3) {
+            annotations[hostile(&mut rng)] = Value::String(hostile(&mut rng));
+        }
+        let catalog = if rng.bool() {
+            "nextcloud".to_string()
+        } else {
+            hostile(&mut rng)
+        };
+        let host = if rng.bool() {
+            serde_json::json!("cloud.example.com")
+        } else {
+            Value::String(hostile(&mut rng))
+        };
+        let mut params =
+            serde_json::json!({"image": hostile(&mut rng), "command": [hostile(&mut rng)]});
+        if rng.bool() {
+            params["args"] =
+                Value::Array((0..3).map(|_| Value::String(hostile(&mut rng))).collect());
+        }
+        if rng.bool() {
+            params["env"] = Value::Object(
+                (0..3)
+                    .map(|_| (hostile(&mut rng), Value::String(hostile(&mut rng))))
+                    .collect(),
+            );
+        }
+        let values = Value::Object(
+            (0..rng.usize(0..5))
+                .map(|_| (hostile(&mut rng), hostile_value(&mut rng, 0)))
+                .collect(),
+        );
+        let result = render(&[app(values, annotations, &catalog, host), op(params)]);
+        refused += 2 - result.intents.len();
+        for intent in &result.intents {
+            let key = intent.key.to_string();
+            rendered += 1;
+            assert!(
+                !result.problems.iter().any(|p| p.object == key),
+                "seed {seed}, round {round}: {key} rendered despite its problems"
+            );
+            assert_eq!(
+                identities(intent.objects.iter().cloned()),
+                expected[&key],
+                "seed {seed}, round {round}: {key}'s rendered identities changed"
+            );
+        }
+    }
+    eprintln!("seed {seed}: {rendered} rendered with their identities intact, {refused} refused");
+    assert!(
+        rendered >= 100,
+        "seed {seed}: only {rendered} of 1500 variations rendered"
+    );
+}
