@@ -48,7 +48,7 @@ static OP_CEL: LazyLock<cel::CrdRules> = LazyLock::new(|| cel::CrdRules::compile
 /// admission webhook applies the fourth; `render`, `verify` and the reconcilers apply all four, through the
 /// same rule texts and functions.
 ///
-/// 1. the CRD's structural schema ([`check_schema`]),
+/// 1. the CRD's structural schema ([`check_structure`]),
 /// 2. the CRD's CEL rules (`x-kubernetes-validations`, declared on the types in `crate::api`; [`check_cel`]),
 /// 3. the ValidatingAdmissionPolicy (rules that need the namespace or the cluster id; [`policy`]),
 /// 4. the webhook's rules ([`check_application`], [`check_operation`], [`check_operation_target`]).
