@@ -13,6 +13,11 @@
 #                                                       corpus size, exit code, the command
 set -euo pipefail
 
+# Library backtraces off (panics keep theirs with RUST_BACKTRACE): rPGP captures a std Backtrace in its errors
+# and its key parser formats them with {:?}, which resolves the backtrace (a one-time ~250 MiB of debug info per
+# process, see CAMPAIGN.md, finding 4) and would make every OpenPGP key target run out of memory at once.
+export RUST_LIB_BACKTRACE=${RUST_LIB_BACKTRACE:-0}
+
 target=${1:?usage: fuzz/run.sh TARGET SECONDS [libFuzzer flags...]}
 seconds=${2:?usage: fuzz/run.sh TARGET SECONDS [libFuzzer flags...]}
 shift 2
@@ -36,7 +41,7 @@ log=$cache/fuzz-log.tsv
 out=$cache/fuzz-runs/$target-$(date -u +%Y%m%dT%H%M%SZ).log
 mkdir -p "$(dirname "$out")"
 
-cmd=(nice -n 19 "$bin" -timeout=1 -rss_limit_mb=256 -malloc_limit_mb=256 "-max_len=$max_len"
+cmd=(env "RUST_LIB_BACKTRACE=$RUST_LIB_BACKTRACE" nice -n 19 "$bin" -timeout=1 -rss_limit_mb=256 -malloc_limit_mb=256 "-max_len=$max_len"
   "-max_total_time=$seconds" -print_final_stats=1 "-artifact_prefix=$artifacts/" "$@" "$corpus" "$here/seeds/$target")
 start=$(date +%s)
 set +e

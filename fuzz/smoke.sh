@@ -11,6 +11,11 @@
 # operator's CARGO_TARGET_DIR (the instrumented builds would evict its artifacts), never the repository.
 set -euo pipefail
 
+# Library backtraces off (panics keep theirs with RUST_BACKTRACE): rPGP captures a std Backtrace in its errors
+# and its key parser formats them with {:?}, which resolves the backtrace (a one-time ~250 MiB of debug info per
+# process, see CAMPAIGN.md, finding 4) and would make every OpenPGP key target run out of memory at once.
+export RUST_LIB_BACKTRACE=${RUST_LIB_BACKTRACE:-0}
+
 CARGO_FUZZ_VERSION=0.13.2
 seconds=${1:-20}
 here=$(cd "$(dirname "$0")" && pwd)
