@@ -10,27 +10,12 @@ const OFFLINE: &str = include_str!("../tests/data/gitsign/offline.commit");
 const PUBLIC_GOOD: &str =
     include_str!("../tests/data/gitsign/sigstore-public-good-trusted_root.json");
 
-/// (commit without its gpgsig header, signature with git's continuation spaces removed)
+/// (commit without its gpgsig header, signature with git's continuation spaces removed), by the operator's own
+/// strict commit parser.
 fn split_commit(raw: &str) -> (Vec<u8>, Vec<u8>) {
-    let (headers, message) = raw.split_once("\n\n").expect("commit has a message");
-    let (mut payload, mut signature, mut in_sig) = (String::new(), String::new(), false);
-    for line in headers.lines() {
-        if let Some(value) = line.strip_prefix("gpgsig ") {
-            in_sig = true;
-            signature.push_str(value);
-            signature.push('\n');
-        } else if let Some(cont) = line.strip_prefix(' ').filter(|_| in_sig) {
-            signature.push_str(cont);
-            signature.push('\n');
-        } else {
-            in_sig = false;
-            payload.push_str(line);
-            payload.push('\n');
-        }
-    }
-    payload.push('\n');
-    payload.push_str(message);
-    (payload.into_bytes(), signature.into_bytes())
+    let commit = vworkspace_operator::git::commit::parse(raw.as_bytes(), gix::hash::Kind::Sha1)
+        .expect("a well-formed commit");
+    (commit.payload, commit.signature.unwrap_or_default())
 }
 
 fn bench(c: &mut Criterion) {

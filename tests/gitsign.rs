@@ -7,30 +7,12 @@ const OFFLINE: &[u8] = include_bytes!("data/gitsign/offline.commit");
 const ONLINE: &[u8] = include_bytes!("data/gitsign/online.commit");
 const PUBLIC_GOOD: &str = include_str!("data/gitsign/sigstore-public-good-trusted_root.json");
 
-/// Split a raw commit object into (payload without the gpgsig header, signature text).
+/// Split a raw commit object into (payload without the gpgsig header, signature text), with the operator's
+/// own strict commit parser.
 fn split_commit(raw: &[u8]) -> (Vec<u8>, Vec<u8>) {
-    let text = std::str::from_utf8(raw).unwrap();
-    let (headers, message) = text.split_once("\n\n").unwrap();
-    let mut payload = String::new();
-    let mut signature = String::new();
-    let mut in_sig = false;
-    for line in headers.lines() {
-        if let Some(value) = line.strip_prefix("gpgsig ") {
-            in_sig = true;
-            signature.push_str(value);
-            signature.push('\n');
-        } else if in_sig && line.starts_with(' ') {
-            signature.push_str(&line[1..]);
-            signature.push('\n');
-        } else {
-            in_sig = false;
-            payload.push_str(line);
-            payload.push('\n');
-        }
-    }
-    payload.push('\n');
-    payload.push_str(message);
-    (payload.into_bytes(), signature.into_bytes())
+    let commit = vworkspace_operator::git::commit::parse(raw, gix::hash::Kind::Sha1)
+        .expect("a well-formed commit");
+    (commit.payload, commit.signature.unwrap_or_default())
 }
 
 fn public_good() -> TrustedRoot {
