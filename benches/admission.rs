@@ -122,13 +122,13 @@ async fn main() {
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let server = WebhookServer::bind(
         client.clone(),
-        Renderer::new(
+        std::sync::Arc::new(Renderer::new(
             Templates::embedded(),
             RenderOptions {
                 cluster_id: Some(CLUSTER.into()),
                 ..RenderOptions::default()
             },
-        ),
+        )),
         CLUSTER.into(),
         WebhookConfig {
             addr: "127.0.0.1:0".parse().unwrap(),

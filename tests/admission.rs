@@ -191,7 +191,7 @@ async fn the_api_server_refuses_what_render_refuses_with_the_same_words() {
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let server = WebhookServer::bind(
         client.clone(),
-        renderer(),
+        std::sync::Arc::new(renderer()),
         CLUSTER.into(),
         WebhookConfig {
             addr: "127.0.0.1:0".parse().unwrap(),
@@ -617,7 +617,7 @@ async fn a_webhook_serving_certificates_from_files_reloads_them() {
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let server = WebhookServer::bind(
         client.clone(),
-        renderer(),
+        std::sync::Arc::new(renderer()),
         CLUSTER.into(),
         WebhookConfig {
             addr: "127.0.0.1:0".parse().unwrap(),

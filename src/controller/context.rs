@@ -253,7 +253,7 @@ impl WrittenStatus {
 pub struct Context {
     pub client: Client,
     pub settings: Settings,
-    pub renderer: Renderer,
+    pub renderer: Arc<Renderer>,
     pub source: Arc<dyn IntentSource>,
     pub resources: Resources,
     pub events: EventRecorder,

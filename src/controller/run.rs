@@ -242,19 +242,20 @@ impl Operator {
             }));
         }
 
+        // One renderer (templates compiled once) for the webhook and the reconcilers.
+        let renderer = Arc::new(Renderer::new(
+            config.templates,
+            RenderOptions {
+                cluster_id: Some(config.settings.cluster_id.clone()),
+                velero_namespace: config.settings.velero_namespace.clone(),
+                ..RenderOptions::default()
+            },
+        ));
         let mut webhook_addr = None;
         if let Some(webhook) = config.webhook.clone() {
-            let renderer = Renderer::new(
-                config.templates.clone(),
-                RenderOptions {
-                    cluster_id: Some(config.settings.cluster_id.clone()),
-                    velero_namespace: config.settings.velero_namespace.clone(),
-                    ..RenderOptions::default()
-                },
-            );
             let server = crate::webhook::WebhookServer::bind(
                 client.clone(),
-                renderer,
+                renderer.clone(),
                 config.settings.cluster_id.clone(),
                 webhook,
                 Some(metrics.clone()),
@@ -293,14 +294,6 @@ impl Operator {
         tasks.push(tokio::spawn(notes_worker.run(stop_rx.clone())));
         let outcomes: Arc<dyn OutcomeSink> = notes;
 
-        let renderer = Renderer::new(
-            config.templates,
-            RenderOptions {
-                cluster_id: Some(cluster_id.clone()),
-                velero_namespace: config.settings.velero_namespace.clone(),
-                ..RenderOptions::default()
-            },
-        );
         let counters = Arc::new(Counters::default());
         counters.attach(metrics.clone());
         let events = EventRecorder::new(

@@ -130,7 +130,7 @@ pub struct WebhookConfig {
 /// What the handler needs.
 pub struct Webhook {
     client: Client,
-    renderer: Renderer,
+    renderer: Arc<Renderer>,
     cluster_id: String,
     approval_key: Option<Vec<u8>>,
     metrics: Option<crate::metrics::Metrics>,
@@ -190,7 +190,7 @@ impl WebhookServer {
     /// to serve when this returns.
     pub async fn bind(
         client: Client,
-        renderer: Renderer,
+        renderer: Arc<Renderer>,
         cluster_id: String,
         config: WebhookConfig,
         metrics: Option<crate::metrics::Metrics>,
