@@ -214,7 +214,7 @@ async fn the_api_server_refuses_what_render_refuses_with_the_same_words() {
     let url = format!("https://{}/validate", server.local_addr());
     let serving = tokio::spawn(server.serve(stop_rx));
 
-    // What flux/admission.yaml ships, with the webhook reached by URL (there is no Service here) and no
+    // What the chart ships, with the webhook reached by URL (there is no Service here) and no
     // caBundle: the operator sets it.
     let mut manifests = webhook::admission_manifests();
     manifests[2]["webhooks"][0]["clientConfig"] = json!({"url": url});

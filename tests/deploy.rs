@@ -1,7 +1,10 @@
-//! The deploy manifests in flux/: they parse, agree with each other, install on the real API server
-//! (the test bed, with the upstream Flux CRDs), and give the operator exactly the access docs/install.md
-//! describes — checked by the API server's own RBAC authorizer (SubjectAccessReview) and by real requests
-//! made as the operator's ServiceAccount (impersonation).
+//! What a cluster admin installs: the operator's Helm chart (charts/vworkspace-operator, rendered by the real
+//! helm CLI with the values of flux/operator.yaml) and the Flux objects of flux/. They parse, agree with each
+//! other and with the code that generates parts of them, install on the real API server (the test bed, with
+//! the upstream Flux CRDs), and give the operator exactly the access docs/install.md describes — checked by the
+//! API server's own RBAC authorizer (SubjectAccessReview, and SelfSubjectRulesReview for "nothing more") and by
+//! real requests made as the operator's ServiceAccount (impersonation). tests/install.rs installs the same chart
+//! through the real helm-controller.
 
 mod support;
 
@@ -17,6 +20,7 @@ use kube::api::{Api, DynamicObject, ListParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use serde_json::{Value, json};
+use support::chart;
 use support::manifests::{build, yaml_docs};
 use support::testbed;
 
@@ -111,8 +115,11 @@ fn flux_dir() -> PathBuf {
     root().join("flux")
 }
 
-fn flux_objects() -> Vec<Value> {
-    build(&flux_dir()).0
+/// Everything installed: the chart as flux/operator.yaml's values render it (CRDs included), then flux/.
+fn installed_objects() -> Vec<Value> {
+    let mut objects = chart::template(&chart::flux_values());
+    objects.extend(build(&flux_dir()).0);
+    objects
 }
 
 fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
@@ -134,7 +141,7 @@ const CLUSTER_SCOPED: &[&str] = &[
 
 #[test]
 fn every_manifest_parses_and_is_part_of_the_build() {
-    let (objects, files) = build(&flux_dir());
+    let (_, files) = build(&flux_dir());
     // Every YAML file in flux/ is used, except the per-namespace template.
     let used: BTreeSet<PathBuf> = files.iter().map(|f| f.canonicalize().unwrap()).collect();
     for entry in std::fs::read_dir(flux_dir()).unwrap() {
@@ -162,25 +169,63 @@ fn every_manifest_parses_and_is_part_of_the_build() {
         .filter(|n| n.ends_with(".yaml"))
         .collect();
     assert_eq!(listed, generated);
-    // The CRDs in the build are the ones generated from the Rust types.
-    let built: Vec<&Value> = objects
-        .iter()
-        .filter(|o| o["kind"] == "CustomResourceDefinition")
+    // The chart's generated files are what `crdgen --chart-dir` writes: its crds/ are crds/, byte for byte,
+    // and its admission template comes from the Rust code.
+    let regenerate =
+        "run `cargo run -- crdgen --out-dir crds --chart-dir charts/vworkspace-operator`";
+    let chart_crds: BTreeSet<String> = std::fs::read_dir(chart::chart_dir().join("crds"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    let from_types: Vec<Value> = vworkspace_operator::api::crds()
-        .iter()
-        .map(|c| serde_json::to_value(c).unwrap())
-        .collect();
-    assert_eq!(built.len(), from_types.len());
-    for crd in from_types {
-        let name = &crd["metadata"]["name"];
-        let on_disk = built
-            .iter()
-            .find(|b| &b["metadata"]["name"] == name)
-            .unwrap();
-        assert_eq!(on_disk["spec"], crd["spec"], "{name}");
+    assert_eq!(
+        chart_crds, generated,
+        "the chart's crds/ differ: {regenerate}"
+    );
+    for crd in vworkspace_operator::api::crds() {
+        let name = vworkspace_operator::cli::crdgen::file_name(&crd);
+        let want = vworkspace_operator::cli::crdgen::to_yaml(&crd).unwrap();
+        for dir in [root().join("crds"), chart::chart_dir().join("crds")] {
+            assert_eq!(
+                std::fs::read_to_string(dir.join(&name)).unwrap(),
+                want,
+                "{} is out of date: {regenerate}",
+                dir.join(&name).display()
+            );
+        }
     }
+    assert_eq!(
+        std::fs::read_to_string(chart::chart_dir().join("templates/admission.yaml")).unwrap(),
+        vworkspace_operator::cli::crdgen::admission_template().unwrap(),
+        "the chart's templates/admission.yaml is out of date: {regenerate}"
+    );
+    // The chart is released with the operator: one version.
+    let meta = yaml_docs(&chart::chart_dir().join("Chart.yaml")).remove(0);
+    assert_eq!(meta["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(meta["appVersion"], env!("CARGO_PKG_VERSION"));
+    let source = build(&flux_dir())
+        .0
+        .into_iter()
+        .find(|o| o["kind"] == "OCIRepository" && o["metadata"]["name"] == "vworkspace-operator")
+        .expect("flux/operator.yaml's OCIRepository");
+    assert_eq!(source["spec"]["ref"]["tag"], env!("CARGO_PKG_VERSION"));
+    // `helm lint` is clean (errors and warnings; the icon is only a recommendation).
+    let values = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(values.path(), chart::flux_values().to_string()).unwrap();
+    let (ok, stdout, stderr) = chart::helm(&[
+        "lint",
+        "--strict",
+        &chart::chart_dir().display().to_string(),
+        "--values",
+        &values.path().display().to_string(),
+    ]);
+    assert!(ok, "helm lint: {stdout}{stderr}");
+    assert!(
+        !stdout.contains("[WARNING]") && !stdout.contains("[ERROR]"),
+        "helm lint: {stdout}"
+    );
 
+    // Every object: kind, name, explicit namespace when namespaced, our labels, no duplicates.
+    let objects = installed_objects();
     let mut seen = BTreeSet::new();
     for o in &objects {
         let kind = o["kind"].as_str().expect("kind");
@@ -211,11 +256,183 @@ fn every_manifest_parses_and_is_part_of_the_build() {
     );
 }
 
+/// values.yaml and values.schema.json describe the same keys, and bad values fail at install with a message
+/// naming the value.
+#[test]
+fn the_chart_refuses_bad_values_by_name() {
+    fn keys(prefix: &str, v: &Value, out: &mut BTreeSet<String>) {
+        if let Some(map) = v.as_object() {
+            for (k, child) in map {
+                let path = format!("{prefix}/{k}");
+                out.insert(path.clone());
+                keys(&path, child, out);
+            }
+        }
+    }
+    fn schema_keys(prefix: &str, schema: &Value, out: &mut BTreeSet<String>) {
+        if let Some(props) = schema["properties"].as_object() {
+            for (k, child) in props {
+                let path = format!("{prefix}/{k}");
+                out.insert(path.clone());
+                if child["additionalProperties"] == false {
+                    schema_keys(&path, child, out);
+                }
+            }
+        }
+    }
+    let defaults = yaml_docs(&chart::chart_dir().join("values.yaml")).remove(0);
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(chart::chart_dir().join("values.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let mut in_values = BTreeSet::new();
+    keys("", &defaults, &mut in_values);
+    let mut in_schema = BTreeSet::new();
+    schema_keys("", &schema, &mut in_schema);
+    in_schema.remove("/global");
+    // Every value the schema knows has its documented default in values.yaml (the reverse holds by the schema:
+    // its objects refuse unknown keys, and the defaults render in every test here).
+    let open: BTreeSet<&String> = in_schema
+        .iter()
+        .filter(|k| !in_values.contains(*k))
+        .collect();
+    assert!(
+        open.is_empty(),
+        "in values.schema.json but not values.yaml: {open:?}"
+    );
+
+    let base = chart::flux_values();
+    let with = |pointer: &str, value: Value| {
+        let mut v = base.clone();
+        let (parent, key) = pointer.rsplit_once('/').unwrap();
+        let mut at = &mut v;
+        for part in parent.split('/').filter(|p| !p.is_empty()) {
+            if at.get(part).is_none() {
+                at[part] = json!({});
+            }
+            at = &mut at[part];
+        }
+        at[key] = value;
+        v
+    };
+    for (pointer, value, says) in [
+        ("/clusterId", json!(""), "/clusterId"),
+        ("/clusterId", json!("Not_A_Label"), "/clusterId"),
+        ("/repo/url", json!(""), "/repo/url"),
+        ("/repo/url", json!("ftp://example.com/r.git"), "/repo/url"),
+        (
+            "/controlPlane/endpoint",
+            json!("https://user:pw@cp.example.com"),
+            "/controlPlane/endpoint",
+        ),
+        (
+            "/admission/webhook/url",
+            json!("http://10.0.0.1:9443/validate"),
+            "/admission/webhook/url",
+        ),
+        ("/image/pullPolicy", json!("Sometimes"), "/image/pullPolicy"),
+        ("/image/digest", json!("sha256:xyz"), "/image/digest"),
+        ("/fetchInterval", json!("soon"), "/fetchInterval"),
+        ("/log/format", json!("xml"), "/log/format"),
+        ("/replicaCount", json!(-1), "/replicaCount"),
+        ("/metrics/port", json!(70000), "/metrics/port"),
+        (
+            "/namespaceSelector",
+            json!("managed-by in (a,b)"),
+            "/namespaceSelector",
+        ),
+        ("/velero/rbac", json!("yes"), "/velero/rbac"),
+        ("/bogus", json!(1), "bogus"),
+        ("/admission/webhook/bogus", json!(1), "bogus"),
+    ] {
+        let got = chart::try_template(&with(pointer, value.clone()));
+        match got {
+            Ok(_) => panic!("{pointer}={value} was accepted"),
+            Err(e) => assert!(
+                e.contains(says),
+                "{pointer}={value}: the error does not name it: {e}"
+            ),
+        }
+    }
+    // The optional parts render when asked for.
+    let all = with("/metrics/serviceMonitor/enabled", json!(true));
+    let mut all = all;
+    all["networkPolicy"] = json!({"enabled": true, "metricsNamespaceSelector": {"matchLabels": {"monitoring": "true"}}});
+    all["templatesConfigMap"] = json!("my-templates");
+    all["image"]["digest"] = json!(format!("sha256:{}", "a".repeat(64)));
+    let objects = chart::template(&all);
+    let kinds: BTreeSet<&str> = objects.iter().filter_map(|o| o["kind"].as_str()).collect();
+    assert!(
+        kinds.contains("ServiceMonitor") && kinds.contains("NetworkPolicy"),
+        "{kinds:?}"
+    );
+    let deploy = find(&objects, "Deployment", "vworkspace-operator");
+    let c = &deploy["spec"]["template"]["spec"]["containers"][0];
+    assert!(
+        c["image"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("@sha256:{}", "a".repeat(64)))
+    );
+    assert!(
+        c["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "VWORKSPACE_TEMPLATES")
+    );
+    // Without the webhook: no webhook configuration, Service, port or Secret access.
+    let mut off = base.clone();
+    off["admission"] = json!({"webhook": {"enabled": false}});
+    let objects = chart::template(&off);
+    assert!(
+        !objects
+            .iter()
+            .any(|o| o["kind"] == "ValidatingWebhookConfiguration")
+    );
+    assert!(
+        objects
+            .iter()
+            .any(|o| o["kind"] == "ValidatingAdmissionPolicy")
+    );
+    assert!(
+        !objects
+            .iter()
+            .any(|o| o["metadata"]["name"] == "vworkspace-operator-webhook")
+    );
+    let role = find(&objects, "Role", "vworkspace-operator");
+    assert!(!role.to_string().contains("secrets"), "{role}");
+    // With a webhook URL: the configuration points there and the certificate names its host.
+    let url = with(
+        "/admission/webhook/url",
+        json!("https://10.1.2.3:9443/validate"),
+    );
+    let objects = chart::template(&url);
+    let hooks = find(
+        &objects,
+        "ValidatingWebhookConfiguration",
+        "vworkspace-operator",
+    );
+    assert_eq!(
+        hooks["webhooks"][0]["clientConfig"],
+        json!({"url": "https://10.1.2.3:9443/validate"})
+    );
+    let deploy = find(&objects, "Deployment", "vworkspace-operator");
+    let env = deploy["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(
+        env.iter()
+            .any(|e| e["name"] == "VWORKSPACE_WEBHOOK_NAMES" && e["value"] == "10.1.2.3")
+    );
+}
+
 #[test]
 fn cluster_values_agree_and_the_deployment_is_locked_down() {
-    let objects = flux_objects();
-    let config = &find(&objects, "ConfigMap", "vworkspace-operator-config")["data"];
-    let cluster_id = config["VWORKSPACE_CLUSTER_ID"].as_str().unwrap();
+    let objects = installed_objects();
+    let values = chart::flux_values();
+    let cluster_id = values["clusterId"].as_str().unwrap();
     let sync = find(&objects, "Kustomization", "vworkspace-cluster-intents");
     assert_eq!(
         sync["spec"]["path"],
@@ -226,16 +443,28 @@ fn cluster_values_agree_and_the_deployment_is_locked_down() {
         sync["spec"]["serviceAccountName"],
         "vworkspace-intent-applier"
     );
+    // The account Flux impersonates is the chart's.
+    find(&objects, "ServiceAccount", "vworkspace-intent-applier");
     assert_eq!(sync["spec"]["prune"], true);
     let repo = find(&objects, "GitRepository", "vworkspace-cluster-repo");
-    assert_eq!(repo["spec"]["url"], config["VWORKSPACE_REPO_URL"]);
-    assert_eq!(repo["spec"]["ref"]["branch"], config["VWORKSPACE_BRANCH"]);
+    assert_eq!(repo["spec"]["url"], values["repo"]["url"]);
+    assert_eq!(repo["spec"]["ref"]["branch"], values["repo"]["branch"]);
     assert_eq!(repo["spec"]["verify"]["mode"], "HEAD");
     assert_eq!(sync["spec"]["sourceRef"]["name"], repo["metadata"]["name"]);
-    assert_eq!(
-        config["VWORKSPACE_NAMESPACE_SELECTOR"],
-        vworkspace_operator::api::labels::DEFAULT_NAMESPACE_SELECTOR
+    // Flux installs the chart from its OCIRepository and keeps the CRDs current on upgrades.
+    let release = find(&objects, "HelmRelease", "vworkspace-operator");
+    assert_eq!(release["spec"]["chartRef"]["kind"], "OCIRepository");
+    let source = find(
+        &objects,
+        "OCIRepository",
+        release["spec"]["chartRef"]["name"].as_str().unwrap(),
     );
+    assert_eq!(
+        source["spec"]["layerSelector"]["mediaType"],
+        "application/vnd.cncf.helm.chart.content.v1.tar+gzip"
+    );
+    assert_eq!(release["spec"]["install"]["crds"], "Create");
+    assert_eq!(release["spec"]["upgrade"]["crds"], "CreateReplace");
 
     let deploy = find(&objects, "Deployment", "vworkspace-operator");
     let spec = &deploy["spec"];
@@ -267,10 +496,6 @@ fn cluster_values_agree_and_the_deployment_is_locked_down() {
         assert!(c["resources"][kind]["memory"].is_string(), "{kind}");
         assert!(c["resources"][kind]["cpu"].is_string(), "{kind}");
     }
-    assert_eq!(
-        c["envFrom"][0]["configMapRef"]["name"],
-        "vworkspace-operator-config"
-    );
     let env = |name: &str| -> Value {
         c["env"]
             .as_array()
@@ -301,12 +526,6 @@ fn cluster_values_agree_and_the_deployment_is_locked_down() {
             .as_str()
             .unwrap()
             .ends_with(":9443")
-    );
-    // flux/admission.yaml is generated: it matches the Rust code that makes it.
-    assert_eq!(
-        std::fs::read_to_string(flux_dir().join("admission.yaml")).unwrap(),
-        vworkspace_operator::cli::crdgen::admission_yaml().unwrap(),
-        "flux/admission.yaml is out of date: run `cargo run -- crdgen --out-dir crds --admission-file flux/admission.yaml`"
     );
     assert!(
         env("VWORKSPACE_METRICS_ADDR")
@@ -376,14 +595,12 @@ fn cluster_values_agree_and_the_deployment_is_locked_down() {
         .filter_map(|a| a.get_env())
         .map(|e| e.to_string_lossy().into_owned())
         .collect();
-    let mut set: Vec<String> = config.as_object().unwrap().keys().cloned().collect();
-    set.extend(
-        c["env"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["name"].as_str().unwrap().to_string()),
-    );
+    let set: Vec<String> = c["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap().to_string())
+        .collect();
     for name in set.iter().filter(|n| n.starts_with("VWORKSPACE_")) {
         assert!(
             known.contains(name),
@@ -397,6 +614,29 @@ fn cluster_values_agree_and_the_deployment_is_locked_down() {
     ] {
         assert!(set.iter().any(|n| n == required), "{required} is not set");
     }
+    assert_eq!(env("VWORKSPACE_CLUSTER_ID"), values["clusterId"]);
+    assert_eq!(env("VWORKSPACE_REPO_URL"), values["repo"]["url"]);
+    assert_eq!(
+        env("VWORKSPACE_NAMESPACE_SELECTOR"),
+        vworkspace_operator::api::labels::DEFAULT_NAMESPACE_SELECTOR
+    );
+    assert_eq!(
+        env("VWORKSPACE_WEBHOOK_SECRET"),
+        "vworkspace-system/vworkspace-operator-webhook-tls"
+    );
+    assert_eq!(
+        env("VWORKSPACE_WEBHOOK_NAMES"),
+        "vworkspace-operator-webhook.vworkspace-system.svc"
+    );
+    let hooks = find(
+        &objects,
+        "ValidatingWebhookConfiguration",
+        "vworkspace-operator",
+    );
+    assert_eq!(
+        hooks["webhooks"][0]["clientConfig"]["service"],
+        json!({"namespace": "vworkspace-system", "name": "vworkspace-operator-webhook", "path": "/validate", "port": 443})
+    );
 
     let svc = find(&objects, "Service", "vworkspace-operator-metrics");
     assert_eq!(svc["spec"]["selector"], spec["selector"]["matchLabels"]);
@@ -484,6 +724,87 @@ async fn wait_allowed(admin: &Client, user: &str, resource: &str, ns: &str) {
     panic!("{user} never got create {resource} in {ns}");
 }
 
+/// One permission: (API group, resource[/subresource], verb, object name or `*`).
+type Rule = (String, String, String, String);
+
+/// The ```` ```rbac ACCOUNT ```` table of docs/install.md: `SCOPE GROUP RESOURCES VERBS [NAMES]`, comma-separated
+/// lists, group `core` for the core group; SCOPE is `cluster`, `release` (the operator's namespace), `default`,
+/// `gated` (each gated namespace) or `velero`.
+fn documented_rules(account: &str) -> Vec<(String, Rule)> {
+    let doc = std::fs::read_to_string(root().join("docs/install.md")).unwrap();
+    let fence = format!("```rbac {account}\n");
+    let start = doc
+        .find(&fence)
+        .unwrap_or_else(|| panic!("docs/install.md has no {fence:?} block"))
+        + fence.len();
+    let body = &doc[start..start + doc[start..].find("```").unwrap()];
+    let mut rules = Vec::new();
+    for line in body
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        assert!(
+            f.len() == 4 || f.len() == 5,
+            "docs/install.md: bad rbac line {line:?}"
+        );
+        let names: Vec<&str> = f.get(4).map_or(vec!["*"], |n| n.split(',').collect());
+        for group in f[1].split(',') {
+            let group = if group == "core" { "" } else { group };
+            for resource in f[2].split(',') {
+                for verb in f[3].split(',') {
+                    for name in &names {
+                        rules.push((
+                            f[0].to_string(),
+                            (group.into(), resource.into(), verb.into(), name.to_string()),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    rules
+}
+
+/// Every resource permission the client's identity holds in `ns`, as the authorizer lists it.
+async fn rules_review(client: &Client, ns: &str) -> BTreeSet<Rule> {
+    use k8s_openapi::api::authorization::v1::{SelfSubjectRulesReview, SelfSubjectRulesReviewSpec};
+    let review = SelfSubjectRulesReview {
+        spec: SelfSubjectRulesReviewSpec {
+            namespace: Some(ns.into()),
+        },
+        ..Default::default()
+    };
+    let api: Api<SelfSubjectRulesReview> = Api::all(client.clone());
+    let got = api.create(&PostParams::default(), &review).await.unwrap();
+    let status = got.status.expect("rules review status");
+    assert!(
+        !status.incomplete,
+        "{ns}: incomplete rules review: {:?}",
+        status.evaluation_error
+    );
+    let mut out = BTreeSet::new();
+    for rule in status.resource_rules {
+        let groups = rule.api_groups.unwrap_or_default();
+        let resources = rule.resources.unwrap_or_default();
+        let names = rule
+            .resource_names
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| vec!["*".into()]);
+        for g in &groups {
+            for r in &resources {
+                for v in &rule.verbs {
+                    for n in &names {
+                        out.insert((g.clone(), r.clone(), v.clone(), n.clone()));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
 fn object_api(client: &Client, ar: &kube::discovery::ApiResource, ns: &str) -> Api<DynamicObject> {
     Api::namespaced_with(client.clone(), ns, ar)
 }
@@ -506,7 +827,7 @@ async fn installs_and_grants_least_privilege() {
     testbed::namespace(&admin, "tenant-label-only", true).await;
 
     // Install the build like `kubectl apply -k flux/`: CRDs and namespaces first.
-    let objects = flux_objects();
+    let objects = installed_objects();
     let crds: Vec<CustomResourceDefinition> = objects
         .iter()
         .filter(|o| o["kind"] == "CustomResourceDefinition")
@@ -588,6 +909,50 @@ async fn installs_and_grants_least_privilege() {
     }
     assert!(wrong.is_empty(), "RBAC differs:\n{}", wrong.join("\n"));
 
+    // Nothing more than docs/install.md says: every rule each account holds, namespace by namespace, as the
+    // authorizer itself lists it (SelfSubjectRulesReview as that account), beyond what any ServiceAccount holds
+    // (the self-reviews, discovery: the rules of an account nothing binds), equals the documented table.
+    let nobody = client_as("system:serviceaccount:vworkspace-system:nobody").await;
+    let mut differs = Vec::new();
+    for (account, user) in [("operator", OPERATOR), ("intent-applier", APPLIER)] {
+        let documented = documented_rules(account);
+        let client = client_as(user).await;
+        for (scope, ns) in [
+            ("release", "vworkspace-system"),
+            ("default", "default"),
+            ("gated", "tenant-gated"),
+            ("plain", "tenant-plain"),
+            ("velero", "velero"),
+        ] {
+            let want: BTreeSet<Rule> = documented
+                .iter()
+                .filter(|(s, _)| s == "cluster" || s == scope)
+                .map(|(_, r)| r.clone())
+                .collect();
+            let baseline = rules_review(&nobody, ns).await;
+            let got: BTreeSet<Rule> = rules_review(&client, ns)
+                .await
+                .difference(&baseline)
+                .cloned()
+                .collect();
+            for extra in got.difference(&want) {
+                differs.push(format!(
+                    "{account} in {ns}: granted but not documented: {extra:?}"
+                ));
+            }
+            for missing in want.difference(&got) {
+                differs.push(format!(
+                    "{account} in {ns}: documented but not granted: {missing:?}"
+                ));
+            }
+        }
+    }
+    assert!(
+        differs.is_empty(),
+        "the RBAC differs from docs/install.md:\n{}",
+        differs.join("\n")
+    );
+
     // Real requests as the operator.
     let operator = client_as(OPERATOR).await;
     let hr_ar = testbed::api_resource(
@@ -618,15 +983,23 @@ async fn installs_and_grants_least_privilege() {
             .create(&PostParams::default(), &hr("tenant-label-only"))
             .await
     ));
+    // It reads HelmReleases everywhere (the one it created, and the operator's own from flux/operator.yaml).
     let all_hr: Api<DynamicObject> = Api::all_with(operator.clone(), &hr_ar);
+    let mut listed: Vec<(String, String)> = all_hr
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|o| (o.metadata.namespace.unwrap(), o.metadata.name.unwrap()))
+        .collect();
+    listed.sort();
     assert_eq!(
-        all_hr
-            .list(&ListParams::default())
-            .await
-            .unwrap()
-            .items
-            .len(),
-        1
+        listed,
+        [
+            ("tenant-gated".to_string(), "wiki".to_string()),
+            ("vworkspace-system".into(), "vworkspace-operator".into())
+        ]
     );
     let secrets: Api<Secret> = Api::all(operator.clone());
     assert!(is_forbidden(&secrets.list(&ListParams::default()).await));

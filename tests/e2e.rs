@@ -17,8 +17,9 @@ use std::time::Duration;
 use kube::Client;
 use kube::api::Api;
 use serde_json::{Value, json};
+use support::chart;
 use support::gitfix::{GitRemote, Signer, policy_yaml};
-use support::manifests::{build, yaml_docs};
+use support::manifests::yaml_docs;
 use support::receiver::Receiver;
 use support::stack::{self, CHART, Stack, kubectl, kubectl_ok};
 use support::testbed::{self, free_port};
@@ -69,35 +70,57 @@ impl Drop for Env {
     }
 }
 
-/// The base install every test shares, once per test binary: `kubectl apply` of what `flux/` builds (the project's
-/// CRDs, the namespace, RBAC — the intent applier Flux impersonates among it —, the Deployment and its Service), as
-/// an admin would. Only cluster.yaml's per-cluster objects are left out: each test applies them with its own values.
-/// (The Deployment is created but never runs: the test bed has no kubelet; the operator runs as a process.)
+/// The base install every test shares, once per test binary: `kubectl apply` of the operator's chart as `helm
+/// template` renders it with the values of `flux/operator.yaml` (the project's CRDs, RBAC — the intent applier
+/// Flux impersonates among it —, the Deployment and its Service) and `flux/namespace.yaml`, as an admin would.
+/// Left out: the admission policy's binding and the webhook configuration, because several operators share this
+/// API server here (Env::start_operator installs both per test cluster, scoped to its namespace and Cluster), and
+/// flux/'s per-cluster objects (each test applies them with its own values). The Deployment is created but never
+/// runs: the test bed has no kubelet; the operator runs as a process. tests/install.rs installs the chart through
+/// helm-controller instead.
 fn install_base() {
     static DONE: std::sync::OnceLock<()> = std::sync::OnceLock::new();
     DONE.get_or_init(|| {
-        let (objects, _) = build(&testbed::project_root().join("flux"));
-        let mut per_cluster = yaml_docs(&testbed::project_root().join("flux/cluster.yaml"));
-        // The policy's binding and the webhook configuration are per test cluster here (several operators share
-        // this API server): Env::start_operator installs them, scoped to its namespace and its Cluster object.
-        per_cluster.extend(
-            yaml_docs(&testbed::project_root().join("flux/admission.yaml"))
+        let mut values = chart::flux_values();
+        values["admission"] = json!({"policy": true, "webhook": {"enabled": false}});
+        let mut base = yaml_docs(&testbed::project_root().join("flux/namespace.yaml"));
+        base.extend(
+            chart::template(&values)
                 .into_iter()
-                .filter(|o| o["kind"] != "ValidatingAdmissionPolicy"),
+                .filter(|o| o["kind"] != "ValidatingAdmissionPolicyBinding"),
         );
-        let base: Vec<Value> = objects
-            .into_iter()
-            .filter(|o| {
-                !per_cluster.iter().any(|c| {
-                    c["kind"] == o["kind"] && c["metadata"]["name"] == o["metadata"]["name"]
-                })
-            })
-            .collect();
-        // velero-rbac.yaml's Role lives in Velero's namespace, which a cluster with Velero has.
+        // The chart's Velero RoleBinding lives in Velero's namespace, which a cluster with Velero has.
         let _ = kubectl(&["create", "namespace", "velero"]);
         stack::kubectl_apply(stack::stack().procs.dir(), "base.json", &base);
         stack::wait_crds_established();
     });
+}
+
+/// The operator's per-cluster settings as the chart's Deployment sets them (with flux/operator.yaml's values);
+/// the test overrides the cluster id and repo URL with its own, and gives file paths and addresses itself.
+fn chart_settings() -> Vec<(String, String)> {
+    const CLUSTER_SETTINGS: &[&str] = &[
+        "VWORKSPACE_BRANCH",
+        "VWORKSPACE_NAMESPACE_SELECTOR",
+        "VWORKSPACE_VELERO_NAMESPACE",
+    ];
+    let objects = chart::template(&chart::flux_values());
+    let deploy = objects
+        .iter()
+        .find(|o| o["kind"] == "Deployment")
+        .expect("the chart's Deployment");
+    deploy["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| CLUSTER_SETTINGS.contains(&e["name"].as_str().unwrap()))
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap().to_string(),
+                e["value"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
 }
 
 async fn env(name: &str) -> Env {
@@ -176,20 +199,14 @@ spec:
         self.remote.commit(message, signer, email)
     }
 
-    /// Flux's GitRepository + Kustomization from flux/cluster.yaml with this test's values, and the ConfigMap's
+    /// Flux's GitRepository + Kustomization from flux/cluster.yaml with this test's values, and the chart's
     /// settings as the operator's environment. Flux verifies the HEAD commit against Alice's key (*.sshpub).
     fn install_flux_objects(&self, wait: bool) -> Vec<(String, String)> {
         let docs = yaml_docs(&testbed::project_root().join("flux/cluster.yaml"));
-        let mut settings = Vec::new();
+        let settings = chart_settings();
         let mut out = Vec::new();
         for mut doc in docs {
             match doc["kind"].as_str().unwrap() {
-                "ConfigMap" => {
-                    for (k, v) in doc["data"].as_object().unwrap() {
-                        settings.push((k.clone(), v.as_str().unwrap().to_string()));
-                    }
-                    continue;
-                }
                 "GitRepository" => {
                     doc["spec"]["url"] = json!(self.remote.url());
                     doc["spec"]["interval"] = json!("10s");
@@ -250,8 +267,7 @@ spec:
         ]);
     }
 
-    /// Start the operator process with the settings of flux/cluster.yaml's ConfigMap (test values) as its
-    /// environment, plus what a Deployment would give it.
+    /// Start the operator process with the chart's settings (test values) as its environment, plus what a Deployment would give it.
     fn start_operator(&mut self, settings: &[(String, String)], receiver: Option<&Receiver>) {
         let state = self.tmp.path().join("state");
         let policy = self.tmp.path().join("policy.yaml");

@@ -53,7 +53,7 @@ use crate::validate;
 /// The ValidatingWebhookConfiguration's name (and the default of `--webhook-configuration`).
 pub const CONFIGURATION_NAME: &str = "vworkspace-operator";
 
-/// The ValidatingWebhookConfiguration, as `flux/admission.yaml` ships it, reaching the webhook through
+/// The ValidatingWebhookConfiguration, as the chart ships it, reaching the webhook through
 /// `client_config` (the Service in a cluster; a `url` in the tests). Its `caBundle` is the operator's to set.
 ///
 /// - `failurePolicy: Fail` and a 5 s timeout: in gated namespaces, no intent is admitted while the webhook is
@@ -89,7 +89,7 @@ pub fn webhook_configuration(client_config: serde_json::Value) -> serde_json::Va
     })
 }
 
-/// Everything `flux/admission.yaml` holds: the admission policy, its binding, and the webhook configuration
+/// Everything the chart's `templates/admission.yaml` holds: the admission policy, its binding, and the webhook configuration
 /// reaching the operator's webhook Service.
 pub fn admission_manifests() -> Vec<serde_json::Value> {
     vec![

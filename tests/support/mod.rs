@@ -1,6 +1,7 @@
 //! Test support shared by the integration tests: the project's test bed (testbed/) and real git fixtures.
 #![allow(dead_code)]
 
+pub mod chart;
 pub mod gitfix;
 pub mod manifests;
 pub mod receiver;

@@ -500,8 +500,12 @@ pub async fn get(
 ) -> Option<Value> {
     let probe = serde_json::json!({"apiVersion": api_version, "kind": kind});
     let ar = api_resource(client, &probe).await;
-    Api::<DynamicObject>::namespaced_with(client.clone(), ns, &ar)
-        .get_opt(name)
+    let api = if ns.is_empty() {
+        Api::<DynamicObject>::all_with(client.clone(), &ar)
+    } else {
+        Api::<DynamicObject>::namespaced_with(client.clone(), ns, &ar)
+    };
+    api.get_opt(name)
         .await
         .unwrap_or_else(|e| panic!("get {kind} {ns}/{name}: {e}"))
         .map(|o| serde_json::to_value(o).unwrap())
