@@ -611,6 +611,7 @@ async fn operator_run(client: &Client, n: usize, concurrency: usize, mode: Mode)
         notes: NotesTiming::new(Duration::from_secs(10)),
         max_concurrent_reconciles: u16::try_from(concurrency).unwrap_or(u16::MAX),
         webhook: None,
+        policy_reload: None,
     };
     let hr = resource(client, "helm.toolkit.fluxcd.io/v2", "HelmRelease").await;
     let mut started = Instant::now();

@@ -24,6 +24,8 @@
 //!   = applicationinstance | operation | other, `verdict` = allowed | warned (allowed with warnings) | denied.
 //! - `vworkspace_operator_admission_review_duration_seconds`: histogram of the webhook's answer time,
 //!   buckets 0.5 ms … 1 s.
+//! - `vworkspace_operator_trust_policy_reloads_total{result}`: trust-policy changes picked up while running,
+//!   `result` = applied | invalid (the new text does not parse: nothing is trusted until it does).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -189,6 +191,16 @@ label_enum!(
     AdmissionVerdict { Allowed => "allowed", Warned => "warned", Denied => "denied" }
 );
 
+label_enum!(
+    /// The `result` label of trust-policy reloads.
+    PolicyReloadResult { Applied => "applied", Invalid => "invalid" }
+);
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PolicyReloadLabels {
+    result: PolicyReloadResult,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AdmissionLabels {
     kind: &'static str,
@@ -222,6 +234,7 @@ pub struct Metrics {
     outcomes_pending: Gauge,
     admission_reviews_total: Family<AdmissionLabels, Counter>,
     admission_review_duration: Histogram,
+    trust_policy_reloads_total: Family<PolicyReloadLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -296,6 +309,12 @@ impl Metrics {
             "Outcome records (git notes) not yet seen on the remote",
             outcomes_pending.clone(),
         );
+        let trust_policy_reloads_total = Family::<PolicyReloadLabels, Counter>::default();
+        registry.register(
+            "trust_policy_reloads",
+            "Trust-policy changes picked up while running: applied, or invalid (nothing trusted until fixed)",
+            trust_policy_reloads_total.clone(),
+        );
         let admission_reviews_total = Family::<AdmissionLabels, Counter>::default();
         registry.register(
             "admission_reviews",
@@ -323,6 +342,7 @@ impl Metrics {
             outcomes_pending,
             admission_reviews_total,
             admission_review_duration,
+            trust_policy_reloads_total,
         }
     }
 
@@ -397,6 +417,12 @@ impl Metrics {
 
     pub fn set_managed_namespaces(&self, count: usize) {
         self.managed_namespaces.set(saturating_i64(count));
+    }
+
+    pub fn trust_policy_reloaded(&self, result: PolicyReloadResult) {
+        self.trust_policy_reloads_total
+            .get_or_create(&PolicyReloadLabels { result })
+            .inc();
     }
 
     pub fn commit_verified(&self, result: VerifyResult) {

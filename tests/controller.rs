@@ -107,6 +107,7 @@ impl Env {
             },
             max_concurrent_reconciles: 0,
             webhook: None,
+            policy_reload: None,
         }
     }
 
@@ -1556,4 +1557,137 @@ async fn only_the_leader_acts_and_a_standby_takes_over_when_it_stops() {
     assert_eq!(leader_counters.writes(), writes_after_stop);
     successor.stop().await;
     assert_ne!(holder().await.as_deref(), Some("replica-b"));
+}
+
+/// The Blocked condition of an instance: (status, reason, message).
+fn blocked(app: &Option<ApplicationInstance>) -> Option<(String, String, String)> {
+    app.as_ref()?
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Blocked")
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+fn fingerprint(signer: &Signer) -> String {
+    ssh_key::PublicKey::from_openssh(signer.public.trim())
+        .unwrap()
+        .fingerprint(Default::default())
+        .to_string()
+}
+
+/// Issue #17, item 5: the trust policy file is rewritten while the operator runs (as the kubelet updates a
+/// mounted Secret). A key added to it trusts what it signed; a key removed from it stops being trusted, and what
+/// its commits carry is Blocked with a reason naming the key; a policy that does not parse distrusts everything
+/// until it is fixed. No restart, on the real API server.
+#[tokio::test]
+async fn trust_policy_changes_apply_without_a_restart() {
+    use vworkspace_operator::controller::policy_watch::{PolicyOrigin, PolicyReload};
+    let env = env("rekey").await;
+    let dave = Signer::new(&env.tmp.path().join("keys"), "dave@example.com");
+    // The control plane's key signs "base"; Dave, not (yet) in the policy, signs "daves" on top.
+    let base = env.app_yaml("base", "1.0.0", "");
+    env.publish("applicationinstance-base.yaml", &base, true);
+    let daves = env.app_yaml("daves", "1.0.0", "");
+    env.remote
+        .write(&env.path("applicationinstance-daves.yaml"), &daves);
+    let dave_commit = env
+        .remote
+        .commit("dave adds daves", Some(&dave), &dave.email);
+
+    let policy_file = env.tmp.path().join("policy.yaml");
+    let write_policy = |text: &str| {
+        // Atomically, as the kubelet swaps a Secret volume's files.
+        let next = env.tmp.path().join("policy.yaml.next");
+        std::fs::write(&next, text).unwrap();
+        std::fs::rename(&next, &policy_file).unwrap();
+    };
+    let only_cp = policy_yaml(&[&env.signer], "range");
+    let with_dave = policy_yaml(&[&env.signer, &dave], "range");
+    write_policy(&only_cp);
+    let mut config = env.config(None);
+    config.repo.policy = TrustPolicy::load(&policy_file).unwrap();
+    config.policy_reload = Some(PolicyReload {
+        origin: PolicyOrigin::File(policy_file.clone()),
+        interval: Duration::from_millis(200),
+        loaded: only_cp.clone(),
+    });
+    let operator = Operator::start(env.client.clone(), config).await.unwrap();
+    env.flux_apply(&base).await;
+    env.flux_apply(&daves).await;
+    let dave_key = fingerprint(&dave);
+
+    // Dave's key is unknown: his intent is Blocked, naming his key and commit; base proceeds.
+    let (_, reason, message) = eventually("daves: Blocked, Dave's key unknown", || async {
+        blocked(&env.app("daves").await).filter(|b| b.0 == "True")
+    })
+    .await;
+    assert_eq!(reason, "UntrustedSignature");
+    assert!(
+        message.contains(&dave_key) && message.contains(&dave_commit),
+        "{message}"
+    );
+    eventually("base: rendered", || async {
+        env.helm_release("base").await.map(|_| ())
+    })
+    .await;
+    assert!(env.helm_release("daves").await.is_none());
+
+    // Dave's key is added: what he signed is trusted, with no restart.
+    write_policy(&with_dave);
+    eventually("daves: rendered once Dave's key is trusted", || async {
+        let app = env.app("daves").await;
+        (app_cond(&app, "Verified") == s("True", "CommitVerified")
+            && blocked(&app).is_some_and(|b| b.0 == "False"))
+        .then_some(())?;
+        env.helm_release("daves").await.map(|_| ())
+    })
+    .await;
+    assert_eq!(
+        operator.source.status().last_verified_commit.as_deref(),
+        Some(dave_commit.as_str())
+    );
+
+    // Dave's key is removed (revoked): the view goes back before his commit, his intent is Blocked naming the
+    // key again, base is untouched.
+    write_policy(&only_cp);
+    let (_, reason, message) = eventually("daves: Blocked after revocation", || async {
+        blocked(&env.app("daves").await).filter(|b| b.0 == "True")
+    })
+    .await;
+    assert_eq!(reason, "UntrustedSignature");
+    assert!(message.contains(&dave_key), "{message}");
+    assert!(blocked(&env.app("base").await).is_some_and(|b| b.0 == "False"));
+    assert_ne!(
+        operator.source.status().last_verified_commit.as_deref(),
+        Some(dave_commit.as_str())
+    );
+
+    // A policy that does not parse: nothing is trusted (fail closed), every intent says why.
+    write_policy("sshAllowedSigners: [not, a, string]\n");
+    for name in ["base", "daves"] {
+        eventually(&format!("{name}: Blocked, policy invalid"), || async {
+            blocked(&env.app(name).await).filter(|b| b.0 == "True" && b.1 == "TrustPolicyInvalid")
+        })
+        .await;
+    }
+    // Fixed: both trusted again.
+    write_policy(&with_dave);
+    for name in ["base", "daves"] {
+        eventually(&format!("{name}: trusted again"), || async {
+            blocked(&env.app(name).await)
+                .filter(|b| b.0 == "False")
+                .map(|_| ())
+        })
+        .await;
+    }
+    let text = operator.metrics.encode().unwrap();
+    assert!(
+        text.contains(r#"vworkspace_operator_trust_policy_reloads_total{result="applied"} 3"#)
+            && text
+                .contains(r#"vworkspace_operator_trust_policy_reloads_total{result="invalid"} 1"#),
+        "{text}"
+    );
+    operator.stop().await;
 }

@@ -95,5 +95,6 @@ pub mod reasons {
     pub const SPEC_NOT_IN_GIT: &str = "SpecNotInGit";
     pub const SPEC_MISMATCH: &str = "SpecMismatch";
     pub const REPO_UNAVAILABLE: &str = "RepoUnavailable";
+    pub const TRUST_POLICY_INVALID: &str = "TrustPolicyInvalid";
     pub const CLUSTER_MISMATCH: &str = "ClusterMismatch";
 }

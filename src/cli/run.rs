@@ -32,6 +32,10 @@ pub struct Args {
     /// Trust policy from a Secret, as namespace/name (key `policy.yaml`).
     #[arg(long, env = "VWORKSPACE_POLICY_SECRET", value_name = "NAMESPACE/NAME")]
     pub policy_secret: Option<String>,
+    /// How often the trust policy (file or Secret) is read again; a change is applied at once, judging the
+    /// cluster repo again under the new policy (docs/trust-policy.md, "Rotating and revoking keys"). 0: never.
+    #[arg(long, default_value = "2s", value_parser = parse_duration, env = "VWORKSPACE_POLICY_RELOAD_INTERVAL")]
+    pub policy_reload_interval: std::time::Duration,
     /// Git credentials file (see docs/install.md): https username/password or token, or an ssh key.
     #[arg(long, env = "VWORKSPACE_GIT_CREDENTIALS")]
     pub git_credentials: Option<PathBuf>,
@@ -155,13 +159,24 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     Ok(std::time::Duration::from_millis(ms))
 }
 
-/// Read the trust policy from a file or a Secret (key `policy.yaml`).
+/// Read the trust policy from a file or a Secret (key `policy.yaml`): the policy, where it came from and the
+/// text it was parsed from (what `--policy-reload-interval` compares against).
 async fn load_policy(
     args: &Args,
     client: &kube::Client,
-) -> anyhow::Result<crate::git::policy::TrustPolicy> {
+) -> anyhow::Result<(
+    crate::git::policy::TrustPolicy,
+    crate::controller::policy_watch::PolicyOrigin,
+    String,
+)> {
+    use crate::controller::policy_watch::PolicyOrigin;
     if let Some(path) = &args.policy {
-        return Ok(crate::git::policy::TrustPolicy::load(path)?);
+        // The text first, then the policy from the file (relative paths in it resolve beside it); a change in
+        // between is seen at the first reload.
+        let text = crate::git::policy::read_to_string_limited(path)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let policy = crate::git::policy::TrustPolicy::load(path)?;
+        return Ok((policy, PolicyOrigin::File(path.clone()), text));
     }
     let Some(reference) = &args.policy_secret else {
         anyhow::bail!("--policy or --policy-secret is required");
@@ -181,7 +196,12 @@ async fn load_policy(
         .ok_or_else(|| anyhow::anyhow!("Secret {reference} has no key policy.yaml"))?;
     let text = String::from_utf8(data.0)
         .map_err(|_| anyhow::anyhow!("Secret {reference}: policy.yaml is not UTF-8"))?;
-    Ok(crate::git::policy::TrustPolicy::from_yaml(&text)?)
+    let policy = crate::git::policy::TrustPolicy::from_yaml(&text)?;
+    let origin = PolicyOrigin::Secret {
+        namespace: ns.into(),
+        name: name.into(),
+    };
+    Ok((policy, origin, text))
 }
 
 /// Credentials from a directory (a mounted Secret): `username` + `password` or `token` for https, or
@@ -237,7 +257,14 @@ async fn run_async(args: Args) -> anyhow::Result<u8> {
     let client = kube::Client::try_default()
         .await
         .map_err(|e| anyhow::anyhow!("connecting to the API server: {e}"))?;
-    let policy = load_policy(&args, &client).await?;
+    let (policy, policy_origin, policy_text) = load_policy(&args, &client).await?;
+    let policy_reload = (!args.policy_reload_interval.is_zero()).then_some(
+        crate::controller::policy_watch::PolicyReload {
+            origin: policy_origin,
+            interval: args.policy_reload_interval,
+            loaded: policy_text,
+        },
+    );
     let namespace_selector = Selector::parse(&args.namespace_selector)
         .map_err(|e| anyhow::anyhow!("--namespace-selector: {e}"))?;
     let approval_key = match &args.approval_key_file {
@@ -338,6 +365,7 @@ async fn run_async(args: Args) -> anyhow::Result<u8> {
         },
         max_concurrent_reconciles: args.max_concurrent_reconciles,
         webhook,
+        policy_reload,
     };
     let operator = Operator::start(client, config).await?;
     let mut stopped = operator.stopped();

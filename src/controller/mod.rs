@@ -9,6 +9,7 @@ pub mod context;
 pub mod finalize;
 pub mod gitops;
 pub mod operation;
+pub mod policy_watch;
 pub mod repo_source;
 pub mod run;
 pub mod sinks;

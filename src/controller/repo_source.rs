@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use gix::ObjectId;
 use serde_json::Value;
@@ -53,6 +53,11 @@ struct State {
     /// The manifests at the refused head (while there is one): whether a live object that differs from the view
     /// came from the refused commits (Flux synced them) or from somewhere else (a hand edit).
     head_index: Option<ProvenanceIndex>,
+    /// The trust policy in force, or why the newest one does not parse (then nothing is trusted).
+    policy: Result<Arc<TrustPolicy>, String>,
+    /// The policy changed since the view was judged: the next sync judges the branch's whole history again
+    /// under it (the persisted last verified commit was judged by the old policy, so it is no base).
+    rejudge: bool,
 }
 
 /// What one sync did.
@@ -96,6 +101,7 @@ impl RepoSource {
             .ok()
             .and_then(|s| ObjectId::from_hex(s.trim().as_bytes()).ok());
         let (changes, _) = watch::channel(0);
+        let policy = Ok(Arc::new(config.policy.clone()));
         Ok(Self {
             config,
             state: Mutex::new(State {
@@ -105,9 +111,21 @@ impl RepoSource {
                 status: GitStatus::default(),
                 head_failure: None,
                 head_index: None,
+                policy,
+                rejudge: false,
             }),
             changes,
         })
+    }
+
+    /// A new trust policy (or the error that the new policy text gave): the next [`RepoSource::sync`] judges the
+    /// branch again under it, from the start of its history, and moves the view to what it then trusts: back
+    /// before a commit signed only by a removed key, forward to a head signed by an added key. With an error,
+    /// nothing is trusted (fail closed) until a policy parses again.
+    pub fn set_policy(&self, policy: Result<TrustPolicy, String>) {
+        let mut state = self.lock();
+        state.policy = policy.map(Arc::new);
+        state.rejudge = true;
     }
 
     /// A receiver that ticks each time a new revision becomes the verified view.
@@ -127,13 +145,21 @@ impl RepoSource {
             &[refspec.as_str()],
             &self.config.credentials,
         );
-        let (last_verified, indexed, known_failure) = {
+        let (last_verified, indexed, known_failure, policy, rejudge) = {
             let state = self.lock();
             (
                 state.last_verified,
                 state.index.as_ref().map(ProvenanceIndex::revision),
                 state.head_failure.clone(),
+                state.policy.clone(),
+                state.rejudge,
             )
+        };
+        // Judged again under a new policy: no base, no remembered verdict.
+        let (last_verified, known_failure) = if rejudge {
+            (None, None)
+        } else {
+            (last_verified, known_failure)
         };
         let fail = |error: String, reachable: bool| {
             let mut state = self.lock();
@@ -141,9 +167,25 @@ impl RepoSource {
             state.status.last_error = Some(error.clone());
             SyncOutcome::Unreachable { error }
         };
-        if let Err(e) = fetched {
-            return fail(e.to_string(), false);
+        // A policy change is applied even while the remote is unreachable: a revoked key must stop being
+        // trusted whether or not the remote answers (the local clone holds what was fetched).
+        let fetch_error = fetched.err().map(|e| e.to_string());
+        if let Some(e) = &fetch_error
+            && !rejudge
+        {
+            return fail(e.clone(), false);
         }
+        let policy = match policy {
+            Ok(p) => p,
+            Err(e) if rejudge => return self.distrust_all(e),
+            Err(e) => {
+                return SyncOutcome::Rejected {
+                    head: String::new(),
+                    reason: format!("the trust policy is invalid, so nothing is trusted: {e}"),
+                    view: None,
+                };
+            }
+        };
         let repo = match Repo::open(&repo_dir) {
             Ok(repo) => repo,
             Err(e) => return fail(e.to_string(), true),
@@ -153,7 +195,7 @@ impl RepoSource {
             Err(e) => return fail(format!("branch {}: {e}", self.config.branch), true),
         };
         let head_hex = head.to_string();
-        if indexed == Some(head) {
+        if indexed == Some(head) && !rejudge {
             let mut state = self.lock();
             state.status.reachable = true;
             state.status.last_error = None;
@@ -177,8 +219,9 @@ impl RepoSource {
             let mut state = self.lock();
             state.repo = repo;
             state.head_index = refused;
-            state.status.reachable = true;
+            state.status.reachable = fetch_error.is_none();
             state.status.last_error = Some(failure.message.clone());
+            state.rejudge = false;
             let outcome = SyncOutcome::Rejected {
                 head: failure.head.clone(),
                 reason: failure.message.clone(),
@@ -189,7 +232,7 @@ impl RepoSource {
         };
         // The newest revision whose intent changes since the last verified one all verify (range mode), or
         // whose newest intent change verifies (head mode): see crate::git::select.
-        let policy = &self.config.policy;
+        let policy = policy.as_ref();
         let selection = if last_verified == Some(head) {
             Selection {
                 target: Some(head),
@@ -241,15 +284,43 @@ impl RepoSource {
                     reason: reasons::UNTRUSTED_SIGNATURE,
                     message: format!("no revision of {} verifies", self.config.branch),
                 });
+                if rejudge {
+                    // Judged again, nothing is trusted any more: the old view goes too.
+                    {
+                        let mut state = self.lock();
+                        state.index = None;
+                        state.last_verified = None;
+                    }
+                    let _ = std::fs::remove_file(anchor_file(&self.config));
+                    let outcome = reject(failure, repo);
+                    self.changes.send_modify(|n| *n += 1);
+                    return outcome;
+                }
                 return reject(failure, repo);
             }
         };
         if indexed == Some(target) {
             // The view stays where it is; the newer head waits.
-            return match failure {
+            let outcome = match failure {
                 Some(f) => reject(f, repo),
+                None if rejudge => {
+                    // Judged again and trusted as it is: whatever was refused before no longer is.
+                    let mut state = self.lock();
+                    state.repo = repo;
+                    state.head_failure = None;
+                    state.head_index = None;
+                    state.rejudge = false;
+                    state.status.reachable = fetch_error.is_none();
+                    state.status.last_error = fetch_error.clone();
+                    SyncOutcome::Verified { head: head_hex }
+                }
                 None => SyncOutcome::Unchanged,
             };
+            if rejudge {
+                // The verdicts on live objects may have changed even where the view did not.
+                self.changes.send_modify(|n| *n += 1);
+            }
+            return outcome;
         }
         let signer = selection
             .processed
@@ -274,13 +345,17 @@ impl RepoSource {
             state.index = Some(index);
             state.head_index = refused;
             state.last_verified = Some(target);
-            state.status.reachable = true;
+            state.rejudge = false;
+            state.status.reachable = fetch_error.is_none();
             state.status.last_verified_commit = Some(target.to_string());
             if signer.is_some() {
                 state.status.last_verified_signer = signer;
             }
             state.status.last_verified_time = Some(jiff::Timestamp::now().to_string());
-            state.status.last_error = failure.as_ref().map(|f| f.message.clone());
+            state.status.last_error = failure
+                .as_ref()
+                .map(|f| f.message.clone())
+                .or(fetch_error.clone());
             let outcome = match &failure {
                 None => SyncOutcome::Verified {
                     head: target.to_string(),
@@ -297,6 +372,33 @@ impl RepoSource {
         let _ = std::fs::write(anchor_file(&self.config), target.to_string());
         self.changes.send_modify(|n| *n += 1);
         outcome
+    }
+
+    /// The trust policy does not parse: no revision is trusted. Every intent is Blocked with the policy's error
+    /// until a policy parses again (nothing is deleted: Blocked only stops the operator acting).
+    fn distrust_all(&self, error: String) -> SyncOutcome {
+        let message = format!("the trust policy is invalid, so nothing is trusted: {error}");
+        {
+            let mut state = self.lock();
+            state.index = None;
+            state.head_index = None;
+            state.last_verified = None;
+            state.rejudge = false;
+            state.status.last_error = Some(message.clone());
+            state.head_failure = Some(HeadFailure {
+                head: String::new(),
+                commit: String::new(),
+                reason: reasons::TRUST_POLICY_INVALID,
+                message: message.clone(),
+            });
+        }
+        let _ = std::fs::remove_file(anchor_file(&self.config));
+        self.changes.send_modify(|n| *n += 1);
+        SyncOutcome::Rejected {
+            head: String::new(),
+            reason: message,
+            view: None,
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {

@@ -86,6 +86,8 @@ pub struct OperatorConfig {
     pub max_concurrent_reconciles: u16,
     /// The admission webhook, served by every replica from start (before leader election).
     pub webhook: Option<crate::webhook::WebhookConfig>,
+    /// Reload the trust policy when its source changes (None: the policy given at start stays).
+    pub policy_reload: Option<super::policy_watch::PolicyReload>,
 }
 
 /// A running operator.
@@ -539,17 +541,30 @@ impl Operator {
         tasks.push(tokio::spawn(app_task));
         tasks.push(tokio::spawn(op_task));
 
-        // The Git view: fetch, verify, index on an interval.
+        // The Git view: fetch, verify, index on an interval, and at once when the trust policy changes.
+        let judge_now = Arc::new(tokio::sync::Notify::new());
+        if let Some(reload) = config.policy_reload.clone() {
+            tasks.push(tokio::spawn(super::policy_watch::run(
+                reload,
+                client.clone(),
+                source.clone(),
+                judge_now.clone(),
+                metrics.clone(),
+                stop_rx.clone(),
+            )));
+        }
         {
             let source = source.clone();
             let metrics = metrics.clone();
             let mut stop = stop_rx.clone();
             let interval = config.fetch_interval;
+            let judge_now = judge_now.clone();
             tasks.push(tokio::spawn(async move {
                 loop {
                     tokio::select! {
                         _ = stop.wait_for(|s| *s) => return,
                         _ = tokio::time::sleep(interval) => {}
+                        _ = judge_now.notified() => {}
                     }
                     let s = source.clone();
                     match tokio::task::spawn_blocking(move || s.sync()).await {

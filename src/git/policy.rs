@@ -314,7 +314,7 @@ fn gitsign_reason(e: &GitsignError) -> Reason {
 /// Read a text file of at most [`MAX_POLICY_BYTES`]. The metadata check before it does not bound what is read:
 /// a device or a file that grows meanwhile says 0 bytes and never ends (`sigstoreTrustedRoot: /dev/zero`
 /// took all memory; found while seeding fuzz/fuzz_targets/trust_policy).
-fn read_to_string_limited(path: &Path) -> std::io::Result<String> {
+pub(crate) fn read_to_string_limited(path: &Path) -> std::io::Result<String> {
     use std::io::Read as _;
     let mut text = String::new();
     std::fs::File::open(path)?

@@ -416,6 +416,7 @@ async fn steps(
         },
         max_concurrent_reconciles: 16,
         webhook: None,
+        policy_reload: None,
     };
     tracing::info!("demo: starting the operator");
     let operator = operator_slot.insert(
