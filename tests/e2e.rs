@@ -12,7 +12,6 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use kube::Client;
 use kube::api::Api;
@@ -28,24 +27,12 @@ use vworkspace_operator::api::ApplicationInstance;
 const SYSTEM_NS: &str = "vworkspace-system";
 
 /// Poll until `check` gives a value; on timeout, fail with `what` and the logs that explain it.
-async fn eventually<T, F, Fut>(what: &str, secs: u64, env: &Env, mut check: F) -> T
+async fn eventually<T, F, Fut>(what: &str, secs: u64, env: &Env, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        if tokio::time::Instant::now() > deadline {
-            panic!(
-                "timed out after {secs} s waiting for: {what}\n{}",
-                env.diagnostics()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    stack::eventually(what, secs, || env.diagnostics(), check).await
 }
 
 /// One cluster of the test: its id, repo on the git server, gated namespace, Flux objects and operator.
@@ -412,15 +399,7 @@ spec:
             _ => ("source.toolkit.fluxcd.io/v1", SYSTEM_NS),
         };
         let obj = self.object(api_version, kind, ns, &self.cluster).await?;
-        let cond = obj["status"]["conditions"]
-            .as_array()?
-            .iter()
-            .find(|c| c["type"] == "Ready")?
-            .clone();
-        Some((
-            cond["status"].as_str()?.to_string(),
-            cond["reason"].as_str()?.to_string(),
-        ))
+        testbed::ready_condition(&obj).map(|(status, reason, _)| (status, reason))
     }
 
     /// The note records on a commit of the git server's repository, as plain git shows them.

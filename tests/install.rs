@@ -21,7 +21,6 @@ mod support;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use kube::Client;
 use kube::api::Api;
@@ -48,68 +47,61 @@ impl Drop for Operator {
 }
 
 /// Poll until `check` gives a value; on timeout, fail with `what`, the Flux objects and the logs.
-async fn eventually<T, F, Fut>(what: &str, secs: u64, log: &std::path::Path, mut check: F) -> T
+async fn eventually<T, F, Fut>(what: &str, secs: u64, log: &std::path::Path, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        if tokio::time::Instant::now() > deadline {
-            let st = stack::stack();
-            panic!(
-                "timed out after {secs} s waiting for: {what}\n--- kubectl get\n{}\n--- operator log\n{}\n--- helm-controller\n{}\n--- kustomize-controller\n{}\n--- source-controller\n{}",
-                String::from_utf8_lossy(
-                    &kubectl(&[
-                        "get",
-                        "-A",
-                        "ocirepository,helmrelease,gitrepository,kustomization,applicationinstance",
-                        "-o",
-                        "wide"
-                    ])
-                    .stdout
-                ),
-                std::fs::read_to_string(log)
-                    .unwrap_or_default()
-                    .lines()
-                    .rev()
-                    .take(60)
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .rev()
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-                st.log_tail("helm-controller", 40),
-                st.log_tail("kustomize-controller", 30),
-                st.log_tail("source-controller", 20),
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    let diagnostics = || {
+        let st = stack::stack();
+        let log = std::fs::read_to_string(log).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        format!(
+            "--- kubectl get\n{}\n--- operator log\n{}\n--- helm-controller\n{}\n--- kustomize-controller\n{}\n--- source-controller\n{}",
+            String::from_utf8_lossy(
+                &kubectl(&[
+                    "get",
+                    "-A",
+                    "ocirepository,helmrelease,gitrepository,kustomization,applicationinstance",
+                    "-o",
+                    "wide"
+                ])
+                .stdout
+            ),
+            lines[lines.len().saturating_sub(60)..].join("\n"),
+            st.log_tail("helm-controller", 40),
+            st.log_tail("kustomize-controller", 30),
+            st.log_tail("source-controller", 20),
+        )
+    };
+    stack::eventually(what, secs, diagnostics, check).await
 }
 
-/// The Ready condition of a Flux object: (status, reason, message).
-async fn flux_ready(
-    client: &Client,
-    api_version: &str,
-    kind: &str,
-    ns: &str,
-    name: &str,
-) -> Option<(String, String, String)> {
-    let obj = testbed::get(client, api_version, kind, ns, name).await?;
-    let cond = obj["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == "Ready")?
-        .clone();
-    Some((
-        cond["status"].as_str()?.to_string(),
-        cond["reason"].as_str()?.to_string(),
-        cond["message"].as_str().unwrap_or_default().to_string(),
-    ))
+/// The operator container of the Deployment the chart installed.
+async fn operator_container(client: &Client) -> Value {
+    let deploy = testbed::get(
+        client,
+        "apps/v1",
+        "Deployment",
+        SYSTEM_NS,
+        "vworkspace-operator",
+    )
+    .await
+    .expect("the chart's Deployment");
+    deploy["spec"]["template"]["spec"]["containers"][0].clone()
+}
+
+/// The Ready condition of the operator's own HelmRelease (flux/operator.yaml): (status, reason, message).
+async fn release_ready(client: &Client) -> Option<(String, String, String)> {
+    let release = testbed::get(
+        client,
+        "helm.toolkit.fluxcd.io/v2",
+        "HelmRelease",
+        SYSTEM_NS,
+        "vworkspace-operator",
+    )
+    .await?;
+    testbed::ready_condition(&release)
 }
 
 /// Package the chart at `version` (appVersion too, so the image tag follows) and push it to the registry.
@@ -236,15 +228,7 @@ async fn the_chart_installs_through_helm_controller_and_the_operator_works_with_
     let started = std::time::Instant::now();
     let (_, reason, message) =
         eventually("the operator's HelmRelease Ready", 180, &log, || async {
-            flux_ready(
-                &client,
-                "helm.toolkit.fluxcd.io/v2",
-                "HelmRelease",
-                SYSTEM_NS,
-                "vworkspace-operator",
-            )
-            .await
-            .filter(|(s, _, _)| s == "True")
+            release_ready(&client).await.filter(|(s, _, _)| s == "True")
         })
         .await;
     eprintln!(
@@ -252,16 +236,7 @@ async fn the_chart_installs_through_helm_controller_and_the_operator_works_with_
         started.elapsed().as_secs_f64()
     );
     stack::wait_crds_established();
-    let deploy = testbed::get(
-        &client,
-        "apps/v1",
-        "Deployment",
-        SYSTEM_NS,
-        "vworkspace-operator",
-    )
-    .await
-    .expect("the chart's Deployment");
-    let container = deploy["spec"]["template"]["spec"]["containers"][0].clone();
+    let container = operator_container(&client).await;
     assert_eq!(
         container["image"],
         "registry.test/vworkspace-operator:0.1.0"
@@ -491,28 +466,11 @@ spec:
             .then_some(())
     })
     .await;
-    let deploy = testbed::get(
-        &client,
-        "apps/v1",
-        "Deployment",
-        SYSTEM_NS,
-        "vworkspace-operator",
-    )
-    .await
-    .unwrap();
     assert_eq!(
-        deploy["spec"]["template"]["spec"]["containers"][0]["image"],
+        operator_container(&client).await["image"],
         "registry.test/vworkspace-operator:0.1.1"
     );
-    let (status, reason, _) = flux_ready(
-        &client,
-        "helm.toolkit.fluxcd.io/v2",
-        "HelmRelease",
-        SYSTEM_NS,
-        "vworkspace-operator",
-    )
-    .await
-    .unwrap();
+    let (status, reason, _) = release_ready(&client).await.unwrap();
     assert_eq!(
         (status.as_str(), reason.as_str()),
         ("True", "UpgradeSucceeded")

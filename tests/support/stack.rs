@@ -107,6 +107,33 @@ pub fn kubectl_apply(dir: &Path, name: &str, objects: &[serde_json::Value]) {
     ]);
 }
 
+/// Poll every 500 ms until `check` gives a value; after `secs`, fail with `what` and what `diagnostics` says (the
+/// objects and logs that explain the wait).
+pub async fn eventually<T, F, Fut>(
+    what: &str,
+    secs: u64,
+    diagnostics: impl Fn() -> String,
+    mut check: F,
+) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!(
+                "timed out after {secs} s waiting for: {what}\n{}",
+                diagnostics()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 fn run(what: &str, cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
     assert!(

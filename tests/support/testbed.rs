@@ -490,6 +490,19 @@ pub async fn api_resource(client: &Client, obj: &Value) -> ApiResource {
     ar
 }
 
+/// The Ready condition of an object (Flux's kinds): (status, reason, message).
+pub fn ready_condition(obj: &Value) -> Option<(String, String, String)> {
+    let cond = obj["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Ready")?;
+    Some((
+        cond["status"].as_str()?.to_string(),
+        cond["reason"].as_str()?.to_string(),
+        cond["message"].as_str().unwrap_or_default().to_string(),
+    ))
+}
+
 /// One object by apiVersion, kind, namespace and name, as JSON (`None` when it does not exist).
 pub async fn get(
     client: &Client,
