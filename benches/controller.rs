@@ -13,6 +13,10 @@
 //!    the requests that resync makes (target: no write).
 //! 4. **Peak RSS** of the release binary `vworkspace-operator run` as a subprocess with RSS_N intents (default
 //!    1,000), read from VmHWM in /proc/<pid>/status once all are Ready.
+//! 5. **Churn** (`PHASES=churn`, not in the default run; issue #17 item 3): the release binary with CHURN_N
+//!    intents (default 1,000), each updated CHURN_ROUNDS times (default 10) by signed commits CHURN_PAUSE seconds
+//!    apart (default 15; one commit per round changes every intent): the time to bring every intent to Ready at
+//!    its new generation, the RSS after each pass, and the reconcile errors from its /metrics.
 //!
 //! Concurrency, the same everywhere: CONCURRENCY (default 16) requests in flight for the raw loop, for creating
 //! the intents and for the helm-controller stand-in; the operator runs its controllers with
@@ -20,6 +24,7 @@
 //!
 //!     cargo bench --bench controller
 //!     N=200 RSS_N=400 CONCURRENCY=8 cargo bench --bench controller
+//!     PHASES=churn cargo bench --bench controller     # about 9 minutes
 //!
 //! Not a test: `cargo test` does not run it (harness = false; `cargo bench` does). It needs what the controller
 //! tests need (git, ssh-keygen, the test bed's binaries).
@@ -903,6 +908,117 @@ fn proc_status(pid: u32, field: &str) -> u64 {
         .unwrap_or_default()
 }
 
+/// `vworkspace-operator run` (the release binary) as a subprocess in its own process group, on one cluster's
+/// repo, with its metrics on a known port.
+struct ReleaseOperator {
+    child: tokio::process::Child,
+    pid: u32,
+    metrics_addr: String,
+}
+
+impl ReleaseOperator {
+    async fn start(
+        tmp: &Path,
+        cluster: &str,
+        remote: &GitRemote,
+        signer: &Signer,
+        concurrency: usize,
+    ) -> Self {
+        let policy = tmp.join("policy.yaml");
+        std::fs::write(&policy, policy_yaml(&[signer], "range")).expect("policy");
+        let log = std::fs::File::create(tmp.join("operator.log")).expect("log");
+        let metrics_addr = format!("127.0.0.1:{}", testbed::free_port());
+        // OPERATOR_WRAPPER (e.g. "heaptrack -o /tmp/op") runs the binary under a profiler; the RSS figures are
+        // then the wrapper's, not the operator's.
+        let wrapper = std::env::var("OPERATOR_WRAPPER").unwrap_or_default();
+        let mut words = wrapper.split_whitespace();
+        let binary = env!("CARGO_BIN_EXE_vworkspace-operator");
+        let mut command = match words.next() {
+            Some(program) => {
+                let mut c = tokio::process::Command::new(program);
+                c.args(words).arg(binary);
+                c
+            }
+            None => tokio::process::Command::new(binary),
+        };
+        let child = command
+            .args([
+                "run",
+                "--cluster-id",
+                cluster,
+                "--repo-url",
+                &remote.url(),
+                "--policy",
+            ])
+            .arg(&policy)
+            .arg("--state-dir")
+            .arg(tmp.join("state"))
+            .args([
+                "--leader-election=false",
+                &format!("--metrics-addr={metrics_addr}"),
+                "--health-addr=127.0.0.1:0",
+                "--log-format=text",
+                "--fetch-interval=2s",
+                &format!("--max-concurrent-reconciles={concurrency}"),
+            ])
+            .env("KUBECONFIG", &testbed::server().kubeconfig)
+            .env("RUST_LOG", "warn")
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .kill_on_drop(true)
+            .process_group(0)
+            .spawn()
+            .expect("start vworkspace-operator run");
+        let pid = child.id().expect("pid");
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        Self {
+            child,
+            pid,
+            metrics_addr,
+        }
+    }
+
+    /// A number of its /proc status (kB for memory).
+    fn status(&self, field: &str) -> u64 {
+        proc_status(self.pid, field)
+    }
+
+    /// The sum of a metric's samples whose labels contain `filter` (from its /metrics).
+    async fn metric(&self, name: &str, filter: &str) -> f64 {
+        let text = reqwest::get(format!("http://{}/metrics", self.metrics_addr))
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics text");
+        text.lines()
+            .filter(|l| l.starts_with(name) && l.contains(filter))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+            + 0.0 // an empty sum is -0.0
+    }
+
+    /// SIGTERM to its process group (the operator, and a profiler wrapping it): it stops its controllers and
+    /// exits; SIGKILL after 30 s.
+    async fn stop(mut self) {
+        let group = format!("-{}", self.pid);
+        let _ = tokio::process::Command::new("kill")
+            .args(["-TERM", "--", &group])
+            .status()
+            .await;
+        if tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = tokio::process::Command::new("kill")
+                .args(["-KILL", "--", &group])
+                .status()
+                .await;
+            let _ = self.child.kill().await;
+        }
+    }
+}
+
 async fn rss_run(client: &Client, n: usize, concurrency: usize) -> RssRun {
     let cluster = "bench-rss";
     let prefix = "rss";
@@ -910,51 +1026,7 @@ async fn rss_run(client: &Client, n: usize, concurrency: usize) -> RssRun {
     let tmp = tempfile::tempdir().expect("tempdir");
     let intents = intents(cluster, prefix, n);
     let (remote, signer) = signed_repo(tmp.path(), cluster, &intents);
-    let policy = tmp.path().join("policy.yaml");
-    std::fs::write(&policy, policy_yaml(&[&signer], "range")).expect("policy");
-    let log = std::fs::File::create(tmp.path().join("operator.log")).expect("log");
-    // OPERATOR_WRAPPER (e.g. "heaptrack -o /tmp/op") runs the binary under a profiler; the RSS figures are then
-    // the wrapper's, not the operator's.
-    let wrapper = std::env::var("OPERATOR_WRAPPER").unwrap_or_default();
-    let mut words = wrapper.split_whitespace();
-    let binary = env!("CARGO_BIN_EXE_vworkspace-operator");
-    let mut command = match words.next() {
-        Some(program) => {
-            let mut c = tokio::process::Command::new(program);
-            c.args(words).arg(binary);
-            c
-        }
-        None => tokio::process::Command::new(binary),
-    };
-    let mut child = command
-        .args([
-            "run",
-            "--cluster-id",
-            cluster,
-            "--repo-url",
-            &remote.url(),
-            "--policy",
-        ])
-        .arg(&policy)
-        .arg("--state-dir")
-        .arg(tmp.path().join("state"))
-        .args([
-            "--leader-election=false",
-            "--metrics-addr=127.0.0.1:0",
-            "--health-addr=127.0.0.1:0",
-            "--log-format=text",
-            &format!("--max-concurrent-reconciles={concurrency}"),
-        ])
-        .env("KUBECONFIG", &testbed::server().kubeconfig)
-        .env("RUST_LOG", "warn")
-        .stdout(log.try_clone().expect("log"))
-        .stderr(log)
-        .kill_on_drop(true)
-        .process_group(0)
-        .spawn()
-        .expect("start vworkspace-operator run");
-    let pid = child.id().expect("pid");
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let operator = ReleaseOperator::start(tmp.path(), cluster, &remote, &signer, concurrency).await;
     let hr = resource(client, "helm.toolkit.fluxcd.io/v2", "HelmRelease").await;
     let flux = play_helm_controller(client.clone(), hr, cluster, concurrency);
     let started = Instant::now();
@@ -962,35 +1034,148 @@ async fn rss_run(client: &Client, n: usize, concurrency: usize) -> RssRun {
     all_ready(client, cluster, n, Duration::from_secs(1800)).await;
     let wall = started.elapsed();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let status = |field: &str| proc_status(pid, field);
-    let (vm_hwm_kib, vm_rss_kib) = (status("VmHWM"), status("VmRSS"));
-    let (rss_anon_kib, rss_file_kib) = (status("RssAnon"), status("RssFile"));
-    let threads = status("Threads");
-    flux.abort();
-    // SIGTERM to its process group (the operator, and a profiler wrapping it): it stops its controllers and
-    // exits.
-    let _ = tokio::process::Command::new("kill")
-        .args(["-TERM", "--", &format!("-{pid}")])
-        .status()
-        .await;
-    if tokio::time::timeout(Duration::from_secs(30), child.wait())
-        .await
-        .is_err()
-    {
-        let _ = tokio::process::Command::new("kill")
-            .args(["-KILL", "--", &format!("-{pid}")])
-            .status()
-            .await;
-        let _ = child.kill().await;
-    }
-    RssRun {
+    let run = RssRun {
         wall,
-        vm_hwm_kib,
-        vm_rss_kib,
-        rss_anon_kib,
-        rss_file_kib,
-        threads,
+        vm_hwm_kib: operator.status("VmHWM"),
+        vm_rss_kib: operator.status("VmRSS"),
+        rss_anon_kib: operator.status("RssAnon"),
+        rss_file_kib: operator.status("RssFile"),
+        threads: operator.status("Threads"),
+    };
+    flux.abort();
+    operator.stop().await;
+    run
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// 5. Churn: every intent updated ROUNDS times by signed commits; the release binary's memory over the rounds.
+
+struct ChurnRound {
+    /// 0: the first pass (creation).
+    round: usize,
+    wall: Duration,
+    vm_rss_kib: u64,
+    rss_anon_kib: u64,
+}
+
+struct ChurnRun {
+    rounds: Vec<ChurnRound>,
+    vm_hwm_kib: u64,
+    reconcile_errors: f64,
+    reconciles: f64,
+    total: Duration,
+}
+
+/// Wait until every instance of the cluster is Ready=True for its current generation.
+async fn all_ready_current(client: &Client, cluster: &str, n: usize, timeout: Duration) {
+    let api: Api<ApplicationInstance> = Api::all(client.clone());
+    let selector = format!("app.vworkspace.io/cluster-id={cluster}");
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let list = api
+            .list(&kube::api::ListParams::default().labels(&selector))
+            .await
+            .expect("list instances");
+        let current = list
+            .items
+            .iter()
+            .filter(|app| {
+                let generation = app.metadata.generation;
+                app.status.as_ref().is_some_and(|s| {
+                    s.observed_generation == generation
+                        && s.conditions.iter().any(|c| {
+                            c.type_ == "Ready"
+                                && c.status == "True"
+                                && c.observed_generation == generation
+                        })
+                })
+            })
+            .count();
+        if current >= n {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{current} of {n} instances Ready at their current generation after {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+async fn churn_run(
+    client: &Client,
+    n: usize,
+    rounds: usize,
+    pause: Duration,
+    concurrency: usize,
+) -> ChurnRun {
+    let cluster = "bench-churn";
+    let prefix = "churn";
+    gated_namespaces(client, prefix).await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut intents = intents(cluster, prefix, n);
+    let (remote, signer) = signed_repo(tmp.path(), cluster, &intents);
+    let operator = ReleaseOperator::start(tmp.path(), cluster, &remote, &signer, concurrency).await;
+    let hr = resource(client, "helm.toolkit.fluxcd.io/v2", "HelmRelease").await;
+    let flux = play_helm_controller(client.clone(), hr, cluster, concurrency);
+    let begin = Instant::now();
+    let mut out = Vec::new();
+    for round in 0..=rounds {
+        let started = Instant::now();
+        if round > 0 {
+            // One signed commit changes every intent's values; Flux applies them all.
+            for (i, (ns, yaml)) in intents.iter_mut().enumerate() {
+                *yaml = app_yaml(cluster, ns, i)
+                    .replace("replicaCount: 2", &format!("replicaCount: {}", round + 2));
+                remote.write(
+                    &format!("clusters/{cluster}/namespaces/{ns}/applicationinstance-app-{i}.yaml"),
+                    yaml,
+                );
+            }
+            remote.commit(
+                &format!("round {round}: {n} intents"),
+                Some(&signer),
+                &signer.email,
+            );
+            // Flux syncs once its source has the commit; the operator's view follows within its fetch interval.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        create_intents(client, &intents, concurrency).await;
+        all_ready_current(client, cluster, n, Duration::from_secs(1800)).await;
+        let wall = started.elapsed();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        eprintln!(
+            "churn round {round}: {} ; RSS {}",
+            secs(wall),
+            mib(operator.status("VmRSS"))
+        );
+        out.push(ChurnRound {
+            round,
+            wall,
+            vm_rss_kib: operator.status("VmRSS"),
+            rss_anon_kib: operator.status("RssAnon"),
+        });
+        if round < rounds {
+            tokio::time::sleep(pause).await;
+        }
+    }
+    let run = ChurnRun {
+        rounds: out,
+        vm_hwm_kib: operator.status("VmHWM"),
+        reconcile_errors: operator
+            .metric("vworkspace_operator_reconcile_total", "result=\"error\"")
+            .await,
+        reconciles: operator
+            .metric(
+                "vworkspace_operator_reconcile_total",
+                "controller=\"applicationinstance\"",
+            )
+            .await,
+        total: begin.elapsed(),
+    };
+    flux.abort();
+    operator.stop().await;
+    run
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -1161,7 +1346,9 @@ fn main() {
     let n = env_usize("N", 500);
     let rss_n = env_usize("RSS_N", 1000);
     let concurrency = env_usize("CONCURRENCY", 16).max(1);
-    // PHASES: any of raw, start, operator, rss (default all; e.g. PHASES=rss to profile memory alone).
+    // PHASES: any of raw, start, operator, rss (default all; e.g. PHASES=rss to profile memory alone), and churn
+    // (not in the default: CHURN_N intents, default 1,000, each updated CHURN_ROUNDS times, default 10, by
+    // signed commits CHURN_PAUSE seconds apart, default 15).
     let phases = std::env::var("PHASES").unwrap_or_else(|_| "raw,start,operator,rss".into());
     let phase = |name: &str| phases.split(',').any(|p| p.trim() == name);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -1237,6 +1424,14 @@ fn main() {
         } else {
             None
         };
+        let (churn_n, churn_rounds) = (env_usize("CHURN_N", 1000), env_usize("CHURN_ROUNDS", 10));
+        let churn = if phase("churn") {
+            eprintln!("churn: {churn_n} intents, {churn_rounds} signed updates each…");
+            let pause = Duration::from_secs(env_usize("CHURN_PAUSE", 15) as u64);
+            Some(churn_run(&client, churn_n, churn_rounds, pause, concurrency).await)
+        } else {
+            None
+        };
 
         println!();
         println!(
@@ -1307,6 +1502,58 @@ fn main() {
                 mib(rss.rss_anon_kib),
                 mib(rss.rss_file_kib),
                 rss.threads
+            );
+        }
+        if let Some(churn) = &churn {
+            let created = &churn.rounds[0];
+            // The first pass of the churn is the first update round (the creation pass has never held two
+            // revisions of every intent).
+            let first = churn.rounds.get(1).unwrap_or(created);
+            let last = churn.rounds.last().expect("rounds");
+            let growth = |from: &ChurnRound| {
+                (last.vm_rss_kib as f64 / from.vm_rss_kib.max(1) as f64 - 1.0) * 100.0
+            };
+            println!();
+            println!(
+                "Churn: the release binary with {churn_n} intents, each updated {churn_rounds} times by signed \
+                 commits (one commit per round changing every intent), {} in all:",
+                secs(churn.total)
+            );
+            println!();
+            println!("| pass | all Ready at the new generation | RSS (total / anonymous) |");
+            println!("|---|---|---|");
+            for r in &churn.rounds {
+                let label = if r.round == 0 {
+                    "first (create)".to_string()
+                } else {
+                    format!("update {}", r.round)
+                };
+                println!(
+                    "| {label} | {} | {} / {} |",
+                    secs(r.wall),
+                    mib(r.vm_rss_kib),
+                    mib(r.rss_anon_kib)
+                );
+            }
+            println!();
+            println!("| measure | value | target |");
+            println!("|---|---|---|");
+            println!(
+                "| RSS at the end against after the first update pass | {:+.1} % ({} → {}) | within ±10 % |",
+                growth(first),
+                mib(first.vm_rss_kib),
+                mib(last.vm_rss_kib)
+            );
+            println!(
+                "| … against after the creation pass | {:+.1} % ({} → {}) | |",
+                growth(created),
+                mib(created.vm_rss_kib),
+                mib(last.vm_rss_kib)
+            );
+            println!("| peak RSS (VmHWM) | {} | |", mib(churn.vm_hwm_kib));
+            println!(
+                "| reconcile errors / ApplicationInstance reconciles | {} / {} | 0 errors |",
+                churn.reconcile_errors, churn.reconciles
             );
         }
         if !costs.is_empty() {
