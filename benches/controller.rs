@@ -47,8 +47,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Config, ResourceExt};
 use serde_json::{Value, json};
 use support::gitfix::{GitRemote, Signer, policy_yaml};
-use support::testbed;
-use tokio::sync::Semaphore;
+use support::{helm_standin, testbed};
 use vworkspace_operator::api::ApplicationInstance;
 use vworkspace_operator::controller::context::{Selector, Settings};
 use vworkspace_operator::controller::repo_source::RepoConfig;
@@ -290,65 +289,17 @@ async fn create_intents(client: &Client, intents: &[(String, String)], concurren
         .await;
 }
 
-/// The status helm-controller writes for a release installed at `version`.
-fn flux_status(name: &str, ns: &str, generation: i64, version: &str) -> Value {
-    json!({"status": {"observedGeneration": generation,
-        "lastAttemptedRevision": format!("{version}+0123456789ab"), "lastAttemptedGeneration": generation,
-        "conditions": [{"type": "Ready", "status": "True", "reason": "InstallSucceeded",
-            "message": "Helm install succeeded", "lastTransitionTime": "2026-11-21T00:00:00Z",
-            "observedGeneration": generation}],
-        "history": [{"chartName": "nextcloud", "chartVersion": version, "configDigest": "sha256:x",
-            "digest": "sha256:y", "firstDeployed": "2026-11-21T00:00:00Z", "lastDeployed": "2026-11-21T00:00:00Z",
-            "name": name, "namespace": ns, "status": "deployed", "version": 1}]}})
-}
-
 async fn write_flux_status(api: &Api<DynamicObject>, name: &str, ns: &str, generation: i64) {
-    api.patch_status(
-        name,
-        &PatchParams::default(),
-        &Patch::Merge(flux_status(name, ns, generation, CHART_VERSION)),
-    )
-    .await
-    .expect("HelmRelease status");
+    helm_standin::write_status(api, name, ns, generation, CHART_VERSION).await;
 }
 
-/// Play helm-controller for one cluster: every HelmRelease that appears (or changes generation) gets its Ready
-/// status, `concurrency` writes at a time. Runs until aborted.
 fn play_helm_controller(
     client: Client,
     hr: ApiResource,
     cluster: &str,
     concurrency: usize,
 ) -> tokio::task::JoinHandle<()> {
-    let selector = format!("app.vworkspace.io/cluster-id={cluster}");
-    tokio::spawn(async move {
-        let all: Api<DynamicObject> = Api::all_with(client.clone(), &hr);
-        let permits = Arc::new(Semaphore::new(concurrency));
-        let mut done: HashSet<(String, String, i64)> = HashSet::new();
-        let mut stream = std::pin::pin!(
-            watcher(all, watcher::Config::default().labels(&selector))
-                .default_backoff()
-                .applied_objects()
-        );
-        while let Some(obj) = stream.try_next().await.ok().flatten() {
-            let generation = obj.metadata.generation.unwrap_or_default();
-            let observed = obj
-                .data
-                .pointer("/status/observedGeneration")
-                .and_then(Value::as_i64);
-            let (ns, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
-            if observed == Some(generation) || !done.insert((ns.clone(), name.clone(), generation))
-            {
-                continue;
-            }
-            let permit = permits.clone().acquire_owned().await.expect("semaphore");
-            let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &hr);
-            tokio::spawn(async move {
-                write_flux_status(&api, &name, &ns, generation).await;
-                drop(permit);
-            });
-        }
-    })
+    helm_standin::play(client, hr, cluster, CHART_VERSION, concurrency)
 }
 
 fn is_ready(app: &ApplicationInstance) -> bool {

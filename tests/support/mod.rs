@@ -3,6 +3,7 @@
 
 pub mod chart;
 pub mod gitfix;
+pub mod helm_standin;
 pub mod manifests;
 pub mod receiver;
 pub mod stack;

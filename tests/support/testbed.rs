@@ -125,7 +125,12 @@ impl Procs {
     /// Start a process with its stdout and stderr in `<dir>/<name>.log`; returns its pid. The process is kept (see
     /// [`Procs::exited`]) and stopped by the watchdog.
     pub fn spawn(&self, name: &str, cmd: &mut Command) -> u32 {
-        let log = std::fs::File::create(self.dir.join(format!("{name}.log"))).unwrap();
+        // Appended: a process started again under the same name (after [`Procs::kill`]) keeps the earlier log.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("{name}.log")))
+            .unwrap();
         let child = cmd
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -146,11 +151,25 @@ impl Procs {
         pid
     }
 
-    /// Whether the process started as `name` has exited, and how.
+    /// Whether the process started (last) as `name` has exited, and how.
     pub fn exited(&self, name: &str) -> Option<std::process::ExitStatus> {
         let mut children = self.children.lock().unwrap_or_else(|e| e.into_inner());
-        let (_, child) = children.iter_mut().find(|(n, _)| n == name)?;
+        let (_, child) = children.iter_mut().rev().find(|(n, _)| n == name)?;
         child.try_wait().ok().flatten()
+    }
+
+    /// SIGKILL the process started (last) as `name`, and reap it: a crash, with no chance to clean up.
+    pub fn kill(&self, name: &str) {
+        let mut children = self.children.lock().unwrap_or_else(|e| e.into_inner());
+        let (_, child) = children
+            .iter_mut()
+            .rev()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("no process {name}"));
+        child
+            .kill()
+            .unwrap_or_else(|e| panic!("SIGKILL {name}: {e}"));
+        let _ = child.wait();
     }
 
     /// The last lines of a process's log (for failure messages).
@@ -170,6 +189,8 @@ pub struct ApiServer {
     pub token: String,
     /// The state folder of the test bed's processes, when the test bed started them.
     pub procs: Option<Procs>,
+    /// How etcd and kube-apiserver were started (program, arguments), to start them again after a kill.
+    commands: Vec<(String, PathBuf, Vec<String>)>,
 }
 
 static SERVER: OnceLock<Result<ApiServer, String>> = OnceLock::new();
@@ -213,6 +234,32 @@ impl ApiServer {
             url,
             token: String::new(),
             procs: None,
+            commands: Vec::new(),
+        }
+    }
+
+    /// An API server of its own (its own etcd), not the one of [`server`]: for tests that kill and restart it.
+    pub fn start_own() -> Self {
+        Self::start()
+    }
+
+    /// SIGKILL `etcd` or `kube-apiserver` (a crash: no graceful shutdown).
+    pub fn kill(&self, name: &str) {
+        self.procs.as_ref().expect("own processes").kill(name);
+    }
+
+    /// Start `etcd` or `kube-apiserver` again as it was first started (same ports, data and certificates); for
+    /// kube-apiserver, wait until it is ready.
+    pub fn restart(&self, name: &str) {
+        let (_, program, args) = self
+            .commands
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .unwrap_or_else(|| panic!("no command {name}"));
+        let procs = self.procs.as_ref().expect("own processes");
+        procs.spawn(name, Command::new(program).args(args));
+        if name == "kube-apiserver" {
+            self.wait_ready();
         }
     }
 
@@ -240,45 +287,40 @@ impl ApiServer {
         .unwrap();
         let peer = format!("http://127.0.0.1:{pport}");
         let client_url = format!("http://127.0.0.1:{eport}");
-        procs.spawn(
-            "etcd",
-            Command::new(&etcd)
-                .arg(format!("--data-dir={}", d.join("etcd").display()))
-                .arg(format!("--listen-client-urls={client_url}"))
-                .arg(format!("--advertise-client-urls={client_url}"))
-                .arg(format!("--listen-peer-urls={peer}"))
-                .arg(format!("--initial-advertise-peer-urls={peer}"))
-                .arg(format!("--initial-cluster=default={peer}"))
-                .args(["--unsafe-no-fsync", "--log-level=warn"]),
-        );
+        let etcd_args: Vec<String> = vec![
+            format!("--data-dir={}", d.join("etcd").display()),
+            format!("--listen-client-urls={client_url}"),
+            format!("--advertise-client-urls={client_url}"),
+            format!("--listen-peer-urls={peer}"),
+            format!("--initial-advertise-peer-urls={peer}"),
+            format!("--initial-cluster=default={peer}"),
+            "--unsafe-no-fsync".into(),
+            "--log-level=warn".into(),
+        ];
+        procs.spawn("etcd", Command::new(&etcd).args(&etcd_args));
+        let apiserver_args: Vec<String> = vec![
+            format!("--etcd-servers={client_url}"),
+            "--bind-address=127.0.0.1".into(),
+            "--advertise-address=127.0.0.1".into(),
+            format!("--secure-port={aport}"),
+            format!("--cert-dir={}", d.join("certs").display()),
+            format!("--token-auth-file={}", d.join("tokens.csv").display()),
+            "--authorization-mode=RBAC".into(),
+            "--service-account-issuer=https://kubernetes.default.svc".into(),
+            format!("--service-account-key-file={}", d.join("sa.pub").display()),
+            format!(
+                "--service-account-signing-key-file={}",
+                d.join("sa.key").display()
+            ),
+            "--service-cluster-ip-range=10.0.0.0/24".into(),
+            "--disable-admission-plugins=ServiceAccount".into(),
+            // No kube-apiserver endpoints in the default namespace: a loopback address is refused there.
+            "--endpoint-reconciler-type=none".into(),
+            "--allow-privileged=true".into(),
+        ];
         procs.spawn(
             "kube-apiserver",
-            Command::new(&apiserver)
-                .arg(format!("--etcd-servers={client_url}"))
-                .args(["--bind-address=127.0.0.1", "--advertise-address=127.0.0.1"])
-                .arg(format!("--secure-port={aport}"))
-                .arg(format!("--cert-dir={}", d.join("certs").display()))
-                .arg(format!(
-                    "--token-auth-file={}",
-                    d.join("tokens.csv").display()
-                ))
-                .arg("--authorization-mode=RBAC")
-                .arg("--service-account-issuer=https://kubernetes.default.svc")
-                .arg(format!(
-                    "--service-account-key-file={}",
-                    d.join("sa.pub").display()
-                ))
-                .arg(format!(
-                    "--service-account-signing-key-file={}",
-                    d.join("sa.key").display()
-                ))
-                .args([
-                    "--service-cluster-ip-range=10.0.0.0/24",
-                    "--disable-admission-plugins=ServiceAccount",
-                    // No kube-apiserver endpoints in the default namespace: a loopback address is refused there.
-                    "--endpoint-reconciler-type=none",
-                    "--allow-privileged=true",
-                ]),
+            Command::new(&apiserver).args(&apiserver_args),
         );
         let url = format!("https://127.0.0.1:{aport}");
         let kubeconfig = d.join("kubeconfig");
@@ -297,6 +339,10 @@ impl ApiServer {
             url,
             token,
             procs: Some(procs),
+            commands: vec![
+                ("etcd".into(), etcd, etcd_args),
+                ("kube-apiserver".into(), apiserver, apiserver_args),
+            ],
         };
         me.wait_ready();
         me

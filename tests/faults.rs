@@ -1,0 +1,307 @@
+//! Faults injected on the real stack (issue #17 item 2): this test binary runs an API server of its own (the test
+//! bed's kube-apiserver and etcd, not shared with other tests) and kills its processes with SIGKILL while the
+//! operator is rolling intents out, then starts them again on the same ports and data. At the end every intent has
+//! converged and its outcome is in the audit trail exactly once: one git note record per outcome, none lost, none
+//! doubled.
+//!
+//! Played: helm-controller (no chart can install here), by `support::helm_standin`, which writes the Ready status
+//! helm-controller would write for each HelmRelease and keeps retrying through the outages; and
+//! kustomize-controller, by this test applying the intents with server-side apply as it would (retrying while the
+//! API server is away, as it does).
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use kube::Client;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use serde_json::{Value, json};
+use support::gitfix::{GitRemote, Signer, policy_yaml};
+use support::helm_standin;
+use support::testbed::{self, ApiServer};
+use vworkspace_operator::api::ApplicationInstance;
+use vworkspace_operator::controller::context::{Selector, Settings};
+use vworkspace_operator::controller::repo_source::RepoConfig;
+use vworkspace_operator::controller::run::{Operator, OperatorConfig};
+use vworkspace_operator::controller::sinks::NotesTiming;
+use vworkspace_operator::git::policy::TrustPolicy;
+use vworkspace_operator::git::remote::Credentials;
+use vworkspace_operator::render::Templates;
+
+const CLUSTER: &str = "faults";
+const INTENTS: usize = 200;
+const NAMESPACES: usize = 4;
+
+fn ns_of(i: usize) -> String {
+    format!("faults-{}", i % NAMESPACES)
+}
+
+/// Intent `i` with `replicas` in its values (what the second commit changes: helm-controller's stand-in answers a
+/// HelmRelease's new generation, as helm-controller upgrades on a spec change).
+fn app_yaml(i: usize, replicas: usize) -> String {
+    format!(
+        r#"apiVersion: apps.vworkspace.io/v1alpha1
+kind: ApplicationInstance
+metadata:
+  name: app-{i}
+  namespace: {ns}
+  labels:
+    app.vworkspace.io/managed-by: control-plane
+    app.vworkspace.io/cluster-id: {CLUSTER}
+spec:
+  appRef: {{catalogId: nextcloud}}
+  chart: {{sourceType: oci, url: "oci://ghcr.io/nextcloud/helm", name: nextcloud, version: 1.0.0}}
+  release: {{name: app-{i}, namespace: {ns}}}
+  values: {{source: inline, inline: {{replicaCount: {replicas}}}}}
+"#,
+        ns = ns_of(i)
+    )
+}
+
+/// Every intent with `replicas` in one signed commit; returns the commit.
+fn publish_all(remote: &GitRemote, signer: &Signer, replicas: usize) -> String {
+    for i in 0..INTENTS {
+        remote.write(
+            &format!(
+                "clusters/{CLUSTER}/namespaces/{}/applicationinstance-app-{i}.yaml",
+                ns_of(i)
+            ),
+            &app_yaml(i, replicas),
+        );
+    }
+    remote.commit(
+        &format!("{INTENTS} intents, {replicas} replicas each"),
+        Some(signer),
+        &signer.email,
+    )
+}
+
+/// Apply every intent with `replicas` as kustomize-controller would, 8 at a time, each retried until the API server
+/// takes it; `applied` counts them (the test kills a process half-way).
+async fn flux_apply_all(client: Client, replicas: usize, applied: Arc<AtomicUsize>) {
+    use futures::StreamExt;
+    futures::stream::iter(0..INTENTS)
+        .map(|i| {
+            let api: Api<ApplicationInstance> = Api::namespaced(client.clone(), &ns_of(i));
+            let value: Value = serde_saphyr::from_str(&app_yaml(i, replicas)).unwrap();
+            let applied = applied.clone();
+            async move {
+                loop {
+                    let patched = api
+                        .patch(
+                            &format!("app-{i}"),
+                            &PatchParams::apply("kustomize-controller").force(),
+                            &Patch::Apply(&value),
+                        )
+                        .await;
+                    if patched.is_ok() {
+                        applied.fetch_add(1, Ordering::SeqCst);
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        })
+        .buffer_unordered(8)
+        .collect::<Vec<_>>()
+        .await;
+}
+
+/// How many intents are Ready=True at their current generation (None while the API server does not answer).
+async fn ready_now(client: &Client) -> Option<usize> {
+    let api: Api<ApplicationInstance> = Api::all(client.clone());
+    let list = api
+        .list(&ListParams::default().labels(&format!("app.vworkspace.io/cluster-id={CLUSTER}")))
+        .await
+        .ok()?;
+    Some(
+        list.items
+            .iter()
+            .filter(|a| {
+                let generation = a.metadata.generation;
+                a.status.as_ref().is_some_and(|s| {
+                    s.conditions.iter().any(|c| {
+                        c.type_ == "Ready"
+                            && c.status == "True"
+                            && c.observed_generation == generation
+                    })
+                })
+            })
+            .count(),
+    )
+}
+
+async fn wait_all_ready(client: &Client, what: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
+    loop {
+        let ready = ready_now(client).await;
+        if ready == Some(INTENTS) {
+            return;
+        }
+        if tokio::time::Instant::now() > deadline {
+            let api: Api<ApplicationInstance> = Api::namespaced(client.clone(), &ns_of(0));
+            let sample = api.get_opt("app-0").await.ok().flatten();
+            panic!(
+                "{what}: {ready:?} of {INTENTS} Ready after 600 s; app-0: generation {:?}, status {}",
+                sample.as_ref().and_then(|a| a.metadata.generation),
+                serde_json::to_string(&sample.and_then(|a| a.status)).unwrap()
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// The note records on `commit` in the git server's repository, as plain git shows them.
+fn notes(remote: &GitRemote, commit: &str) -> Vec<Value> {
+    remote
+        .try_git(
+            &remote.bare,
+            &[
+                "notes",
+                "--ref",
+                &format!("vworkspace/{CLUSTER}"),
+                "show",
+                commit,
+            ],
+        )
+        .map(|text| {
+            text.lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Wait until every intent has its Ready record on `commit`; then check that no record is there twice.
+async fn exactly_one_ready_note_each(remote: &GitRemote, commit: &str, what: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let records = notes(remote, commit);
+        let mut per_intent: BTreeMap<(String, String), usize> = BTreeMap::new();
+        for r in &records {
+            let key = (
+                r["name"].as_str().unwrap_or_default().to_string(),
+                r["outcome"].as_str().unwrap_or_default().to_string(),
+            );
+            *per_intent.entry(key).or_default() += 1;
+        }
+        let doubled: Vec<_> = per_intent.iter().filter(|(_, n)| **n > 1).collect();
+        assert!(
+            doubled.is_empty(),
+            "{what}: records written twice: {doubled:?}"
+        );
+        let ready = per_intent.keys().filter(|(_, o)| o == "Ready").count();
+        if ready == INTENTS {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: {ready} of {INTENTS} Ready records on {commit} after 120 s ({} records)",
+            records.len()
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Roll every intent out with `replicas` (this test applying them as Flux), and SIGKILL `process` once half of
+/// them are applied; start it again 3 s later.
+async fn roll_out_killing(server: &ApiServer, client: &Client, replicas: usize, process: &str) {
+    let applied = Arc::new(AtomicUsize::new(0));
+    let rollout = tokio::spawn(flux_apply_all(client.clone(), replicas, applied.clone()));
+    while applied.load(Ordering::SeqCst) < INTENTS / 2 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.kill(process);
+    eprintln!(
+        "{process} killed (SIGKILL) with {} of {INTENTS} intents applied",
+        applied.load(Ordering::SeqCst)
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let restarted = std::time::Instant::now();
+    server.restart(process);
+    eprintln!(
+        "{process} started again ({:.1} s to ready)",
+        restarted.elapsed().as_secs_f64()
+    );
+    rollout.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_apiserver_and_etcd_killed_mid_rollout_lose_and_double_nothing() {
+    let server = ApiServer::start_own();
+    let client = testbed::client_for(&server.kubeconfig).await;
+    let mut crds = testbed::project_crds();
+    crds.extend(testbed::upstream_crds());
+    testbed::install_crds(&client, &crds).await;
+    for i in 0..NAMESPACES {
+        testbed::namespace(&client, &ns_of(i), true).await;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let remote = GitRemote::new(tmp.path());
+    let signer = Signer::new(&tmp.path().join("keys"), "cp@example.com");
+    remote.write("README.md", "cluster repo\n");
+    remote.commit("init", Some(&signer), &signer.email);
+    let first = publish_all(&remote, &signer, 1);
+
+    let config = OperatorConfig {
+        settings: Settings {
+            cluster_id: CLUSTER.into(),
+            namespace_selector: Selector::parse("managed-by=vworkspace").unwrap(),
+            velero_namespace: "velero".into(),
+            approval_key: None,
+            resync: Duration::from_secs(300),
+        },
+        repo: RepoConfig {
+            url: remote.url(),
+            branch: "main".into(),
+            path: format!("clusters/{CLUSTER}"),
+            policy: TrustPolicy::from_yaml(&policy_yaml(&[&signer], "range")).unwrap(),
+            credentials: Credentials::None,
+            cache_dir: tmp.path().join("state/cache"),
+        },
+        fetch_interval: Duration::from_millis(500),
+        templates: Templates::embedded(),
+        state_dir: tmp.path().join("state"),
+        control_plane: None,
+        admin: None,
+        leader_election: None,
+        cluster_interval: Duration::from_secs(5),
+        notes: NotesTiming {
+            retry_interval: Duration::from_millis(500),
+            batch_window: Duration::from_millis(200),
+        },
+        max_concurrent_reconciles: 16,
+        webhook: None,
+        policy_reload: None,
+    };
+    let operator = Operator::start(client.clone(), config).await.unwrap();
+    let hr = testbed::api_resource(
+        &client,
+        &json!({"apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease"}),
+    )
+    .await;
+    let helm = helm_standin::play(client.clone(), hr, CLUSTER, "1.0.0", 8);
+
+    // 1. kube-apiserver killed while the 200 intents are being created.
+    roll_out_killing(&server, &client, 1, "kube-apiserver").await;
+    wait_all_ready(&client, "after kube-apiserver's crash").await;
+    exactly_one_ready_note_each(&remote, &first, "after kube-apiserver's crash").await;
+
+    // 2. etcd killed while all 200 are being changed by a second signed commit.
+    let second = publish_all(&remote, &signer, 2);
+    operator.sync_now().await;
+    roll_out_killing(&server, &client, 2, "etcd").await;
+    wait_all_ready(&client, "after etcd's crash").await;
+    exactly_one_ready_note_each(&remote, &second, "after etcd's crash").await;
+
+    // Nothing more arrives later: the records stay as they are, and the first commit's are untouched.
+    let settled = (notes(&remote, &first), notes(&remote, &second));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    exactly_one_ready_note_each(&remote, &first, "at the end").await;
+    assert_eq!(settled, (notes(&remote, &first), notes(&remote, &second)));
+    helm.abort();
+    operator.stop().await;
+}
