@@ -305,3 +305,154 @@ async fn kube_apiserver_and_etcd_killed_mid_rollout_lose_and_double_nothing() {
     helm.abort();
     operator.stop().await;
 }
+
+/// `vworkspace-operator run` as a process on this test's API server and repo, posting events to `receiver`.
+fn start_operator_process(
+    server: &ApiServer,
+    tmp: &std::path::Path,
+    remote: &GitRemote,
+    signer: &Signer,
+    receiver: &support::receiver::Receiver,
+    log_name: &str,
+) -> std::process::Child {
+    let policy = tmp.join("policy.yaml");
+    std::fs::write(&policy, policy_yaml(&[signer], "range")).unwrap();
+    let token = tmp.join("cp-token");
+    std::fs::write(&token, "faults-token").unwrap();
+    let log = std::fs::File::create(tmp.join(log_name)).unwrap();
+    std::process::Command::new(env!("CARGO_BIN_EXE_vworkspace-operator"))
+        .env("KUBECONFIG", &server.kubeconfig)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("RUST_LOG", "info")
+        .args(["run", "--cluster-id", CLUSTER, "--repo-url", &remote.url()])
+        .arg("--policy")
+        .arg(&policy)
+        .arg("--state-dir")
+        .arg(tmp.join("state"))
+        .args([
+            "--log-format=text",
+            "--fetch-interval=1s",
+            "--notes-batch-window=200ms",
+            "--leader-election=false",
+            "--metrics-addr=127.0.0.1:0",
+            "--health-addr=127.0.0.1:0",
+        ])
+        .arg(format!("--control-plane-endpoint=http://{}", receiver.addr))
+        .arg("--control-plane-token-file")
+        .arg(&token)
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("start the operator")
+}
+
+/// The operator process killed with SIGKILL while outcomes are being written (notes pushed in batches, events
+/// posted in batches) and started again on the same state directory: every outcome reaches the audit trail exactly
+/// once, and every Ready transition reaches the control plane (events are delivered at least once, each with its
+/// `eventKey`, on which the control plane deduplicates: docs/events.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_killed_while_writing_outcomes_delivers_each_once_after_restart() {
+    let server = ApiServer::start_own();
+    let client = testbed::client_for(&server.kubeconfig).await;
+    let mut crds = testbed::project_crds();
+    crds.extend(testbed::upstream_crds());
+    testbed::install_crds(&client, &crds).await;
+    for i in 0..NAMESPACES {
+        testbed::namespace(&client, &ns_of(i), true).await;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let remote = GitRemote::new(tmp.path());
+    let signer = Signer::new(&tmp.path().join("keys"), "cp@example.com");
+    remote.write("README.md", "cluster repo\n");
+    remote.commit("init", Some(&signer), &signer.email);
+    let commit = publish_all(&remote, &signer, 1);
+    let receiver = support::receiver::Receiver::start().await;
+    let hr = testbed::api_resource(
+        &client,
+        &json!({"apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease"}),
+    )
+    .await;
+    let helm = helm_standin::play(client.clone(), hr, CLUSTER, "1.0.0", 8);
+
+    let mut first = start_operator_process(
+        &server,
+        tmp.path(),
+        &remote,
+        &signer,
+        &receiver,
+        "operator-1.log",
+    );
+    flux_apply_all(client.clone(), 1, Arc::new(AtomicUsize::new(0))).await;
+    // Kill it once outcomes are flowing: some notes on the remote, more still to come.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+    loop {
+        let noted = notes(&remote, &commit).len();
+        if (20..INTENTS).contains(&noted) {
+            break;
+        }
+        assert!(
+            noted < INTENTS,
+            "every outcome was noted before the kill: lower the pace or raise INTENTS"
+        );
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no notes after 300 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    eprintln!(
+        "operator killed (SIGKILL) with {} of {INTENTS} Ready records on the remote, {} events received",
+        notes(&remote, &commit).len(),
+        receiver.keys().len()
+    );
+
+    let mut second = start_operator_process(
+        &server,
+        tmp.path(),
+        &remote,
+        &signer,
+        &receiver,
+        "operator-2.log",
+    );
+    wait_all_ready(&client, "after the operator's restart").await;
+    exactly_one_ready_note_each(&remote, &commit, "after the operator's restart").await;
+    // Every Ready transition reached the control plane.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let keys = receiver.keys();
+        let missing: Vec<usize> = (0..INTENTS)
+            .filter(|i| {
+                let prefix = format!(
+                    "condition/apps.vworkspace.io/v1alpha1/ApplicationInstance/{}/app-{i}/",
+                    ns_of(*i)
+                );
+                !keys
+                    .iter()
+                    .any(|k| k.starts_with(&prefix) && k.contains("/Ready/True"))
+            })
+            .collect();
+        if missing.is_empty() {
+            let distinct: std::collections::BTreeSet<&String> = keys.iter().collect();
+            eprintln!(
+                "events: {} received, {} distinct keys (the rest are redeliveries of the same key)",
+                keys.len(),
+                distinct.len()
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "Ready events never posted for {} intents, e.g. app-{}",
+            missing.len(),
+            missing[0]
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let _ = second.kill();
+    let _ = second.wait();
+    helm.abort();
+}

@@ -352,7 +352,10 @@ impl Operator {
 
         let mut poster = None;
         let transitions: Arc<dyn TransitionSink> = match config.control_plane {
-            Some(pc) => {
+            Some(mut pc) => {
+                // The snapshot (what transitions a previous process may have lost) is read from the stores: it is
+                // requested once they have synced (below), not at the poster's start, when they are still empty.
+                pc.snapshot_on_start = false;
                 let snapshot = Arc::new(StoreSnapshot {
                     apps: app_store.clone(),
                     ops: op_store.clone(),
@@ -578,9 +581,12 @@ impl Operator {
         // Readiness: the controllers' caches have synced. A Store wakes only one waiter (kube-runtime keeps a
         // single waker per store, and each Controller waits on its own store), so this looks at the flags the
         // watches set instead, every 250 ms until both are set or the operator stops.
+        // Then the control plane gets the snapshot of every owned object's conditions: transitions the previous
+        // process made but had not posted when it stopped (or crashed) reach it this way.
         {
             let (apps, ops) = (apps_synced, ops_synced);
             let mut stop = stop_rx.clone();
+            let poster = poster.clone();
             tasks.push(tokio::spawn(async move {
                 let synced = async {
                     while !(apps.load(Ordering::Acquire) && ops.load(Ordering::Acquire)) {
@@ -589,7 +595,12 @@ impl Operator {
                 };
                 tokio::select! {
                     _ = stop.wait_for(|s| *s) => {}
-                    _ = synced => caches_check.pass(),
+                    _ = synced => {
+                        caches_check.pass();
+                        if let Some(p) = &poster {
+                            p.request_snapshot();
+                        }
+                    }
                 }
             }));
         }

@@ -563,7 +563,8 @@ pub struct PosterConfig {
     /// Send a `ClusterHeartbeat` when nothing was delivered for this long.
     pub heartbeat_interval: Option<Duration>,
     /// Send the snapshot before anything else at start (the operator may have missed transitions while it
-    /// was down). Start the poster once the controller's caches are synced.
+    /// was down). The operator turns this off and calls [`EventPoster::request_snapshot`] once its caches have
+    /// synced: a snapshot read from empty stores sends nothing (issue #17's fault test found the lost events).
     pub snapshot_on_start: bool,
 }
 
