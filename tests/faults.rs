@@ -206,6 +206,46 @@ async fn exactly_one_ready_note_each(remote: &GitRemote, commit: &str, what: &st
     }
 }
 
+/// The in-process operator's settings for this test's cluster, posting events to `control_plane` if given.
+fn operator_config(
+    tmp: &std::path::Path,
+    remote: &GitRemote,
+    signer: &Signer,
+    control_plane: Option<vworkspace_operator::report::events::PosterConfig>,
+) -> OperatorConfig {
+    OperatorConfig {
+        settings: Settings {
+            cluster_id: CLUSTER.into(),
+            namespace_selector: Selector::parse("managed-by=vworkspace").unwrap(),
+            velero_namespace: "velero".into(),
+            approval_key: None,
+            resync: Duration::from_secs(300),
+        },
+        repo: RepoConfig {
+            url: remote.url(),
+            branch: "main".into(),
+            path: format!("clusters/{CLUSTER}"),
+            policy: TrustPolicy::from_yaml(&policy_yaml(&[signer], "range")).unwrap(),
+            credentials: Credentials::None,
+            cache_dir: tmp.join("state/cache"),
+        },
+        fetch_interval: Duration::from_millis(500),
+        templates: Templates::embedded(),
+        state_dir: tmp.join("state"),
+        control_plane,
+        admin: None,
+        leader_election: None,
+        cluster_interval: Duration::from_secs(5),
+        notes: NotesTiming {
+            retry_interval: Duration::from_millis(500),
+            batch_window: Duration::from_millis(200),
+        },
+        max_concurrent_reconciles: 16,
+        webhook: None,
+        policy_reload: None,
+    }
+}
+
 /// Roll every intent out with `replicas` (this test applying them as Flux), and SIGKILL `process` once half of
 /// them are applied; start it again 3 s later.
 async fn roll_out_killing(server: &ApiServer, client: &Client, replicas: usize, process: &str) {
@@ -246,37 +286,7 @@ async fn kube_apiserver_and_etcd_killed_mid_rollout_lose_and_double_nothing() {
     remote.commit("init", Some(&signer), &signer.email);
     let first = publish_all(&remote, &signer, 1);
 
-    let config = OperatorConfig {
-        settings: Settings {
-            cluster_id: CLUSTER.into(),
-            namespace_selector: Selector::parse("managed-by=vworkspace").unwrap(),
-            velero_namespace: "velero".into(),
-            approval_key: None,
-            resync: Duration::from_secs(300),
-        },
-        repo: RepoConfig {
-            url: remote.url(),
-            branch: "main".into(),
-            path: format!("clusters/{CLUSTER}"),
-            policy: TrustPolicy::from_yaml(&policy_yaml(&[&signer], "range")).unwrap(),
-            credentials: Credentials::None,
-            cache_dir: tmp.path().join("state/cache"),
-        },
-        fetch_interval: Duration::from_millis(500),
-        templates: Templates::embedded(),
-        state_dir: tmp.path().join("state"),
-        control_plane: None,
-        admin: None,
-        leader_election: None,
-        cluster_interval: Duration::from_secs(5),
-        notes: NotesTiming {
-            retry_interval: Duration::from_millis(500),
-            batch_window: Duration::from_millis(200),
-        },
-        max_concurrent_reconciles: 16,
-        webhook: None,
-        policy_reload: None,
-    };
+    let config = operator_config(tmp.path(), &remote, &signer, None);
     let operator = Operator::start(client.clone(), config).await.unwrap();
     let hr = testbed::api_resource(
         &client,
@@ -455,4 +465,134 @@ async fn the_operator_killed_while_writing_outcomes_delivers_each_once_after_res
     let _ = second.kill();
     let _ = second.wait();
     helm.abort();
+}
+
+/// Which intents have no Ready=True transition among the events the receiver got.
+fn missing_ready_events(receiver: &support::receiver::Receiver) -> Vec<usize> {
+    let keys = receiver.keys();
+    (0..INTENTS)
+        .filter(|i| {
+            let prefix = format!(
+                "condition/apps.vworkspace.io/v1alpha1/ApplicationInstance/{}/app-{i}/",
+                ns_of(*i)
+            );
+            !keys
+                .iter()
+                .any(|k| k.starts_with(&prefix) && k.contains("/Ready/True"))
+        })
+        .collect()
+}
+
+/// The control plane slow (each answer takes 10 s, the request timeout), then failing (500), then throttling (429),
+/// while 200 intents roll out: reconciles are not held up by it, the event buffer stays within its capacity
+/// (dropping the oldest, reported on the Cluster), and once the control plane answers again the snapshot brings
+/// every Ready transition to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_then_failing_control_plane_blocks_no_reconcile_and_loses_no_state() {
+    let server = ApiServer::start_own();
+    let client = testbed::client_for(&server.kubeconfig).await;
+    let mut crds = testbed::project_crds();
+    crds.extend(testbed::upstream_crds());
+    testbed::install_crds(&client, &crds).await;
+    for i in 0..NAMESPACES {
+        testbed::namespace(&client, &ns_of(i), true).await;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let remote = GitRemote::new(tmp.path());
+    let signer = Signer::new(&tmp.path().join("keys"), "cp@example.com");
+    remote.write("README.md", "cluster repo\n");
+    remote.commit("init", Some(&signer), &signer.email);
+    publish_all(&remote, &signer, 1);
+    let receiver = support::receiver::Receiver::start().await;
+    receiver.delay_ms.store(10_000, Ordering::SeqCst);
+    let token = tmp.path().join("token");
+    std::fs::write(&token, "faults-token").unwrap();
+    let mut pc = vworkspace_operator::report::events::PosterConfig::new(
+        format!("http://{}", receiver.addr),
+        token,
+        CLUSTER,
+    );
+    // Smaller than what 200 intents transition through, so the bound shows.
+    pc.buffer_capacity = 200;
+    pc.max_backoff = Duration::from_secs(2);
+    let capacity = pc.buffer_capacity;
+    let operator = Operator::start(
+        client.clone(),
+        operator_config(tmp.path(), &remote, &signer, Some(pc)),
+    )
+    .await
+    .unwrap();
+    let poster = operator.poster.clone().expect("the event poster");
+    let hr = testbed::api_resource(
+        &client,
+        &json!({"apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease"}),
+    )
+    .await;
+    let helm = helm_standin::play(client.clone(), hr, CLUSTER, "1.0.0", 8);
+
+    // Slow: every post times out. The intents converge anyway, and the buffer never holds more than it may.
+    let started = std::time::Instant::now();
+    // Ends only if the buffer ever holds more than its capacity.
+    let over_capacity = {
+        let poster = poster.clone();
+        tokio::spawn(async move {
+            loop {
+                let buffered = poster.stats().buffered;
+                if buffered > capacity {
+                    return buffered;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    flux_apply_all(client.clone(), 1, Arc::new(AtomicUsize::new(0))).await;
+    wait_all_ready(&client, "while the control plane is slow").await;
+    let converged = started.elapsed();
+    if over_capacity.is_finished() {
+        panic!("the buffer held {:?} events", over_capacity.await);
+    }
+    over_capacity.abort();
+    let stats = poster.stats();
+    assert!(
+        stats.dropped_overflow > 0,
+        "the bound was never reached: {stats:?}"
+    );
+    assert!(poster.state().overflow, "BufferOverflow is reported");
+    eprintln!(
+        "slow control plane: 200 intents Ready in {:.1} s; {} events dropped (oldest first), buffer ≤ {capacity}",
+        converged.as_secs_f64(),
+        stats.dropped_overflow
+    );
+
+    // Failing, then throttling, then back.
+    receiver.delay_ms.store(0, Ordering::SeqCst);
+    receiver.status.store(500, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    receiver.status.store(429, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    receiver.status.store(204, Ordering::SeqCst);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let missing = missing_ready_events(&receiver);
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "Ready never reached the control plane for {} intents, e.g. app-{}",
+            missing.len(),
+            missing[0]
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while poster.state().overflow {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "BufferOverflow still set after the buffer drained"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    helm.abort();
+    operator.stop().await;
 }

@@ -2,7 +2,7 @@
 //! status the test can change.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
@@ -11,19 +11,26 @@ use serde_json::Value;
 pub struct Receiver {
     pub addr: SocketAddr,
     pub status: Arc<AtomicU16>,
+    /// How long it takes to answer, in milliseconds (a slow control plane).
+    pub delay_ms: Arc<AtomicU64>,
     pub events: Arc<Mutex<Vec<Value>>>,
 }
 
 impl Receiver {
     pub async fn start() -> Self {
         let status = Arc::new(AtomicU16::new(204));
+        let delay_ms = Arc::new(AtomicU64::new(0));
         let events: Arc<Mutex<Vec<Value>>> = Arc::default();
-        let (s, e) = (status.clone(), events.clone());
+        let (s, d, e) = (status.clone(), delay_ms.clone(), events.clone());
         let app = axum::Router::new().route(
             "/api/agent/events",
             axum::routing::post(move |body: axum::body::Bytes| {
-                let (s, e) = (s.clone(), e.clone());
+                let (s, d, e) = (s.clone(), d.clone(), e.clone());
                 async move {
+                    let delay = d.load(Ordering::SeqCst);
+                    if delay > 0 {
+                        tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+                    }
                     let code = s.load(Ordering::SeqCst);
                     if code == 204 {
                         let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
@@ -41,6 +48,7 @@ impl Receiver {
         Self {
             addr,
             status,
+            delay_ms,
             events,
         }
     }
