@@ -1691,3 +1691,58 @@ async fn trust_policy_changes_apply_without_a_restart() {
     );
     operator.stop().await;
 }
+
+/// Flux lags behind the operator's view (its source-controller fetches later, or is down): an intent that has not
+/// changed since it matched the previous view stays trusted as of that view, not Blocked, until Flux applies the
+/// new one. Changing it back to an older signed content is something else (a downgrade by whoever can write it):
+/// Blocked.
+#[tokio::test]
+async fn an_intent_flux_has_not_updated_yet_stays_trusted_and_a_downgrade_is_blocked() {
+    let env = env("lag").await;
+    let v1 = env.app_yaml("app", "1.0.0", "");
+    let first = env.publish("applicationinstance-app.yaml", &v1, true);
+    let operator = env.start(None).await;
+    env.flux_apply(&v1).await;
+    eventually("app: rendered at 1.0.0", || async {
+        let oci = env.oci_repository("app").await?;
+        (oci["spec"]["ref"]["tag"] == "1.0.0").then_some(())
+    })
+    .await;
+
+    // A signed commit moves the view to 2.0.0; Flux has not applied it.
+    let v2 = env.app_yaml("app", "2.0.0", "");
+    let second = env.publish("applicationinstance-app.yaml", &v2, true);
+    operator.sync_now().await;
+    assert_eq!(
+        operator.source.status().last_verified_commit.as_deref(),
+        Some(second.as_str())
+    );
+    // Every intent is reconciled on a new view; give that time, then the lagging one is still trusted.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let app = env.app("app").await;
+    assert_eq!(app_cond(&app, "Verified"), s("True", "CommitVerified"));
+    assert_eq!(app_cond(&app, "Blocked").map(|c| c.0), Some("False".into()));
+    let hr = env.helm_release("app").await.unwrap();
+    assert_eq!(
+        hr["metadata"]["annotations"]["app.vworkspace.io/intent-commit"],
+        first.as_str()
+    );
+
+    // Flux applies the view: 2.0.0.
+    env.flux_apply(&v2).await;
+    eventually("app: rendered at 2.0.0", || async {
+        let oci = env.oci_repository("app").await?;
+        (oci["spec"]["ref"]["tag"] == "2.0.0").then_some(())
+    })
+    .await;
+
+    // Changed back to the older signed content by hand: not a lag, Blocked; the children stay at 2.0.0.
+    env.flux_apply(&v1).await;
+    eventually("app: the downgrade Blocked", || async {
+        (app_cond(&env.app("app").await, "Blocked") == s("True", "SpecMismatch")).then_some(())
+    })
+    .await;
+    let oci = env.oci_repository("app").await.unwrap();
+    assert_eq!(oci["spec"]["ref"]["tag"], "2.0.0");
+    operator.stop().await;
+}

@@ -58,7 +58,35 @@ struct State {
     /// The policy changed since the view was judged: the next sync judges the branch's whole history again
     /// under it (the persisted last verified commit was judged by the old policy, so it is no base).
     rejudge: bool,
+    /// The views before this one (newest first, at most [`EARLIER_VIEWS`]), judged under the same policy: a live
+    /// object Flux has not updated yet (it lags behind the view: its source-controller is slower than our fetch,
+    /// or down) still equals what the previous view holds, and stays trusted as of that revision instead of
+    /// Blocked.
+    earlier: std::collections::VecDeque<ProvenanceIndex>,
+    /// What each intent looked like (a digest of its spec, labels and annotations) when it last matched the view.
+    /// An earlier view is honoured only for an object still exactly so: one that has not changed since (Flux has
+    /// not applied the new view yet), never one changed back to an older signed content (a downgrade by whoever can
+    /// write the object).
+    last_matched: std::collections::HashMap<(IntentKind, String, String), [u8; 32]>,
 }
+
+/// The digest [`State::last_matched`] keeps of a live object.
+fn live_digest(live: &LiveObject<'_>) -> [u8; 32] {
+    use sha2::Digest as _;
+    let mut hasher = sha2::Sha256::new();
+    for part in [
+        serde_json::to_vec(live.spec).unwrap_or_default(),
+        serde_json::to_vec(live.labels).unwrap_or_default(),
+        serde_json::to_vec(live.annotations).unwrap_or_default(),
+    ] {
+        hasher.update((part.len() as u64).to_le_bytes());
+        hasher.update(&part);
+    }
+    hasher.finalize().into()
+}
+
+/// How many earlier views are kept: one (the common lag is one fetch; each view holds every intent's manifest).
+const EARLIER_VIEWS: usize = 1;
 
 /// What one sync did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,6 +141,8 @@ impl RepoSource {
                 head_index: None,
                 policy,
                 rejudge: false,
+                earlier: Default::default(),
+                last_matched: Default::default(),
             }),
             changes,
         })
@@ -289,6 +319,7 @@ impl RepoSource {
                     {
                         let mut state = self.lock();
                         state.index = None;
+                        state.earlier.clear();
                         state.last_verified = None;
                     }
                     let _ = std::fs::remove_file(anchor_file(&self.config));
@@ -309,6 +340,7 @@ impl RepoSource {
                     state.repo = repo;
                     state.head_failure = None;
                     state.head_index = None;
+                    state.earlier.clear();
                     state.rejudge = false;
                     state.status.reachable = fetch_error.is_none();
                     state.status.last_error = fetch_error.clone();
@@ -342,7 +374,27 @@ impl RepoSource {
         let outcome = {
             let mut state = self.lock();
             state.repo = repo;
-            state.index = Some(index);
+            let replaced = state.index.replace(index);
+            if rejudge {
+                // Judged under another policy: earlier views prove nothing now.
+                state.earlier.clear();
+            } else if let Some(old) = replaced {
+                state.earlier.push_front(old);
+                state.earlier.truncate(EARLIER_VIEWS);
+            }
+            // Only objects some kept view defines can lag behind: forget the others (deleted intents).
+            let State {
+                index,
+                earlier,
+                last_matched,
+                ..
+            } = &mut *state;
+            last_matched.retain(|(kind, ns, name), _| {
+                index
+                    .iter()
+                    .chain(earlier.iter())
+                    .any(|view| view.defines(*kind, ns, name))
+            });
             state.head_index = refused;
             state.last_verified = Some(target);
             state.rejudge = false;
@@ -381,6 +433,7 @@ impl RepoSource {
         {
             let mut state = self.lock();
             state.index = None;
+            state.earlier.clear();
             state.head_index = None;
             state.last_verified = None;
             state.rejudge = false;
@@ -419,7 +472,8 @@ impl IntentSource for RepoSource {
         labels: &BTreeMap<String, String>,
         annotations: &BTreeMap<String, String>,
     ) -> Verdict {
-        let state = self.lock();
+        let mut guard = self.lock();
+        let state = &mut *guard;
         let Some(index) = &state.index else {
             let message = match (&state.head_failure, &state.status.last_error) {
                 (Some(f), _) => f.message.clone(),
@@ -459,7 +513,36 @@ impl IntentSource for RepoSource {
             }
             _ => otherwise,
         };
-        match index.lookup(&state.repo, &live) {
+        let lookup = index.lookup(&state.repo, &live);
+        let key = (kind, namespace.to_string(), name.to_string());
+        let digest = live_digest(&live);
+        if matches!(lookup, Ok(Provenance::Match { .. })) {
+            state.last_matched.insert(key.clone(), digest);
+        } else if matches!(
+            lookup,
+            Ok(Provenance::Mismatch { .. } | Provenance::NotInGit)
+        ) && state.last_matched.get(&key) == Some(&digest)
+        {
+            // Unchanged since it matched an earlier view, and not as the view has it: Flux has not applied the
+            // view yet. Trusted as of the newest earlier view that holds it exactly.
+            let earlier =
+                state
+                    .earlier
+                    .iter()
+                    .find_map(|view| match view.lookup(&state.repo, &live) {
+                        Ok(Provenance::Match { intent_commit, .. }) => {
+                            Some((intent_commit, view.revision()))
+                        }
+                        _ => None,
+                    });
+            if let Some((intent_commit, revision)) = earlier {
+                return Verdict::Verified {
+                    intent_commit: intent_commit.to_string(),
+                    revision: revision.to_string(),
+                };
+            }
+        }
+        match lookup {
             Ok(Provenance::Match { intent_commit, .. }) => Verdict::Verified {
                 intent_commit: intent_commit.to_string(),
                 revision,

@@ -295,6 +295,15 @@ impl ProvenanceIndex {
         self.docs.is_empty()
     }
 
+    /// Whether the revision defines this object (whatever its content).
+    pub fn defines(&self, kind: IntentKind, namespace: &str, name: &str) -> bool {
+        self.docs.contains_key(&ObjectKey {
+            kind,
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        })
+    }
+
     /// Check one live object against the index. `repo` must be the repository the index was built from.
     pub fn lookup(
         &self,
