@@ -58,16 +58,19 @@ struct State {
     /// The policy changed since the view was judged: the next sync judges the branch's whole history again
     /// under it (the persisted last verified commit was judged by the old policy, so it is no base).
     rejudge: bool,
-    /// The views before this one (newest first, at most [`EARLIER_VIEWS`]), judged under the same policy: a live
-    /// object Flux has not updated yet (it lags behind the view: its source-controller is slower than our fetch,
-    /// or down) still equals what the previous view holds, and stays trusted as of that revision instead of
-    /// Blocked.
-    earlier: std::collections::VecDeque<ProvenanceIndex>,
-    /// What each intent looked like (a digest of its spec, labels and annotations) when it last matched the view.
-    /// An earlier view is honoured only for an object still exactly so: one that has not changed since (Flux has
-    /// not applied the new view yet), never one changed back to an older signed content (a downgrade by whoever can
-    /// write the object).
-    last_matched: std::collections::HashMap<(IntentKind, String, String), [u8; 32]>,
+    /// What each intent looked like (a digest of its spec, labels and annotations) when it last matched the view,
+    /// and the commit and revision it matched at. Flux lags behind the view (its source-controller fetches later
+    /// than we do, or is down): an intent still exactly as it was then stays trusted as of that revision instead of
+    /// Blocked. Only an unchanged object gets this, never one changed back to an older signed content (a
+    /// downgrade by whoever can write the object). Judged under one policy: cleared when it changes.
+    last_matched: std::collections::HashMap<(IntentKind, String, String), Matched>,
+}
+
+/// An intent as it last matched the view.
+struct Matched {
+    digest: [u8; 32],
+    intent_commit: String,
+    revision: String,
 }
 
 /// The digest [`State::last_matched`] keeps of a live object.
@@ -84,9 +87,6 @@ fn live_digest(live: &LiveObject<'_>) -> [u8; 32] {
     }
     hasher.finalize().into()
 }
-
-/// How many earlier views are kept: one (the common lag is one fetch; each view holds every intent's manifest).
-const EARLIER_VIEWS: usize = 1;
 
 /// What one sync did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,7 +141,6 @@ impl RepoSource {
                 head_index: None,
                 policy,
                 rejudge: false,
-                earlier: Default::default(),
                 last_matched: Default::default(),
             }),
             changes,
@@ -319,7 +318,7 @@ impl RepoSource {
                     {
                         let mut state = self.lock();
                         state.index = None;
-                        state.earlier.clear();
+                        state.last_matched.clear();
                         state.last_verified = None;
                     }
                     let _ = std::fs::remove_file(anchor_file(&self.config));
@@ -340,7 +339,7 @@ impl RepoSource {
                     state.repo = repo;
                     state.head_failure = None;
                     state.head_index = None;
-                    state.earlier.clear();
+                    state.last_matched.clear();
                     state.rejudge = false;
                     state.status.reachable = fetch_error.is_none();
                     state.status.last_error = fetch_error.clone();
@@ -374,27 +373,15 @@ impl RepoSource {
         let outcome = {
             let mut state = self.lock();
             state.repo = repo;
-            let replaced = state.index.replace(index);
             if rejudge {
-                // Judged under another policy: earlier views prove nothing now.
-                state.earlier.clear();
-            } else if let Some(old) = replaced {
-                state.earlier.push_front(old);
-                state.earlier.truncate(EARLIER_VIEWS);
+                // Judged under another policy: what matched before proves nothing now.
+                state.last_matched.clear();
             }
-            // Only objects some kept view defines can lag behind: forget the others (deleted intents).
-            let State {
-                index,
-                earlier,
-                last_matched,
-                ..
-            } = &mut *state;
-            last_matched.retain(|(kind, ns, name), _| {
-                index
-                    .iter()
-                    .chain(earlier.iter())
-                    .any(|view| view.defines(*kind, ns, name))
-            });
+            // Only intents the new view defines can lag behind it: forget the others (deleted from Git).
+            state
+                .last_matched
+                .retain(|(kind, ns, name), _| index.defines(*kind, ns, name));
+            state.index = Some(index);
             state.head_index = refused;
             state.last_verified = Some(target);
             state.rejudge = false;
@@ -433,7 +420,7 @@ impl RepoSource {
         {
             let mut state = self.lock();
             state.index = None;
-            state.earlier.clear();
+            state.last_matched.clear();
             state.head_index = None;
             state.last_verified = None;
             state.rejudge = false;
@@ -516,31 +503,28 @@ impl IntentSource for RepoSource {
         let lookup = index.lookup(&state.repo, &live);
         let key = (kind, namespace.to_string(), name.to_string());
         let digest = live_digest(&live);
-        if matches!(lookup, Ok(Provenance::Match { .. })) {
-            state.last_matched.insert(key.clone(), digest);
-        } else if matches!(
-            lookup,
-            Ok(Provenance::Mismatch { .. } | Provenance::NotInGit)
-        ) && state.last_matched.get(&key) == Some(&digest)
-        {
-            // Unchanged since it matched an earlier view, and not as the view has it: Flux has not applied the
-            // view yet. Trusted as of the newest earlier view that holds it exactly.
-            let earlier =
-                state
-                    .earlier
-                    .iter()
-                    .find_map(|view| match view.lookup(&state.repo, &live) {
-                        Ok(Provenance::Match { intent_commit, .. }) => {
-                            Some((intent_commit, view.revision()))
-                        }
-                        _ => None,
-                    });
-            if let Some((intent_commit, revision)) = earlier {
-                return Verdict::Verified {
-                    intent_commit: intent_commit.to_string(),
-                    revision: revision.to_string(),
-                };
+        match &lookup {
+            Ok(Provenance::Match { intent_commit, .. }) => {
+                state.last_matched.insert(
+                    key,
+                    Matched {
+                        digest,
+                        intent_commit: intent_commit.to_string(),
+                        revision: revision.clone(),
+                    },
+                );
             }
+            Ok(Provenance::Mismatch { .. } | Provenance::NotInGit) => {
+                // Unchanged since it matched an earlier view, and not as this view has it: Flux has not applied
+                // the view yet. Trusted as of the revision it matched at.
+                if let Some(m) = state.last_matched.get(&key).filter(|m| m.digest == digest) {
+                    return Verdict::Verified {
+                        intent_commit: m.intent_commit.clone(),
+                        revision: m.revision.clone(),
+                    };
+                }
+            }
+            Err(_) => {}
         }
         match lookup {
             Ok(Provenance::Match { intent_commit, .. }) => Verdict::Verified {
