@@ -206,6 +206,39 @@ async fn exactly_one_ready_note_each(remote: &GitRemote, commit: &str, what: &st
     }
 }
 
+/// What every test here starts from: an API server of its own with the CRDs and the gated namespaces, and a cluster
+/// repo with one signed commit.
+struct Bed {
+    server: ApiServer,
+    client: Client,
+    tmp: tempfile::TempDir,
+    remote: GitRemote,
+    signer: Signer,
+}
+
+async fn bed() -> Bed {
+    let server = ApiServer::start_own();
+    let client = testbed::client_for(&server.kubeconfig).await;
+    let mut crds = testbed::project_crds();
+    crds.extend(testbed::upstream_crds());
+    testbed::install_crds(&client, &crds).await;
+    for i in 0..NAMESPACES {
+        testbed::namespace(&client, &ns_of(i), true).await;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let remote = GitRemote::new(tmp.path());
+    let signer = Signer::new(&tmp.path().join("keys"), "cp@example.com");
+    remote.write("README.md", "cluster repo\n");
+    remote.commit("init", Some(&signer), &signer.email);
+    Bed {
+        server,
+        client,
+        tmp,
+        remote,
+        signer,
+    }
+}
+
 /// The in-process operator's settings for this test's cluster, posting events to `control_plane` if given.
 fn operator_config(
     tmp: &std::path::Path,
@@ -271,19 +304,13 @@ async fn roll_out_killing(server: &ApiServer, client: &Client, replicas: usize, 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kube_apiserver_and_etcd_killed_mid_rollout_lose_and_double_nothing() {
-    let server = ApiServer::start_own();
-    let client = testbed::client_for(&server.kubeconfig).await;
-    let mut crds = testbed::project_crds();
-    crds.extend(testbed::upstream_crds());
-    testbed::install_crds(&client, &crds).await;
-    for i in 0..NAMESPACES {
-        testbed::namespace(&client, &ns_of(i), true).await;
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let remote = GitRemote::new(tmp.path());
-    let signer = Signer::new(&tmp.path().join("keys"), "cp@example.com");
-    remote.write("README.md", "cluster repo\n");
-    remote.commit("init", Some(&signer), &signer.email);
+    let Bed {
+        server,
+        client,
+        tmp,
+        remote,
+        signer,
+    } = bed().await;
     let first = publish_all(&remote, &signer, 1);
 
     let config = operator_config(tmp.path(), &remote, &signer, None);
@@ -364,19 +391,13 @@ fn start_operator_process(
 /// `eventKey`, on which the control plane deduplicates: docs/events.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_killed_while_writing_outcomes_delivers_each_once_after_restart() {
-    let server = ApiServer::start_own();
-    let client = testbed::client_for(&server.kubeconfig).await;
-    let mut crds = testbed::project_crds();
-    crds.extend(testbed::upstream_crds());
-    testbed::install_crds(&client, &crds).await;
-    for i in 0..NAMESPACES {
-        testbed::namespace(&client, &ns_of(i), true).await;
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let remote = GitRemote::new(tmp.path());
-    let signer = Signer::new(&tmp.path().join("keys"), "cp@example.com");
-    remote.write("README.md", "cluster repo\n");
-    remote.commit("init", Some(&signer), &signer.email);
+    let Bed {
+        server,
+        client,
+        tmp,
+        remote,
+        signer,
+    } = bed().await;
     let commit = publish_all(&remote, &signer, 1);
     let receiver = support::receiver::Receiver::start().await;
     let hr = testbed::api_resource(
@@ -489,19 +510,13 @@ fn missing_ready_events(receiver: &support::receiver::Receiver) -> Vec<usize> {
 /// every Ready transition to it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_then_failing_control_plane_blocks_no_reconcile_and_loses_no_state() {
-    let server = ApiServer::start_own();
-    let client = testbed::client_for(&server.kubeconfig).await;
-    let mut crds = testbed::project_crds();
-    crds.extend(testbed::upstream_crds());
-    testbed::install_crds(&client, &crds).await;
-    for i in 0..NAMESPACES {
-        testbed::namespace(&client, &ns_of(i), true).await;
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let remote = GitRemote::new(tmp.path());
-    let signer = Signer::new(&tmp.path().join("keys"), "cp@example.com");
-    remote.write("README.md", "cluster repo\n");
-    remote.commit("init", Some(&signer), &signer.email);
+    let Bed {
+        server: _server,
+        client,
+        tmp,
+        remote,
+        signer,
+    } = bed().await;
     publish_all(&remote, &signer, 1);
     let receiver = support::receiver::Receiver::start().await;
     receiver.delay_ms.store(10_000, Ordering::SeqCst);
