@@ -452,40 +452,35 @@ async fn the_operator_killed_while_writing_outcomes_delivers_each_once_after_res
     wait_all_ready(&client, "after the operator's restart").await;
     exactly_one_ready_note_each(&remote, &commit, "after the operator's restart").await;
     // Every Ready transition reached the control plane.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    wait_ready_events(&receiver).await;
+    let keys = receiver.keys();
+    let distinct: std::collections::BTreeSet<&String> = keys.iter().collect();
+    eprintln!(
+        "events: {} received, {} distinct keys (the rest are redeliveries of the same key)",
+        keys.len(),
+        distinct.len()
+    );
+    let _ = second.kill();
+    let _ = second.wait();
+    helm.abort();
+}
+
+/// Wait (up to 120 s) until every intent's Ready=True transition is among the events the receiver got.
+async fn wait_ready_events(receiver: &support::receiver::Receiver) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     loop {
-        let keys = receiver.keys();
-        let missing: Vec<usize> = (0..INTENTS)
-            .filter(|i| {
-                let prefix = format!(
-                    "condition/apps.vworkspace.io/v1alpha1/ApplicationInstance/{}/app-{i}/",
-                    ns_of(*i)
-                );
-                !keys
-                    .iter()
-                    .any(|k| k.starts_with(&prefix) && k.contains("/Ready/True"))
-            })
-            .collect();
+        let missing = missing_ready_events(receiver);
         if missing.is_empty() {
-            let distinct: std::collections::BTreeSet<&String> = keys.iter().collect();
-            eprintln!(
-                "events: {} received, {} distinct keys (the rest are redeliveries of the same key)",
-                keys.len(),
-                distinct.len()
-            );
-            break;
+            return;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "Ready events never posted for {} intents, e.g. app-{}",
+            "Ready never reached the control plane for {} intents, e.g. app-{}",
             missing.len(),
             missing[0]
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let _ = second.kill();
-    let _ = second.wait();
-    helm.abort();
 }
 
 /// Which intents have no Ready=True transition among the events the receiver got.
@@ -586,20 +581,7 @@ async fn a_slow_then_failing_control_plane_blocks_no_reconcile_and_loses_no_stat
     receiver.status.store(429, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_secs(5)).await;
     receiver.status.store(204, Ordering::SeqCst);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        let missing = missing_ready_events(&receiver);
-        if missing.is_empty() {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "Ready never reached the control plane for {} intents, e.g. app-{}",
-            missing.len(),
-            missing[0]
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    wait_ready_events(&receiver).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while poster.state().overflow {
         assert!(
