@@ -210,25 +210,12 @@ fn namespace(prefix: &str, i: usize) -> String {
 }
 
 fn app_yaml(cluster: &str, ns: &str, i: usize) -> String {
-    format!(
-        r#"apiVersion: apps.vworkspace.io/v1alpha1
-kind: ApplicationInstance
-metadata:
-  name: app-{i}
-  namespace: {ns}
-  labels:
-    app.vworkspace.io/managed-by: control-plane
-    app.vworkspace.io/cluster-id: {cluster}
-spec:
-  appRef: {{catalogId: nextcloud}}
-  chart: {{sourceType: oci, url: "oci://ghcr.io/nextcloud/helm", name: nextcloud, version: {CHART_VERSION}}}
-  release: {{name: app-{i}, namespace: {ns}}}
-  values:
-    source: inline
-    inline:
-      replicaCount: 2
-      persistence: {{enabled: true, size: 50Gi}}
-"#
+    support::manifests::nextcloud_app(
+        cluster,
+        ns,
+        i,
+        CHART_VERSION,
+        "{replicaCount: 2, persistence: {enabled: true, size: 50Gi}}",
     )
 }
 

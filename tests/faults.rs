@@ -42,22 +42,12 @@ fn ns_of(i: usize) -> String {
 /// Intent `i` with `replicas` in its values (what the second commit changes: helm-controller's stand-in answers a
 /// HelmRelease's new generation, as helm-controller upgrades on a spec change).
 fn app_yaml(i: usize, replicas: usize) -> String {
-    format!(
-        r#"apiVersion: apps.vworkspace.io/v1alpha1
-kind: ApplicationInstance
-metadata:
-  name: app-{i}
-  namespace: {ns}
-  labels:
-    app.vworkspace.io/managed-by: control-plane
-    app.vworkspace.io/cluster-id: {CLUSTER}
-spec:
-  appRef: {{catalogId: nextcloud}}
-  chart: {{sourceType: oci, url: "oci://ghcr.io/nextcloud/helm", name: nextcloud, version: 1.0.0}}
-  release: {{name: app-{i}, namespace: {ns}}}
-  values: {{source: inline, inline: {{replicaCount: {replicas}}}}}
-"#,
-        ns = ns_of(i)
+    support::manifests::nextcloud_app(
+        CLUSTER,
+        &ns_of(i),
+        i,
+        "1.0.0",
+        &format!("{{replicaCount: {replicas}}}"),
     )
 }
 

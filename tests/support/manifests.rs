@@ -73,3 +73,25 @@ pub fn build(dir: &Path) -> (Vec<Value>, Vec<PathBuf>) {
     }
     (objects, files)
 }
+
+/// ApplicationInstance `app-{i}` of the nextcloud chart at `version` in `ns`, for `cluster`, with `inline` (flow
+/// YAML, e.g. `{replicaCount: 1}`) as its inline values: the intent the benches and fault tests make by the
+/// hundred.
+pub fn nextcloud_app(cluster: &str, ns: &str, i: usize, version: &str, inline: &str) -> String {
+    format!(
+        r#"apiVersion: apps.vworkspace.io/v1alpha1
+kind: ApplicationInstance
+metadata:
+  name: app-{i}
+  namespace: {ns}
+  labels:
+    app.vworkspace.io/managed-by: control-plane
+    app.vworkspace.io/cluster-id: {cluster}
+spec:
+  appRef: {{catalogId: nextcloud}}
+  chart: {{sourceType: oci, url: "oci://ghcr.io/nextcloud/helm", name: nextcloud, version: {version}}}
+  release: {{name: app-{i}, namespace: {ns}}}
+  values: {{source: inline, inline: {inline}}}
+"#
+    )
+}
