@@ -46,6 +46,17 @@ struct Env {
     cluster: String,
     ns: String,
     operator: Option<Child>,
+    /// Shared use of the stack's Flux controllers, or sole use for a test that stops one (held to the end).
+    _flux: FluxUse,
+}
+
+/// The tests of this binary share one stack and run at once; a test that stops a Flux controller runs alone.
+static FLUX: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+#[allow(dead_code)] // held for its Drop
+enum FluxUse {
+    Shared(tokio::sync::RwLockReadGuard<'static, ()>),
+    Sole(tokio::sync::RwLockWriteGuard<'static, ()>),
 }
 
 impl Drop for Env {
@@ -111,6 +122,10 @@ fn chart_settings() -> Vec<(String, String)> {
 }
 
 async fn env(name: &str) -> Env {
+    env_with(name, FluxUse::Shared(FLUX.read().await)).await
+}
+
+async fn env_with(name: &str, flux: FluxUse) -> Env {
     let stack = stack::stack();
     install_base();
     let client = testbed::client().await;
@@ -130,6 +145,7 @@ async fn env(name: &str) -> Env {
         ns: format!("{cluster}-apps"),
         cluster,
         operator: None,
+        _flux: flux,
     };
     env.remote.write("README.md", "cluster repo\n");
     env.remote
@@ -1026,4 +1042,129 @@ async fn invalid_intents_pushed_to_git_are_refused_at_admission_and_flux_reports
     }
     // The valid intent was never disturbed.
     assert!(env.app("web").await.is_some());
+}
+
+/// The Flux source-controller stopped (SIGKILL) and started again, with a signed change pushed while it is down.
+/// The operator reads Git itself and sees the new commit at once, while the live intent cannot follow until
+/// source-controller is back: the unchanged intent must stay Verified and Ready on its old commit (never
+/// Blocked: Flux lagging is not tampering), the installed release must stay, and once source-controller is back
+/// the change is installed, with exactly one Ready note per intent commit. Runs alone (it stops a controller the
+/// other tests of this binary use).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn source_controller_stopped_and_started_again_blocks_nothing() {
+    let mut env = env_with("srcstop", FluxUse::Sole(FLUX.write().await)).await;
+    kubectl_ok(&["create", "namespace", &env.ns]);
+    kubectl_ok(&["label", "namespace", &env.ns, "managed-by=vworkspace"]);
+    let web = env.app_yaml(
+        "web",
+        "oci",
+        "1.0.0",
+        "{source: inline, inline: {greeting: before}}",
+    );
+    let ns_yaml = env.namespace_yaml();
+    let first = env.push(
+        "web 1.0.0",
+        &[
+            ("namespace.yaml", &ns_yaml),
+            ("applicationinstance-web.yaml", &web),
+        ],
+        Some(&env.alice),
+    );
+    let settings = env.install_flux_objects(false);
+    env.start_operator(&settings, None);
+    eventually("web: Ready on the first commit", 180, &env, || async {
+        (env.has_condition("web", "Ready", "True", "HelmReleaseReady")
+            .await
+            && env.has_note(&first, "web", "Ready"))
+        .then_some(())
+    })
+    .await;
+    let blocked_since = |app: &ApplicationInstance| {
+        app.status
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Blocked"))
+            .map(|c| (c.status.clone(), c.last_transition_time.0))
+    };
+    let before = blocked_since(&env.app("web").await.unwrap()).unwrap();
+    assert_eq!(before.0, "False");
+
+    env.stack.kill_flux("source-controller");
+    let web2 = env.app_yaml(
+        "web",
+        "oci",
+        "1.1.0",
+        "{source: inline, inline: {greeting: after}}",
+    );
+    let second = env.push(
+        "web 1.1.0",
+        &[("applicationinstance-web.yaml", &web2)],
+        Some(&env.alice),
+    );
+    // 20 s down: the operator fetches every second, so it has judged the lagging intent against the new
+    // commit many times over.
+    let down = std::time::Instant::now();
+    while down.elapsed() < std::time::Duration::from_secs(20) {
+        let app = env.app("web").await.unwrap();
+        let status = app.status.clone().unwrap();
+        let cond = |t: &str| {
+            status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == t)
+                .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+                .unwrap()
+        };
+        assert_eq!(
+            blocked_since(&app).unwrap(),
+            before,
+            "web was Blocked while source-controller was down: {:?}",
+            cond("Blocked")
+        );
+        let verified = cond("Verified");
+        assert_eq!(verified.0, "True", "{verified:?}");
+        assert_eq!(status.intent_commit.as_deref(), Some(first.as_str()));
+        assert_eq!(cond("Ready").0, "True", "{:?}", cond("Ready"));
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    let installed = env.installed("web").await.unwrap();
+    assert_eq!(installed["greeting"], "before");
+
+    env.stack.restart_flux("source-controller");
+    env.nudge_flux();
+    let installed = eventually(
+        "web 1.1.0 installed after source-controller is back",
+        180,
+        &env,
+        || async {
+            env.installed("web")
+                .await
+                .filter(|cm| cm["greeting"] == "after")
+        },
+    )
+    .await;
+    assert!(
+        installed["chartVersion"]
+            .as_str()
+            .unwrap()
+            .starts_with("1.1.0+"),
+        "{installed}"
+    );
+    eventually("a Ready note on the second commit", 120, &env, || async {
+        env.has_note(&second, "web", "Ready").then_some(())
+    })
+    .await;
+    let app = env.app("web").await.unwrap();
+    assert_eq!(blocked_since(&app).unwrap(), before, "never Blocked");
+    assert_eq!(
+        app.status.unwrap().intent_commit.as_deref(),
+        Some(second.as_str())
+    );
+    for commit in [&first, &second] {
+        let ready = env
+            .notes(commit)
+            .into_iter()
+            .filter(|r| r["name"] == "web" && r["outcome"] == "Ready")
+            .count();
+        assert_eq!(ready, 1, "Ready notes on {commit}: {:?}", env.notes(commit));
+    }
 }

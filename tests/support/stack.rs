@@ -29,6 +29,15 @@ pub struct Stack {
     pub oci_url: String,
     /// The self-signed certificate of both HTTPS servers, which source-controller trusts (SSL_CERT_FILE).
     pub ca: PathBuf,
+    /// How each Flux controller was started (environment, arguments, health address), to start it again.
+    flux: Vec<FluxProcess>,
+}
+
+struct FluxProcess {
+    name: &'static str,
+    env: Vec<(String, PathBuf)>,
+    args: Vec<String>,
+    health_addr: String,
 }
 
 static STACK: OnceLock<Result<Stack, String>> = OnceLock::new();
@@ -175,6 +184,24 @@ fn wait_http(procs: &Procs, name: &str, url: &str, ca: Option<&Path>) {
         "{name} is not answering at {url}:\n{}",
         procs.log_tail(name, 30)
     );
+}
+
+impl FluxProcess {
+    fn spawn(&self, procs: &Procs) {
+        let mut cmd = Command::new(bin(self.name));
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)))
+            .args(&self.args);
+        procs.spawn(self.name, &mut cmd);
+    }
+
+    fn wait_ready(&self, procs: &Procs) {
+        wait_http(
+            procs,
+            self.name,
+            &format!("http://{}/readyz", self.health_addr),
+            None,
+        );
+    }
 }
 
 impl Stack {
@@ -329,43 +356,50 @@ impl Stack {
         );
 
         // Flux: out of cluster, KUBECONFIG in the environment, no leader election, loopback ports, no events.
-        let flux_env = |cmd: &mut Command| {
-            cmd.env("KUBECONFIG", &api.kubeconfig)
-                .env("RUNTIME_NAMESPACE", FLUX_NAMESPACE)
-                .env("SSL_CERT_FILE", &crt)
-                .env("HOME", d.join("home"));
-        };
+        let env = vec![
+            ("KUBECONFIG".to_string(), api.kubeconfig.clone()),
+            (
+                "RUNTIME_NAMESPACE".to_string(),
+                PathBuf::from(FLUX_NAMESPACE),
+            ),
+            ("SSL_CERT_FILE".to_string(), crt.clone()),
+            ("HOME".to_string(), d.join("home")),
+        ];
         std::fs::create_dir_all(d.join("storage")).unwrap();
         std::fs::create_dir_all(d.join("home")).unwrap();
         let storage_addr = format!("127.0.0.1:{}", free_port());
-        let mut health = Vec::new();
+        let mut flux = Vec::new();
         for name in [
             "source-controller",
             "kustomize-controller",
             "helm-controller",
         ] {
             let health_addr = format!("127.0.0.1:{}", free_port());
-            let mut cmd = Command::new(bin(name));
-            flux_env(&mut cmd);
-            cmd.arg(format!("--metrics-addr=127.0.0.1:{}", free_port()))
-                .arg(format!("--health-addr={health_addr}"))
-                .args([
-                    "--enable-leader-election=false",
-                    "--log-encoding=console",
-                    "--watch-all-namespaces=true",
-                ]);
+            let mut args = vec![
+                format!("--metrics-addr=127.0.0.1:{}", free_port()),
+                format!("--health-addr={health_addr}"),
+                "--enable-leader-election=false".to_string(),
+                "--log-encoding=console".to_string(),
+                "--watch-all-namespaces=true".to_string(),
+            ];
             if name == "source-controller" {
-                cmd.arg(format!("--storage-path={}", d.join("storage").display()))
-                    .arg(format!("--storage-addr={storage_addr}"))
-                    .arg(format!("--storage-adv-addr={storage_addr}"));
+                args.push(format!("--storage-path={}", d.join("storage").display()));
+                args.push(format!("--storage-addr={storage_addr}"));
+                args.push(format!("--storage-adv-addr={storage_addr}"));
             } else {
-                cmd.arg("--requeue-dependency=2s");
+                args.push("--requeue-dependency=2s".to_string());
             }
-            procs.spawn(name, &mut cmd);
-            health.push((name, health_addr));
+            let process = FluxProcess {
+                name,
+                env: env.clone(),
+                args,
+                health_addr,
+            };
+            process.spawn(&procs);
+            flux.push(process);
         }
-        for (name, addr) in &health {
-            wait_http(&procs, name, &format!("http://{addr}/readyz"), None);
+        for process in &flux {
+            process.wait_ready(&procs);
         }
         let _ = std::io::Write::write_all(
             &mut std::io::stderr(),
@@ -385,7 +419,24 @@ impl Stack {
             charts_url,
             oci_url,
             ca: crt,
+            flux,
         }
+    }
+
+    /// SIGKILL a Flux controller (`source-controller`, …): it stops at once, as in a node failure.
+    pub fn kill_flux(&self, name: &str) {
+        self.procs.kill(name);
+    }
+
+    /// Start a Flux controller killed with [`Stack::kill_flux`] again, as before, and wait until it is ready.
+    pub fn restart_flux(&self, name: &str) {
+        let process = self
+            .flux
+            .iter()
+            .find(|p| p.name == name)
+            .unwrap_or_else(|| panic!("no Flux controller {name}"));
+        process.spawn(&self.procs);
+        process.wait_ready(&self.procs);
     }
 
     /// A new bare repository `NAME.git` on the git server; returns its URL.
