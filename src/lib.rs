@@ -13,6 +13,7 @@ pub mod git;
 pub mod hydrate;
 pub mod intent;
 pub mod metrics;
+pub mod pull;
 pub mod render;
 pub mod report;
 pub mod schema;

@@ -215,3 +215,8 @@ pub fn sample_record() -> &'static vworkspace_operator::git::notes::OutcomeRecor
         .expect("a valid record")
     })
 }
+
+/// The control-plane key the `pull_job` seeds are signed with (a fixed seed: reproducible, not a secret).
+pub fn control_plane_key() -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&[7; 32])
+}

@@ -9,6 +9,7 @@ pub mod hydrate;
 pub mod notes;
 pub mod render;
 pub mod run;
+pub mod sign_job;
 pub mod verify;
 
 use std::process::ExitCode;
@@ -44,6 +45,8 @@ pub enum Command {
     Notes(notes::Args),
     /// Run the operator: verify intent from the cluster repo, render and apply it, report outcomes.
     Run(Box<run::Args>),
+    /// Sign Pull-mode jobs with a control-plane key (for the control plane, tests and the demo).
+    SignJob(sign_job::Args),
     /// Verify commit signatures of a revision or range under a trust policy.
     Verify(verify::Args),
 }
@@ -57,6 +60,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Hydrate(args) => hydrate::run(*args),
         Command::Notes(args) => notes::run(args),
         Command::Verify(args) => verify::run(args),
+        Command::SignJob(args) => sign_job::run(args),
         Command::Run(args) => run::run(*args),
     };
     match result {

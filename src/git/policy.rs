@@ -176,7 +176,7 @@ pub enum PolicyError {
         source: OpenPgpKeyError,
     },
     #[error(
-        "trust policy{}: it trusts no key: set sshAllowedSigners, openpgpKeys and/or gitsignIdentities",
+        "trust policy{}: it trusts no key: set sshAllowedSigners, openpgpKeys, gitsignIdentities and/or controlPlaneKeys",
         at(.path)
     )]
     NoKeys { path: Option<PathBuf> },
@@ -209,6 +209,17 @@ struct PolicyFile {
     sigstore_trusted_root: Option<serde_json::Value>,
     #[serde(default)]
     gitsign_identities: Vec<GitsignIdentity>,
+    /// Pull and Push modes: the control plane's Ed25519 keys for signed jobs (docs/pull.md#signed-jobs).
+    #[serde(default)]
+    control_plane_keys: Vec<ControlPlaneKeyFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ControlPlaneKeyFile {
+    name: String,
+    /// `ssh-ed25519 AAAA…` or the base64 of the 32 raw bytes.
+    key: String,
 }
 
 /// What the policy trusts for gitsign (Sigstore keyless) signatures.
@@ -380,6 +391,7 @@ pub struct TrustPolicy {
     ssh: AllowedSigners,
     openpgp: OpenPgpKeyring,
     gitsign: Option<GitsignTrust>,
+    control_plane: Vec<crate::pull::signing::ControlPlaneKey>,
 }
 
 impl TrustPolicy {
@@ -465,7 +477,31 @@ impl TrustPolicy {
                 identities,
             }),
         };
-        if ssh.is_empty() && openpgp.is_empty() && gitsign.is_none() {
+        let mut control_plane = Vec::new();
+        for (i, k) in file.control_plane_keys.iter().enumerate() {
+            let key = crate::pull::signing::parse_public_key(&k.key)
+                .map_err(|message| field_err(&format!("controlPlaneKeys[{i}].key"), message))?;
+            if k.name.is_empty() {
+                return Err(field_err(
+                    &format!("controlPlaneKeys[{i}].name"),
+                    "empty".to_string(),
+                ));
+            }
+            if control_plane
+                .iter()
+                .any(|c: &crate::pull::signing::ControlPlaneKey| c.name == k.name)
+            {
+                return Err(field_err(
+                    &format!("controlPlaneKeys[{i}].name"),
+                    format!("{:?} is named twice", k.name),
+                ));
+            }
+            control_plane.push(crate::pull::signing::ControlPlaneKey {
+                name: k.name.clone(),
+                key,
+            });
+        }
+        if ssh.is_empty() && openpgp.is_empty() && gitsign.is_none() && control_plane.is_empty() {
             return Err(PolicyError::NoKeys { path });
         }
         Ok(Self {
@@ -474,7 +510,13 @@ impl TrustPolicy {
             ssh,
             openpgp,
             gitsign,
+            control_plane,
         })
+    }
+
+    /// The control-plane keys for signed jobs (empty: jobs are not required to be signed).
+    pub fn control_plane_keys(&self) -> &[crate::pull::signing::ControlPlaneKey] {
+        &self.control_plane
     }
 
     /// The SSH allowed signers.
@@ -597,6 +639,19 @@ mod tests {
                 "sshAllowedSigners: line 1",
             ),
             ("openpgpKeys: [\"junk\"]\n", "openpgpKeys[0]"),
+            (
+                "controlPlaneKeys: [{name: cp, key: AAAA}]\n",
+                "controlPlaneKeys[0].key: 3 bytes, an Ed25519 public key has 32",
+            ),
+            (
+                "controlPlaneKeys: [{name: cp, key: \"ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAgQC7\"}]\n",
+                "controlPlaneKeys[0].key",
+            ),
+            (
+                "controlPlaneKeys: [{name: cp, key: AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=}, {name: cp, key: AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=}]\n",
+                "controlPlaneKeys[1].name: \"cp\" is named twice",
+            ),
+            ("controlPlaneKeys: [{name: cp}]\n", "controlPlaneKeys[0]"),
             ("mode: range\n", "trusts no key"),
             ("{}\n", "trusts no key"),
             ("- a\n- b\n", "mapping"),
