@@ -90,6 +90,8 @@ pub mod reasons {
     pub const RENDER_FAILED: &str = "RenderFailed";
     // GitOps verification (this project): Verified / Blocked reasons
     pub const COMMIT_VERIFIED: &str = "CommitVerified";
+    /// Pull mode: the live spec is the payload of the job last applied for it.
+    pub const JOB_VERIFIED: &str = "JobVerified";
     pub const UNSIGNED_COMMIT: &str = "UnsignedCommit";
     pub const UNTRUSTED_SIGNATURE: &str = "UntrustedSignature";
     pub const SPEC_NOT_IN_GIT: &str = "SpecNotInGit";

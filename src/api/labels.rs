@@ -35,6 +35,8 @@ pub const CAPABILITY_PREFIX: &str = "ops.vworkspace.io/";
 pub const ALLOWED_TYPES: &str = "ops.vworkspace.io/allowed-types";
 /// Annotation on rendered children naming the intent commit they were rendered from (GitOps provenance).
 pub const INTENT_COMMIT: &str = "app.vworkspace.io/intent-commit";
+/// Pull mode: the job whose payload a child's intent is (the Pull counterpart of [`INTENT_COMMIT`]).
+pub const INTENT_JOB: &str = "app.vworkspace.io/intent-job";
 /// The capability verbs: one per Operation type.
 pub const CAPABILITY_VERBS: &[&str] = &[
     "backup",

@@ -201,8 +201,8 @@ async fn apply(
         app.labels(),
         app.annotations(),
     );
-    let intent_commit = match verdict {
-        Verdict::Verified { intent_commit, .. } => intent_commit,
+    let origin = match verdict {
+        Verdict::Verified { origin } => origin,
         Verdict::Blocked { reason, message } => {
             let conds = [
                 active,
@@ -213,12 +213,8 @@ async fn apply(
             return Ok(Action::requeue(delays::WAITING));
         }
     };
-    let verified = Cond::new(
-        types::VERIFIED,
-        "True",
-        reasons::COMMIT_VERIFIED,
-        format!("intent commit {intent_commit}"),
-    );
+    let verified = origin.verified_condition();
+    let intent_commit = origin.intent_commit().map(str::to_string);
 
     // Validate and render (placeholder: nothing to render).
     let vctx = validate::Context {
@@ -271,7 +267,7 @@ async fn apply(
             Cond::new(types::RECONCILING, "False", reasons::STABLE, ""),
         ];
         write_status(app, ctx, &conds, |s| {
-            s.intent_commit = Some(intent_commit.clone())
+            s.intent_commit = intent_commit.clone()
         })
         .await?;
         return Ok(Action::requeue(ctx.settings.resync));
@@ -311,10 +307,8 @@ async fn apply(
             }
             let annotations = meta.entry("annotations").or_insert_with(|| json!({}));
             if let Some(a) = annotations.as_object_mut() {
-                a.insert(
-                    labels::INTENT_COMMIT.into(),
-                    Value::String(intent_commit.clone()),
-                );
+                let (key, value) = origin.annotation();
+                a.insert(key.into(), Value::String(value));
             }
         }
     }
@@ -446,7 +440,7 @@ async fn apply(
             name: c.name.clone(),
             version: desired_version.clone(),
         });
-        s.intent_commit = Some(intent_commit.clone());
+        s.intent_commit = intent_commit.clone();
     })
     .await?;
 
@@ -463,7 +457,9 @@ async fn apply(
         }
         _ => None,
     };
-    if let Some((outcome, cond)) = outcome {
+    // Outcomes are noted on the intent commit (GitOps); a Pull job's result is posted by the agent, which
+    // follows the same conditions.
+    if let (Some((outcome, cond)), Some(intent_commit)) = (outcome, &intent_commit) {
         let mut children = BTreeMap::from([
             (
                 "helmRelease".to_string(),

@@ -9,14 +9,69 @@ use serde_json::Value;
 
 use crate::intent::IntentKind;
 
-/// Where an intent stands with respect to verified Git.
+/// Where a trusted intent came from: what the intent source proved.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    /// The live spec equals the manifest in the verified revision; `intent_commit` last changed it.
-    Verified {
+pub enum Origin {
+    /// GitOps: the live spec equals the manifest in the verified `revision`; `intent_commit` last changed it.
+    Commit {
         intent_commit: String,
         revision: String,
     },
+    /// Pull: the live spec is the payload of job `job_id`, signed by the control-plane key `signer` (`-`:
+    /// unsigned, the policy names no control-plane key).
+    Job { job_id: String, signer: String },
+}
+
+impl Origin {
+    /// The commit the intent came from (GitOps): where outcomes are noted.
+    pub fn intent_commit(&self) -> Option<&str> {
+        match self {
+            Origin::Commit { intent_commit, .. } => Some(intent_commit),
+            Origin::Job { .. } => None,
+        }
+    }
+
+    /// The `Verified=True` condition.
+    pub fn verified_condition(&self) -> crate::controller::status::Cond {
+        use crate::api::conditions::{reasons, types};
+        match self {
+            Origin::Commit { intent_commit, .. } => crate::controller::status::Cond::new(
+                types::VERIFIED,
+                "True",
+                reasons::COMMIT_VERIFIED,
+                format!("intent commit {intent_commit}"),
+            ),
+            Origin::Job { job_id, signer } => crate::controller::status::Cond::new(
+                types::VERIFIED,
+                "True",
+                reasons::JOB_VERIFIED,
+                if signer == "-" {
+                    format!(
+                        "the payload of job {job_id} (unsigned: the policy names no control-plane key)"
+                    )
+                } else {
+                    format!("the payload of job {job_id}, signed by control-plane key {signer}")
+                },
+            ),
+        }
+    }
+
+    /// The annotation children carry to name where their intent came from.
+    pub fn annotation(&self) -> (&'static str, String) {
+        match self {
+            Origin::Commit { intent_commit, .. } => {
+                (crate::api::labels::INTENT_COMMIT, intent_commit.clone())
+            }
+            Origin::Job { job_id, .. } => (crate::api::labels::INTENT_JOB, job_id.clone()),
+        }
+    }
+}
+
+/// Where an intent stands with respect to its proven source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Proven: act on it.
+    Verified { origin: Origin },
     /// Not acted on: the reason (a Blocked condition reason) and a precise message.
     Blocked {
         reason: &'static str,

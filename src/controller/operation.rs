@@ -15,12 +15,12 @@ use tracing::{instrument, warn};
 
 use super::application::Error;
 use super::context::{Context, Outcome, Transition, changed, delays};
-use super::gitops::Verdict;
+use super::gitops::{Origin, Verdict};
 use super::status::{Cond, engine_state, merge_conditions};
 use crate::api::conditions::{reasons, types};
 use crate::api::{
     ApplicationInstance, Engine, EngineRef, FIELD_MANAGER, OPERATION_FINALIZER, Operation,
-    OperationStatus, Phase, labels, template_key,
+    OperationStatus, Phase, template_key,
 };
 use crate::git::notes::NewRecord;
 use crate::intent::IntentKind;
@@ -77,7 +77,7 @@ impl Update {
 
 /// The rendered children of an Operation, stamped with ownership labels (and an owner reference when they
 /// live in the Operation's namespace).
-fn stamp(op: &Operation, objects: &mut [Value], intent_commit: &str) {
+fn stamp(op: &Operation, objects: &mut [Value], origin: &Origin) {
     let namespace = op.namespace().unwrap_or_default();
     let owner = op
         .controller_owner_ref(&())
@@ -93,10 +93,8 @@ fn stamp(op: &Operation, objects: &mut [Value], intent_commit: &str) {
                 .or_insert_with(|| json!({}))
                 .as_object_mut()
             {
-                a.insert(
-                    labels::INTENT_COMMIT.into(),
-                    Value::String(intent_commit.to_string()),
-                );
+                let (key, value) = origin.annotation();
+                a.insert(key.into(), Value::String(value));
             }
         }
     }
@@ -174,7 +172,7 @@ async fn hold(
     reason: &'static str,
     message: impl Into<String>,
     note: &str,
-    intent_commit: &str,
+    intent_commit: &Option<String>,
 ) -> Result<Action, Error> {
     conds.push(Cond::new(types::BLOCKED, "True", reason, message));
     conds.push(Cond::new(
@@ -183,11 +181,11 @@ async fn hold(
         reasons::ENGINE_NOT_STARTED,
         note,
     ));
-    let ic = intent_commit.to_string();
+    let ic = intent_commit.clone();
     write_status(
         op,
         ctx,
-        Update::new(Phase::Pending, conds).with(move |s| s.intent_commit = Some(ic)),
+        Update::new(Phase::Pending, conds).with(move |s| s.intent_commit = ic),
     )
     .await?;
     Ok(Action::requeue(delays::WAITING))
@@ -212,8 +210,8 @@ async fn apply(op: &Operation, api: &Api<Operation>, ctx: &Context) -> Result<Ac
         op.labels(),
         op.annotations(),
     );
-    let intent_commit = match verdict {
-        Verdict::Verified { intent_commit, .. } => intent_commit,
+    let origin = match verdict {
+        Verdict::Verified { origin } => origin,
         Verdict::Blocked { reason, message } => {
             let conds = vec![
                 Cond::new(types::VERIFIED, "False", reason, message.clone()),
@@ -240,14 +238,10 @@ async fn apply(op: &Operation, api: &Api<Operation>, ctx: &Context) -> Result<Ac
         ctx.metrics.write("finalizer");
         &added
     };
-    let verified = Cond::new(
-        types::VERIFIED,
-        "True",
-        reasons::COMMIT_VERIFIED,
-        format!("intent commit {intent_commit}"),
-    );
+    let verified = origin.verified_condition();
+    let intent_commit = origin.intent_commit().map(str::to_string);
     let ic = intent_commit.clone();
-    let with_commit = move |s: &mut OperationStatus| s.intent_commit = Some(ic);
+    let with_commit = move |s: &mut OperationStatus| s.intent_commit = ic;
 
     // Admit.
     let target = target(op, ctx).await?;
@@ -386,7 +380,7 @@ async fn apply(op: &Operation, api: &Api<Operation>, ctx: &Context) -> Result<Ac
             return Ok(Action::await_change());
         }
     };
-    stamp(op, &mut objects, &intent_commit);
+    stamp(op, &mut objects, &origin);
     let mut missing = Vec::new();
     for obj in &objects {
         if ctx
@@ -465,7 +459,7 @@ async fn apply(op: &Operation, api: &Api<Operation>, ctx: &Context) -> Result<Ac
                 if engine == Engine::Helm {
                     s.outputs.insert("appGeneration".into(), tg);
                 }
-                s.intent_commit = Some(ic);
+                s.intent_commit = ic;
             }),
         )
         .await?;
@@ -683,8 +677,12 @@ fn record_outcome(op: &Operation, ctx: &Context, phase: Phase) {
             format!("{}/{}/{}", er.kind, er.namespace, er.name),
         );
     }
+    // Noted on the intent commit (GitOps); a Pull job's result is the agent's.
+    let Some(intent_commit) = status.intent_commit.clone() else {
+        return;
+    };
     ctx.outcomes.record(Outcome {
-        intent_commit: status.intent_commit.clone().unwrap_or_default(),
+        intent_commit,
         record: NewRecord {
             cluster: ctx.settings.cluster_id.clone(),
             kind: "Operation".into(),

@@ -12,7 +12,7 @@ use gix::ObjectId;
 use serde_json::Value;
 use tokio::sync::watch;
 
-use super::gitops::{GitStatus, IntentSource, Verdict};
+use super::gitops::{GitStatus, IntentSource, Origin, Verdict};
 use crate::api::conditions::reasons;
 use crate::git::policy::TrustPolicy;
 use crate::git::provenance::{LiveObject, Provenance, ProvenanceIndex};
@@ -519,8 +519,10 @@ impl IntentSource for RepoSource {
                 // the view yet. Trusted as of the revision it matched at.
                 if let Some(m) = state.last_matched.get(&key).filter(|m| m.digest == digest) {
                     return Verdict::Verified {
-                        intent_commit: m.intent_commit.clone(),
-                        revision: m.revision.clone(),
+                        origin: Origin::Commit {
+                            intent_commit: m.intent_commit.clone(),
+                            revision: m.revision.clone(),
+                        },
                     };
                 }
             }
@@ -528,8 +530,10 @@ impl IntentSource for RepoSource {
         }
         match lookup {
             Ok(Provenance::Match { intent_commit, .. }) => Verdict::Verified {
-                intent_commit: intent_commit.to_string(),
-                revision,
+                origin: Origin::Commit {
+                    intent_commit: intent_commit.to_string(),
+                    revision,
+                },
             },
             Ok(Provenance::Mismatch { path, fields }) => Verdict::Blocked {
                 reason: blame(reasons::SPEC_MISMATCH),

@@ -1,8 +1,12 @@
 //! Pull mode (docs/pull.md): the operator long-polls the control plane over HTTPS for jobs.
 //!
-//! The pure core lives here: the wire types ([`job`]), RFC 8785 canonical JSON ([`jcs`]) and signed jobs
-//! ([`signing`]).
+//! The pure core: the wire types ([`job`]), RFC 8785 canonical JSON ([`jcs`]), signed jobs ([`signing`]),
+//! provenance stamps ([`provenance`]) and the applied-job store's rules ([`store`]). The I/O: the agent API
+//! client ([`client`]) and the agent ([`agent`]) that registers, polls, applies and reports.
 
+pub mod client;
 pub mod jcs;
 pub mod job;
+pub mod provenance;
 pub mod signing;
+pub mod store;
