@@ -51,7 +51,7 @@ use support::{helm_standin, testbed};
 use vworkspace_operator::api::ApplicationInstance;
 use vworkspace_operator::controller::context::{Selector, Settings};
 use vworkspace_operator::controller::repo_source::RepoConfig;
-use vworkspace_operator::controller::run::{Operator, OperatorConfig};
+use vworkspace_operator::controller::run::{Operator, OperatorConfig, SourceConfig};
 use vworkspace_operator::controller::sinks::NotesTiming;
 use vworkspace_operator::git::policy::TrustPolicy;
 use vworkspace_operator::git::remote::Credentials;
@@ -535,14 +535,14 @@ async fn operator_run(client: &Client, n: usize, concurrency: usize, mode: Mode)
             approval_key: None,
             resync: Duration::from_secs(300),
         },
-        repo: RepoConfig {
+        source: SourceConfig::GitOps(RepoConfig {
             url: remote.url(),
             branch: "main".into(),
             path: format!("clusters/{cluster}"),
             policy: TrustPolicy::from_yaml(&policy_yaml(&[&signer], "range")).expect("policy"),
             credentials: Credentials::None,
             cache_dir: tmp.path().join("state/cache"),
-        },
+        }),
         // The `run` command's defaults: the fetch and notes loops cost CPU on the machine under test.
         fetch_interval: Duration::from_secs(30),
         templates: Templates::embedded(),

@@ -95,9 +95,19 @@ label_enum!(
     }
 );
 label_enum!(
+    /// The `outcome` label of `applied_jobs_total` (a Pull job's posted result).
+    JobOutcome {
+        Succeeded => "succeeded",
+        Failed => "failed",
+        Noop => "noop",
+        Conflict => "conflict",
+    }
+);
+label_enum!(
     /// The `mode` label of `connectivity_state`.
     Mode {
         GitOps => "gitops",
+        Pull => "pull",
         Events => "events",
     }
 );
@@ -235,7 +245,18 @@ pub struct Metrics {
     admission_reviews_total: Family<AdmissionLabels, Counter>,
     admission_review_duration: Histogram,
     trust_policy_reloads_total: Family<PolicyReloadLabels, Counter>,
+    applied_jobs_total: Family<JobOutcomeLabels, Counter>,
+    pull_job_lag: Histogram,
+    credential_age: Gauge,
 }
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct JobOutcomeLabels {
+    outcome: JobOutcome,
+}
+
+/// Buckets of `pull_job_lag_seconds`: from a job's creation to the operator receiving it.
+pub const JOB_LAG_BUCKETS: [f64; 10] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -328,8 +349,31 @@ impl Metrics {
             Unit::Seconds,
             admission_review_duration.clone(),
         );
+        let applied_jobs_total = Family::<JobOutcomeLabels, Counter>::default();
+        registry.register(
+            "applied_jobs",
+            "Pull-mode jobs by the result posted to the control plane",
+            applied_jobs_total.clone(),
+        );
+        let pull_job_lag = Histogram::new(JOB_LAG_BUCKETS);
+        registry.register_with_unit(
+            "pull_job_lag",
+            "Pull mode: time from a job's createdAt to the operator receiving it",
+            Unit::Seconds,
+            pull_job_lag.clone(),
+        );
+        let credential_age = Gauge::default();
+        registry.register_with_unit(
+            "credential_age",
+            "Pull mode: age of the control-plane credential (since registration or the last rotation)",
+            Unit::Seconds,
+            credential_age.clone(),
+        );
         Self {
             registry: Arc::new(registry),
+            applied_jobs_total,
+            pull_job_lag,
+            credential_age,
             reconcile_total,
             reconcile_duration,
             operation_total,
@@ -433,6 +477,23 @@ impl Metrics {
 
     pub fn set_outcomes_pending(&self, count: usize) {
         self.outcomes_pending.set(saturating_i64(count));
+    }
+
+    /// Count a Pull job's posted result.
+    pub fn job_result(&self, outcome: JobOutcome) {
+        self.applied_jobs_total
+            .get_or_create(&JobOutcomeLabels { outcome })
+            .inc();
+    }
+
+    /// A Pull job received `lag` after its createdAt.
+    pub fn job_lag(&self, lag: Duration) {
+        self.pull_job_lag.observe(lag.as_secs_f64());
+    }
+
+    pub fn set_credential_age(&self, age: Duration) {
+        self.credential_age
+            .set(i64::try_from(age.as_secs()).unwrap_or(i64::MAX));
     }
 
     /// The handles the event poster updates itself.

@@ -17,9 +17,8 @@ use vworkspace_operator::api::{
     APP_FINALIZER, ApplicationInstance, Cluster, OPERATION_FINALIZER, Operation,
 };
 use vworkspace_operator::controller::context::{Selector, Settings};
-use vworkspace_operator::controller::gitops::IntentSource as _;
 use vworkspace_operator::controller::repo_source::RepoConfig;
-use vworkspace_operator::controller::run::{LeaseSettings, Operator, OperatorConfig};
+use vworkspace_operator::controller::run::{LeaseSettings, Operator, OperatorConfig, SourceConfig};
 use vworkspace_operator::controller::sinks::NotesTiming;
 use vworkspace_operator::git::policy::TrustPolicy;
 use vworkspace_operator::git::remote::Credentials;
@@ -86,14 +85,14 @@ impl Env {
                 approval_key: Some(APPROVAL_KEY.to_vec()),
                 resync: Duration::from_secs(300),
             },
-            repo: RepoConfig {
+            source: SourceConfig::GitOps(RepoConfig {
                 url: self.remote.url(),
                 branch: "main".into(),
                 path: format!("clusters/{}", self.cluster),
                 policy,
                 credentials: Credentials::None,
                 cache_dir: self.tmp.path().join("state/cache"),
-            },
+            }),
             fetch_interval: Duration::from_millis(500),
             templates: Templates::embedded(),
             state_dir: self.tmp.path().join("state"),
@@ -1457,7 +1456,7 @@ async fn only_the_leader_acts_and_a_standby_takes_over_when_it_stops() {
     let mut config = env.config(None);
     config.leader_election = Some(settings("replica-b"));
     config.state_dir = env.tmp.path().join("state-b");
-    config.repo.cache_dir = env.tmp.path().join("state-b/cache");
+    config.repo_mut().unwrap().cache_dir = env.tmp.path().join("state-b/cache");
     // Its admission webhook serves while it waits (every replica answers admission, leader or not).
     let webhook_addr: std::net::SocketAddr = format!("127.0.0.1:{}", testbed::free_port())
         .parse()
@@ -1607,7 +1606,7 @@ async fn trust_policy_changes_apply_without_a_restart() {
     let with_dave = policy_yaml(&[&env.signer, &dave], "range");
     write_policy(&only_cp);
     let mut config = env.config(None);
-    config.repo.policy = TrustPolicy::load(&policy_file).unwrap();
+    config.repo_mut().unwrap().policy = TrustPolicy::load(&policy_file).unwrap();
     config.policy_reload = Some(PolicyReload {
         origin: PolicyOrigin::File(policy_file.clone()),
         interval: Duration::from_millis(200),

@@ -25,7 +25,7 @@ use support::testbed::{self, ApiServer};
 use vworkspace_operator::api::ApplicationInstance;
 use vworkspace_operator::controller::context::{Selector, Settings};
 use vworkspace_operator::controller::repo_source::RepoConfig;
-use vworkspace_operator::controller::run::{Operator, OperatorConfig};
+use vworkspace_operator::controller::run::{Operator, OperatorConfig, SourceConfig};
 use vworkspace_operator::controller::sinks::NotesTiming;
 use vworkspace_operator::git::policy::TrustPolicy;
 use vworkspace_operator::git::remote::Credentials;
@@ -244,14 +244,14 @@ fn operator_config(
             approval_key: None,
             resync: Duration::from_secs(300),
         },
-        repo: RepoConfig {
+        source: SourceConfig::GitOps(RepoConfig {
             url: remote.url(),
             branch: "main".into(),
             path: format!("clusters/{CLUSTER}"),
             policy: TrustPolicy::from_yaml(&policy_yaml(&[signer], "range")).unwrap(),
             credentials: Credentials::None,
             cache_dir: tmp.join("state/cache"),
-        },
+        }),
         fetch_interval: Duration::from_millis(500),
         templates: Templates::embedded(),
         state_dir: tmp.join("state"),

@@ -36,15 +36,84 @@ pub struct ClusterSpec {
     /// The Git path this cluster's intent lives under (default `clusters/<cluster-id>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repo_path: Option<String>,
+    /// How intent reaches the cluster (docs/operator.md#modes); `run --mode` wins when given. Default gitops.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connectivity_mode: Option<ConnectivityMode>,
+    /// Pull mode: the control plane's base URL (`https://…`; `http://` only with `--allow-insecure-http`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^https?://"))]
+    pub control_plane_endpoint: Option<String>,
+    /// Pull mode: the Secret (operator namespace) holding the one-time registration token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registration_token_secret_ref: Option<SecretKeyRef>,
+    /// Pull mode: rotate the control-plane credential (once per generation with this set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotate_credentials: Option<bool>,
+    /// Reserved by the upstream API (any value is kept, none is acted on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "any_value_schema")]
+    pub capabilities: Option<serde_json::Value>,
+}
+
+fn any_value_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"x-kubernetes-preserve-unknown-fields": true})
+}
+
+/// How intent reaches the cluster.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ConnectivityMode {
+    /// Signed commits in the cluster repo, synced by Flux.
+    #[default]
+    Gitops,
+    /// The operator long-polls the control plane for jobs.
+    Pull,
+    /// The control plane applies the intents itself.
+    Push,
+}
+
+/// A key of a Secret in the operator's namespace.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub struct SecretKeyRef {
+    pub name: String,
+    /// Default `registrationToken`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+/// Pull mode: the credential the operator holds.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_namespace: Option<String>,
+    /// RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registered_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registration_token_consumed: Option<bool>,
+}
+
+/// A Secret's name and namespace.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub struct SecretRef {
+    pub name: String,
+    pub namespace: String,
 }
 
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum ClusterPhase {
     #[default]
     Pending,
+    /// Pull mode: registering with the control plane.
+    Registering,
     Connected,
     Degraded,
     Disconnected,
+    /// Pull mode: a configuration error the operator cannot retry its way out of (see the conditions).
+    Error,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -72,6 +141,16 @@ pub struct ClusterStatus {
     /// Which engine CRDs are installed (flux, velero, argo-workflows, volsync, csi-snapshot).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub controllers: Vec<ControllerPresence>,
+    /// Pull mode: the last successful round trip to the control plane (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_heartbeat: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_status: Option<CredentialStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret_ref: Option<SecretRef>,
+    /// The first 16 hex digits of the SHA-256 of the token in use (never the token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_token: Option<String>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]

@@ -12,9 +12,27 @@ pub struct Args {
     /// This cluster's id: intents must carry app.vworkspace.io/cluster-id=<id>; the Cluster object is named after it.
     #[arg(long, env = "VWORKSPACE_CLUSTER_ID")]
     pub cluster_id: String,
-    /// The cluster repo: https://…, ssh://…, git@host:path, file:// or a local path.
+    /// How intent reaches this cluster: gitops (signed commits), pull (jobs long-polled from the control plane)
+    /// or push (the control plane applies intents itself) [default: the Cluster's spec.connectivityMode, else
+    /// gitops]. See docs/operator.md#modes.
+    #[arg(long, value_enum, env = "VWORKSPACE_MODE")]
+    pub mode: Option<ModeArg>,
+    /// The cluster repo (GitOps mode): https://…, ssh://…, git@host:path, file:// or a local path.
     #[arg(long, env = "VWORKSPACE_REPO_URL")]
-    pub repo_url: String,
+    pub repo_url: Option<String>,
+    /// The operator's namespace (Pull mode: the credentials Secret, the registration token Secret and the
+    /// applied-job store) [default: the pod's namespace, else vworkspace-system].
+    #[arg(long, env = "VWORKSPACE_OPERATOR_NAMESPACE")]
+    pub operator_namespace: Option<String>,
+    /// Pull mode: accept a plain http:// control-plane endpoint (a test control plane on loopback only).
+    #[arg(long, env = "VWORKSPACE_ALLOW_INSECURE_HTTP")]
+    pub allow_insecure_http: bool,
+    /// Pull mode: how long one poll waits for jobs (the `wait` of GET /api/agent/jobs, at most 300 s).
+    #[arg(long, default_value = "30s", value_parser = parse_duration, env = "VWORKSPACE_POLL_WAIT")]
+    pub poll_wait: std::time::Duration,
+    /// Pull mode: a job whose intent reaches no outcome within this gets the result `failed`.
+    #[arg(long, default_value = "15m", value_parser = parse_duration, env = "VWORKSPACE_JOB_DEADLINE")]
+    pub job_deadline: std::time::Duration,
     /// Branch of the cluster repo to follow.
     #[arg(long, default_value = "main", env = "VWORKSPACE_BRANCH")]
     pub branch: String,
@@ -139,6 +157,14 @@ pub struct Args {
     pub webhook_ca_validity: std::time::Duration,
 }
 
+/// `--mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ModeArg {
+    Gitops,
+    Pull,
+    Push,
+}
+
 /// `30s`, `5m`, `1h`, `90d`, `250ms`, or plain seconds.
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     let text = text.trim();
@@ -252,7 +278,9 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
 async fn run_async(args: Args) -> anyhow::Result<u8> {
     use crate::controller::context::{Selector, Settings};
     use crate::controller::repo_source::RepoConfig;
-    use crate::controller::run::{LeaseSettings, Operator, OperatorConfig};
+    use crate::controller::run::{
+        LeaseSettings, Operator, OperatorConfig, PullSettings, SourceConfig,
+    };
     crate::report::install_crypto_provider();
     let client = kube::Client::try_default()
         .await
@@ -290,7 +318,34 @@ async fn run_async(args: Args) -> anyhow::Result<u8> {
                 .unwrap_or_else(|_| format!("vworkspace-operator-{}", std::process::id())),
         )
     });
+    let operator_namespace = args
+        .operator_namespace
+        .clone()
+        .or_else(|| std::env::var("POD_NAMESPACE").ok())
+        .unwrap_or_else(|| "vworkspace-system".into());
+    let mode = match args.mode {
+        Some(m) => m,
+        None => {
+            let api: kube::Api<crate::api::Cluster> = kube::Api::all(client.clone());
+            let spec_mode = api
+                .get_opt(&args.cluster_id)
+                .await
+                .map_err(|e| anyhow::anyhow!("reading Cluster {}: {e}", args.cluster_id))?
+                .and_then(|c| c.spec.connectivity_mode);
+            match spec_mode {
+                Some(crate::api::ConnectivityMode::Pull) => ModeArg::Pull,
+                Some(crate::api::ConnectivityMode::Push) => ModeArg::Push,
+                _ => ModeArg::Gitops,
+            }
+        }
+    };
+    if mode == ModeArg::Push {
+        anyhow::bail!(
+            "--mode push: Push mode is not built yet (docs/operator.md#modes); use gitops or pull"
+        );
+    }
     let control_plane = match &args.control_plane_endpoint {
+        Some(_) if mode == ModeArg::Pull => None,
         Some(endpoint) => {
             let token = args.control_plane_token_file.clone().ok_or_else(|| {
                 anyhow::anyhow!("--control-plane-endpoint needs --control-plane-token-file")
@@ -341,16 +396,36 @@ async fn run_async(args: Args) -> anyhow::Result<u8> {
             approval_key,
             resync: args.resync_interval,
         },
-        repo: RepoConfig {
-            url: args.repo_url.clone(),
-            branch: args.branch.clone(),
-            path: args
-                .repo_path
-                .clone()
-                .unwrap_or_else(|| format!("clusters/{}", args.cluster_id)),
-            policy,
-            credentials: load_credentials(args.git_credentials.as_deref())?,
-            cache_dir: args.state_dir.join("cache"),
+        source: match mode {
+            ModeArg::Pull => {
+                let mut agent = crate::pull::agent::PullConfig::new(
+                    &args.cluster_id,
+                    &operator_namespace,
+                    args.state_dir.join("pull").join("token"),
+                );
+                agent.endpoint = args.control_plane_endpoint.clone();
+                agent.allow_insecure_http = args.allow_insecure_http;
+                agent.poll_wait = args.poll_wait.min(std::time::Duration::from_secs(300));
+                agent.job_deadline = args.job_deadline;
+                SourceConfig::Pull(PullSettings {
+                    agent,
+                    policy,
+                    event_signing_key_file: args.control_plane_hmac_key_file.clone(),
+                })
+            }
+            _ => SourceConfig::GitOps(RepoConfig {
+                url: args.repo_url.clone().ok_or_else(|| {
+                    anyhow::anyhow!("GitOps mode needs --repo-url (VWORKSPACE_REPO_URL)")
+                })?,
+                branch: args.branch.clone(),
+                path: args
+                    .repo_path
+                    .clone()
+                    .unwrap_or_else(|| format!("clusters/{}", args.cluster_id)),
+                policy,
+                credentials: load_credentials(args.git_credentials.as_deref())?,
+                cache_dir: args.state_dir.join("cache"),
+            }),
         },
         fetch_interval: args.fetch_interval,
         templates,

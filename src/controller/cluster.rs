@@ -37,15 +37,31 @@ pub struct ControlPlaneState {
     pub message: String,
 }
 
-/// Compute the Cluster conditions and fields (pure).
-pub fn cluster_conditions(
-    git: &super::gitops::GitStatus,
-    control_plane: &ControlPlaneState,
-    controllers: &[ControllerPresence],
-) -> (Vec<Cond>, ClusterPhase) {
-    let mut conds = Vec::new();
-    let connected = git.reachable && (!control_plane.configured || control_plane.reachable);
-    let connected_cond = if !git.reachable {
+/// What the intent source says about its connection, for the Cluster object.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SourceReport {
+    /// Connected (and, in Pull mode, Authenticated).
+    pub conditions: Vec<Cond>,
+    pub connected: bool,
+    /// The phase while not connected, when the source knows better than `Disconnected` (Pull: Pending,
+    /// Registering, Error).
+    pub phase: Option<ClusterPhase>,
+    pub last_heartbeat: Option<String>,
+    pub observed_token: Option<String>,
+    pub credential_status: Option<crate::api::CredentialStatus>,
+    pub credentials_secret_ref: Option<crate::api::SecretRef>,
+}
+
+/// GitOps mode: connected when the cluster repo was reachable at the last fetch.
+pub fn git_report(git: &super::gitops::GitStatus) -> SourceReport {
+    let cond = if git.reachable {
+        Cond::new(
+            types::CONNECTED,
+            "True",
+            reasons::ROUND_TRIP_OK,
+            "repo reachable",
+        )
+    } else {
         Cond::new(
             types::CONNECTED,
             "False",
@@ -54,23 +70,43 @@ pub fn cluster_conditions(
                 .clone()
                 .unwrap_or_else(|| "the cluster repo has not been fetched yet".into()),
         )
-    } else if control_plane.configured && !control_plane.reachable {
-        Cond::new(
-            types::CONNECTED,
-            "False",
-            reasons::CONTROL_PLANE_UNREACHABLE,
-            control_plane.message.clone(),
-        )
-    } else {
-        Cond::new(
-            types::CONNECTED,
-            "True",
-            reasons::ROUND_TRIP_OK,
-            "repo reachable",
-        )
     };
-    conds.push(connected_cond);
-    if control_plane.configured {
+    SourceReport {
+        conditions: vec![cond],
+        connected: git.reachable,
+        ..SourceReport::default()
+    }
+}
+
+/// Compute the Cluster conditions and fields (pure).
+pub fn cluster_conditions(
+    source: &SourceReport,
+    control_plane: &ControlPlaneState,
+    controllers: &[ControllerPresence],
+) -> (Vec<Cond>, ClusterPhase) {
+    let mut conds = Vec::new();
+    let connected = source.connected && (!control_plane.configured || control_plane.reachable);
+    let source_auth = source
+        .conditions
+        .iter()
+        .any(|c| c.type_ == types::AUTHENTICATED);
+    for c in &source.conditions {
+        if c.type_ == types::CONNECTED
+            && source.connected
+            && control_plane.configured
+            && !control_plane.reachable
+        {
+            conds.push(Cond::new(
+                types::CONNECTED,
+                "False",
+                reasons::CONTROL_PLANE_UNREACHABLE,
+                control_plane.message.clone(),
+            ));
+        } else {
+            conds.push(c.clone());
+        }
+    }
+    if control_plane.configured && !source_auth {
         conds.push(match control_plane.authenticated {
             Some(false) => Cond::new(
                 types::AUTHENTICATED,
@@ -120,7 +156,7 @@ pub fn cluster_conditions(
     let phase = match (connected, flux) {
         (true, true) if missing.is_empty() => ClusterPhase::Connected,
         (true, _) => ClusterPhase::Degraded,
-        (false, _) => ClusterPhase::Disconnected,
+        (false, _) => source.phase.unwrap_or(ClusterPhase::Disconnected),
     };
     (conds, phase)
 }
@@ -137,7 +173,7 @@ pub async fn sync(
         let obj = json!({
             "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "Cluster",
             "metadata": {"name": name},
-            "spec": ClusterSpec { cluster_id: Some(name.clone()), repo_path: None },
+            "spec": ClusterSpec { cluster_id: Some(name.clone()), ..ClusterSpec::default() },
         });
         api.patch(
             &name,
@@ -167,7 +203,8 @@ pub async fn sync(
         });
     }
     let git = ctx.source.status();
-    let (conds, phase) = cluster_conditions(&git, control_plane, &controllers);
+    let report = ctx.source.report();
+    let (conds, phase) = cluster_conditions(&report, control_plane, &controllers);
     let current = cluster.status.clone().unwrap_or_default();
     let mut next = current.clone();
     let now = Time(jiff::Timestamp::now());
@@ -184,6 +221,10 @@ pub async fn sync(
     next.last_verified_signer = git.last_verified_signer.clone();
     next.last_verified_time = git.last_verified_time.clone();
     next.operator_version = Some(env!("CARGO_PKG_VERSION").to_string());
+    next.last_heartbeat = report.last_heartbeat.clone();
+    next.observed_token = report.observed_token.clone();
+    next.credential_status = report.credential_status.clone();
+    next.credentials_secret_ref = report.credentials_secret_ref.clone();
     if next == current {
         return Ok(());
     }
@@ -238,11 +279,12 @@ mod tests {
             ..Default::default()
         };
         let all = present(&[("flux", true), ("velero", true)]);
-        let (conds, phase) = cluster_conditions(&git, &ControlPlaneState::default(), &all);
+        let (conds, phase) =
+            cluster_conditions(&git_report(&git), &ControlPlaneState::default(), &all);
         assert_eq!(phase, ClusterPhase::Connected);
         assert!(conds.iter().all(|c| c.status == "True"));
         let (conds, phase) = cluster_conditions(
-            &git,
+            &git_report(&git),
             &ControlPlaneState::default(),
             &present(&[("flux", true), ("velero", false)]),
         );
@@ -260,7 +302,8 @@ mod tests {
             last_error: Some("connection refused".into()),
             ..Default::default()
         };
-        let (conds, phase) = cluster_conditions(&down, &ControlPlaneState::default(), &all);
+        let (conds, phase) =
+            cluster_conditions(&git_report(&down), &ControlPlaneState::default(), &all);
         assert_eq!(phase, ClusterPhase::Disconnected);
         assert_eq!(conds[0].reason, "RepoUnreachable");
         let cp = ControlPlaneState {
@@ -270,7 +313,7 @@ mod tests {
             buffer_overflow: true,
             message: "503".into(),
         };
-        let (conds, _) = cluster_conditions(&git, &cp, &all);
+        let (conds, _) = cluster_conditions(&git_report(&git), &cp, &all);
         let reasons: Vec<&str> = conds.iter().map(|c| c.reason.as_str()).collect();
         assert_eq!(
             reasons,

@@ -107,6 +107,11 @@ pub trait IntentSource: Send + Sync {
         annotations: &BTreeMap<String, String>,
     ) -> Verdict;
 
-    /// The state of the view.
+    /// The state of the view (GitOps: the last verified commit).
     fn status(&self) -> GitStatus;
+
+    /// The connection, for the Cluster object.
+    fn report(&self) -> crate::controller::cluster::SourceReport {
+        crate::controller::cluster::git_report(&self.status())
+    }
 }

@@ -96,12 +96,30 @@ fn parse(origin: &PolicyOrigin, text: &str) -> Result<TrustPolicy, String> {
     .map_err(|e| format!("{origin}: {e}"))
 }
 
+/// What a policy change is given to: the Git view (GitOps mode) or the Pull agent (its control-plane keys).
+pub trait PolicyTarget: Send + Sync {
+    /// The policy now in force, or why none is (then nothing is trusted).
+    fn set_policy(&self, policy: Result<TrustPolicy, String>);
+}
+
+impl PolicyTarget for RepoSource {
+    fn set_policy(&self, policy: Result<TrustPolicy, String>) {
+        RepoSource::set_policy(self, policy);
+    }
+}
+
+impl PolicyTarget for crate::pull::agent::Agent {
+    fn set_policy(&self, policy: Result<TrustPolicy, String>) {
+        self.set_keys(policy.map(|p| p.control_plane_keys().to_vec()));
+    }
+}
+
 /// Watch the policy's source until `stop`; each change goes to `source`, and `wake` asks the Git view's loop to
 /// judge again now rather than at its next fetch.
 pub async fn run(
     reload: PolicyReload,
     client: kube::Client,
-    source: Arc<RepoSource>,
+    source: Arc<dyn PolicyTarget>,
     wake: Arc<Notify>,
     metrics: Metrics,
     mut stop: watch::Receiver<bool>,

@@ -66,10 +66,27 @@ struct HeldLease {
     task: JoinHandle<kube_lease_manager::Result<kube_lease_manager::LeaseManager>>,
 }
 
+/// Where intent comes from (docs/operator.md#modes).
+pub enum SourceConfig {
+    /// Signed commits in the cluster repo.
+    GitOps(RepoConfig),
+    /// Jobs long-polled from the control plane.
+    Pull(PullSettings),
+}
+
+/// Pull mode's settings.
+pub struct PullSettings {
+    pub agent: crate::pull::agent::PullConfig,
+    /// The trust policy: its control-plane keys make signed jobs mandatory.
+    pub policy: crate::git::policy::TrustPolicy,
+    /// Standard Webhooks signing key file for the event post (which uses the agent's endpoint and token).
+    pub event_signing_key_file: Option<PathBuf>,
+}
+
 /// Everything the operator needs to run.
 pub struct OperatorConfig {
     pub settings: Settings,
-    pub repo: RepoConfig,
+    pub source: SourceConfig,
     pub fetch_interval: Duration,
     pub templates: Templates,
     /// Pending notes and the notes work repo live here.
@@ -90,10 +107,25 @@ pub struct OperatorConfig {
     pub policy_reload: Option<super::policy_watch::PolicyReload>,
 }
 
+impl OperatorConfig {
+    /// The cluster repo's settings, in GitOps mode.
+    pub fn repo_mut(&mut self) -> Option<&mut RepoConfig> {
+        match &mut self.source {
+            SourceConfig::GitOps(r) => Some(r),
+            SourceConfig::Pull(_) => None,
+        }
+    }
+}
+
 /// A running operator.
 pub struct Operator {
     pub counters: Arc<Counters>,
-    pub source: Arc<RepoSource>,
+    /// The Git view (GitOps mode).
+    pub repo: Option<Arc<RepoSource>>,
+    /// The Pull agent (Pull mode).
+    pub agent: Option<Arc<crate::pull::agent::Agent>>,
+    /// What the reconcilers ask.
+    pub source: Arc<dyn super::gitops::IntentSource>,
     pub metrics: crate::metrics::Metrics,
     /// Bound (metrics, health) addresses, when the admin server runs.
     pub admin_addrs: Option<(SocketAddr, SocketAddr)>,
@@ -209,7 +241,7 @@ async fn lead(client: Client, lease: &LeaseSettings) -> anyhow::Result<HeldLease
 
 impl Operator {
     /// Start everything; returns once the first repo sync was attempted and the controllers run.
-    pub async fn start(client: Client, config: OperatorConfig) -> anyhow::Result<Self> {
+    pub async fn start(client: Client, mut config: OperatorConfig) -> anyhow::Result<Self> {
         crate::report::install_crypto_provider();
         let resources = Resources::new(client.clone());
         preflight(&resources).await?;
@@ -275,26 +307,69 @@ impl Operator {
         leader_check.pass();
 
         let cluster_id = config.settings.cluster_id.clone();
-        let credentials = config.repo.credentials.clone();
-        let remote_url = config.repo.url.clone();
-        let source = Arc::new(RepoSource::open(config.repo).context("opening the repo cache")?);
-        {
-            let s = source.clone();
-            let outcome = tokio::task::spawn_blocking(move || s.sync()).await?;
-            report_sync(&outcome, &metrics, &git_check);
-        }
-
-        let (notes, notes_worker) = NotesSink::new(
-            &cluster_id,
-            config.state_dir.join("notes.git"),
-            &remote_url,
-            credentials,
-            config.state_dir.clone(),
-            config.notes,
-            Some(metrics.clone()),
-        )?;
-        tasks.push(tokio::spawn(notes_worker.run(stop_rx.clone())));
-        let outcomes: Arc<dyn OutcomeSink> = notes;
+        // The intent source, and where outcomes go: git notes (GitOps) or job results (Pull, posted by the agent).
+        let mut repo = None;
+        let mut pull = None;
+        let (source, outcomes): (Arc<dyn super::gitops::IntentSource>, Arc<dyn OutcomeSink>) =
+            match config.source {
+                SourceConfig::GitOps(repo_config) => {
+                    let credentials = repo_config.credentials.clone();
+                    let remote_url = repo_config.url.clone();
+                    let source =
+                        Arc::new(RepoSource::open(repo_config).context("opening the repo cache")?);
+                    {
+                        let s = source.clone();
+                        let outcome = tokio::task::spawn_blocking(move || s.sync()).await?;
+                        report_sync(&outcome, &metrics, &git_check);
+                    }
+                    let (notes, notes_worker) = NotesSink::new(
+                        &cluster_id,
+                        config.state_dir.join("notes.git"),
+                        &remote_url,
+                        credentials,
+                        config.state_dir.clone(),
+                        config.notes,
+                        Some(metrics.clone()),
+                    )?;
+                    tasks.push(tokio::spawn(notes_worker.run(stop_rx.clone())));
+                    repo = Some(source.clone());
+                    (source, notes)
+                }
+                SourceConfig::Pull(settings) => {
+                    // Nothing to fetch before the controllers start: the agent proves each intent as it applies
+                    // it. Readiness does not wait for the control plane once the cluster is registered.
+                    let key = Arc::new(std::sync::RwLock::new(None));
+                    let (status_tx, status_rx) =
+                        watch::channel(crate::pull::agent::AgentStatus::initial());
+                    let source = Arc::new(crate::pull::source::PullSource::new(
+                        key.clone(),
+                        status_rx,
+                        &settings.agent.namespace,
+                    ));
+                    let agent = crate::pull::agent::Agent::new(
+                        settings.agent,
+                        client.clone(),
+                        resources.clone(),
+                        settings.policy.control_plane_keys().to_vec(),
+                        key,
+                        status_tx,
+                        Some(metrics.clone()),
+                    );
+                    // A credential first (from its Secret, or by registering): the event post needs its token.
+                    info!("Pull mode: reading or obtaining the control-plane credential");
+                    if !agent.bootstrap(stop_rx.clone()).await {
+                        anyhow::bail!("stopped before the cluster was registered");
+                    }
+                    git_check.pass();
+                    if let Some(base) = agent.base_url() {
+                        let mut pc = PosterConfig::new(base, agent.token_file(), &cluster_id);
+                        pc.signing_key_file = settings.event_signing_key_file.clone();
+                        config.control_plane = Some(pc);
+                    }
+                    pull = Some(agent);
+                    (source, Arc::new(super::sinks::NoOutcomes))
+                }
+            };
 
         let counters = Arc::new(Counters::default());
         counters.attach(metrics.clone());
@@ -526,7 +601,45 @@ impl Operator {
             );
         }
 
-        let git_ticks = source.subscribe();
+        // Reconcile everything again when the view changes: a new verified revision (GitOps), or the agent's
+        // state (Pull: e.g. the provenance key loaded, so intents waiting for it are judged).
+        let git_ticks = match (&repo, &pull) {
+            (Some(repo), _) => repo.subscribe(),
+            (None, Some(agent)) => {
+                let (tx, rx) = watch::channel(0u64);
+                let mut status = agent.subscribe();
+                let mut stop = stop_rx.clone();
+                tasks.push(tokio::spawn(async move {
+                    let mut last = status.borrow().clone();
+                    loop {
+                        tokio::select! {
+                            _ = stop.wait_for(|s| *s) => return,
+                            changed = status.changed() => {
+                                if changed.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                        let now = status.borrow().clone();
+                        // Heartbeats alone do not re-judge anything.
+                        let mut a = last.clone();
+                        a.last_heartbeat = now.last_heartbeat;
+                        if a != now {
+                            tx.send_modify(|n| *n += 1);
+                        }
+                        last = now;
+                    }
+                }));
+                rx
+            }
+            (None, None) => unreachable!("one source is configured"),
+        };
+        // The Pull agent runs once the stores it follows exist.
+        let agent = pull;
+        if let Some(a) = &agent {
+            a.attach(app_store.clone(), op_store.clone(), poster.clone());
+            tasks.push(tokio::spawn(a.clone().run(stop_rx.clone())));
+        }
         let app_task = app_controller
             .reconcile_all_on(ticks(git_ticks.clone()))
             .graceful_shutdown_on(wait_stop(stop_rx.clone()))
@@ -547,17 +660,21 @@ impl Operator {
         // The Git view: fetch, verify, index on an interval, and at once when the trust policy changes.
         let judge_now = Arc::new(tokio::sync::Notify::new());
         if let Some(reload) = config.policy_reload.clone() {
+            let target: Arc<dyn super::policy_watch::PolicyTarget> = match (&repo, &agent) {
+                (Some(r), _) => r.clone(),
+                (None, Some(a)) => a.clone(),
+                (None, None) => unreachable!("one source is configured"),
+            };
             tasks.push(tokio::spawn(super::policy_watch::run(
                 reload,
                 client.clone(),
-                source.clone(),
+                target,
                 judge_now.clone(),
                 metrics.clone(),
                 stop_rx.clone(),
             )));
         }
-        {
-            let source = source.clone();
+        if let Some(source) = repo.clone() {
             let metrics = metrics.clone();
             let mut stop = stop_rx.clone();
             let interval = config.fetch_interval;
@@ -671,6 +788,8 @@ impl Operator {
         }
         Ok(Self {
             counters,
+            repo,
+            agent,
             source,
             metrics,
             admin_addrs,
@@ -682,9 +801,13 @@ impl Operator {
         })
     }
 
-    /// Fetch and verify now (tests, and the demo).
+    /// Fetch and verify now (tests, and the demo; GitOps mode).
     pub async fn sync_now(&self) -> SyncOutcome {
-        let s = self.source.clone();
+        let Some(s) = self.repo.clone() else {
+            return SyncOutcome::Unreachable {
+                error: "not in GitOps mode: there is no cluster repo".into(),
+            };
+        };
         tokio::task::spawn_blocking(move || s.sync())
             .await
             .unwrap_or(SyncOutcome::Unreachable {

@@ -244,6 +244,13 @@ impl TransitionSink for PosterSink {
     }
 }
 
+/// Pull mode: outcomes are job results, which the agent posts; nothing is noted in Git.
+pub struct NoOutcomes;
+
+impl crate::controller::context::OutcomeSink for NoOutcomes {
+    fn record(&self, _: crate::controller::context::Outcome) {}
+}
+
 /// No control plane configured: transitions are only Kubernetes Events.
 pub struct NoTransitions;
 

@@ -4,9 +4,11 @@
 //! provenance stamps ([`provenance`]) and the applied-job store's rules ([`store`]). The I/O: the agent API
 //! client ([`client`]) and the agent ([`agent`]) that registers, polls, applies and reports.
 
+pub mod agent;
 pub mod client;
 pub mod jcs;
 pub mod job;
 pub mod provenance;
 pub mod signing;
+pub mod source;
 pub mod store;

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod chart;
+pub mod control_plane;
 pub mod gitfix;
 pub mod helm_standin;
 pub mod manifests;

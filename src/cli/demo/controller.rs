@@ -30,9 +30,8 @@ use crate::api::conditions::{reasons, types};
 use crate::api::{AppMode, ApplicationInstance, Cluster, labels};
 use crate::controller::apply::Resources;
 use crate::controller::context::{Selector, Settings};
-use crate::controller::gitops::IntentSource as _;
 use crate::controller::repo_source::{RepoConfig, SyncOutcome};
-use crate::controller::run::{Operator, OperatorConfig};
+use crate::controller::run::{Operator, OperatorConfig, SourceConfig};
 use crate::controller::sinks::NotesTiming;
 use crate::git::policy::TrustPolicy;
 use crate::git::remote::{self, Credentials};
@@ -395,14 +394,14 @@ async fn steps(
             approval_key: None,
             resync: Duration::from_secs(300),
         },
-        repo: RepoConfig {
+        source: SourceConfig::GitOps(RepoConfig {
             url: operator_repo.display().to_string(),
             branch: BRANCH.to_string(),
             path: INTENT_PATH.to_string(),
             policy: input.policy.clone(),
             credentials: Credentials::None,
             cache_dir: state_dir.join("cache"),
-        },
+        }),
         fetch_interval: Duration::from_secs(1),
         templates: Templates::embedded(),
         state_dir,

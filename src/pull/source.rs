@@ -1,0 +1,116 @@
+//! The intent source of Pull mode: a live intent is trusted when its provenance stamp proves it is the payload
+//! of the job the agent last applied for it ([`super::provenance`]). The reconcilers ask it exactly what they
+//! ask the Git view in GitOps mode.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use serde_json::Value;
+use tokio::sync::watch;
+
+use super::agent::{AgentStatus, CREDENTIALS_SECRET};
+use super::provenance;
+use crate::controller::cluster::SourceReport;
+use crate::controller::gitops::{GitStatus, IntentSource, Origin, Verdict};
+use crate::intent::IntentKind;
+
+pub struct PullSource {
+    key: Arc<RwLock<Option<Vec<u8>>>>,
+    agent: watch::Receiver<AgentStatus>,
+    namespace: String,
+}
+
+impl PullSource {
+    /// `key`: the provenance key the agent loads from its credentials Secret (shared).
+    pub fn new(
+        key: Arc<RwLock<Option<Vec<u8>>>>,
+        agent: watch::Receiver<AgentStatus>,
+        namespace: &str,
+    ) -> Self {
+        Self {
+            key,
+            agent,
+            namespace: namespace.to_string(),
+        }
+    }
+}
+
+/// Why nothing is trusted before the agent has read its credentials.
+pub const REASON_CREDENTIAL_MISSING: &str = "CredentialMissing";
+
+impl IntentSource for PullSource {
+    fn check(
+        &self,
+        kind: IntentKind,
+        namespace: &str,
+        name: &str,
+        spec: &Value,
+        labels: &BTreeMap<String, String>,
+        annotations: &BTreeMap<String, String>,
+    ) -> Verdict {
+        let key = self
+            .key
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let Some(key) = key else {
+            return Verdict::Blocked {
+                reason: REASON_CREDENTIAL_MISSING,
+                message: format!(
+                    "Pull mode: the operator has not read its credentials Secret {}/{CREDENTIALS_SECRET} yet, so no \
+                     job's provenance can be checked",
+                    self.namespace
+                ),
+            };
+        };
+        let digest = provenance::intent_digest(kind.as_str(), spec, labels, annotations);
+        match provenance::check(
+            &key,
+            &provenance::identity(kind.as_str(), namespace, name),
+            annotations.get(provenance::ANNOTATION).map(String::as_str),
+            &digest,
+        ) {
+            Ok(stamp) => Verdict::Verified {
+                origin: Origin::Job {
+                    job_id: stamp.job_id,
+                    signer: stamp.signer,
+                },
+            },
+            Err(m) => Verdict::Blocked {
+                reason: m.reason,
+                message: m.message,
+            },
+        }
+    }
+
+    fn status(&self) -> GitStatus {
+        let s = self.agent.borrow();
+        GitStatus {
+            reachable: s.connected.0,
+            last_error: (!s.connected.0).then(|| s.connected.2.clone()),
+            ..GitStatus::default()
+        }
+    }
+
+    fn report(&self) -> SourceReport {
+        let s = self.agent.borrow().clone();
+        let registered = s.registered_at.is_some() || s.observed_token.is_some();
+        SourceReport {
+            conditions: s.conditions(),
+            connected: s.connected.0,
+            phase: Some(s.phase),
+            last_heartbeat: s.last_heartbeat.map(|t| t.to_string()),
+            observed_token: s.observed_token.clone(),
+            credential_status: registered.then(|| crate::api::CredentialStatus {
+                secret_name: Some(CREDENTIALS_SECRET.into()),
+                secret_namespace: Some(self.namespace.clone()),
+                registered_at: s.registered_at.clone(),
+                registration_token_consumed: Some(s.registration_token_consumed),
+            }),
+            credentials_secret_ref: registered.then(|| crate::api::SecretRef {
+                name: CREDENTIALS_SECRET.into(),
+                namespace: self.namespace.clone(),
+            }),
+        }
+    }
+}

@@ -1,0 +1,590 @@
+//! Pull mode end to end: a control plane on loopback (tests/support/control_plane.rs, a real HTTP server with the
+//! upstream mock's quirks), the test bed's real API server, and the operator as its own process (`run --mode
+//! pull`). Jobs are signed with the `sign-job` command and a key made by ssh-keygen.
+//!
+//! Played: helm-controller (no chart can install here), by `support::helm_standin`, which writes the Ready status
+//! helm-controller writes; and the Job controller (the test bed runs no kube-controller-manager), by writing the
+//! status it writes for a Job that succeeded.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kube::Client;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+use support::control_plane::{ControlPlane, Fault};
+use support::helm_standin;
+use support::testbed::{self, free_port};
+use vworkspace_operator::api::{ApplicationInstance, Cluster, Operation};
+
+struct PullEnv {
+    tmp: tempfile::TempDir,
+    client: Client,
+    cp: ControlPlane,
+    cluster: String,
+    /// The gated namespace intents go to.
+    ns: String,
+    /// The operator's namespace (credentials Secret, registration token, applied-job store).
+    sys: String,
+    /// The control plane's private key (ssh-keygen) and its public line.
+    key: PathBuf,
+    operator: Option<Child>,
+    helm: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for PullEnv {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.operator.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some(h) = self.helm.take() {
+            h.abort();
+        }
+    }
+}
+
+/// A cluster registered with nothing yet: its namespaces, its Cluster object naming the control plane and the
+/// registration token Secret, and a control-plane key. `signed`: the trust policy names that key.
+async fn pull_env(name: &str, signed: bool) -> PullEnv {
+    let client = testbed::client().await;
+    let mut crds = testbed::project_crds();
+    crds.extend(testbed::upstream_crds());
+    testbed::install_crds(&client, &crds).await;
+    let cluster = format!("pull-{name}");
+    let ns = format!("pull-{name}-apps");
+    let sys = format!("pull-{name}-system");
+    testbed::namespace(&client, &ns, true).await;
+    testbed::namespace(&client, &sys, false).await;
+    let cp = ControlPlane::start().await;
+    let registration = format!("reg-{name}-{}", fastrand::u32(..));
+    cp.add_registration_token(&registration);
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), &sys);
+    secrets
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "registration"},
+                "stringData": {"registrationToken": registration},
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let clusters: Api<Cluster> = Api::all(client.clone());
+    clusters
+        .patch(
+            &cluster,
+            &PatchParams::apply("vworkspace-odoo").force(),
+            &Patch::Apply(json!({
+                "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "Cluster",
+                "metadata": {"name": cluster},
+                "spec": {"clusterId": cluster, "connectivityMode": "pull", "controlPlaneEndpoint": cp.url(),
+                    "registrationTokenSecretRef": {"name": "registration"}},
+            })),
+        )
+        .await
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let key = tmp.path().join("cp-key");
+    let out = Command::new("ssh-keygen")
+        .args([
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            "cp@example.com",
+            "-f",
+        ])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ssh-keygen: {out:?}");
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    let policy = if signed {
+        format!(
+            "controlPlaneKeys:\n  - name: cp-2026\n    key: \"{}\"\n",
+            public.trim()
+        )
+    } else {
+        // No control-plane key: jobs need no signature (session trust only). A policy must trust some key.
+        format!("sshAllowedSigners: \"git@example.com {}\"\n", public.trim())
+    };
+    std::fs::write(tmp.path().join("policy.yaml"), policy).unwrap();
+    let hr = testbed::api_resource(
+        &client,
+        &json!({"apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease"}),
+    )
+    .await;
+    let helm = helm_standin::play(client.clone(), hr, &cluster, "1.0.0", 4);
+    PullEnv {
+        tmp,
+        client,
+        cp,
+        cluster,
+        ns,
+        sys,
+        key,
+        operator: None,
+        helm: Some(helm),
+    }
+}
+
+impl PullEnv {
+    fn log(&self) -> PathBuf {
+        self.tmp.path().join("operator.log")
+    }
+
+    fn start_operator(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log())
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_vworkspace-operator"))
+            .env("KUBECONFIG", &testbed::server().kubeconfig)
+            .env("RUST_LOG", "info")
+            .args([
+                "run",
+                "--mode",
+                "pull",
+                "--log-format",
+                "text",
+                "--allow-insecure-http",
+            ])
+            .args([
+                "--poll-wait",
+                "2s",
+                "--job-deadline",
+                "60s",
+                "--leader-election",
+                "false",
+            ])
+            .arg(format!("--cluster-id={}", self.cluster))
+            .arg(format!("--operator-namespace={}", self.sys))
+            .arg("--policy")
+            .arg(self.tmp.path().join("policy.yaml"))
+            .arg("--state-dir")
+            .arg(self.tmp.path().join("state"))
+            .arg(format!("--metrics-addr=127.0.0.1:{}", free_port()))
+            .arg(format!("--health-addr=127.0.0.1:{}", free_port()))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start the operator");
+        self.operator = Some(child);
+    }
+
+    /// SIGKILL the operator.
+    fn kill_operator(&mut self) {
+        if let Some(mut child) = self.operator.take() {
+            child.kill().unwrap();
+            let _ = child.wait();
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        let t = std::fs::read_to_string(self.log()).unwrap_or_default();
+        let lines: Vec<&str> = t.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// A job, signed with the control plane's key by `sign-job` when `sign`.
+    fn job(
+        &self,
+        id: &str,
+        kind: &str,
+        payload: Value,
+        idem: &str,
+        expires: &str,
+        sign: bool,
+    ) -> Value {
+        let job = json!({"id": id, "kind": kind, "payload": payload, "idempotencyKey": idem,
+            "createdAt": jiff::Timestamp::now().to_string(), "expiresAt": expires});
+        if !sign {
+            return job;
+        }
+        sign_with(&self.key, &self.cluster, &job)
+    }
+
+    fn app(&self, i: usize, version: &str, greeting: &str) -> Value {
+        serde_saphyr::from_str(&support::manifests::nextcloud_app(
+            &self.cluster,
+            &self.ns,
+            i,
+            version,
+            &format!("{{greeting: {greeting}}}"),
+        ))
+        .unwrap()
+    }
+
+    async fn get_app(&self, name: &str) -> Option<ApplicationInstance> {
+        Api::<ApplicationInstance>::namespaced(self.client.clone(), &self.ns)
+            .get_opt(name)
+            .await
+            .unwrap()
+    }
+
+    async fn condition(&self, name: &str, type_: &str) -> Option<(String, String, String)> {
+        self.get_app(name)
+            .await?
+            .status?
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == type_)
+            .map(|c| (c.status, c.reason, c.message))
+    }
+
+    async fn eventually<T, F, Fut>(&self, what: &str, secs: u64, mut check: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(v) = check().await {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {secs} s waiting for: {what}\n-- operator log:\n{}",
+                self.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn cluster_obj(&self) -> Cluster {
+        Api::<Cluster>::all(self.client.clone())
+            .get(&self.cluster)
+            .await
+            .unwrap()
+    }
+
+    async fn cluster_condition(&self, type_: &str) -> Option<(String, String)> {
+        self.cluster_obj()
+            .await
+            .status?
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == type_)
+            .map(|c| (c.status, c.reason))
+    }
+}
+
+/// `vworkspace-operator sign-job --key KEY --cluster-id ID` on one job.
+fn sign_with(key: &std::path::Path, cluster: &str, job: &Value) -> Value {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vworkspace-operator"))
+        .args(["sign-job", "--cluster-id", cluster, "--key"])
+        .arg(key)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        child.stdin.as_mut().unwrap(),
+        &serde_json::to_vec(job).unwrap(),
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "sign-job: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn in_minutes(m: i64) -> String {
+    (jiff::Timestamp::now() + jiff::SignedDuration::from_mins(m)).to_string()
+}
+
+/// The story: register, a signed ApplicationInstance job applied and Ready with `succeeded` and its appliedRef,
+/// an Operation job to Succeeded, a replay and an expired job as `noop`, a delete job; then a hand edit Blocked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registers_applies_and_reports_jobs_to_their_outcome() {
+    let mut env = pull_env("story", true).await;
+    env.start_operator();
+
+    // Registration: the credential lands in its Secret; the Cluster says Connected and Authenticated.
+    env.eventually("the Cluster Connected", 60, || async {
+        (env.cluster_condition("Connected").await? == ("True".into(), "RoundTripOK".into()))
+            .then_some(())
+    })
+    .await;
+    let secret =
+        Api::<k8s_openapi::api::core::v1::Secret>::namespaced(env.client.clone(), &env.sys)
+            .get("vworkspace-agent-credentials")
+            .await
+            .unwrap();
+    let data = secret.data.unwrap();
+    let token = String::from_utf8(data["token"].0.clone()).unwrap();
+    assert!(env.cp.lock().tokens.contains_key(&token));
+    let status = env.cluster_obj().await.status.unwrap();
+    assert_eq!(
+        status.observed_token.as_deref(),
+        Some(vworkspace_operator::pull::agent::fingerprint(&token).as_str())
+    );
+    assert_eq!(
+        env.cluster_condition("Authenticated").await.unwrap().0,
+        "True"
+    );
+    assert_eq!(env.cp.requests("register"), 1);
+
+    // An ApplicationInstance job, signed. It allows RunCommand Operations on the Job engine (below).
+    let mut web = env.app(1, "1.0.0", "hello");
+    web["metadata"]["annotations"] = json!({"ops.vworkspace.io/runcommand": "job"});
+    let job = env.job(
+        "job-web-1",
+        "intent",
+        json!({"intent": "ensure-application-instance", "applicationInstance": web}),
+        "web-v1",
+        &in_minutes(30),
+        true,
+    );
+    env.cp.push([job]);
+    let result = env.cp.result("job-web-1", 90).await;
+    assert_eq!(result["outcome"], "succeeded", "{result}");
+    let app = env.get_app("app-1").await.unwrap();
+    assert_eq!(result["appliedRef"]["kind"], "ApplicationInstance");
+    assert_eq!(result["appliedRef"]["name"], "app-1");
+    assert_eq!(
+        result["appliedRef"]["uid"].as_str(),
+        app.metadata.uid.as_deref()
+    );
+    assert_eq!(env.cp.lock().acks["job-web-1"], 1);
+    let (ready, reason, _) = env.condition("app-1", "Ready").await.unwrap();
+    assert_eq!(
+        (ready.as_str(), reason.as_str()),
+        ("True", "HelmReleaseReady")
+    );
+    let (verified, vreason, vmessage) = env.condition("app-1", "Verified").await.unwrap();
+    assert_eq!(
+        (verified.as_str(), vreason.as_str()),
+        ("True", "JobVerified")
+    );
+    assert!(
+        vmessage.contains("job-web-1") && vmessage.contains("cp-2026"),
+        "{vmessage}"
+    );
+    // Statuses on the way: Applied, then the conditions as they changed.
+    let statuses = env.cp.statuses("job-web-1");
+    assert_eq!(statuses[0]["phase"], "Applied", "{statuses:?}");
+    assert!(
+        statuses.iter().any(|s| s["phase"] == "Ready"),
+        "{statuses:?}"
+    );
+    // The child names the job, as a GitOps child names its commit.
+    let hr = testbed::get(
+        &env.client,
+        "helm.toolkit.fluxcd.io/v2",
+        "HelmRelease",
+        &env.ns,
+        "app-1",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        hr["metadata"]["annotations"]["app.vworkspace.io/intent-job"],
+        "job-web-1"
+    );
+
+    // The same idempotency key again (a new job id): noop; an expired job: noop/expired. Nothing applied.
+    let replay = env.job("job-web-1b", "intent",
+        json!({"intent": "ensure-application-instance", "applicationInstance": env.app(1, "1.0.0", "changed")}),
+        "web-v1", &in_minutes(30), true);
+    let expired = env.job(
+        "job-old",
+        "apply",
+        env.app(2, "1.0.0", "late"),
+        "old",
+        &in_minutes(-1),
+        true,
+    );
+    env.cp.push([replay, expired]);
+    let r = env.cp.result("job-web-1b", 30).await;
+    assert_eq!(r["outcome"], "noop", "{r}");
+    let r = env.cp.result("job-old", 30).await;
+    assert_eq!(
+        (r["outcome"].as_str(), r["error"].as_str()),
+        (Some("noop"), Some("expired"))
+    );
+    assert!(env.get_app("app-2").await.is_none());
+    let app = env.get_app("app-1").await.unwrap();
+    assert_eq!(
+        app.spec.values.as_ref().unwrap().inline.as_ref().unwrap()["greeting"],
+        "hello"
+    );
+
+    // An Operation job (RunCommand on the Job engine) to Succeeded: the test plays the Job controller.
+    let op = json!({"apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "Operation",
+        "metadata": {"name": "scan", "namespace": env.ns},
+        "spec": {"targetRef": {"apiVersion": "apps.vworkspace.io/v1alpha1", "kind": "ApplicationInstance", "name": "app-1"},
+            "type": "RunCommand", "engine": "job",
+            "parameters": {"image": "docker.io/library/busybox:1.37", "command": ["true"]}}});
+    let job = env.job(
+        "job-scan",
+        "intent",
+        json!({"intent": "request-operation", "operation": op}),
+        "scan",
+        &in_minutes(30),
+        true,
+    );
+    env.cp.push([job]);
+    let engine = env
+        .eventually("the Operation's Job", 60, || async {
+            let op = Api::<Operation>::namespaced(env.client.clone(), &env.ns)
+                .get_opt("scan")
+                .await
+                .ok()??;
+            op.status?.engine_ref
+        })
+        .await;
+    Api::<k8s_openapi::api::batch::v1::Job>::namespaced(env.client.clone(), &engine.namespace)
+        .patch_status(
+            &engine.name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {
+                "startTime": "2026-11-21T00:00:00Z", "completionTime": "2026-11-21T00:01:00Z", "succeeded": 1,
+                "conditions": [
+                    {"type": "SuccessCriteriaMet", "status": "True", "reason": "CompletionsReached", "message": "done", "lastTransitionTime": "2026-11-21T00:01:00Z"},
+                    {"type": "Complete", "status": "True", "reason": "CompletionsReached", "message": "done", "lastTransitionTime": "2026-11-21T00:01:00Z"}]}})),
+        )
+        .await
+        .unwrap();
+    let r = env.cp.result("job-scan", 60).await;
+    assert_eq!(r["outcome"], "succeeded", "{r}");
+    assert_eq!(r["appliedRef"]["kind"], "Operation");
+
+    // A hand edit after the Pull apply: Blocked SpecMismatch, nothing re-rendered from it.
+    Api::<ApplicationInstance>::namespaced(env.client.clone(), &env.ns)
+        .patch(
+            "app-1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"chart": {"version": "9.9.9"}}})),
+        )
+        .await
+        .unwrap();
+    let (_, reason, message) = env
+        .eventually("app-1 Blocked after a hand edit", 60, || async {
+            env.condition("app-1", "Blocked")
+                .await
+                .filter(|c| c.0 == "True")
+        })
+        .await;
+    assert_eq!(reason, "SpecMismatch", "{message}");
+    assert!(message.contains("job-web-1"), "{message}");
+    let source = testbed::get(
+        &env.client,
+        "source.toolkit.fluxcd.io/v1",
+        "OCIRepository",
+        &env.ns,
+        "app-1",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        source["spec"]["ref"]["tag"], "1.0.0",
+        "the edit was not rendered"
+    );
+
+    // A delete job: the instance and its children go; succeeded once it is gone.
+    let del = env.job(
+        "job-del",
+        "intent",
+        json!({"intent": "delete-application-instance", "name": "app-1", "namespace": env.ns}),
+        "del-1",
+        &in_minutes(30),
+        true,
+    );
+    env.cp.push([del]);
+    let r = env.cp.result("job-del", 60).await;
+    assert_eq!(r["outcome"], "succeeded", "{r}");
+    assert!(env.get_app("app-1").await.is_none());
+
+    // Every job has exactly one result.
+    for (id, results) in env.cp.lock().results.iter() {
+        assert_eq!(results.len(), 1, "{id}: {results:?}");
+    }
+}
+
+/// With control-plane keys in the trust policy, an unsigned job and a forged one (signed by another key, and a
+/// signed job altered after signing) are refused with a precise error and an audit event; nothing is applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsigned_forged_and_altered_jobs_are_refused_and_nothing_is_applied() {
+    let mut env = pull_env("forged", true).await;
+    env.start_operator();
+    let other = env.tmp.path().join("other-key");
+    assert!(
+        Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&other)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let unsigned = env.job(
+        "job-unsigned",
+        "apply",
+        env.app(1, "1.0.0", "x"),
+        "u",
+        &in_minutes(30),
+        false,
+    );
+    let mut forged = json!({"id": "job-forged", "kind": "apply", "payload": env.app(2, "1.0.0", "x"),
+        "idempotencyKey": "f", "expiresAt": in_minutes(30)});
+    forged = sign_with(&other, &env.cluster, &forged);
+    let mut altered = env.job(
+        "job-altered",
+        "apply",
+        env.app(3, "1.0.0", "x"),
+        "a",
+        &in_minutes(30),
+        true,
+    );
+    altered["payload"]["spec"]["chart"]["version"] = json!("6.6.6");
+    let other_cluster = sign_with(
+        &env.key,
+        "another-cluster",
+        &json!({"id": "job-elsewhere", "kind": "apply", "payload": env.app(4, "1.0.0", "x"),
+            "idempotencyKey": "e", "expiresAt": in_minutes(30)}),
+    );
+    env.cp.push([unsigned, forged, altered, other_cluster]);
+    for (id, reason) in [
+        ("job-unsigned", "JobUnsigned"),
+        ("job-forged", "JobPayloadSignatureInvalid"),
+        ("job-altered", "JobPayloadSignatureInvalid"),
+        ("job-elsewhere", "JobPayloadSignatureInvalid"),
+    ] {
+        let r = env.cp.result(id, 60).await;
+        assert_eq!(r["outcome"], "failed", "{id}: {r}");
+        assert!(
+            r["error"].as_str().unwrap().starts_with(reason),
+            "{id}: {r}"
+        );
+    }
+    for i in 1..=4 {
+        assert!(
+            env.get_app(&format!("app-{i}")).await.is_none(),
+            "app-{i} was applied"
+        );
+    }
+    // The audit events reach the control plane.
+    env.eventually("four audit events", 30, || async {
+        let events = env.cp.lock().events.clone();
+        let audits: Vec<&Value> = events
+            .iter()
+            .filter(|e| e["kind"] == "JobPayloadSignatureInvalid")
+            .collect();
+        (audits.len() >= 4).then_some(())
+    })
+    .await;
+}
