@@ -588,3 +588,292 @@ async fn unsigned_forged_and_altered_jobs_are_refused_and_nothing_is_applied() {
     })
     .await;
 }
+
+/// Without control-plane keys (session trust only). A replay after the operator restarted is still a `noop`
+/// (the applied-job store is durable); a result the control plane could not take (down) is kept across a SIGKILL
+/// and posted once it is back; jobs queued while the operator was down are applied once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replays_and_owed_results_survive_a_restart_and_an_outage() {
+    let mut env = pull_env("restart", false).await;
+    env.start_operator();
+    let a = env.job(
+        "job-a",
+        "apply",
+        env.app(1, "1.0.0", "a"),
+        "key-a",
+        &in_minutes(30),
+        false,
+    );
+    env.cp.push([a]);
+    assert_eq!(env.cp.result("job-a", 90).await["outcome"], "succeeded");
+    let (_, _, message) = env.condition("app-1", "Verified").await.unwrap();
+    assert!(message.contains("unsigned"), "{message}");
+
+    // Killed; meanwhile a replay of A and a new job B are queued.
+    env.kill_operator();
+    let a2 = env.job(
+        "job-a2",
+        "apply",
+        env.app(1, "1.0.0", "a-again"),
+        "key-a",
+        &in_minutes(30),
+        false,
+    );
+    let b = env.job(
+        "job-b",
+        "apply",
+        env.app(2, "1.0.0", "b"),
+        "key-b",
+        &in_minutes(30),
+        false,
+    );
+    env.cp.push([a2, b]);
+    env.start_operator();
+    assert_eq!(env.cp.result("job-a2", 90).await["outcome"], "noop");
+    assert_eq!(env.cp.result("job-b", 90).await["outcome"], "succeeded");
+    let app1 = env.get_app("app-1").await.unwrap();
+    assert_eq!(
+        app1.spec.values.as_ref().unwrap().inline.as_ref().unwrap()["greeting"],
+        "a",
+        "the replay was not applied"
+    );
+
+    // The control plane goes down once job C is acked: C reaches its outcome, its result is owed.
+    let c = env.job(
+        "job-c",
+        "apply",
+        env.app(3, "1.0.0", "c"),
+        "key-c",
+        &in_minutes(30),
+        false,
+    );
+    env.cp.push([c]);
+    env.eventually("job C acked", 60, || async {
+        env.cp.lock().acks.contains_key("job-c").then_some(())
+    })
+    .await;
+    env.cp.lock().down = true;
+    env.eventually(
+        "app-3 Ready while the control plane is down",
+        90,
+        || async {
+            env.condition("app-3", "Ready")
+                .await
+                .filter(|c| c.0 == "True")
+        },
+    )
+    .await;
+    // The owed result is in the store before the process dies.
+    let store =
+        Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(env.client.clone(), &env.sys);
+    env.eventually("job C's outcome stored, not posted", 30, || async {
+        let cm = store.get_opt("vworkspace-applied-jobs").await.ok()??;
+        let text = cm.data?.get("applied-jobs.json")?.clone();
+        let v: Value = serde_json::from_str(&text).ok()?;
+        (v["jobs"]["key-c"]["outcome"] == "succeeded" && v["jobs"]["key-c"]["posted"] == false)
+            .then_some(())
+    })
+    .await;
+    env.kill_operator();
+    let d = env.job(
+        "job-d",
+        "apply",
+        env.app(4, "1.0.0", "d"),
+        "key-d",
+        &in_minutes(30),
+        false,
+    );
+    env.cp.push([d]);
+    env.start_operator();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(env.cp.results("job-c").is_empty());
+    env.cp.lock().down = false;
+    let r = env.cp.result("job-c", 90).await;
+    assert_eq!(r["outcome"], "succeeded", "{r}");
+    assert_eq!(r["appliedRef"]["name"], "app-3");
+    assert_eq!(env.cp.result("job-d", 90).await["outcome"], "succeeded");
+    // Nothing lost, nothing twice.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for id in ["job-a", "job-a2", "job-b", "job-c", "job-d"] {
+        assert_eq!(
+            env.cp.results(id).len(),
+            1,
+            "{id}: {:?}",
+            env.cp.results(id)
+        );
+    }
+}
+
+/// The documented error handling: 401 re-reads the credential and retries once, then waits for a new one; a
+/// rotation asked by annotation; 403 stops until the credential changes; 429 waits `Retry-After`; 5xx backs
+/// off (never faster than once a second) and says Disconnected while it lasts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_rotation_and_error_handling() {
+    let mut env = pull_env("errors", true).await;
+    env.cp.lock().strict_401 = true;
+    env.start_operator();
+    let job = |env: &PullEnv, n: usize| {
+        env.job(
+            &format!("job-{n}"),
+            "apply",
+            env.app(n, "1.0.0", "x"),
+            &format!("k-{n}"),
+            &in_minutes(30),
+            true,
+        )
+    };
+    env.cp.push([job(&env, 1)]);
+    assert_eq!(env.cp.result("job-1", 90).await["outcome"], "succeeded");
+    let secrets =
+        Api::<k8s_openapi::api::core::v1::Secret>::namespaced(env.client.clone(), &env.sys);
+    let token_now = || async {
+        let s = secrets.get("vworkspace-agent-credentials").await.unwrap();
+        String::from_utf8(s.data.unwrap()["token"].0.clone()).unwrap()
+    };
+
+    // 401: the credential is revoked. The operator retries once, then stops and says so.
+    env.cp.revoke_tokens();
+    let (status, reason) = env
+        .eventually("Authenticated=False after 401", 60, || async {
+            env.cluster_condition("Authenticated")
+                .await
+                .filter(|c| c.0 == "False")
+        })
+        .await;
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "ControlPlaneAuthenticationFailed")
+    );
+    let polls_then = env.cp.lock().polls.len();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(
+        env.cp.lock().polls.len() <= polls_then + 1,
+        "kept polling with a refused credential"
+    );
+    // An admin puts a new credential in the Secret: polling resumes.
+    let fresh = env.cp.issue_token(&env.cluster);
+    secrets
+        .patch(
+            "vworkspace-agent-credentials",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"stringData": {"token": fresh}})),
+        )
+        .await
+        .unwrap();
+    env.cp.push([job(&env, 2)]);
+    assert_eq!(env.cp.result("job-2", 90).await["outcome"], "succeeded");
+
+    // Rotation by annotation: a new token in the Secret, the old one invalid.
+    Api::<Cluster>::all(env.client.clone())
+        .patch(
+            &env.cluster,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"ops.vworkspace.io/rotate-credentials": "2026-12-04"}}})),
+        )
+        .await
+        .unwrap();
+    env.eventually("the credential rotated", 60, || async {
+        let t = token_now().await;
+        (t != fresh).then_some(())
+    })
+    .await;
+    assert_eq!(env.cp.requests("rotate"), 1);
+    assert!(!env.cp.lock().tokens.contains_key(&fresh));
+    env.cp.push([job(&env, 3)]);
+    assert_eq!(env.cp.result("job-3", 90).await["outcome"], "succeeded");
+    assert_eq!(
+        env.cp.requests("rotate"),
+        1,
+        "rotated once for one annotation value"
+    );
+
+    // 429 with Retry-After: 3 → the next poll comes no sooner.
+    let gap_after = |status: u16| {
+        let s = env.cp.lock();
+        let i = s.polls.iter().rposition(|p| p.1 == status)?;
+        s.polls
+            .get(i + 1)
+            .map(|next| next.0.duration_since(s.polls[i].0))
+    };
+    env.cp.lock().faults.push_back(Fault {
+        status: 429,
+        retry_after: Some("3".into()),
+    });
+    let gap = env
+        .eventually("a poll after the 429", 60, || async { gap_after(429) })
+        .await;
+    eprintln!(
+        "measured: poll after 429 with Retry-After 3: {:.2} s",
+        gap.as_secs_f64()
+    );
+    assert!(gap >= Duration::from_secs(3), "{gap:?}");
+
+    // 5xx: backoff, never faster than once a second; Disconnected after three in a row; then back.
+    for _ in 0..4 {
+        env.cp.lock().faults.push_back(Fault {
+            status: 500,
+            retry_after: None,
+        });
+    }
+    env.eventually(
+        "Connected=False while the control plane fails",
+        60,
+        || async {
+            env.cluster_condition("Connected")
+                .await
+                .filter(|c| c.0 == "False")
+        },
+    )
+    .await;
+    env.eventually("Connected again", 90, || async {
+        env.cluster_condition("Connected")
+            .await
+            .filter(|c| c.0 == "True")
+    })
+    .await;
+    let gaps: Vec<f64> = {
+        let s = env.cp.lock();
+        s.polls
+            .windows(2)
+            .filter(|w| w[0].1 == 500)
+            .map(|w| w[1].0.duration_since(w[0].0).as_secs_f64())
+            .collect()
+    };
+    eprintln!("measured: polls after each 500: {gaps:?} s");
+    assert!(
+        gaps.len() >= 4 && gaps.iter().all(|g| *g >= 0.5),
+        "{gaps:?}"
+    );
+    env.cp.push([job(&env, 4)]);
+    assert_eq!(env.cp.result("job-4", 90).await["outcome"], "succeeded");
+
+    // 403: no retry; the cluster waits for a new credential.
+    env.cp.lock().strict_401 = false;
+    env.cp.revoke_tokens();
+    env.eventually("Authenticated=False after 403", 60, || async {
+        env.cluster_condition("Authenticated")
+            .await
+            .filter(|c| c.0 == "False")
+    })
+    .await;
+    let polls_then = env.cp.lock().polls.len();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(env.cp.lock().polls.len(), polls_then, "retried after 403");
+    let fresh = env.cp.issue_token(&env.cluster);
+    secrets
+        .patch(
+            "vworkspace-agent-credentials",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"stringData": {"token": fresh}})),
+        )
+        .await
+        .unwrap();
+    env.cp.push([job(&env, 5)]);
+    assert_eq!(env.cp.result("job-5", 90).await["outcome"], "succeeded");
+    env.eventually("Authenticated again", 60, || async {
+        env.cluster_condition("Authenticated")
+            .await
+            .filter(|c| c.0 == "True")
+    })
+    .await;
+}
