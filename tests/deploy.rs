@@ -1047,3 +1047,96 @@ async fn installs_and_grants_least_privilege() {
             .await
     ));
 }
+
+/// `mode: pull` renders Pull mode: no repo needed, the mode and its settings in the Deployment, and the RBAC it
+/// needs by name only (its credentials Secret, the registration token Secret, its applied-job ConfigMap), with
+/// intents created and deleted only where the workloads role is bound (gated namespaces). GitOps mode renders
+/// none of it.
+#[test]
+fn pull_mode_renders_its_settings_and_named_rbac_only() {
+    let mut values = chart::flux_values();
+    values["mode"] = json!("pull");
+    values["repo"]["url"] = json!("");
+    values["pull"] = json!({"registrationTokenSecret": "cp-registration", "pollWait": "20s",
+        "jobDeadline": "10m", "allowInsecureHttp": false});
+    let pull = chart::template(&values);
+    let env_of = |objects: &[Value]| -> Vec<(String, String)> {
+        find(objects, "Deployment", "vworkspace-operator")["spec"]["template"]["spec"]["containers"]
+            [0]["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["name"].as_str().unwrap().to_string(),
+                    e["value"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect()
+    };
+    let env = env_of(&pull);
+    let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    assert_eq!(get("VWORKSPACE_MODE").as_deref(), Some("pull"));
+    assert_eq!(get("VWORKSPACE_POLL_WAIT").as_deref(), Some("20s"));
+    assert_eq!(get("VWORKSPACE_JOB_DEADLINE").as_deref(), Some("10m"));
+    assert_eq!(get("VWORKSPACE_REPO_URL"), None);
+    assert_eq!(get("VWORKSPACE_ALLOW_INSECURE_HTTP"), None);
+    let role = find(&pull, "Role", "vworkspace-operator");
+    let rules = role["rules"].as_array().unwrap();
+    let named = |resource: &str, name: &str| {
+        rules
+            .iter()
+            .find(|r| {
+                r["resources"][0] == resource
+                    && r["resourceNames"]
+                        .as_array()
+                        .is_some_and(|n| n.contains(&json!(name)))
+            })
+            .map(|r| r["verbs"].clone())
+    };
+    assert_eq!(
+        named("secrets", "vworkspace-agent-credentials"),
+        Some(json!(["get", "update", "patch"]))
+    );
+    assert_eq!(named("secrets", "cp-registration"), Some(json!(["get"])));
+    assert_eq!(
+        named("configmaps", "vworkspace-applied-jobs"),
+        Some(json!(["get", "update"]))
+    );
+    // Reading is by name only: no rule lists or reads Secrets or ConfigMaps at large.
+    for r in rules {
+        let core = r["apiGroups"].as_array().unwrap().contains(&json!(""));
+        let secretish = r["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x == "secrets" || x == "configmaps");
+        if core && secretish && r["resourceNames"].is_null() {
+            assert_eq!(r["verbs"], json!(["create"]), "{r}");
+        }
+    }
+    let workloads = find(&pull, "ClusterRole", "vworkspace-operator-workloads");
+    assert!(
+        workloads["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["resources"] == json!(["applicationinstances"])
+                && r["verbs"] == json!(["create", "delete"])),
+        "{workloads}"
+    );
+    // GitOps mode: none of it.
+    let gitops = chart::template(&chart::flux_values());
+    let text = serde_json::to_string(&gitops).unwrap();
+    for absent in [
+        "vworkspace-agent-credentials",
+        "vworkspace-applied-jobs",
+        "VWORKSPACE_POLL_WAIT",
+    ] {
+        assert!(!text.contains(absent), "{absent} in GitOps mode");
+    }
+    // And a GitOps install still needs its repo.
+    let mut no_repo = chart::flux_values();
+    no_repo["repo"]["url"] = json!("");
+    assert!(chart::try_template(&no_repo).is_err());
+}
