@@ -14,6 +14,7 @@ pub mod hydrate;
 pub mod intent;
 pub mod metrics;
 pub mod pull;
+pub mod push;
 pub mod render;
 pub mod report;
 pub mod schema;

@@ -11,17 +11,14 @@ mod support;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use k8s_openapi::api::authorization::v1::{
-    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
-};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Client;
 use kube::api::{Api, DynamicObject, ListParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config};
 use serde_json::{Value, json};
 use support::chart;
 use support::manifests::{build, yaml_docs};
+use support::rbac::{can, client_as};
 use support::testbed;
 
 const OPERATOR: &str = "system:serviceaccount:vworkspace-system:vworkspace-operator";
@@ -142,11 +139,12 @@ const CLUSTER_SCOPED: &[&str] = &[
 #[test]
 fn every_manifest_parses_and_is_part_of_the_build() {
     let (_, files) = build(&flux_dir());
-    // Every YAML file in flux/ is used, except the per-namespace template.
+    // Every YAML file in flux/ is used, except the per-namespace templates.
     let used: BTreeSet<PathBuf> = files.iter().map(|f| f.canonicalize().unwrap()).collect();
     for entry in std::fs::read_dir(flux_dir()).unwrap() {
         let path = entry.unwrap().path().canonicalize().unwrap();
-        if path.file_name().unwrap() == "namespace-binding.yaml" {
+        let name = path.file_name().unwrap();
+        if name == "namespace-binding.yaml" || name == "push-namespace-binding.yaml" {
             continue;
         }
         assert!(
@@ -645,63 +643,6 @@ fn cluster_values_agree_and_the_deployment_is_locked_down() {
 
 // ------------------------------------------------------------------------------------------------------
 // On the real API server
-
-/// A client that acts as `user` (with the groups of a ServiceAccount), through impersonation.
-async fn client_as(user: &str) -> Client {
-    let path = &testbed::server().kubeconfig;
-    let kubeconfig = Kubeconfig::read_from(path).unwrap();
-    let mut config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .unwrap();
-    config.auth_info.impersonate = Some(user.to_string());
-    config.auth_info.impersonate_groups = Some(sa_groups(user));
-    Client::try_from(config).unwrap()
-}
-
-fn sa_groups(user: &str) -> Vec<String> {
-    let ns = user.split(':').nth(2).unwrap();
-    vec![
-        "system:serviceaccounts".into(),
-        format!("system:serviceaccounts:{ns}"),
-        "system:authenticated".into(),
-    ]
-}
-
-/// Whether the API server's authorizer lets `user` do `verb` on `group/resource[/sub]` in `ns`.
-async fn can(
-    client: &Client,
-    user: &str,
-    verb: &str,
-    group: &str,
-    resource: &str,
-    ns: Option<&str>,
-    name: Option<&str>,
-) -> bool {
-    let (resource, subresource) = match resource.split_once('/') {
-        Some((r, s)) => (r, Some(s.to_string())),
-        None => (resource, None),
-    };
-    let sar = SubjectAccessReview {
-        spec: SubjectAccessReviewSpec {
-            user: Some(user.into()),
-            groups: Some(sa_groups(user)),
-            resource_attributes: Some(ResourceAttributes {
-                verb: Some(verb.into()),
-                group: Some(group.into()),
-                resource: Some(resource.into()),
-                subresource,
-                namespace: ns.map(Into::into),
-                name: name.map(Into::into),
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let api: Api<SubjectAccessReview> = Api::all(client.clone());
-    let got = api.create(&PostParams::default(), &sar).await.unwrap();
-    got.status.expect("SAR status").allowed
-}
 
 /// Wait (generously) until `user` may create Flux `resource` in `ns`.
 async fn wait_allowed(admin: &Client, user: &str, resource: &str, ns: &str) {

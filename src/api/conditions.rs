@@ -92,6 +92,8 @@ pub mod reasons {
     pub const COMMIT_VERIFIED: &str = "CommitVerified";
     /// Pull mode: the live spec is the payload of the job last applied for it.
     pub const JOB_VERIFIED: &str = "JobVerified";
+    /// Push mode: every spec field is owned by the control plane's field manager.
+    pub const FIELD_MANAGER_VERIFIED: &str = "FieldManagerVerified";
     pub const UNSIGNED_COMMIT: &str = "UnsignedCommit";
     pub const UNTRUSTED_SIGNATURE: &str = "UntrustedSignature";
     pub const SPEC_NOT_IN_GIT: &str = "SpecNotInGit";

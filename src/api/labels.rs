@@ -37,6 +37,8 @@ pub const ALLOWED_TYPES: &str = "ops.vworkspace.io/allowed-types";
 pub const INTENT_COMMIT: &str = "app.vworkspace.io/intent-commit";
 /// Pull mode: the job whose payload a child's intent is (the Pull counterpart of [`INTENT_COMMIT`]).
 pub const INTENT_JOB: &str = "app.vworkspace.io/intent-job";
+/// Push mode: the field manager that owns the intent's spec.
+pub const INTENT_MANAGER: &str = "app.vworkspace.io/intent-manager";
 /// The capability verbs: one per Operation type.
 pub const CAPABILITY_VERBS: &[&str] = &[
     "backup",

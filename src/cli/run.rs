@@ -30,6 +30,9 @@ pub struct Args {
     /// Pull mode: how long one poll waits for jobs (the `wait` of GET /api/agent/jobs, at most 300 s).
     #[arg(long, default_value = "30s", value_parser = parse_duration, env = "VWORKSPACE_POLL_WAIT")]
     pub poll_wait: std::time::Duration,
+    /// Push mode: the control plane's field manager; an intent is acted on only when it owns every spec field.
+    #[arg(long, default_value = crate::push::DEFAULT_FIELD_MANAGER, env = "VWORKSPACE_CONTROL_PLANE_FIELD_MANAGER")]
+    pub control_plane_field_manager: String,
     /// Pull mode: a job whose intent reaches no outcome within this gets the result `failed`.
     #[arg(long, default_value = "15m", value_parser = parse_duration, env = "VWORKSPACE_JOB_DEADLINE")]
     pub job_deadline: std::time::Duration,
@@ -339,11 +342,6 @@ async fn run_async(args: Args) -> anyhow::Result<u8> {
             }
         }
     };
-    if mode == ModeArg::Push {
-        anyhow::bail!(
-            "--mode push: Push mode is not built yet (docs/operator.md#modes); use gitops or pull"
-        );
-    }
     let control_plane = match &args.control_plane_endpoint {
         Some(_) if mode == ModeArg::Pull => None,
         Some(endpoint) => {
@@ -413,7 +411,10 @@ async fn run_async(args: Args) -> anyhow::Result<u8> {
                     event_signing_key_file: args.control_plane_hmac_key_file.clone(),
                 })
             }
-            _ => SourceConfig::GitOps(RepoConfig {
+            ModeArg::Push => SourceConfig::Push {
+                field_manager: args.control_plane_field_manager.clone(),
+            },
+            ModeArg::Gitops => SourceConfig::GitOps(RepoConfig {
                 url: args.repo_url.clone().ok_or_else(|| {
                     anyhow::anyhow!("GitOps mode needs --repo-url (VWORKSPACE_REPO_URL)")
                 })?,

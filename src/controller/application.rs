@@ -200,6 +200,7 @@ async fn apply(
         &spec_json,
         app.labels(),
         app.annotations(),
+        app.managed_fields(),
     );
     let origin = match verdict {
         Verdict::Verified { origin } => origin,

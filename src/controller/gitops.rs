@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
 use serde_json::Value;
 
 use crate::intent::IntentKind;
@@ -20,6 +21,8 @@ pub enum Origin {
     /// Pull: the live spec is the payload of job `job_id`, signed by the control-plane key `signer` (`-`:
     /// unsigned, the policy names no control-plane key).
     Job { job_id: String, signer: String },
+    /// Push: every spec field is owned by the control plane's field manager `manager`.
+    FieldManager { manager: String },
 }
 
 impl Origin {
@@ -27,7 +30,7 @@ impl Origin {
     pub fn intent_commit(&self) -> Option<&str> {
         match self {
             Origin::Commit { intent_commit, .. } => Some(intent_commit),
-            Origin::Job { .. } => None,
+            Origin::Job { .. } | Origin::FieldManager { .. } => None,
         }
     }
 
@@ -53,6 +56,12 @@ impl Origin {
                     format!("the payload of job {job_id}, signed by control-plane key {signer}")
                 },
             ),
+            Origin::FieldManager { manager } => crate::controller::status::Cond::new(
+                types::VERIFIED,
+                "True",
+                reasons::FIELD_MANAGER_VERIFIED,
+                format!("every spec field is owned by the control plane's field manager {manager}"),
+            ),
         }
     }
 
@@ -63,6 +72,9 @@ impl Origin {
                 (crate::api::labels::INTENT_COMMIT, intent_commit.clone())
             }
             Origin::Job { job_id, .. } => (crate::api::labels::INTENT_JOB, job_id.clone()),
+            Origin::FieldManager { manager } => {
+                (crate::api::labels::INTENT_MANAGER, manager.clone())
+            }
         }
     }
 }
@@ -94,9 +106,13 @@ pub struct GitStatus {
     pub last_error: Option<String>,
 }
 
-/// What the reconcilers need from Git.
+/// What the reconcilers ask, whatever the transport (docs/operator.md#modes): is this live intent proven, and
+/// where did it come from? Implemented by the Git view (GitOps), the Pull agent's provenance stamps (Pull) and
+/// the field-manager check (Push).
 pub trait IntentSource: Send + Sync {
-    /// Check an intent against the newest verified revision.
+    /// Judge a live intent: its typed spec, labels, annotations and the spec owners of its managedFields (the
+    /// stores keep only those: see `compact_managed_fields`).
+    #[allow(clippy::too_many_arguments)]
     fn check(
         &self,
         kind: IntentKind,
@@ -105,6 +121,7 @@ pub trait IntentSource: Send + Sync {
         spec: &Value,
         labels: &BTreeMap<String, String>,
         annotations: &BTreeMap<String, String>,
+        managed_fields: &[ManagedFieldsEntry],
     ) -> Verdict;
 
     /// The state of the view (GitOps: the last verified commit).

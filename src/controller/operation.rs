@@ -209,6 +209,7 @@ async fn apply(op: &Operation, api: &Api<Operation>, ctx: &Context) -> Result<Ac
         &spec_json,
         op.labels(),
         op.annotations(),
+        op.managed_fields(),
     );
     let origin = match verdict {
         Verdict::Verified { origin } => origin,

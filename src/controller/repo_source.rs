@@ -458,6 +458,7 @@ impl IntentSource for RepoSource {
         spec: &Value,
         labels: &BTreeMap<String, String>,
         annotations: &BTreeMap<String, String>,
+        _managed_fields: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry],
     ) -> Verdict {
         let mut guard = self.lock();
         let state = &mut *guard;

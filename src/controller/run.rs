@@ -72,6 +72,8 @@ pub enum SourceConfig {
     GitOps(RepoConfig),
     /// Jobs long-polled from the control plane.
     Pull(PullSettings),
+    /// Intents applied by the control plane itself, proven by their spec's field manager.
+    Push { field_manager: String },
 }
 
 /// Pull mode's settings.
@@ -112,7 +114,7 @@ impl OperatorConfig {
     pub fn repo_mut(&mut self) -> Option<&mut RepoConfig> {
         match &mut self.source {
             SourceConfig::GitOps(r) => Some(r),
-            SourceConfig::Pull(_) => None,
+            SourceConfig::Pull(_) | SourceConfig::Push { .. } => None,
         }
     }
 }
@@ -153,8 +155,8 @@ pub async fn preflight(resources: &Resources) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A watch of `K` that keeps a store (without managedFields: they are most of an object's size and the
-/// reconcilers never read them) and yields the objects it applies, as a controller's trigger. The flag turns
+/// A watch of `K` that keeps a store (with managedFields reduced to who owns the spec: they are most of an
+/// object's size, and Push mode's provenance needs only that; see [`compact_managed_fields`]) and yields the objects it applies, as a controller's trigger. The flag turns
 /// true once the store holds a complete list: asking the store itself (`wait_until_ready`) from elsewhere would
 /// take the single wake-up slot of the Controller waiting on it.
 pub(crate) fn stored_watch<K>(
@@ -180,7 +182,7 @@ where
     let flag = synced.clone();
     let stream = reflector(
         writer,
-        watcher(api, config).modify(|obj| obj.managed_fields_mut().clear()),
+        watcher(api, config).modify(|obj| compact_managed_fields(obj.managed_fields_mut())),
     )
     .inspect_ok(move |event| {
         if matches!(event, watcher::Event::InitDone) {
@@ -189,6 +191,25 @@ where
     })
     .applied_objects();
     (reader, synced, stream)
+}
+
+/// Keep of managedFields only the entries that own fields of `spec` on the main resource (not the status
+/// subresource), each reduced to its manager, operation and a `{"f:spec": {}}` marker: what Push mode's
+/// provenance reads (`crate::push`), in a few dozen bytes instead of the field sets.
+pub fn compact_managed_fields(
+    entries: &mut Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry>,
+) {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::FieldsV1;
+    entries.retain(|e| {
+        e.subresource.as_deref().unwrap_or_default().is_empty()
+            && e.fields_v1
+                .as_ref()
+                .is_some_and(|f| f.0.get("f:spec").is_some())
+    });
+    for e in entries.iter_mut() {
+        e.fields_v1 = Some(FieldsV1(serde_json::json!({"f:spec": {}})));
+        e.time = None;
+    }
 }
 
 /// What an intent's reconcile depends on, hashed: everything but the status (and the bookkeeping that changes
@@ -368,6 +389,14 @@ impl Operator {
                     }
                     pull = Some(agent);
                     (source, Arc::new(super::sinks::NoOutcomes))
+                }
+                SourceConfig::Push { field_manager } => {
+                    git_check.pass();
+                    info!(field_manager = %field_manager, "Push mode: acting on intents whose spec the control plane owns");
+                    (
+                        Arc::new(crate::push::PushSource::new(&field_manager)),
+                        Arc::new(super::sinks::NoOutcomes),
+                    )
                 }
             };
 
@@ -632,7 +661,17 @@ impl Operator {
                 }));
                 rx
             }
-            (None, None) => unreachable!("one source is configured"),
+            (None, None) => {
+                // Push mode: nothing but the watches triggers reconciles. The sender lives as long as the
+                // operator (a dropped sender would end the ticks).
+                let (tx, rx) = watch::channel(0u64);
+                let mut stop = stop_rx.clone();
+                tasks.push(tokio::spawn(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                    drop(tx);
+                }));
+                rx
+            }
         };
         // The Pull agent runs once the stores it follows exist.
         let agent = pull;
@@ -660,19 +699,22 @@ impl Operator {
         // The Git view: fetch, verify, index on an interval, and at once when the trust policy changes.
         let judge_now = Arc::new(tokio::sync::Notify::new());
         if let Some(reload) = config.policy_reload.clone() {
-            let target: Arc<dyn super::policy_watch::PolicyTarget> = match (&repo, &agent) {
-                (Some(r), _) => r.clone(),
-                (None, Some(a)) => a.clone(),
-                (None, None) => unreachable!("one source is configured"),
+            let target: Option<Arc<dyn super::policy_watch::PolicyTarget>> = match (&repo, &agent) {
+                (Some(r), _) => Some(r.clone()),
+                (None, Some(a)) => Some(a.clone()),
+                // Push mode trusts no key yet: there is nothing to reload.
+                (None, None) => None,
             };
-            tasks.push(tokio::spawn(super::policy_watch::run(
-                reload,
-                client.clone(),
-                target,
-                judge_now.clone(),
-                metrics.clone(),
-                stop_rx.clone(),
-            )));
+            if let Some(target) = target {
+                tasks.push(tokio::spawn(super::policy_watch::run(
+                    reload,
+                    client.clone(),
+                    target,
+                    judge_now.clone(),
+                    metrics.clone(),
+                    stop_rx.clone(),
+                )));
+            }
         }
         if let Some(source) = repo.clone() {
             let metrics = metrics.clone();

@@ -47,6 +47,7 @@ impl IntentSource for PullSource {
         spec: &Value,
         labels: &BTreeMap<String, String>,
         annotations: &BTreeMap<String, String>,
+        _managed_fields: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry],
     ) -> Verdict {
         let key = self
             .key

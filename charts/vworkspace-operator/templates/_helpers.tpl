@@ -35,5 +35,5 @@ vworkspace-operator-webhook.{{ .Release.Namespace }}.svc
 {{/* Fail early on the values the schema cannot check alone. */}}
 {{- define "vwo.check" -}}
 {{- if not .Values.clusterId }}{{ fail "clusterId is required: this cluster's id (a DNS label)" }}{{ end }}
-{{- if and (ne .Values.mode "pull") (not .Values.repo.url) }}{{ fail "repo.url is required in GitOps mode: the cluster repo the operator verifies" }}{{ end }}
+{{- if and (eq .Values.mode "gitops") (not .Values.repo.url) }}{{ fail "repo.url is required in GitOps mode: the cluster repo the operator verifies" }}{{ end }}
 {{- end }}
