@@ -1,5 +1,7 @@
-//! The ApplicationInstance reconciler: fetch (the verified Git view) → verify (provenance) → render → apply
-//! (HelmRelease + chart source) → report (status, Events, control-plane events, git notes).
+//! The ApplicationInstance reconciler, a pipeline: trust (the intent source proves the live spec) → validate →
+//! render → apply (HelmRelease + chart source) → fold the children's status; then report (status, Events,
+//! control-plane events, git notes). Every way it can end is an [`Ending`], whose conditions are computed in
+//! one place.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,7 +15,7 @@ use tracing::{info, instrument, warn};
 
 use super::children::Lookup;
 use super::context::{Context, Outcome, Transition, changed, delays};
-use super::gitops::Verdict;
+use super::gitops::{Origin, Verdict};
 use super::status::{Cond, application_conditions, merge_conditions};
 use crate::api::conditions::{reasons, types};
 use crate::api::{
@@ -143,9 +145,23 @@ pub async fn active_upgrade(
     // Most instances have no upgrade Operation at all: the Operation controller's store says so without a
     // request. An Operation can only be Running or Succeeded after that controller saw it, so once the store
     // has synced, absence there is absence. Candidates are read fresh from the API server.
-    let synced = ctx
-        .operations_synced
-        .load(std::sync::atomic::Ordering::Acquire);
+    // At start the instances' store can be ready before the Operations' store: wait for it (it takes
+    // milliseconds) rather than list Operations once per instance (0.55 lists per instance on 500 at start, in
+    // the controller bench). After 10 s without a complete list, the API server is asked.
+    let mut waited = std::time::Duration::ZERO;
+    let synced = loop {
+        if ctx
+            .operations_synced
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            break true;
+        }
+        if waited >= std::time::Duration::from_secs(10) {
+            break false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        waited += std::time::Duration::from_millis(50);
+    };
     if synced && ctx.operations.find(|op| targets_app(op)).is_none() {
         return Ok(None);
     }
@@ -169,62 +185,287 @@ pub async fn active_upgrade(
     Ok(candidates.pop())
 }
 
+/// Where a reconcile of a live (not deleted) instance ended. The pipeline — [`trust`] → [`validate`] →
+/// [`render`] → [`apply_children`] → fold — stops at the first step that cannot go on; [`Ending::conditions`]
+/// computes the status of every ending in one place, and [`Ending::next`] when to look again.
+enum Ending {
+    /// `apps.vworkspace.io/reconcile=disabled`: children left as they are.
+    Paused,
+    /// The intent source does not prove this spec (Blocked with its reason).
+    Untrusted {
+        reason: &'static str,
+        message: String,
+    },
+    /// Proven, but refused by the API server's rules or the webhook's (PolicyDenied).
+    Invalid {
+        origin: Origin,
+        message: String,
+    },
+    /// `mode: placeholder`: nothing to install.
+    Placeholder {
+        origin: Origin,
+    },
+    RenderFailed {
+        origin: Origin,
+        message: String,
+    },
+    /// A kind to write is not served (Flux not installed).
+    MissingDependencies {
+        origin: Origin,
+        message: String,
+    },
+    /// The namespace lost its gate label while rendering: nothing written, nothing said.
+    Ungated,
+    /// Children applied: their status folded in.
+    Applied(Box<Applied>),
+}
+
+struct Applied {
+    origin: Origin,
+    upgrade: Option<Operation>,
+    desired_version: String,
+    helm_release: Option<Value>,
+    source: Option<Value>,
+}
+
+impl Ending {
+    fn origin(&self) -> Option<&Origin> {
+        match self {
+            Ending::Invalid { origin, .. }
+            | Ending::Placeholder { origin }
+            | Ending::RenderFailed { origin, .. }
+            | Ending::MissingDependencies { origin, .. } => Some(origin),
+            Ending::Applied(a) => Some(&a.origin),
+            Ending::Paused | Ending::Untrusted { .. } | Ending::Ungated => None,
+        }
+    }
+
+    /// The conditions of this ending (the one place they are computed).
+    fn conditions(&self) -> Vec<Cond> {
+        let active = Cond::new(types::SUSPENDED, "False", reasons::ACTIVE, "");
+        let unblocked = || Cond::new(types::BLOCKED, "False", reasons::UNBLOCKED, "");
+        let blocked_not_ready = |reason: &'static str, message: &str| {
+            vec![
+                Cond::new(types::BLOCKED, "True", reason, message),
+                Cond::new(types::READY, "False", reason, message),
+            ]
+        };
+        let mut conds = match self {
+            Ending::Paused => {
+                return vec![Cond::new(
+                    types::SUSPENDED,
+                    "True",
+                    reasons::RECONCILE_PAUSED,
+                    "annotation apps.vworkspace.io/reconcile=disabled",
+                )];
+            }
+            Ending::Ungated => return Vec::new(),
+            Ending::Untrusted { reason, message } => {
+                return vec![
+                    active,
+                    Cond::new(types::VERIFIED, "False", *reason, message.clone()),
+                    Cond::new(types::BLOCKED, "True", *reason, message.clone()),
+                ];
+            }
+            _ => vec![active],
+        };
+        if let Some(origin) = self.origin() {
+            conds.push(origin.verified_condition());
+        }
+        match self {
+            Ending::Invalid { message, .. } => {
+                conds.extend(blocked_not_ready(reasons::POLICY_DENIED, message))
+            }
+            Ending::RenderFailed { message, .. } => {
+                conds.extend(blocked_not_ready(reasons::RENDER_FAILED, message))
+            }
+            Ending::MissingDependencies { message, .. } => {
+                conds.extend(blocked_not_ready(reasons::MISSING_DEPENDENCIES, message))
+            }
+            Ending::Placeholder { .. } => conds.extend([
+                unblocked(),
+                Cond::new(
+                    types::READY,
+                    "True",
+                    reasons::PLACEHOLDER,
+                    "placeholder: nothing to install",
+                ),
+                Cond::new(types::RECONCILING, "False", reasons::STABLE, ""),
+            ]),
+            Ending::Applied(a) => {
+                conds.push(unblocked());
+                conds.extend(application_conditions(
+                    &a.desired_version,
+                    a.helm_release.as_ref(),
+                    a.source.as_ref(),
+                ));
+            }
+            Ending::Paused | Ending::Ungated | Ending::Untrusted { .. } => {}
+        }
+        conds
+    }
+
+    /// When to look again.
+    fn next(&self, conds: &[Cond], resync: std::time::Duration) -> Action {
+        match self {
+            Ending::Paused
+            | Ending::Ungated
+            | Ending::Invalid { .. }
+            | Ending::RenderFailed { .. } => Action::await_change(),
+            Ending::Untrusted { .. } | Ending::MissingDependencies { .. } => {
+                Action::requeue(delays::WAITING)
+            }
+            Ending::Placeholder { .. } => Action::requeue(resync),
+            Ending::Applied(_) => {
+                let settled = conds
+                    .iter()
+                    .any(|c| c.type_ == types::RECONCILING && c.status == "False");
+                Action::requeue(if settled { resync } else { delays::PROGRESS })
+            }
+        }
+    }
+}
+
+/// A live instance: the pipeline, then its status, then its outcome.
 async fn apply(
     app: &ApplicationInstance,
     api: &Api<ApplicationInstance>,
     ctx: &Context,
 ) -> Result<Action, Error> {
-    let namespace = app.namespace().unwrap_or_default();
-    let generation = app.metadata.generation;
-    // Pause: keep children as they are, say so.
+    // The finalizer may be added on the way (before the first child is written): the instance as the API
+    // server last answered.
+    let mut current = std::borrow::Cow::Borrowed(app);
+    let ending = pipeline(&mut current, api, ctx).await?;
+    let app = current.as_ref();
+    let conds = ending.conditions();
+    if !conds.is_empty() {
+        let intent_commit = ending
+            .origin()
+            .and_then(Origin::intent_commit)
+            .map(str::to_string);
+        let applied = match &ending {
+            Ending::Applied(a) => Some(a),
+            _ => None,
+        };
+        let chart = app.spec.chart.clone();
+        let release = app.spec.release.clone().unwrap_or_default();
+        write_status(app, ctx, &conds, |s| {
+            // Where the intent came from is recorded once it is acted on; a refusal keeps the last record.
+            if matches!(ending, Ending::Placeholder { .. } | Ending::Applied(_)) {
+                s.intent_commit = intent_commit.clone();
+            }
+            if let Some(a) = applied {
+                s.helm_release_ref = Some(ObjectRef {
+                    name: release.name.clone(),
+                    namespace: release.namespace.clone(),
+                });
+                s.last_applied_chart = chart.as_ref().map(|c| AppliedChart {
+                    source_type: c.source_type,
+                    url: c.url.clone(),
+                    name: c.name.clone(),
+                    version: a.desired_version.clone(),
+                });
+            }
+        })
+        .await?;
+    }
+    if let Ending::Applied(a) = &ending {
+        record_outcome(app, ctx, a, &conds);
+    }
+    Ok(ending.next(&conds, ctx.settings.resync))
+}
+
+/// trust → validate → render → apply → fold.
+async fn pipeline(
+    app: &mut std::borrow::Cow<'_, ApplicationInstance>,
+    api: &Api<ApplicationInstance>,
+    ctx: &Context,
+) -> Result<Ending, Error> {
     if app.annotations().get(labels::RECONCILE).map(String::as_str)
         == Some(labels::RECONCILE_DISABLED)
     {
-        let conds = [Cond::new(
-            types::SUSPENDED,
-            "True",
-            reasons::RECONCILE_PAUSED,
-            "annotation apps.vworkspace.io/reconcile=disabled",
-        )];
-        write_status(app, ctx, &conds, |_| {}).await?;
-        return Ok(Action::await_change());
+        return Ok(Ending::Paused);
     }
-    let active = Cond::new(types::SUSPENDED, "False", reasons::ACTIVE, "");
+    let origin = match trust(app, ctx) {
+        Ok(origin) => origin,
+        Err(ending) => return Ok(ending),
+    };
+    if let Err(message) = validate(app, ctx) {
+        return Ok(Ending::Invalid { origin, message });
+    }
+    if app.spec.mode == AppMode::Placeholder {
+        return Ok(Ending::Placeholder { origin });
+    }
+    let upgrade = active_upgrade(app, ctx).await?;
+    let objects = match render(app, ctx, &origin, upgrade.as_ref()) {
+        Ok(objects) => objects,
+        Err(message) => return Ok(Ending::RenderFailed { origin, message }),
+    };
+    let live = match apply_children(app, api, ctx, &objects).await? {
+        Applying::Done(live) => live,
+        Applying::Missing(message) => {
+            return Ok(Ending::MissingDependencies { origin, message });
+        }
+        Applying::Ungated => return Ok(Ending::Ungated),
+    };
+    // Fold: the HelmRelease and its chart source, as last written or seen.
+    let live_of = |want: &dyn Fn(&str) -> bool| {
+        objects
+            .iter()
+            .find(|o| want(crate::render::kind(o)))
+            .and_then(|o| live.get(&crate::render::object_id(o)).cloned().flatten())
+    };
+    let helm_release = live_of(&|k| k == "HelmRelease");
+    let source = live_of(&|k| k != "HelmRelease");
+    let mut desired_version = app
+        .spec
+        .chart
+        .as_ref()
+        .map(|c| c.version.clone())
+        .unwrap_or_default();
+    if let Some(v) = upgrade
+        .as_ref()
+        .and_then(|op| op.spec.parameters.as_ref())
+        .and_then(|p| p.get("targetVersion"))
+        .and_then(Value::as_str)
+    {
+        desired_version = v.to_string();
+    }
+    Ok(Ending::Applied(Box::new(Applied {
+        origin,
+        upgrade,
+        desired_version,
+        helm_release,
+        source,
+    })))
+}
 
-    // Verify: the live spec must be the manifest of a verified commit.
+/// Trust: the intent source proves the live spec, or says why not.
+fn trust(app: &ApplicationInstance, ctx: &Context) -> Result<Origin, Ending> {
     let spec_json = serde_json::to_value(&app.spec).unwrap_or(Value::Null);
-    let verdict = ctx.source.check(
+    match ctx.source.check(
         IntentKind::ApplicationInstance,
-        &namespace,
+        &app.namespace().unwrap_or_default(),
         &app.name_any(),
         &spec_json,
         app.labels(),
         app.annotations(),
         app.managed_fields(),
-    );
-    let origin = match verdict {
-        Verdict::Verified { origin } => origin,
-        Verdict::Blocked { reason, message } => {
-            let conds = [
-                active,
-                Cond::new(types::VERIFIED, "False", reason, message.clone()),
-                Cond::new(types::BLOCKED, "True", reason, message),
-            ];
-            write_status(app, ctx, &conds, |_| {}).await?;
-            return Ok(Action::requeue(delays::WAITING));
-        }
-    };
-    let verified = origin.verified_condition();
-    let intent_commit = origin.intent_commit().map(str::to_string);
+    ) {
+        Verdict::Verified { origin } => Ok(origin),
+        Verdict::Blocked { reason, message } => Err(Ending::Untrusted { reason, message }),
+    }
+}
 
-    // Validate and render (placeholder: nothing to render).
+/// Validate: every layer (the API server's rules first, then the webhook's), so that an intent admitted before
+/// the policies were installed, or with admission switched off, is judged the same.
+fn validate(app: &ApplicationInstance, ctx: &Context) -> Result<(), String> {
+    let namespace = app.namespace().unwrap_or_default();
     let vctx = validate::Context {
         cluster_id: Some(&ctx.settings.cluster_id),
         renderer: &ctx.renderer,
     };
     let location = format!("{namespace}/{}", app.name_any());
-    // Every layer (the API server's rules first, then the webhook's): an intent admitted before the policies
-    // were installed, or with admission switched off, is judged the same.
     let mut problems = validate::check_api_server(
         &location,
         IntentKind::ApplicationInstance,
@@ -234,73 +475,32 @@ async fn apply(
         &vctx,
     );
     problems.extend(validate::check_application(&location, app, &vctx));
-    if !problems.is_empty() {
-        let message = problems
-            .iter()
-            .map(|p| format!("{}: {}", p.field, p.reason))
-            .collect::<Vec<_>>()
-            .join("; ");
-        let conds = [
-            active,
-            verified,
-            Cond::new(
-                types::BLOCKED,
-                "True",
-                reasons::POLICY_DENIED,
-                message.clone(),
-            ),
-            Cond::new(types::READY, "False", reasons::POLICY_DENIED, message),
-        ];
-        write_status(app, ctx, &conds, |_| {}).await?;
-        return Ok(Action::await_change());
+    if problems.is_empty() {
+        return Ok(());
     }
-    if app.spec.mode == AppMode::Placeholder {
-        let conds = [
-            active,
-            verified,
-            Cond::new(types::BLOCKED, "False", reasons::UNBLOCKED, ""),
-            Cond::new(
-                types::READY,
-                "True",
-                reasons::PLACEHOLDER,
-                "placeholder: nothing to install",
-            ),
-            Cond::new(types::RECONCILING, "False", reasons::STABLE, ""),
-        ];
-        write_status(app, ctx, &conds, |s| {
-            s.intent_commit = intent_commit.clone()
-        })
-        .await?;
-        return Ok(Action::requeue(ctx.settings.resync));
-    }
-    let upgrade = active_upgrade(app, ctx).await?;
-    let rendered = match &upgrade {
+    Err(problems
+        .iter()
+        .map(|p| format!("{}: {}", p.field, p.reason))
+        .collect::<Vec<_>>()
+        .join("; "))
+}
+
+/// Render the children (with an active upgrade applied), owned by the instance and naming its origin.
+fn render(
+    app: &ApplicationInstance,
+    ctx: &Context,
+    origin: &Origin,
+    upgrade: Option<&Operation>,
+) -> Result<Vec<Value>, String> {
+    let mut objects = match upgrade {
         Some(op) => ctx.renderer.render_operation(op, app),
         None => ctx.renderer.render_application(app),
-    };
-    let mut objects = match rendered {
-        Ok(objects) => objects,
-        Err(e) => {
-            let conds = [
-                active,
-                verified,
-                Cond::new(
-                    types::BLOCKED,
-                    "True",
-                    reasons::RENDER_FAILED,
-                    e.to_string(),
-                ),
-                Cond::new(types::READY, "False", reasons::RENDER_FAILED, e.to_string()),
-            ];
-            write_status(app, ctx, &conds, |_| {}).await?;
-            return Ok(Action::await_change());
-        }
-    };
-
-    // Apply: owner references and provenance, then server-side apply what differs.
+    }
+    .map_err(|e| e.to_string())?;
     let owner = app
         .controller_owner_ref(&())
         .map(|o| serde_json::to_value(o).unwrap_or(Value::Null));
+    let (key, value) = origin.annotation();
     for obj in &mut objects {
         if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
             if let Some(owner) = &owner {
@@ -308,14 +508,33 @@ async fn apply(
             }
             let annotations = meta.entry("annotations").or_insert_with(|| json!({}));
             if let Some(a) = annotations.as_object_mut() {
-                let (key, value) = origin.annotation();
-                a.insert(key.into(), Value::String(value));
+                a.insert(key.into(), Value::String(value.clone()));
             }
         }
     }
+    Ok(objects)
+}
+
+enum Applying {
+    /// Every child as it is now (object id → live object).
+    Done(BTreeMap<String, Option<Value>>),
+    /// Kinds not served.
+    Missing(String),
+    /// The namespace lost its gate label.
+    Ungated,
+}
+
+/// Apply: server-side apply what differs from the live children (the finalizer first, so deleting the
+/// instance cleans up).
+async fn apply_children(
+    app: &mut std::borrow::Cow<'_, ApplicationInstance>,
+    api: &Api<ApplicationInstance>,
+    ctx: &Context,
+    objects: &[Value],
+) -> Result<Applying, Error> {
     let mut missing = Vec::new();
     let mut live = BTreeMap::new();
-    for obj in &objects {
+    for obj in objects {
         let (kind, ns, name) = (
             crate::render::kind(obj),
             crate::render::namespace(obj),
@@ -337,25 +556,10 @@ async fn apply(
         }
     }
     if !missing.is_empty() {
-        let message = format!("not installed: {} (install Flux)", missing.join(", "));
-        let conds = [
-            active,
-            verified,
-            Cond::new(
-                types::BLOCKED,
-                "True",
-                reasons::MISSING_DEPENDENCIES,
-                message.clone(),
-            ),
-            Cond::new(
-                types::READY,
-                "False",
-                reasons::MISSING_DEPENDENCIES,
-                message,
-            ),
-        ];
-        write_status(app, ctx, &conds, |_| {}).await?;
-        return Ok(Action::requeue(delays::WAITING));
+        return Ok(Applying::Missing(format!(
+            "not installed: {} (install Flux)",
+            missing.join(", ")
+        )));
     }
     let needs_write = objects.iter().any(|o| {
         !live
@@ -363,136 +567,84 @@ async fn apply(
             .and_then(|l| l.as_ref())
             .is_some_and(|l| super::apply::is_subset(o, l))
     });
-    // The instance as the API server last answered (it changes when the finalizer is added).
-    let mut app = std::borrow::Cow::Borrowed(app);
-    if needs_write {
-        // Re-check the gate right before writing.
-        if !ctx.namespace_gated(&namespace).await? {
-            return Ok(Action::await_change());
-        }
-        // The finalizer goes on before the first child exists, so deleting the instance cleans up.
-        if !super::finalize::has(app.as_ref(), APP_FINALIZER) {
-            app = std::borrow::Cow::Owned(super::finalize::add(api, &app, APP_FINALIZER).await?);
-            ctx.metrics.write("finalizer");
-        }
-        // The children do not depend on each other: apply them at once.
-        let applied = futures::future::try_join_all(objects.iter().map(|obj| {
-            let current = live
-                .get(&crate::render::object_id(obj))
-                .and_then(|l| l.as_ref());
-            ctx.resources.apply(obj, current)
-        }))
-        .await?;
-        for (obj, applied) in objects.iter().zip(applied) {
-            if let Some(applied) = applied {
-                ctx.metrics.write("child");
-                ctx.children.written(crate::render::kind(obj), &applied);
-                live.insert(crate::render::object_id(obj), Some(applied));
-            }
-        }
+    if !needs_write {
+        return Ok(Applying::Done(live));
     }
-
-    // Report: fold the HelmRelease and source status.
-    let hr = objects
-        .iter()
-        .find(|o| crate::render::kind(o) == "HelmRelease");
-    let src = objects
-        .iter()
-        .find(|o| crate::render::kind(o) != "HelmRelease");
-    let hr_live = hr.and_then(|o| live.get(&crate::render::object_id(o)).cloned().flatten());
-    let src_live = src.and_then(|o| live.get(&crate::render::object_id(o)).cloned().flatten());
-    let chart = app.spec.chart.clone();
-    let mut desired_version = chart
-        .as_ref()
-        .map(|c| c.version.clone())
-        .unwrap_or_default();
-    if let Some(op) = &upgrade
-        && let Some(v) = op
-            .spec
-            .parameters
-            .as_ref()
-            .and_then(|p| p.get("targetVersion"))
-            .and_then(Value::as_str)
+    // Re-check the gate right before writing.
+    if !ctx
+        .namespace_gated(&app.namespace().unwrap_or_default())
+        .await?
     {
-        desired_version = v.to_string();
+        return Ok(Applying::Ungated);
     }
-    let mut conds = vec![
-        active,
-        verified,
-        Cond::new(types::BLOCKED, "False", reasons::UNBLOCKED, ""),
-    ];
-    conds.extend(application_conditions(
-        &desired_version,
-        hr_live.as_ref(),
-        src_live.as_ref(),
-    ));
-    let release = app.spec.release.clone().unwrap_or_default();
-    let settled = conds
-        .iter()
-        .any(|c| c.type_ == types::RECONCILING && c.status == "False");
-    write_status(&app, ctx, &conds, |s| {
-        s.helm_release_ref = Some(ObjectRef {
-            name: release.name.clone(),
-            namespace: release.namespace.clone(),
-        });
-        s.last_applied_chart = chart.as_ref().map(|c| AppliedChart {
-            source_type: c.source_type,
-            url: c.url.clone(),
-            name: c.name.clone(),
-            version: desired_version.clone(),
-        });
-        s.intent_commit = intent_commit.clone();
-    })
+    if !super::finalize::has(app.as_ref(), APP_FINALIZER) {
+        *app = std::borrow::Cow::Owned(super::finalize::add(api, app, APP_FINALIZER).await?);
+        ctx.metrics.write("finalizer");
+    }
+    // The children do not depend on each other: apply them at once.
+    let applied = futures::future::try_join_all(objects.iter().map(|obj| {
+        let current = live
+            .get(&crate::render::object_id(obj))
+            .and_then(|l| l.as_ref());
+        ctx.resources.apply(obj, current)
+    }))
     .await?;
+    for (obj, applied) in objects.iter().zip(applied) {
+        if let Some(applied) = applied {
+            ctx.metrics.write("child");
+            ctx.children.written(crate::render::kind(obj), &applied);
+            live.insert(crate::render::object_id(obj), Some(applied));
+        }
+    }
+    Ok(Applying::Done(live))
+}
 
-    // Outcomes (idempotent: the sink drops records it has seen).
+/// Outcomes are noted on the intent commit (GitOps; idempotent: the sink drops records it has seen). A Pull
+/// job's result is posted by the agent, which follows the same conditions; Push mode reports by events.
+fn record_outcome(app: &ApplicationInstance, ctx: &Context, a: &Applied, conds: &[Cond]) {
+    let Some(intent_commit) = a.origin.intent_commit() else {
+        return;
+    };
     let ready = conds.iter().find(|c| c.type_ == types::READY);
     let degraded = conds
         .iter()
         .find(|c| c.type_ == types::DEGRADED && c.status == "True");
-    let outcome = match (ready, degraded) {
-        (_, Some(d)) => Some(("Degraded", d)),
-        (Some(r), None) if r.status == "True" => Some(("Ready", r)),
+    let (outcome, cond) = match (ready, degraded) {
+        (_, Some(d)) => ("Degraded", d),
+        (Some(r), None) if r.status == "True" => ("Ready", r),
         (Some(r), None) if r.status == "False" && r.reason == reasons::HELM_RELEASE_FAILED => {
-            Some(("Failed", r))
+            ("Failed", r)
         }
-        _ => None,
+        _ => return,
     };
-    // Outcomes are noted on the intent commit (GitOps); a Pull job's result is posted by the agent, which
-    // follows the same conditions.
-    if let (Some((outcome, cond)), Some(intent_commit)) = (outcome, &intent_commit) {
-        let mut children = BTreeMap::from([
-            (
-                "helmRelease".to_string(),
-                format!("{}/{}", namespace, release.name),
-            ),
-            ("chartVersion".to_string(), desired_version.clone()),
-        ]);
-        if let Some(op) = &upgrade {
-            children.insert("upgradeOperation".into(), op.name_any());
-        }
-        ctx.outcomes.record(Outcome {
-            intent_commit: intent_commit.clone(),
-            record: NewRecord {
-                cluster: ctx.settings.cluster_id.clone(),
-                kind: "ApplicationInstance".into(),
-                namespace: namespace.clone(),
-                name: app.name_any(),
-                uid: app.uid().unwrap_or_default(),
-                generation: generation.unwrap_or_default(),
-                outcome: outcome.into(),
-                reason: cond.reason.clone(),
-                message: cond.message.clone(),
-                child_refs: children,
-                time: None,
-            },
-        });
+    let namespace = app.namespace().unwrap_or_default();
+    let release = app.spec.release.clone().unwrap_or_default();
+    let mut children = BTreeMap::from([
+        (
+            "helmRelease".to_string(),
+            format!("{}/{}", namespace, release.name),
+        ),
+        ("chartVersion".to_string(), a.desired_version.clone()),
+    ]);
+    if let Some(op) = &a.upgrade {
+        children.insert("upgradeOperation".into(), op.name_any());
     }
-    Ok(Action::requeue(if settled {
-        ctx.settings.resync
-    } else {
-        delays::PROGRESS
-    }))
+    ctx.outcomes.record(Outcome {
+        intent_commit: intent_commit.to_string(),
+        record: NewRecord {
+            cluster: ctx.settings.cluster_id.clone(),
+            kind: "ApplicationInstance".into(),
+            namespace,
+            name: app.name_any(),
+            uid: app.uid().unwrap_or_default(),
+            generation: app.metadata.generation.unwrap_or_default(),
+            outcome: outcome.into(),
+            reason: cond.reason.clone(),
+            message: cond.message.clone(),
+            child_refs: children,
+            time: None,
+        },
+    });
 }
 
 /// Merge computed conditions (and other status fields) into the status and write it — only when something
