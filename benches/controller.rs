@@ -667,6 +667,142 @@ async fn operator_run(client: &Client, n: usize, concurrency: usize, mode: Mode)
 }
 
 // ---------------------------------------------------------------------------------------------------------
+// 6. Pull mode (issue #14): N signed jobs queued at once on a control plane on loopback.
+
+struct PullRun {
+    /// From queuing the jobs (a poll is waiting) to the last result posted.
+    wall: Duration,
+    /// Requests to the control plane by kind, during that time.
+    control_plane: BTreeMap<String, usize>,
+    /// Requests to the API server by the operator's client, during that time.
+    requests: BTreeMap<(String, String), u64>,
+    outcomes: BTreeMap<String, usize>,
+}
+
+async fn pull_run(client: &Client, n: usize, concurrency: usize) -> PullRun {
+    use support::control_plane::ControlPlane;
+    use vworkspace_operator::controller::run::PullSettings;
+    use vworkspace_operator::pull::{agent::PullConfig, job, signing};
+    let (cluster, prefix, sys) = ("bench-pull", "pl", "bench-pull-system");
+    gated_namespaces(client, prefix).await;
+    testbed::namespace(client, sys, false).await;
+    let cp = ControlPlane::start().await;
+    cp.add_registration_token("bench-registration");
+    testbed::apply(
+        client,
+        &json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "registration", "namespace": sys},
+            "stringData": {"registrationToken": "bench-registration"}}),
+    )
+    .await
+    .expect("registration Secret");
+    testbed::apply(
+        client,
+        &json!({"apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "Cluster", "metadata": {"name": cluster},
+            "spec": {"clusterId": cluster, "connectivityMode": "pull", "controlPlaneEndpoint": cp.url(),
+                "registrationTokenSecretRef": {"name": "registration"}}}),
+    )
+    .await
+    .expect("Cluster");
+    // Signed jobs, as a careful control plane sends them.
+    let key = ed25519_dalek::SigningKey::from_bytes(&[42; 32]);
+    let public = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        key.verifying_key().to_bytes(),
+    );
+    let policy = TrustPolicy::from_yaml(&format!(
+        "controlPlaneKeys:\n  - name: bench\n    key: {public}\n"
+    ))
+    .expect("policy");
+    let expires = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(2)).to_string();
+    let jobs: Vec<Value> = intents(cluster, prefix, n)
+        .into_iter()
+        .enumerate()
+        .map(|(i, (_, yaml))| {
+            let payload: Value = serde_saphyr::from_str(&yaml).expect("intent YAML");
+            let mut j = job::parse_job(
+                json!({"id": format!("job-{i}"), "kind": "apply", "payload": payload,
+                "idempotencyKey": format!("k-{i}"), "expiresAt": expires}),
+            )
+            .expect("job");
+            j.signature = Some(signing::sign(&key, cluster, &j).expect("sign"));
+            j.to_json()
+        })
+        .collect();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let requests = Requests::default();
+    let operator_client = counted_client(&requests).await;
+    let mut agent = PullConfig::new(cluster, sys, tmp.path().join("state/pull/token"));
+    agent.allow_insecure_http = true;
+    agent.poll_wait = Duration::from_secs(5);
+    agent.job_deadline = Duration::from_secs(900);
+    let config = OperatorConfig {
+        settings: Settings {
+            cluster_id: cluster.into(),
+            namespace_selector: Selector::parse("managed-by=vworkspace").expect("selector"),
+            velero_namespace: "velero".into(),
+            approval_key: None,
+            resync: Duration::from_secs(300),
+        },
+        source: SourceConfig::Pull(PullSettings {
+            agent,
+            policy,
+            event_signing_key_file: None,
+        }),
+        fetch_interval: Duration::from_secs(30),
+        templates: Templates::embedded(),
+        state_dir: tmp.path().join("state"),
+        control_plane: None,
+        admin: None,
+        leader_election: None,
+        cluster_interval: Duration::from_secs(30),
+        notes: NotesTiming::new(Duration::from_secs(10)),
+        max_concurrent_reconciles: u16::try_from(concurrency).unwrap_or(u16::MAX),
+        webhook: None,
+        policy_reload: None,
+    };
+    let hr = resource(client, "helm.toolkit.fluxcd.io/v2", "HelmRelease").await;
+    let operator = Operator::start(operator_client, config)
+        .await
+        .expect("operator start");
+    let flux = play_helm_controller(client.clone(), hr, cluster, concurrency);
+    // Registered and polling; start-up requests pass before counting.
+    while cp.requests("jobs") == 0 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let before = requests.snapshot();
+    let cp_before = cp.lock().requests.clone();
+    let started = Instant::now();
+    cp.push(jobs);
+    let deadline = Instant::now() + Duration::from_secs(900);
+    while cp.lock().results.len() < n {
+        assert!(Instant::now() < deadline, "not every job got a result");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let wall = started.elapsed();
+    let after = requests.snapshot();
+    let cp_after = cp.lock().requests.clone();
+    let control_plane = cp_after
+        .iter()
+        .map(|(k, v)| (k.to_string(), v - cp_before.get(k).copied().unwrap_or(0)))
+        .filter(|(_, v)| *v > 0)
+        .collect();
+    let mut outcomes = BTreeMap::new();
+    for results in cp.lock().results.values() {
+        let o = results[0]["outcome"].as_str().unwrap_or("?").to_string();
+        *outcomes.entry(o).or_insert(0) += 1;
+    }
+    flux.abort();
+    operator.stop().await;
+    PullRun {
+        wall,
+        control_plane,
+        requests: diff(&after, &before),
+        outcomes,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
 // 5. What one request of each kind the operator makes costs the API server (PHASES=costs).
 
 /// Run `request` once per intent, `concurrency` at a time; (wall, CPU by process).
@@ -1284,10 +1420,10 @@ fn main() {
     let n = env_usize("N", 500);
     let rss_n = env_usize("RSS_N", 1000);
     let concurrency = env_usize("CONCURRENCY", 16).max(1);
-    // PHASES: any of raw, start, operator, rss (default all; e.g. PHASES=rss to profile memory alone), and churn
+    // PHASES: any of raw, start, operator, pull, rss (default all; e.g. PHASES=rss to profile memory alone), and churn
     // (not in the default: CHURN_N intents, default 1,000, each updated CHURN_ROUNDS times, default 10, by
     // signed commits CHURN_PAUSE seconds apart, default 15).
-    let phases = std::env::var("PHASES").unwrap_or_else(|_| "raw,start,operator,rss".into());
+    let phases = std::env::var("PHASES").unwrap_or_else(|_| "raw,start,operator,pull,rss".into());
     let phase = |name: &str| phases.split(',').any(|p| p.trim() == name);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -1350,6 +1486,12 @@ fn main() {
             raw_intents.push(i);
             raw_same.push(s);
         }
+        let pull = if phase("pull") {
+            eprintln!("Pull mode: {n} signed jobs queued at once…");
+            Some(pull_run(&client, n, concurrency).await)
+        } else {
+            None
+        };
         let costs = if phase("costs") {
             eprintln!("request costs ({n} each)…");
             costs(&client, n, concurrency).await
@@ -1538,6 +1680,33 @@ fn main() {
                 "\n(the operator's own write counter during the resync: {})",
                 op.resync_own_writes
             );
+        }
+        if let Some(p) = &pull {
+            println!();
+            println!(
+                "Pull mode: {n} signed jobs queued at once on a control plane on loopback, to {n} results posted \
+                 (outcomes: {:?}); the GitOps run above (operator running, {n} intents created → all Ready): {}",
+                p.outcomes,
+                op.as_ref().map(|o| secs(o.wall)).unwrap_or_else(|| "not run".into())
+            );
+            println!();
+            println!("| measure | value |");
+            println!("|---|---|");
+            println!("| wall time, jobs queued → last result posted | {} |", secs(p.wall));
+            for (kind, count) in &p.control_plane {
+                println!(
+                    "| control-plane requests: {kind} (per job) | {count} ({}) |",
+                    per(*count as u64, n)
+                );
+            }
+            let total: u64 = p.requests.values().sum();
+            println!(
+                "| API-server requests (per job) | {total} ({}) |",
+                per(total, n)
+            );
+            for ((verb, res), count) in &p.requests {
+                println!("| … {verb} {res} | {count} ({}) |", per(*count, n));
+            }
         }
     });
 }
