@@ -61,13 +61,18 @@ fn the_demo_verifies_renders_hydrates_and_notes_as_designed() {
     assert_eq!(run.code, 0, "stdout:\n{out}\nstderr:\n{err}");
 
     // Progress on stderr, one line per step.
-    for step in 1..=5 {
-        assert!(err.contains(&format!("[{step}/5] ")), "{err}");
+    for step in 1..=6 {
+        assert!(err.contains(&format!("[{step}/6] ")), "{err}");
     }
     assert!(
-        !err.contains("[6/"),
+        !err.contains("[7/"),
         "no controller step without --kubeconfig: {err}"
     );
+    // Pull mode: the signed job admitted and rendered, the forged one refused and reported to the control plane.
+    line_with(out, &["job-signed", "ADMITTED", "signed by demo-control-plane"]);
+    line_with(out, &["would apply HelmRelease"]);
+    line_with(out, &["job-forged", "REFUSED", "JobPayloadSignatureInvalid"]);
+    line_with(out, &["the control plane received for job-forged", "\"outcome\":\"failed\""]);
 
     // verify: the two signed commits by Alice, the unsigned and the hand-edited ones refused.
     let verified: Vec<&str> = out
@@ -258,8 +263,8 @@ async fn the_controller_part_runs_against_the_api_server() {
         .unwrap();
     let (out, err) = (&run.stdout, &run.stderr);
     assert_eq!(run.code, 0, "stdout:\n{out}\nstderr:\n{err}");
-    assert!(err.contains("[6/6] "), "{err}");
-    line_with(out, &["6. The controller against"]);
+    assert!(err.contains("[7/7] "), "{err}");
+    line_with(out, &["7. The controller against"]);
     line_with(
         out,
         &[

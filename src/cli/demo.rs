@@ -8,6 +8,7 @@
 //! demo expects (the refusals are expected), 1 when one differs (a self-check), 2 on errors.
 
 mod controller;
+mod pull;
 mod report;
 
 use std::collections::BTreeMap;
@@ -304,7 +305,7 @@ fn prepare_keep_dir(dir: &Path) -> Result<(), String> {
 
 /// The steps, in order; returns the report (every check recorded in it).
 fn demo(dir: &Path, args: &Args) -> anyhow::Result<Report> {
-    let total = if args.kubeconfig.is_some() { 6 } else { 5 };
+    let total = if args.kubeconfig.is_some() { 7 } else { 6 };
     let mut progress = Progress::new(total);
     let mut checks = Vec::new();
 
@@ -421,6 +422,36 @@ fn demo(dir: &Path, args: &Args) -> anyhow::Result<Report> {
     ));
     progress.done(&format!("{} records", rendered + rejected));
 
+    progress.begin("Pull mode: a signed and a forged job from a control plane on loopback");
+    let app = first_application(&repo, &revision).context("step 6 (pull)")?;
+    let pull = pull::run(CLUSTER, app).context("step 6 (pull)")?;
+    let admitted: Vec<&str> = pull
+        .jobs
+        .iter()
+        .filter(|j| j.admitted)
+        .map(|j| j.id.as_str())
+        .collect();
+    checks.push(Check::new(
+        "pull: the signed job is admitted and renders, the forged one is refused",
+        admitted == ["job-signed"]
+            && pull.jobs.iter().any(|j| {
+                j.id == "job-forged" && j.verdict.starts_with("JobPayloadSignatureInvalid")
+            })
+            && pull
+                .jobs
+                .iter()
+                .all(|j| !j.admitted || !j.objects.is_empty()),
+        format!("admitted {admitted:?}"),
+    ));
+    checks.push(Check::new(
+        "pull: the control plane received the refusal as the forged job's failed result",
+        pull.results.len() == 1
+            && pull.results[0].0 == "job-forged"
+            && pull.results[0].1["outcome"] == "failed",
+        format!("{} result(s)", pull.results.len()),
+    ));
+    progress.done(&format!("{} jobs", pull.jobs.len()));
+
     let controller = match &args.kubeconfig {
         Some(kubeconfig) => {
             progress.begin("running the controller against the kubeconfig's cluster");
@@ -433,7 +464,7 @@ fn demo(dir: &Path, args: &Args) -> anyhow::Result<Report> {
                 verified: &revision,
                 head: &head.to_string(),
             })
-            .context("step 6 (controller)")?;
+            .context("step 7 (controller)")?;
             info.checks(&mut checks);
             progress.done(&format!("{} intents", info.intents.len()));
             Some(info)
@@ -461,6 +492,7 @@ fn demo(dir: &Path, args: &Args) -> anyhow::Result<Report> {
         operator_key: keys.operator.fingerprint().to_string(),
         notes_command: format!("git log --notes={NOTES} --format='{LOG_FORMAT}' {BRANCH}"),
         notes: log,
+        pull,
         controller,
         checks,
         ok,
@@ -726,6 +758,23 @@ fn render_step(repo: &Repo, revision: &str) -> anyhow::Result<report::RenderInfo
         objects: result.objects().count(),
         problems: result.problems.iter().map(ToString::to_string).collect(),
     })
+}
+
+/// The first ApplicationInstance document of the intent path at `revision`, as JSON (what the Pull scene's
+/// control plane sends).
+fn first_application(repo: &Repo, revision: &str) -> anyhow::Result<serde_json::Value> {
+    for file in load_rev(repo, revision, INTENT_PATH)? {
+        let text = String::from_utf8_lossy(&file.data);
+        for doc in text.split("\n---") {
+            let Ok(value) = serde_saphyr::from_str::<serde_json::Value>(doc) else {
+                continue;
+            };
+            if value["kind"] == "ApplicationInstance" {
+                return Ok(value);
+            }
+        }
+    }
+    anyhow::bail!("no ApplicationInstance under {INTENT_PATH} at {revision}")
 }
 
 /// Hydrate rendered the verified commits, refused the others with the planned note reasons, and signed its

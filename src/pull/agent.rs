@@ -939,59 +939,41 @@ impl Agent {
             }
         }
         self.ack(&j.id).await;
-        if j.expired(now) {
-            let result = JobResult {
-                outcome: Outcome::Noop,
-                error: Some("expired".into()),
-                applied_ref: None,
-                timestamp: now.to_string(),
-            };
-            self.send_result_once(&j.id, &result).await;
-            return;
-        }
         let keys = self
             .keys
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        let checked = match &keys {
-            Ok(keys) if keys.is_empty() => Ok("-".to_string()),
-            Ok(keys) => signing::check(keys, &self.cfg.cluster_id, &j, now),
-            Err(why) => Err(signing::Refusal {
-                reason: crate::api::conditions::reasons::TRUST_POLICY_INVALID,
-                message: format!("no usable trust policy: {why}"),
-            }),
-        };
-        let signer = {
-            match checked {
-                Ok(name) => name,
-                Err(refusal) => {
-                    warn!(job = %j.id, reason = refusal.reason, "Pull mode: job refused: {}", refusal.message);
-                    self.audit(&j, refusal.reason, &refusal.message);
-                    let result = JobResult {
-                        outcome: Outcome::Failed,
-                        error: Some(refusal.to_string()),
-                        applied_ref: None,
-                        timestamp: now.to_string(),
-                    };
-                    self.send_result_once(&j.id, &result).await;
-                    return;
+        let (outcome, error) = match super::admit::admit(&j, &keys, &self.cfg.cluster_id, now) {
+            super::admit::Admission::Accept { action, signer } => {
+                match self.prepare(&j, action, &signer) {
+                    Ok(action) => {
+                        self.take_on(&j, &replay_key, action, now).await;
+                        return;
+                    }
+                    Err(e) => (Outcome::Failed, e.to_string()),
                 }
             }
-        };
-        let action = match job::action(&j).and_then(|a| self.prepare(&j, a, &signer)) {
-            Ok(a) => a,
-            Err(e) => {
-                let result = JobResult {
-                    outcome: Outcome::Failed,
-                    error: Some(e.to_string()),
-                    applied_ref: None,
-                    timestamp: now.to_string(),
-                };
-                self.send_result_once(&j.id, &result).await;
-                return;
+            super::admit::Admission::Noop(error) => (Outcome::Noop, error),
+            super::admit::Admission::Refuse { error, refusal } => {
+                if let Some(r) = refusal {
+                    warn!(job = %j.id, reason = r.reason, "Pull mode: job refused: {}", r.message);
+                    self.audit(&j, r.reason, &r.message);
+                }
+                (Outcome::Failed, error)
             }
         };
+        let result = JobResult {
+            outcome,
+            error: Some(error),
+            applied_ref: None,
+            timestamp: now.to_string(),
+        };
+        self.send_result_once(&j.id, &result).await;
+    }
+
+    /// An admitted job: recorded as taken on, applied, followed to its outcome, reported.
+    async fn take_on(self: &Arc<Self>, j: &Job, replay_key: &str, action: Action, now: Timestamp) {
         let key = action.key();
         // Taken on: durable before anything is applied, so a restart finishes (or fails) it instead of losing it.
         let until = j
@@ -1001,7 +983,7 @@ impl Agent {
         {
             let mut s = lock(&self.store);
             s.insert(
-                &replay_key,
+                replay_key,
                 Entry {
                     id: j.id.clone(),
                     received: now,
@@ -1016,8 +998,8 @@ impl Agent {
             s.prune(now, MAX_ENTRIES);
         }
         self.save().await;
-        let (outcome, error, applied) = self.execute(&j, &action).await;
-        self.decide(&replay_key, outcome, error, applied).await;
+        let (outcome, error, applied) = self.execute(j, &action).await;
+        self.decide(replay_key, outcome, error, applied).await;
     }
 
     /// Apply jobs: the cluster's labels forced, and an intent stamped with its provenance.

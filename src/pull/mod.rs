@@ -4,6 +4,7 @@
 //! provenance stamps ([`provenance`]) and the applied-job store's rules ([`store`]). The I/O: the agent API
 //! client ([`client`]) and the agent ([`agent`]) that registers, polls, applies and reports.
 
+pub mod admit;
 pub mod agent;
 pub mod client;
 pub mod jcs;

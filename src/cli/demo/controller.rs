@@ -190,7 +190,7 @@ fn cond_text(c: &Option<Cond>) -> String {
 
 impl fmt::Display for ControllerInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "6. The controller against {}", self.server)?;
+        writeln!(f, "7. The controller against {}", self.server)?;
         if !self.crds_installed.is_empty() {
             writeln!(
                 f,

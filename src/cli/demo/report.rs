@@ -121,6 +121,7 @@ pub struct Report {
     /// The git command whose output `notes` is.
     pub notes_command: String,
     pub notes: String,
+    pub pull: super::pull::PullInfo,
     pub controller: Option<ControllerInfo>,
     pub checks: Vec<Check>,
     /// Every check passed.
@@ -289,6 +290,9 @@ impl fmt::Display for Report {
         if !self.notes.ends_with('\n') {
             writeln!(f)?;
         }
+        writeln!(f)?;
+
+        write!(f, "{}", self.pull)?;
         writeln!(f)?;
 
         if let Some(c) = &self.controller {
