@@ -864,7 +864,9 @@ impl Agent {
                             timestamp: now.to_string(),
                         };
                         let _ = client.ack(&creds.token, &id).await;
-                        self.send_result_once(&id, &result).await;
+                        // In the background: a control plane that refuses results must not stop the poll.
+                        let this = self.clone();
+                        tokio::spawn(async move { this.send_result_once(&id, &result).await });
                     }
                 }
             }
@@ -918,10 +920,17 @@ impl Agent {
     async fn run_job(self: &Arc<Self>, j: Job) {
         let replay_key = j.replay_key().to_string();
         let now = Timestamp::now();
-        // A replay of a job that already succeeded: noop (the contract). One in flight under this id: already ours.
+        // A replay of a job that already succeeded: noop (the contract).
         let seen = lock(&self.store).get(&replay_key).cloned();
+        // The same job again while it is being finished (after a restart): its own run posts the result.
+        if seen
+            .as_ref()
+            .is_some_and(|e| e.outcome.is_none() && e.id == j.id)
+        {
+            return;
+        }
         if let Some(e) = &seen
-            && (e.outcome == Some(Outcome::Succeeded) || (e.outcome.is_none() && e.id == j.id))
+            && e.outcome == Some(Outcome::Succeeded)
         {
             {
                 self.ack(&j.id).await;
