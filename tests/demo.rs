@@ -69,10 +69,22 @@ fn the_demo_verifies_renders_hydrates_and_notes_as_designed() {
         "no controller step without --kubeconfig: {err}"
     );
     // Pull mode: the signed job admitted and rendered, the forged one refused and reported to the control plane.
-    line_with(out, &["job-signed", "ADMITTED", "signed by demo-control-plane"]);
+    line_with(
+        out,
+        &["job-signed", "ADMITTED", "signed by demo-control-plane"],
+    );
     line_with(out, &["would apply HelmRelease"]);
-    line_with(out, &["job-forged", "REFUSED", "JobPayloadSignatureInvalid"]);
-    line_with(out, &["the control plane received for job-forged", "\"outcome\":\"failed\""]);
+    line_with(
+        out,
+        &["job-forged", "REFUSED", "JobPayloadSignatureInvalid"],
+    );
+    line_with(
+        out,
+        &[
+            "the control plane received for job-forged",
+            "\"outcome\":\"failed\"",
+        ],
+    );
 
     // verify: the two signed commits by Alice, the unsigned and the hand-edited ones refused.
     let verified: Vec<&str> = out

@@ -309,5 +309,86 @@ async fn the_control_plane_account_applies_intents_and_an_edit_by_anyone_else_is
         .unwrap();
     eventually("app-1 unblocked", "app-1", "Blocked", "False").await;
     eventually("app-1 Ready again", "app-1", "Ready", "True").await;
+
+    // The trust policy now names a control-plane key (picked up without a restart): intents must also carry the
+    // signature annotation (`sign-intent`). The unsigned app-1 is Blocked; a signed app-2 is acted on; app-2's
+    // signature copied onto app-3 is refused.
+    let cp_key = tmp.path().join("cp-key");
+    assert!(
+        Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "cp", "-f"])
+            .arg(&cp_key)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let cp_public = std::fs::read_to_string(cp_key.with_extension("pub")).unwrap();
+    std::fs::write(
+        tmp.path().join("policy.yaml"),
+        format!(
+            "sshAllowedSigners: \"git@example.com {}\"\ncontrolPlaneKeys:\n  - name: cp-push\n    key: \"{}\"\n",
+            public.trim(),
+            cp_public.trim()
+        ),
+    )
+    .unwrap();
+    // The policy change makes every intent be judged again at once.
+    let annotate = |n: usize| {
+        let mut a: Value = serde_saphyr::from_str(&support::manifests::nextcloud_app(
+            CLUSTER,
+            NS,
+            n,
+            "1.0.0",
+            "{greeting: signed}",
+        ))
+        .unwrap();
+        a["metadata"]["annotations"] = json!({"touch": format!("{n}")});
+        a
+    };
+    let sign = |obj: &Value| -> Value {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vworkspace-operator"))
+            .args(["sign-intent", "--cluster-id", CLUSTER, "--key"])
+            .arg(&cp_key)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(child.stdin.as_mut().unwrap(), obj.to_string().as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let (_, reason, message) =
+        eventually("app-1 Blocked: unsigned", "app-1", "Blocked", "True").await;
+    assert_eq!(reason, "IntentUnsigned", "{message}");
+    let app2 = sign(&annotate(2));
+    cp_apps
+        .patch(
+            "app-2",
+            &PatchParams::apply("vworkspace-odoo").force(),
+            &Patch::Apply(&app2),
+        )
+        .await
+        .unwrap();
+    eventually("app-2 Ready", "app-2", "Ready", "True").await;
+    let (_, _, message) = condition("app-2", "Verified").await.unwrap();
+    assert!(
+        message.contains("signed by control-plane key cp-push"),
+        "{message}"
+    );
+    let mut app3 = annotate(3);
+    app3["metadata"]["annotations"]["push.vworkspace.io/signature"] =
+        app2["metadata"]["annotations"]["push.vworkspace.io/signature"].clone();
+    cp_apps
+        .patch(
+            "app-3",
+            &PatchParams::apply("vworkspace-odoo").force(),
+            &Patch::Apply(&app3),
+        )
+        .await
+        .unwrap();
+    let (_, reason, message) = eventually("app-3 Blocked", "app-3", "Blocked", "True").await;
+    assert_eq!(reason, "IntentSignatureInvalid", "{message}");
     helm.abort();
 }

@@ -47,6 +47,8 @@ pub enum Command {
     Run(Box<run::Args>),
     /// Sign Pull-mode jobs with a control-plane key (for the control plane, tests and the demo).
     SignJob(sign_job::Args),
+    /// Add Push mode's signature annotation to an intent with a control-plane key.
+    SignIntent(sign_job::IntentArgs),
     /// Verify commit signatures of a revision or range under a trust policy.
     Verify(verify::Args),
 }
@@ -61,6 +63,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Notes(args) => notes::run(args),
         Command::Verify(args) => verify::run(args),
         Command::SignJob(args) => sign_job::run(args),
+        Command::SignIntent(args) => sign_job::run_intent(args),
         Command::Run(args) => run::run(*args),
     };
     match result {

@@ -413,6 +413,7 @@ async fn run_async(args: Args) -> anyhow::Result<u8> {
             }
             ModeArg::Push => SourceConfig::Push {
                 field_manager: args.control_plane_field_manager.clone(),
+                policy,
             },
             ModeArg::Gitops => SourceConfig::GitOps(RepoConfig {
                 url: args.repo_url.clone().ok_or_else(|| {

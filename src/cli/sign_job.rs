@@ -74,3 +74,55 @@ pub fn sign_value(
         v => sign_one(v),
     }
 }
+
+/// `sign-intent --key FILE --cluster-id ID [OBJECT]`: Push mode's signature annotation (docs/operator.md#push-mode)
+/// on an ApplicationInstance or Operation (JSON or YAML, from the file or standard input), printed as JSON.
+#[derive(Debug, clap::Args)]
+pub struct IntentArgs {
+    /// The control plane's private key: an unencrypted OpenSSH Ed25519 key.
+    #[arg(long)]
+    pub key: PathBuf,
+    /// The cluster the intent is for.
+    #[arg(long)]
+    pub cluster_id: String,
+    /// The intent; standard input when absent or `-`.
+    pub input: Option<PathBuf>,
+}
+
+pub fn run_intent(args: IntentArgs) -> anyhow::Result<u8> {
+    let key_text = std::fs::read_to_string(&args.key)
+        .with_context(|| format!("reading {}", args.key.display()))?;
+    let key = signing::parse_private_key(&key_text)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.key.display()))?;
+    let mut text = String::new();
+    match args.input.as_deref() {
+        None => std::io::stdin().read_to_string(&mut text)?,
+        Some(p) if p.as_os_str() == "-" => std::io::stdin().read_to_string(&mut text)?,
+        Some(p) => {
+            text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            text.len()
+        }
+    };
+    let mut obj: Value = serde_saphyr::from_str(&text).context("the input is not YAML or JSON")?;
+    let annotation = crate::push::sign_intent(&key, &args.cluster_id, &obj)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let meta = obj
+        .get_mut("metadata")
+        .and_then(Value::as_object_mut)
+        .ok_or_else(|| anyhow::anyhow!("metadata: missing or not a mapping"))?;
+    let annotations = meta
+        .entry("annotations")
+        .or_insert_with(|| serde_json::json!({}));
+    annotations
+        .as_object_mut()
+        .ok_or_else(|| anyhow::anyhow!("metadata.annotations: not a mapping"))?
+        .insert(
+            crate::push::SIGNATURE_ANNOTATION.into(),
+            Value::String(annotation),
+        );
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, &obj)?;
+    writeln!(out)?;
+    Ok(EXIT_OK)
+}

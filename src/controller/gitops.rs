@@ -21,8 +21,12 @@ pub enum Origin {
     /// Pull: the live spec is the payload of job `job_id`, signed by the control-plane key `signer` (`-`:
     /// unsigned, the policy names no control-plane key).
     Job { job_id: String, signer: String },
-    /// Push: every spec field is owned by the control plane's field manager `manager`.
-    FieldManager { manager: String },
+    /// Push: every spec field is owned by the control plane's field manager `manager`; `signer` the
+    /// control-plane key of its signature annotation, when the policy names keys.
+    FieldManager {
+        manager: String,
+        signer: Option<String>,
+    },
 }
 
 impl Origin {
@@ -56,11 +60,19 @@ impl Origin {
                     format!("the payload of job {job_id}, signed by control-plane key {signer}")
                 },
             ),
-            Origin::FieldManager { manager } => crate::controller::status::Cond::new(
+            Origin::FieldManager { manager, signer } => crate::controller::status::Cond::new(
                 types::VERIFIED,
                 "True",
                 reasons::FIELD_MANAGER_VERIFIED,
-                format!("every spec field is owned by the control plane's field manager {manager}"),
+                match signer {
+                    Some(key) => format!(
+                        "every spec field is owned by the control plane's field manager {manager}, and the spec is \
+                         signed by control-plane key {key}"
+                    ),
+                    None => format!(
+                        "every spec field is owned by the control plane's field manager {manager}"
+                    ),
+                },
             ),
         }
     }
@@ -72,7 +84,7 @@ impl Origin {
                 (crate::api::labels::INTENT_COMMIT, intent_commit.clone())
             }
             Origin::Job { job_id, .. } => (crate::api::labels::INTENT_JOB, job_id.clone()),
-            Origin::FieldManager { manager } => {
+            Origin::FieldManager { manager, .. } => {
                 (crate::api::labels::INTENT_MANAGER, manager.clone())
             }
         }

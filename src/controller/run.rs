@@ -72,8 +72,12 @@ pub enum SourceConfig {
     GitOps(RepoConfig),
     /// Jobs long-polled from the control plane.
     Pull(PullSettings),
-    /// Intents applied by the control plane itself, proven by their spec's field manager.
-    Push { field_manager: String },
+    /// Intents applied by the control plane itself, proven by their spec's field manager (and signature
+    /// annotation, when the policy names control-plane keys).
+    Push {
+        field_manager: String,
+        policy: crate::git::policy::TrustPolicy,
+    },
 }
 
 /// Pull mode's settings.
@@ -331,6 +335,7 @@ impl Operator {
         // The intent source, and where outcomes go: git notes (GitOps) or job results (Pull, posted by the agent).
         let mut repo = None;
         let mut pull = None;
+        let mut push: Option<Arc<crate::push::PushSource>> = None;
         let (source, outcomes): (Arc<dyn super::gitops::IntentSource>, Arc<dyn OutcomeSink>) =
             match config.source {
                 SourceConfig::GitOps(repo_config) => {
@@ -390,13 +395,19 @@ impl Operator {
                     pull = Some(agent);
                     (source, Arc::new(super::sinks::NoOutcomes))
                 }
-                SourceConfig::Push { field_manager } => {
+                SourceConfig::Push {
+                    field_manager,
+                    policy,
+                } => {
                     git_check.pass();
                     info!(field_manager = %field_manager, "Push mode: acting on intents whose spec the control plane owns");
-                    (
-                        Arc::new(crate::push::PushSource::new(&field_manager)),
-                        Arc::new(super::sinks::NoOutcomes),
-                    )
+                    let source = Arc::new(crate::push::PushSource::new(
+                        &field_manager,
+                        &cluster_id,
+                        policy.control_plane_keys().to_vec(),
+                    ));
+                    push = Some(source.clone());
+                    (source, Arc::new(super::sinks::NoOutcomes))
                 }
             };
 
@@ -632,6 +643,8 @@ impl Operator {
 
         // Reconcile everything again when the view changes: a new verified revision (GitOps), or the agent's
         // state (Pull: e.g. the provenance key loaded, so intents waiting for it are judged).
+        // Asked when the trust policy changed: judge again now (GitOps: the repo loop; Push: every intent).
+        let judge_now = Arc::new(tokio::sync::Notify::new());
         let git_ticks = match (&repo, &pull) {
             (Some(repo), _) => repo.subscribe(),
             (None, Some(agent)) => {
@@ -662,13 +675,18 @@ impl Operator {
                 rx
             }
             (None, None) => {
-                // Push mode: nothing but the watches triggers reconciles. The sender lives as long as the
-                // operator (a dropped sender would end the ticks).
+                // Push mode: every intent is judged again when the trust policy changes (its control-plane
+                // keys decide whether a signature is required); otherwise the watches trigger reconciles.
                 let (tx, rx) = watch::channel(0u64);
                 let mut stop = stop_rx.clone();
+                let judge_now = judge_now.clone();
                 tasks.push(tokio::spawn(async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                    drop(tx);
+                    loop {
+                        tokio::select! {
+                            _ = stop.wait_for(|s| *s) => return,
+                            _ = judge_now.notified() => tx.send_modify(|n| *n += 1),
+                        }
+                    }
                 }));
                 rx
             }
@@ -697,14 +715,14 @@ impl Operator {
         tasks.push(tokio::spawn(op_task));
 
         // The Git view: fetch, verify, index on an interval, and at once when the trust policy changes.
-        let judge_now = Arc::new(tokio::sync::Notify::new());
         if let Some(reload) = config.policy_reload.clone() {
-            let target: Option<Arc<dyn super::policy_watch::PolicyTarget>> = match (&repo, &agent) {
-                (Some(r), _) => Some(r.clone()),
-                (None, Some(a)) => Some(a.clone()),
-                // Push mode trusts no key yet: there is nothing to reload.
-                (None, None) => None,
-            };
+            let target: Option<Arc<dyn super::policy_watch::PolicyTarget>> =
+                match (&repo, &agent, &push) {
+                    (Some(r), _, _) => Some(r.clone()),
+                    (None, Some(a), _) => Some(a.clone()),
+                    (None, None, Some(p)) => Some(p.clone()),
+                    (None, None, None) => None,
+                };
             if let Some(target) = target {
                 tasks.push(tokio::spawn(super::policy_watch::run(
                     reload,

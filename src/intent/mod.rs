@@ -23,6 +23,23 @@ pub enum IntentKind {
 }
 
 impl IntentKind {
+    /// A spec as the typed API reads it and writes it back (defaults filled in): the form provenance compares
+    /// and digests, so that API-server defaults are not differences. The error names the field.
+    pub fn typed_spec(self, spec: &serde_json::Value) -> Result<serde_json::Value, String> {
+        let typed = match self {
+            Self::ApplicationInstance => serde_path_to_error::deserialize::<
+                _,
+                crate::api::ApplicationInstanceSpec,
+            >(spec.clone())
+            .map(|s| serde_json::to_value(s).unwrap_or_default()),
+            Self::Operation => {
+                serde_path_to_error::deserialize::<_, crate::api::OperationSpec>(spec.clone())
+                    .map(|s| serde_json::to_value(s).unwrap_or_default())
+            }
+        };
+        typed.map_err(|e| format!("spec.{}: {}", e.path(), e.inner()))
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::ApplicationInstance => "ApplicationInstance",

@@ -30,10 +30,7 @@ use super::provenance;
 use super::signing::{self, ControlPlaneKey};
 use super::store::{AppliedJobs, ConfigMapStore, DEFAULT_RETENTION, Entry, MAX_ENTRIES};
 use crate::api::conditions::types;
-use crate::api::{
-    ApplicationInstance, ApplicationInstanceSpec, Cluster, ClusterPhase, Operation, OperationSpec,
-    Phase, labels,
-};
+use crate::api::{ApplicationInstance, Cluster, ClusterPhase, Operation, Phase, labels};
 use crate::controller::apply::Resources;
 use crate::controller::status::Cond;
 use crate::metrics::{Connectivity, JobOutcome, Metrics, Mode};
@@ -1614,17 +1611,13 @@ fn typed_spec(key: &ObjectKey, obj: &Value) -> Result<Option<Value>, String> {
     if !is_intent(key) {
         return Ok(None);
     }
-    let spec = obj.get("spec").cloned().unwrap_or(Value::Null);
-    let typed = if key.kind == "ApplicationInstance" {
-        serde_path_to_error::deserialize::<_, ApplicationInstanceSpec>(spec)
-            .map(|s| serde_json::to_value(s).unwrap_or(Value::Null))
+    let kind = if key.kind == "ApplicationInstance" {
+        crate::intent::IntentKind::ApplicationInstance
     } else {
-        serde_path_to_error::deserialize::<_, OperationSpec>(spec)
-            .map(|s| serde_json::to_value(s).unwrap_or(Value::Null))
+        crate::intent::IntentKind::Operation
     };
-    typed
+    kind.typed_spec(obj.get("spec").unwrap_or(&Value::Null))
         .map(Some)
-        .map_err(|e| format!("spec.{}: {}", e.path(), e.inner()))
 }
 
 fn string_maps(obj: &Value) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
