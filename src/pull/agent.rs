@@ -157,6 +157,9 @@ pub struct Agent {
     unauthorized: Notify,
     store: Mutex<AppliedJobs>,
     store_io: tokio::sync::Mutex<ConfigMapStore>,
+    /// Changes made to the store (counted by [`Agent::save`]), and how many of them the last write covered.
+    changes: std::sync::atomic::AtomicU64,
+    saved: std::sync::atomic::AtomicU64,
     queues: Mutex<HashMap<ObjectKey, VecDeque<Job>>>,
     poster: std::sync::OnceLock<Arc<EventPoster>>,
     metrics: Option<Metrics>,
@@ -190,6 +193,8 @@ impl Agent {
             unauthorized: Notify::new(),
             store: Mutex::default(),
             store_io: tokio::sync::Mutex::new(store_io),
+            changes: Default::default(),
+            saved: Default::default(),
             queues: Mutex::default(),
             poster: std::sync::OnceLock::new(),
             metrics,
@@ -1531,13 +1536,28 @@ impl Agent {
         poster.submit(event);
     }
 
-    /// Write the store (callers have changed it). Failures are retried by the next save.
+    /// Make the store durable with the caller's change (made before the call). Concurrent callers share writes
+    /// (group commit): whoever holds the writer writes the store as it is then, covering every change counted
+    /// so far, and a caller whose change that write covered returns without writing. 500 jobs at once cost a
+    /// few ConfigMap writes, not one per change. A failed write is logged and retried by the next save.
     async fn save(&self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        let mine = self.changes.fetch_add(1, SeqCst) + 1;
         let mut io = self.store_io.lock().await;
-        let snapshot = lock(&self.store).clone();
-        if let Err(e) = io.save(&snapshot).await {
-            warn!(error = %e, "Pull mode: writing the applied-job store");
+        if self.saved.load(SeqCst) >= mine {
+            return;
         }
+        // A moment for the changes of jobs arriving together to join this write.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let covered = self.changes.load(SeqCst);
+        let snapshot = lock(&self.store).clone();
+        match io.save(&snapshot).await {
+            Ok(()) => self.saved.fetch_max(covered, SeqCst),
+            Err(e) => {
+                warn!(error = %e, "Pull mode: writing the applied-job store");
+                0
+            }
+        };
     }
 }
 
