@@ -279,6 +279,18 @@ impl PullEnv {
     }
 }
 
+/// What an admin does after re-issuing a credential: the new token into the credentials Secret.
+async fn put_token(secrets: &Api<k8s_openapi::api::core::v1::Secret>, token: &str) {
+    secrets
+        .patch(
+            "vworkspace-agent-credentials",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"stringData": {"token": token}})),
+        )
+        .await
+        .unwrap();
+}
+
 /// `vworkspace-operator sign-job --key KEY --cluster-id ID` on one job.
 fn sign_with(key: &std::path::Path, cluster: &str, job: &Value) -> Value {
     let mut child = Command::new(env!("CARGO_BIN_EXE_vworkspace-operator"))
@@ -752,14 +764,7 @@ async fn credentials_rotation_and_error_handling() {
     );
     // An admin puts a new credential in the Secret: polling resumes.
     let fresh = env.cp.issue_token(&env.cluster);
-    secrets
-        .patch(
-            "vworkspace-agent-credentials",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"stringData": {"token": fresh}})),
-        )
-        .await
-        .unwrap();
+    put_token(&secrets, &fresh).await;
     env.cp.push([job(&env, 2)]);
     assert_eq!(env.cp.result("job-2", 90).await["outcome"], "succeeded");
 
@@ -860,14 +865,7 @@ async fn credentials_rotation_and_error_handling() {
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(env.cp.lock().polls.len(), polls_then, "retried after 403");
     let fresh = env.cp.issue_token(&env.cluster);
-    secrets
-        .patch(
-            "vworkspace-agent-credentials",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"stringData": {"token": fresh}})),
-        )
-        .await
-        .unwrap();
+    put_token(&secrets, &fresh).await;
     env.cp.push([job(&env, 5)]);
     assert_eq!(env.cp.result("job-5", 90).await["outcome"], "succeeded");
     env.eventually("Authenticated again", 60, || async {

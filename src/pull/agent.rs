@@ -1246,61 +1246,51 @@ impl Agent {
         uid: Option<&str>,
         generation: Option<i64>,
     ) -> IntentState {
-        let oref = |name: &str| (name.to_string(), key.namespace.clone());
-        let (name, ns) = oref(&key.name);
-        match key.kind.as_str() {
-            "ApplicationInstance" => {
-                let Some((apps, _)) = self.stores.get() else {
-                    return IntentState::Pending;
-                };
-                let Some(app) = apps.get(&ObjectRef::new(&name).within(&ns)) else {
-                    return IntentState::Pending;
-                };
-                if uid.is_some() && app.uid().as_deref() != uid {
-                    return IntentState::Gone;
-                }
-                let status = app.status.clone().unwrap_or_default();
-                if status.observed_generation < generation || generation.is_none() {
-                    return IntentState::Pending;
-                }
-                IntentState::Progress {
-                    outcome: app_outcome(&status.conditions),
-                    phase: status
-                        .conditions
-                        .iter()
-                        .find(|c| c.type_ == types::READY)
-                        .map(|c| {
-                            if c.status == "True" {
-                                "Ready".to_string()
-                            } else {
-                                "Progressing".to_string()
-                            }
-                        })
-                        .unwrap_or_else(|| "Progressing".into()),
-                    conditions: status.conditions,
-                }
-            }
-            _ => {
-                let Some((_, ops)) = self.stores.get() else {
-                    return IntentState::Pending;
-                };
-                let Some(op) = ops.get(&ObjectRef::new(&name).within(&ns)) else {
-                    return IntentState::Pending;
-                };
-                if uid.is_some() && op.uid().as_deref() != uid {
-                    return IntentState::Gone;
-                }
-                let status = op.status.clone().unwrap_or_default();
-                if status.observed_generation < generation || generation.is_none() {
-                    return IntentState::Pending;
-                }
-                let phase = status.phase.unwrap_or(Phase::Pending);
-                IntentState::Progress {
-                    outcome: op_outcome(phase, &status.conditions),
-                    phase: format!("{phase:?}"),
-                    conditions: status.conditions,
-                }
-            }
+        let Some((apps, ops)) = self.stores.get() else {
+            return IntentState::Pending;
+        };
+        // (uid, observed generation, conditions, the Operation's phase)
+        let seen = if key.kind == "ApplicationInstance" {
+            apps.get(&ObjectRef::new(&key.name).within(&key.namespace))
+                .map(|app| {
+                    let st = app.status.clone().unwrap_or_default();
+                    (app.uid(), st.observed_generation, st.conditions, None)
+                })
+        } else {
+            ops.get(&ObjectRef::new(&key.name).within(&key.namespace))
+                .map(|op| {
+                    let st = op.status.clone().unwrap_or_default();
+                    (
+                        op.uid(),
+                        st.observed_generation,
+                        st.conditions,
+                        Some(st.phase.unwrap_or(Phase::Pending)),
+                    )
+                })
+        };
+        let Some((obj_uid, observed, conditions, op_phase)) = seen else {
+            return IntentState::Pending;
+        };
+        if uid.is_some() && obj_uid.as_deref() != uid {
+            return IntentState::Gone;
+        }
+        if generation.is_none() || observed < generation {
+            return IntentState::Pending;
+        }
+        match op_phase {
+            Some(phase) => IntentState::Progress {
+                outcome: op_outcome(phase, &conditions),
+                phase: format!("{phase:?}"),
+                conditions,
+            },
+            None => IntentState::Progress {
+                outcome: app_outcome(&conditions),
+                phase: match cond(&conditions, types::READY) {
+                    Some(c) if c.status == "True" => "Ready".into(),
+                    _ => "Progressing".into(),
+                },
+                conditions,
+            },
         }
     }
 
