@@ -874,4 +874,37 @@ async fn credentials_rotation_and_error_handling() {
             .filter(|c| c.0 == "True")
     })
     .await;
+
+    // The control-plane key is revoked (removed from the policy, another key in its place): within the reload
+    // interval every intent applied from a job it signed is judged again and Blocked, naming the key.
+    let other = env.tmp.path().join("next-key");
+    assert!(
+        Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&other)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let next = std::fs::read_to_string(other.with_extension("pub")).unwrap();
+    std::fs::write(
+        env.tmp.path().join("policy.yaml"),
+        format!(
+            "controlPlaneKeys:\n  - name: cp-2027\n    key: \"{}\"\n",
+            next.trim()
+        ),
+    )
+    .unwrap();
+    let (_, reason, message) = env
+        .eventually("app-5 Blocked after the key is revoked", 60, || async {
+            env.condition("app-5", "Blocked")
+                .await
+                .filter(|c| c.0 == "True")
+        })
+        .await;
+    assert_eq!(reason, "JobPayloadSignatureInvalid", "{message}");
+    assert!(
+        message.contains("cp-2026") && message.contains("job-5"),
+        "{message}"
+    );
 }

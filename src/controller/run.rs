@@ -365,10 +365,16 @@ impl Operator {
                     // Nothing to fetch before the controllers start: the agent proves each intent as it applies
                     // it. Readiness does not wait for the control plane once the cluster is registered.
                     let key = Arc::new(std::sync::RwLock::new(None));
+                    let keys: crate::pull::agent::SharedKeys =
+                        Arc::new(std::sync::RwLock::new(Ok(settings
+                            .policy
+                            .control_plane_keys()
+                            .to_vec())));
                     let (status_tx, status_rx) =
                         watch::channel(crate::pull::agent::AgentStatus::initial());
                     let source = Arc::new(crate::pull::source::PullSource::new(
                         key.clone(),
+                        keys.clone(),
                         status_rx,
                         &settings.agent.namespace,
                     ));
@@ -376,7 +382,7 @@ impl Operator {
                         settings.agent,
                         client.clone(),
                         resources.clone(),
-                        settings.policy.control_plane_keys().to_vec(),
+                        keys,
                         key,
                         status_tx,
                         Some(metrics.clone()),
@@ -651,11 +657,17 @@ impl Operator {
                 let (tx, rx) = watch::channel(0u64);
                 let mut status = agent.subscribe();
                 let mut stop = stop_rx.clone();
+                let judge_now = judge_now.clone();
                 tasks.push(tokio::spawn(async move {
                     let mut last = status.borrow().clone();
                     loop {
                         tokio::select! {
                             _ = stop.wait_for(|s| *s) => return,
+                            // The trust policy changed: every applied intent is judged again under it.
+                            _ = judge_now.notified() => {
+                                tx.send_modify(|n| *n += 1);
+                                continue;
+                            }
                             changed = status.changed() => {
                                 if changed.is_err() {
                                     return;

@@ -129,6 +129,10 @@ impl AgentStatus {
     }
 }
 
+/// The trust policy's control-plane keys, or why no policy is in force; shared by the agent (which admits jobs)
+/// and the Pull intent source (which re-judges applied intents when the keys change).
+pub type SharedKeys = Arc<RwLock<Result<Vec<ControlPlaneKey>, String>>>;
+
 /// The credential in use.
 #[derive(Clone, PartialEq, Eq)]
 struct Creds {
@@ -149,7 +153,7 @@ pub struct Agent {
     /// The controllers' stores (set by [`Agent::attach`] once they exist).
     stores: std::sync::OnceLock<(Store<ApplicationInstance>, Store<Operation>)>,
     /// The trust policy's control-plane keys, or why no policy is in force (then every job is refused).
-    keys: RwLock<Result<Vec<ControlPlaneKey>, String>>,
+    keys: SharedKeys,
     provenance_key: Arc<RwLock<Option<Vec<u8>>>>,
     status: watch::Sender<AgentStatus>,
     creds: RwLock<Option<Creds>>,
@@ -175,7 +179,7 @@ impl Agent {
         cfg: PullConfig,
         kube: Client,
         resources: Resources,
-        keys: Vec<ControlPlaneKey>,
+        keys: SharedKeys,
         provenance_key: Arc<RwLock<Option<Vec<u8>>>>,
         status: watch::Sender<AgentStatus>,
         metrics: Option<Metrics>,
@@ -187,7 +191,7 @@ impl Agent {
             kube,
             resources,
             stores: std::sync::OnceLock::new(),
-            keys: RwLock::new(Ok(keys)),
+            keys,
             provenance_key,
             creds: RwLock::default(),
             unauthorized: Notify::new(),

@@ -16,6 +16,7 @@ use crate::intent::IntentKind;
 
 pub struct PullSource {
     key: Arc<RwLock<Option<Vec<u8>>>>,
+    keys: super::agent::SharedKeys,
     agent: watch::Receiver<AgentStatus>,
     namespace: String,
 }
@@ -24,11 +25,13 @@ impl PullSource {
     /// `key`: the provenance key the agent loads from its credentials Secret (shared).
     pub fn new(
         key: Arc<RwLock<Option<Vec<u8>>>>,
+        keys: super::agent::SharedKeys,
         agent: watch::Receiver<AgentStatus>,
         namespace: &str,
     ) -> Self {
         Self {
             key,
+            keys,
             agent,
             namespace: namespace.to_string(),
         }
@@ -71,12 +74,47 @@ impl IntentSource for PullSource {
             annotations.get(provenance::ANNOTATION).map(String::as_str),
             &digest,
         ) {
-            Ok(stamp) => Verdict::Verified {
-                origin: Origin::Job {
-                    job_id: stamp.job_id,
-                    signer: stamp.signer,
-                },
-            },
+            Ok(stamp) => {
+                // Under the policy in force: a job signed by a key since removed, or unsigned while keys are
+                // now required, is no longer trusted (as GitOps re-judges commits when keys change).
+                let keys = self
+                    .keys
+                    .read()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone();
+                let still = match &keys {
+                    Err(why) => Err((
+                        crate::api::conditions::reasons::TRUST_POLICY_INVALID,
+                        format!("no usable trust policy: {why}"),
+                    )),
+                    Ok(keys) if keys.is_empty() => Ok(()),
+                    Ok(keys) if keys.iter().any(|k| k.name == stamp.signer) => Ok(()),
+                    Ok(_) if stamp.signer == "-" => Err((
+                        crate::pull::signing::reasons::UNSIGNED,
+                        format!(
+                            "applied from unsigned job {}, and the trust policy now requires signed jobs",
+                            stamp.job_id
+                        ),
+                    )),
+                    Ok(_) => Err((
+                        crate::pull::signing::reasons::SIGNATURE_INVALID,
+                        format!(
+                            "applied from job {} signed by control-plane key {}, which the trust policy no longer \
+                             names",
+                            stamp.job_id, stamp.signer
+                        ),
+                    )),
+                };
+                match still {
+                    Ok(()) => Verdict::Verified {
+                        origin: Origin::Job {
+                            job_id: stamp.job_id,
+                            signer: stamp.signer,
+                        },
+                    },
+                    Err((reason, message)) => Verdict::Blocked { reason, message },
+                }
+            }
             Err(m) => Verdict::Blocked {
                 reason: m.reason,
                 message: m.message,
