@@ -1448,7 +1448,7 @@ mod policy_and_cli {
             ),
             (
                 "mode: range\n".to_string(),
-                "sshAllowedSigners, openpgpKeys and/or gitsignIdentities",
+                "sshAllowedSigners, openpgpKeys, gitsignIdentities and/or controlPlaneKeys",
             ),
         ];
         for (yaml, want) in cases {
