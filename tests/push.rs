@@ -139,15 +139,7 @@ async fn the_control_plane_account_applies_intents_and_an_edit_by_anyone_else_is
     // The operator, in Push mode.
     let tmp = tempfile::tempdir().unwrap();
     let key = tmp.path().join("key");
-    assert!(
-        Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-            .arg(&key)
-            .status()
-            .unwrap()
-            .success()
-    );
-    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    let public = support::gitfix::ed25519_key(&key);
     std::fs::write(
         tmp.path().join("policy.yaml"),
         format!("sshAllowedSigners: \"git@example.com {}\"\n", public.trim()),
@@ -314,15 +306,7 @@ async fn the_control_plane_account_applies_intents_and_an_edit_by_anyone_else_is
     // signature annotation (`sign-intent`). The unsigned app-1 is Blocked; a signed app-2 is acted on; app-2's
     // signature copied onto app-3 is refused.
     let cp_key = tmp.path().join("cp-key");
-    assert!(
-        Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", "cp", "-f"])
-            .arg(&cp_key)
-            .status()
-            .unwrap()
-            .success()
-    );
-    let cp_public = std::fs::read_to_string(cp_key.with_extension("pub")).unwrap();
+    let cp_public = support::gitfix::ed25519_key(&cp_key);
     std::fs::write(
         tmp.path().join("policy.yaml"),
         format!(

@@ -186,3 +186,30 @@ impl GitRemote {
         self.git(&self.work, &["rev-parse", "HEAD"])
     }
 }
+
+/// A fresh Ed25519 key pair made by ssh-keygen at `path` (private) and `path.pub`; returns the public line.
+pub fn ed25519_key(path: &Path) -> String {
+    let out = Command::new("ssh-keygen")
+        .args([
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            "key@example.com",
+            "-f",
+        ])
+        .arg(path)
+        .output()
+        .expect("ssh-keygen");
+    assert!(
+        out.status.success(),
+        "ssh-keygen: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read_to_string(path.with_extension("pub"))
+        .expect("the public key")
+        .trim()
+        .to_string()
+}
