@@ -423,9 +423,7 @@ impl Agent {
     }
 
     async fn add_provenance_key(&self) -> Result<Vec<u8>, kube::Error> {
-        let mut raw = [0u8; 32];
-        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut raw);
-        let key = base64::engine::general_purpose::STANDARD.encode(raw);
+        let key = new_provenance_key();
         self.secrets()
             .patch(
                 CREDENTIALS_SECRET,
@@ -546,9 +544,7 @@ impl Agent {
                     return Err(Some(Duration::from_secs(30)));
                 }
                 let now = Timestamp::now().to_string();
-                let mut raw = [0u8; 32];
-                rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut raw);
-                let pkey = base64::engine::general_purpose::STANDARD.encode(raw);
+                let pkey = new_provenance_key();
                 let written = self
                     .secrets()
                     .patch(
@@ -759,33 +755,19 @@ impl Agent {
                         unauthorized_retried = true;
                         continue;
                     }
-                    let message = format!(
+                    self.refused(format!(
                         "the control plane refused the credential (401{detail}); waiting for a new one in Secret \
                          {CREDENTIALS_SECRET}"
-                    );
-                    warn!("{message}");
-                    self.set_status(|s| {
-                        s.phase = ClusterPhase::Disconnected;
-                        s.authenticated =
-                            Some((false, "ControlPlaneAuthenticationFailed", message.clone()));
-                        s.connected = (false, "CredentialMissing", message);
-                    });
-                    self.wait_for_new_credential().await;
+                    ))
+                    .await;
                     unauthorized_retried = false;
                 }
                 Err(ApiError::Forbidden(detail)) => {
-                    let message = format!(
+                    self.refused(format!(
                         "the control plane forbids this cluster (403{detail}): waiting for re-registration (a new \
                          credential in Secret {CREDENTIALS_SECRET}, or the Secret deleted to register again)"
-                    );
-                    warn!("{message}");
-                    self.set_status(|s| {
-                        s.phase = ClusterPhase::Disconnected;
-                        s.authenticated =
-                            Some((false, "ControlPlaneAuthenticationFailed", message.clone()));
-                        s.connected = (false, "CredentialMissing", message);
-                    });
-                    self.wait_for_new_credential().await;
+                    ))
+                    .await;
                 }
                 Err(ApiError::TooManyRequests(after)) => {
                     let wait = after
@@ -813,6 +795,18 @@ impl Agent {
                 }
             }
         }
+    }
+
+    /// The control plane refused the credential (401 after the retry, or 403): say so and stop polling until it
+    /// changes.
+    async fn refused(&self, message: String) {
+        warn!("{message}");
+        self.set_status(|s| {
+            s.phase = ClusterPhase::Disconnected;
+            s.authenticated = Some((false, "ControlPlaneAuthenticationFailed", message.clone()));
+            s.connected = (false, "CredentialMissing", message);
+        });
+        self.wait_for_new_credential().await;
     }
 
     /// Wait until the credentials Secret holds another token (or is gone, then register again).
@@ -1337,20 +1331,15 @@ impl Agent {
             .and_then(Value::as_str)
             .is_some_and(|s| s.split(' ').nth(1) == Some(entry.id.as_str()));
         if !is_intent(&key) || !stamped {
-            let (outcome, error) = if is_intent(&key) {
-                (
-                    Outcome::Failed,
-                    Some("the operator restarted before applying the job: send it again".into()),
-                )
+            // Not stamped by this job (an intent), or not an intent (payloads are not kept): the job cannot be
+            // finished, and the control plane is told to send it again.
+            let error = if is_intent(&key) {
+                "the operator restarted before applying the job: send it again"
             } else {
-                // Not an intent: applying again is what the job asked; the operator does not keep payloads, so it
-                // says what it knows.
-                (
-                    Outcome::Failed,
-                    Some("the operator restarted while applying the job: send it again".into()),
-                )
+                "the operator restarted while applying the job: send it again"
             };
-            self.decide(&replay_key, outcome, error, None).await;
+            self.decide(&replay_key, Outcome::Failed, Some(error.into()), None)
+                .await;
             return;
         }
         let live = live.unwrap_or_default();
@@ -1685,6 +1674,13 @@ fn truncate(s: &str, max: usize) -> String {
         end -= 1;
     }
     format!("{}…", &s[..end])
+}
+
+/// 32 random bytes, base64: the HMAC key of provenance stamps.
+fn new_provenance_key() -> String {
+    let mut raw = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut raw);
+    base64::engine::general_purpose::STANDARD.encode(raw)
 }
 
 /// Write a file only the operator reads (0600), replacing it atomically.
