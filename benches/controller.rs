@@ -507,6 +507,37 @@ fn app_reconciles(operator: &Operator) -> u64 {
         .sum()
 }
 
+/// The operator's configuration in the bench runs: `source` for `cluster`, state under `dir`, the `run`
+/// command's defaults for the loops (the fetch and notes loops cost CPU on the machine under test).
+fn bench_config(
+    cluster: &str,
+    source: SourceConfig,
+    dir: &Path,
+    concurrency: usize,
+) -> OperatorConfig {
+    OperatorConfig {
+        settings: Settings {
+            cluster_id: cluster.into(),
+            namespace_selector: Selector::parse("managed-by=vworkspace").expect("selector"),
+            velero_namespace: "velero".into(),
+            approval_key: None,
+            resync: Duration::from_secs(300),
+        },
+        source,
+        fetch_interval: Duration::from_secs(30),
+        templates: Templates::embedded(),
+        state_dir: dir.join("state"),
+        control_plane: None,
+        admin: None,
+        leader_election: None,
+        cluster_interval: Duration::from_secs(30),
+        notes: NotesTiming::new(Duration::from_secs(10)),
+        max_concurrent_reconciles: u16::try_from(concurrency).unwrap_or(u16::MAX),
+        webhook: None,
+        policy_reload: None,
+    }
+}
+
 /// How the intents meet the operator.
 #[derive(Clone, Copy, PartialEq)]
 enum Mode {
@@ -527,15 +558,9 @@ async fn operator_run(client: &Client, n: usize, concurrency: usize, mode: Mode)
     let (remote, signer) = signed_repo(tmp.path(), cluster, &intents);
     let requests = Requests::default();
     let operator_client = counted_client(&requests).await;
-    let config = OperatorConfig {
-        settings: Settings {
-            cluster_id: cluster.into(),
-            namespace_selector: Selector::parse("managed-by=vworkspace").expect("selector"),
-            velero_namespace: "velero".into(),
-            approval_key: None,
-            resync: Duration::from_secs(300),
-        },
-        source: SourceConfig::GitOps(RepoConfig {
+    let config = bench_config(
+        cluster,
+        SourceConfig::GitOps(RepoConfig {
             url: remote.url(),
             branch: "main".into(),
             path: format!("clusters/{cluster}"),
@@ -543,19 +568,9 @@ async fn operator_run(client: &Client, n: usize, concurrency: usize, mode: Mode)
             credentials: Credentials::None,
             cache_dir: tmp.path().join("state/cache"),
         }),
-        // The `run` command's defaults: the fetch and notes loops cost CPU on the machine under test.
-        fetch_interval: Duration::from_secs(30),
-        templates: Templates::embedded(),
-        state_dir: tmp.path().join("state"),
-        control_plane: None,
-        admin: None,
-        leader_election: None,
-        cluster_interval: Duration::from_secs(30),
-        notes: NotesTiming::new(Duration::from_secs(10)),
-        max_concurrent_reconciles: u16::try_from(concurrency).unwrap_or(u16::MAX),
-        webhook: None,
-        policy_reload: None,
-    };
+        tmp.path(),
+        concurrency,
+    );
     let hr = resource(client, "helm.toolkit.fluxcd.io/v2", "HelmRelease").await;
     let mut started = Instant::now();
     let mut cpu_before = cpu_seconds();
@@ -735,31 +750,16 @@ async fn pull_run(client: &Client, n: usize, concurrency: usize) -> PullRun {
     agent.allow_insecure_http = true;
     agent.poll_wait = Duration::from_secs(5);
     agent.job_deadline = Duration::from_secs(900);
-    let config = OperatorConfig {
-        settings: Settings {
-            cluster_id: cluster.into(),
-            namespace_selector: Selector::parse("managed-by=vworkspace").expect("selector"),
-            velero_namespace: "velero".into(),
-            approval_key: None,
-            resync: Duration::from_secs(300),
-        },
-        source: SourceConfig::Pull(PullSettings {
+    let config = bench_config(
+        cluster,
+        SourceConfig::Pull(PullSettings {
             agent,
             policy,
             event_signing_key_file: None,
         }),
-        fetch_interval: Duration::from_secs(30),
-        templates: Templates::embedded(),
-        state_dir: tmp.path().join("state"),
-        control_plane: None,
-        admin: None,
-        leader_election: None,
-        cluster_interval: Duration::from_secs(30),
-        notes: NotesTiming::new(Duration::from_secs(10)),
-        max_concurrent_reconciles: u16::try_from(concurrency).unwrap_or(u16::MAX),
-        webhook: None,
-        policy_reload: None,
-    };
+        tmp.path(),
+        concurrency,
+    );
     let hr = resource(client, "helm.toolkit.fluxcd.io/v2", "HelmRelease").await;
     let operator = Operator::start(operator_client, config)
         .await
