@@ -4,7 +4,9 @@
 //! - strings with the minimal escapes of ECMAScript's `JSON.stringify` (`\"`, `\\`, `\b`, `\f`, `\n`, `\r`,
 //!   `\t`, other characters below U+0020 as `\u00xx`), everything else as UTF-8;
 //! - numbers as ECMAScript's `Number.prototype.toString` formats the IEEE 754 double they denote (integers
-//!   beyond 2^53 are rounded to a double, as every JCS implementation does; JCS has no other numbers).
+//!   beyond 2^53 are rounded to a double, as every JCS implementation does; JCS has no other numbers). That
+//!   rounding maps several numbers to one text, so jobs never reach it: [`super::ijson`] refuses every number that
+//!   is not exactly its canonical form.
 
 use std::fmt::Write as _;
 
