@@ -203,6 +203,11 @@ fn exact_number(n: &Number) -> Result<Number, String> {
 
 /// The problem with a number literal (JSON grammar already checked), if any.
 fn check_literal(lit: &str) -> Option<String> {
+    // Fast path: an integer of at most 15 digits is exactly a double and its own canonical form.
+    let magnitude = lit.strip_prefix('-').unwrap_or(lit);
+    if magnitude.len() <= 15 && magnitude.bytes().all(|b| b.is_ascii_digit()) && lit != "-0" {
+        return None;
+    }
     let f: f64 = lit.parse().ok()?;
     if !f.is_finite() {
         return Some(format!("{lit} is beyond the range of an IEEE 754 double"));
