@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::{PoisonError, RwLock};
 
 use base64::Engine as _;
-use ed25519_dalek::{Signature, Signer as _, Verifier as _};
+use ed25519_dalek::{Signature, Signer as _};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
 use serde_json::{Value, json};
 
@@ -97,7 +97,8 @@ pub fn check_signature(
         })?;
     let signer = keys
         .iter()
-        .find(|k| k.key.verify(&text, &sig).is_ok())
+        // Strict: a small-order key or `R` would let one fixed signature verify every envelope.
+        .find(|k| k.key.verify_strict(&text, &sig).is_ok())
         .ok_or_else(|| {
             invalid(format!(
                 "the signature does not verify under any of the {} control-plane key(s)",
@@ -357,6 +358,45 @@ mod tests {
                 .0,
             REASON_SIGNATURE_INVALID
         );
+    }
+
+    /// A small-order key (the identity point) with `(R = identity, s = 0)` passes plain `verify` for any
+    /// envelope; the annotation check is strict.
+    #[test]
+    fn a_small_order_key_does_not_verify_every_intent() {
+        use ed25519_dalek::Verifier as _;
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let weak = ed25519_dalek::VerifyingKey::from_bytes(&identity).unwrap();
+        let mut raw = [0u8; 64];
+        raw[..32].copy_from_slice(&identity);
+        let envelope = br#"{"clusterId":"c","kind":"ApplicationInstance","name":"web","namespace":"t","spec":{},"v":"vworkspace.io/intent-signature/v1"}"#;
+        assert!(
+            weak.verify(envelope, &Signature::from_bytes(&raw)).is_ok(),
+            "the vector is the weak case"
+        );
+        let annotation = format!(
+            "{}.{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(envelope),
+            base64::engine::general_purpose::STANDARD.encode(raw)
+        );
+        let keys = [ControlPlaneKey {
+            name: "weak".into(),
+            key: weak,
+        }];
+        let kind = IntentKind::ApplicationInstance;
+        let e = check_signature(
+            &keys,
+            "c",
+            kind,
+            "t",
+            "web",
+            &Value::Null,
+            Some(&annotation),
+        )
+        .unwrap_err();
+        assert_eq!(e.0, REASON_SIGNATURE_INVALID);
+        assert!(e.1.contains("does not verify"), "{}", e.1);
     }
 
     #[test]

@@ -300,6 +300,21 @@ fn sign_with(key: &std::path::Path, cluster: &str, job: &Value) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// Sign `job` as a control plane whose canonical JSON takes any number (no I-JSON check, unlike `sign-job`).
+fn sign_canonical(key: &std::path::Path, cluster: &str, job: &mut Value) {
+    use base64::Engine as _;
+    use ed25519_dalek::Signer as _;
+    use vworkspace_operator::pull::{jcs, signing};
+    let key = signing::parse_private_key(&std::fs::read_to_string(key).unwrap()).unwrap();
+    let envelope = json!({"v": signing::SIGNATURE_VERSION, "clusterId": cluster, "id": job["id"],
+        "kind": job["kind"], "idempotencyKey": job["idempotencyKey"], "expiresAt": job["expiresAt"],
+        "payload": job["payload"]});
+    let bytes = jcs::canonicalize(&envelope).unwrap();
+    job["signature"] = json!(
+        base64::engine::general_purpose::STANDARD.encode(key.sign(bytes.as_bytes()).to_bytes())
+    );
+}
+
 fn in_minutes(m: i64) -> String {
     (jiff::Timestamp::now() + jiff::SignedDuration::from_mins(m)).to_string()
 }
@@ -547,12 +562,24 @@ async fn unsigned_forged_and_altered_jobs_are_refused_and_nothing_is_applied() {
         &json!({"id": "job-elsewhere", "kind": "apply", "payload": env.app(4, "1.0.0", "x"),
             "idempotencyKey": "e", "expiresAt": in_minutes(30)}),
     );
-    env.cp.push([unsigned, forged, altered, other_cluster]);
+    // Malleated: signed with n = 2^53 (canonical JSON writes 2^53 + 1 the same way, so the signature is the
+    // same), sent with n = 2^53 + 1.
+    let mut malleated = json!({"id": "job-malleated", "kind": "apply", "payload": env.app(5, "1.0.0", "x"),
+        "idempotencyKey": "m", "expiresAt": in_minutes(30)});
+    malleated["payload"]["spec"]["values"]["inline"]["n"] = json!(9007199254740992u64);
+    sign_canonical(&env.key, &env.cluster, &mut malleated);
+    malleated["payload"]["spec"]["values"]["inline"]["n"] = json!(9007199254740993u64);
+    env.cp
+        .push([unsigned, forged, altered, other_cluster, malleated]);
     for (id, reason) in [
         ("job-unsigned", "JobUnsigned"),
         ("job-forged", "JobPayloadSignatureInvalid"),
         ("job-altered", "JobPayloadSignatureInvalid"),
         ("job-elsewhere", "JobPayloadSignatureInvalid"),
+        (
+            "job-malleated",
+            "JobNotIJson: job job-malleated: payload.spec.values.inline.n: 9007199254740993",
+        ),
     ] {
         let r = env.cp.result(id, 60).await;
         assert_eq!(r["outcome"], "failed", "{id}: {r}");
@@ -561,7 +588,7 @@ async fn unsigned_forged_and_altered_jobs_are_refused_and_nothing_is_applied() {
             "{id}: {r}"
         );
     }
-    for i in 1..=4 {
+    for i in 1..=5 {
         assert!(
             env.get_app(&format!("app-{i}")).await.is_none(),
             "app-{i} was applied"

@@ -1,12 +1,13 @@
-//! The control plane's answer to `GET /api/agent/jobs` as Pull mode reads it: the job list, each job's action,
-//! its canonical signed bytes (RFC 8785) and the signature check against a fixed control-plane key.
-//! Input: the response body.
+//! The control plane's answer to `GET /api/agent/jobs` as Pull mode reads it: the job list (read as I-JSON), each
+//! job's action, its canonical signed bytes (RFC 8785) and the signature check against a fixed control-plane key.
+//! Input: the response body (also read as one document, as `sign-job` reads it).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vworkspace_operator::pull::{jcs, job, signing};
+use vworkspace_operator::pull::{ijson, jcs, job, signing};
 
 fuzz_target!(|data: &[u8]| {
+    let _ = ijson::document(data);
     let Ok(jobs) = job::parse_jobs(data) else {
         return;
     };
@@ -18,6 +19,10 @@ fuzz_target!(|data: &[u8]| {
     for parsed in jobs {
         let Ok(j) = parsed else { continue };
         let _ = job::action(&j);
+        // One reading: the payload applied is its canonical form read back (what a signature covers).
+        let text = jcs::canonicalize(&j.payload).expect("an accepted payload has a canonical form");
+        let back: serde_json::Value = serde_json::from_str(&text).expect("canonical JSON parses");
+        assert_eq!(back, j.payload);
         // What sign-job prints reads back as the same job.
         let again = job::parse_job(j.to_json()).expect("a printed job parses");
         assert_eq!(again, j);

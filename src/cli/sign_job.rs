@@ -39,7 +39,9 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             text.len()
         }
     };
-    let value: Value = serde_json::from_slice(&text).context("the input is not JSON")?;
+    // The rules the agent reads jobs by (I-JSON, docs/pull.md#signed-jobs): nothing is signed that it refuses.
+    let value: Value =
+        crate::pull::ijson::document(&text).map_err(|e| anyhow::anyhow!("the input: {e}"))?;
     let signed = sign_value(&key, &args.cluster_id, value)?;
     let mut out = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut out, &signed)?;

@@ -1016,11 +1016,7 @@ impl Agent {
         let Action::Apply(mut obj) = action else {
             return Ok(action);
         };
-        let err = |field: &str, reason: String| job::JobError {
-            id: Some(j.id.clone()),
-            field: field.to_string(),
-            reason,
-        };
+        let err = |field: &str, reason: String| job::JobError::new(Some(&j.id), field, reason);
         let meta = obj
             .as_object_mut()
             .and_then(|o| o.get_mut("metadata"))

@@ -11,6 +11,16 @@ use serde_json::{Value, json};
 use super::job::{self, Job, JobError, JobResult, JobStatus, MEDIA_TYPE};
 use crate::report::events::{parse_retry_after, response_detail};
 
+/// The largest `GET /api/agent/jobs` answer read: 16 MiB. A job's payload is one Kubernetes object (etcd stores at
+/// most 1.5 MiB, the API server takes at most 3 MiB per request), so this holds a full batch of ordinary jobs and
+/// several of the largest; a larger answer is refused whole (nothing is acked, so nothing is lost) and the poll
+/// retried with backoff.
+pub const MAX_JOBS_ANSWER: usize = 16 << 20;
+/// The largest other answer read (registration, rotation: a token and a few fields): 64 KiB.
+pub const MAX_ANSWER: usize = 64 << 10;
+/// How much of an error answer's body is read for its message.
+const ERROR_DETAIL: usize = 4096;
+
 /// How a request failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ApiError {
@@ -102,6 +112,7 @@ impl AgentClient {
         token: &str,
         body: Option<Value>,
         timeout: Option<Duration>,
+        limit: usize,
     ) -> Result<(StatusCode, Vec<u8>), ApiError> {
         let mut req = self
             .http
@@ -126,13 +137,11 @@ impl AgentClient {
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, jiff::Timestamp::now()));
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| ApiError::Network(network_text(&e)))?;
         if status.is_success() {
-            return Ok((status, bytes.to_vec()));
+            let what = path.split('?').next().unwrap_or_default();
+            return Ok((status, read_bounded(resp, limit, what).await?));
         }
+        let bytes = read_prefix(resp, ERROR_DETAIL).await;
         let detail = response_detail(&bytes);
         Err(match status.as_u16() {
             401 => ApiError::Unauthorized(detail),
@@ -162,6 +171,7 @@ impl AgentClient {
                 registration_token,
                 Some(body),
                 None,
+                MAX_ANSWER,
             )
             .await?;
         let r: Registered = serde_json::from_slice(&bytes)
@@ -193,6 +203,7 @@ impl AgentClient {
                 token,
                 None,
                 Some(wait + Duration::from_secs(15)),
+                MAX_JOBS_ANSWER,
             )
             .await?;
         job::parse_jobs(&bytes).map_err(|e| ApiError::Protocol(e.to_string()))
@@ -224,7 +235,7 @@ impl AgentClient {
     ) -> Result<(), ApiError> {
         let path = format!("/api/agent/jobs/{}/{what}", url_escape(id));
         match self
-            .send(reqwest::Method::POST, &path, token, body, None)
+            .send(reqwest::Method::POST, &path, token, body, None, MAX_ANSWER)
             .await
         {
             Ok(_) | Err(ApiError::Conflict(_)) => Ok(()),
@@ -241,6 +252,7 @@ impl AgentClient {
                 token,
                 Some(json!({})),
                 None,
+                MAX_ANSWER,
             )
             .await?;
         let r: Rotated = serde_json::from_slice(&bytes)
@@ -250,6 +262,49 @@ impl AgentClient {
         }
         Ok(r)
     }
+}
+
+/// A success answer's body, refused beyond `limit` bytes (announced or streamed): chunks are read one at a time,
+/// so no more than `limit` plus one chunk is ever held. The request's timeout bounds the time.
+async fn read_bounded(
+    mut resp: reqwest::Response,
+    limit: usize,
+    what: &str,
+) -> Result<Vec<u8>, ApiError> {
+    let too_large = || {
+        ApiError::Protocol(format!(
+            "{what}: the answer is larger than {limit} bytes: refused"
+        ))
+    };
+    if resp.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| ApiError::Network(network_text(&e)))?
+    {
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// The first `limit` bytes (or so) of an error answer's body, for its message; the rest is not read.
+async fn read_prefix(mut resp: reqwest::Response, limit: usize) -> Vec<u8> {
+    let mut body = Vec::new();
+    while body.len() < limit {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                body.extend_from_slice(&chunk[..chunk.len().min(limit - body.len())])
+            }
+            _ => break,
+        }
+    }
+    body
 }
 
 /// A request error without the URL (it may carry a query string) or credentials.
@@ -285,6 +340,60 @@ pub fn url_escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A control plane on loopback whose answers are larger than the bounds: a job list streamed in chunks (no
+    /// length announced) one byte over 16 MiB, and a registration answer announcing 1 MiB. Both are valid JSON, so
+    /// only the bound refuses them; a job list at the bound is read.
+    #[tokio::test]
+    async fn answers_beyond_the_bounds_are_refused() {
+        use axum::body::Body;
+        use axum::routing::{get, post};
+        // `{"jobs":null,"pad":"aaa…"}` of exactly `len` bytes, in 64 KiB chunks.
+        fn padded(len: usize) -> Body {
+            let head = br#"{"jobs":null,"pad":""#.to_vec();
+            let pad = len - head.len() - 2;
+            let mut chunks = vec![Ok::<_, std::io::Error>(head)];
+            chunks.extend(
+                (0..pad.div_ceil(65536)).map(|i| Ok(vec![b'a'; 65536.min(pad - i * 65536)])),
+            );
+            chunks.push(Ok(b"\"}".to_vec()));
+            Body::from_stream(futures::stream::iter(chunks))
+        }
+        let app = axum::Router::new()
+            .route(
+                "/api/agent/jobs",
+                get(|q: axum::extract::RawQuery| async move {
+                    let over = q.0.unwrap_or_default().contains("cluster=over");
+                    padded(MAX_JOBS_ANSWER + usize::from(over))
+                }),
+            )
+            .route(
+                "/api/agent/register",
+                post(|| async {
+                    let mut body = br#"{"clusterId":"c","token":"t","pad":""#.to_vec();
+                    body.resize(1 << 20, b'a');
+                    body.extend_from_slice(b"\"}");
+                    body
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let client = AgentClient::new(&url, Duration::from_secs(60)).unwrap();
+        let wait = Duration::from_secs(1);
+        assert_eq!(client.jobs("t", "at", wait).await.unwrap(), vec![]);
+        match client.jobs("t", "over", wait).await {
+            Err(ApiError::Protocol(m)) => assert_eq!(
+                m,
+                "/api/agent/jobs: the answer is larger than 16777216 bytes: refused"
+            ),
+            other => panic!("{other:?}"),
+        }
+        match client.register("r", "c", None).await {
+            Err(ApiError::Protocol(m)) => assert!(m.contains("larger than 65536 bytes"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn ids_are_escaped_in_paths() {

@@ -4,7 +4,9 @@
 //! - strings with the minimal escapes of ECMAScript's `JSON.stringify` (`\"`, `\\`, `\b`, `\f`, `\n`, `\r`,
 //!   `\t`, other characters below U+0020 as `\u00xx`), everything else as UTF-8;
 //! - numbers as ECMAScript's `Number.prototype.toString` formats the IEEE 754 double they denote (integers
-//!   beyond 2^53 are rounded to a double, as every JCS implementation does; JCS has no other numbers).
+//!   beyond 2^53 are rounded to a double, as every JCS implementation does; JCS has no other numbers). That
+//!   rounding maps several numbers to one text, so jobs never reach it: [`super::ijson`] refuses every number that
+//!   is not exactly its canonical form.
 
 use std::fmt::Write as _;
 
@@ -153,6 +155,13 @@ fn shortest_digits(f: f64) -> (String, i32) {
     };
     let (digits, n) = split(&format!("{f:e}"));
     let k = digits.len();
+    // A tie needs an exact expansion of k + 1 <= 18 digits ending in 5: 19 correctly rounded digits show every
+    // such expansion, so the full one (slow: up to 767 digits) is only computed when they look like one.
+    let (near, _) = split(&format!("{f:.18e}"));
+    let near = near.trim_end_matches('0');
+    if near.len() != k + 1 || !near.ends_with('5') {
+        return (digits, n);
+    }
     let (exact, exact_n) = split(&format!("{f:.767e}"));
     let exact = exact.trim_end_matches('0');
     if exact.len() != k + 1 || !exact.ends_with('5') {
@@ -216,6 +225,9 @@ mod tests {
             (0x41b3de4355555557, "333333333.33333343"),
             (0xbecbf647612f3696, "-0.0000033333333333333333"),
             (0x43143ff3c1cb0959, "1424953923781206.2"),
+            // Exact ties (…730.25, …709.75): the even candidate, found by the slow path.
+            (0x43160f4d5caf72c9, "1552318607383730.2"),
+            (0x4317ad2cd390d1d7, "1666083125998709.8"),
         ];
         for (bits, want) in cases {
             assert_eq!(es6_number(f64::from_bits(*bits)), *want, "{bits:#018x}");

@@ -7,6 +7,8 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::ijson;
+
 /// `Accept` and `Content-Type` of every request.
 pub const MEDIA_TYPE: &str = "application/vnd.vworkspace.agent.v1+json";
 
@@ -86,21 +88,43 @@ impl Job {
     }
 }
 
-/// A job that cannot be understood: which one (when its id could be read), which field, why.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("job {}: {field}: {reason}", id.as_deref().unwrap_or("(no id)"))]
+/// A job that cannot be understood: which one (when its id could be read), which field, why; `code` is the
+/// refusal's reason when it has one (it then starts the message, as a refused signature's does).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobError {
     pub id: Option<String>,
     pub field: String,
     pub reason: String,
+    pub code: Option<&'static str>,
 }
 
+impl std::fmt::Display for JobError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(code) = self.code {
+            write!(f, "{code}: ")?;
+        }
+        let id = self.id.as_deref().unwrap_or("(no id)");
+        write!(f, "job {id}: {}: {}", self.field, self.reason)
+    }
+}
+
+impl std::error::Error for JobError {}
+
 impl JobError {
-    fn new(id: Option<&str>, field: impl Into<String>, reason: impl Into<String>) -> Self {
+    pub fn new(id: Option<&str>, field: impl Into<String>, reason: impl Into<String>) -> Self {
         Self {
             id: id.map(str::to_string),
             field: field.into(),
             reason: reason.into(),
+            code: None,
+        }
+    }
+
+    /// A job the I-JSON reader refuses ([`ijson`]).
+    pub fn refused(id: Option<&str>, p: ijson::Problem) -> Self {
+        Self {
+            code: Some(p.reason),
+            ..Self::new(id, p.path, p.message)
         }
     }
 }
@@ -110,19 +134,18 @@ impl JobError {
 #[error("GET /api/agent/jobs: {0}")]
 pub struct ResponseError(pub String);
 
-/// Read a `GET /api/agent/jobs` response body: `{"jobs": [...]}` (`null` or absent = none). Each job is parsed
-/// on its own, so one malformed job is refused (by id, when it has one) without losing the others.
+/// Read a `GET /api/agent/jobs` response body: `{"jobs": [...]}` (`null` or absent = none). Each job is read on
+/// its own, as I-JSON ([`ijson`]), so one malformed or ambiguous job is refused (by id, when it has one) without
+/// losing the others.
 pub fn parse_jobs(body: &[u8]) -> Result<Vec<Result<Job, JobError>>, ResponseError> {
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| ResponseError(format!("not JSON: {e}")))?;
-    let Value::Object(mut top) = value else {
-        return Err(ResponseError("the body is not a JSON object".into()));
-    };
-    match top.remove("jobs") {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Array(jobs)) => Ok(jobs.into_iter().map(parse_job).collect()),
-        Some(_) => Err(ResponseError("jobs: not an array".into())),
-    }
+    let elements = ijson::job_list(body).map_err(ResponseError)?;
+    Ok(elements
+        .into_iter()
+        .map(|e| match e.value {
+            Ok(v) => parse_job(v),
+            Err(p) => Err(JobError::refused(e.id.as_deref(), p)),
+        })
+        .collect())
 }
 
 /// Parse one job object.
@@ -141,6 +164,11 @@ pub fn parse_job(value: Value) -> Result<Job, JobError> {
         Some(_) => return Err(JobError::new(None, "id", "not a string")),
         None => return Err(JobError::new(None, "id", "missing")),
     };
+    // Every number exact, as its canonical form reads back (the signature covers that form).
+    for (name, v) in m.iter_mut() {
+        ijson::exact_numbers(v, &mut vec![ijson::Seg::Key(name.clone())])
+            .map_err(|p| JobError::refused(Some(&id), p))?;
+    }
     let err = |field: &str, reason: String| JobError::new(Some(&id), field, reason);
     let kind = match m.remove("kind") {
         Some(Value::String(s)) => match s.as_str() {

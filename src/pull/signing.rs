@@ -3,7 +3,7 @@
 //! docs/pull.md#signed-jobs, so the control plane can produce it.
 
 use base64::Engine as _;
-use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, VerifyingKey};
+use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
@@ -130,7 +130,12 @@ pub fn check(
     })?;
     let bytes = signed_bytes(cluster_id, job)
         .map_err(|e| refuse(reasons::SIGNATURE_INVALID, format!("payload: {e}")))?;
-    let Some(signer) = keys.iter().find(|k| k.key.verify(&bytes, &sig).is_ok()) else {
+    // Strict: no small-order key or `R`, no non-canonical encoding (plain `verify` lets a small-order key
+    // "verify" every message with one fixed signature).
+    let Some(signer) = keys
+        .iter()
+        .find(|k| k.key.verify_strict(&bytes, &sig).is_ok())
+    else {
         return Err(refuse(
             reasons::SIGNATURE_INVALID,
             format!(
@@ -256,6 +261,35 @@ mod tests {
         }];
         let now: Timestamp = "2027-01-01T00:00:00Z".parse().unwrap();
         assert_eq!(check(&keys, "fuzz-cluster", &j, now).unwrap(), "cp");
+    }
+
+    /// A small-order public key (the identity point) and the signature `(R = identity, s = 0)` pass
+    /// ed25519-dalek's plain `verify` for every message; `verify_strict` refuses them.
+    #[test]
+    fn a_small_order_key_does_not_verify_every_job() {
+        use ed25519_dalek::Verifier as _;
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let weak = VerifyingKey::from_bytes(&identity).unwrap();
+        let mut raw = [0u8; 64];
+        raw[..32].copy_from_slice(&identity);
+        let sig = Signature::from_bytes(&raw);
+        let now: Timestamp = "2026-12-04T10:00:00Z".parse().unwrap();
+        let mut j = job("2026-12-04T10:30:00Z");
+        let bytes = signed_bytes("eu-1", &j).unwrap();
+        assert!(
+            weak.verify(&bytes, &sig).is_ok(),
+            "the vector is the weak case"
+        );
+        j.signature = Some(base64::engine::general_purpose::STANDARD.encode(raw));
+        let keys = [ControlPlaneKey {
+            name: "weak".into(),
+            key: weak,
+        }];
+        assert_eq!(
+            check(&keys, "eu-1", &j, now).unwrap_err().reason,
+            reasons::SIGNATURE_INVALID
+        );
     }
 
     #[test]
