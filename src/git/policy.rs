@@ -322,21 +322,11 @@ fn gitsign_reason(e: &GitsignError) -> Reason {
     }
 }
 
-/// Read a text file of at most [`MAX_POLICY_BYTES`]. The metadata check before it does not bound what is read:
-/// a device or a file that grows meanwhile says 0 bytes and never ends (`sigstoreTrustedRoot: /dev/zero`
-/// took all memory; found while seeding fuzz/fuzz_targets/trust_policy).
+/// Read a policy-sized text file: a regular file (a FIFO, a device or a directory is refused before it is
+/// opened, see [`super::bounded`]) of at most [`MAX_POLICY_BYTES`], whatever size its metadata says
+/// (`sigstoreTrustedRoot: /dev/zero` took all memory; found while seeding fuzz/fuzz_targets/trust_policy).
 pub(crate) fn read_to_string_limited(path: &Path) -> std::io::Result<String> {
-    use std::io::Read as _;
-    let mut text = String::new();
-    std::fs::File::open(path)?
-        .take(MAX_POLICY_BYTES + 1)
-        .read_to_string(&mut text)?;
-    if text.len() as u64 > MAX_POLICY_BYTES {
-        return Err(std::io::Error::other(format!(
-            "it is larger than the {MAX_POLICY_BYTES}-byte limit"
-        )));
-    }
-    Ok(text)
+    Ok(super::bounded::read_to_string(path, MAX_POLICY_BYTES)?)
 }
 
 /// Load `sigstoreTrustedRoot`: a mapping (the document), a string starting with `{` (the JSON text), or
@@ -359,15 +349,6 @@ fn load_trusted_root(
                         ));
                     }
                 }
-            }
-            let meta = std::fs::metadata(&file)
-                .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-            if meta.len() > MAX_POLICY_BYTES {
-                return Err(format!(
-                    "{}: {} bytes is larger than the {MAX_POLICY_BYTES}-byte limit",
-                    file.display(),
-                    meta.len()
-                ));
             }
             let text = read_to_string_limited(&file)
                 .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
@@ -401,13 +382,6 @@ impl TrustPolicy {
             path: path.to_path_buf(),
             message,
         };
-        let meta = std::fs::metadata(path).map_err(|e| read_err(e.to_string()))?;
-        if meta.len() > MAX_POLICY_BYTES {
-            return Err(read_err(format!(
-                "{} bytes is larger than the {MAX_POLICY_BYTES}-byte limit",
-                meta.len()
-            )));
-        }
         let text = read_to_string_limited(path).map_err(|e| read_err(e.to_string()))?;
         Self::parse(&text, Some(path))
     }
@@ -665,17 +639,53 @@ mod tests {
 
     #[cfg(target_os = "linux")]
     #[test]
-    fn files_are_read_up_to_the_limit_whatever_their_size_says() {
-        // /dev/zero says it holds 0 bytes and never ends.
+    fn only_regular_files_up_to_the_limit_are_read() {
+        // /dev/zero says it holds 0 bytes and never ends; a FIFO blocks whoever opens it for reading.
         let err = TrustPolicy::from_yaml(
             "sigstoreTrustedRoot: /dev/zero\ngitsignIdentities: [{issuer: a, subject: b}]\n",
         )
         .unwrap_err()
         .to_string();
-        assert!(err.contains("byte limit"), "{err}");
+        assert!(
+            err.contains("sigstoreTrustedRoot")
+                && err.contains("character device, not a regular file"),
+            "{err}"
+        );
         let err = TrustPolicy::load(Path::new("/dev/zero"))
             .unwrap_err()
             .to_string();
+        assert!(err.contains("not a regular file"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("policy.yaml");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let (tx, rx) = std::sync::mpsc::channel();
+        let path = fifo.clone();
+        std::thread::spawn(move || tx.send(TrustPolicy::load(&path).map(|_| ())));
+        let err = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("loading a FIFO as the policy blocked")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("policy.yaml") && err.contains("FIFO, not a regular file"),
+            "{err}"
+        );
+        let err = TrustPolicy::from_yaml(&format!(
+            "sigstoreTrustedRoot: {}\ngitsignIdentities: [{{issuer: a, subject: b}}]\n",
+            fifo.display()
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("FIFO, not a regular file"), "{err}");
+        let big = dir.path().join("big.yaml");
+        std::fs::write(&big, vec![b'#'; MAX_POLICY_BYTES as usize + 1]).unwrap();
+        let err = TrustPolicy::load(&big).unwrap_err().to_string();
         assert!(err.contains("byte limit"), "{err}");
     }
 
