@@ -480,6 +480,11 @@ fn yaml_block(text: &str, indent: usize) -> String {
         .collect::<String>()
 }
 
+/// One `openpgpKeys` list item holding `key`.
+fn yaml_list_item(key: &str) -> String {
+    format!("  - |\n{}", yaml_block(key, 4))
+}
+
 fn policy_yaml(ssh_lines: &[String], pgp_keys: &[&String], extra: &str) -> String {
     let mut y = String::from(extra);
     if !ssh_lines.is_empty() {
@@ -599,7 +604,6 @@ fn build() -> Fx {
         line("leo@example.com", "valid-after=\"20260101\"", "leo"),
         line("*@example.com,!mia@example.com", "", "mia"),
         line("nina@example.com", "valid-before=\"20240101\"", "nina"),
-        line("other@example.com", "", "nina"),
         line(
             "oscar@example.com",
             "valid-before=\"202506010600Z\"",
@@ -1000,7 +1004,7 @@ fn build() -> Fx {
         Sign::Ssh("nina"),
     );
     add(
-        "ssh-key-on-two-lines-both-refuse",
+        "ssh-key-expired-long-ago",
         "ssh",
         &c,
         Reject(Reason::KeyExpired),
@@ -1521,6 +1525,8 @@ fn build() -> Fx {
         ],
         Some(script),
     );
+    // prev's key as exported before its revocation: a stale export.
+    let prerevoke_export = fx.gpg_export(&prev);
     let rev_cert = std::fs::read_to_string(
         fx.gnupg
             .join("openpgp-revocs.d")
@@ -2016,6 +2022,40 @@ fn build() -> Fx {
             "trusts no key",
         ),
         (
+            "policy-require-match-yaml11-no",
+            format!("requireCommitterMatch: no\nsshAllowedSigners: |\n  {a}\n"),
+            "requireCommitterMatch: invalid type: string \"no\", expected a boolean",
+        ),
+        // One key, one entry: a key on a second line, under other principals, would stay trusted after
+        // its first line is removed.
+        (
+            "policy-ssh-key-on-two-lines",
+            format!(
+                "sshAllowedSigners: |\n  {a}\n  {}\n  other@example.com {}\n",
+                line("bob@example.com", "", "bob"),
+                pk("alice")
+            ),
+            "line 3: key SHA256:",
+        ),
+        (
+            "policy-openpgp-key-exported-twice",
+            format!(
+                "openpgpKeys:\n{}{}",
+                yaml_list_item(&exported["pa"]),
+                yaml_list_item(&exported["pa"])
+            ),
+            "openpgpKeys[1]: primary key",
+        ),
+        (
+            "policy-openpgp-key-stale-and-revoked-exports",
+            format!(
+                "openpgpKeys:\n{}{}",
+                yaml_list_item(&prerevoke_export),
+                yaml_list_item(&exported["prev"])
+            ),
+            "is already in openpgpKeys[0]",
+        ),
+        (
             "policy-yaml-syntax",
             "sshAllowedSigners: [\n".to_string(),
             "invalid YAML",
@@ -2160,7 +2200,6 @@ const STRICTER_THAN_GIT: &[&str] = &[
     "ssh-principal-negated",
     "pgp-signer-not-committer",
     "pgp-revoked-user-id",
-    "ssh-key-on-two-lines-both-refuse",
     // Strict object layout; git verifies whatever bytes remain after removing the signature header.
     "duplicate-tree",
     "duplicate-tree-after-committer",
@@ -2431,3 +2470,4 @@ fn cli() {
     ]);
     assert_eq!(code, Some(2));
 }
+

@@ -393,8 +393,12 @@ impl TrustPolicy {
 
     fn parse(text: &str, path: Option<&Path>) -> Result<Self, PolicyError> {
         let path = path.map(Path::to_path_buf);
+        // YAML 1.1 spells booleans `yes`/`no`/`on`/`off`/`y`/`n` too, and a policy written as `no` would
+        // read as false: only `true` and `false` are booleans here (anything else is a string, refused by a
+        // bool field).
+        let options = serde_saphyr::options! { strict_booleans: true };
         let value: serde_json::Value =
-            serde_saphyr::from_str(text).map_err(|e| PolicyError::Yaml {
+            serde_saphyr::from_str_with_options(text, options).map_err(|e| PolicyError::Yaml {
                 path: path.clone(),
                 message: e.to_string(),
             })?;
@@ -461,13 +465,27 @@ impl TrustPolicy {
                     "empty".to_string(),
                 ));
             }
-            if control_plane
+            if let Some(j) = control_plane
                 .iter()
-                .any(|c: &crate::pull::signing::ControlPlaneKey| c.name == k.name)
+                .position(|c: &crate::pull::signing::ControlPlaneKey| c.name == k.name)
             {
                 return Err(field_err(
                     &format!("controlPlaneKeys[{i}].name"),
-                    format!("{:?} is named twice", k.name),
+                    format!("{:?} is named twice (also controlPlaneKeys[{j}])", k.name),
+                ));
+            }
+            // One key, one entry: under two names, removing one name would not revoke the key.
+            if let Some(j) = control_plane
+                .iter()
+                .position(|c: &crate::pull::signing::ControlPlaneKey| c.key == key)
+            {
+                return Err(field_err(
+                    &format!("controlPlaneKeys[{i}].key"),
+                    format!(
+                        "the same key as controlPlaneKeys[{j}] ({:?}): a key is listed once, under one name \
+                         (removing one of two names would not revoke it)",
+                        control_plane[j].name
+                    ),
                 ));
             }
             control_plane.push(crate::pull::signing::ControlPlaneKey {
@@ -586,12 +604,17 @@ mod tests {
         assert!(p.require_committer_match);
         assert_eq!(p.ssh().entries().len(), 1);
         let p = TrustPolicy::from_yaml(&format!(
-            "mode: head\nrequireCommitterMatch: false\nsshAllowedSigners: |\n  a@x {KEY}\n  b@x {KEY}\n"
+            "mode: head\nrequireCommitterMatch: false\nsshAllowedSigners: |\n  a@x,b@x {KEY}\n"
         ))
         .unwrap();
         assert_eq!(p.mode, Mode::Head);
         assert!(!p.require_committer_match);
-        assert_eq!(p.ssh().entries().len(), 2);
+        assert_eq!(p.ssh().entries().len(), 1);
+        let p = TrustPolicy::from_yaml(&format!(
+            "requireCommitterMatch: true\nsshAllowedSigners: \"a@x {KEY}\"\n"
+        ))
+        .unwrap();
+        assert!(p.require_committer_match);
     }
 
     #[test]
@@ -626,6 +649,37 @@ mod tests {
                 "controlPlaneKeys[1].name: \"cp\" is named twice",
             ),
             ("controlPlaneKeys: [{name: cp}]\n", "controlPlaneKeys[0]"),
+            // One key under two names: removing one name would not revoke it.
+            (
+                "controlPlaneKeys: [{name: a, key: AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=}, {name: b, key: \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEB b@x\"}]\n",
+                "controlPlaneKeys[1].key: the same key as controlPlaneKeys[0] (\"a\")",
+            ),
+            // A small-order Ed25519 key: signatures need no secret.
+            (
+                "controlPlaneKeys: [{name: cp, key: AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=}]\n",
+                "controlPlaneKeys[0].key: a small-order (weak) Ed25519 public key",
+            ),
+            (
+                "controlPlaneKeys: [{name: cp, key: \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOz///////////////////////////////////////9/\"}]\n",
+                "controlPlaneKeys[0].key: a small-order (weak) Ed25519 public key",
+            ),
+            // YAML 1.1 booleans are strings here: only true and false are booleans.
+            (
+                &format!("sshAllowedSigners: \"a@x {KEY}\"\nrequireCommitterMatch: no\n"),
+                "requireCommitterMatch: invalid type: string \"no\", expected a boolean",
+            ),
+            (
+                &format!("sshAllowedSigners: \"a@x {KEY}\"\nrequireCommitterMatch: off\n"),
+                "requireCommitterMatch",
+            ),
+            (
+                &format!("sshAllowedSigners: \"a@x {KEY}\"\nrequireCommitterMatch: n\n"),
+                "requireCommitterMatch",
+            ),
+            (
+                &format!("sshAllowedSigners: \"a@x {KEY}\"\nrequireCommitterMatch: yes\n"),
+                "requireCommitterMatch",
+            ),
             ("mode: range\n", "trusts no key"),
             ("{}\n", "trusts no key"),
             ("- a\n- b\n", "mapping"),
