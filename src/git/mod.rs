@@ -3,6 +3,7 @@
 
 pub mod bounded;
 pub mod commit;
+pub mod first_seen;
 pub mod gitsign;
 pub mod notes;
 pub mod openpgp;

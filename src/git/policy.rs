@@ -526,14 +526,16 @@ impl TrustPolicy {
         self.gitsign.as_ref()
     }
 
-    /// Check `signature` over `payload` for a commit by `committer_email` made at `commit_time`, judged at
-    /// `now`. The one place signature kinds are dispatched.
+    /// Check `signature` over `payload` for a commit by `committer_email` made at `commit_time` (SSH validity
+    /// is judged over that span: the committer time to when the commit was first seen, see
+    /// [`super::ssh::Span`]), judged at `now` (OpenPGP expiry, signatures from the future). The one place
+    /// signature kinds are dispatched.
     pub fn check(
         &self,
         signature: &[u8],
         payload: &[u8],
         committer_email: &str,
-        commit_time: i64,
+        commit_time: impl Into<super::ssh::Span>,
         now: i64,
     ) -> (Option<SignatureKind>, SigCheck) {
         let kind = match SignatureKind::detect(signature) {

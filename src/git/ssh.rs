@@ -32,6 +32,21 @@ pub enum AllowedSignersError {
     Line { line: usize, message: String },
 }
 
+/// The time span a commit is judged over: from its claimed (committer) time to the time the verifier first
+/// saw it. `valid-after` must not be later than `from`, `valid-before` not earlier than `to`: a signer picks
+/// `from` (the committer date) but not `to`. Offline, both are the committer time, as in git.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub from: i64,
+    pub to: i64,
+}
+
+impl From<i64> for Span {
+    fn from(t: i64) -> Self {
+        Self { from: t, to: t }
+    }
+}
+
 /// One line of an allowed_signers file.
 #[derive(Debug, Clone)]
 pub struct AllowedSigner {
@@ -108,9 +123,10 @@ impl AllowedSigners {
         armored: &[u8],
         payload: &[u8],
         committer_email: &str,
-        commit_time: i64,
+        commit_time: impl Into<Span>,
         require_committer_match: bool,
     ) -> SigCheck {
+        let commit_time = commit_time.into();
         let sig = match SshSig::from_pem(armored) {
             Ok(sig) => sig,
             Err(e) => {
@@ -190,12 +206,12 @@ impl AllowedSigners {
 }
 
 impl AllowedSigner {
-    /// Whether this line admits a signature by its key for the committer at `time`. Returns the signer
-    /// identity, or a failure ranked by how far the line got (higher is more specific).
+    /// Whether this line admits a signature by its key for the committer over the span `time`. Returns the
+    /// signer identity, or a failure ranked by how far the line got (higher is more specific).
     fn admits(
         &self,
         committer_email: &str,
-        time: i64,
+        time: Span,
         require_committer_match: bool,
     ) -> Result<String, (u8, Failure)> {
         let principal_ok = match_pattern_list(committer_email, &self.principals);
@@ -226,7 +242,7 @@ impl AllowedSigner {
             ));
         }
         if let Some(after) = self.valid_after
-            && time < after
+            && time.from < after
         {
             return Err((
                 3,
@@ -236,23 +252,31 @@ impl AllowedSigner {
                         "allowed_signers line {}: key valid after {}, commit made at {}",
                         self.line,
                         fmt_time(after),
-                        fmt_time(time)
+                        fmt_time(time.from)
                     ),
                 ),
             ));
         }
         if let Some(before) = self.valid_before
-            && time > before
+            && time.from.max(time.to) > before
         {
+            let when = if time.from > before {
+                format!("commit made at {}", fmt_time(time.from))
+            } else {
+                format!(
+                    "commit dated {} but first seen at {}",
+                    fmt_time(time.from),
+                    fmt_time(time.to)
+                )
+            };
             return Err((
                 3,
                 Failure::new(
                     Reason::KeyExpired,
                     format!(
-                        "allowed_signers line {}: key valid before {}, commit made at {}",
+                        "allowed_signers line {}: key valid before {}, {when}",
                         self.line,
                         fmt_time(before),
-                        fmt_time(time)
                     ),
                 ),
             ));
