@@ -480,6 +480,11 @@ fn yaml_block(text: &str, indent: usize) -> String {
         .collect::<String>()
 }
 
+/// One `openpgpKeys` list item holding `key`.
+fn yaml_list_item(key: &str) -> String {
+    format!("  - |\n{}", yaml_block(key, 4))
+}
+
 fn policy_yaml(ssh_lines: &[String], pgp_keys: &[&String], extra: &str) -> String {
     let mut y = String::from(extra);
     if !ssh_lines.is_empty() {
@@ -599,7 +604,6 @@ fn build() -> Fx {
         line("leo@example.com", "valid-after=\"20260101\"", "leo"),
         line("*@example.com,!mia@example.com", "", "mia"),
         line("nina@example.com", "valid-before=\"20240101\"", "nina"),
-        line("other@example.com", "", "nina"),
         line(
             "oscar@example.com",
             "valid-before=\"202506010600Z\"",
@@ -1000,7 +1004,7 @@ fn build() -> Fx {
         Sign::Ssh("nina"),
     );
     add(
-        "ssh-key-on-two-lines-both-refuse",
+        "ssh-key-expired-long-ago",
         "ssh",
         &c,
         Reject(Reason::KeyExpired),
@@ -1521,6 +1525,8 @@ fn build() -> Fx {
         ],
         Some(script),
     );
+    // prev's key as exported before its revocation: a stale export.
+    let prerevoke_export = fx.gpg_export(&prev);
     let rev_cert = std::fs::read_to_string(
         fx.gnupg
             .join("openpgp-revocs.d")
@@ -1909,6 +1915,70 @@ fn build() -> Fx {
         Reject(Reason::Unsigned),
     );
 
+    // --- Backdating: whoever commits chooses the committer date, and SSH validity is judged at it -------
+    // ken's key ended on 2025-01-01 (valid-before). A commit it signs, dated 2024-06-01 (inside its validity),
+    // on top of history from 2025-06-01: git accepts it; range mode refuses a commit older than its parent.
+    const BACKDATED: &str = "1717200000 +0000";
+    let backdated = fx.commit(
+        &t1,
+        &[&root_a],
+        "ken, backdated",
+        Who {
+            date: BACKDATED,
+            ..who("ken@example.com")
+        },
+        Sign::Ssh("ken"),
+    );
+    range(
+        "ssh-retired-key-backdated-on-newer-parent",
+        "ssh",
+        None,
+        &backdated,
+        None,
+        Mode::Range,
+        Reject(Reason::CommitBeforeParent),
+    );
+    range(
+        "ssh-retired-key-backdated-on-newer-base",
+        "ssh",
+        Some(&root_a),
+        &backdated,
+        Some("clusters/a"),
+        Mode::Range,
+        Reject(Reason::CommitBeforeParent),
+    );
+    // The same, with the date lowered first by an unsigned commit outside the path: the signed commit is then
+    // not older than its own parent, but the unsigned one is (every commit of the range is held to it).
+    let hop = fx.commit(
+        &t_b1,
+        &[&root_a],
+        "unsigned, outside the path, backdated",
+        Who {
+            date: BACKDATED,
+            ..who("mallory@example.com")
+        },
+        Sign::No,
+    );
+    let over_hop = fx.commit(
+        &t2,
+        &[&hop],
+        "ken, backdated over the hop",
+        Who {
+            date: "1717200060 +0000",
+            ..who("ken@example.com")
+        },
+        Sign::Ssh("ken"),
+    );
+    range(
+        "ssh-retired-key-backdated-through-a-commit-outside-the-path",
+        "ssh",
+        Some(&root_a),
+        &over_hop,
+        Some("clusters/a"),
+        Mode::Range,
+        Reject(Reason::CommitBeforeParent),
+    );
+
     // --- Policies -------------------------------------------------------------------------------
     let exported: BTreeMap<&str, String> = fx
         .gpg
@@ -2014,6 +2084,40 @@ fn build() -> Fx {
             "policy-no-keys",
             "mode: range\n".to_string(),
             "trusts no key",
+        ),
+        (
+            "policy-require-match-yaml11-no",
+            format!("requireCommitterMatch: no\nsshAllowedSigners: |\n  {a}\n"),
+            "requireCommitterMatch: invalid type: string \"no\", expected a boolean",
+        ),
+        // One key, one entry: a key on a second line, under other principals, would stay trusted after
+        // its first line is removed.
+        (
+            "policy-ssh-key-on-two-lines",
+            format!(
+                "sshAllowedSigners: |\n  {a}\n  {}\n  other@example.com {}\n",
+                line("bob@example.com", "", "bob"),
+                pk("alice")
+            ),
+            "line 3: key SHA256:",
+        ),
+        (
+            "policy-openpgp-key-exported-twice",
+            format!(
+                "openpgpKeys:\n{}{}",
+                yaml_list_item(&exported["pa"]),
+                yaml_list_item(&exported["pa"])
+            ),
+            "openpgpKeys[1]: primary key",
+        ),
+        (
+            "policy-openpgp-key-stale-and-revoked-exports",
+            format!(
+                "openpgpKeys:\n{}{}",
+                yaml_list_item(&prerevoke_export),
+                yaml_list_item(&exported["prev"])
+            ),
+            "is already in openpgpKeys[0]",
         ),
         (
             "policy-yaml-syntax",
@@ -2160,7 +2264,9 @@ const STRICTER_THAN_GIT: &[&str] = &[
     "ssh-principal-negated",
     "pgp-signer-not-committer",
     "pgp-revoked-user-id",
-    "ssh-key-on-two-lines-both-refuse",
+    // git judges SSH validity at the committer date, which the signer chose.
+    "ssh-retired-key-backdated-on-newer-parent",
+    "ssh-retired-key-backdated-on-newer-base",
     // Strict object layout; git verifies whatever bytes remain after removing the signature header.
     "duplicate-tree",
     "duplicate-tree-after-committer",
@@ -2430,4 +2536,79 @@ fn cli() {
         "HEAD",
     ]);
     assert_eq!(code, Some(2));
+}
+
+/// The operator judges SSH key validity up to the time it first saw a commit (`Verifier::first_seen`, its
+/// record in the state directory): the holder of a retired key cannot sign anything new by dating it inside the
+/// key's validity, and what the key signed before its end, seen then, keeps verifying.
+#[test]
+fn ssh_validity_is_judged_up_to_when_a_commit_was_first_seen() {
+    use std::collections::HashMap;
+    let fx = fixture();
+    let policy = TrustPolicy::from_yaml(&fx.policies["ssh"]).unwrap();
+    // History from 2024-01-01 by alice (no end), then a commit by ken (whose key ended on 2025-01-01) dated
+    // 2024-06-01: not older than its parent, so the date alone gives nothing away.
+    let t_root = fx.tree(&[("clusters/a/app.yaml", "first seen 1\n")]);
+    let root = fx.commit(
+        &t_root,
+        &[],
+        "root",
+        Who {
+            date: "1704067200 +0000",
+            ..who("alice@example.com")
+        },
+        Sign::Ssh("alice"),
+    );
+    let t_ken = fx.tree(&[("clusters/a/app.yaml", "first seen 2\n")]);
+    let by_ken = fx.commit(
+        &t_ken,
+        &[&root],
+        "ken",
+        Who {
+            date: "1717200000 +0000",
+            ..who("ken@example.com")
+        },
+        Sign::Ssh("ken"),
+    );
+    let repo = Repo::open(&fx.repo).unwrap();
+    let root = repo.resolve_commit(&root).unwrap();
+    let by_ken = repo.resolve_commit(&by_ken).unwrap();
+    let ken_hex = by_ken.to_string();
+    let judge = |seen: Option<&HashMap<gix::ObjectId, i64>>| {
+        let verifier = Verifier::new(&repo, &policy);
+        let mut verifier = match seen {
+            Some(seen) => verifier.first_seen(seen),
+            None => verifier,
+        };
+        let report = verifier.range(None, by_ken, None, Mode::Range).unwrap();
+        assert_eq!(report.verdicts.len(), 2);
+        report
+            .verdicts
+            .into_iter()
+            .find(|v| v.sha == ken_hex)
+            .unwrap()
+    };
+    // Offline, as git: judged at the committer date.
+    assert!(judge(None).ok);
+    // Fetched on 2024-07-01, before the key ended: still trusted now that it has.
+    let before = HashMap::from([(root, 1_704_067_200), (by_ken, 1_719_792_000)]);
+    assert!(judge(Some(&before)).ok);
+    // First seen on 2026-01-01, after the key ended, whatever date it claims: refused.
+    let after = HashMap::from([(root, 1_704_067_200), (by_ken, 1_767_225_600)]);
+    let v = judge(Some(&after));
+    let failure = v.reason.expect("refused");
+    assert_eq!(failure.reason, Reason::KeyExpired);
+    assert!(
+        failure
+            .message
+            .contains("commit dated 2024-06-01T00:00:00Z but first seen at 2026-01-01T00:00:00Z"),
+        "{}",
+        failure.message
+    );
+    // Not in the record at all: first seen now.
+    let unrecorded = HashMap::from([(root, 1_704_067_200)]);
+    assert_eq!(
+        judge(Some(&unrecorded)).reason.map(|f| f.reason),
+        Some(Reason::KeyExpired)
+    );
 }

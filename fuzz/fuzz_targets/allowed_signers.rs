@@ -1,5 +1,6 @@
 //! `sshAllowedSigners` text (git's allowed_signers format) as the policy loader parses it, then the fixed
-//! SSH-signed seed commits verified against what it parsed (principals, namespaces, validity options).
+//! SSH-signed seed commits verified against what it parsed (principals, namespaces, validity options), and no
+//! key accepted on two lines.
 //! Input: the allowed_signers text.
 #![no_main]
 
@@ -15,6 +16,14 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     assert!(signers.entries().len() <= text.lines().count());
+    // One key, one line: a key on a second line is a parse error.
+    let mut keys = std::collections::HashSet::new();
+    for e in signers.entries() {
+        assert!(
+            keys.insert(e.key.key_data().clone()),
+            "a key on two lines was accepted"
+        );
+    }
     for c in ssh_commits() {
         for require_committer_match in [true, false] {
             let _ = signers.verify(

@@ -300,7 +300,8 @@ async fn run_async(args: Args) -> anyhow::Result<u8> {
         .map_err(|e| anyhow::anyhow!("--namespace-selector: {e}"))?;
     let approval_key = match &args.approval_key_file {
         Some(p) => Some(
-            std::fs::read(p)
+            // A regular file of bounded size: a FIFO would block the start-up.
+            crate::git::bounded::read(p, 64 << 10)
                 .map_err(|e| anyhow::anyhow!("--approval-key-file {}: {e}", p.display()))?,
         ),
         None => None,

@@ -26,8 +26,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
-    let key_text = std::fs::read_to_string(&args.key)
-        .with_context(|| format!("reading {}", args.key.display()))?;
+    let key_text = read_key(&args.key)?;
     let key = signing::parse_private_key(&key_text)
         .map_err(|e| anyhow::anyhow!("{}: {e}", args.key.display()))?;
     let mut text = Vec::new();
@@ -92,8 +91,7 @@ pub struct IntentArgs {
 }
 
 pub fn run_intent(args: IntentArgs) -> anyhow::Result<u8> {
-    let key_text = std::fs::read_to_string(&args.key)
-        .with_context(|| format!("reading {}", args.key.display()))?;
+    let key_text = read_key(&args.key)?;
     let key = signing::parse_private_key(&key_text)
         .map_err(|e| anyhow::anyhow!("{}: {e}", args.key.display()))?;
     let mut text = String::new();
@@ -127,4 +125,13 @@ pub fn run_intent(args: IntentArgs) -> anyhow::Result<u8> {
     serde_json::to_writer_pretty(&mut out, &obj)?;
     writeln!(out)?;
     Ok(EXIT_OK)
+}
+
+/// Largest private key file read, in bytes.
+const MAX_KEY_BYTES: u64 = 64 << 10;
+
+/// Read a private key file: a regular file (a FIFO would block) of bounded size.
+fn read_key(path: &std::path::Path) -> anyhow::Result<String> {
+    crate::git::bounded::read_to_string(path, MAX_KEY_BYTES)
+        .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))
 }

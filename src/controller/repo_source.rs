@@ -14,6 +14,7 @@ use tokio::sync::watch;
 
 use super::gitops::{GitStatus, IntentSource, Origin, Verdict};
 use crate::api::conditions::reasons;
+use crate::git::first_seen::FirstSeen;
 use crate::git::policy::TrustPolicy;
 use crate::git::provenance::{LiveObject, Provenance, ProvenanceIndex};
 use crate::git::remote::{self, Credentials};
@@ -109,6 +110,9 @@ pub enum SyncOutcome {
 pub struct RepoSource {
     config: RepoConfig,
     state: Mutex<State>,
+    /// When each commit of the branch was first fetched: SSH key validity is judged up to then, never only at
+    /// the committer date its signer chose (crate::git::first_seen). Used by `sync` only.
+    first_seen: Mutex<FirstSeen>,
     changes: watch::Sender<u64>,
 }
 
@@ -130,7 +134,13 @@ impl RepoSource {
             .and_then(|s| ObjectId::from_hex(s.trim().as_bytes()).ok());
         let (changes, _) = watch::channel(0);
         let policy = Ok(Arc::new(config.policy.clone()));
+        let seen_file = config.cache_dir.join("vworkspace-first-seen");
+        let first_seen = FirstSeen::open(&seen_file).map_err(|e| remote::RemoteError::Cache {
+            path: seen_file.clone(),
+            message: e.to_string(),
+        })?;
         Ok(Self {
+            first_seen: Mutex::new(first_seen),
             config,
             state: Mutex::new(State {
                 repo,
@@ -184,6 +194,7 @@ impl RepoSource {
                 state.rejudge,
             )
         };
+        let seen_base = last_verified; // what is below it was recorded as first seen when it came
         // Judged again under a new policy: no base, no remembered verdict.
         let (last_verified, known_failure) = if rejudge {
             (None, None)
@@ -262,13 +273,21 @@ impl RepoSource {
         // The newest revision whose intent changes since the last verified one all verify (range mode), or
         // whose newest intent change verifies (head mode): see crate::git::select.
         let policy = policy.as_ref();
+        let seen = self.record_first_seen(&repo, seen_base, head);
         let selection = if last_verified == Some(head) {
             Selection {
                 target: Some(head),
                 ..Selection::default()
             }
         } else {
-            match select(&repo, policy, &self.config.path, last_verified, head) {
+            match select(
+                &repo,
+                policy,
+                &self.config.path,
+                last_verified,
+                head,
+                Some(&seen),
+            ) {
                 Ok(s) => s,
                 Err(e) => {
                     return reject(
@@ -411,6 +430,35 @@ impl RepoSource {
         let _ = std::fs::write(anchor_file(&self.config), target.to_string());
         self.changes.send_modify(|n| *n += 1);
         outcome
+    }
+
+    /// Record the commits reachable from `head` and not from `base` as first seen now (the first sync of an
+    /// empty record: at their committer dates), and return every time recorded. A commit that cannot be read
+    /// counts as seen now. A record that cannot be written keeps the times in memory: after a restart those
+    /// commits are recorded again, later (stricter).
+    fn record_first_seen(
+        &self,
+        repo: &Repo,
+        base: Option<ObjectId>,
+        head: ObjectId,
+    ) -> std::collections::HashMap<ObjectId, i64> {
+        let now = jiff::Timestamp::now().as_second();
+        let mut seen = self
+            .first_seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut new = Vec::new();
+        if let Ok(walk) = repo.gix().rev_walk([head]).with_hidden(base).all() {
+            for info in walk.flatten() {
+                if !seen.times().contains_key(&info.id) {
+                    new.push((info.id, commit_time(repo, info.id).unwrap_or(now)));
+                }
+            }
+        }
+        if let Err(e) = seen.record(new, now) {
+            tracing::warn!(error = %e, "cannot write the first-seen record");
+        }
+        seen.times().clone()
     }
 
     /// The trust policy does not parse: no revision is trusted. Every intent is Blocked with the policy's error
@@ -559,5 +607,125 @@ impl IntentSource for RepoSource {
 
     fn status(&self) -> GitStatus {
         self.lock().status.clone()
+    }
+}
+
+/// The committer time of commit `id`, by the strict parser.
+fn commit_time(repo: &Repo, id: ObjectId) -> Option<i64> {
+    use gix::objs::Find as _;
+    let mut buf = Vec::new();
+    let data = repo.gix().objects.try_find(&id, &mut buf).ok()??;
+    crate::git::commit::parse(data.data, repo.gix().object_hash())
+        .ok()
+        .map(|c| c.committer.time)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+    use std::process::Command;
+
+    fn run(cmd: &mut Command) -> String {
+        let out = cmd.output().expect("spawn");
+        assert!(
+            out.status.success(),
+            "{cmd:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    fn git(dir: &Path) -> Command {
+        let mut cmd = Command::new("git");
+        cmd.current_dir(dir)
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("HOME", dir);
+        cmd
+    }
+
+    /// An ssh-keygen Ed25519 key at `dir/name`; returns `keytype base64`.
+    fn keygen(dir: &Path, name: &str) -> String {
+        let key = dir.join(name);
+        run(Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+            .arg(&key));
+        let public = std::fs::read_to_string(dir.join(format!("{name}.pub"))).unwrap();
+        public
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// Commit a change to the cluster path, signed by `key` as `email`, dated `date`, and push it.
+    fn commit(dir: &Path, key: &str, email: &str, date: &str) -> String {
+        let work = dir.join("work");
+        std::fs::create_dir_all(work.join("clusters/c")).unwrap();
+        std::fs::write(work.join("clusters/c/app.yaml"), date).unwrap();
+        run(git(&work).args(["add", "-A"]));
+        run(git(&work)
+            .env("GIT_AUTHOR_DATE", date)
+            .env("GIT_COMMITTER_DATE", date)
+            .args(["-c", &format!("user.email={email}"), "-c", "user.name=T"])
+            .args(["-c", "gpg.format=ssh", "-c"])
+            .arg(format!("user.signingkey={}", dir.join(key).display()))
+            .args(["commit", "-q", "-S", "-m", date]));
+        run(git(&work).args(["push", "-q", "origin", "HEAD:main"]));
+        run(git(&work).args(["rev-parse", "HEAD"]))
+    }
+
+    /// A retired key (its `valid-before` passed) signs a commit dated inside its validity, after its parent so
+    /// the range's date rule does not see it: the operator judges it at the time it first saw it, and refuses
+    /// it, while what the key signed before its end, present at the first sync, stays trusted; also after a
+    /// restart and a policy reload.
+    #[test]
+    fn a_retired_key_signs_nothing_new_whatever_date_it_claims() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let alice = keygen(dir, "alice");
+        let ken = keygen(dir, "ken");
+        run(git(dir).args(["init", "-q", "--bare", "-b", "main", "remote.git"]));
+        run(git(dir).args(["init", "-q", "-b", "main", "work"]));
+        run(git(&dir.join("work")).args(["remote", "add", "origin", "../remote.git"]));
+        commit(dir, "alice", "alice@example.com", "1704067200 +0000");
+        let k1 = commit(dir, "ken", "ken@example.com", "1717200000 +0000");
+        let policy = TrustPolicy::from_yaml(&format!(
+            "sshAllowedSigners: |\n  alice@example.com {alice}\n  ken@example.com valid-before=\"20250101\" {ken}\n"
+        ))
+        .unwrap();
+        let config = RepoConfig {
+            url: dir.join("remote.git").display().to_string(),
+            branch: "main".into(),
+            path: "clusters/c".into(),
+            policy: policy.clone(),
+            credentials: Credentials::default(),
+            cache_dir: dir.join("cache"),
+        };
+        let source = RepoSource::open(config.clone()).unwrap();
+        // The first sync of an empty record: the history there is judged at its dates.
+        assert_eq!(source.sync(), SyncOutcome::Verified { head: k1.clone() });
+
+        // Dated 2024-07-01, after its parent, pushed now: first seen after the key's end.
+        let k2 = commit(dir, "ken", "ken@example.com", "1719792000 +0000");
+        let refused = |outcome: SyncOutcome| match outcome {
+            SyncOutcome::Rejected { head, reason, view } => {
+                assert_eq!(head, k2);
+                assert_eq!(view.as_deref(), Some(k1.as_str()));
+                assert!(
+                    reason.contains(&format!("commit {k2} is not trusted: KeyExpired"))
+                        && reason.contains("but first seen at"),
+                    "{reason}"
+                );
+            }
+            other => panic!("{other:?}"),
+        };
+        refused(source.sync());
+        drop(source);
+        let source = RepoSource::open(config).unwrap();
+        refused(source.sync());
+        source.set_policy(Ok(policy));
+        refused(source.sync());
     }
 }

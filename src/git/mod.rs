@@ -1,7 +1,9 @@
 //! Everything Git: reading repos without a work tree, commit signature verification, the trust policy,
 //! provenance, and git notes as the audit trail. Nothing here imports the kube client.
 
+pub mod bounded;
 pub mod commit;
+pub mod first_seen;
 pub mod gitsign;
 pub mod notes;
 pub mod openpgp;

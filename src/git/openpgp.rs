@@ -37,6 +37,17 @@ pub enum OpenPgpKeyError {
     Parse { index: usize, message: String },
     #[error("openpgpKeys[{index}]: the armored block holds no public key")]
     Empty { index: usize },
+    #[error(
+        "openpgpKeys[{index}]: {what} {fingerprint} is already in openpgpKeys[{first}]: a key is listed \
+         once (with two exports, which one is judged would depend on their order; merge them into one \
+         export: `gpg --armor --export {fingerprint}` after importing both)"
+    )]
+    Duplicate {
+        index: usize,
+        first: usize,
+        what: &'static str,
+        fingerprint: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -99,7 +110,7 @@ impl OpenPgpKeyring {
                     index,
                     message: pgp_error(&e),
                 })?;
-                ring.add(index, &key);
+                ring.add(index, &key)?;
                 count += 1;
             }
             if count == 0 {
@@ -152,9 +163,27 @@ impl OpenPgpKeyring {
             .unwrap_or_default()
     }
 
-    fn add(&mut self, source: usize, key: &SignedPublicKey) {
+    /// Add one certificate. One key, one entry: a primary key or subkey already in the ring (a second
+    /// export of the same key, stale or revoked, or a subkey also bound to another primary) is an error
+    /// naming both entries.
+    fn add(&mut self, source: usize, key: &SignedPublicKey) -> Result<(), OpenPgpKeyError> {
         let cert = evaluate(source, key);
         let ci = self.certs.len();
+        let mut seen = std::collections::HashSet::new();
+        for (k, comp) in cert.components.iter().enumerate() {
+            let first = match self.by_fingerprint.get(&comp.fingerprint) {
+                Some(at) => at.first().map(|(c, _)| self.certs[*c].source),
+                None => (!seen.insert(&comp.fingerprint)).then_some(source),
+            };
+            if let Some(first) = first {
+                return Err(OpenPgpKeyError::Duplicate {
+                    index: source,
+                    first,
+                    what: if k == 0 { "primary key" } else { "subkey" },
+                    fingerprint: comp.fingerprint.clone(),
+                });
+            }
+        }
         for (k, comp) in cert.components.iter().enumerate() {
             self.by_fingerprint
                 .entry(comp.fingerprint.clone())
@@ -170,6 +199,7 @@ impl OpenPgpKeyring {
                 .push((ci, k));
         }
         self.certs.push(cert);
+        Ok(())
     }
 
     /// Verify an armored detached signature over `payload` for a commit by `committer_email`, at `now`

@@ -322,21 +322,11 @@ fn gitsign_reason(e: &GitsignError) -> Reason {
     }
 }
 
-/// Read a text file of at most [`MAX_POLICY_BYTES`]. The metadata check before it does not bound what is read:
-/// a device or a file that grows meanwhile says 0 bytes and never ends (`sigstoreTrustedRoot: /dev/zero`
-/// took all memory; found while seeding fuzz/fuzz_targets/trust_policy).
+/// Read a policy-sized text file: a regular file (a FIFO, a device or a directory is refused before it is
+/// opened, see [`super::bounded`]) of at most [`MAX_POLICY_BYTES`], whatever size its metadata says
+/// (`sigstoreTrustedRoot: /dev/zero` took all memory; found while seeding fuzz/fuzz_targets/trust_policy).
 pub(crate) fn read_to_string_limited(path: &Path) -> std::io::Result<String> {
-    use std::io::Read as _;
-    let mut text = String::new();
-    std::fs::File::open(path)?
-        .take(MAX_POLICY_BYTES + 1)
-        .read_to_string(&mut text)?;
-    if text.len() as u64 > MAX_POLICY_BYTES {
-        return Err(std::io::Error::other(format!(
-            "it is larger than the {MAX_POLICY_BYTES}-byte limit"
-        )));
-    }
-    Ok(text)
+    Ok(super::bounded::read_to_string(path, MAX_POLICY_BYTES)?)
 }
 
 /// Load `sigstoreTrustedRoot`: a mapping (the document), a string starting with `{` (the JSON text), or
@@ -359,15 +349,6 @@ fn load_trusted_root(
                         ));
                     }
                 }
-            }
-            let meta = std::fs::metadata(&file)
-                .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-            if meta.len() > MAX_POLICY_BYTES {
-                return Err(format!(
-                    "{}: {} bytes is larger than the {MAX_POLICY_BYTES}-byte limit",
-                    file.display(),
-                    meta.len()
-                ));
             }
             let text = read_to_string_limited(&file)
                 .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
@@ -401,13 +382,6 @@ impl TrustPolicy {
             path: path.to_path_buf(),
             message,
         };
-        let meta = std::fs::metadata(path).map_err(|e| read_err(e.to_string()))?;
-        if meta.len() > MAX_POLICY_BYTES {
-            return Err(read_err(format!(
-                "{} bytes is larger than the {MAX_POLICY_BYTES}-byte limit",
-                meta.len()
-            )));
-        }
         let text = read_to_string_limited(path).map_err(|e| read_err(e.to_string()))?;
         Self::parse(&text, Some(path))
     }
@@ -419,8 +393,12 @@ impl TrustPolicy {
 
     fn parse(text: &str, path: Option<&Path>) -> Result<Self, PolicyError> {
         let path = path.map(Path::to_path_buf);
+        // YAML 1.1 spells booleans `yes`/`no`/`on`/`off`/`y`/`n` too, and a policy written as `no` would
+        // read as false: only `true` and `false` are booleans here (anything else is a string, refused by a
+        // bool field).
+        let options = serde_saphyr::options! { strict_booleans: true };
         let value: serde_json::Value =
-            serde_saphyr::from_str(text).map_err(|e| PolicyError::Yaml {
+            serde_saphyr::from_str_with_options(text, options).map_err(|e| PolicyError::Yaml {
                 path: path.clone(),
                 message: e.to_string(),
             })?;
@@ -487,13 +465,27 @@ impl TrustPolicy {
                     "empty".to_string(),
                 ));
             }
-            if control_plane
+            if let Some(j) = control_plane
                 .iter()
-                .any(|c: &crate::pull::signing::ControlPlaneKey| c.name == k.name)
+                .position(|c: &crate::pull::signing::ControlPlaneKey| c.name == k.name)
             {
                 return Err(field_err(
                     &format!("controlPlaneKeys[{i}].name"),
-                    format!("{:?} is named twice", k.name),
+                    format!("{:?} is named twice (also controlPlaneKeys[{j}])", k.name),
+                ));
+            }
+            // One key, one entry: under two names, removing one name would not revoke the key.
+            if let Some(j) = control_plane
+                .iter()
+                .position(|c: &crate::pull::signing::ControlPlaneKey| c.key == key)
+            {
+                return Err(field_err(
+                    &format!("controlPlaneKeys[{i}].key"),
+                    format!(
+                        "the same key as controlPlaneKeys[{j}] ({:?}): a key is listed once, under one name \
+                         (removing one of two names would not revoke it)",
+                        control_plane[j].name
+                    ),
                 ));
             }
             control_plane.push(crate::pull::signing::ControlPlaneKey {
@@ -534,14 +526,16 @@ impl TrustPolicy {
         self.gitsign.as_ref()
     }
 
-    /// Check `signature` over `payload` for a commit by `committer_email` made at `commit_time`, judged at
-    /// `now`. The one place signature kinds are dispatched.
+    /// Check `signature` over `payload` for a commit by `committer_email` made at `commit_time` (SSH validity
+    /// is judged over that span: the committer time to when the commit was first seen, see
+    /// [`super::ssh::Span`]), judged at `now` (OpenPGP expiry, signatures from the future). The one place
+    /// signature kinds are dispatched.
     pub fn check(
         &self,
         signature: &[u8],
         payload: &[u8],
         committer_email: &str,
-        commit_time: i64,
+        commit_time: impl Into<super::ssh::Span>,
         now: i64,
     ) -> (Option<SignatureKind>, SigCheck) {
         let kind = match SignatureKind::detect(signature) {
@@ -612,12 +606,17 @@ mod tests {
         assert!(p.require_committer_match);
         assert_eq!(p.ssh().entries().len(), 1);
         let p = TrustPolicy::from_yaml(&format!(
-            "mode: head\nrequireCommitterMatch: false\nsshAllowedSigners: |\n  a@x {KEY}\n  b@x {KEY}\n"
+            "mode: head\nrequireCommitterMatch: false\nsshAllowedSigners: |\n  a@x,b@x {KEY}\n"
         ))
         .unwrap();
         assert_eq!(p.mode, Mode::Head);
         assert!(!p.require_committer_match);
-        assert_eq!(p.ssh().entries().len(), 2);
+        assert_eq!(p.ssh().entries().len(), 1);
+        let p = TrustPolicy::from_yaml(&format!(
+            "requireCommitterMatch: true\nsshAllowedSigners: \"a@x {KEY}\"\n"
+        ))
+        .unwrap();
+        assert!(p.require_committer_match);
     }
 
     #[test]
@@ -652,6 +651,37 @@ mod tests {
                 "controlPlaneKeys[1].name: \"cp\" is named twice",
             ),
             ("controlPlaneKeys: [{name: cp}]\n", "controlPlaneKeys[0]"),
+            // One key under two names: removing one name would not revoke it.
+            (
+                "controlPlaneKeys: [{name: a, key: AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=}, {name: b, key: \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEB b@x\"}]\n",
+                "controlPlaneKeys[1].key: the same key as controlPlaneKeys[0] (\"a\")",
+            ),
+            // A small-order Ed25519 key: signatures need no secret.
+            (
+                "controlPlaneKeys: [{name: cp, key: AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=}]\n",
+                "controlPlaneKeys[0].key: a small-order (weak) Ed25519 public key",
+            ),
+            (
+                "controlPlaneKeys: [{name: cp, key: \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOz///////////////////////////////////////9/\"}]\n",
+                "controlPlaneKeys[0].key: a small-order (weak) Ed25519 public key",
+            ),
+            // YAML 1.1 booleans are strings here: only true and false are booleans.
+            (
+                &format!("sshAllowedSigners: \"a@x {KEY}\"\nrequireCommitterMatch: no\n"),
+                "requireCommitterMatch: invalid type: string \"no\", expected a boolean",
+            ),
+            (
+                &format!("sshAllowedSigners: \"a@x {KEY}\"\nrequireCommitterMatch: off\n"),
+                "requireCommitterMatch",
+            ),
+            (
+                &format!("sshAllowedSigners: \"a@x {KEY}\"\nrequireCommitterMatch: n\n"),
+                "requireCommitterMatch",
+            ),
+            (
+                &format!("sshAllowedSigners: \"a@x {KEY}\"\nrequireCommitterMatch: yes\n"),
+                "requireCommitterMatch",
+            ),
             ("mode: range\n", "trusts no key"),
             ("{}\n", "trusts no key"),
             ("- a\n- b\n", "mapping"),
@@ -665,17 +695,53 @@ mod tests {
 
     #[cfg(target_os = "linux")]
     #[test]
-    fn files_are_read_up_to_the_limit_whatever_their_size_says() {
-        // /dev/zero says it holds 0 bytes and never ends.
+    fn only_regular_files_up_to_the_limit_are_read() {
+        // /dev/zero says it holds 0 bytes and never ends; a FIFO blocks whoever opens it for reading.
         let err = TrustPolicy::from_yaml(
             "sigstoreTrustedRoot: /dev/zero\ngitsignIdentities: [{issuer: a, subject: b}]\n",
         )
         .unwrap_err()
         .to_string();
-        assert!(err.contains("byte limit"), "{err}");
+        assert!(
+            err.contains("sigstoreTrustedRoot")
+                && err.contains("character device, not a regular file"),
+            "{err}"
+        );
         let err = TrustPolicy::load(Path::new("/dev/zero"))
             .unwrap_err()
             .to_string();
+        assert!(err.contains("not a regular file"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("policy.yaml");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let (tx, rx) = std::sync::mpsc::channel();
+        let path = fifo.clone();
+        std::thread::spawn(move || tx.send(TrustPolicy::load(&path).map(|_| ())));
+        let err = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("loading a FIFO as the policy blocked")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("policy.yaml") && err.contains("FIFO, not a regular file"),
+            "{err}"
+        );
+        let err = TrustPolicy::from_yaml(&format!(
+            "sigstoreTrustedRoot: {}\ngitsignIdentities: [{{issuer: a, subject: b}}]\n",
+            fifo.display()
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("FIFO, not a regular file"), "{err}");
+        let big = dir.path().join("big.yaml");
+        std::fs::write(&big, vec![b'#'; MAX_POLICY_BYTES as usize + 1]).unwrap();
+        let err = TrustPolicy::load(&big).unwrap_err().to_string();
         assert!(err.contains("byte limit"), "{err}");
     }
 

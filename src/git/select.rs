@@ -14,7 +14,7 @@ use gix::ObjectId;
 
 use crate::git::policy::{Mode, TrustPolicy};
 use crate::git::repo::Repo;
-use crate::git::verify::{Verdict, Verifier, VerifyError, verify_range};
+use crate::git::verify::{Verdict, Verifier, VerifyError};
 
 /// A range could not be walked or verified.
 #[derive(Debug, thiserror::Error)]
@@ -97,14 +97,24 @@ pub fn touches(repo: &Repo, commit: ObjectId, parents: &[ObjectId], path: &str) 
 }
 
 /// Verify what is new between `base` (the last revision acted on, excluded) and `head` for changes under
-/// `path`, and choose the revision to act on (see the module documentation).
+/// `path`, and choose the revision to act on (see the module documentation). `first_seen`: when each commit
+/// was first seen (the operator's record, [`crate::git::first_seen`]); SSH key validity is then judged up
+/// to that time too.
 pub fn select(
     repo: &Repo,
     policy: &TrustPolicy,
     path: &str,
     base: Option<ObjectId>,
     head: ObjectId,
+    first_seen: Option<&HashMap<ObjectId, i64>>,
 ) -> Result<Selection, SelectError> {
+    let verifier = || {
+        let v = Verifier::new(repo, policy);
+        match first_seen {
+            Some(seen) => v.first_seen(seen),
+            None => v,
+        }
+    };
     let (parents, chain) = range_graph(repo, base, head)?;
     if chain.is_empty() {
         return Ok(Selection {
@@ -115,7 +125,7 @@ pub fn select(
     let mut sel = Selection::default();
     match policy.mode {
         Mode::Range => {
-            let report = verify_range(repo, base, head, Some(path), Mode::Range, policy)?;
+            let report = verifier().range(base, head, Some(path), Mode::Range)?;
             // Verdicts outside the range graph (possible with skewed commit dates) are history that was
             // acted on already.
             let verdicts: Vec<Verdict> = report
@@ -153,7 +163,7 @@ pub fn select(
         Mode::Head => {
             // Only the newest commit that changed the intent path must be signed; a refused one leaves
             // the newest older one that verifies.
-            let mut verifier = Verifier::new(repo, policy);
+            let mut verifier = verifier();
             let candidates: Vec<ObjectId> = chain
                 .iter()
                 .copied()

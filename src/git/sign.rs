@@ -80,14 +80,9 @@ impl SigningKey {
             path: path.to_path_buf(),
             message,
         };
-        let meta = std::fs::metadata(path).map_err(|e| read_err(e.kind().to_string()))?;
-        if meta.len() > MAX_KEY_BYTES {
-            return Err(read_err(format!(
-                "{} bytes is larger than the {MAX_KEY_BYTES}-byte limit",
-                meta.len()
-            )));
-        }
-        let text = std::fs::read_to_string(path).map_err(|e| read_err(e.kind().to_string()))?;
+        // A regular file of bounded size only: a FIFO would block the reader (super::bounded).
+        let text = super::bounded::read_to_string(path, MAX_KEY_BYTES)
+            .map_err(|e| read_err(e.to_string()))?;
         Self::from_text(&text, &path.display().to_string())
     }
 

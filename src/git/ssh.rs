@@ -32,6 +32,21 @@ pub enum AllowedSignersError {
     Line { line: usize, message: String },
 }
 
+/// The time span a commit is judged over: from its claimed (committer) time to the time the verifier first
+/// saw it. `valid-after` must not be later than `from`, `valid-before` not earlier than `to`: a signer picks
+/// `from` (the committer date) but not `to`. Offline, both are the committer time, as in git.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub from: i64,
+    pub to: i64,
+}
+
+impl From<i64> for Span {
+    fn from(t: i64) -> Self {
+        Self { from: t, to: t }
+    }
+}
+
 /// One line of an allowed_signers file.
 #[derive(Debug, Clone)]
 pub struct AllowedSigner {
@@ -69,6 +84,19 @@ impl AllowedSigners {
             }
             let entry = parse_line(trimmed, line)
                 .map_err(|message| AllowedSignersError::Line { line, message })?;
+            // One key, one line: with a key on two lines, removing one line (to revoke it) would leave it
+            // trusted through the other, and which line's options apply would depend on the committer.
+            if let Some(first) = out.by_key.get(entry.key.key_data()).and_then(|v| v.first()) {
+                let first = &out.entries[*first];
+                return Err(AllowedSignersError::Line {
+                    line,
+                    message: format!(
+                        "key {} is already on line {} (principals {:?}): a key is listed once; put all \
+                         its principals on one line, comma-separated",
+                        entry.fingerprint, first.line, first.principals
+                    ),
+                });
+            }
             out.by_key
                 .entry(entry.key.key_data().clone())
                 .or_default()
@@ -95,9 +123,10 @@ impl AllowedSigners {
         armored: &[u8],
         payload: &[u8],
         committer_email: &str,
-        commit_time: i64,
+        commit_time: impl Into<Span>,
         require_committer_match: bool,
     ) -> SigCheck {
+        let commit_time = commit_time.into();
         let sig = match SshSig::from_pem(armored) {
             Ok(sig) => sig,
             Err(e) => {
@@ -177,12 +206,12 @@ impl AllowedSigners {
 }
 
 impl AllowedSigner {
-    /// Whether this line admits a signature by its key for the committer at `time`. Returns the signer
-    /// identity, or a failure ranked by how far the line got (higher is more specific).
+    /// Whether this line admits a signature by its key for the committer over the span `time`. Returns the
+    /// signer identity, or a failure ranked by how far the line got (higher is more specific).
     fn admits(
         &self,
         committer_email: &str,
-        time: i64,
+        time: Span,
         require_committer_match: bool,
     ) -> Result<String, (u8, Failure)> {
         let principal_ok = match_pattern_list(committer_email, &self.principals);
@@ -213,7 +242,7 @@ impl AllowedSigner {
             ));
         }
         if let Some(after) = self.valid_after
-            && time < after
+            && time.from < after
         {
             return Err((
                 3,
@@ -223,23 +252,31 @@ impl AllowedSigner {
                         "allowed_signers line {}: key valid after {}, commit made at {}",
                         self.line,
                         fmt_time(after),
-                        fmt_time(time)
+                        fmt_time(time.from)
                     ),
                 ),
             ));
         }
         if let Some(before) = self.valid_before
-            && time > before
+            && time.from.max(time.to) > before
         {
+            let when = if time.from > before {
+                format!("commit made at {}", fmt_time(time.from))
+            } else {
+                format!(
+                    "commit dated {} but first seen at {}",
+                    fmt_time(time.from),
+                    fmt_time(time.to)
+                )
+            };
             return Err((
                 3,
                 Failure::new(
                     Reason::KeyExpired,
                     format!(
-                        "allowed_signers line {}: key valid before {}, commit made at {}",
+                        "allowed_signers line {}: key valid before {}, {when}",
                         self.line,
                         fmt_time(before),
-                        fmt_time(time)
                     ),
                 ),
             ));
@@ -339,6 +376,7 @@ fn parse_line(line: &str, line_no: usize) -> Result<AllowedSigner, String> {
             "{kind} keys are not supported (supported: ssh-ed25519, ecdsa-sha2-nistp256, ecdsa-sha2-nistp384, ssh-rsa, sk-ssh-ed25519@openssh.com, sk-ecdsa-sha2-nistp256@openssh.com)"
         ));
     }
+    refuse_weak_ed25519(key.key_data())?;
     let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
     Ok(AllowedSigner {
         line: line_no,
@@ -349,6 +387,25 @@ fn parse_line(line: &str, line_no: usize) -> Result<AllowedSigner, String> {
         key,
         fingerprint,
     })
+}
+
+/// Refuse an Ed25519 key (plain or security-key) that is not a valid curve point or is of small order: a
+/// small-order key admits signatures made without any secret.
+fn refuse_weak_ed25519(key: &KeyData) -> Result<(), String> {
+    let bytes = match key {
+        KeyData::Ed25519(k) => &k.0,
+        KeyData::SkEd25519(k) => &k.public_key().0,
+        _ => return Ok(()),
+    };
+    let point = ed25519_dalek::VerifyingKey::from_bytes(bytes)
+        .map_err(|_| "the Ed25519 public key is not a valid curve point".to_string())?;
+    if point.is_weak() {
+        return Err(
+            "a small-order (weak) Ed25519 public key: anyone can make signatures it verifies"
+                .to_string(),
+        );
+    }
+    Ok(())
 }
 
 #[derive(Default)]
@@ -548,13 +605,15 @@ mod tests {
 
     const KEY: &str =
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILM+rvN+ot98qgEN796jTiQfZfG1KaT0PtFDJ/XFSqti";
+    const KEY2: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHse6Xz9612zc9/EUYR3125tIN3h6bttx0Kb6BsJDWpV";
     const P521: &str = "ecdsa-sha2-nistp521 AAAAE2VjZHNhLXNoYTItbmlzdHA1MjEAAAAIbmlzdHA1MjEAAACFBAAn61ZFYpTWS8qgo5X6LNLWRh/tPzOaINz7ocapsuy+ZeOD98esydVcqlOiPMas/0k3e1Veag6RCeH7a/zrTiNqoQCg88iNsfzdHtxE5GfWyzc5aFw83wQUZ0eXu+OGqBMWX0AD6V4edXBXlRqEbHCnOh1KJ9TCz0UfJ6zV05DxL25OuA==";
 
     #[test]
     fn parses_lines_with_and_without_options() {
         let text = format!(
             "# comment\n\nalice@example.com {KEY} a comment\n\
-             \"*@example.com,bob@x\" namespaces=\"git,file\",valid-after=\"20240101\",VALID-BEFORE=\"20250101120000Z\" {KEY}\n"
+             \"*@example.com,bob@x\" namespaces=\"git,file\",valid-after=\"20240101\",VALID-BEFORE=\"20250101120000Z\" {KEY2}\n"
         );
         let signers = AllowedSigners::parse(&text).unwrap();
         let e = signers.entries();
@@ -567,7 +626,7 @@ mod tests {
         assert_eq!(e[1].valid_after, Some(1_704_067_200));
         assert_eq!(e[1].valid_before, Some(1_735_732_800));
         assert!(e[0].fingerprint.starts_with("SHA256:"));
-        assert_eq!(signers.by_key.len(), 1);
+        assert_eq!(signers.by_key.len(), 2);
     }
 
     #[test]
@@ -598,6 +657,40 @@ mod tests {
             let msg = err.to_string();
             assert!(msg.starts_with("line 2:"), "{line}: {msg}");
             assert!(msg.contains(want), "{line}: {msg} (wanted {want})");
+        }
+    }
+
+    #[test]
+    fn a_key_is_listed_once() {
+        // The same key under other principals, other options, another comment: one key, one line.
+        for second in [
+            format!("bob@x {KEY}"),
+            format!("a@x valid-before=\"20300101\" {KEY} other comment"),
+            format!("a@x {KEY}"),
+        ] {
+            let text = format!("# keys\na@x,c@x {KEY}\n{second}\n");
+            let err = AllowedSigners::parse(&text).unwrap_err().to_string();
+            assert!(
+                err.starts_with("line 3: key SHA256:")
+                    && err.contains("already on line 2 (principals \"a@x,c@x\")"),
+                "{second}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn small_order_ed25519_keys_are_refused() {
+        // The identity point (order 1) and the point of order 2.
+        for blob in [
+            "AAAAC3NzaC1lZDI1NTE5AAAAIAEAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            "AAAAC3NzaC1lZDI1NTE5AAAAIOz///////////////////////////////////////9/",
+        ] {
+            let text = format!("ok@x {KEY}\nweak@x ssh-ed25519 {blob}\n");
+            let err = AllowedSigners::parse(&text).unwrap_err().to_string();
+            assert!(
+                err.starts_with("line 2:") && err.contains("small-order (weak) Ed25519"),
+                "{err}"
+            );
         }
     }
 

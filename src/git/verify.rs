@@ -75,6 +75,10 @@ pub enum Reason {
     UntrustedCertificate,
     /// A valid gitsign signature by an identity (SAN and OIDC issuer) not in gitsignIdentities.
     UntrustedIdentity,
+    /// `range` mode: the commit's committer time is earlier than one of its parents'. The committer date is
+    /// chosen by whoever commits, and key validity is judged at it: a commit dated before the history it is
+    /// built on is backdated (or made on a badly skewed clock).
+    CommitBeforeParent,
 }
 
 impl Reason {
@@ -103,6 +107,7 @@ impl Reason {
             Reason::TransparencyLogInvalid => "TransparencyLogInvalid",
             Reason::UntrustedCertificate => "UntrustedCertificate",
             Reason::UntrustedIdentity => "UntrustedIdentity",
+            Reason::CommitBeforeParent => "CommitBeforeParent",
         }
     }
 }
@@ -227,7 +232,7 @@ pub fn verify_commit_object(
         Ok(p) => p,
         Err(e) => return (Verdict::rejected(sha, parse_failure(&e)), None),
     };
-    let verdict = verdict_for(sha, &parsed, policy, now);
+    let verdict = verdict_for(sha, &parsed, policy, now, None);
     (verdict, Some(parsed))
 }
 
@@ -240,7 +245,15 @@ fn parse_failure(e: &commit::CommitError) -> Failure {
     Failure::new(reason, e.to_string())
 }
 
-fn verdict_for(sha: ObjectId, parsed: &ParsedCommit, policy: &TrustPolicy, now: i64) -> Verdict {
+/// The verdict on a parsed commit. `seen`: when the verifier first saw it (the operator's record), `None`
+/// offline; SSH key validity is judged over the span from the committer time to then.
+fn verdict_for(
+    sha: ObjectId,
+    parsed: &ParsedCommit,
+    policy: &TrustPolicy,
+    now: i64,
+    seen: Option<i64>,
+) -> Verdict {
     let Some(signature) = &parsed.signature else {
         return Verdict::rejected(
             sha,
@@ -251,7 +264,10 @@ fn verdict_for(sha: ObjectId, parsed: &ParsedCommit, policy: &TrustPolicy, now: 
         signature,
         &parsed.payload,
         &parsed.committer.email,
-        parsed.committer.time,
+        super::ssh::Span {
+            from: parsed.committer.time,
+            to: seen.unwrap_or(parsed.committer.time),
+        },
         now,
     );
     Verdict {
@@ -361,6 +377,7 @@ pub struct Verifier<'a> {
     buf: Vec<u8>,
     nodes: HashMap<ObjectId, Node>,
     entries: HashMap<(usize, ObjectId), PathEntry>,
+    first_seen: Option<&'a HashMap<ObjectId, i64>>,
 }
 
 impl<'a> Verifier<'a> {
@@ -372,7 +389,22 @@ impl<'a> Verifier<'a> {
             buf: Vec::new(),
             nodes: HashMap::new(),
             entries: HashMap::new(),
+            first_seen: None,
         }
+    }
+
+    /// Judge SSH key validity up to the time each commit was first seen (the operator's record, see
+    /// [`super::first_seen`]), not only at its committer time, which its signer chose. A commit missing
+    /// from `seen` is judged as first seen now.
+    pub fn first_seen(mut self, seen: &'a HashMap<ObjectId, i64>) -> Self {
+        self.first_seen = Some(seen);
+        self
+    }
+
+    /// When `id` was first seen: `None` offline (judged at the committer time alone).
+    fn seen(&self, id: ObjectId) -> Option<i64> {
+        self.first_seen
+            .map(|m| m.get(&id).copied().unwrap_or(self.now))
     }
 
     /// Judge time-dependent rules (OpenPGP expiry, signatures from the future) at `now` instead of the
@@ -398,12 +430,13 @@ impl<'a> Verifier<'a> {
     fn judge(&mut self, id: ObjectId) -> Verdict {
         let policy = self.policy;
         let now = self.now;
+        let seen = self.seen(id);
         let node = self.load(id);
         if let Some(f) = &node.failure {
             return Verdict::rejected(id, f.clone());
         }
         match node.parsed.take() {
-            Some(parsed) => verdict_for(id, &parsed, policy, now),
+            Some(parsed) => verdict_for(id, &parsed, policy, now, seen),
             None => Verdict::rejected(
                 id,
                 Failure::new(
@@ -422,7 +455,7 @@ impl<'a> Verifier<'a> {
             return Verdict::rejected(id, f);
         }
         match node.parsed {
-            Some(parsed) => verdict_for(id, &parsed, self.policy, self.now),
+            Some(parsed) => verdict_for(id, &parsed, self.policy, self.now, self.seen(id)),
             None => Verdict::rejected(
                 id,
                 Failure::new(
@@ -487,6 +520,27 @@ impl<'a> Verifier<'a> {
             }
         }
         false
+    }
+
+    /// `range` mode: why commit `id` is refused for a committer time earlier than one of its `parents'`
+    /// (loaded), if it is. A parent that could not be parsed has no time and is reported on its own.
+    fn before_parent(&mut self, id: ObjectId, parents: &[ObjectId]) -> Option<Failure> {
+        let time = self.load(id).time;
+        let (parent, ptime) = parents
+            .iter()
+            .map(|&p| (p, self.load(p).time))
+            .max_by_key(|&(_, t)| t)?;
+        (ptime > time).then(|| {
+            Failure::new(
+                Reason::CommitBeforeParent,
+                format!(
+                    "committed at {}, before its parent {parent} (committed at {}): a commit is never \
+                     dated before the history it is built on, and key validity is judged at its date",
+                    super::ssh::fmt_time(time),
+                    super::ssh::fmt_time(ptime)
+                ),
+            )
+        })
     }
 
     /// Queue a commit for the walk.
@@ -579,6 +633,13 @@ impl<'a> Verifier<'a> {
             }
             for &p in &parents {
                 self.enqueue(&mut queue, &mut interesting, p);
+            }
+            // Every commit of the range, touching the path or not: a backdated commit that does not touch
+            // it would otherwise lower the dates allowed above it.
+            if let Some(f) = self.before_parent(id, &parents) {
+                out.push((id, Verdict::rejected(id, f)));
+                self.load(id).parsed = None;
+                continue;
             }
             if parts.is_empty() || self.touches(tree, &parents, parts) {
                 out.push((id, self.judge(id)));

@@ -572,6 +572,7 @@ impl Setup<'_> {
             &self.intent_path,
             base,
             head,
+            None,
         )?)
     }
 

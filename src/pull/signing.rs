@@ -55,7 +55,7 @@ pub fn parse_public_key(text: &str) -> Result<VerifyingKey, String> {
             .key_data()
             .ed25519()
             .ok_or_else(|| format!("{} key: only ssh-ed25519 keys sign jobs", key.algorithm()))?;
-        return VerifyingKey::from_bytes(&ed.0).map_err(|e| e.to_string());
+        return strong(VerifyingKey::from_bytes(&ed.0).map_err(|e| e.to_string())?);
     }
     let raw = base64::engine::general_purpose::STANDARD
         .decode(text)
@@ -63,7 +63,19 @@ pub fn parse_public_key(text: &str) -> Result<VerifyingKey, String> {
     let raw: [u8; 32] = raw
         .try_into()
         .map_err(|r: Vec<u8>| format!("{} bytes, an Ed25519 public key has 32", r.len()))?;
-    VerifyingKey::from_bytes(&raw).map_err(|e| e.to_string())
+    strong(VerifyingKey::from_bytes(&raw).map_err(|e| e.to_string())?)
+}
+
+/// Refuse a small-order ("weak") Ed25519 public key: a signature by such a key can be made without any secret
+/// and verifies over many messages (`verify` accepts it; only `verify_strict` would not).
+pub fn strong(key: VerifyingKey) -> Result<VerifyingKey, String> {
+    if key.is_weak() {
+        return Err(
+            "a small-order (weak) Ed25519 public key: anyone can make signatures it verifies"
+                .into(),
+        );
+    }
+    Ok(key)
 }
 
 /// Read a private key for `sign-job`: an unencrypted OpenSSH Ed25519 private key (what `ssh-keygen -t ed25519
