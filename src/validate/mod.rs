@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 use serde_json::Value;
 
 use crate::api::{
-    AppMode, ApplicationInstance, Engine, Operation, ValuesSource, conditions::reasons, labels,
+    AppMode, ApplicationInstance, Operation, ValuesSource, conditions::reasons, labels,
     template_key,
 };
 use crate::intent::{IntentKind, Problem};
@@ -241,6 +241,7 @@ pub fn check_operation(location: &str, op: &Operation, ctx: &Context) -> Vec<Pro
         |field: &str, reason: String| out.push(Problem::new(location, &object, field, reason));
     let spec = &op.spec;
     let key = template_key(spec.type_, spec.engine);
+    let mut renderable = false;
     match ctx.renderer.operation_spec(&key) {
         None => {
             let known = ctx.renderer.templates().operation_keys().join(", ");
@@ -256,7 +257,9 @@ pub fn check_operation(location: &str, op: &Operation, ctx: &Context) -> Vec<Pro
         Some(Err(e)) => p("spec.engine", e.to_string()),
         Some(Ok(tspec)) => {
             let params = Value::Object(spec.parameters.clone().unwrap_or_default());
-            for v in schema::validate_value(&params, &tspec.parameters, "spec.parameters") {
+            let invalid = schema::validate_value(&params, &tspec.parameters, "spec.parameters");
+            renderable = invalid.is_empty();
+            for v in invalid {
                 p(&v.field, format!("{} (template {key})", v.reason));
             }
             let approvals = spec.approvals.as_ref();
@@ -274,24 +277,29 @@ pub fn check_operation(location: &str, op: &Operation, ctx: &Context) -> Vec<Pro
             }
         }
     }
-    // Engine-specific rules the parameter schema cannot express.
-    if let Some(params) = &spec.parameters
-        && spec.engine == Engine::Velero
-        && let Some(mapping) = params.get("namespaceMapping").and_then(Value::as_object)
-    {
-        for (from, to) in mapping {
-            if to.as_str() != Some(namespace) {
-                p(
-                    &format!("spec.parameters.namespaceMapping.{from}"),
-                    format!(
-                        "restores may only target the Operation's namespace {namespace:?}, not {to}"
-                    ),
-                );
-            }
-        }
+    // Tenant isolation (src/render/tenancy.rs): judged on what the parameters render into, once they are
+    // valid. The target only matters to the helm engine, which the reconciler and `render` judge with the
+    // real one.
+    if renderable {
+        out.extend(tenancy_problems(location, &object, op, ctx));
     }
     check_path_namespace(location, &object, namespace, &mut out);
     out
+}
+
+/// The tenancy rule ([`crate::render::tenancy`]) on the objects `op` renders, with a stand-in for its target
+/// (only its name and namespace are known here). Other render errors are not reported here: the reconciler
+/// and `render` report them when they render with the real target.
+fn tenancy_problems(location: &str, object: &str, op: &Operation, ctx: &Context) -> Vec<Problem> {
+    let mut target = ApplicationInstance::new(&op.spec.target_ref.name, Default::default());
+    target.metadata.namespace = op.metadata.namespace.clone();
+    match ctx.renderer.render_operation(op, &target) {
+        Err(crate::render::RenderError::Tenancy { violations }) => violations
+            .iter()
+            .map(|v| Problem::new(location, object, &v.field, v.explained()))
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// The webhook's rules for an Operation that depend on another object: its target (the ApplicationInstance
