@@ -231,8 +231,9 @@ pub fn check_application(location: &str, app: &ApplicationInstance, ctx: &Contex
 }
 
 /// The webhook's rules for an Operation that need only the Operation and the template set: the template for
-/// `<type>.<engine>`, its parameter schema, the approval claim it requires, engine-specific parameter rules.
-/// The rules about its target are [`check_operation_target`].
+/// `<type>.<engine>`, its parameter schema, the approval claim it requires, and tenant isolation of what the
+/// parameters render into ([`crate::render::tenancy`]). The rules about its target are
+/// [`check_operation_target`].
 pub fn check_operation(location: &str, op: &Operation, ctx: &Context) -> Vec<Problem> {
     let mut out = Vec::new();
     let namespace = op.metadata.namespace.as_deref().unwrap_or_default();
