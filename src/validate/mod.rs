@@ -513,6 +513,42 @@ mod tests {
     }
 
     #[test]
+    fn the_webhook_rules_refuse_a_cross_tenant_restore() {
+        let r = renderer();
+        let ctx = Context {
+            cluster_id: Some("c1"),
+            renderer: &r,
+        };
+        let mut doc = op("t", "velero", json!({}), None);
+        doc["metadata"]["namespace"] = json!("team-beta");
+        doc["spec"]["type"] = json!("Restore");
+        doc["spec"]["approvals"] = json!({"required": true, "claim": "vws1.e30.00"});
+        let judge = |params: Value| {
+            let mut doc = doc.clone();
+            doc["spec"]["parameters"] = params;
+            let op: Operation = serde_json::from_value(doc).unwrap();
+            check_operation("f", &op, &ctx)
+                .into_iter()
+                .map(|p| format!("{}: {}", p.field, p.reason))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            judge(json!({"backupName": "team-beta-nightly"})),
+            Vec::<String>::new()
+        );
+        let got = judge(json!({"backupName": "team-alpha-nightly",
+                               "namespaceMapping": {"team-alpha": "team-beta"}}));
+        assert!(
+            got.iter().any(|p| p.starts_with(
+                "spec.parameters.namespaceMapping.team-alpha: team-alpha is outside the Operation's namespace team-beta"
+            )) && got.iter().any(|p| p.starts_with(
+                "spec.parameters.backupName: team-alpha-nightly is not a backup made for namespace team-beta"
+            )),
+            "{got:#?}"
+        );
+    }
+
+    #[test]
     fn conflict_matrix() {
         use OperationType::*;
         assert!(Upgrade.blocked_by(Upgrade));
