@@ -490,6 +490,18 @@ async fn the_api_server_refuses_what_render_refuses_with_the_same_words() {
         ),
         "{out}"
     );
+    // Changing the parameters of an admitted Operation under its old claim is refused too (the claim is judged
+    // again when the spec it approves changes).
+    let (ok, text) = patch(
+        "operation",
+        "restore-signed",
+        &[],
+        r#"{"spec":{"parameters":{"backupName":"team-alpha-other"}}}"#,
+    );
+    assert!(
+        !ok && text.contains("spec.approvals.claim approves another spec"),
+        "{text}"
+    );
     // A dry run of an Operation whose target does not exist yet: a warning (Flux dry-runs a commit before
     // applying it); the real request is refused (examples/invalid: missing-target).
     let ghost = signed_restore("restore-ghost", "ghost");
