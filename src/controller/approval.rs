@@ -556,4 +556,20 @@ mod tests {
             "{msg}"
         );
     }
+
+    #[test]
+    fn the_examples_claim_binds_its_spec_as_python_computes_it() {
+        let doc: Value = serde_saphyr::from_str(include_str!(
+            "../../examples/cluster-repo/clusters/eu-prod-1/namespaces/team-beta/operation-vaultwarden-restore.yaml"
+        ))
+        .unwrap();
+        let spec: OperationSpec = serde_json::from_value(doc["spec"].clone()).unwrap();
+        let claim = doc["spec"]["approvals"]["claim"].as_str().unwrap();
+        let payload: ClaimPayload =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(body_of(claim)).unwrap()).unwrap();
+        // hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()) in Python.
+        let python = "sha256:405cc29e62a315d1b227b66a0d2404421245be7a89daf44121d402cd82ebb512";
+        assert_eq!((payload.v, payload.spec.as_str()), (VERSION, python));
+        assert_eq!(spec_digest("team-beta", &spec), python);
+    }
 }
