@@ -38,21 +38,32 @@ const SECRET: &str = "webhook-tls";
 /// The approval key the webhook checks claims with (the control plane's HMAC secret).
 const APPROVAL_KEY: &[u8] = b"admission-test-approval-key";
 
-/// A claim for the Operation `op`, signed with [`APPROVAL_KEY`] as the control plane signs it.
-fn claim(op: &str) -> String {
+/// A claim for the Operation `op` (a manifest) as it is written, signed with [`APPROVAL_KEY`] as the control
+/// plane signs it.
+fn claim(op: &Value) -> String {
+    use vworkspace_operator::controller::approval;
     let now = jiff::Timestamp::now().as_second();
-    vworkspace_operator::controller::approval::sign_claim(
+    let spec = serde_json::from_value(op["spec"].clone()).unwrap();
+    approval::sign_claim(
         APPROVAL_KEY,
-        &vworkspace_operator::controller::approval::ClaimPayload {
+        &approval::ClaimPayload {
             at: jiff::Timestamp::now().to_string(),
             by: "alice@example.com".into(),
             exp: now + 3600,
-            op: op.into(),
+            op: op["metadata"]["name"].as_str().unwrap().into(),
             rid: 7,
-            v: 1,
+            spec: approval::spec_digest(op["metadata"]["namespace"].as_str().unwrap(), &spec),
+            v: approval::VERSION,
         },
     )
     .unwrap()
+}
+
+/// A restore with a claim for exactly what it asks.
+fn signed_restore(name: &str, target: &str) -> Value {
+    let mut op = restore(name, target, "");
+    op["spec"]["approvals"]["claim"] = json!(claim(&op));
+    op
 }
 
 fn restore(name: &str, target: &str, claim: &str) -> Value {
@@ -62,7 +73,7 @@ fn restore(name: &str, target: &str, claim: &str) -> Value {
             "app.vworkspace.io/managed-by": "control-plane", "app.vworkspace.io/cluster-id": CLUSTER}},
         "spec": {"targetRef": {"apiVersion": "apps.vworkspace.io/v1alpha1", "kind": "ApplicationInstance",
                                "name": target},
-                 "type": "Restore", "engine": "velero", "parameters": {"backupName": "nightly"},
+                 "type": "Restore", "engine": "velero", "parameters": {"backupName": "team-alpha-nightly"},
                  "approvals": {"required": true, "claim": claim}}
     })
 }
@@ -377,8 +388,8 @@ async fn the_api_server_refuses_what_render_refuses_with_the_same_words() {
     for file in repo_files.iter().filter(|p| !p.ends_with("namespace.yaml")) {
         for mut doc in yaml_docs(file) {
             if doc["spec"]["approvals"]["claim"].is_string() {
-                doc["spec"]["approvals"]["claim"] =
-                    json!(claim(doc["metadata"]["name"].as_str().unwrap()));
+                let signed = claim(&doc);
+                doc["spec"]["approvals"]["claim"] = json!(signed);
             }
             let (ok, out) = kubectl_apply(dir.path(), &doc, &[]);
             assert!(ok, "{} ({}): {out}", key_of(&doc), file.display());
@@ -443,7 +454,7 @@ async fn the_api_server_refuses_what_render_refuses_with_the_same_words() {
     // admits and blocks).
     let (ok, out) = kubectl_apply(
         dir.path(),
-        &restore("restore-signed", "nextcloud", &claim("restore-signed")),
+        &signed_restore("restore-signed", "nextcloud"),
         &[],
     );
     assert!(ok, "{out}");
@@ -454,9 +465,46 @@ async fn the_api_server_refuses_what_render_refuses_with_the_same_words() {
         ),
         "{out}"
     );
+    // Tenant isolation (src/render/tenancy.rs), even with a valid claim: a restore of another namespace's
+    // backup mapped into this one is refused, naming the parameters...
+    let mut cross = restore("restore-cross", "nextcloud", "");
+    cross["spec"]["parameters"] = json!({"backupName": "team-beta-nightly",
+                                         "namespaceMapping": {"team-beta": "team-alpha"}});
+    cross["spec"]["approvals"]["claim"] = json!(claim(&cross));
+    let (ok, out) = kubectl_apply(dir.path(), &cross, &[]);
+    assert!(
+        !ok && out.contains(
+            "spec.parameters.namespaceMapping.team-beta: team-beta is outside the Operation's namespace team-alpha"
+        ) && out.contains(
+            "spec.parameters.backupName: team-beta-nightly is not a backup made for namespace team-alpha"
+        ),
+        "{out}"
+    );
+    // ...and a claim approves the spec it was issued for: the same Operation with another backup is refused.
+    let mut swapped = signed_restore("restore-swapped", "nextcloud");
+    swapped["spec"]["parameters"]["backupName"] = json!("team-alpha-other");
+    let (ok, out) = kubectl_apply(dir.path(), &swapped, &[]);
+    assert!(
+        !ok && out.contains(
+            "denied the request: spec.approvals.claim: spec.approvals.claim approves another spec"
+        ),
+        "{out}"
+    );
+    // Changing the parameters of an admitted Operation under its old claim is refused too (the claim is judged
+    // again when the spec it approves changes).
+    let (ok, text) = patch(
+        "operation",
+        "restore-signed",
+        &[],
+        r#"{"spec":{"parameters":{"backupName":"team-alpha-other"}}}"#,
+    );
+    assert!(
+        !ok && text.contains("spec.approvals.claim approves another spec"),
+        "{text}"
+    );
     // A dry run of an Operation whose target does not exist yet: a warning (Flux dry-runs a commit before
     // applying it); the real request is refused (examples/invalid: missing-target).
-    let ghost = restore("restore-ghost", "ghost", &claim("restore-ghost"));
+    let ghost = signed_restore("restore-ghost", "ghost");
     let (ok, out) = kubectl_apply(dir.path(), &ghost, &["--dry-run=server"]);
     assert!(ok, "{out}");
     assert!(
@@ -477,7 +525,7 @@ async fn the_api_server_refuses_what_render_refuses_with_the_same_words() {
     let refused = loop {
         let (ok, out) = kubectl_apply(
             dir.path(),
-            &restore("restore-typed", "nextcloud", &claim("restore-typed")),
+            &signed_restore("restore-typed", "nextcloud"),
             &["--dry-run=server"],
         );
         if !ok || Instant::now() > deadline {

@@ -1198,20 +1198,29 @@ async fn an_upgrade_helm_operation_changes_the_release_through_the_instance_and_
 
 #[tokio::test]
 async fn conflicts_wait_and_approval_claims_are_checked() {
-    use vworkspace_operator::controller::approval::{ClaimPayload, sign_claim};
+    use vworkspace_operator::controller::approval::{self, ClaimPayload, sign_claim};
     let env = env("conflicts").await;
     let app = env.app_yaml("app", "1.0.0", "");
     let now = jiff::Timestamp::now().as_second();
+    let backup_name = format!("{}-backup-1", env.ns);
+    let params = format!("{{backupName: {backup_name}}}");
     let claim = |op: &str, exp: i64, key: &[u8]| {
+        let spec = serde_json::from_value(json!({
+            "targetRef": {"apiVersion": "apps.vworkspace.io/v1alpha1", "kind": "ApplicationInstance",
+                          "name": "app"},
+            "type": "Restore", "engine": "velero", "parameters": {"backupName": backup_name},
+        }))
+        .unwrap();
         sign_claim(
             key,
             &ClaimPayload {
-                v: 1,
+                v: approval::VERSION,
                 rid: 1,
                 op: op.into(),
                 by: "alice@example.com".into(),
                 at: "2026-11-21T00:00:00Z".into(),
                 exp,
+                spec: approval::spec_digest(&env.ns, &spec),
             },
         )
         .unwrap()
@@ -1222,7 +1231,7 @@ async fn conflicts_wait_and_approval_claims_are_checked() {
         "app",
         "Restore",
         "velero",
-        "{backupName: b1}",
+        &params,
         &format!(
             "  approvals: {{required: true, claim: \"{}\"}}\n",
             claim("restore-1", now + 3600, APPROVAL_KEY)
@@ -1233,7 +1242,7 @@ async fn conflicts_wait_and_approval_claims_are_checked() {
         "app",
         "Restore",
         "velero",
-        "{backupName: b1}",
+        &params,
         &format!(
             "  approvals: {{required: true, claim: \"{}\"}}\n",
             claim("restore-badsig", now + 3600, b"wrong key")
@@ -1244,7 +1253,7 @@ async fn conflicts_wait_and_approval_claims_are_checked() {
         "app",
         "Restore",
         "velero",
-        "{backupName: b1}",
+        &params,
         &format!(
             "  approvals: {{required: true, claim: \"{}\"}}\n",
             claim("restore-expired", now - 10, APPROVAL_KEY)

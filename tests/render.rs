@@ -820,3 +820,168 @@ fn no_field_value_changes_what_a_rendered_object_is() {
         "seed {seed}: only {rendered} of 1500 variations rendered"
     );
 }
+
+/// A target allowing every engine, and one Operation of `type_`/`engine` with `params`, in team-alpha.
+fn tenancy_docs(type_: &str, engine: &str, params: &str) -> Vec<SourceFile> {
+    let dir = "clusters/eu-prod-1/namespaces/team-alpha";
+    let labels =
+        "{app.vworkspace.io/managed-by: control-plane, app.vworkspace.io/cluster-id: eu-prod-1}";
+    let app = format!(
+        "apiVersion: apps.vworkspace.io/v1alpha1\nkind: ApplicationInstance\nmetadata:\n  name: app\n  namespace: team-alpha\n  labels: {labels}\n  annotations: {{ops.vworkspace.io/backup: velero, ops.vworkspace.io/restore: velero, ops.vworkspace.io/upgrade: helm, ops.vworkspace.io/migration: helmHookJob, ops.vworkspace.io/runcommand: job, ops.vworkspace.io/runbook: workflow, ops.vworkspace.io/snapshot: snapshot, ops.vworkspace.io/replicate: volsync}}\nspec:\n  appRef: {{catalogId: nextcloud}}\n  chart: {{sourceType: oci, url: 'oci://r.example.com/c', name: app, version: 1.0.0}}\n  release: {{name: app, namespace: team-alpha}}\n  values: {{source: inline, inline: {{a: 1}}}}\n"
+    );
+    let op = format!(
+        "apiVersion: ops.vworkspace.io/v1alpha1\nkind: Operation\nmetadata:\n  name: op-1\n  namespace: team-alpha\n  labels: {labels}\nspec:\n  targetRef: {{apiVersion: apps.vworkspace.io/v1alpha1, kind: ApplicationInstance, name: app}}\n  type: {type_}\n  engine: {engine}\n  parameters: {params}\n  approvals: {{required: true, claim: vws1.e30.00}}\n"
+    );
+    vec![
+        SourceFile {
+            path: format!("{dir}/app.yaml"),
+            data: app.into_bytes(),
+        },
+        SourceFile {
+            path: format!("{dir}/op.yaml"),
+            data: op.into_bytes(),
+        },
+    ]
+}
+
+#[test]
+fn operations_cannot_reach_another_namespace_through_any_engine() {
+    // (type, engine, override of operation/<type>.<engine>.yaml.j2 or none, parameters, expected problem)
+    let cases: &[(&str, &str, Option<&str>, &str, &str)] = &[
+        (
+            "Restore",
+            "velero",
+            None,
+            "{backupName: team-beta-nightly, namespaceMapping: {team-beta: team-alpha}}",
+            "spec.parameters.namespaceMapping.team-beta: team-beta is outside the Operation's namespace team-alpha (rendered as Restore velero/team-alpha-op-1 spec.includedNamespaces[0])",
+        ),
+        (
+            "Restore",
+            "velero",
+            None,
+            "{backupName: team-beta-nightly}",
+            "spec.parameters.backupName: team-beta-nightly is not a backup made for namespace team-alpha",
+        ),
+        (
+            "Restore",
+            "velero",
+            None,
+            "{backupName: team-alpha-x, namespaceMapping: {team-alpha: team-beta}}",
+            "spec.parameters.namespaceMapping.team-alpha: team-beta is outside the Operation's namespace team-alpha",
+        ),
+        (
+            "Backup",
+            "velero",
+            Some(
+                "apiVersion: velero.io/v1\nkind: Backup\nmetadata: {name: {{ veleroChildName }}}\nspec:\n  includedNamespaces: [{{ params.storageLocation | tojson }}]\n",
+            ),
+            "{storageLocation: team-beta}",
+            "spec.parameters.storageLocation: team-beta is outside the Operation's namespace team-alpha",
+        ),
+        (
+            "Backup",
+            "velero",
+            Some(
+                "apiVersion: velero.io/v1\nkind: Backup\nmetadata: {name: {{ veleroChildName }}}\nspec: {storageLocation: default}\n",
+            ),
+            "{}",
+            "spec.engine: must list the Operation's namespace team-alpha: Velero reads no list as every namespace",
+        ),
+        (
+            "Runbook",
+            "workflow",
+            Some(
+                "apiVersion: argoproj.io/v1alpha1\nkind: Workflow\nmetadata: {name: {{ childName }}}\nspec:\n  workflowTemplateRef: {name: maintenance, namespace: {{ params.workflowTemplate | tojson }}}\n",
+            ),
+            "{workflowTemplate: team-beta}",
+            "spec.parameters.workflowTemplate: team-beta is outside the Operation's namespace team-alpha",
+        ),
+        (
+            "Runbook",
+            "workflow",
+            Some(
+                "apiVersion: argoproj.io/v1alpha1\nkind: Workflow\nmetadata: {name: {{ childName }}}\nspec:\n  clusterWorkflowTemplateRef: {name: {{ params.workflowTemplate | tojson }}}\n",
+            ),
+            "{workflowTemplate: shared}",
+            "spec.engine: names a ClusterWorkflowTemplate, which no namespace owns",
+        ),
+        (
+            "Snapshot",
+            "snapshot",
+            Some(
+                "apiVersion: snapshot.storage.k8s.io/v1\nkind: VolumeSnapshot\nmetadata: {name: {{ childName }}}\nspec:\n  source: {volumeSnapshotContentName: {{ params.pvc | tojson }}}\n",
+            ),
+            "{pvc: content-of-team-beta}",
+            "spec.parameters.pvc: names a VolumeSnapshotContent, which no namespace owns",
+        ),
+        (
+            "Replicate",
+            "volsync",
+            Some(
+                "apiVersion: volsync.backube/v1alpha1\nkind: ReplicationSource\nmetadata: {name: {{ childName }}}\nspec:\n  sourcePVC: data\n  restic: {repository: {{ params.repository | tojson }}, repositoryNamespace: {{ params.pvc | tojson }}}\n",
+            ),
+            "{pvc: team-beta, repository: r}",
+            "spec.parameters.pvc: team-beta is outside the Operation's namespace team-alpha",
+        ),
+        (
+            "RunCommand",
+            "job",
+            Some(
+                "apiVersion: batch/v1\nkind: Job\nmetadata: {name: {{ childName }}}\nspec:\n  template:\n    spec:\n      containers: [{name: run, image: {{ params.image | tojson }}}]\n      volumes: [{name: d, ephemeral: {volumeClaimTemplate: {spec: {volumeName: {{ params.command[0] | tojson }}}}}}]\n",
+            ),
+            "{image: busybox, command: [pv-of-team-beta]}",
+            "spec.parameters.command[0]: names a PersistentVolume, which no namespace owns",
+        ),
+        (
+            "Migration",
+            "helmHookJob",
+            Some(
+                "apiVersion: batch/v1\nkind: Job\nmetadata: {name: {{ childName }}}\nspec:\n  template:\n    metadata: {namespace: {{ params.hookName | tojson }}}\n    spec:\n      containers: [{name: run, image: {{ params.image | tojson }}}]\n",
+            ),
+            "{hookName: team-beta, image: busybox}",
+            "spec.parameters.hookName: team-beta is outside the Operation's namespace team-alpha",
+        ),
+        (
+            "Upgrade",
+            "helm",
+            Some(
+                "{% for object in appObjects %}\n---\n{{ object | merge({\"spec\": {\"storageNamespace\": \"team-beta\"}}) | tojson }}\n{% endfor %}\n",
+            ),
+            "{targetVersion: 1.0.1}",
+            "spec.engine: team-beta is outside the Operation's namespace team-alpha (rendered as HelmRelease team-alpha/app spec.storageNamespace)",
+        ),
+    ];
+    for (type_, engine, template, params, expected) in cases {
+        let mut templates = Templates::embedded();
+        let key = format!("{}{}.{engine}", type_[..1].to_lowercase(), &type_[1..]);
+        if let Some(source) = template {
+            templates.insert(format!("operation/{key}.yaml.j2"), *source);
+        }
+        let renderer = Renderer::new(
+            templates,
+            RenderOptions {
+                cluster_id: Some("eu-prod-1".into()),
+                ..RenderOptions::default()
+            },
+        );
+        let result = render_tree(
+            &tenancy_docs(type_, engine, params),
+            &renderer,
+            Some("eu-prod-1"),
+        );
+        let problems: Vec<String> = result.problems.iter().map(ToString::to_string).collect();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains(&format!("Operation/team-alpha/op-1: {expected}"))),
+            "{key} {params}: expected {expected:?}, got {problems:#?}"
+        );
+        assert!(
+            result
+                .intents
+                .iter()
+                .all(|i| i.key.kind.as_str() != "Operation"),
+            "{key} {params}: rendered anyway"
+        );
+    }
+}

@@ -157,6 +157,7 @@ fn approval(op: &Operation, ctx: &Context, required: bool) -> Result<(), String>
         approvals.claim.as_deref(),
         key,
         &op.name_any(),
+        &super::approval::spec_digest(&op.namespace().unwrap_or_default(), &op.spec),
         jiff::Timestamp::now().as_second(),
     )
     .map(|_| ())

@@ -538,6 +538,11 @@ impl Renderer {
         for (i, obj) in objects.iter_mut().enumerate() {
             finalize(obj, &name, i, &allowed, &child_labels)?;
         }
+        let written = Value::Object(op.spec.parameters.clone().unwrap_or_default());
+        let violations = super::tenancy::check_children(namespace, &written, &objects);
+        if !violations.is_empty() {
+            return Err(RenderError::Tenancy { violations });
+        }
         sort_objects(&mut objects);
         Ok(objects)
     }

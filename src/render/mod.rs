@@ -7,6 +7,7 @@
 
 mod engine;
 pub mod templates;
+pub mod tenancy;
 mod tree;
 
 pub use engine::{
@@ -38,6 +39,19 @@ pub enum RenderError {
     Intent { field: String, reason: String },
     #[error("template directory {path}: {reason}")]
     TemplateDir { path: String, reason: String },
+    /// The rendered objects refer outside the Operation's namespace ([`tenancy`]).
+    #[error("{}", join_violations(violations))]
+    Tenancy {
+        violations: Vec<tenancy::TenancyViolation>,
+    },
+}
+
+fn join_violations(violations: &[tenancy::TenancyViolation]) -> String {
+    violations
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 impl RenderError {
@@ -45,6 +59,7 @@ impl RenderError {
     pub fn field(&self) -> &str {
         match self {
             Self::Intent { field, .. } => field,
+            Self::Tenancy { violations } => violations.first().map_or("", |v| v.field.as_str()),
             _ => "",
         }
     }

@@ -181,6 +181,16 @@ pub fn render_tree(
                 location: doc.location.clone(),
                 objects,
             }),
+            Err(super::RenderError::Tenancy { violations }) => {
+                for v in violations {
+                    problems.push(Problem::new(
+                        &doc.location,
+                        &doc.key,
+                        &v.field,
+                        v.explained(),
+                    ));
+                }
+            }
             Err(e) => problems.push(Problem::new(
                 &doc.location,
                 &doc.key,

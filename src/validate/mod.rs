@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 use serde_json::Value;
 
 use crate::api::{
-    AppMode, ApplicationInstance, Engine, Operation, ValuesSource, conditions::reasons, labels,
+    AppMode, ApplicationInstance, Operation, ValuesSource, conditions::reasons, labels,
     template_key,
 };
 use crate::intent::{IntentKind, Problem};
@@ -231,8 +231,9 @@ pub fn check_application(location: &str, app: &ApplicationInstance, ctx: &Contex
 }
 
 /// The webhook's rules for an Operation that need only the Operation and the template set: the template for
-/// `<type>.<engine>`, its parameter schema, the approval claim it requires, engine-specific parameter rules.
-/// The rules about its target are [`check_operation_target`].
+/// `<type>.<engine>`, its parameter schema, the approval claim it requires, and tenant isolation of what the
+/// parameters render into ([`crate::render::tenancy`]). The rules about its target are
+/// [`check_operation_target`].
 pub fn check_operation(location: &str, op: &Operation, ctx: &Context) -> Vec<Problem> {
     let mut out = Vec::new();
     let namespace = op.metadata.namespace.as_deref().unwrap_or_default();
@@ -241,6 +242,7 @@ pub fn check_operation(location: &str, op: &Operation, ctx: &Context) -> Vec<Pro
         |field: &str, reason: String| out.push(Problem::new(location, &object, field, reason));
     let spec = &op.spec;
     let key = template_key(spec.type_, spec.engine);
+    let mut renderable = false;
     match ctx.renderer.operation_spec(&key) {
         None => {
             let known = ctx.renderer.templates().operation_keys().join(", ");
@@ -256,7 +258,9 @@ pub fn check_operation(location: &str, op: &Operation, ctx: &Context) -> Vec<Pro
         Some(Err(e)) => p("spec.engine", e.to_string()),
         Some(Ok(tspec)) => {
             let params = Value::Object(spec.parameters.clone().unwrap_or_default());
-            for v in schema::validate_value(&params, &tspec.parameters, "spec.parameters") {
+            let invalid = schema::validate_value(&params, &tspec.parameters, "spec.parameters");
+            renderable = invalid.is_empty();
+            for v in invalid {
                 p(&v.field, format!("{} (template {key})", v.reason));
             }
             let approvals = spec.approvals.as_ref();
@@ -274,24 +278,29 @@ pub fn check_operation(location: &str, op: &Operation, ctx: &Context) -> Vec<Pro
             }
         }
     }
-    // Engine-specific rules the parameter schema cannot express.
-    if let Some(params) = &spec.parameters
-        && spec.engine == Engine::Velero
-        && let Some(mapping) = params.get("namespaceMapping").and_then(Value::as_object)
-    {
-        for (from, to) in mapping {
-            if to.as_str() != Some(namespace) {
-                p(
-                    &format!("spec.parameters.namespaceMapping.{from}"),
-                    format!(
-                        "restores may only target the Operation's namespace {namespace:?}, not {to}"
-                    ),
-                );
-            }
-        }
+    // Tenant isolation (src/render/tenancy.rs): judged on what the parameters render into, once they are
+    // valid. The target only matters to the helm engine, which the reconciler and `render` judge with the
+    // real one.
+    if renderable {
+        out.extend(tenancy_problems(location, &object, op, ctx));
     }
     check_path_namespace(location, &object, namespace, &mut out);
     out
+}
+
+/// The tenancy rule ([`crate::render::tenancy`]) on the objects `op` renders, with a stand-in for its target
+/// (only its name and namespace are known here). Other render errors are not reported here: the reconciler
+/// and `render` report them when they render with the real target.
+fn tenancy_problems(location: &str, object: &str, op: &Operation, ctx: &Context) -> Vec<Problem> {
+    let mut target = ApplicationInstance::new(&op.spec.target_ref.name, Default::default());
+    target.metadata.namespace = op.metadata.namespace.clone();
+    match ctx.renderer.render_operation(op, &target) {
+        Err(crate::render::RenderError::Tenancy { violations }) => violations
+            .iter()
+            .map(|v| Problem::new(location, object, &v.field, v.explained()))
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// The webhook's rules for an Operation that depend on another object: its target (the ApplicationInstance
@@ -500,6 +509,42 @@ mod tests {
                 "spec.parameters: immutable once the phase left Pending",
                 "spec.targetRef: immutable",
             ]
+        );
+    }
+
+    #[test]
+    fn the_webhook_rules_refuse_a_cross_tenant_restore() {
+        let r = renderer();
+        let ctx = Context {
+            cluster_id: Some("c1"),
+            renderer: &r,
+        };
+        let mut doc = op("t", "velero", json!({}), None);
+        doc["metadata"]["namespace"] = json!("team-beta");
+        doc["spec"]["type"] = json!("Restore");
+        doc["spec"]["approvals"] = json!({"required": true, "claim": "vws1.e30.00"});
+        let judge = |params: Value| {
+            let mut doc = doc.clone();
+            doc["spec"]["parameters"] = params;
+            let op: Operation = serde_json::from_value(doc).unwrap();
+            check_operation("f", &op, &ctx)
+                .into_iter()
+                .map(|p| format!("{}: {}", p.field, p.reason))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            judge(json!({"backupName": "team-beta-nightly"})),
+            Vec::<String>::new()
+        );
+        let got = judge(json!({"backupName": "team-alpha-nightly",
+                               "namespaceMapping": {"team-alpha": "team-beta"}}));
+        assert!(
+            got.iter().any(|p| p.starts_with(
+                "spec.parameters.namespaceMapping.team-alpha: team-alpha is outside the Operation's namespace team-beta"
+            )) && got.iter().any(|p| p.starts_with(
+                "spec.parameters.backupName: team-alpha-nightly is not a backup made for namespace team-beta"
+            )),
+            "{got:#?}"
         );
     }
 

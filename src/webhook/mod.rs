@@ -642,12 +642,16 @@ impl Webhook {
         let old_claim = old
             .and_then(|o| o.spec.approvals.as_ref())
             .and_then(|a| a.claim.as_deref());
+        // The claim binds the spec: judged again when the claim or what it approves changes.
+        let digest = crate::controller::approval::spec_digest(&namespace, &op.spec);
+        let old_digest = old.map(|o| crate::controller::approval::spec_digest(&namespace, &o.spec));
         if let (Some(key), Some(claim)) = (&self.approval_key, claim)
-            && (old.is_none() || old_claim != Some(claim))
+            && (old_claim != Some(claim) || old_digest.as_deref() != Some(digest.as_str()))
             && let Err(e) = crate::controller::approval::verify_claim(
                 Some(claim),
                 key,
                 &op.name_any(),
+                &digest,
                 jiff::Timestamp::now().as_second(),
             )
         {
