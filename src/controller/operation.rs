@@ -499,6 +499,30 @@ async fn apply(op: &Operation, api: &Api<Operation>, ctx: &Context) -> Result<Ac
         .await?;
         return Ok(Action::await_change());
     };
+    if engine != Engine::Helm
+        && let Some(owner) = crate::render::tenancy::foreign_owner(&live, &namespace, &op.name_any())
+    {
+        // Another tenant's child under the same name (render::tenancy::foreign_owner): never followed, never
+        // deleted (cancel checks the same).
+        let msg = format!(
+            "{} {}/{} belongs to {owner}, not to this Operation (child names collide): rename the Operation",
+            engine_ref.kind, engine_ref.namespace, engine_ref.name
+        );
+        let conds = vec![
+            verified,
+            accepted,
+            Cond::new(types::FAILED, "True", reasons::ENGINE_FAILED, msg),
+            Cond::new(types::RUNNING, "False", reasons::ENGINE_FAILED, "child not ours"),
+        ];
+        write_status(
+            op,
+            ctx,
+            Update::new(Phase::Failed, conds)
+                .with(|s| s.finished_at = Some(jiff::Timestamp::now().to_string())),
+        )
+        .await?;
+        return Ok(Action::await_change());
+    }
     let desired_version = op
         .spec
         .parameters
@@ -622,7 +646,11 @@ async fn cancel(op: &Operation, api: &Api<Operation>, ctx: &Context) -> Result<A
             });
         if let Some(api_version) = child {
             let obj = json!({"apiVersion": api_version, "kind": er.kind, "metadata": {"name": er.name, "namespace": er.namespace}});
-            if ctx.resources.delete(&obj).await? {
+            // Only its own child is deleted: a child of the same name made for another Operation stays.
+            let own = ctx.resources.get(&obj).await?.is_some_and(|live| {
+                crate::render::tenancy::foreign_owner(&live, &op.namespace().unwrap_or_default(), &op.name_any()).is_none()
+            });
+            if own && ctx.resources.delete(&obj).await? {
                 // Deleting (or already being deleted): its watch event brings the next look.
                 ctx.metrics.write("child");
                 return Ok(Action::requeue(delays::PROGRESS));

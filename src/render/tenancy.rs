@@ -255,6 +255,28 @@ impl Walk<'_> {
 }
 
 /// The path in `params` of the first string value, or map key, equal to `needle`.
+/// Whether a live child (read back by name) is this Operation's own: its operation labels, which only the
+/// operator writes, must name this Operation's namespace and name. Child names in the shared Velero namespace
+/// are `<namespace>-<operation>` (cut and hashed when long), so two Operations of different namespaces can
+/// render the same name (`team` + `beta-x` and `team-beta` + `x`); a child that is not its own is neither
+/// followed nor deleted. `None` when it is its own, else the owner it names.
+pub fn foreign_owner(live: &Value, namespace: &str, name: &str) -> Option<String> {
+    let label = |key: &str| {
+        live.pointer("/metadata/labels")
+            .and_then(|l| l.get(key))
+            .and_then(Value::as_str)
+    };
+    let owner_ns = label(crate::api::labels::OPERATION_NAMESPACE);
+    let owner = label(crate::api::labels::OPERATION_NAME);
+    if owner_ns == Some(namespace) && owner == Some(name) {
+        return None;
+    }
+    Some(match (owner_ns, owner) {
+        (Some(ns), Some(n)) => format!("Operation {ns}/{n}"),
+        _ => "no Operation (it carries no operation labels)".to_string(),
+    })
+}
+
 fn param_source(params: &Value, needle: &str, path: &str) -> Option<String> {
     match params {
         Value::String(s) if s == needle => Some(path.to_string()),
@@ -358,5 +380,20 @@ mod tests {
             assert_eq!(got.len(), 1, "{obj}: {got:?}");
             assert!(got[0].starts_with("spec.engine: "), "{got:?}");
         }
+    }
+
+    #[test]
+    fn a_child_of_the_same_name_made_for_another_namespace_is_not_ours() {
+        let child = |ns: &str, n: &str| {
+            serde_json::json!({"metadata": {"name": "team-beta-x", "labels": {
+                "ops.vworkspace.io/operation-namespace": ns, "ops.vworkspace.io/operation-name": n}}})
+        };
+        assert_eq!(foreign_owner(&child("team-beta", "x"), "team-beta", "x"), None);
+        assert_eq!(
+            foreign_owner(&child("team-beta", "x"), "team", "beta-x").as_deref(),
+            Some("Operation team-beta/x")
+        );
+        let unlabelled = serde_json::json!({"metadata": {"name": "team-beta-x"}});
+        assert!(foreign_owner(&unlabelled, "team", "beta-x").is_some());
     }
 }
