@@ -15,6 +15,8 @@ use crate::render::Renderer;
 use crate::schema;
 
 pub mod cel;
+pub mod hosts;
+pub mod names;
 pub mod policy;
 
 /// What validation needs to know beyond the intent itself.
@@ -71,6 +73,9 @@ pub fn check_api_server(
         IntentKind::Operation => &*OP_CEL,
     };
     let mut out = check_structure(location, kind, object);
+    for (field, reason) in names::check_object_meta(object) {
+        out.push(Problem::new(location, &key, field, reason));
+    }
     out.extend(check_cel(location, &key, cel, object, old));
     let label_id = object
         .pointer(&format!(
@@ -197,6 +202,9 @@ pub fn check_application(location: &str, app: &ApplicationInstance, ctx: &Contex
     let mut p =
         |field: &str, reason: String| out.push(Problem::new(location, &object, field, reason));
     let spec = &app.spec;
+    if let Some(reason) = names::reserved_namespace(namespace) {
+        p("metadata.namespace", reason);
+    }
     if let Some(values) = &spec.values
         && values.source == ValuesSource::Inline
         && let Some(inline) = &values.inline
@@ -210,6 +218,13 @@ pub fn check_application(location: &str, app: &ApplicationInstance, ctx: &Contex
                 format!("{}: {rule}", reasons::INLINE_SECRET_MATERIAL_REJECTED),
             );
         }
+    }
+    if spec.mode == AppMode::Managed
+        && let Some(chart) = &spec.chart
+        && let Some(reason) =
+            hosts::chart_host_refusal(&chart.url, &ctx.renderer.options().allowed_chart_hosts)
+    {
+        p("spec.chart.url", reason);
     }
     if spec.mode == AppMode::Managed
         && let Some(integrations) = &spec.integrations
@@ -240,6 +255,9 @@ pub fn check_operation(location: &str, op: &Operation, ctx: &Context) -> Vec<Pro
     let mut p =
         |field: &str, reason: String| out.push(Problem::new(location, &object, field, reason));
     let spec = &op.spec;
+    if let Some(reason) = names::reserved_namespace(namespace) {
+        p("metadata.namespace", reason);
+    }
     let key = template_key(spec.type_, spec.engine);
     match ctx.renderer.operation_spec(&key) {
         None => {
@@ -275,6 +293,21 @@ pub fn check_operation(location: &str, op: &Operation, ctx: &Context) -> Vec<Pro
         }
     }
     // Engine-specific rules the parameter schema cannot express.
+    if let Some(env) = spec
+        .parameters
+        .as_ref()
+        .and_then(|p| p.get("env"))
+        .and_then(Value::as_object)
+    {
+        for name in env.keys().filter(|n| !names::is_env_var_name(n)) {
+            p(
+                &format!("spec.parameters.env[{name:?}]"),
+                "an environment variable name is printable ASCII other than '=' (the API server refuses \
+                 the Job otherwise)"
+                    .into(),
+            );
+        }
+    }
     if let Some(params) = &spec.parameters
         && spec.engine == Engine::Velero
         && let Some(mapping) = params.get("namespaceMapping").and_then(Value::as_object)
