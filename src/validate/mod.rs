@@ -73,9 +73,6 @@ pub fn check_api_server(
         IntentKind::Operation => &*OP_CEL,
     };
     let mut out = check_structure(location, kind, object);
-    for (field, reason) in names::check_object_meta(object) {
-        out.push(Problem::new(location, &key, field, reason));
-    }
     out.extend(check_cel(location, &key, cel, object, old));
     let label_id = object
         .pointer(&format!(
@@ -109,10 +106,15 @@ pub fn check_structure(location: &str, kind: IntentKind, object: &Value) -> Vec<
         IntentKind::ApplicationInstance => &*APP_SCHEMA,
         IntentKind::Operation => &*OP_SCHEMA,
     };
-    schema::validate_object(object, schema)
+    let mut out: Vec<Problem> = schema::validate_object(object, schema)
         .into_iter()
         .map(|v| Problem::new(location, &key, v.field, v.reason))
-        .collect()
+        .collect();
+    // The API server's own object-meta rules (names, labels, annotations), checked with the schema.
+    for (field, reason) in names::check_object_meta(object) {
+        out.push(Problem::new(location, &key, field, reason));
+    }
+    out
 }
 
 fn check_cel(

@@ -106,13 +106,13 @@ pub fn check_object_meta(object: &Value) -> Vec<(String, String)> {
     if let Some(labels) = meta["labels"].as_object() {
         for (k, v) in labels {
             if !is_qualified_name(k) {
-                out.push((format!("metadata.labels[{k}]"), format!("key {KEY_WORDS}")));
+                out.push(("metadata.labels".into(), format!("key {k:?} {KEY_WORDS}")));
             }
             match v.as_str() {
                 Some(v) if is_label_value(v) => {}
                 _ => out.push((
-                    format!("metadata.labels[{k}]"),
-                    format!("value {VALUE_WORDS}"),
+                    "metadata.labels".into(),
+                    format!("value of {k:?} {VALUE_WORDS}"),
                 )),
             }
         }
@@ -123,8 +123,8 @@ pub fn check_object_meta(object: &Value) -> Vec<(String, String)> {
             size += k.len() + v.as_str().map_or(0, str::len);
             if !is_qualified_name(&k.to_ascii_lowercase()) {
                 out.push((
-                    format!("metadata.annotations[{k}]"),
-                    format!("key {KEY_WORDS}"),
+                    "metadata.annotations".into(),
+                    format!("key {k:?} {KEY_WORDS}"),
                 ));
             }
         }
@@ -196,6 +196,6 @@ mod tests {
             "name": "Next_Cloud", "namespace": "n",
             "labels": {"l": "x".repeat(64)}, "annotations": {"ok.io/A": "v"}}}));
         let fields: Vec<&str> = problems.iter().map(|(f, _)| f.as_str()).collect();
-        assert_eq!(fields, ["metadata.name", "metadata.labels[l]"]);
+        assert_eq!(fields, ["metadata.name", "metadata.labels"]);
     }
 }
