@@ -522,6 +522,7 @@ fn bench_config(
             velero_namespace: "velero".into(),
             approval_key: None,
             resync: Duration::from_secs(300),
+            allowed_chart_hosts: Vec::new(),
         },
         source,
         fetch_interval: Duration::from_secs(30),

@@ -9,6 +9,7 @@ pub mod admin;
 pub mod api;
 pub mod cli;
 pub mod controller;
+pub mod escape;
 pub mod git;
 pub mod hydrate;
 pub mod intent;

@@ -8,10 +8,59 @@ pub const EXTERNAL_SECRET_PLACEHOLDER: &str = "<set via externalSecret>";
 /// What redaction writes in place of secret material.
 pub const REDACTED: &str = "[REDACTED]";
 
-/// Whether a leaf key names secret material: it ends with `password` or `secret` (case-insensitive), or is
-/// `accessKey`, `secretKey`, `apiKey` or `token` (case-insensitive).
+/// A key as the rule reads it: Unicode compatibility forms folded (NFKC: full-width letters, ligatures),
+/// invisible characters (zero-width, soft hyphen, bidi controls, …) dropped, Cyrillic and Greek letters that
+/// look like Latin ones mapped to them, lower case, surrounding white space trimmed. `ｐａｓｓｗｏｒｄ `,
+/// `pаssword` (Cyrillic a) and `DB_PASSWORD\u{200b}` all read `password`/`db_password`.
+pub fn normalize_key(key: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    let folded: String = key
+        .nfkc()
+        .filter(|&c| !is_invisible(c))
+        .flat_map(char::to_lowercase)
+        .map(latin_look_alike)
+        .collect();
+    folded.trim().to_string()
+}
+
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}' | '\u{034F}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2069}' | '\u{FEFF}' | '\u{061C}'
+    ) || (c.is_control() && !c.is_whitespace())
+}
+
+/// Lower-case Cyrillic and Greek letters commonly used as look-alikes of Latin ones.
+fn latin_look_alike(c: char) -> char {
+    match c {
+        'а' | 'α' => 'a',
+        'с' | 'ϲ' => 'c',
+        'ԁ' => 'd',
+        'е' | 'ε' => 'e',
+        'һ' => 'h',
+        'і' | 'ι' => 'i',
+        'ј' => 'j',
+        'к' | 'κ' => 'k',
+        'м' => 'm',
+        'о' | 'ο' | 'σ' => 'o',
+        'р' | 'ρ' => 'p',
+        'ԛ' => 'q',
+        'ѕ' => 's',
+        'т' | 'τ' => 't',
+        'υ' => 'u',
+        'ν' => 'v',
+        'ԝ' | 'ω' => 'w',
+        'х' | 'χ' => 'x',
+        'у' | 'γ' => 'y',
+        c => c,
+    }
+}
+
+/// Whether a key names secret material: read through [`normalize_key`], it ends with `password` or
+/// `secret`, or is `accessKey`, `secretKey`, `apiKey` or `token`.
 pub fn is_secret_key(key: &str) -> bool {
-    let lower = key.to_ascii_lowercase();
+    let lower = normalize_key(key);
     lower.ends_with("password")
         || lower.ends_with("secret")
         || matches!(
@@ -51,11 +100,26 @@ pub fn find_inline_secrets(value: &Value, base: &str) -> Vec<(String, &'static s
     out
 }
 
+/// An environment-style pair, `{name: DB_PASSWORD, value: …}` (or `key:` for `name:`), whose name names
+/// secret material: the `value` then holds it, and is judged as if it were under that name.
+fn pair_name(map: &serde_json::Map<String, Value>) -> Option<&str> {
+    let name = ["name", "key"]
+        .iter()
+        .find_map(|k| map.get(*k).and_then(Value::as_str))?;
+    (map.contains_key("value") && is_secret_key(name)).then_some(name)
+}
+
 fn walk(value: &Value, path: &str, key: Option<&str>, out: &mut Vec<(String, &'static str)>) {
     match value {
         Value::Object(map) => {
+            let pair = pair_name(map);
             for (k, v) in map {
-                walk(v, &format!("{path}.{k}"), Some(k), out);
+                let key = if k == "value" {
+                    pair.or(Some(k))
+                } else {
+                    Some(k.as_str())
+                };
+                walk(v, &format!("{path}.{k}"), key, out);
             }
         }
         Value::Array(items) => {
@@ -83,8 +147,14 @@ pub fn redact_value(value: &mut Value) {
     fn go(value: &mut Value, key: Option<&str>) {
         match value {
             Value::Object(map) => {
+                let pair = pair_name(map).map(str::to_string);
                 for (k, v) in map.iter_mut() {
-                    go(v, Some(k));
+                    let key = if k == "value" {
+                        pair.as_deref().or(Some(k))
+                    } else {
+                        Some(k.as_str())
+                    };
+                    go(v, key);
                 }
             }
             Value::Array(items) => items.iter_mut().for_each(|v| go(v, key)),
@@ -153,6 +223,44 @@ mod tests {
         ] {
             assert!(!is_secret_key(k), "{k}");
         }
+    }
+
+    #[test]
+    fn keys_are_read_through_case_width_look_alikes_and_white_space() {
+        for k in [
+            "password ",
+            " DB_PASSWORD\t",
+            "ｐａｓｓｗｏｒｄ",
+            "pаssword",
+            "PАSSWORD",
+            "db_pass\u{200b}word",
+            "ＡＰＩＫＥＹ",
+            "ѕecret",
+            "tοken",
+        ] {
+            assert!(is_secret_key(k), "{k:?}");
+        }
+        assert!(!is_secret_key("passwordKey ") && !is_secret_key("tokens"));
+    }
+
+    #[test]
+    fn env_style_pairs_at_any_depth_are_judged_by_their_name() {
+        let v = json!({
+            "env": [{"name": "DB_PASSWORD", "value": "hunter2"}, {"name": "HOST", "value": "db"},
+                    {"name": "API_TOKEN ", "value": ""}],
+            "deep": {"x": [{"extraEnv": [{"key": "smtpPassword", "value": "p"}]}]},
+            "ref": [{"name": "DB_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}],
+            "ph": [{"name": "adminSecret", "value": "<set via externalSecret>"}]
+        });
+        let found: Vec<String> = find_inline_secrets(&v, "v")
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        assert_eq!(found, ["v.env[0].value", "v.deep.x[0].extraEnv[0].value"]);
+        let mut r = v.clone();
+        redact_value(&mut r);
+        assert_eq!(r["env"][0]["value"], "[REDACTED]");
+        assert_eq!(r["env"][1]["value"], "db");
     }
 
     #[test]

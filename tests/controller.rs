@@ -84,6 +84,7 @@ impl Env {
                 velero_namespace: "velero".into(),
                 approval_key: Some(APPROVAL_KEY.to_vec()),
                 resync: Duration::from_secs(300),
+                allowed_chart_hosts: Vec::new(),
             },
             source: SourceConfig::GitOps(RepoConfig {
                 url: self.remote.url(),

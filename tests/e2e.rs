@@ -299,7 +299,9 @@ spec:
             .arg("--state-dir")
             .arg(&state)
             .arg(format!("--metrics-addr=127.0.0.1:{}", free_port()))
-            .arg(format!("--health-addr=127.0.0.1:{}", free_port()));
+            .arg(format!("--health-addr=127.0.0.1:{}", free_port()))
+            // The stack's registry and chart repository listen on loopback: allowed explicitly.
+            .arg("--allow-chart-host=127.0.0.1");
         // The admission webhook, as the Deployment runs it, reached by URL (no Service here), and this test
         // cluster's policy binding: both scoped to its namespace.
         let webhook_port = free_port();
@@ -862,6 +864,7 @@ async fn hydrated_branch_synced_by_flux_is_installed_by_helm_controller() {
         .arg(&policy)
         .arg("--signing-key")
         .arg(&operator_key.key)
+        .arg("--allow-chart-host=127.0.0.1")
         .arg("--state-dir")
         .arg(env.tmp.path().join("state"))
         .env("GIT_CONFIG_GLOBAL", "/dev/null")

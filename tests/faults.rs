@@ -243,6 +243,7 @@ fn operator_config(
             velero_namespace: "velero".into(),
             approval_key: None,
             resync: Duration::from_secs(300),
+            allowed_chart_hosts: Vec::new(),
         },
         source: SourceConfig::GitOps(RepoConfig {
             url: remote.url(),

@@ -718,3 +718,64 @@ fn the_cli_exit_codes() {
     let (code, _, stderr) = run(&["--out-path", "x", "--out-branch", "y"]);
     assert_eq!(code, Some(2), "{stderr}");
 }
+
+#[test]
+fn an_output_is_not_emptied_without_allow_empty_and_reserved_or_unlisted_namespaces_are_refused() {
+    let fx = Fx::new();
+    fx.write_app("cloud", "team-a", "6.6.4");
+    fx.signed("add cloud");
+    assert!(fx.hydrate("w").ok());
+    let out = fx.bare(&["rev-parse", "refs/heads/hydrated/c1"]);
+
+    // A --repo-path that holds no intents: refused, naming the path and the output; nothing pushed.
+    let mut wrong = fx.options("w");
+    wrong.repo_path = Some("clusters/typo".into());
+    let err = hydrate_once(&wrong).unwrap_err().to_string();
+    assert!(
+        err.contains("intent path clusters/typo renders nothing")
+            && err.contains("output hydrated/c1 holds 2 file(s)")
+            && err.contains("--allow-empty"),
+        "{err}"
+    );
+    assert_eq!(fx.bare(&["rev-parse", "refs/heads/hydrated/c1"]), out);
+    // Every intent deleted: the same refusal, until --allow-empty says so.
+    fx.remote.remove(&app_path("cloud", "team-a"));
+    fx.signed("remove cloud");
+    assert!(hydrate_once(&fx.options("w")).is_err());
+    let mut allow = fx.options("w");
+    allow.guards.allow_empty = true;
+    assert!(hydrate_once(&allow).unwrap().ok());
+    assert_eq!(fx.files("refs/heads/hydrated/c1", ""), Vec::<String>::new());
+
+    // A signed intent in kube-system is refused (the rule render, the webhook and the reconcilers share);
+    // with --namespaces, any namespace not listed is refused too.
+    fx.write_app("cloud", "team-a", "6.6.4");
+    fx.write_app("sneaky", "kube-system", "6.6.4");
+    fx.signed("kube-system");
+    let report = hydrate_once(&allow).unwrap();
+    assert!(!report.ok());
+    assert!(
+        report.problems.iter().any(|p| p.contains(
+            "ApplicationInstance/kube-system/sneaky: metadata.namespace: NamespaceReserved"
+        )),
+        "{:?}",
+        report.problems
+    );
+    fx.remote.remove(&app_path("sneaky", "kube-system"));
+    fx.write_app("other", "team-b", "6.6.4");
+    fx.signed("team-b");
+    let mut listed = fx.options("w");
+    listed.guards.namespaces = vec!["team-a".into()];
+    let report = hydrate_once(&listed).unwrap();
+    assert_eq!(
+        report.problems,
+        [format!(
+            "{}: ApplicationInstance/team-b/other: metadata.namespace: NamespaceNotGated: team-b is not \
+             among hydrate's --namespaces (team-a)",
+            app_path("other", "team-b")
+        )]
+    );
+    listed.guards.namespaces.push("team-b".into());
+    assert!(hydrate_once(&listed).unwrap().ok());
+    assert_eq!(fx.files("refs/heads/hydrated/c1", "").len(), 4);
+}

@@ -189,6 +189,8 @@ async fn the_chart_installs_through_helm_controller_and_the_operator_works_with_
                 // Nothing resolves the webhook Service's DNS name here: the API server calls the operator
                 // process at a URL (a value the chart offers for operators outside the cluster).
                 values["admission"] = json!({"webhook": {"url": webhook_url}});
+                // The stack's registry listens on loopback: allowed explicitly.
+                values["allowChartHosts"] = json!(["127.0.0.1"]);
                 // Test-only: no kubelet runs the Deployment, so helm-controller must not wait for it.
                 doc["spec"]["install"]["disableWait"] = json!(true);
                 doc["spec"]["upgrade"]["disableWait"] = json!(true);

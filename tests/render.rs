@@ -985,3 +985,109 @@ fn operations_cannot_reach_another_namespace_through_any_engine() {
         );
     }
 }
+
+// ---- output hygiene: what a reviewer reads holds only the documents render produced ----
+
+/// A file name that would end the `# Source:` comment and start a Secret of its own.
+const FORGED: &str = "x\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: stolen, namespace: team-alpha}\n# \u{1b}[2K\u{202e}";
+
+fn kinds_of_yaml(text: &str) -> Vec<String> {
+    serde_saphyr::from_multiple::<Value>(text)
+        .unwrap()
+        .into_iter()
+        .filter(|d| !d.is_null())
+        .map(|d| d["kind"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[test]
+fn hostile_names_cannot_add_documents_to_the_output_or_reach_the_terminal() {
+    // Defence in depth: even a location and a key that were never refused stay in their comment.
+    let mut result = render_tree(&examples(), &renderer(), Some("eu-prod-1"));
+    let produced: Vec<String> = result
+        .objects()
+        .map(|o| o["kind"].as_str().unwrap().to_string())
+        .collect();
+    for intent in &mut result.intents {
+        intent.location = format!("{FORGED}.yaml");
+        intent.key.name = FORGED.into();
+    }
+    let yaml = vworkspace_operator::cli::render::to_yaml(&result).unwrap();
+    assert_eq!(kinds_of_yaml(&yaml), produced, "{yaml}");
+
+    // The CLI, on a git revision and on a directory with such file names: refused with the path escaped.
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    copy_dir(&root().join("examples/cluster-repo"), &repo);
+    git(&repo, &["init", "-q", "-b", "main"]);
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-qm", "intent"]);
+    let dir = repo.join("clusters/eu-prod-1/namespaces/team-alpha");
+    let app = std::fs::read(dir.join("applicationinstance-nextcloud.yaml")).unwrap();
+    for name in [
+        format!("{FORGED}.yaml"),
+        "app\u{202e}lmay.yaml".into(),
+        "a\u{85}.yml".into(),
+    ] {
+        std::fs::write(dir.join(name), &app).unwrap();
+    }
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-qm", "hostile names"]);
+    let clean = bin()
+        .args(["render", "--repo"])
+        .arg(&repo)
+        .args(["--rev", "HEAD~1", "--cluster-id", "eu-prod-1"])
+        .output()
+        .unwrap();
+    let runs = [
+        vec!["--repo", "R", "--rev", "HEAD"],
+        vec!["--repo", "R", "--diff", "HEAD~1..HEAD"],
+        vec!["--dir", "R"],
+    ];
+    for args in runs {
+        let out = bin()
+            .arg("render")
+            .args(args.iter().map(|a| {
+                if *a == "R" {
+                    repo.as_os_str()
+                } else {
+                    a.as_ref()
+                }
+            }))
+            .args(["--cluster-id", "eu-prod-1"])
+            .output()
+            .unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        );
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        for text in [&stdout, &stderr] {
+            let bad = text
+                .chars()
+                .find(|&c| c != '\n' && vworkspace_operator::escape::is_hostile(c));
+            assert_eq!(bad, None, "{args:?}: {text}");
+        }
+        assert_eq!(
+            stderr
+                .matches("refused: the path contains the control or bidirectional character")
+                .count(),
+            3,
+            "{args:?}: {stderr}"
+        );
+        assert!(
+            stderr.contains("team-alpha/x\\n---\\napiVersion: v1\\nkind: Secret"),
+            "{stderr}"
+        );
+        if args.contains(&"--diff") {
+            // Nothing the hostile commit carries changes the rendering.
+            assert_eq!(stdout, "", "{stdout}");
+        } else {
+            assert_eq!(
+                kinds_of_yaml(&stdout),
+                kinds_of_yaml(&String::from_utf8_lossy(&clean.stdout))
+            );
+            assert_eq!(kinds_of_yaml(&stdout), produced);
+        }
+    }
+}

@@ -240,7 +240,11 @@ impl Progress {
     }
 
     fn done(&self, summary: &str) {
-        eprintln!("{summary}, {:.2} s", self.started.elapsed().as_secs_f64());
+        eprintln!(
+            "{}, {:.2} s",
+            crate::escape::Esc(&summary),
+            self.started.elapsed().as_secs_f64()
+        );
     }
 }
 
@@ -252,7 +256,11 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         Some(dir) => match prepare_keep_dir(dir) {
             Ok(()) => WorkDir::Kept(dir.clone()),
             Err(e) => {
-                eprintln!("error: --keep {}: {e}", dir.display());
+                eprintln!(
+                    "error: --keep {}: {}",
+                    crate::escape::Esc(dir.display()),
+                    crate::escape::Esc(e)
+                );
                 return Ok(EXIT_USAGE);
             }
         },
@@ -281,7 +289,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     report.seconds = started.elapsed().as_secs_f64();
     report.kept = kept;
     match args.output {
-        Output::Text => print!("{report}"),
+        Output::Text => print!("{}", crate::escape::Lines(&report)),
         Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
     }
     Ok(if report.ok { EXIT_OK } else { EXIT_INVALID })

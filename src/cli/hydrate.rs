@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{EXIT_INVALID, EXIT_OK, EXIT_USAGE};
+use crate::escape::{Esc, Lines};
 use crate::git::policy::TrustPolicy;
 use crate::hydrate::{HydrateError, HydrateOptions, HydrateReport, OutTarget, hydrate_once};
 
@@ -79,6 +80,26 @@ pub struct Args {
     /// Run a pass every interval (e.g. 30s, 5m) until SIGINT or SIGTERM.
     #[arg(long, value_name = "D", value_parser = super::run::parse_duration)]
     pub interval: Option<Duration>,
+    /// Allow an output commit that empties a non-empty output (Flux then prunes every object).
+    #[arg(long)]
+    pub allow_empty: bool,
+    /// The namespaces intents may be in (comma-separated or repeated); default: any that is not reserved.
+    #[arg(
+        long,
+        value_name = "NS",
+        value_delimiter = ',',
+        env = "VWORKSPACE_NAMESPACES"
+    )]
+    pub namespaces: Vec<String>,
+    /// A chart host allowed although it is loopback, link-local, a metadata address or a cluster-internal
+    /// name (repeat, or comma-separate).
+    #[arg(
+        long,
+        value_name = "HOST",
+        value_delimiter = ',',
+        env = "VWORKSPACE_ALLOW_CHART_HOSTS"
+    )]
+    pub allow_chart_host: Vec<String>,
     #[arg(long, value_enum, default_value = "text")]
     pub output: Output,
     /// Log format (logs go to stderr; RUST_LOG sets the level).
@@ -114,12 +135,17 @@ fn options(args: &Args) -> anyhow::Result<Result<HydrateOptions, String>> {
     opts.credentials = credentials;
     opts.author_name = args.author_name.clone();
     opts.author_email = args.author_email.clone();
+    opts.guards = crate::hydrate::guard::Guards {
+        allow_empty: args.allow_empty,
+        namespaces: args.namespaces.clone(),
+        allowed_chart_hosts: args.allow_chart_host.clone(),
+    };
     Ok(Ok(opts))
 }
 
 fn print(report: &HydrateReport, output: Output) {
     match output {
-        Output::Text => println!("{report}"),
+        Output::Text => println!("{}", Lines(report)),
         Output::Json => match serde_json::to_string(report) {
             Ok(line) => println!("{line}"),
             Err(e) => eprintln!("error: cannot print the report: {e}"),
@@ -142,7 +168,7 @@ fn pass(opts: &HydrateOptions, output: Output) -> u8 {
 }
 
 fn report_error(e: &HydrateError) {
-    eprintln!("error: {e}");
+    eprintln!("error: {}", Esc(e));
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
@@ -150,7 +176,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     let opts = match options(&args)? {
         Ok(o) => o,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", Esc(e));
             return Ok(EXIT_USAGE);
         }
     };

@@ -69,7 +69,7 @@ pub fn run(cli: Cli) -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", crate::escape::Lines(format!("{e:#}")));
             ExitCode::from(EXIT_USAGE)
         }
     }

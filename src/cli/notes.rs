@@ -105,7 +105,7 @@ fn refs_of(common: &Common) -> anyhow::Result<Option<Vec<String>>> {
         Some(id) => match notes_ref(id) {
             Ok(r) => vec![r],
             Err(e) => {
-                eprintln!("error: {e}");
+                eprintln!("error: {}", crate::escape::Esc(e));
                 return Ok(None);
             }
         },
@@ -219,11 +219,10 @@ fn log(a: LogArgs) -> anyhow::Result<u8> {
     Ok(EXIT_OK)
 }
 
-/// Control characters (terminal escapes) from a note never reach the terminal.
+/// Control and bidirectional characters from a note never reach the terminal (the crate's one escaping
+/// helper).
 fn clean(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
+    crate::escape::one_line(s)
 }
 
 fn write_text(out: &mut impl Write, notes: &CommitNotes) -> anyhow::Result<()> {

@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use serde_json::Value;
 
 use super::{EXIT_INVALID, EXIT_OK, EXIT_USAGE};
+use crate::escape::Esc;
 use crate::git::repo::{Repo, RepoError};
 use crate::intent::source::{SourceError, load_dir, load_rev};
 use crate::render::{RenderOptions, Renderer, Templates, TreeRender, render_tree};
@@ -47,6 +48,15 @@ pub struct Args {
     /// Namespace of Velero (where Backups and Restores are created).
     #[arg(long, default_value = "velero", env = "VWORKSPACE_VELERO_NAMESPACE")]
     pub velero_namespace: String,
+    /// A chart host allowed although it is loopback, link-local, a metadata address or a cluster-internal
+    /// name (repeat, or comma-separate); give the operator's `--allow-chart-host` list.
+    #[arg(
+        long,
+        value_name = "HOST",
+        value_delimiter = ',',
+        env = "VWORKSPACE_ALLOW_CHART_HOSTS"
+    )]
+    pub allow_chart_host: Vec<String>,
     #[arg(long, value_enum, default_value = "yaml")]
     pub output: Output,
 }
@@ -77,7 +87,13 @@ pub fn to_yaml(result: &TreeRender) -> anyhow::Result<String> {
     for intent in &result.intents {
         for object in &intent.objects {
             out.push_str("---\n");
-            out.push_str(&format!("# Source: {} ({})\n", intent.location, intent.key));
+            // One comment line: the location and key are escaped, so no name can end the comment and
+            // start a document of its own.
+            out.push_str(&format!(
+                "# Source: {} ({})\n",
+                Esc(&intent.location),
+                Esc(&intent.key)
+            ));
             out.push_str(&serde_saphyr::to_string(object)?);
         }
     }
@@ -102,7 +118,8 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         args.templates.as_deref(),
         args.cluster_id.as_deref(),
         &args.velero_namespace,
-    )?;
+    )?
+    .with_allowed_chart_hosts(args.allow_chart_host.clone());
     let cluster_id = args.cluster_id.as_deref();
     let prefix = args
         .path
@@ -148,7 +165,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         .split_once("..")
         .filter(|(b, h)| !b.is_empty() && !h.is_empty() && !h.starts_with('.'))
     else {
-        eprintln!("error: --diff takes BASE..HEAD, got {range:?}");
+        eprintln!("error: --diff takes BASE..HEAD, got \"{}\"", Esc(range));
         return Ok(EXIT_USAGE);
     };
     let (before_files, after_files) = match (load(base), load(head)) {
@@ -165,7 +182,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     let text = diff
         .unified_diff()
         .context_radius(4)
-        .header(&format!("a/{base}"), &format!("b/{head}"))
+        .header(&format!("a/{}", Esc(base)), &format!("b/{}", Esc(head)))
         .to_string();
     stdout.lock().write_all(text.as_bytes())?;
     let base_code = report(&before, &format!("{base}: "), &mut stderr);
@@ -178,7 +195,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
 fn refused_or(e: SourceError, err: &mut impl Write) -> anyhow::Result<u8> {
     match e {
         SourceError::Symlink { .. } | SourceError::Repo(RepoError::Refused { .. }) => {
-            let _ = writeln!(err, "{e}");
+            let _ = writeln!(err, "{}", Esc(&e));
             Ok(EXIT_INVALID)
         }
         other => Err(other.into()),
@@ -188,14 +205,15 @@ fn refused_or(e: SourceError, err: &mut impl Write) -> anyhow::Result<u8> {
 /// Print every problem to stderr; the exit code for the result.
 fn report(result: &TreeRender, prefix: &str, err: &mut impl Write) -> u8 {
     for p in &result.problems {
-        let _ = writeln!(err, "{prefix}{p}");
+        let _ = writeln!(err, "{}{}", Esc(prefix), Esc(p));
     }
     if result.problems.is_empty() {
         EXIT_OK
     } else {
         let _ = writeln!(
             err,
-            "{prefix}{} problem(s); {} intent(s) rendered",
+            "{}{} problem(s); {} intent(s) rendered",
+            Esc(prefix),
             result.problems.len(),
             result.intents.len()
         );

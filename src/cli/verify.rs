@@ -4,6 +4,7 @@
 //! Exit 0 when every checked commit verified, 1 when one did not (or history could not be walked), 2 for
 //! usage errors, an unreadable repository or revision, and an unreadable or invalid policy.
 
+use crate::escape::Esc;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -60,21 +61,21 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     let policy = match TrustPolicy::load(&args.policy) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", Esc(e));
             return Ok(EXIT_USAGE);
         }
     };
     let repo = match Repo::open(&args.repo) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", Esc(e));
             return Ok(EXIT_USAGE);
         }
     };
     let (base, head) = match parse_revision(&args.revision) {
         Ok(x) => x,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", Esc(e));
             return Ok(EXIT_USAGE);
         }
     };
@@ -82,14 +83,14 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     let base = match base.map(resolve).transpose() {
         Ok(b) => b,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", Esc(e));
             return Ok(EXIT_USAGE);
         }
     };
     let target = match resolve(head) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", Esc(e));
             return Ok(EXIT_USAGE);
         }
     };
@@ -98,7 +99,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", Esc(e));
             return Ok(EXIT_INVALID);
         }
     };
@@ -106,13 +107,13 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     let mut out = std::io::stdout().lock();
     for v in &report.verdicts {
         match args.output {
-            Output::Text => writeln!(out, "{}", text_line(v))?,
+            Output::Text => writeln!(out, "{}", Esc(text_line(v)))?,
             Output::Json => writeln!(out, "{}", serde_json::to_string(&json_line(v))?)?,
         }
     }
     out.flush()?;
     if args.output == Output::Text {
-        eprintln!("{}", summary(&report));
+        eprintln!("{}", Esc(summary(&report)));
     }
     Ok(if report.ok() { EXIT_OK } else { EXIT_INVALID })
 }
@@ -121,7 +122,7 @@ fn quoted(s: &str) -> String {
     if s.is_empty() || s.contains(char::is_whitespace) || s.contains('"') {
         format!("{s:?}")
     } else {
-        s.to_string()
+        Esc(s).to_string()
     }
 }
 

@@ -79,6 +79,9 @@ pub struct Settings {
     pub approval_key: Option<Vec<u8>>,
     /// How often a settled object is looked at again (status drift, Git changes are pushed separately).
     pub resync: Duration,
+    /// Chart hosts allowed although internal (loopback, link-local, metadata, cluster names):
+    /// `--allow-chart-host` (`crate::validate::hosts`).
+    pub allowed_chart_hosts: Vec<String>,
 }
 
 /// An outcome worth recording in Git: a note record on the intent commit.

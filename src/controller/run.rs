@@ -307,6 +307,7 @@ impl Operator {
             RenderOptions {
                 cluster_id: Some(config.settings.cluster_id.clone()),
                 velero_namespace: config.settings.velero_namespace.clone(),
+                allowed_chart_hosts: config.settings.allowed_chart_hosts.clone(),
                 ..RenderOptions::default()
             },
         ));

@@ -22,8 +22,10 @@
 //! output commit per rendered state and one record per outcome. Blocking (git network, files): call it from
 //! `spawn_blocking` in async code. See docs/hydrate.md.
 
+pub mod guard;
 pub mod message;
 pub mod plan;
+mod report_text;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
@@ -42,7 +44,7 @@ use crate::git::repo::{Repo, RepoError};
 use crate::git::select::{SelectError, Selection, oid_of, range_graph, select};
 use crate::git::sign::{SignError, SigningKey};
 use crate::git::verify::{Reason, Verdict, Verifier, VerifyError};
-use crate::git::{short_id, write};
+use crate::git::write;
 use crate::intent::Problem;
 use crate::intent::source::{SourceError, load_rev};
 use crate::render::{Renderer, render_tree};
@@ -98,6 +100,8 @@ pub struct HydrateOptions {
     pub author_email: String,
     /// How often and how patiently a rejected push is retried (output and notes).
     pub retry: RetryPolicy,
+    /// `--allow-empty`, `--namespaces`, `--allow-chart-host` ([`guard`]).
+    pub guards: guard::Guards,
 }
 
 impl HydrateOptions {
@@ -124,6 +128,7 @@ impl HydrateOptions {
             author_name: notes::NOTES_AUTHOR_NAME.to_string(),
             author_email: notes::NOTES_AUTHOR_EMAIL.to_string(),
             retry: RetryPolicy::default(),
+            guards: guard::Guards::default(),
         }
     }
 }
@@ -151,6 +156,15 @@ pub enum HydrateError {
     Notes(#[from] NotesError),
     #[error("{what}: {message}")]
     Git { what: String, message: String },
+    #[error(
+        "refused: the intent path {intent_path} renders nothing, and the output {output} holds {files} \
+         file(s): Flux would prune every object; check --repo-path, or pass --allow-empty to empty it"
+    )]
+    EmptyOutput {
+        intent_path: String,
+        output: String,
+        files: usize,
+    },
     #[error(
         "push of {reference} to {url} was rejected {attempts} time(s): other writers keep moving it; run again"
     )]
@@ -268,83 +282,6 @@ impl HydrateReport {
                 .commits
                 .iter()
                 .all(|c| matches!(c.outcome, CommitOutcome::Rendered | CommitOutcome::Waiting))
-    }
-}
-
-impl fmt::Display for HydrateReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "hydrate {}: {} at {} ({}), last hydrated {}",
-            self.cluster_id,
-            self.intent_branch,
-            short_id(&self.intent_head),
-            self.intent_path,
-            self.last_hydrated.as_deref().map_or("never", short_id),
-        )?;
-        for c in &self.commits {
-            let v = &c.verdict;
-            let who = match (&v.kind, &v.signer, &v.fingerprint) {
-                (Some(k), Some(s), Some(fp)) => format!(" ({} {s}, key {fp})", k.as_str()),
-                _ => String::new(),
-            };
-            match c.outcome {
-                CommitOutcome::Rendered => writeln!(f, "  {} verified{who}: rendered", c.commit)?,
-                CommitOutcome::Waiting => writeln!(
-                    f,
-                    "  {} verified{who}: waiting (not rendered: see above)",
-                    c.commit
-                )?,
-                CommitOutcome::Invalid => writeln!(
-                    f,
-                    "  {} verified{who}: REJECTED, the revision does not render",
-                    c.commit
-                )?,
-                CommitOutcome::Refused => {
-                    let why = v
-                        .reason
-                        .as_ref()
-                        .map(|r| format!("{}: {}", r.reason, r.message))
-                        .unwrap_or_default();
-                    writeln!(f, "  {} REFUSED: {why}", c.commit)?
-                }
-            }
-        }
-        for p in &self.problems {
-            writeln!(f, "  problem: {p}")?;
-        }
-        match &self.revision {
-            None => writeln!(f, "nothing rendered: no verified revision to render")?,
-            Some(rev) if self.problems.is_empty() => writeln!(
-                f,
-                "rendered {}: {} object(s); files +{} ~{} -{}",
-                short_id(rev),
-                self.objects,
-                self.added.len(),
-                self.changed.len(),
-                self.removed.len()
-            )?,
-            Some(rev) => writeln!(
-                f,
-                "revision {} does not render: {} problem(s); nothing committed",
-                short_id(rev),
-                self.problems.len()
-            )?,
-        }
-        match (&self.output_commit, &self.not_committed) {
-            (Some(c), _) => writeln!(f, "output: committed {c} to {}", self.output)?,
-            (None, Some(why)) => writeln!(f, "output: not committed: {why}")?,
-            (None, None) => writeln!(f, "output: {} unchanged", self.output)?,
-        }
-        write!(
-            f,
-            "notes: {} record(s) written",
-            self.notes.len().saturating_sub(self.notes_pending)
-        )?;
-        if self.notes_pending > 0 {
-            write!(f, ", {} pending", self.notes_pending)?;
-        }
-        Ok(())
     }
 }
 
@@ -479,7 +416,8 @@ impl<'a> Setup<'a> {
             Some(&opts.cluster_id),
             &opts.velero_namespace,
         )
-        .map_err(|e| HydrateError::Templates(format!("{e:#}")))?;
+        .map_err(|e| HydrateError::Templates(format!("{e:#}")))?
+        .with_allowed_chart_hosts(opts.guards.allowed_chart_hosts.clone());
         Ok(Self {
             opts,
             intent_ref: format!("refs/heads/{branch}"),
@@ -876,6 +814,7 @@ impl Setup<'_> {
         };
         let result = render_tree(&files, &self.renderer, Some(&self.opts.cluster_id));
         problems.extend(result.problems.iter().cloned());
+        problems.extend(guard::namespace_problems(&self.opts.guards, &result));
         let (desired, naming) = plan::desired_files(&result, &self.out_prefix);
         problems.extend(naming);
         Ok(Rendering {
@@ -1008,6 +947,8 @@ impl Setup<'_> {
                 }
             } else {
                 let current = self.current_entries(&repo, out_tip)?;
+                let (path, out) = (&self.intent_path, &self.output_name);
+                guard::refuse_empty(&opts.guards, &desired, &current, path, out)?;
                 let plan = plan::plan(&desired, &current, repo.gix().object_hash());
                 let verified: Vec<VerifiedIntent> =
                     sel.processed.iter().filter_map(verified_intent).collect();

@@ -263,11 +263,34 @@ pub fn is_manifest_path(path: &str) -> bool {
     path.ends_with(".yaml") || path.ends_with(".yml")
 }
 
+/// A manifest path must not carry a control or bidirectional-formatting character
+/// ([`crate::escape::is_hostile`]): such a name could forge lines in `render`'s output, in a review diff or
+/// on a terminal. The error names the path (escaped) and the character.
+pub fn check_path(path: &str) -> Result<(), Problem> {
+    match crate::escape::first_hostile(path) {
+        None => Ok(()),
+        Some(c) => Err(Problem::new(
+            crate::escape::one_line(path),
+            "",
+            "",
+            format!(
+                "refused: the path contains the control or bidirectional character U+{:04X}; rename the file",
+                c as u32
+            ),
+        )),
+    }
+}
+
 /// Parse all manifest files; report duplicate objects (the same Kind/namespace/name twice) as problems.
+/// A file whose path has a control or bidirectional character is refused ([`check_path`]), not read.
 pub fn parse_files(files: &[SourceFile]) -> (Vec<IntentDoc>, Vec<Problem>) {
     let mut docs: Vec<IntentDoc> = Vec::new();
     let mut problems = Vec::new();
     for file in files.iter().filter(|f| is_manifest_path(&f.path)) {
+        if let Err(p) = check_path(&file.path) {
+            problems.push(p);
+            continue;
+        }
         let (d, p) = parse_file(&file.path, &file.data);
         docs.extend(d);
         problems.extend(p);

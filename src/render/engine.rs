@@ -46,6 +46,9 @@ pub struct RenderOptions {
     /// Namespace of Velero (Backups and Restores are created there).
     pub velero_namespace: String,
     pub limits: Limits,
+    /// Chart hosts allowed although they are loopback, link-local, metadata or cluster-internal
+    /// (`--allow-chart-host`; `crate::validate::hosts`). Empty: none.
+    pub allowed_chart_hosts: Vec<String>,
 }
 
 impl Default for RenderOptions {
@@ -54,6 +57,7 @@ impl Default for RenderOptions {
             cluster_id: None,
             velero_namespace: "velero".into(),
             limits: Limits::default(),
+            allowed_chart_hosts: Vec::new(),
         }
     }
 }
@@ -172,6 +176,12 @@ impl Renderer {
 
     pub fn options(&self) -> &RenderOptions {
         &self.options
+    }
+
+    /// The same renderer with this chart-host allow-list ([`RenderOptions::allowed_chart_hosts`]).
+    pub fn with_allowed_chart_hosts(mut self, hosts: Vec<String>) -> Self {
+        self.options.allowed_chart_hosts = hosts;
+        self
     }
 
     pub fn templates(&self) -> &Templates {

@@ -15,6 +15,8 @@ use crate::render::Renderer;
 use crate::schema;
 
 pub mod cel;
+pub mod hosts;
+pub mod names;
 pub mod policy;
 
 /// What validation needs to know beyond the intent itself.
@@ -104,10 +106,15 @@ pub fn check_structure(location: &str, kind: IntentKind, object: &Value) -> Vec<
         IntentKind::ApplicationInstance => &*APP_SCHEMA,
         IntentKind::Operation => &*OP_SCHEMA,
     };
-    schema::validate_object(object, schema)
+    let mut out: Vec<Problem> = schema::validate_object(object, schema)
         .into_iter()
         .map(|v| Problem::new(location, &key, v.field, v.reason))
-        .collect()
+        .collect();
+    // The API server's own object-meta rules (names, labels, annotations), checked with the schema.
+    for (field, reason) in names::check_object_meta(object) {
+        out.push(Problem::new(location, &key, field, reason));
+    }
+    out
 }
 
 fn check_cel(
@@ -197,6 +204,9 @@ pub fn check_application(location: &str, app: &ApplicationInstance, ctx: &Contex
     let mut p =
         |field: &str, reason: String| out.push(Problem::new(location, &object, field, reason));
     let spec = &app.spec;
+    if let Some(reason) = names::reserved_namespace(namespace) {
+        p("metadata.namespace", reason);
+    }
     if let Some(values) = &spec.values
         && values.source == ValuesSource::Inline
         && let Some(inline) = &values.inline
@@ -210,6 +220,13 @@ pub fn check_application(location: &str, app: &ApplicationInstance, ctx: &Contex
                 format!("{}: {rule}", reasons::INLINE_SECRET_MATERIAL_REJECTED),
             );
         }
+    }
+    if spec.mode == AppMode::Managed
+        && let Some(chart) = &spec.chart
+        && let Some(reason) =
+            hosts::chart_host_refusal(&chart.url, &ctx.renderer.options().allowed_chart_hosts)
+    {
+        p("spec.chart.url", reason);
     }
     if spec.mode == AppMode::Managed
         && let Some(integrations) = &spec.integrations
@@ -241,6 +258,9 @@ pub fn check_operation(location: &str, op: &Operation, ctx: &Context) -> Vec<Pro
     let mut p =
         |field: &str, reason: String| out.push(Problem::new(location, &object, field, reason));
     let spec = &op.spec;
+    if let Some(reason) = names::reserved_namespace(namespace) {
+        p("metadata.namespace", reason);
+    }
     let key = template_key(spec.type_, spec.engine);
     let mut renderable = false;
     match ctx.renderer.operation_spec(&key) {
@@ -276,6 +296,22 @@ pub fn check_operation(location: &str, op: &Operation, ctx: &Context) -> Vec<Pro
                     ),
                 );
             }
+        }
+    }
+    // Engine-specific rules the parameter schema cannot express.
+    if let Some(env) = spec
+        .parameters
+        .as_ref()
+        .and_then(|p| p.get("env"))
+        .and_then(Value::as_object)
+    {
+        for name in env.keys().filter(|n| !names::is_env_var_name(n)) {
+            p(
+                &format!("spec.parameters.env[{name:?}]"),
+                "an environment variable name is printable ASCII other than '=' (the API server refuses \
+                 the Job otherwise)"
+                    .into(),
+            );
         }
     }
     // Tenant isolation (src/render/tenancy.rs): judged on what the parameters render into, once they are

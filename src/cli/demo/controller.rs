@@ -393,6 +393,7 @@ async fn steps(
             velero_namespace: "velero".into(),
             approval_key: None,
             resync: Duration::from_secs(300),
+            allowed_chart_hosts: Vec::new(),
         },
         source: SourceConfig::GitOps(RepoConfig {
             url: operator_repo.display().to_string(),
