@@ -1755,3 +1755,72 @@ async fn an_intent_flux_has_not_updated_yet_stays_trusted_and_a_downgrade_is_blo
     assert_eq!(oci["spec"]["ref"]["tag"], "2.0.0");
     operator.stop().await;
 }
+
+/// Children in the shared Velero namespace are named `<namespace>-<operation>`, so Operation `x-1` in namespace
+/// `<ns>` and Operation `1` in namespace `<ns>-x` render the same Backup name. The Backup made for the other
+/// tenant (written here as the operator wrote it for that tenant: its operation labels name it) is neither
+/// followed as this Operation's child nor deleted: the Operation fails naming the owner.
+#[tokio::test]
+async fn a_child_made_for_another_tenant_under_the_same_name_is_neither_followed_nor_deleted() {
+    let env = env("collide").await;
+    let other_ns = format!("{}-x", env.ns);
+    let name = format!("{}-x-1", env.ns);
+    let foreign = json!({
+        "apiVersion": "velero.io/v1", "kind": "Backup",
+        "metadata": {"name": name, "namespace": "velero", "labels": {
+            "app.vworkspace.io/managed-by": "vworkspace-operator",
+            "ops.vworkspace.io/operation-namespace": other_ns, "ops.vworkspace.io/operation-name": "1"}},
+        "spec": {"includedNamespaces": [other_ns]},
+    });
+    let ar = testbed::api_resource(&env.client, &foreign).await;
+    let api: Api<DynamicObject> = Api::namespaced_with(env.client.clone(), "velero", &ar);
+    api.create(
+        &kube::api::PostParams::default(),
+        &serde_json::from_value(foreign).unwrap(),
+    )
+    .await
+    .unwrap();
+    let app = env.app_yaml("app", "1.0.0", "");
+    let backup = env.op_yaml("x-1", "app", "Backup", "velero", "{}", "");
+    env.remote.write(&env.path("app.yaml"), &app);
+    env.remote.write(&env.path("backup.yaml"), &backup);
+    env.remote
+        .commit("ops", Some(&env.signer), &env.signer.email);
+    let operator = env.start(None).await;
+    env.flux_apply(&app).await;
+    env.flux_apply(&backup).await;
+    let failed = eventually("the colliding Backup Operation fails", || async {
+        let op = env.op("x-1").await;
+        if op_phase(&op).as_deref() != Some("Failed") {
+            return None;
+        }
+        condition(&op?.status?.conditions, "Failed")
+    })
+    .await;
+    assert_eq!(failed.1, "EngineFailed");
+    let message = env
+        .op("x-1")
+        .await
+        .and_then(|o| o.status)
+        .and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "Failed"))
+        .map(|c| c.message)
+        .unwrap_or_default();
+    assert!(
+        message.contains(&format!("belongs to Operation {other_ns}/1")),
+        "{message}"
+    );
+    Api::<Operation>::namespaced(env.client.clone(), &env.ns)
+        .delete("x-1", &Default::default())
+        .await
+        .unwrap();
+    eventually("the Operation is gone", || async {
+        env.op("x-1").await.is_none().then_some(())
+    })
+    .await;
+    let still = env.dynamic("velero.io/v1", "Backup", "velero", &name).await;
+    assert!(
+        still.is_some_and(|b| b["metadata"]["deletionTimestamp"].is_null()),
+        "the other tenant's Backup was deleted"
+    );
+    operator.stop().await;
+}
