@@ -527,13 +527,7 @@ impl Setup<'_> {
             let data = repo
                 .read(info.id, &mut buf)
                 .map_err(|e| git_err(what(), e))?;
-            let raw = data.map(|d| d.data).unwrap_or_default();
-            let body = raw
-                .windows(2)
-                .position(|w| w == b"\n\n")
-                .map_or(&[][..], |at| &raw[at + 2..]);
-            let text = String::from_utf8_lossy(body).into_owned();
-            let trailers = message::parse(&text);
+            let trailers = message::parse(&message::body(data.map(|d| d.data).unwrap_or_default()));
             if trailers.cluster.as_deref() != Some(self.opts.cluster_id.as_str())
                 || trailers.intent_commit.is_none()
             {
@@ -619,15 +613,9 @@ impl Setup<'_> {
             };
             for entry in gix::objs::TreeRefIter::from_bytes(data, hash) {
                 let entry = entry.map_err(|e| git_err(what(), e))?;
-                if out.len() + stack.len() >= crate::git::bounds::MAX_TREE_ENTRIES as usize {
-                    return Err(git_err(
-                        what(),
-                        format!(
-                            "refused: more than {} entries (bound: {})",
-                            crate::git::bounds::MAX_TREE_ENTRIES,
-                            crate::git::bounds::Bound::TreeEntries
-                        ),
-                    ));
+                let bound = crate::git::bounds::Bound::TreeEntries;
+                if (out.len() + stack.len()) as u64 >= bound.limit() {
+                    return Err(git_err(what(), format!("refused: (bound: {bound})")));
                 }
                 let name = String::from_utf8_lossy(entry.filename);
                 let path = plan::join(&base, &name);
