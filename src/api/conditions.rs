@@ -98,6 +98,12 @@ pub mod reasons {
     pub const UNTRUSTED_SIGNATURE: &str = "UntrustedSignature";
     pub const SPEC_NOT_IN_GIT: &str = "SpecNotInGit";
     pub const SPEC_MISMATCH: &str = "SpecMismatch";
+    /// The cluster's path does not exist at the revision the operator would act on: blocked, never read as
+    /// "no intents" (which would let everything be removed).
+    pub const CLUSTER_PATH_MISSING: &str = "ClusterPathMissing";
+    /// A commit, tree or file read before trust was decided is over a bound (`crate::git::bounds`): refused
+    /// unread.
+    pub const BOUND_EXCEEDED: &str = "BoundExceeded";
     pub const REPO_UNAVAILABLE: &str = "RepoUnavailable";
     pub const TRUST_POLICY_INVALID: &str = "TrustPolicyInvalid";
     pub const CLUSTER_MISMATCH: &str = "ClusterMismatch";

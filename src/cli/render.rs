@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::{EXIT_INVALID, EXIT_OK, EXIT_USAGE};
 use crate::escape::Esc;
-use crate::git::repo::{Repo, RepoError};
+use crate::git::repo::Repo;
 use crate::intent::source::{SourceError, load_dir, load_rev};
 use crate::render::{RenderOptions, Renderer, Templates, TreeRender, render_tree};
 
@@ -190,11 +190,16 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     Ok(base_code.max(head_code))
 }
 
-/// A refused tree entry (symlink, escaping path, submodule) makes the input invalid (exit 1); any other
-/// loading error is an error of the command (exit 2).
+/// A refused tree entry (symlink, escaping path, submodule), a bound exceeded (crate::git::bounds) or a path
+/// missing at the revision makes the input invalid (exit 1); any other loading error is an error of the
+/// command (exit 2).
 fn refused_or(e: SourceError, err: &mut impl Write) -> anyhow::Result<u8> {
     match e {
-        SourceError::Symlink { .. } | SourceError::Repo(RepoError::Refused { .. }) => {
+        SourceError::Symlink { .. } => {
+            let _ = writeln!(err, "{}", Esc(&e));
+            Ok(EXIT_INVALID)
+        }
+        SourceError::Repo(ref r) if r.is_refusal() => {
             let _ = writeln!(err, "{}", Esc(&e));
             Ok(EXIT_INVALID)
         }

@@ -1,12 +1,15 @@
 //! `verify`: check commit signatures of a revision or range under a trust policy.
 //!
 //! One line (text) or one JSON object (json) per checked commit on stdout; a summary on stderr in text mode.
-//! Exit 0 when every checked commit verified, 1 when one did not (or history could not be walked), 2 for
-//! usage errors, an unreadable repository or revision, and an unreadable or invalid policy.
+//! Exit 0 when every checked commit verified, 1 when one did not (or history could not be walked, or with
+//! `--path` no commit in the range changes the path), 2 for usage errors, an unreadable repository or revision,
+//! a `--path` that does not exist at the revision, and an unreadable or invalid policy.
 
 use crate::escape::Esc;
 use std::io::Write;
 use std::path::PathBuf;
+
+use gix::ObjectId;
 
 use crate::git::policy::{Mode, TrustPolicy};
 use crate::git::repo::Repo;
@@ -94,6 +97,9 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             return Ok(EXIT_USAGE);
         }
     };
+    if let Some(code) = path_missing(&repo, target, head, args.path.as_deref()) {
+        return Ok(code);
+    }
     let mode = args.mode.unwrap_or(policy.mode);
     let report = match Verifier::new(&repo, &policy).range(base, target, args.path.as_deref(), mode)
     {
@@ -115,7 +121,36 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     if args.output == Output::Text {
         eprintln!("{}", Esc(summary(&report)));
     }
+    if let Some(path) = &args.path
+        && report.verdicts.is_empty()
+    {
+        // Nothing proven about the path is not "verified" (fail closed): a typo must not pass.
+        eprintln!(
+            "error: no commit in {} changes {path}: nothing was verified",
+            args.revision
+        );
+        return Ok(EXIT_INVALID);
+    }
     Ok(if report.ok() { EXIT_OK } else { EXIT_INVALID })
+}
+
+/// With `--path`, the path must exist at the revision verified: a path that does not (a typo) is an error
+/// naming it, exit 2, never "nothing to verify". `None` when it exists (or no path was given).
+fn path_missing(repo: &Repo, target: ObjectId, rev: &str, path: Option<&str>) -> Option<u8> {
+    let path = path?;
+    match repo.entry_id(target, path) {
+        Ok(Some(_)) => None,
+        Ok(None) => {
+            eprintln!("error: path {path} does not exist at {rev} ({target})");
+            Some(EXIT_USAGE)
+        }
+        // Over a bound: verification rejects the commit for it, with its reason.
+        Err(e) if e.is_refusal() => None,
+        Err(e) => {
+            eprintln!("error: cannot read path {path} at {rev}: {e}");
+            Some(EXIT_USAGE)
+        }
+    }
 }
 
 fn quoted(s: &str) -> String {

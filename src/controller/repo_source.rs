@@ -16,10 +16,10 @@ use super::gitops::{GitStatus, IntentSource, Origin, Verdict};
 use crate::api::conditions::reasons;
 use crate::git::first_seen::FirstSeen;
 use crate::git::policy::TrustPolicy;
-use crate::git::provenance::{LiveObject, Provenance, ProvenanceIndex};
+use crate::git::provenance::{LiveObject, Provenance, ProvenanceError, ProvenanceIndex};
 use crate::git::remote::{self, Credentials};
-use crate::git::repo::Repo;
-use crate::git::select::{Selection, oid_of, select};
+use crate::git::repo::{Repo, RepoError};
+use crate::git::select::{SelectError, Selection, oid_of, select};
 use crate::git::verify::Reason;
 use crate::intent::IntentKind;
 
@@ -290,11 +290,15 @@ impl RepoSource {
             ) {
                 Ok(s) => s,
                 Err(e) => {
+                    let reason = match &e {
+                        SelectError::Refused { .. } => reasons::BOUND_EXCEEDED,
+                        _ => reasons::UNTRUSTED_SIGNATURE,
+                    };
                     return reject(
                         HeadFailure {
                             head: head_hex.clone(),
                             commit: head_hex,
-                            reason: reasons::UNTRUSTED_SIGNATURE,
+                            reason,
                             message: e.to_string(),
                         },
                         repo,
@@ -307,6 +311,7 @@ impl RepoSource {
             let why = bad.reason.clone();
             let reason = match why.as_ref().map(|f| f.reason) {
                 Some(Reason::Unsigned) => reasons::UNSIGNED_COMMIT,
+                Some(Reason::BoundExceeded) => reasons::BOUND_EXCEEDED,
                 _ => reasons::UNTRUSTED_SIGNATURE,
             };
             let message = format!(
@@ -386,7 +391,20 @@ impl RepoSource {
             });
         let index = match ProvenanceIndex::build(&repo, target, &self.config.path) {
             Ok(i) => i,
-            Err(e) => return fail(e.to_string(), true),
+            // The path missing at the revision, or over a bound: refused with its reason (the view stays where
+            // it was, or there is none), never read as "no intents".
+            Err(e) => match refusal_reason(&e) {
+                Some(reason) => {
+                    let failure = HeadFailure {
+                        head: head_hex.clone(),
+                        commit: target.to_string(),
+                        reason,
+                        message: format!("revision {target} is refused: {e}"),
+                    };
+                    return reject(failure, repo);
+                }
+                None => return fail(e.to_string(), true),
+            },
         };
         let refused = failure.as_ref().and_then(|_| head_index(&repo));
         let outcome = {
@@ -494,6 +512,18 @@ impl RepoSource {
             Ok(s) => s,
             Err(poisoned) => poisoned.into_inner(),
         }
+    }
+}
+
+/// The condition reason for an index that cannot be built because of what the revision holds.
+fn refusal_reason(e: &ProvenanceError) -> Option<&'static str> {
+    let ProvenanceError::Read { source, .. } = e else {
+        return None;
+    };
+    match source {
+        RepoError::PathMissing { .. } => Some(reasons::CLUSTER_PATH_MISSING),
+        RepoError::Exceeded(_) => Some(reasons::BOUND_EXCEEDED),
+        _ => None,
     }
 }
 

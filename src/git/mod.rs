@@ -2,6 +2,7 @@
 //! provenance, and git notes as the audit trail. Nothing here imports the kube client.
 
 pub mod bounded;
+pub mod bounds;
 pub mod commit;
 pub mod first_seen;
 pub mod gitsign;

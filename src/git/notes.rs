@@ -621,7 +621,7 @@ impl NotesWriter {
                 .iter()
                 .find(|(name, _)| *name == self.notes_ref)
                 .map(|(_, id)| *id);
-            let repo = gix::open(&self.repo_path).map_err(|e| repo_err(&e))?;
+            let repo = super::bounds::open(&self.repo_path).map_err(|e| repo_err(&e))?;
             // 2. Merge the pending records onto it. Nothing to add means every record is on the remote.
             let batch = write_batch(&repo, &self.notes_ref, remote_tip, &self.pending)?;
             let Some(new) = batch.commit else {

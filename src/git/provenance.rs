@@ -220,7 +220,7 @@ impl ProvenanceIndex {
     ) -> Result<Self, ProvenanceError> {
         let path = path.trim_matches('/').to_string();
         let files = repo
-            .read_files(revision, &path)
+            .read_files(revision, &path, &intent::is_manifest_path)
             .map_err(|source| ProvenanceError::Read {
                 path: path.clone(),
                 revision: revision.to_string(),

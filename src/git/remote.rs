@@ -386,7 +386,8 @@ pub fn fetch(
         message: creds.scrub(&message),
     };
     let creddir = CredentialDir::new(creds)?;
-    let mut repo = gix::open(repo_path).map_err(|e| RemoteError::Cache {
+    // The allocation limit bounds what indexing the received pack inflates (crate::git::bounds).
+    let mut repo = super::bounds::open(repo_path).map_err(|e| RemoteError::Cache {
         path: repo_path.to_path_buf(),
         message: e.to_string(),
     })?;

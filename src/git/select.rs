@@ -13,7 +13,7 @@ use std::collections::{HashMap, HashSet};
 use gix::ObjectId;
 
 use crate::git::policy::{Mode, TrustPolicy};
-use crate::git::repo::Repo;
+use crate::git::repo::{Repo, RepoError};
 use crate::git::verify::{Verdict, Verifier, VerifyError};
 
 /// A range could not be walked or verified.
@@ -21,14 +21,23 @@ use crate::git::verify::{Verdict, Verifier, VerifyError};
 pub enum SelectError {
     #[error("{what}: {message}")]
     Walk { what: String, message: String },
+    /// A commit in the range is over a bound (crate::git::bounds): refused unread.
+    #[error("{what}: {source}")]
+    Refused {
+        what: String,
+        source: crate::git::bounds::Exceeded,
+    },
     #[error(transparent)]
     Verify(#[from] VerifyError),
 }
 
-fn walk_err(what: String, e: impl std::fmt::Display) -> SelectError {
-    SelectError::Walk {
-        what,
-        message: e.to_string(),
+fn walk_err(what: String, e: RepoError) -> SelectError {
+    match e {
+        RepoError::Exceeded(source) => SelectError::Refused { what, source },
+        e => SelectError::Walk {
+            what,
+            message: e.to_string(),
+        },
     }
 }
 
@@ -64,10 +73,7 @@ pub fn range_graph(
 ) -> Result<RangeGraph, SelectError> {
     let what = || format!("walking {head} (excluding {base:?})");
     let walk = repo
-        .gix()
-        .rev_walk([head])
-        .with_hidden(base)
-        .all()
+        .walk_newest_first([head], base)
         .map_err(|e| walk_err(what(), e))?;
     let mut parents = HashMap::new();
     for info in walk {

@@ -15,12 +15,11 @@ use std::collections::HashMap;
 
 use gix::ObjectId;
 use gix::hash::Kind;
-use gix::objs::Find;
 use serde::Serialize;
 
 use super::commit::{self, ParsedCommit};
 use super::policy::{Mode, SignatureKind, TrustPolicy};
-use super::repo::Repo;
+use super::repo::{Repo, RepoError};
 
 /// Why a commit was not trusted. The names are stable: they appear in CLI output, conditions and docs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -64,6 +63,9 @@ pub enum Reason {
     UnsupportedAlgorithm,
     /// The object is missing, unreadable, or not a commit.
     UnreadableObject,
+    /// The commit object is over a bound on what is read before trust is decided (its size, see
+    /// `crate::git::bounds`): it is refused unread.
+    BoundExceeded,
     /// A gitsign signature made in online mode: no transparency-log entry is embedded, so it cannot be
     /// verified offline.
     OfflineUnverifiable,
@@ -103,6 +105,7 @@ impl Reason {
             Reason::SignatureExpired => "SignatureExpired",
             Reason::UnsupportedAlgorithm => "UnsupportedAlgorithm",
             Reason::UnreadableObject => "UnreadableObject",
+            Reason::BoundExceeded => "BoundExceeded",
             Reason::OfflineUnverifiable => "OfflineUnverifiable",
             Reason::TransparencyLogInvalid => "TransparencyLogInvalid",
             Reason::UntrustedCertificate => "UntrustedCertificate",
@@ -338,10 +341,14 @@ fn read_node(repo: &Repo, buf: &mut Vec<u8>, id: ObjectId) -> Node {
     };
     let kind = repo.gix().object_hash();
     let unreadable = |m: String| Failure::new(Reason::UnreadableObject, m);
-    let data = match repo.gix().objects.try_find(&id, buf) {
+    let data = match repo.read(id, buf) {
         Ok(Some(d)) => d,
         Ok(None) => {
             node.failure = Some(unreadable(format!("object {id} is missing")));
+            return node;
+        }
+        Err(RepoError::Exceeded(e)) => {
+            node.failure = Some(Failure::new(Reason::BoundExceeded, e.to_string()));
             return node;
         }
         Err(e) => {
@@ -472,7 +479,7 @@ impl<'a> Verifier<'a> {
             return Ok(*e);
         }
         let kind = self.kind();
-        let data = match self.repo.gix().objects.try_find(&tree, &mut self.buf) {
+        let data = match self.repo.read(tree, &mut self.buf) {
             Ok(Some(d)) if d.kind == gix::object::Kind::Tree => d,
             _ => return Err(()),
         };

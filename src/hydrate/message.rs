@@ -122,6 +122,15 @@ pub fn parse(message: &str) -> Trailers {
     out
 }
 
+/// The message of a raw commit object (what follows the first blank line), decoded lossily.
+pub fn body(raw: &[u8]) -> String {
+    let body = raw
+        .windows(2)
+        .position(|w| w == b"\n\n")
+        .map_or(&[][..], |at| &raw[at + 2..]);
+    String::from_utf8_lossy(body).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

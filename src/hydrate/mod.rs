@@ -193,6 +193,7 @@ impl From<SelectError> for HydrateError {
                 reason: e.to_string(),
             },
             SelectError::Walk { what, message } => git_err(what, message),
+            SelectError::Refused { what, source } => git_err(what, format!("refused: {source}")),
         }
     }
 }
@@ -454,21 +455,17 @@ impl Setup<'_> {
     fn last_output(&self, repo: &Repo, tip: ObjectId) -> Result<Option<LastOutput>, HydrateError> {
         let what = || format!("walking {} for output commits", self.out_ref);
         let walk = repo
-            .gix()
-            .rev_walk([tip])
-            .sorting(gix::revision::walk::Sorting::ByCommitTime(
-                gix::traverse::commit::simple::CommitTimeOrder::NewestFirst,
-            ))
-            .all()
+            .walk_newest_first([tip], [])
             .map_err(|e| git_err(what(), e))?;
+        let mut buf = Vec::new();
         for info in walk {
             let info = info.map_err(|e| git_err(what(), e))?;
-            let commit = repo
-                .gix()
-                .find_commit(info.id)
+            // Read within the bounds (crate::git::bounds): the output branch can be pushed to by anyone with
+            // push access.
+            let data = repo
+                .read(info.id, &mut buf)
                 .map_err(|e| git_err(what(), e))?;
-            let text = String::from_utf8_lossy(commit.message_raw_sloppy()).into_owned();
-            let trailers = message::parse(&text);
+            let trailers = message::parse(&message::body(data.map(|d| d.data).unwrap_or_default()));
             if trailers.cluster.as_deref() != Some(self.opts.cluster_id.as_str())
                 || trailers.intent_commit.is_none()
             {
@@ -525,37 +522,40 @@ impl Setup<'_> {
             return Ok(out);
         };
         let what = || format!("reading the output tree of {tip}");
-        let tree = repo
-            .gix()
-            .find_commit(tip)
-            .and_then(|c| c.tree())
+        let (tree, _) = repo
+            .commit_tree_and_parents(tip)
             .map_err(|e| git_err(what(), e))?;
-        let start = if self.out_prefix.is_empty() {
-            tree.id
-        } else {
-            match tree
-                .lookup_entry_by_path(&self.out_prefix)
-                .map_err(|e| git_err(what(), e))?
-            {
-                None => return Ok(out),
-                Some(e) if e.mode().is_tree() => e.object_id(),
-                Some(e) => {
-                    out.insert(
-                        self.out_prefix.clone(),
-                        CurrentEntry {
-                            id: e.object_id(),
-                            regular_file: false,
-                        },
-                    );
-                    return Ok(out);
-                }
+        let start = match repo
+            .lookup(tree, &self.out_prefix)
+            .map_err(|e| git_err(what(), e))?
+        {
+            None => return Ok(out),
+            Some((mode, id)) if mode.is_tree() => id,
+            Some((_, id)) => {
+                out.insert(
+                    self.out_prefix.clone(),
+                    CurrentEntry {
+                        id,
+                        regular_file: false,
+                    },
+                );
+                return Ok(out);
             }
         };
+        let hash = repo.gix().object_hash();
+        let mut buf = Vec::new();
         let mut stack = vec![(start, self.out_prefix.clone())];
         while let Some((id, base)) = stack.pop() {
-            let tree = repo.gix().find_tree(id).map_err(|e| git_err(what(), e))?;
-            let decoded = tree.decode().map_err(|e| git_err(what(), e))?;
-            for entry in &decoded.entries {
+            let data = match repo.read(id, &mut buf).map_err(|e| git_err(what(), e))? {
+                Some(d) if d.kind == gix::objs::Kind::Tree => d.data,
+                _ => return Err(git_err(what(), format!("tree {id} is missing"))),
+            };
+            for entry in gix::objs::TreeRefIter::from_bytes(data, hash) {
+                let entry = entry.map_err(|e| git_err(what(), e))?;
+                let bound = crate::git::bounds::Bound::TreeEntries;
+                if (out.len() + stack.len()) as u64 >= bound.limit() {
+                    return Err(git_err(what(), format!("refused: (bound: {bound})")));
+                }
                 let name = String::from_utf8_lossy(entry.filename);
                 let path = plan::join(&base, &name);
                 if entry.mode.is_tree() {
@@ -803,9 +803,12 @@ impl Setup<'_> {
         let mut problems = Vec::new();
         let files = match load_rev(repo, &target.to_string(), &self.intent_path) {
             Ok(files) => files,
-            Err(
-                e @ (SourceError::Symlink { .. } | SourceError::Repo(RepoError::Refused { .. })),
-            ) => {
+            // Refused contents (a symlink, a bound exceeded, the path missing): no output, never an empty one.
+            Err(e @ SourceError::Symlink { .. }) => {
+                problems.push(Problem::new(&self.intent_path, "", "", e.to_string()));
+                Vec::new()
+            }
+            Err(SourceError::Repo(e)) if e.is_refusal() => {
                 problems.push(Problem::new(&self.intent_path, "", "", e.to_string()));
                 Vec::new()
             }

@@ -76,13 +76,13 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<SourceFile>) -> Result<(), Source
     Ok(())
 }
 
-/// The manifest files at or below `prefix` in the tree of `rev`, read from git objects.
+/// The manifest files at or below `prefix` in the tree of `rev`, read from git objects (only manifest files are
+/// read, within the bounds of [`crate::git::bounds`]). A `prefix` missing at `rev` is an error.
 pub fn load_rev(repo: &Repo, rev: &str, prefix: &str) -> Result<Vec<SourceFile>, SourceError> {
     let commit = repo.resolve_commit(rev)?;
     Ok(repo
-        .read_files(commit, prefix)?
+        .read_files(commit, prefix, &is_manifest_path)?
         .into_iter()
-        .filter(|f| is_manifest_path(&f.path))
         .map(|f| SourceFile {
             path: f.path,
             data: f.data,
