@@ -33,6 +33,9 @@ pub struct RepoConfig {
     pub credentials: Credentials,
     /// The bare clone lives here; the last verified commit is kept beside it.
     pub cache_dir: PathBuf,
+    /// The operator's notes key (an unencrypted OpenSSH Ed25519 private key) that signs every outcome record;
+    /// `None`: records are unsigned, and readers show them as unverified.
+    pub notes_signing_key: Option<PathBuf>,
 }
 
 /// Why the newest head is not trusted.
