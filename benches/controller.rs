@@ -568,6 +568,7 @@ async fn operator_run(client: &Client, n: usize, concurrency: usize, mode: Mode)
             policy: TrustPolicy::from_yaml(&policy_yaml(&[&signer], "range")).expect("policy"),
             credentials: Credentials::None,
             cache_dir: tmp.path().join("state/cache"),
+            notes_signing_key: None,
         }),
         tmp.path(),
         concurrency,

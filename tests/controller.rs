@@ -93,6 +93,7 @@ impl Env {
                 policy,
                 credentials: Credentials::None,
                 cache_dir: self.tmp.path().join("state/cache"),
+                notes_signing_key: None,
             }),
             fetch_interval: Duration::from_millis(500),
             templates: Templates::embedded(),

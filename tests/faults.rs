@@ -252,6 +252,7 @@ fn operator_config(
             policy: TrustPolicy::from_yaml(&policy_yaml(&[signer], "range")).unwrap(),
             credentials: Credentials::None,
             cache_dir: tmp.join("state/cache"),
+            notes_signing_key: None,
         }),
         fetch_interval: Duration::from_millis(500),
         templates: Templates::embedded(),

@@ -396,6 +396,8 @@ fn demo(dir: &Path, args: &Args) -> anyhow::Result<Report> {
         dir.join("hydrate"),
     );
     opts.signing_key = Some(keys.operator_path.clone());
+    // The same Ed25519 key signs the outcome records: `notes log --notes-key keys/operator.pub` shows them genuine.
+    opts.notes_signing_key = Some(keys.operator_path.clone());
     let hydrated = hydrate_once(&opts).context("step 4 (hydrate)")?;
     let repo = Repo::open(&repo_dir)?;
     let output_signed = match &hydrated.output_commit {

@@ -48,6 +48,10 @@ pub struct Args {
     /// secret key, without passphrase.
     #[arg(long, value_name = "FILE", env = "VWORKSPACE_SIGNING_KEY")]
     pub signing_key: Option<PathBuf>,
+    /// The operator's notes key that signs every outcome record: an unencrypted OpenSSH Ed25519 private key
+    /// (docs/audit-trail.md#authenticity). Without it records are unsigned and readers show them unverified.
+    #[arg(long, value_name = "FILE", env = "VWORKSPACE_NOTES_SIGNING_KEY")]
+    pub notes_signing_key: Option<PathBuf>,
     /// Path of this cluster's intent in the repo [default: clusters/<cluster-id>].
     #[arg(long, value_name = "P", env = "VWORKSPACE_REPO_PATH")]
     pub repo_path: Option<String>,
@@ -129,6 +133,7 @@ fn options(args: &Args) -> anyhow::Result<Result<HydrateOptions, String>> {
         (None, None) => None,
     };
     opts.signing_key = args.signing_key.clone();
+    opts.notes_signing_key = args.notes_signing_key.clone();
     opts.repo_path = args.repo_path.clone();
     opts.templates = args.templates.clone();
     opts.velero_namespace = args.velero_namespace.clone();

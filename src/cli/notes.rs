@@ -7,6 +7,10 @@
 //!
 //! Without `--cluster-id`, every `refs/notes/vworkspace/*` ref is read. `--output json` prints one JSON
 //! object for `show`, and JSON Lines (one object per commit) for `log`.
+//!
+//! Every record is judged ([`crate::git::notes::judge`]): genuine only when signed by a notes key given with
+//! `--notes-key` or the `--policy`'s `notesKeys`; otherwise unverified, or conflicting when it carries the id
+//! of another record on the same commit. Nothing is hidden: every line of every note is printed.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -15,9 +19,10 @@ use anyhow::Context;
 use serde::Serialize;
 
 use super::{EXIT_INVALID, EXIT_OK, EXIT_USAGE};
-use crate::git::notes::{
-    NOTES_REF_GLOB, NOTES_REF_PREFIX, NoteLine, OutcomeRecord, notes_ref, read_notes,
-};
+use crate::git::notes::auth::{NotesKey, NotesTrust, parse_public_key};
+use crate::git::notes::judge::{RefNotes, Status, read_judged};
+use crate::git::notes::{NOTES_REF_GLOB, notes_ref};
+use crate::git::policy::TrustPolicy;
 use crate::git::repo::Repo;
 
 #[derive(Debug, clap::Args)]
@@ -50,6 +55,13 @@ pub struct Common {
     pub cluster_id: Option<String>,
     #[arg(long, value_enum, default_value = "text")]
     pub output: Output,
+    /// A public key whose records are genuine: an `ssh-ed25519 AAAA…` line, the base64 of its 32 bytes, or
+    /// a file holding one such key per line (e.g. a `.pub` file). Repeatable.
+    #[arg(long, value_name = "KEY|FILE")]
+    pub notes_key: Vec<String>,
+    /// A trust policy whose `notesKeys` are trusted too.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -79,20 +91,6 @@ pub struct CommitNotes {
     pub notes: Vec<RefNotes>,
 }
 
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RefNotes {
-    /// The notes ref, e.g. `refs/notes/vworkspace/prod-1`.
-    #[serde(rename = "ref")]
-    pub reference: String,
-    /// The cluster id taken from the ref name.
-    pub cluster_id: String,
-    pub records: Vec<OutcomeRecord>,
-    /// Lines that are not outcome records (e.g. added by hand), verbatim.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub other_lines: Vec<String>,
-}
-
 pub fn run(args: Args) -> anyhow::Result<u8> {
     match args.command {
         NotesCommand::Show(a) => show(a),
@@ -113,37 +111,43 @@ fn refs_of(common: &Common) -> anyhow::Result<Option<Vec<String>>> {
     }))
 }
 
-/// The notes of `commit` in `refs`, grouped per ref.
+/// The notes keys the reader trusts: `--notes-key` values and the policy's `notesKeys`.
+pub fn trust_of(common: &Common) -> anyhow::Result<NotesTrust> {
+    let mut trust = match &common.policy {
+        Some(p) => TrustPolicy::load(p)?.notes_keys().clone(),
+        None => NotesTrust::default(),
+    };
+    for (i, arg) in common.notes_key.iter().enumerate() {
+        let direct = arg.trim_start().starts_with("ssh-") || parse_public_key(arg).is_ok();
+        let text = if direct {
+            arg.clone()
+        } else {
+            std::fs::read_to_string(arg).with_context(|| {
+                format!("--notes-key {arg:?}: neither a key nor a readable file")
+            })?
+        };
+        for (n, line) in text.lines().filter(|l| !l.trim().is_empty()).enumerate() {
+            let key = parse_public_key(line)
+                .map_err(|e| anyhow::anyhow!("--notes-key {arg:?}, key {}: {e}", n + 1))?;
+            trust.push(NotesKey {
+                name: format!("notes-key-{}", i + 1),
+                key,
+            });
+        }
+    }
+    Ok(trust)
+}
+
+/// The notes of `commit` in `refs`, grouped per ref, every record judged with `trust`.
 pub fn commit_notes(
     repo: &Repo,
     refs: &[String],
     commit: gix::ObjectId,
+    trust: &NotesTrust,
 ) -> anyhow::Result<CommitNotes> {
-    let notes = read_notes(repo.gix(), refs, commit)?;
     Ok(CommitNotes {
         commit: commit.to_string(),
-        notes: notes
-            .into_iter()
-            .map(|(reference, lines)| {
-                let mut records = Vec::new();
-                let mut other_lines = Vec::new();
-                for l in lines {
-                    match l {
-                        NoteLine::Record(r) => records.push(*r),
-                        NoteLine::Other(s) => other_lines.push(s),
-                    }
-                }
-                RefNotes {
-                    cluster_id: reference
-                        .strip_prefix(NOTES_REF_PREFIX)
-                        .unwrap_or(&reference)
-                        .to_string(),
-                    reference,
-                    records,
-                    other_lines,
-                }
-            })
-            .collect(),
+        notes: read_judged(repo.gix(), refs, commit, trust)?,
     })
 }
 
@@ -151,9 +155,10 @@ fn show(a: ShowArgs) -> anyhow::Result<u8> {
     let Some(refs) = refs_of(&a.common)? else {
         return Ok(EXIT_USAGE);
     };
+    let trust = trust_of(&a.common)?;
     let repo = Repo::open(&a.common.repo)?;
     let commit = repo.resolve_commit(&a.rev)?;
-    let notes = commit_notes(&repo, &refs, commit)?;
+    let notes = commit_notes(&repo, &refs, commit, &trust)?;
     let mut out = std::io::stdout().lock();
     match a.common.output {
         Output::Json => writeln!(out, "{}", serde_json::to_string_pretty(&notes)?)?,
@@ -176,6 +181,7 @@ fn log(a: LogArgs) -> anyhow::Result<u8> {
     let Some(refs) = refs_of(&a.common)? else {
         return Ok(EXIT_USAGE);
     };
+    let trust = trust_of(&a.common)?;
     let repo = Repo::open(&a.common.repo)?;
     let range = a.range.as_deref().unwrap_or("HEAD");
     let (base, tip) = match range.split_once("..") {
@@ -201,7 +207,7 @@ fn log(a: LogArgs) -> anyhow::Result<u8> {
             break;
         }
         let info = info.with_context(|| format!("walking {range}"))?;
-        let notes = commit_notes(&repo, &refs, info.id)?;
+        let notes = commit_notes(&repo, &refs, info.id, &trust)?;
         if notes.notes.is_empty() {
             continue;
         }
@@ -228,10 +234,22 @@ fn clean(s: &str) -> String {
 fn write_text(out: &mut impl Write, notes: &CommitNotes) -> anyhow::Result<()> {
     writeln!(out, "commit {}", notes.commit)?;
     for n in &notes.notes {
-        for r in &n.records {
-            let mut line = format!(
-                "  [{}] {}  {}/{}/{} gen {}  {}",
+        let (genuine, unverified, conflicting) = n.counts();
+        if unverified + conflicting > 0 || !n.other_lines.is_empty() {
+            writeln!(
+                out,
+                "  [{}] {genuine} genuine, {unverified} unverified, {conflicting} conflicting record(s), {} other line(s)",
                 clean(&n.cluster_id),
+                n.other_lines.len()
+            )?;
+        }
+        for j in &n.records {
+            let r = &j.record;
+            let v = &j.verification;
+            let mut line = format!(
+                "  [{}] {:<11} {}  {}/{}/{} gen {}  {}",
+                clean(&n.cluster_id),
+                v.status.as_str(),
                 clean(&r.time),
                 clean(&r.kind),
                 clean(&r.namespace),
@@ -254,9 +272,27 @@ fn write_text(out: &mut impl Write, notes: &CommitNotes) -> anyhow::Result<()> {
                 line.push_str(&format!("  ({})", refs.join(", ")));
             }
             writeln!(out, "{line}")?;
+            if v.conflict {
+                writeln!(
+                    out,
+                    "      ^ CONFLICT: another, different record on this commit carries id {}",
+                    clean(r.id.get(..16).unwrap_or(&r.id))
+                )?;
+            }
+            if v.status != Status::Genuine
+                && let Some(problem) = &v.problem
+            {
+                writeln!(out, "      ^ {}: {}", v.status.as_str(), clean(problem))?;
+            }
         }
         for l in &n.other_lines {
-            writeln!(out, "  [{}] {}", clean(&n.cluster_id), clean(l))?;
+            writeln!(
+                out,
+                "  [{}] {:<11} {}",
+                clean(&n.cluster_id),
+                "other",
+                clean(l)
+            )?;
         }
     }
     Ok(())

@@ -119,6 +119,10 @@ pub struct Args {
     /// outcomes keep coming; undelivered notes are retried every 10 s).
     #[arg(long, default_value = "2s", value_parser = parse_duration, env = "VWORKSPACE_NOTES_BATCH_WINDOW")]
     pub notes_batch_window: std::time::Duration,
+    /// The operator's notes key that signs every outcome record: an unencrypted OpenSSH Ed25519 private key
+    /// (docs/audit-trail.md#authenticity). Without it records are unsigned and readers show them unverified.
+    #[arg(long, value_name = "FILE", env = "VWORKSPACE_NOTES_SIGNING_KEY")]
+    pub notes_signing_key: Option<std::path::PathBuf>,
     /// Reconciles in flight per controller (ApplicationInstance, Operation); 0 means no limit.
     #[arg(
         long,
@@ -438,6 +442,7 @@ async fn run_async(args: Args) -> anyhow::Result<u8> {
                 policy,
                 credentials: load_credentials(args.git_credentials.as_deref())?,
                 cache_dir: args.state_dir.join("cache"),
+                notes_signing_key: args.notes_signing_key.clone(),
             }),
         },
         fetch_interval: args.fetch_interval,

@@ -34,6 +34,9 @@ pub struct RepoConfig {
     pub credentials: Credentials,
     /// The bare clone lives here; the last verified commit is kept beside it.
     pub cache_dir: PathBuf,
+    /// The operator's notes key (an unencrypted OpenSSH Ed25519 private key) that signs every outcome record;
+    /// `None`: records are unsigned, and readers show them as unverified.
+    pub notes_signing_key: Option<PathBuf>,
 }
 
 /// Why the newest head is not trusted.
@@ -732,6 +735,7 @@ mod tests {
             policy: policy.clone(),
             credentials: Credentials::default(),
             cache_dir: dir.join("cache"),
+            notes_signing_key: None,
         };
         let source = RepoSource::open(config.clone()).unwrap();
         // The first sync of an empty record: the history there is judged at its dates.

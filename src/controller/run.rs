@@ -342,6 +342,17 @@ impl Operator {
                 SourceConfig::GitOps(repo_config) => {
                     let credentials = repo_config.credentials.clone();
                     let remote_url = repo_config.url.clone();
+                    let notes_signer = repo_config
+                        .notes_signing_key
+                        .as_deref()
+                        .map(crate::git::notes::auth::NotesSigner::load)
+                        .transpose()?
+                        .map(Arc::new);
+                    if notes_signer.is_none() {
+                        tracing::warn!(
+                            "no notes signing key: outcome records are written unsigned, and readers show them as unverified"
+                        );
+                    }
                     let source =
                         Arc::new(RepoSource::open(repo_config).context("opening the repo cache")?);
                     {
@@ -353,7 +364,10 @@ impl Operator {
                         &cluster_id,
                         config.state_dir.join("notes.git"),
                         &remote_url,
-                        credentials,
+                        super::sinks::NotesAccess {
+                            credentials,
+                            signer: notes_signer,
+                        },
                         config.state_dir.clone(),
                         config.notes,
                         Some(metrics.clone()),

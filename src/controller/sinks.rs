@@ -63,6 +63,13 @@ impl NotesTiming {
     }
 }
 
+/// How the notes writer reaches the remote and signs its records.
+pub struct NotesAccess {
+    pub credentials: Credentials,
+    /// The operator's notes key; `None`: records are written unsigned (readers show them as unverified).
+    pub signer: Option<Arc<crate::git::notes::auth::NotesSigner>>,
+}
+
 /// The default notes batching window.
 pub const DEFAULT_BATCH_WINDOW: Duration = Duration::from_secs(2);
 
@@ -72,14 +79,17 @@ impl NotesSink {
         cluster_id: &str,
         local_repo: PathBuf,
         remote_url: &str,
-        credentials: Credentials,
+        access: NotesAccess,
         state_dir: PathBuf,
         timing: NotesTiming,
         metrics: Option<crate::metrics::Metrics>,
     ) -> anyhow::Result<(Arc<Self>, NotesWorker)> {
         crate::git::remote::open_or_init_cache(&local_repo)?;
-        let writer = NotesWriter::new(local_repo, remote_url, cluster_id, state_dir)?
-            .with_credentials(credentials);
+        let mut writer = NotesWriter::new(local_repo, remote_url, cluster_id, state_dir)?
+            .with_credentials(access.credentials);
+        if let Some(signer) = access.signer {
+            writer = writer.with_signer(signer);
+        }
         let (tx, rx) = mpsc::unbounded_channel();
         let (stored_tx, stored) = tokio::sync::watch::channel(0);
         Ok((

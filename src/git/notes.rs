@@ -2,8 +2,10 @@
 //! JSON Lines list of outcome records on the intent commit.
 //!
 //! - [`OutcomeRecord`]: one outcome; its `id` is stable (sha256 of cluster, object uid, generation, outcome),
-//!   so writing the same record twice is a no-op and merging notes is the set union of their lines.
-//! - [`merge_note`]: the pure merge of a note's text with new records (existing lines first, in order).
+//!   so writing the same outcome twice is a no-op. The id is an identity, not a proof: [`auth`] signs each
+//!   record with the operator's notes key, and [`judge`] tells readers genuine records from others.
+//! - [`merge_note`]: the pure merge of a note's text with new records: existing lines are all kept, in order
+//!   (only exact duplicates collapse); a new record is skipped only when [`auth::already_noted`] says so.
 //! - [`write_batch`]: many records, on many commits, in ONE notes commit (gix notes-tree plumbing).
 //! - [`NotesWriter`]: a pending store on disk, and delivery by fetch → merge → compare-and-swap push (git
 //!   CLI, never forced) → retry with exponential backoff and jitter. A record leaves the pending store only
@@ -22,6 +24,9 @@ use sha2::{Digest, Sha256};
 
 use super::remote::{self, Credentials, PushOutcome, RemoteError};
 use crate::secrets::{redact_text, redact_value};
+
+pub mod auth;
+pub mod judge;
 
 /// Prefix of the notes refs; the cluster id follows.
 pub const NOTES_REF_PREFIX: &str = "refs/notes/vworkspace/";
@@ -91,6 +96,12 @@ pub struct OutcomeRecord {
     /// RFC 3339.
     pub time: String,
     pub operator_version: String,
+    /// The Ed25519 public key that signed the record (standard base64); absent in unsigned records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// The signature over [`auth::signed_bytes`] (standard base64); absent in unsigned records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
 }
 
 /// The fields of a new record; [`OutcomeRecord::new`] computes the id and redacts.
@@ -166,6 +177,8 @@ impl OutcomeRecord {
             child_refs,
             time: r.time.unwrap_or_else(jiff::Timestamp::now).to_string(),
             operator_version: env!("CARGO_PKG_VERSION").to_string(),
+            key: None,
+            signature: None,
         })
     }
 
@@ -204,18 +217,6 @@ pub enum NoteLine {
     Other(String),
 }
 
-/// The identity of a note line for the set union: a record's id, or the text of any other line.
-fn line_key(line: &str) -> String {
-    #[derive(Deserialize)]
-    struct IdOnly {
-        id: String,
-    }
-    match serde_json::from_str::<IdOnly>(line) {
-        Ok(r) if !r.id.is_empty() => format!("id:{}", r.id),
-        _ => format!("line:{line}"),
-    }
-}
-
 /// Parse a note's text into lines (empty lines are skipped).
 pub fn parse_note(text: &str) -> Vec<NoteLine> {
     text.lines()
@@ -227,25 +228,33 @@ pub fn parse_note(text: &str) -> Vec<NoteLine> {
         .collect()
 }
 
-/// Merge `records` into a note's text: the set union of lines keyed by record id, existing lines first in
-/// their order, then new records in the given order. Returns `None` when every record is already there.
+/// Merge `records` into the text of the note on `commit`: every existing line is kept in its order (exact
+/// duplicates collapse; two different lines with one id are both kept, for readers to flag), then each new
+/// record that is not [`auth::already_noted`] by an existing record, in the given order. Returns `None` when
+/// every record is already there.
 pub fn merge_note<'a>(
+    commit: &ObjectId,
     existing: &str,
     records: impl IntoIterator<Item = &'a OutcomeRecord>,
 ) -> Option<String> {
     let mut seen = HashSet::new();
     let mut out = String::with_capacity(existing.len() + 512);
+    let mut present: Vec<OutcomeRecord> = Vec::new();
     for line in existing.lines().filter(|l| !l.trim().is_empty()) {
-        if seen.insert(line_key(line)) {
+        if seen.insert(line) {
             out.push_str(line);
             out.push('\n');
+            if let Ok(r) = serde_json::from_str::<OutcomeRecord>(line) {
+                present.push(r);
+            }
         }
     }
     let before = out.len();
     for r in records {
-        if seen.insert(format!("id:{}", r.id)) {
+        if !present.iter().any(|e| auth::already_noted(commit, e, r)) {
             out.push_str(&r.to_line());
             out.push('\n');
+            present.push(r.clone());
         }
     }
     (out.len() != before).then_some(out)
@@ -387,9 +396,13 @@ fn build_batch(
             }
             None => String::new(),
         };
-        let existing_lines = existing.lines().filter(|l| !l.trim().is_empty()).count();
-        if let Some(text) = merge_note(&existing, records.iter().copied()) {
-            added += text.lines().count() - existing_lines;
+        let existing_lines = existing
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .collect::<HashSet<_>>()
+            .len();
+        if let Some(text) = merge_note(commit, &existing, records.iter().copied()) {
+            added += text.lines().count().saturating_sub(existing_lines);
             let blob = repo.write_blob(text.as_bytes()).map_err(|e| err(&e))?;
             state
                 .edit(*commit, Some(blob.detach()), repo)
@@ -505,6 +518,7 @@ pub struct NotesWriter {
     creds: Credentials,
     retry: RetryPolicy,
     pending: Vec<NoteEntry>,
+    signer: Option<std::sync::Arc<auth::NotesSigner>>,
 }
 
 impl std::fmt::Debug for NotesWriter {
@@ -544,12 +558,23 @@ impl NotesWriter {
             creds: Credentials::None,
             retry: RetryPolicy::default(),
             pending,
+            signer: None,
         })
     }
 
     /// Authenticate to the remote with these credentials.
     pub fn with_credentials(mut self, creds: Credentials) -> Self {
         self.creds = creds;
+        self
+    }
+
+    /// Sign every record with the operator's notes key (the pending ones too). Without a signer records are
+    /// written unsigned, and readers show them as unverified.
+    pub fn with_signer(mut self, signer: std::sync::Arc<auth::NotesSigner>) -> Self {
+        for e in &mut self.pending {
+            signer.sign(&e.commit, &mut e.record);
+        }
+        self.signer = Some(signer);
         self
     }
 
@@ -582,8 +607,11 @@ impl NotesWriter {
             .collect();
         let mut fresh = Vec::new();
         let mut seen = known;
-        for e in entries {
+        for mut e in entries {
             if seen.insert((e.commit, e.record.id.clone())) {
+                if let Some(signer) = &self.signer {
+                    signer.sign(&e.commit, &mut e.record);
+                }
                 fresh.push(e);
             }
         }
@@ -857,20 +885,21 @@ mod tests {
 
     #[test]
     fn merge_is_a_set_union_in_stable_order() {
+        let commit = ObjectId::from_hex(b"0123456789012345678901234567890123456789").unwrap();
         let (a, b, c) = (
             record("u1", 1, "Ready"),
             record("u2", 1, "Ready"),
             record("u3", 1, "Failed"),
         );
-        let first = merge_note("", [&a, &b]).unwrap();
+        let first = merge_note(&commit, "", [&a, &b]).unwrap();
         assert_eq!(first, format!("{}\n{}\n", a.to_line(), b.to_line()));
         // Same records again (even with another time): no change.
         let mut a_later = a.clone();
         a_later.time = "2031-01-01T00:00:00Z".into();
-        assert_eq!(merge_note(&first, [&a_later, &b]), None);
+        assert_eq!(merge_note(&commit, &first, [&a_later, &b]), None);
         // A human line is kept verbatim; new records go after existing lines.
         let with_human = format!("reviewed by alice\n{first}");
-        let merged = merge_note(&with_human, [&c, &a]).unwrap();
+        let merged = merge_note(&commit, &with_human, [&c, &a]).unwrap();
         assert_eq!(
             merged,
             format!(
@@ -880,12 +909,41 @@ mod tests {
                 c.to_line()
             )
         );
-        // Duplicate lines in an existing note (two writers merged by hand) collapse.
-        let dup = format!("{}\n{}\n", a.to_line(), a_later.to_line());
+        // Exact duplicate lines (two writers merged by hand) collapse; two different lines with one id are
+        // both kept: which one is genuine is for the reader to judge, never for the merge to decide.
+        let dup = format!("{}\n{}\n{}\n", a.to_line(), a.to_line(), a_later.to_line());
         assert_eq!(
-            merge_note(&dup, [&b]).unwrap(),
-            format!("{}\n{}\n", a.to_line(), b.to_line())
+            merge_note(&commit, &dup, [&b]).unwrap(),
+            format!("{}\n{}\n{}\n", a.to_line(), a_later.to_line(), b.to_line())
         );
+    }
+
+    #[test]
+    fn a_signed_record_is_not_suppressed_by_a_foreign_one_with_its_id() {
+        let commit = ObjectId::from_hex(b"0123456789012345678901234567890123456789").unwrap();
+        let signer = auth::NotesSigner::from_bytes(&[9; 32]);
+        let mut ours = record("u1", 1, "Rejected");
+        signer.sign(&commit, &mut ours);
+        // Someone without the key takes the id: an unsigned record, and one signed by another key.
+        let mut forged = record("u1", 1, "Rejected");
+        forged.outcome = "Rendered".into();
+        let mut other = record("u1", 1, "Rejected");
+        auth::NotesSigner::from_bytes(&[1; 32]).sign(&commit, &mut other);
+        for existing in [record("u1", 1, "Rejected"), forged, other] {
+            let note = format!("{}\n", existing.to_line());
+            let merged = merge_note(&commit, &note, [&ours]).expect("ours is written");
+            assert_eq!(
+                merged,
+                format!("{}\n{}\n", existing.to_line(), ours.to_line())
+            );
+            assert_eq!(merge_note(&commit, &merged, [&ours]), None);
+        }
+        // Our own record copied onto another commit does not stand for it there.
+        let elsewhere = ObjectId::from_hex(b"1123456789012345678901234567890123456789").unwrap();
+        let note = format!("{}\n", ours.to_line());
+        let mut resigned = ours.clone();
+        signer.sign(&elsewhere, &mut resigned);
+        assert!(merge_note(&elsewhere, &note, [&resigned]).is_some());
     }
 
     #[test]

@@ -212,6 +212,9 @@ struct PolicyFile {
     /// Pull and Push modes: the control plane's Ed25519 keys for signed jobs (docs/pull.md#signed-jobs).
     #[serde(default)]
     control_plane_keys: Vec<ControlPlaneKeyFile>,
+    /// The operator's notes keys: records they sign are genuine (docs/audit-trail.md#authenticity).
+    #[serde(default)]
+    notes_keys: Vec<super::notes::auth::KeyEntry>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -373,6 +376,7 @@ pub struct TrustPolicy {
     openpgp: OpenPgpKeyring,
     gitsign: Option<GitsignTrust>,
     control_plane: Vec<crate::pull::signing::ControlPlaneKey>,
+    notes: super::notes::auth::NotesTrust,
 }
 
 impl TrustPolicy {
@@ -493,6 +497,8 @@ impl TrustPolicy {
                 key,
             });
         }
+        let notes = super::notes::auth::NotesTrust::from_entries(&file.notes_keys)
+            .map_err(|(field, message)| field_err(&field, message))?;
         if ssh.is_empty() && openpgp.is_empty() && gitsign.is_none() && control_plane.is_empty() {
             return Err(PolicyError::NoKeys { path });
         }
@@ -503,7 +509,13 @@ impl TrustPolicy {
             openpgp,
             gitsign,
             control_plane,
+            notes,
         })
+    }
+
+    /// The operator's notes keys (`notesKeys`): the records they sign are genuine.
+    pub fn notes_keys(&self) -> &super::notes::auth::NotesTrust {
+        &self.notes
     }
 
     /// The control-plane keys for signed jobs (empty: jobs are not required to be signed).

@@ -27,7 +27,7 @@ pub mod message;
 pub mod plan;
 mod report_text;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::PathBuf;
 
@@ -86,6 +86,9 @@ pub struct HydrateOptions {
     /// commits. Without it output commits are unsigned, and every pass verifies the whole history of the
     /// intent path (an unsigned output commit cannot vouch for what was verified before).
     pub signing_key: Option<PathBuf>,
+    /// The operator's notes key (an unencrypted OpenSSH Ed25519 private key) that signs every outcome record.
+    /// Without it records are unsigned, and readers show them as unverified.
+    pub notes_signing_key: Option<PathBuf>,
     /// The intent path; `None`: `clusters/<cluster-id>`.
     pub repo_path: Option<String>,
     /// Template override directory.
@@ -120,6 +123,7 @@ impl HydrateOptions {
             branch: None,
             out: None,
             signing_key: None,
+            notes_signing_key: None,
             repo_path: None,
             templates: None,
             velero_namespace: "velero".to_string(),
@@ -341,6 +345,8 @@ struct Setup<'a> {
     output_name: String,
     notes_ref: String,
     key: Option<SigningKey>,
+    /// Signs the outcome records.
+    notes_signer: Option<std::sync::Arc<notes::auth::NotesSigner>>,
     /// The policy that trusts exactly the signing key: how output commits are recognised.
     own_policy: Option<TrustPolicy>,
     renderer: Renderer,
@@ -412,6 +418,16 @@ impl<'a> Setup<'a> {
             .map(SigningKey::load)
             .transpose()?;
         let own_policy = key.as_ref().map(SigningKey::own_policy).transpose()?;
+        let notes_signer = opts
+            .notes_signing_key
+            .as_deref()
+            .map(notes::auth::NotesSigner::load)
+            .transpose()
+            .map_err(|e| HydrateError::Option {
+                option: "notes-signing-key",
+                reason: e.to_string(),
+            })?
+            .map(std::sync::Arc::new);
         let renderer = crate::cli::render::renderer(
             opts.templates.as_deref(),
             Some(&opts.cluster_id),
@@ -430,6 +446,7 @@ impl<'a> Setup<'a> {
             output_name,
             notes_ref,
             key,
+            notes_signer,
             own_policy,
             renderer,
             cache: opts.work_dir.join("repo.git"),
@@ -750,26 +767,34 @@ impl Setup<'_> {
         Ok(Some(NoteEntry { commit, record }))
     }
 
-    /// Drop the records already in the fetched notes ref.
+    /// Sign the records, then drop those already in the fetched notes ref ([`notes::auth::already_noted`]:
+    /// a record someone else wrote with the same id does not count).
     fn unwritten(&self, repo: &Repo, entries: Vec<NoteEntry>) -> Vec<NoteEntry> {
-        let mut present: HashMap<ObjectId, HashSet<String>> = HashMap::new();
+        let mut present: HashMap<ObjectId, Vec<OutcomeRecord>> = HashMap::new();
         let refs = [self.notes_ref.clone()];
         let mut out = Vec::new();
-        for e in entries {
-            let ids = present.entry(e.commit).or_insert_with(|| {
+        for mut e in entries {
+            if let Some(signer) = &self.notes_signer {
+                signer.sign(&e.commit, &mut e.record);
+            }
+            let records = present.entry(e.commit).or_insert_with(|| {
                 match notes::read_notes(repo.gix(), &refs, e.commit) {
                     Ok(notes) => notes
                         .into_iter()
                         .flat_map(|(_, lines)| lines)
                         .filter_map(|l| match l {
-                            NoteLine::Record(r) => Some(r.id),
+                            NoteLine::Record(r) => Some(*r),
                             NoteLine::Other(_) => None,
                         })
                         .collect(),
-                    Err(_) => HashSet::new(),
+                    Err(_) => Vec::new(),
                 }
             });
-            if ids.insert(e.record.id.clone()) {
+            if !records
+                .iter()
+                .any(|r| notes::auth::already_noted(&e.commit, r, &e.record))
+            {
+                records.push(e.record.clone());
                 out.push(e);
             }
         }
@@ -1091,6 +1116,9 @@ pub fn hydrate_once(opts: &HydrateOptions) -> Result<HydrateReport, HydrateError
     )?
     .with_credentials(opts.credentials.clone())
     .with_retry(opts.retry.clone());
+    if let Some(signer) = &setup.notes_signer {
+        writer = writer.with_signer(signer.clone());
+    }
     report.notes = notes
         .iter()
         .map(|e| NoteReport {

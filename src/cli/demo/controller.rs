@@ -402,6 +402,7 @@ async fn steps(
             policy: input.policy.clone(),
             credentials: Credentials::None,
             cache_dir: state_dir.join("cache"),
+            notes_signing_key: None,
         }),
         fetch_interval: Duration::from_secs(1),
         templates: Templates::embedded(),

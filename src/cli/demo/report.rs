@@ -345,7 +345,7 @@ impl fmt::Display for Report {
             )?;
             writeln!(
                 f,
-                "   vworkspace-operator notes log --repo {d}/{REPO_DIR} --cluster-id {CLUSTER} {BRANCH}"
+                "   vworkspace-operator notes log --repo {d}/{REPO_DIR} --cluster-id {CLUSTER} --notes-key {d}/keys/operator.pub {BRANCH}"
             )?;
             writeln!(
                 f,
