@@ -81,9 +81,9 @@ start() { # name, command... : in the background, output in $S/logs/name.log
   echo $! >"$S/pids/$name"
 }
 
-certs() {
+certs() { # RSA: busybox's TLS client (the test Pods' wget) fails the handshake with a P-256 certificate (alert 40)
   cd "$S/pki"
-  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=vwo-node-ca \
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=vwo-node-ca \
     -keyout ca.key -out ca.crt 2>/dev/null
   local name sans
   for name in apiserver registry; do
@@ -91,14 +91,14 @@ certs() {
       apiserver) sans="IP:127.0.0.1,IP:$NODE_IP,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local" ;;
       registry) sans="IP:127.0.0.1,IP:$NODE_IP,DNS:localhost" ;;
     esac
-    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=$name" \
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=$name" \
       -keyout "$name.key" -out "$name.csr" 2>/dev/null
     openssl x509 -req -in "$name.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
       -extfile <(printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth\n' "$sans") -out "$name.crt" 2>/dev/null
   done
   # The API server's client certificate for the kubelets (logs, exec): system:masters, which the kubelet's
   # authorization webhook (a SubjectAccessReview) allows.
-  openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+  openssl req -newkey rsa:2048 -nodes \
     -subj "/O=system:masters/CN=kube-apiserver-kubelet-client" -keyout kubelet-client.key -out kubelet-client.csr 2>/dev/null
   openssl x509 -req -in kubelet-client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
     -extfile <(printf 'extendedKeyUsage=clientAuth\n') -out kubelet-client.crt 2>/dev/null
@@ -129,9 +129,8 @@ network() {
   ip link add vwo0 type bridge
   ip addr add "$NODE_IP/24" dev vwo0
   ip link set vwo0 up
-  # A default route through the bridge: the kubelet and kube-proxy need one to pick the node's address; nothing
-  # answers beyond the bridge (this namespace has no other interface), so nothing can leave.
-  ip route add default via "$NODE_IP" dev vwo0 2>/dev/null || ip route add default dev vwo0
+  # No default route: this namespace has no way out, and an address beyond it fails at once (the kubelet and
+  # kube-proxy are told the node's address).
   sysctl -qw net.ipv4.ip_forward=1
   sysctl -qw net.bridge.bridge-nf-call-iptables=1 2>/dev/null || true
   # What must not be shared with the host or other nodes: private tmpfs in this mount namespace.
@@ -259,7 +258,7 @@ images() { # pause and busybox, built here and pushed to the registry
   tar -C "$d/pause/rootfs" --owner=0 --group=0 -cf "$d/pause.tar" .
   cp "$(command -v busybox)" "$d/busybox/rootfs/bin/busybox"
   local a
-  for a in sh sleep cat echo ls true false wget httpd nc touch test env id mkdir rm date hostname; do
+  for a in sh sleep cat echo ls true false wget ssl_client httpd nc touch test env id mkdir rm date hostname grep head; do
     ln -s busybox "$d/busybox/rootfs/bin/$a"
   done
   tar -C "$d/busybox/rootfs" --owner=0 --group=0 -cf "$d/busybox.tar" .
@@ -297,7 +296,7 @@ inner() {
     --service-account-issuer=https://kubernetes.default.svc --service-account-key-file="$S/pki/sa.pub" \
     --service-account-signing-key-file="$S/pki/sa.key" --service-cluster-ip-range="$SERVICE_CIDR" \
     --kubelet-client-certificate="$S/pki/kubelet-client.crt" --kubelet-client-key="$S/pki/kubelet-client.key" \
-    --allow-privileged=true
+    --kubelet-preferred-address-types=InternalIP --allow-privileged=true
   cat >"$S/registry.yaml" <<EOF
 version: 0.1
 log: {level: warn}
