@@ -33,6 +33,9 @@ POD_CIDR=10.244.0.0/24
 SERVICE_CIDR=10.96.0.0/24
 NODE_NAME=vwo-node
 REGISTRY=$NODE_IP:5000
+# Host folders the node's processes write to whatever they are told: a private tmpfs on each (the mount point is
+# created if missing, and removed afterwards when it was).
+PRIVATE_DIRS=(/var/lib/kubelet /var/lib/cni /run/netns /run/containerd /var/log/pods /var/log/containers)
 BINS=(etcd kube-apiserver kubectl kube-controller-manager kube-scheduler kubelet kube-proxy containerd
   containerd-shim-runc-v2 ctr bridge host-local loopback portmap crane registry pause)
 
@@ -49,13 +52,14 @@ outer() {
   local bindir state rc=0
   bindir=${VWO_NODE_BIN:-$("$HERE/testbed.sh" ensure "${BINS[@]}")}
   state=$(mktemp -d /tmp/vwo-node.XXXXXX)
-  local cg_name
+  local cg_name created=() d
   cg_name=$(basename "$state" | tr . -)
+  for d in "${PRIVATE_DIRS[@]}"; do [ -e "$d" ] || created+=("$d"); done
   # The node's PID 1 is `unshare --fork`'s child: killed, the kernel kills the whole PID namespace.
   unshare --net --mount --pid --fork --mount-proc --propagation private -- \
     env VWO_NODE_BIN="$bindir" VWO_NODE_CGROUP="$cg_name" bash "$HERE/node.sh" _inner "$state" "$@" || rc=$?
   # Empty cgroups the kubelet and runc made (the processes in them are gone with the PID namespace).
-  local d
+  for d in "${created[@]}"; do rmdir "$d" 2>/dev/null || true; done
   for d in /sys/fs/cgroup/*/"$cg_name" /sys/fs/cgroup/unified/"$cg_name"; do
     [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} + 2>/dev/null
   done
@@ -134,8 +138,9 @@ network() {
   sysctl -qw net.ipv4.ip_forward=1
   sysctl -qw net.bridge.bridge-nf-call-iptables=1 2>/dev/null || true
   # What must not be shared with the host or other nodes: private tmpfs in this mount namespace.
+  # (The kubelet's device-plugin folder is always /var/lib/kubelet/device-plugins.)
   local d
-  for d in /var/lib/cni /run/netns /var/run/netns /run/containerd /var/log/pods /var/log/containers; do
+  for d in "${PRIVATE_DIRS[@]}"; do
     mkdir -p "$d" && mount -t tmpfs tmpfs "$d"
   done
 }
@@ -314,7 +319,8 @@ EOF
     --leader-elect=false --bind-address=127.0.0.1 --secure-port=10257 \
     --root-ca-file="$S/pki/ca.crt" --service-account-private-key-file="$S/pki/sa.key" \
     --use-service-account-credentials=true --service-cluster-ip-range="$SERVICE_CIDR" \
-    --cluster-cidr="$POD_CIDR" --allocate-node-cidrs=false --controllers='*'
+    --cluster-cidr="$POD_CIDR" --allocate-node-cidrs=false --controllers='*' \
+    --flex-volume-plugin-dir="$S/kcm-volume-plugins"
   start kube-scheduler kube-scheduler --kubeconfig="$KUBECONFIG" --authentication-kubeconfig="$KUBECONFIG" \
     --authorization-kubeconfig="$KUBECONFIG" --leader-elect=false --bind-address=127.0.0.1 --secure-port=10259
 
