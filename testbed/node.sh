@@ -85,7 +85,7 @@ start() { # name, command... : in the background, output in $S/logs/name.log
   echo $! >"$S/pids/$name"
 }
 
-certs() { # RSA: busybox's TLS client (the test Pods' wget) fails the handshake with a P-256 certificate (alert 40)
+certs() { # RSA keys, as kubeadm makes them
   cd "$S/pki"
   openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=vwo-node-ca \
     -keyout ca.key -out ca.crt 2>/dev/null
