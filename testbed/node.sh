@@ -7,7 +7,8 @@
 # What runs (all built by testbed/testbed.sh from pinned modules, runc from Debian's package): etcd, kube-apiserver,
 # kube-controller-manager, kube-scheduler, containerd (+ containerd-shim-runc-v2, runc, the CNI plugins bridge,
 # host-local, loopback, portmap), kubelet, kube-proxy (iptables), and the registry (HTTPS) that holds the images
-# built here: `pause` (the sandbox image, testbed/go/runtime/cmd/pause) and `busybox` (Debian's busybox-static).
+# built here: `pause` (the sandbox image, testbed/go/runtime/cmd/pause), `busybox` (Debian's busybox-static) and
+# `kubectl` (busybox plus the test bed's kubectl).
 #
 # Everything runs inside new network, mount and PID namespaces (unshare): the addresses below exist only there,
 # no packet leaves the machine, iptables rules live and die with the network namespace, mounts with the mount
@@ -267,11 +268,17 @@ images() { # pause and busybox, built here and pushed to the registry
     ln -s busybox "$d/busybox/rootfs/bin/$a"
   done
   tar -C "$d/busybox/rootfs" --owner=0 --group=0 -cf "$d/busybox.tar" .
+  # kubectl: a real Kubernetes client for Pods (in-cluster config: the ServiceAccount's token, the CA checked).
+  mkdir -p "$d/kubectl/rootfs/bin"
+  cp "$B/kubectl" "$d/kubectl/rootfs/bin/kubectl"
+  tar -C "$d/kubectl/rootfs" --owner=0 --group=0 -cf "$d/kubectl.tar" .
   SSL_CERT_FILE=$S/pki/ca.crt crane append --platform linux/amd64 -f "$d/pause.tar" -t "$REGISTRY/pause:base" >/dev/null
   SSL_CERT_FILE=$S/pki/ca.crt crane mutate "$REGISTRY/pause:base" --entrypoint /pause -t "$REGISTRY/pause:testbed" >/dev/null
   SSL_CERT_FILE=$S/pki/ca.crt crane append --platform linux/amd64 -f "$d/busybox.tar" -t "$REGISTRY/busybox:base" >/dev/null
   SSL_CERT_FILE=$S/pki/ca.crt crane mutate "$REGISTRY/busybox:base" --entrypoint /bin/sh --env PATH=/bin \
     -t "$REGISTRY/busybox:testbed" >/dev/null
+  SSL_CERT_FILE=$S/pki/ca.crt crane append -b "$REGISTRY/busybox:testbed" -f "$d/kubectl.tar" \
+    -t "$REGISTRY/kubectl:testbed" >/dev/null
 }
 
 inner() {
