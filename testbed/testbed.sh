@@ -196,6 +196,12 @@ versions() {
   (cd "$HERE/go/helm-controller" && go list -m -f 'helm-controller {{.Version}}' github.com/fluxcd/helm-controller)
   (cd "$HERE/go/tools" && go list -m -f 'distribution {{.Version}}' github.com/distribution/distribution/v3)
   (cd "$HERE/go/tools" && go list -m -f 'helm {{.Version}}' helm.sh/helm/v4)
+  # The node's (read from go.mod: no module download for a CI that does not build them).
+  local m
+  for m in github.com/containerd/containerd/v2:containerd github.com/containernetworking/plugins:cni-plugins \
+    github.com/google/go-containerregistry:crane; do
+    awk -v m="${m%%:*}" -v n="${m#*:}" '$1 == m { print n, $2 }' "$HERE/go/runtime/go.mod"
+  done
 }
 
 case "${1:-}" in
