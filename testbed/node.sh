@@ -14,8 +14,8 @@
 # no packet leaves the machine, iptables rules live and die with the network namespace, mounts with the mount
 # namespace, and when CMD exits (or this script is killed) the PID namespace's init is killed and the kernel
 # kills every process in it (containers and shims included). What is left on the host afterwards: empty cgroup
-# folders under <subsystem>/vwo-node-*, removed by the outer script, and the state folder (removed unless
-# VWO_NODE_KEEP=1).
+# folders under <subsystem>/vwo-node-*, removed by the outer script, the state folder (removed unless
+# VWO_NODE_KEEP=1), and the empty mount points of PRIVATE_DIRS.
 #
 # Addresses (inside the node's network namespace only):
 #   10.244.0.1/24   bridge vwo0: the node's address (kubelet, API server 6443, registry 5000) and the Pods' gateway
@@ -35,7 +35,7 @@ SERVICE_CIDR=10.96.0.0/24
 NODE_NAME=vwo-node
 REGISTRY=$NODE_IP:5000
 # Host folders the node's processes write to whatever they are told: a private tmpfs on each (the mount point is
-# created if missing, and removed afterwards when it was).
+# created if missing and left, empty: removing it could detach the tmpfs of a node running beside this one).
 PRIVATE_DIRS=(/var/lib/kubelet /var/lib/cni /run/netns /run/containerd /var/log/pods /var/log/containers)
 BINS=(etcd kube-apiserver kubectl kube-controller-manager kube-scheduler kubelet kube-proxy containerd
   containerd-shim-runc-v2 ctr bridge host-local loopback portmap crane registry pause)
@@ -53,14 +53,12 @@ outer() {
   local bindir state rc=0
   bindir=${VWO_NODE_BIN:-$("$HERE/testbed.sh" ensure "${BINS[@]}")}
   state=$(mktemp -d /tmp/vwo-node.XXXXXX)
-  local cg_name created=() d
+  local cg_name d
   cg_name=$(basename "$state" | tr . -)
-  for d in "${PRIVATE_DIRS[@]}"; do [ -e "$d" ] || created+=("$d"); done
   # The node's PID 1 is `unshare --fork`'s child: killed, the kernel kills the whole PID namespace.
   unshare --net --mount --pid --fork --mount-proc --propagation private -- \
     env VWO_NODE_BIN="$bindir" VWO_NODE_CGROUP="$cg_name" bash "$HERE/node.sh" _inner "$state" "$@" || rc=$?
   # Empty cgroups the kubelet and runc made (the processes in them are gone with the PID namespace).
-  for d in "${created[@]}"; do rmdir "$d" 2>/dev/null || true; done
   for d in /sys/fs/cgroup/*/"$cg_name" /sys/fs/cgroup/unified/"$cg_name"; do
     [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} + 2>/dev/null
   done
