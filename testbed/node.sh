@@ -8,7 +8,7 @@
 # kube-controller-manager, kube-scheduler, containerd (+ containerd-shim-runc-v2, runc, the CNI plugins bridge,
 # host-local, loopback, portmap), kubelet, kube-proxy (iptables), and the registry (HTTPS) that holds the images
 # built here: `pause` (the sandbox image, testbed/go/runtime/cmd/pause), `busybox` (Debian's busybox-static) and
-# `kubectl` (busybox plus the test bed's kubectl).
+# `kubectl` (busybox plus the test bed's kubectl), and any image tarball named in VWO_NODE_IMAGES.
 #
 # Everything runs inside new network, mount and PID namespaces (unshare): the addresses below exist only there,
 # no packet leaves the machine, iptables rules live and die with the network namespace, mounts with the mount
@@ -248,6 +248,7 @@ mode: iptables
 clientConnection: {kubeconfig: "$S/admin.kubeconfig"}
 hostnameOverride: $NODE_NAME
 clusterCIDR: $POD_CIDR
+nodePortAddresses: [primary]
 bindAddress: $NODE_IP
 healthzBindAddress: 127.0.0.1:10256
 metricsBindAddress: 127.0.0.1:10249
@@ -277,6 +278,12 @@ images() { # pause and busybox, built here and pushed to the registry
     -t "$REGISTRY/busybox:testbed" >/dev/null
   SSL_CERT_FILE=$S/pki/ca.crt crane append -b "$REGISTRY/busybox:testbed" -f "$d/kubectl.tar" \
     -t "$REGISTRY/kubectl:testbed" >/dev/null
+  # Images built elsewhere (the operator's: image/build-local.sh, then `podman save`): VWO_NODE_IMAGES is a list of
+  # NAME:TAG=TARBALL (docker-archive or OCI tarball), pushed as $REGISTRY/NAME:TAG.
+  local entry
+  for entry in ${VWO_NODE_IMAGES:-}; do
+    SSL_CERT_FILE=$S/pki/ca.crt crane push "${entry#*=}" "$REGISTRY/${entry%%=*}" >/dev/null
+  done
 }
 
 inner() {
