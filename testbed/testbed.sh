@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test bed: builds the pinned Go components from their modules (once, cached) and says where they are.
 #
-#   testbed/testbed.sh ensure [NAME...]  build what is missing (all, or the named binaries); print the bin directory
+#   testbed/testbed.sh ensure [NAME...]  build what is missing (all but the node, or the named binaries); print the bin directory
+#   testbed/testbed.sh ensure-node   build the node's binaries (testbed/node.sh): kubelet, containerd, CNI plugins …
 #   testbed/testbed.sh bin NAME      print the path of one binary (building it if needed)
 #   testbed/testbed.sh versions      print the pinned version of every component
 #   testbed/testbed.sh crds          print the directory of the upstream CRDs the tests install
@@ -10,6 +11,8 @@
 #   kube/                  kube-apiserver, kubectl (k8s.io/kubernetes) and etcd (go.etcd.io/etcd/server/v3)
 #   source-controller/     Flux source-controller        kustomize-controller/  Flux kustomize-controller
 #   helm-controller/       Flux helm-controller          tools/                 registry (distribution), helm, testbed-http
+#   node/                  kubelet, kube-proxy, kube-scheduler, kube-controller-manager (k8s.io/kubernetes)
+#   runtime/               containerd + containerd-shim-runc-v2 + ctr, CNI plugins, crane, pause (ours)
 #
 # Cache: ${VWO_TESTBED_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vworkspace-operator/testbed}/<component>-<key>/, where
 # the key hashes that module's files and the Go version: a changed pin builds anew, an unchanged one never does.
@@ -46,6 +49,26 @@ TARGETS=(
   tools:testbed-http:./cmd/testbed-http
 )
 
+# The node (testbed/node.sh): built only when named (`ensure kubelet …`, `ensure-node`, `bin kubelet`), never by a
+# plain `ensure`: only the suites that run Pods need them.
+NODE_TARGETS=(
+  node:kubelet:k8s.io/kubernetes/cmd/kubelet
+  node:kube-proxy:k8s.io/kubernetes/cmd/kube-proxy
+  node:kube-scheduler:k8s.io/kubernetes/cmd/kube-scheduler
+  node:kube-controller-manager:k8s.io/kubernetes/cmd/kube-controller-manager
+  runtime:containerd:github.com/containerd/containerd/v2/cmd/containerd
+  runtime:containerd-shim-runc-v2:github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2
+  runtime:ctr:github.com/containerd/containerd/v2/cmd/ctr
+  runtime:bridge:github.com/containernetworking/plugins/plugins/main/bridge
+  runtime:host-local:github.com/containernetworking/plugins/plugins/ipam/host-local
+  runtime:loopback:github.com/containernetworking/plugins/plugins/main/loopback
+  runtime:portmap:github.com/containernetworking/plugins/plugins/meta/portmap
+  runtime:crane:github.com/google/go-containerregistry/cmd/crane
+  runtime:pause:./cmd/pause
+)
+NODE_NAMES=()
+for t in "${NODE_TARGETS[@]}"; do IFS=: read -r _ n _ <<<"$t"; NODE_NAMES+=("$n"); done
+
 need_go() { # Go 1.26+ on PATH, or Go's toolchain module from the module proxy (testbed/go-toolchain.sh)
   # shellcheck source=testbed/go-toolchain.sh
   . "$HERE/go-toolchain.sh" || { log "Go 1.26 or newer is needed to build the test bed"; exit 2; }
@@ -62,7 +85,7 @@ key_of() { # the cache key of one component: its module files, the Go version, t
 
 ldflags_of() {
   case "$1" in
-    kube-apiserver | kubectl)
+    kube-apiserver | kubectl | kubelet | kube-proxy | kube-scheduler | kube-controller-manager)
       local v minor; v=$(kube_version); minor=${v#v1.}; minor=${minor%%.*}
       echo "-s -w -X k8s.io/component-base/version.gitVersion=$v -X k8s.io/component-base/version.gitMajor=1" \
         "-X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean" \
@@ -100,8 +123,9 @@ lock() { # one build at a time per cache (two test binaries or two terminals may
 ensure() {
   need_go
   lock
-  local t comp name pkg want
-  for t in "${TARGETS[@]}"; do
+  local t comp name pkg want targets=("${TARGETS[@]}")
+  [ $# -gt 0 ] && targets+=("${NODE_TARGETS[@]}")
+  for t in "${targets[@]}"; do
     IFS=: read -r comp name pkg <<<"$t"
     if [ $# -gt 0 ]; then
       want=no
@@ -113,7 +137,7 @@ ensure() {
   # One folder with every binary, for the harness and for people: symlinks into the keyed cache folders.
   local all="$CACHE/bin"
   mkdir -p "$all"
-  for t in "${TARGETS[@]}"; do
+  for t in "${TARGETS[@]}" "${NODE_TARGETS[@]}"; do
     IFS=: read -r comp name pkg <<<"$t"
     [ -x "$(bin_path "$comp" "$name")" ] && ln -sfn "$(bin_path "$comp" "$name")" "$all/$name"
   done
@@ -124,7 +148,7 @@ one() {
   need_go
   lock
   local want=$1 t comp name pkg
-  for t in "${TARGETS[@]}"; do
+  for t in "${TARGETS[@]}" "${NODE_TARGETS[@]}"; do
     IFS=: read -r comp name pkg <<<"$t"
     if [ "$name" = "$want" ]; then build_one "$comp" "$name" "$pkg"; bin_path "$comp" "$name"; return; fi
   done
@@ -172,12 +196,19 @@ versions() {
   (cd "$HERE/go/helm-controller" && go list -m -f 'helm-controller {{.Version}}' github.com/fluxcd/helm-controller)
   (cd "$HERE/go/tools" && go list -m -f 'distribution {{.Version}}' github.com/distribution/distribution/v3)
   (cd "$HERE/go/tools" && go list -m -f 'helm {{.Version}}' helm.sh/helm/v4)
+  # The node's (read from go.mod: no module download for a CI that does not build them).
+  local m
+  for m in github.com/containerd/containerd/v2:containerd github.com/containernetworking/plugins:cni-plugins \
+    github.com/google/go-containerregistry:crane; do
+    awk -v m="${m%%:*}" -v n="${m#*:}" '$1 == m { print n, $2 }' "$HERE/go/runtime/go.mod"
+  done
 }
 
 case "${1:-}" in
   ensure) shift; ensure "$@" ;;
+  ensure-node) ensure "${NODE_NAMES[@]}" ;;
   bin) shift; one "${1:?usage: testbed.sh bin NAME}" ;;
   versions) versions ;;
   crds) crds ;;
-  *) sed -n '2,22p' "$0"; exit 2 ;;
+  *) sed -n '2,25p' "$0"; exit 2 ;;
 esac

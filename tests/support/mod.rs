@@ -6,6 +6,7 @@ pub mod control_plane;
 pub mod gitfix;
 pub mod helm_standin;
 pub mod manifests;
+pub mod node;
 pub mod rbac;
 pub mod receiver;
 pub mod stack;
