@@ -500,7 +500,8 @@ async fn apply(op: &Operation, api: &Api<Operation>, ctx: &Context) -> Result<Ac
         return Ok(Action::await_change());
     };
     if engine != Engine::Helm
-        && let Some(owner) = crate::render::tenancy::foreign_owner(&live, &namespace, &op.name_any())
+        && let Some(owner) =
+            crate::render::tenancy::foreign_owner(&live, &namespace, &op.name_any())
     {
         // Another tenant's child under the same name (render::tenancy::foreign_owner): never followed, never
         // deleted (cancel checks the same).
@@ -512,7 +513,12 @@ async fn apply(op: &Operation, api: &Api<Operation>, ctx: &Context) -> Result<Ac
             verified,
             accepted,
             Cond::new(types::FAILED, "True", reasons::ENGINE_FAILED, msg),
-            Cond::new(types::RUNNING, "False", reasons::ENGINE_FAILED, "child not ours"),
+            Cond::new(
+                types::RUNNING,
+                "False",
+                reasons::ENGINE_FAILED,
+                "child not ours",
+            ),
         ];
         write_status(
             op,
@@ -648,7 +654,12 @@ async fn cancel(op: &Operation, api: &Api<Operation>, ctx: &Context) -> Result<A
             let obj = json!({"apiVersion": api_version, "kind": er.kind, "metadata": {"name": er.name, "namespace": er.namespace}});
             // Only its own child is deleted: a child of the same name made for another Operation stays.
             let own = ctx.resources.get(&obj).await?.is_some_and(|live| {
-                crate::render::tenancy::foreign_owner(&live, &op.namespace().unwrap_or_default(), &op.name_any()).is_none()
+                crate::render::tenancy::foreign_owner(
+                    &live,
+                    &op.namespace().unwrap_or_default(),
+                    &op.name_any(),
+                )
+                .is_none()
             });
             if own && ctx.resources.delete(&obj).await? {
                 // Deleting (or already being deleted): its watch event brings the next look.

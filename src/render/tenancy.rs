@@ -388,7 +388,10 @@ mod tests {
             serde_json::json!({"metadata": {"name": "team-beta-x", "labels": {
                 "ops.vworkspace.io/operation-namespace": ns, "ops.vworkspace.io/operation-name": n}}})
         };
-        assert_eq!(foreign_owner(&child("team-beta", "x"), "team-beta", "x"), None);
+        assert_eq!(
+            foreign_owner(&child("team-beta", "x"), "team-beta", "x"),
+            None
+        );
         assert_eq!(
             foreign_owner(&child("team-beta", "x"), "team", "beta-x").as_deref(),
             Some("Operation team-beta/x")

@@ -398,7 +398,10 @@ mod tests {
         let (field, msg) =
             NotesTrust::from_entries(&[entry("a", &key), entry("b", &key)]).unwrap_err();
         assert_eq!(field, "notesKeys[1].key");
-        assert!(msg.contains("notesKeys[0]") && msg.contains("\"a\""), "{msg}");
+        assert!(
+            msg.contains("notesKeys[0]") && msg.contains("\"a\""),
+            "{msg}"
+        );
         // The identity point: a small-order key.
         let mut weak = [0u8; 32];
         weak[0] = 1;
