@@ -247,6 +247,7 @@ impl Fx {
             policy: TrustPolicy::load(&self.policy).unwrap(),
             credentials: Default::default(),
             cache_dir: self.root.join("operator-cache"),
+            notes_signing_key: None,
         };
         std::thread::scope(|scope| {
             std::thread::Builder::new()
