@@ -564,6 +564,13 @@ async fn a_fresh_operator_acts_on_the_verified_revision_before_an_untrusted_head
 #[tokio::test]
 async fn the_operator_reports_ready_once_its_caches_synced() {
     let env = env("readyz").await;
+    // The cluster path must exist: a path missing from the repo is a misconfiguration that blocks
+    // (ClusterPathMissing), never "nothing to run", so the git check would not pass.
+    env.publish(
+        "applicationinstance-app.yaml",
+        &env.app_yaml("app", "1.0.0", ""),
+        true,
+    );
     let mut config = env.config(None);
     config.admin = Some((
         "127.0.0.1:0".parse().unwrap(),
@@ -1823,5 +1830,88 @@ async fn a_child_made_for_another_tenant_under_the_same_name_is_neither_followed
         still.is_some_and(|b| b["metadata"]["deletionTimestamp"].is_null()),
         "the other tenant's Backup was deleted"
     );
+    operator.stop().await;
+}
+
+/// An untrusted pusher's commit (unsigned) holding twenty thousand nested trees under the cluster path. Before
+/// the bounds (src/git/bounds.rs) the operator's Git view walked it recursively on the blocking pool and the
+/// process died of a stack overflow, again after every restart. Now the operator syncs it (the same sync its
+/// loop runs, on the same pool), refuses it, and keeps serving: the verified intent keeps its HelmRelease and a
+/// new live intent is still judged.
+#[tokio::test]
+async fn a_hostile_unsigned_head_is_refused_and_the_operator_keeps_serving() {
+    use gix::objs::tree::{Entry, EntryKind};
+    let env = env("hostile").await;
+    let good = env.app_yaml("good", "6.6.4", "");
+    env.publish("applicationinstance-good.yaml", &good, true);
+    let operator = env.start(None).await;
+    env.flux_apply(&good).await;
+    eventually("HelmRelease", || env.helm_release("good")).await;
+
+    let repo = gix::open(&env.remote.bare).unwrap();
+    let entry = |name: &str, kind: EntryKind, oid| Entry {
+        mode: kind.into(),
+        filename: name.into(),
+        oid,
+    };
+    let blob = repo.write_blob(b"a: 1\n").unwrap().detach();
+    let mut deep = repo
+        .write_object(gix::objs::Tree {
+            entries: vec![entry("a.yaml", EntryKind::Blob, blob)],
+        })
+        .unwrap()
+        .detach();
+    for _ in 0..20_000 {
+        deep = repo
+            .write_object(gix::objs::Tree {
+                entries: vec![entry("d", EntryKind::Tree, deep)],
+            })
+            .unwrap()
+            .detach();
+    }
+    let parent = repo.rev_parse_single("refs/heads/main").unwrap().detach();
+    let base = repo
+        .find_commit(parent)
+        .unwrap()
+        .tree_id()
+        .unwrap()
+        .detach();
+    let mut editor = repo.edit_tree(base).unwrap();
+    editor
+        .upsert(env.path("d").as_str(), EntryKind::Tree, deep)
+        .unwrap();
+    let tree = editor.write().unwrap().detach().to_string();
+    let parent = parent.to_string();
+    let bare = env.remote.bare.clone();
+    let hostile = env.remote.git(
+        &bare,
+        &[
+            "-c",
+            "user.name=mallory",
+            "-c",
+            "user.email=mallory@example.com",
+            "commit-tree",
+            &tree,
+            "-p",
+            &parent,
+            "-m",
+            "deep trees",
+        ],
+    );
+    env.remote
+        .git(&bare, &["update-ref", "refs/heads/main", hostile.trim()]);
+
+    let outcome = operator.sync_now().await;
+    assert!(
+        !format!("{outcome:?}").contains("sync task failed"),
+        "{outcome:?}"
+    );
+    env.flux_apply(&env.app_yaml("ghost", "6.6.4", "")).await;
+    eventually("the new intent judged", || async {
+        app_cond(&env.app("ghost").await, "Blocked").filter(|c| c.0 == "True")
+    })
+    .await;
+    assert!(env.helm_release("good").await.is_some());
+    assert!(env.helm_release("ghost").await.is_none());
     operator.stop().await;
 }

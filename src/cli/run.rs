@@ -312,11 +312,7 @@ async fn run_async(args: Args) -> anyhow::Result<u8> {
     let namespace_selector = Selector::parse(&args.namespace_selector)
         .map_err(|e| anyhow::anyhow!("--namespace-selector: {e}"))?;
     let approval_key = match &args.approval_key_file {
-        Some(p) => Some(
-            // A regular file of bounded size: a FIFO would block the start-up.
-            crate::git::bounded::read(p, 64 << 10)
-                .map_err(|e| anyhow::anyhow!("--approval-key-file {}: {e}", p.display()))?,
-        ),
+        Some(p) => approval_key(p)?,
         None => None,
     };
     let templates = match &args.templates {
@@ -477,5 +473,50 @@ async fn sigterm() {
             s.recv().await;
         }
         Err(_) => std::future::pending().await,
+    }
+}
+
+/// The approval key file: a regular file of bounded size (a FIFO would block the start-up). A file that does
+/// not exist means no key, with a warning: the chart mounts the control-plane Secret as optional and names the
+/// file whether or not the Secret holds `approval-key`. That stays closed: an Operation that requires approval
+/// is then kept Blocked/AwaitingApproval ("the operator has no approval key configured"). Any other problem
+/// (not a regular file, too large, unreadable) stops the start naming the file.
+fn approval_key(path: &std::path::Path) -> anyhow::Result<Option<Vec<u8>>> {
+    use crate::git::bounded::{BoundedReadError, read};
+    match read(path, 64 << 10) {
+        Ok(key) => Ok(Some(key)),
+        Err(BoundedReadError::Io {
+            kind: std::io::ErrorKind::NotFound,
+            ..
+        }) => {
+            tracing::warn!(
+                file = %path.display(),
+                "no approval key file: Operations that require approval stay Blocked/AwaitingApproval"
+            );
+            Ok(None)
+        }
+        Err(e) => Err(anyhow::anyhow!(
+            "--approval-key-file {}: {e}",
+            path.display()
+        )),
+    }
+}
+
+#[cfg(test)]
+mod approval_key_tests {
+    #[test]
+    fn a_missing_approval_key_file_is_no_key_and_anything_else_wrong_stops_the_start() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(
+            super::approval_key(&dir.path().join("absent")).unwrap(),
+            None
+        );
+        std::fs::write(dir.path().join("key"), b"k").unwrap();
+        assert_eq!(
+            super::approval_key(&dir.path().join("key")).unwrap(),
+            Some(b"k".to_vec())
+        );
+        let err = super::approval_key(dir.path()).unwrap_err().to_string();
+        assert!(err.starts_with("--approval-key-file "), "{err}");
     }
 }
