@@ -148,6 +148,11 @@ async fn env_with(name: &str, flux: FluxUse) -> Env {
         _flux: flux,
     };
     env.remote.write("README.md", "cluster repo\n");
+    // The cluster path exists from the first commit: a missing path blocks (ClusterPathMissing).
+    env.remote.write(
+        &format!("clusters/{}/README.md", env.cluster),
+        "intents of this cluster\n",
+    );
     env.remote
         .commit("init", Some(&env.alice), &env.alice.email);
     env

@@ -727,21 +727,36 @@ fn an_output_is_not_emptied_without_allow_empty_and_reserved_or_unlisted_namespa
     assert!(fx.hydrate("w").ok());
     let out = fx.bare(&["rev-parse", "refs/heads/hydrated/c1"]);
 
-    // A --repo-path that holds no intents: refused, naming the path and the output; nothing pushed.
+    // A --repo-path that does not exist (a typo): refused naming the path, even with --allow-empty; nothing
+    // pushed.
     let mut wrong = fx.options("w");
     wrong.repo_path = Some("clusters/typo".into());
-    let err = hydrate_once(&wrong).unwrap_err().to_string();
+    wrong.guards.allow_empty = true;
+    let report = hydrate_once(&wrong).unwrap();
+    assert!(!report.ok());
     assert!(
-        err.contains("intent path clusters/typo renders nothing")
+        report
+            .problems
+            .iter()
+            .any(|p| p.contains("clusters/typo does not exist")),
+        "{:?}",
+        report.problems
+    );
+    assert_eq!(fx.bare(&["rev-parse", "refs/heads/hydrated/c1"]), out);
+    // Every intent deleted (the path kept by a file that is not a manifest): refused, naming the path and the
+    // output, until --allow-empty says so.
+    fx.remote
+        .write(&format!("clusters/{CLUSTER}/README.md"), "intents\n");
+    fx.remote.remove(&app_path("cloud", "team-a"));
+    fx.signed("remove cloud");
+    let err = hydrate_once(&fx.options("w")).unwrap_err().to_string();
+    assert!(
+        err.contains(&format!("intent path clusters/{CLUSTER} renders nothing"))
             && err.contains("output hydrated/c1 holds 2 file(s)")
             && err.contains("--allow-empty"),
         "{err}"
     );
     assert_eq!(fx.bare(&["rev-parse", "refs/heads/hydrated/c1"]), out);
-    // Every intent deleted: the same refusal, until --allow-empty says so.
-    fx.remote.remove(&app_path("cloud", "team-a"));
-    fx.signed("remove cloud");
-    assert!(hydrate_once(&fx.options("w")).is_err());
     let mut allow = fx.options("w");
     allow.guards.allow_empty = true;
     assert!(hydrate_once(&allow).unwrap().ok());

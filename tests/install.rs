@@ -167,7 +167,12 @@ async fn the_chart_installs_through_helm_controller_and_the_operator_works_with_
     let url = st.bare_repo(CLUSTER);
     let remote = GitRemote::clone_of(tmp.path(), &url, st.bare_path(CLUSTER));
     let alice = Signer::new(&tmp.path().join("keys"), "alice@example.com");
+    // The cluster path exists from the first commit: a missing path blocks (ClusterPathMissing).
     remote.write("README.md", "cluster repo\n");
+    remote.write(
+        &format!("clusters/{CLUSTER}/README.md"),
+        "intents of this cluster\n",
+    );
     remote.commit("init", Some(&alice), &alice.email);
 
     // What a cluster admin applies: flux/ with this test's values. Velero's namespace exists (velero.rbac).
