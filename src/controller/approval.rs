@@ -1,5 +1,5 @@
-//! Approval claims (API.md, "Operation"): the control plane's `vws1` token that approves one Operation, as
-//! written: its name and a digest of its spec.
+//! Approval claims (the v1alpha1 contract, docs/api.md): the control plane's `vws1` token that approves one
+//! Operation, as written: its name and a digest of its spec.
 //!
 //! Format: `vws1.<base64url(payload)>.<hex HMAC-SHA256(secret, base64url part)>`, where the payload is the
 //! compact JSON object `{"at":…,"by":…,"exp":…,"op":…,"rid":…,"spec":…,"v":2}` with sorted keys (what the
