@@ -240,7 +240,7 @@ pub fn merge_note<'a>(
     let mut seen = HashSet::new();
     let mut out = String::with_capacity(existing.len() + 512);
     let mut present: Vec<OutcomeRecord> = Vec::new();
-    for line in existing.lines().filter(|l| !l.trim().is_empty()) {
+    for line in judge::note_lines(existing) {
         if seen.insert(line) {
             out.push_str(line);
             out.push('\n');

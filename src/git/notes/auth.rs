@@ -409,4 +409,32 @@ mod tests {
         assert_eq!(field, "notesKeys[0].key");
         assert!(msg.contains("weak"), "{msg}");
     }
+
+    /// Fuzz finding (notes_record smoke run): a last line ending in a bare CR came back without it after a merge
+    /// and a read back, so the merge seemed to drop it. A trailing CR is now part of the line ending.
+    #[test]
+    fn a_line_ending_in_a_carriage_return_survives_a_merge() {
+        let commit = gix::ObjectId::from_hex(b"0123456789abcdef0123456789abcdef01234567").unwrap();
+        let signer = NotesSigner::from_bytes(&[42; 32]);
+        let mut ours: crate::git::notes::OutcomeRecord =
+            serde_json::from_value(serde_json::json!({
+                "id": "x", "cluster": "c", "kind": "ApplicationInstance", "namespace": "n", "name": "a",
+                "uid": "u", "generation": 1, "outcome": "Ready", "reason": "CommitVerified", "message": "m",
+                "time": "2026-12-06T00:00:00Z", "operatorVersion": "0.1.0"
+            }))
+            .unwrap();
+        ours.id = crate::git::notes::record_id("c", "u", 1, "Ready");
+        signer.sign(&commit, &mut ours);
+        let existing = "first line\r\nsecond line\r";
+        let merged = crate::git::notes::merge_note(&commit, existing, [&ours]).unwrap();
+        for line in ["first line", "second line"] {
+            assert!(merged.lines().any(|m| m == line), "{merged:?}");
+        }
+        // Written with plain line ends: what is read back is what was merged.
+        assert!(!merged.contains('\r'), "{merged:?}");
+        assert_eq!(
+            crate::git::notes::merge_note(&commit, &merged, [&ours]),
+            None
+        );
+    }
 }

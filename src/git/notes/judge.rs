@@ -171,3 +171,11 @@ pub fn read_judged(
         })
         .collect())
 }
+
+/// The non-blank lines of a note, each without its line ending: a trailing CR belongs to the line ending (it
+/// could not survive a write and a read back), so a merge writes plain line ends.
+pub fn note_lines(text: &str) -> impl Iterator<Item = &str> {
+    text.lines()
+        .map(|l| l.trim_end_matches('\r'))
+        .filter(|l| !l.trim().is_empty())
+}
