@@ -432,6 +432,14 @@ mod tests {
         }
         // Written with plain line ends: what is read back is what was merged.
         assert!(!merged.contains('\r'), "{merged:?}");
+        // The input the fuzzer found (fuzz/regressions/notes_record/).
+        let found = String::from_utf8_lossy(include_bytes!(
+            "../../../fuzz/regressions/notes_record/trailing-cr.note"
+        ));
+        let merged = crate::git::notes::merge_note(&commit, &found, [&ours]).unwrap();
+        for line in crate::git::notes::judge::note_lines(&found) {
+            assert!(merged.lines().any(|m| m == line), "dropped {line:?}");
+        }
         assert_eq!(
             crate::git::notes::merge_note(&commit, &merged, [&ours]),
             None
