@@ -95,15 +95,8 @@ pub struct Args {
         env = "VWORKSPACE_NAMESPACES"
     )]
     pub namespaces: Vec<String>,
-    /// A chart host allowed although it is loopback, link-local, a metadata address or a cluster-internal
-    /// name (repeat, or comma-separate).
-    #[arg(
-        long,
-        value_name = "HOST",
-        value_delimiter = ',',
-        env = "VWORKSPACE_ALLOW_CHART_HOSTS"
-    )]
-    pub allow_chart_host: Vec<String>,
+    #[command(flatten)]
+    pub chart_hosts: super::ChartHostArgs,
     #[arg(long, value_enum, default_value = "text")]
     pub output: Output,
     /// Log format (logs go to stderr; RUST_LOG sets the level).
@@ -143,7 +136,7 @@ fn options(args: &Args) -> anyhow::Result<Result<HydrateOptions, String>> {
     opts.guards = crate::hydrate::guard::Guards {
         allow_empty: args.allow_empty,
         namespaces: args.namespaces.clone(),
-        allowed_chart_hosts: args.allow_chart_host.clone(),
+        allowed_chart_hosts: args.chart_hosts.allow_chart_host.clone(),
     };
     Ok(Ok(opts))
 }

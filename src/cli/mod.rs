@@ -23,6 +23,21 @@ pub const EXIT_INVALID: u8 = 1;
 /// Exit code: usage error or unreadable configuration.
 pub const EXIT_USAGE: u8 = 2;
 
+/// `--allow-chart-host`: one flag, flattened into `run`, `render` and `hydrate`, so that the three judge chart
+/// hosts alike.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ChartHostArgs {
+    /// A chart host allowed although it is loopback, link-local, a metadata address or a cluster-internal
+    /// name (repeat, or comma-separate); give `render` and `hydrate` the operator's list. Refused otherwise.
+    #[arg(
+        long,
+        value_name = "HOST",
+        value_delimiter = ',',
+        env = "VWORKSPACE_ALLOW_CHART_HOSTS"
+    )]
+    pub allow_chart_host: Vec<String>,
+}
+
 #[derive(Debug, Parser)]
 #[command(name = "vworkspace-operator", version = env!("VWO_VERSION_LINE"), about, long_about = None)]
 pub struct Cli {

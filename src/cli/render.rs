@@ -48,15 +48,8 @@ pub struct Args {
     /// Namespace of Velero (where Backups and Restores are created).
     #[arg(long, default_value = "velero", env = "VWORKSPACE_VELERO_NAMESPACE")]
     pub velero_namespace: String,
-    /// A chart host allowed although it is loopback, link-local, a metadata address or a cluster-internal
-    /// name (repeat, or comma-separate); give the operator's `--allow-chart-host` list.
-    #[arg(
-        long,
-        value_name = "HOST",
-        value_delimiter = ',',
-        env = "VWORKSPACE_ALLOW_CHART_HOSTS"
-    )]
-    pub allow_chart_host: Vec<String>,
+    #[command(flatten)]
+    pub chart_hosts: super::ChartHostArgs,
     #[arg(long, value_enum, default_value = "yaml")]
     pub output: Output,
 }
@@ -119,7 +112,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         args.cluster_id.as_deref(),
         &args.velero_namespace,
     )?
-    .with_allowed_chart_hosts(args.allow_chart_host.clone());
+    .with_allowed_chart_hosts(args.chart_hosts.allow_chart_host.clone());
     let cluster_id = args.cluster_id.as_deref();
     let prefix = args
         .path

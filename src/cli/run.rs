@@ -66,15 +66,8 @@ pub struct Args {
     /// Namespace of Velero.
     #[arg(long, default_value = "velero", env = "VWORKSPACE_VELERO_NAMESPACE")]
     pub velero_namespace: String,
-    /// A chart host allowed although it is loopback, link-local, a metadata address or a cluster-internal
-    /// name (repeat, or comma-separate); the webhook and the reconcilers refuse such hosts otherwise.
-    #[arg(
-        long,
-        value_name = "HOST",
-        value_delimiter = ',',
-        env = "VWORKSPACE_ALLOW_CHART_HOSTS"
-    )]
-    pub allow_chart_host: Vec<String>,
+    #[command(flatten)]
+    pub chart_hosts: super::ChartHostArgs,
     /// Control plane base URL; events are posted to <endpoint>/api/agent/events. Off when unset.
     #[arg(long, env = "VWORKSPACE_CONTROL_PLANE_ENDPOINT")]
     pub control_plane_endpoint: Option<String>,
@@ -403,7 +396,7 @@ async fn run_async(args: Args) -> anyhow::Result<u8> {
             velero_namespace: args.velero_namespace.clone(),
             approval_key,
             resync: args.resync_interval,
-            allowed_chart_hosts: args.allow_chart_host.clone(),
+            allowed_chart_hosts: args.chart_hosts.allow_chart_host.clone(),
         },
         source: match mode {
             ModeArg::Pull => {

@@ -474,30 +474,8 @@ async fn apply(op: &Operation, api: &Api<Operation>, ctx: &Context) -> Result<Ac
         if engine == Engine::Helm {
             return Ok(Action::requeue(delays::PROGRESS));
         }
-        let conds = vec![
-            verified,
-            accepted,
-            Cond::new(
-                types::FAILED,
-                "True",
-                reasons::ENGINE_FAILED,
-                format!("{} {} disappeared", engine_ref.kind, engine_ref.name),
-            ),
-            Cond::new(
-                types::RUNNING,
-                "False",
-                reasons::ENGINE_FAILED,
-                "child deleted",
-            ),
-        ];
-        write_status(
-            op,
-            ctx,
-            Update::new(Phase::Failed, conds)
-                .with(|s| s.finished_at = Some(jiff::Timestamp::now().to_string())),
-        )
-        .await?;
-        return Ok(Action::await_change());
+        let msg = format!("{} {} disappeared", engine_ref.kind, engine_ref.name);
+        return engine_lost(op, ctx, [verified, accepted], msg, "child deleted").await;
     };
     if engine != Engine::Helm
         && let Some(owner) =
@@ -509,25 +487,7 @@ async fn apply(op: &Operation, api: &Api<Operation>, ctx: &Context) -> Result<Ac
             "{} {}/{} belongs to {owner}, not to this Operation (child names collide): rename the Operation",
             engine_ref.kind, engine_ref.namespace, engine_ref.name
         );
-        let conds = vec![
-            verified,
-            accepted,
-            Cond::new(types::FAILED, "True", reasons::ENGINE_FAILED, msg),
-            Cond::new(
-                types::RUNNING,
-                "False",
-                reasons::ENGINE_FAILED,
-                "child not ours",
-            ),
-        ];
-        write_status(
-            op,
-            ctx,
-            Update::new(Phase::Failed, conds)
-                .with(|s| s.finished_at = Some(jiff::Timestamp::now().to_string())),
-        )
-        .await?;
-        return Ok(Action::await_change());
+        return engine_lost(op, ctx, [verified, accepted], msg, "child not ours").await;
     }
     let desired_version = op
         .spec
@@ -745,6 +705,32 @@ fn record_outcome(op: &Operation, ctx: &Context, phase: Phase) {
             time: None,
         },
     });
+}
+
+/// The Operation fails because its child is gone or is not its own: Failed/EngineFailed with `msg`, finished now;
+/// nothing more to do until the object changes.
+async fn engine_lost(
+    op: &Operation,
+    ctx: &Context,
+    kept: [Cond; 2],
+    msg: String,
+    running: &str,
+) -> Result<Action, Error> {
+    let [verified, accepted] = kept;
+    let conds = vec![
+        verified,
+        accepted,
+        Cond::new(types::FAILED, "True", reasons::ENGINE_FAILED, msg),
+        Cond::new(types::RUNNING, "False", reasons::ENGINE_FAILED, running),
+    ];
+    write_status(
+        op,
+        ctx,
+        Update::new(Phase::Failed, conds)
+            .with(|s| s.finished_at = Some(jiff::Timestamp::now().to_string())),
+    )
+    .await?;
+    Ok(Action::await_change())
 }
 
 async fn write_status(op: &Operation, ctx: &Context, update: Update) -> Result<(), Error> {
