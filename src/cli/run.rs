@@ -258,12 +258,15 @@ pub fn load_credentials(
     Ok(crate::git::remote::Credentials::from_files(&files)?)
 }
 
-/// Logs to stderr as JSON or text; `RUST_LOG` sets the level (default `info`).
+/// Logs to stderr as JSON or text (coloured on a terminal only); `RUST_LOG` sets the level (default `info`).
 pub fn init_tracing(format: &str) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colours only on a terminal: a container's log (kubectl logs, a log shipper) gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     let _ = if format == "json" {
         builder
