@@ -274,9 +274,6 @@ impl Operator {
         let readiness = crate::admin::Readiness::new();
         let crds_check = readiness.register("crds");
         crds_check.pass();
-        let git_check = readiness.register("git");
-        let caches_check = readiness.register("caches-synced");
-        let leader_check = readiness.register("leader");
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();
 
@@ -330,7 +327,10 @@ impl Operator {
         if let Some(lease) = &config.leader_election {
             leadership = Some(lead(client.clone(), lease).await?);
         }
-        leader_check.pass();
+        // A standby is ready (it serves the webhook and is healthy): what follows is checked once it leads, so
+        // every replica of a Deployment becomes Ready and the one that leads stays so only while it can act.
+        let git_check = readiness.register("git");
+        let caches_check = readiness.register("caches-synced");
 
         let cluster_id = config.settings.cluster_id.clone();
         // The intent source, and where outcomes go: git notes (GitOps) or job results (Pull, posted by the agent).
