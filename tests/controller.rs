@@ -1764,6 +1764,70 @@ async fn an_intent_flux_has_not_updated_yet_stays_trusted_and_a_downgrade_is_blo
     operator.stop().await;
 }
 
+/// A new leader (or a restarted operator) that starts while Flux lags behind the newest signed commit has never
+/// seen the intent match: the live object is as the commit's parent has it. It neither acts nor says Blocked
+/// (`Verdict::Pending`: the status the previous leader wrote stays, no outcome is reported), and acts once Flux
+/// applies the commit. A hand edit seen by a fresh process is still Blocked at once.
+#[tokio::test]
+async fn a_fresh_operator_waits_for_flux_instead_of_blocking_an_intent_it_never_saw_match() {
+    let env = env("fresh-lag").await;
+    let v1 = env.app_yaml("app", "1.0.0", "");
+    let first = env.publish("applicationinstance-app.yaml", &v1, true);
+    let operator = env.start(None).await;
+    env.flux_apply(&v1).await;
+    eventually("app: rendered at 1.0.0 and Verified", || async {
+        let oci = env.oci_repository("app").await?;
+        (oci["spec"]["ref"]["tag"] == "1.0.0"
+            && app_cond(&env.app("app").await, "Verified") == s("True", "CommitVerified"))
+        .then_some(())
+    })
+    .await;
+    operator.stop().await;
+
+    // A signed commit moves the branch to 2.0.0 while no operator runs; Flux has not applied it.
+    let v2 = env.app_yaml("app", "2.0.0", "");
+    let second = env.publish("applicationinstance-app.yaml", &v2, true);
+    let fresh = env.start(None).await;
+    assert_eq!(
+        fresh.source.status().last_verified_commit.as_deref(),
+        Some(second.as_str())
+    );
+    let before = env.app("app").await.unwrap().status;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let app = env.app("app").await;
+    assert_eq!(app_cond(&app, "Blocked").map(|c| c.0), Some("False".into()));
+    assert_eq!(
+        app.unwrap().status,
+        before,
+        "the fresh operator wrote a status"
+    );
+    let hr = env.helm_release("app").await.unwrap();
+    assert_eq!(
+        hr["metadata"]["annotations"]["app.vworkspace.io/intent-commit"],
+        first.as_str(),
+        "nothing acted on meanwhile"
+    );
+
+    // Flux applies it: acted on at once.
+    env.flux_apply(&v2).await;
+    eventually("app: rendered at 2.0.0", || async {
+        let oci = env.oci_repository("app").await?;
+        (oci["spec"]["ref"]["tag"] == "2.0.0").then_some(())
+    })
+    .await;
+    fresh.stop().await;
+
+    // A fresh process and a hand edit that no revision has: Blocked without waiting.
+    let edited = env.app_yaml("app", "9.9.9", "");
+    env.flux_apply(&edited).await;
+    let again = env.start(None).await;
+    eventually("app: the hand edit Blocked", || async {
+        (app_cond(&env.app("app").await, "Blocked") == s("True", "SpecMismatch")).then_some(())
+    })
+    .await;
+    again.stop().await;
+}
+
 /// Children in the shared Velero namespace are named `<namespace>-<operation>`, so Operation `x-1` in namespace
 /// `<ns>` and Operation `1` in namespace `<ns>-x` render the same Backup name. The Backup made for the other
 /// tenant (written here as the operator wrote it for that tenant: its operation labels name it) is neither

@@ -216,6 +216,9 @@ enum Ending {
     },
     /// The namespace lost its gate label while rendering: nothing written, nothing said.
     Ungated,
+    /// The intent source cannot tell yet (Flux has likely not applied the newest revision): nothing written,
+    /// nothing said, asked again soon.
+    Pending,
     /// Children applied: their status folded in.
     Applied(Box<Applied>),
 }
@@ -236,7 +239,7 @@ impl Ending {
             | Ending::RenderFailed { origin, .. }
             | Ending::MissingDependencies { origin, .. } => Some(origin),
             Ending::Applied(a) => Some(&a.origin),
-            Ending::Paused | Ending::Untrusted { .. } | Ending::Ungated => None,
+            Ending::Paused | Ending::Untrusted { .. } | Ending::Ungated | Ending::Pending => None,
         }
     }
 
@@ -259,7 +262,7 @@ impl Ending {
                     "annotation apps.vworkspace.io/reconcile=disabled",
                 )];
             }
-            Ending::Ungated => return Vec::new(),
+            Ending::Ungated | Ending::Pending => return Vec::new(),
             Ending::Untrusted { reason, message } => {
                 return vec![
                     active,
@@ -300,7 +303,7 @@ impl Ending {
                     a.source.as_ref(),
                 ));
             }
-            Ending::Paused | Ending::Ungated | Ending::Untrusted { .. } => {}
+            Ending::Paused | Ending::Ungated | Ending::Pending | Ending::Untrusted { .. } => {}
         }
         conds
     }
@@ -315,6 +318,7 @@ impl Ending {
             Ending::Untrusted { .. } | Ending::MissingDependencies { .. } => {
                 Action::requeue(delays::WAITING)
             }
+            Ending::Pending => Action::requeue(delays::PROGRESS),
             Ending::Placeholder { .. } => Action::requeue(resync),
             Ending::Applied(_) => {
                 let settled = conds
@@ -454,6 +458,10 @@ fn trust(app: &ApplicationInstance, ctx: &Context) -> Result<Origin, Ending> {
     ) {
         Verdict::Verified { origin } => Ok(origin),
         Verdict::Blocked { reason, message } => Err(Ending::Untrusted { reason, message }),
+        Verdict::Pending { message } => {
+            tracing::debug!(instance = %app.name_any(), %message, "not acted on yet");
+            Err(Ending::Pending)
+        }
     }
 }
 

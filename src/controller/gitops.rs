@@ -101,6 +101,11 @@ pub enum Verdict {
         reason: &'static str,
         message: String,
     },
+    /// Not acted on, and nothing said yet: the live object is as the previous revision had it while the view has
+    /// moved on, and this process has never seen it match (a new leader, a restart): Flux has most likely not
+    /// applied the new revision yet. The status stays as it is; the reconciler asks again soon, and after a grace
+    /// period the verdict is Blocked if the object still differs (never Verified by waiting).
+    Pending { message: String },
 }
 
 /// The state of the verified view, for the Cluster status.

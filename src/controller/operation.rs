@@ -16,7 +16,7 @@ use tracing::{instrument, warn};
 use super::application::Error;
 use super::context::{Context, Outcome, Transition, changed, delays};
 use super::gitops::{Origin, Verdict};
-use super::status::{Cond, engine_state, merge_conditions};
+use super::status::{Cond, engine_state, job_pods_failure, merge_conditions};
 use crate::api::conditions::{reasons, types};
 use crate::api::{
     ApplicationInstance, Engine, EngineRef, FIELD_MANAGER, OPERATION_FINALIZER, Operation,
@@ -228,6 +228,10 @@ async fn apply(op: &Operation, api: &Api<Operation>, ctx: &Context) -> Result<Ac
             write_status(op, ctx, Update::new(current_phase, conds)).await?;
             return Ok(Action::requeue(delays::WAITING));
         }
+        Verdict::Pending { message } => {
+            tracing::debug!(operation = %op.name_any(), %message, "not acted on yet");
+            return Ok(Action::requeue(delays::PROGRESS));
+        }
     };
     // From here on the Operation has an outcome to report, and may get a child to clean up: the finalizer
     // keeps it until its Cancelled outcome is recorded and its child is gone. The rest of the reconcile goes
@@ -430,6 +434,9 @@ async fn apply(op: &Operation, api: &Api<Operation>, ctx: &Context) -> Result<Ac
         }
         if engine != Engine::Helm {
             for obj in &objects {
+                if let Some(account) = pod_service_account(obj) {
+                    ctx.resources.create_once(&account).await?;
+                }
                 if ctx.resources.create_once(obj).await? {
                     ctx.metrics.write("child");
                 }
@@ -497,13 +504,18 @@ async fn apply(op: &Operation, api: &Api<Operation>, ctx: &Context) -> Result<Ac
         .and_then(Value::as_str)
         .map(str::to_string)
         .or_else(|| target.spec.chart.as_ref().map(|c| c.version.clone()));
-    let state = engine_state(
+    let mut state = engine_state(
         engine,
         &live,
         tspec.output_name.as_deref(),
         &child_name,
         desired_version.as_deref(),
     );
+    if matches!(engine, Engine::Job | Engine::HelmHookJob) && state.phase == Phase::Failed {
+        if let Some(why) = job_pods_failure_of(ctx, &namespace, &engine_ref.name).await {
+            state.message = format!("{}; {why}", state.message);
+        }
+    }
     let mut conds = vec![verified, accepted];
     let terminal_conds = match state.phase {
         Phase::Succeeded => Some((types::SUCCEEDED, reasons::ENGINE_COMPLETED)),
@@ -797,4 +809,50 @@ async fn write_status(op: &Operation, ctx: &Context, update: Update) -> Result<(
         );
     }
     Ok(())
+}
+
+/// Why a failed Job's Pods failed ([`job_pods_failure`]), read once when the Job has failed; `None` when the Pods
+/// are gone or cannot be read (the Job's own condition is then the whole message).
+async fn job_pods_failure_of(ctx: &Context, namespace: &str, job: &str) -> Option<String> {
+    use k8s_openapi::api::core::v1::Pod;
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+    let params =
+        kube::api::ListParams::default().labels(&format!("batch.kubernetes.io/job-name={job}"));
+    match pods.list(&params).await {
+        Ok(list) => {
+            let pods: Vec<Value> = list
+                .items
+                .iter()
+                .filter_map(|p| serde_json::to_value(p).ok())
+                .collect();
+            job_pods_failure(&pods)
+        }
+        Err(e) => {
+            warn!(%namespace, %job, error = %e, "cannot read the failed Job's Pods");
+            None
+        }
+    }
+}
+
+/// The ServiceAccount a Job child's Pods run as (`vworkspace-operation-runner` in the built-in templates), to be
+/// created before the Job when the namespace has none: without it the Job controller cannot create a Pod and the
+/// Job would only fail at its deadline. Not owned by the Operation (other Operations' Jobs use it too); it holds
+/// no permissions until a namespace admin binds some to it.
+fn pod_service_account(obj: &Value) -> Option<Value> {
+    if crate::render::kind(obj) != "Job" {
+        return None;
+    }
+    let name = obj
+        .pointer("/spec/template/spec/serviceAccountName")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty() && *n != "default")?;
+    Some(json!({
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {
+            "name": name,
+            "namespace": crate::render::namespace(obj),
+            "labels": {"app.kubernetes.io/managed-by": "vworkspace-operator"},
+        },
+    }))
 }

@@ -68,7 +68,18 @@ struct State {
     /// Blocked. Only an unchanged object gets this, never one changed back to an older signed content (a
     /// downgrade by whoever can write the object). Judged under one policy: cleared when it changes.
     last_matched: std::collections::HashMap<(IntentKind, String, String), Matched>,
+    /// Intents seen lagging behind the view (never matched in this process, as the view's parent revision has
+    /// them): when first seen so, by digest. [`LAG_GRACE`] after that they are Blocked if still behind.
+    lagging:
+        std::collections::HashMap<(IntentKind, String, String), ([u8; 32], std::time::Instant)>,
+    /// The manifests at the view's first parent, built when first needed: (view revision, index or none).
+    parent_index: Option<(ObjectId, Option<ProvenanceIndex>)>,
 }
+
+/// How long a fresh process waits for Flux to apply the view before it calls an intent that is still as the
+/// previous revision had it Blocked (Flux's GitRepository interval is 1 minute in flux/cluster.yaml, and its
+/// Kustomization applies right after). Nothing is acted on meanwhile.
+pub const LAG_GRACE: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// An intent as it last matched the view.
 struct Matched {
@@ -155,6 +166,8 @@ impl RepoSource {
                 policy,
                 rejudge: false,
                 last_matched: Default::default(),
+                lagging: Default::default(),
+                parent_index: None,
             }),
             changes,
         })
@@ -530,6 +543,59 @@ fn refusal_reason(e: &ProvenanceError) -> Option<&'static str> {
     }
 }
 
+/// [`Verdict::Pending`]'s message while `live` (never matched in this process) is as the view's first parent has
+/// it and was first seen so less than [`LAG_GRACE`] ago; `None` otherwise (then the verdict is Blocked).
+struct Lag<'a> {
+    repo: &'a Repo,
+    revision: ObjectId,
+    path: &'a str,
+    parent_index: &'a mut Option<(ObjectId, Option<ProvenanceIndex>)>,
+    lagging: &'a mut std::collections::HashMap<
+        (IntentKind, String, String),
+        ([u8; 32], std::time::Instant),
+    >,
+}
+
+fn lag_pending(
+    lag: Lag<'_>,
+    live: &LiveObject<'_>,
+    key: &(IntentKind, String, String),
+    digest: [u8; 32],
+) -> Option<String> {
+    let Lag {
+        repo,
+        revision,
+        path,
+        parent_index,
+        lagging,
+    } = lag;
+    if parent_index.as_ref().is_none_or(|(r, _)| *r != revision) {
+        let parent = repo.parents(revision).ok().and_then(|p| p.first().copied());
+        let index = parent.and_then(|p| ProvenanceIndex::build(repo, p, path).ok());
+        *parent_index = Some((revision, index));
+    }
+    let (_, Some(parent)) = parent_index.as_ref()? else {
+        return None;
+    };
+    if !matches!(parent.lookup(repo, live), Ok(Provenance::Match { .. })) {
+        return None;
+    }
+    let now = std::time::Instant::now();
+    let (seen_digest, since) = lagging.entry(key.clone()).or_insert((digest, now));
+    if *seen_digest != digest {
+        *seen_digest = digest;
+        *since = now;
+    }
+    let waited = now.duration_since(*since);
+    (waited < LAG_GRACE).then(|| {
+        format!(
+            "as revision {revision}'s parent has it: waiting for Flux to apply {revision} ({}s of {}s)",
+            waited.as_secs(),
+            LAG_GRACE.as_secs()
+        )
+    })
+}
+
 impl IntentSource for RepoSource {
     fn check(
         &self,
@@ -606,6 +672,24 @@ impl IntentSource for RepoSource {
                             revision: m.revision.clone(),
                         },
                     };
+                }
+                // Never seen matching here, and as the view's parent has it: most likely Flux's lag, seen by a
+                // process that started after the object last matched. Not acted on; not Blocked yet either.
+                if !state.last_matched.contains_key(&key)
+                    && let Some(message) = lag_pending(
+                        Lag {
+                            repo: &state.repo,
+                            revision: index.revision(),
+                            path: &self.config.path,
+                            parent_index: &mut state.parent_index,
+                            lagging: &mut state.lagging,
+                        },
+                        &live,
+                        &key,
+                        digest,
+                    )
+                {
+                    return Verdict::Pending { message };
                 }
             }
             Err(_) => {}

@@ -421,6 +421,50 @@ fn text(obj: &Value, pointer: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// What a failed Job's Pods say about why (the Job's own condition says only "BackoffLimitExceeded"): each
+/// terminated container as `pod P: container C terminated: REASON (exit code N): MESSAGE`, the newest Pod first,
+/// at most three; `None` when no Pod has a terminated container (deleted, or never started).
+pub fn job_pods_failure(pods: &[Value]) -> Option<String> {
+    let mut pods: Vec<&Value> = pods.iter().collect();
+    pods.sort_by(|a, b| {
+        let created = |p: &Value| text(p, "/metadata/creationTimestamp").unwrap_or_default();
+        created(b).cmp(&created(a))
+    });
+    let mut lines = Vec::new();
+    for pod in pods {
+        let pod_name = text(pod, "/metadata/name").unwrap_or_default();
+        let statuses = ["/status/initContainerStatuses", "/status/containerStatuses"]
+            .into_iter()
+            .filter_map(|p| pod.pointer(p).and_then(Value::as_array))
+            .flatten();
+        for status in statuses {
+            let Some(done) = status
+                .pointer("/state/terminated")
+                .or_else(|| status.pointer("/lastState/terminated"))
+            else {
+                continue;
+            };
+            let code = done.get("exitCode").and_then(Value::as_i64).unwrap_or(-1);
+            if code == 0 {
+                continue;
+            }
+            let mut line = format!(
+                "pod {pod_name}: container {} terminated: {} (exit code {code})",
+                field(status, "name"),
+                field(done, "reason")
+            );
+            let message = field(done, "message").trim();
+            if !message.is_empty() {
+                line.push_str(": ");
+                line.extend(message.chars().take(200));
+            }
+            lines.push(line);
+        }
+    }
+    lines.truncate(3);
+    (!lines.is_empty()).then(|| lines.join("; "))
+}
+
 /// The state of an Operation from its engine's child. `child_name` and `output_name` name the output
 /// (`backupName`, …); `desired_version` is the helm engine's target version (HelmRelease child).
 pub fn engine_state(
@@ -620,6 +664,34 @@ mod tests {
     fn ready(conds: &[Cond]) -> (&str, &str) {
         let c = conds.iter().find(|c| c.type_ == "Ready").unwrap();
         (c.status, c.reason.as_str())
+    }
+
+    #[test]
+    fn job_pods_failure_names_the_terminated_container_and_its_exit_code() {
+        let pod = |name: &str, created: &str, state: Value| {
+            json!({"metadata": {"name": name, "creationTimestamp": created},
+                   "status": {"containerStatuses": [{"name": "run", "state": state}]}})
+        };
+        let failed = pod(
+            "j-abc",
+            "2026-12-06T10:00:00Z",
+            json!({"terminated": {"exitCode": 1, "reason": "Error"}}),
+        );
+        let oom = pod(
+            "j-def",
+            "2026-12-06T10:01:00Z",
+            json!({"terminated": {"exitCode": 137, "reason": "OOMKilled", "message": "out of memory"}}),
+        );
+        let running = pod("j-ghi", "2026-12-06T10:02:00Z", json!({"running": {}}));
+        assert_eq!(
+            job_pods_failure(&[failed.clone(), oom, running.clone()]).as_deref(),
+            Some(
+                "pod j-def: container run terminated: OOMKilled (exit code 137): out of memory; \
+                 pod j-abc: container run terminated: Error (exit code 1)"
+            )
+        );
+        assert_eq!(job_pods_failure(&[running]), None);
+        assert_eq!(job_pods_failure(&[]), None);
     }
 
     #[test]
