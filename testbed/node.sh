@@ -24,7 +24,9 @@
 #   127.0.0.1       loopback as usual (etcd)
 # CMD gets in its environment: KUBECONFIG (admin), VWO_NODE_STATE (the state folder), VWO_NODE_REGISTRY
 # (10.244.0.1:5000), VWO_NODE_CA (the CA that signed the API server's and the registry's certificates, which
-# containerd trusts), VWO_NODE_BIN (the test bed's bin folder), PATH with that folder first.
+# containerd trusts), VWO_NODE_BIN (the test bed's bin folder), PATH with that folder first; for the Rust test
+# harness VWO_TEST_KUBECONFIG (= KUBECONFIG) and VWO_STACK_HOST (10.244.0.1). $VWO_NODE_STATE/restart-kubelet.sh
+# starts the kubelet again after a test killed it (its PID is in $VWO_NODE_STATE/pids/kubelet).
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 log() { echo "node: $*" >&2; }
@@ -41,7 +43,10 @@ BINS=(etcd kube-apiserver kubectl kube-controller-manager kube-scheduler kubelet
   containerd-shim-runc-v2 ctr bridge host-local loopback portmap crane registry pause)
 
 outer() {
-  [ "$(id -u)" = 0 ] || { log "needs root (namespaces, cgroups, mounts)"; exit 2; }
+  if [ "$(id -u)" != 0 ]; then # namespaces, cgroups, mounts: again as root, same environment
+    command -v sudo >/dev/null || { log "needs root (namespaces, cgroups, mounts) and there is no sudo"; exit 2; }
+    exec sudo -E env HOME="$HOME" PATH="$PATH" bash "$0" run -- "$@"
+  fi
   local missing=() t
   for t in runc:runc iptables:iptables busybox:busybox-static openssl:openssl unshare:util-linux; do
     command -v "${t%%:*}" >/dev/null || missing+=("${t#*:}")
@@ -133,7 +138,9 @@ network() {
   ip addr add "$NODE_IP/24" dev vwo0
   ip link set vwo0 up
   # No default route: this namespace has no way out, and an address beyond it fails at once (the kubelet and
-  # kube-proxy are told the node's address).
+  # kube-proxy are told the node's address). The Service range is routed to the bridge so that the node's own
+  # processes (the API server calling a webhook's Service) get past routing to kube-proxy's DNAT rules.
+  ip route add "$SERVICE_CIDR" dev vwo0
   sysctl -qw net.ipv4.ip_forward=1
   sysctl -qw net.bridge.bridge-nf-call-iptables=1 2>/dev/null || true
   # What must not be shared with the host or other nodes: private tmpfs in this mount namespace.
@@ -347,9 +354,16 @@ EOF
     case $sub in */unified/) continue ;; esac
     mkdir -p "$sub$VWO_NODE_CGROUP"
   done
-  start kubelet kubelet --config="$S/kubelet/config.yaml" --kubeconfig="$S/kubelet/kubeconfig" \
-    --root-dir="$S/kubelet/root" --cert-dir="$S/kubelet/pki" --hostname-override="$NODE_NAME" \
-    --node-ip="$NODE_IP" --v=2
+  # The kubelet's command as a script, so a test can kill the kubelet and start it again.
+  cat >"$S/restart-kubelet.sh" <<EOF
+#!/usr/bin/env bash
+echo \$\$ >"$S/pids/kubelet"
+exec "$B/kubelet" --config="$S/kubelet/config.yaml" --kubeconfig="$S/kubelet/kubeconfig" \\
+  --root-dir="$S/kubelet/root" --cert-dir="$S/kubelet/pki" --hostname-override="$NODE_NAME" \\
+  --node-ip="$NODE_IP" --v=2 >>"$S/logs/kubelet.log" 2>&1
+EOF
+  chmod +x "$S/restart-kubelet.sh"
+  "$S/restart-kubelet.sh" &
   proxy_conf
   start kube-proxy kube-proxy --config="$S/kube-proxy.yaml" --v=2
   wait_for "node $NODE_NAME Ready" 120 \
@@ -359,6 +373,9 @@ EOF
   log "node $NODE_NAME Ready (state in $S)"
 
   export VWO_NODE_STATE=$S VWO_NODE_REGISTRY=$REGISTRY VWO_NODE_CA=$S/pki/ca.crt
+  # The Rust test harness (tests/support): this API server instead of one of its own, and its git server, chart
+  # repository and registry on the bridge's address, where Pods reach them.
+  export VWO_TEST_KUBECONFIG=$KUBECONFIG VWO_STACK_HOST=$NODE_IP
   local rc=0
   "$@" || rc=$?
   # Pods stopped first (their sandboxes' network teardown), then the rest; the PID namespace ends what is left.

@@ -80,6 +80,12 @@ const OPERATOR_ACCESS: &str = "
     no  get    core/configmaps                            tenant-gated
     no  create apps/deployments                           tenant-gated
     no  create core/pods                                  tenant-gated
+    # The Job engine: its runner ServiceAccount (created when missing) and its Jobs' Pods (why a Job failed).
+    yes create core/serviceaccounts                       tenant-gated
+    yes list   core/pods                                  tenant-gated
+    no  update core/serviceaccounts                       tenant-gated
+    no  create core/serviceaccounts                       tenant-plain
+    no  list   core/pods                                  tenant-plain
     no  create rbac.authorization.k8s.io/rolebindings     tenant-gated
     no  create rbac.authorization.k8s.io/clusterrolebindings -
     no  update core/namespaces                            -  tenant-plain

@@ -1,372 +1,367 @@
-//! The operator installed as a user installs it (issue #15), on the whole test bed with nothing played:
+//! The operator installed exactly as users install it, running in Pods on the test bed's node (`testbed/node.sh`:
+//! kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, containerd + runc, kube-proxy, all built from
+//! pinned modules), with the real Flux controllers, a git server, the chart registry and a control-plane event
+//! receiver on the node's bridge address. Nothing is played. One node, the scenarios in order (each builds on
+//! the one before; each prints how long it took):
 //!
-//! 1. the chart (`charts/vworkspace-operator`) is packaged at two versions and pushed to the loopback OCI
-//!    registry; `flux/operator.yaml` (test values) is applied and the real helm-controller installs the release
-//!    from its OCIRepository — CRDs, RBAC, Deployment, admission policy and webhook configuration;
-//! 2. the operator process runs with exactly the chart's ServiceAccount permissions (its kubeconfig impersonates
-//!    `vworkspace-system:vworkspace-operator`) and the environment of the Deployment helm-controller installed
-//!    (file paths and listen addresses made local), with the chart's admission in force (the webhook reached at
-//!    `admission.webhook.url`, since nothing resolves the Service here);
-//! 3. a GitOps scenario: a signed commit gates a namespace (label + the RoleBinding of
-//!    flux/namespace-binding.yaml) and adds an ApplicationInstance → Flux applies it as the chart's intent applier
-//!    → the operator verifies, renders and applies → helm-controller installs the app → Ready, with a git note;
-//!    no request of the operator is refused at any point (its log has no 403);
-//! 4. an upgrade of the operator is a version bump of the chart's OCIRepository: helm-controller upgrades the
-//!    release and the Deployment runs the new image.
+//! a. **install**: `flux/` is applied; helm-controller installs the chart from the registry and waits for the
+//!    Deployment (2 replicas, the operator's image built here from the Dockerfile's runtime stage and pulled by
+//!    containerd) to become Ready through its probes; one replica holds the Lease; the webhook refuses an invalid
+//!    intent when the API server calls it through its Service; a signed commit goes through Flux to the operator,
+//!    whose app (a real Deployment) becomes Ready, then the intent; the note is pushed from inside the Pod and the
+//!    event posted; no request of the operator is refused (its ServiceAccount's RBAC is enough);
+//! b. **failover**: the leader Pod is deleted; the other replica takes the Lease; a change pushed meanwhile is
+//!    installed once, with one note and one event;
+//! c. **self-upgrade**: `ref.tag` of the chart's OCIRepository is bumped; helm-controller upgrades the release and
+//!    new Pods roll out on the new image; no intent is disturbed, no outcome lost or duplicated;
+//! d. **the Job engine**: `runCommand.job` Operations run real Jobs (kube-controller-manager's Job controller, the
+//!    kubelet): exit 0 is Succeeded with the Job's name in the outputs, exit 1 is Failed with the Pod's reason;
+//! e. **Pod Security**: the operator's namespace and the tenant namespace enforce `restricted`; the operator's,
+//!    the app's and the Job engine's Pods are all admitted there;
+//! f. **faults**: the operator's container is SIGKILLed, then the kubelet; each time a change pushed meanwhile is
+//!    installed once (one note, one event), from the state directory that survived.
 //!
-//! The Deployment itself never runs (the test bed has no kubelet), so helm-controller installs with
-//! `disableWait` here (test values, said where they are set).
+//! Needs root (the node); the test runs itself again inside the node (`support::node::inside_with`), after
+//! building the operator's image outside it (`image/build-local.sh`, from this build's binary).
 
 mod support;
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
+use std::time::Instant;
 
 use kube::Client;
-use kube::api::Api;
 use serde_json::{Value, json};
 use support::chart;
 use support::gitfix::{GitRemote, Signer, policy_yaml};
 use support::manifests::yaml_docs;
-use support::stack::{self, CHART, kubectl, kubectl_ok};
-use support::testbed::{self, free_port};
-use vworkspace_operator::api::ApplicationInstance;
+use support::node::{self, Node};
+use support::receiver::Receiver;
+use support::stack::{self, CHART, Stack, kubectl, kubectl_ok};
+use support::testbed;
 
+const TEST: &str = "the_operator_runs_in_pods_installed_failed_over_and_upgraded_by_flux";
 const SYSTEM_NS: &str = "vworkspace-system";
 const CLUSTER: &str = "installed";
 const TENANT: &str = "team-installed";
-const OPERATOR: &str = "system:serviceaccount:vworkspace-system:vworkspace-operator";
+const LEASE: &str = "vworkspace-operator-installed";
+const OPERATOR_PODS: &str = "app.kubernetes.io/name=vworkspace-operator";
 
-struct Operator(Child);
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Poll until `check` gives a value; on timeout, fail with `what`, the Flux objects and the logs.
-async fn eventually<T, F, Fut>(what: &str, secs: u64, log: &std::path::Path, check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let diagnostics = || {
-        let st = stack::stack();
-        let log = std::fs::read_to_string(log).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        format!(
-            "--- kubectl get\n{}\n--- operator log\n{}\n--- helm-controller\n{}\n--- kustomize-controller\n{}\n--- source-controller\n{}",
-            String::from_utf8_lossy(
-                &kubectl(&[
-                    "get",
-                    "-A",
-                    "ocirepository,helmrelease,gitrepository,kustomization,applicationinstance",
-                    "-o",
-                    "wide"
-                ])
-                .stdout
-            ),
-            lines[lines.len().saturating_sub(60)..].join("\n"),
-            st.log_tail("helm-controller", 40),
-            st.log_tail("kustomize-controller", 30),
-            st.log_tail("source-controller", 20),
-        )
+#[test]
+fn the_operator_runs_in_pods_installed_failed_over_and_upgraded_by_flux() {
+    let images = tempfile::tempdir().unwrap();
+    let Some(node) = node::inside_with(TEST, || {
+        vec![(
+            "vworkspace-operator:0.1.0".to_string(),
+            node::operator_image(images.path()),
+        )]
+    }) else {
+        return;
     };
-    stack::eventually(what, secs, diagnostics, check).await
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(scenarios(node));
 }
 
-/// The operator container of the Deployment the chart installed.
-async fn operator_container(client: &Client) -> Value {
-    let deploy = testbed::get(
-        client,
-        "apps/v1",
-        "Deployment",
-        SYSTEM_NS,
-        "vworkspace-operator",
-    )
-    .await
-    .expect("the chart's Deployment");
-    deploy["spec"]["template"]["spec"]["containers"][0].clone()
+async fn scenarios(node: Node) {
+    let bed = Bed::new(node).await;
+    let mut times = Vec::new();
+    let mut timed = Instant::now();
+    let mut lap = |name: &str| {
+        times.push(format!("{name}: {:.1} s", timed.elapsed().as_secs_f64()));
+        eprintln!("== scenario {}", times.last().unwrap());
+        timed = Instant::now();
+    };
+    bed.install().await;
+    let first = bed.first_app().await;
+    bed.no_request_refused();
+    lap("a. install (chart, 2 Ready replicas, webhook, first intent Ready with its note)");
+    let second = bed.failover().await;
+    lap("b. leader failover");
+    bed.self_upgrade(&[&first, &second]).await;
+    lap("c. self-upgrade");
+    bed.job_engine().await;
+    lap("d+e. the Job engine under Pod Security restricted");
+    bed.faults().await;
+    lap("f. faults (operator container, kubelet)");
+    bed.no_request_refused();
+    eprintln!("scenario times:\n  {}", times.join("\n  "));
 }
 
-/// The Ready condition of the operator's own HelmRelease (flux/operator.yaml): (status, reason, message).
-async fn release_ready(client: &Client) -> Option<(String, String, String)> {
-    let release = testbed::get(
-        client,
-        "helm.toolkit.fluxcd.io/v2",
-        "HelmRelease",
-        SYSTEM_NS,
-        "vworkspace-operator",
-    )
-    .await?;
-    testbed::ready_condition(&release)
+/// The node's cluster with the stack on it, the cluster repo and its signer, the event receiver.
+struct Bed {
+    node: Node,
+    st: &'static Stack,
+    client: Client,
+    tmp: tempfile::TempDir,
+    remote: GitRemote,
+    alice: Signer,
+    receiver: Receiver,
+    /// Greeting → the commit that set it.
+    generations: std::sync::Mutex<BTreeMap<String, String>>,
 }
 
-/// Package the chart at `version` (appVersion too, so the image tag follows) and push it to the registry.
-fn publish_chart(dir: &std::path::Path, version: &str) {
-    let st = stack::stack();
-    let chart_dir = chart::chart_dir().display().to_string();
-    let dest = dir.display().to_string();
-    let (ok, out, err) = chart::helm(&[
-        "package",
-        &chart_dir,
-        "--version",
-        version,
-        "--app-version",
-        version,
-        "--destination",
-        &dest,
-    ]);
-    assert!(ok, "helm package: {out}{err}");
-    let tgz = dir
-        .join(format!("vworkspace-operator-{version}.tgz"))
-        .display()
-        .to_string();
-    let (ok, out, err) = chart::helm(&[
-        "push",
-        &tgz,
-        &st.oci_url,
-        "--ca-file",
-        &st.ca.display().to_string(),
-    ]);
-    assert!(ok, "helm push: {out}{err}");
-}
+impl Bed {
+    async fn new(node: Node) -> Self {
+        let st = stack::stack();
+        let client = testbed::client().await;
+        let tmp = tempfile::tempdir().unwrap();
+        let url = st.bare_repo(CLUSTER);
+        let remote = GitRemote::clone_of(tmp.path(), &url, st.bare_path(CLUSTER));
+        let alice = Signer::new(&tmp.path().join("keys"), "alice@example.com");
+        // The cluster path exists from the first commit: a missing path blocks (ClusterPathMissing).
+        remote.write("README.md", "cluster repo\n");
+        remote.write(
+            &format!("clusters/{CLUSTER}/README.md"),
+            "intents of this cluster\n",
+        );
+        remote.commit("init", Some(&alice), &alice.email);
+        let receiver = Receiver::start().await;
+        Self {
+            node,
+            st,
+            client,
+            tmp,
+            remote,
+            alice,
+            receiver,
+            generations: Default::default(),
+        }
+    }
 
-/// A kubeconfig that is the test bed's admin kubeconfig acting as `user` with a ServiceAccount's groups.
-fn impersonating_kubeconfig(dir: &std::path::Path, user: &str) -> PathBuf {
-    let text = std::fs::read_to_string(&testbed::server().kubeconfig).unwrap();
-    let mut config: Value = serde_saphyr::from_str(&text).unwrap();
-    let ns = user.split(':').nth(2).unwrap();
-    for u in config["users"].as_array_mut().unwrap() {
-        u["user"]["as"] = json!(user);
-        u["user"]["as-groups"] = json!([
-            "system:serviceaccounts",
-            format!("system:serviceaccounts:{ns}"),
-            "system:authenticated"
+    fn registry(&self) -> &str {
+        &self.node.registry
+    }
+
+    /// Poll until `check` gives a value; on timeout, fail with what the cluster and the operator's Pods say.
+    async fn eventually<T, F, Fut>(&self, what: &str, secs: u64, check: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        let diagnostics = || {
+            let get = kubectl(&[
+                "get",
+                "-A",
+                "pods,deployments,leases,ocirepository,helmrelease,gitrepository,kustomization,\
+                 applicationinstance,operation,jobs",
+                "-o",
+                "wide",
+            ]);
+            format!(
+                "--- kubectl get\n{}{}\n--- operator Pods\n{}\n--- helm-controller\n{}\n--- kustomize-controller\n{}\n\
+                 --- kubelet\n{}",
+                String::from_utf8_lossy(&get.stdout),
+                String::from_utf8_lossy(&get.stderr),
+                operator_logs(80),
+                self.st.log_tail("helm-controller", 30),
+                self.st.log_tail("kustomize-controller", 15),
+                self.node.log_tail("kubelet", 20),
+            )
+        };
+        stack::eventually(what, secs, diagnostics, check).await
+    }
+
+    async fn get(&self, api_version: &str, kind: &str, ns: &str, name: &str) -> Option<Value> {
+        testbed::get(&self.client, api_version, kind, ns, name).await
+    }
+
+    /// Package the operator's chart at `version` (appVersion too, so the image tag follows) and push it.
+    fn publish_chart(&self, version: &str) {
+        let dest = self.tmp.path().display().to_string();
+        let chart_dir = chart::chart_dir().display().to_string();
+        let (ok, out, err) = chart::helm(&[
+            "package",
+            &chart_dir,
+            "--version",
+            version,
+            "--app-version",
+            version,
+            "--destination",
+            &dest,
         ]);
-    }
-    let path = dir.join("operator.kubeconfig");
-    std::fs::write(&path, serde_json::to_string(&config).unwrap()).unwrap();
-    path
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_chart_installs_through_helm_controller_and_the_operator_works_with_exactly_its_permissions()
- {
-    let st = stack::stack();
-    let client = testbed::client().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let log = tmp.path().join("operator.log");
-    for v in ["0.1.0", "0.1.1"] {
-        publish_chart(tmp.path(), v);
+        assert!(ok, "helm package: {out}{err}");
+        let tgz = format!("{dest}/vworkspace-operator-{version}.tgz");
+        let ca = self.st.ca.display().to_string();
+        let (ok, out, err) = chart::helm(&["push", &tgz, &self.st.oci_url, "--ca-file", &ca]);
+        assert!(ok, "helm push: {out}{err}");
     }
 
-    // The cluster repo: one signed commit to start from.
-    let url = st.bare_repo(CLUSTER);
-    let remote = GitRemote::clone_of(tmp.path(), &url, st.bare_path(CLUSTER));
-    let alice = Signer::new(&tmp.path().join("keys"), "alice@example.com");
-    // The cluster path exists from the first commit: a missing path blocks (ClusterPathMissing).
-    remote.write("README.md", "cluster repo\n");
-    remote.write(
-        &format!("clusters/{CLUSTER}/README.md"),
-        "intents of this cluster\n",
-    );
-    remote.commit("init", Some(&alice), &alice.email);
-
-    // What a cluster admin applies: flux/ with this test's values. Velero's namespace exists (velero.rbac).
-    let _ = kubectl(&["create", "namespace", "velero"]);
-    let webhook_port = free_port();
-    let webhook_url = format!("https://127.0.0.1:{webhook_port}/validate");
-    let mut objects = yaml_docs(&testbed::project_root().join("flux/namespace.yaml"));
-    for mut doc in yaml_docs(&testbed::project_root().join("flux/operator.yaml")) {
-        match doc["kind"].as_str().unwrap() {
-            "OCIRepository" => {
-                doc["spec"]["url"] = json!(format!("{}/vworkspace-operator", st.oci_url));
-                doc["spec"]["interval"] = json!("10s");
-            }
-            "HelmRelease" => {
-                let values = &mut doc["spec"]["values"];
-                values["clusterId"] = json!(CLUSTER);
-                values["repo"]["url"] = json!(remote.url());
-                values["image"]["repository"] = json!("registry.test/vworkspace-operator");
-                // Nothing resolves the webhook Service's DNS name here: the API server calls the operator
-                // process at a URL (a value the chart offers for operators outside the cluster).
-                values["admission"] = json!({"webhook": {"url": webhook_url}});
-                // The stack's registry listens on loopback: allowed explicitly.
-                values["allowChartHosts"] = json!(["127.0.0.1"]);
-                // Test-only: no kubelet runs the Deployment, so helm-controller must not wait for it.
-                doc["spec"]["install"]["disableWait"] = json!(true);
-                doc["spec"]["upgrade"]["disableWait"] = json!(true);
-                doc["spec"]["interval"] = json!("10s");
-            }
-            other => panic!("flux/operator.yaml: unexpected {other}"),
+    /// a. What a cluster admin does: the chart in the registry, the Secrets, `flux/` with this cluster's values.
+    async fn install(&self) {
+        for v in ["0.1.0", "0.1.1"] {
+            self.publish_chart(v);
         }
-        objects.push(doc);
-    }
-    for mut doc in yaml_docs(&testbed::project_root().join("flux/cluster.yaml")) {
-        match doc["kind"].as_str().unwrap() {
-            "GitRepository" => {
-                doc["spec"]["url"] = json!(remote.url());
-                doc["spec"]["interval"] = json!("5s");
-                doc["spec"].as_object_mut().unwrap().remove("secretRef");
-            }
-            "Kustomization" => {
-                doc["spec"]["path"] = json!(format!("./clusters/{CLUSTER}"));
-                doc["spec"]["interval"] = json!("1m");
-                doc["spec"]["retryInterval"] = json!("5s");
-            }
-            other => panic!("flux/cluster.yaml: unexpected {other}"),
-        }
-        objects.push(doc);
-    }
-    objects.insert(
-        1,
-        json!({
-            "apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": "vworkspace-git-signers", "namespace": SYSTEM_NS},
-            "stringData": {"alice.sshpub": alice.public},
-        }),
-    );
-    stack::kubectl_apply(tmp.path(), "flux.json", &objects);
+        // The image of 0.1.1: the same build with one more label, so another digest (a new image to roll to).
+        let out = Command::new("crane")
+            .args([
+                "mutate",
+                &format!("{}/vworkspace-operator:0.1.0", self.registry()),
+            ])
+            .args(["--label", "io.vworkspace.test.release=0.1.1", "-t"])
+            .arg(format!("{}/vworkspace-operator:0.1.1", self.registry()))
+            .env("SSL_CERT_FILE", &self.node.ca)
+            .output()
+            .expect("crane");
+        assert!(
+            out.status.success(),
+            "crane mutate: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
 
-    // helm-controller installs the chart (CRDs first), from the registry.
-    let started = std::time::Instant::now();
-    let (_, reason, message) =
-        eventually("the operator's HelmRelease Ready", 180, &log, || async {
-            release_ready(&client).await.filter(|(s, _, _)| s == "True")
+        let root = testbed::project_root();
+        let mut objects = yaml_docs(&root.join("flux/namespace.yaml"));
+        objects
+            .push(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "velero"}}));
+        let secret = |name: &str, data: Value| {
+            json!({"apiVersion": "v1", "kind": "Secret",
+                   "metadata": {"name": name, "namespace": SYSTEM_NS}, "stringData": data})
+        };
+        objects.push(secret(
+            "vworkspace-trust-policy",
+            json!({"policy.yaml": policy_yaml(&[&self.alice], "range")}),
+        ));
+        objects.push(secret(
+            "vworkspace-git-signers",
+            json!({"alice.sshpub": self.alice.public}),
+        ));
+        objects.push(secret(
+            "vworkspace-control-plane",
+            json!({"token": "node-test-token", "hmac-key": "node-test-hmac-key"}),
+        ));
+        for mut doc in yaml_docs(&root.join("flux/operator.yaml")) {
+            match doc["kind"].as_str().unwrap() {
+                "OCIRepository" => {
+                    doc["spec"]["url"] = json!(format!("{}/vworkspace-operator", self.st.oci_url));
+                    doc["spec"]["interval"] = json!("10s");
+                }
+                "HelmRelease" => {
+                    let values = &mut doc["spec"]["values"];
+                    values["clusterId"] = json!(CLUSTER);
+                    values["repo"]["url"] = json!(self.remote.url());
+                    values["image"]["repository"] =
+                        json!(format!("{}/vworkspace-operator", self.registry()));
+                    values["replicaCount"] = json!(2);
+                    values["controlPlane"] =
+                        json!({"endpoint": format!("http://{}", self.receiver.addr)});
+                    values["fetchInterval"] = json!("2s");
+                    values["notesBatchWindow"] = json!("200ms");
+                    values["log"] = json!({"format": "text", "level": "info"});
+                    doc["spec"]["interval"] = json!("10s");
+                }
+                other => panic!("flux/operator.yaml: unexpected {other}"),
+            }
+            objects.push(doc);
+        }
+        for mut doc in yaml_docs(&root.join("flux/cluster.yaml")) {
+            match doc["kind"].as_str().unwrap() {
+                "GitRepository" => {
+                    doc["spec"]["url"] = json!(self.remote.url());
+                    doc["spec"]["interval"] = json!("3s");
+                    doc["spec"].as_object_mut().unwrap().remove("secretRef");
+                }
+                "Kustomization" => {
+                    doc["spec"]["path"] = json!(format!("./clusters/{CLUSTER}"));
+                    doc["spec"]["interval"] = json!("1m");
+                    doc["spec"]["retryInterval"] = json!("5s");
+                }
+                other => panic!("flux/cluster.yaml: unexpected {other}"),
+            }
+            objects.push(doc);
+        }
+        stack::kubectl_apply(self.tmp.path(), "flux.json", &objects);
+
+        // helm-controller installs the chart and waits for the Deployment: 2 replicas Ready through /readyz.
+        let started = Instant::now();
+        let (_, reason, message) = self
+            .eventually("the operator's HelmRelease Ready", 420, || async {
+                let hr = self
+                    .get(
+                        "helm.toolkit.fluxcd.io/v2",
+                        "HelmRelease",
+                        SYSTEM_NS,
+                        "vworkspace-operator",
+                    )
+                    .await?;
+                testbed::ready_condition(&hr).filter(|(s, _, _)| s == "True")
+            })
+            .await;
+        eprintln!(
+            "helm-controller installed the chart and saw it ready in {:.1} s: {reason}: {message}",
+            started.elapsed().as_secs_f64()
+        );
+        let pods = self.operator_pods(2, "0.1.0").await;
+        let holder = self.lease_holder().await;
+        assert!(
+            pods.contains(&holder),
+            "{holder} leads, not one of {pods:?}"
+        );
+        self.eventually("the webhook's caBundle set", 60, || async {
+            let hooks = self
+                .get(
+                    "admissionregistration.k8s.io/v1",
+                    "ValidatingWebhookConfiguration",
+                    "",
+                    "vworkspace-operator",
+                )
+                .await?;
+            hooks["webhooks"][0]["clientConfig"]["caBundle"]
+                .as_str()
+                .filter(|b| !b.is_empty())
+                .map(|_| ())
         })
         .await;
-    eprintln!(
-        "helm-controller installed the chart in {:.1} s: {reason}: {message}",
-        started.elapsed().as_secs_f64()
-    );
-    stack::wait_crds_established();
-    let container = operator_container(&client).await;
-    assert_eq!(
-        container["image"],
-        "registry.test/vworkspace-operator:0.1.0"
-    );
-    for (api_version, kind, name) in [
-        (
-            "admissionregistration.k8s.io/v1",
-            "ValidatingAdmissionPolicy",
-            "vworkspace-intents",
-        ),
-        (
-            "admissionregistration.k8s.io/v1",
-            "ValidatingAdmissionPolicyBinding",
-            "vworkspace-intents",
-        ),
-        (
-            "admissionregistration.k8s.io/v1",
-            "ValidatingWebhookConfiguration",
-            "vworkspace-operator",
-        ),
-        (
-            "rbac.authorization.k8s.io/v1",
-            "ClusterRole",
-            "vworkspace-operator-workloads",
-        ),
-    ] {
-        assert!(
-            testbed::get(&client, api_version, kind, "", name)
-                .await
-                .is_some(),
-            "{kind} {name} not installed"
-        );
     }
 
-    // The operator process: the installed Deployment's environment, local where it must be, as the chart's
-    // ServiceAccount.
-    let policy = tmp.path().join("policy.yaml");
-    std::fs::write(&policy, policy_yaml(&[&alice], "range")).unwrap();
-    let state = tmp.path().join("state");
-    let health_port = free_port();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vworkspace-operator"));
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("KUBECONFIG", impersonating_kubeconfig(tmp.path(), OPERATOR))
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1");
-    for e in container["env"].as_array().unwrap() {
-        let name = e["name"].as_str().unwrap();
-        let value = match name {
-            "VWORKSPACE_POLICY" => policy.display().to_string(),
-            // No Secret is mounted: a public repo (no credentials), no control plane.
-            "VWORKSPACE_GIT_CREDENTIALS"
-            | "VWORKSPACE_CONTROL_PLANE_TOKEN_FILE"
-            | "VWORKSPACE_CONTROL_PLANE_HMAC_KEY_FILE"
-            | "VWORKSPACE_APPROVAL_KEY_FILE" => continue,
-            "VWORKSPACE_METRICS_ADDR" => format!("127.0.0.1:{}", free_port()),
-            "VWORKSPACE_HEALTH_ADDR" => format!("127.0.0.1:{health_port}"),
-            "VWORKSPACE_WEBHOOK_ADDR" => format!("127.0.0.1:{webhook_port}"),
-            "VWORKSPACE_STATE_DIR" | "HOME" => state.display().to_string(),
-            "TMPDIR" => tmp.path().display().to_string(),
-            "VWORKSPACE_FETCH_INTERVAL" => "1s".into(),
-            "VWORKSPACE_NOTES_BATCH_WINDOW" => "200ms".into(),
-            "VWORKSPACE_LOG_FORMAT" => "text".into(),
-            // The downward API.
-            "POD_NAME" => "vworkspace-operator-test".into(),
-            "POD_NAMESPACE" => SYSTEM_NS.into(),
-            _ => e["value"]
-                .as_str()
-                .unwrap_or_else(|| panic!("{name}: no value"))
-                .to_string(),
-        };
-        cmd.env(name, value);
-    }
-    assert_eq!(
-        container["args"],
-        json!(["run"]),
-        "the Deployment runs `run` with its environment only"
-    );
-    let out = std::fs::File::create(&log).unwrap();
-    cmd.arg("run")
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out);
-    let _operator = Operator(cmd.spawn().expect("start the operator"));
-
-    // Ready means: CRDs found, caches synced (every watch allowed) and the Lease held (leases allowed).
-    let http = reqwest::Client::new();
-    eventually("the operator ready (/readyz 200)", 120, &log, || async {
-        let r = http
-            .get(format!("http://127.0.0.1:{health_port}/readyz"))
-            .send()
-            .await
-            .ok()?;
-        (r.status() == 200).then_some(())
-    })
-    .await;
-    // It issued its webhook certificates into the chart's Secret and put the CA into the chart's configuration.
-    eventually("the webhook's caBundle set", 60, &log, || async {
-        let hooks = testbed::get(
-            &client,
-            "admissionregistration.k8s.io/v1",
-            "ValidatingWebhookConfiguration",
-            "",
-            "vworkspace-operator",
+    /// Wait until the operator's Deployment runs `count` Ready Pods, all on image tag `tag`; their names.
+    async fn operator_pods(&self, count: usize, tag: &str) -> Vec<String> {
+        let image = format!("{}/vworkspace-operator:{tag}", self.registry());
+        self.eventually(
+            &format!("{count} Ready operator Pods on {image}"),
+            300,
+            || async {
+                let pods = pods(SYSTEM_NS, OPERATOR_PODS);
+                let ready: Vec<String> = pods
+                    .iter()
+                    .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+                    .filter(|p| p["spec"]["containers"][0]["image"] == image.as_str())
+                    .filter(|p| pod_ready(p))
+                    .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+                    .collect();
+                (ready.len() == count && pods.len() == count).then_some(ready)
+            },
         )
-        .await?;
-        hooks["webhooks"][0]["clientConfig"]["caBundle"]
-            .as_str()
-            .filter(|b| !b.is_empty())
-            .map(|_| ())
-    })
-    .await;
+        .await
+    }
 
-    // The GitOps scenario: a signed commit gates a namespace and adds an intent.
-    let ns_yaml = format!(
-        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {TENANT}\n  labels:\n    managed-by: vworkspace\n"
-    );
-    let binding =
-        std::fs::read_to_string(testbed::project_root().join("flux/namespace-binding.yaml"))
-            .unwrap()
-            .replace("TENANT-NAMESPACE", TENANT);
-    let app = format!(
-        r#"apiVersion: apps.vworkspace.io/v1alpha1
+    async fn lease_holder(&self) -> String {
+        let lease = self
+            .get("coordination.k8s.io/v1", "Lease", SYSTEM_NS, LEASE)
+            .await
+            .expect("the operator's Lease");
+        lease["spec"]["holderIdentity"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// Commit the intent `web` (a real Deployment serving `greeting`) with the tenant namespace's gate.
+    fn commit_app(&self, greeting: &str) -> String {
+        let base = format!("clusters/{CLUSTER}/namespaces/{TENANT}");
+        // The tenant namespace: gated, and Pod Security `restricted` enforced (scenario e).
+        let ns = format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {TENANT}\n  labels:\n    managed-by: vworkspace\n    \
+             pod-security.kubernetes.io/enforce: restricted\n    pod-security.kubernetes.io/enforce-version: latest\n"
+        );
+        let binding =
+            std::fs::read_to_string(testbed::project_root().join("flux/namespace-binding.yaml"))
+                .unwrap()
+                .replace("TENANT-NAMESPACE", TENANT);
+        let app = format!(
+            r#"apiVersion: apps.vworkspace.io/v1alpha1
 kind: ApplicationInstance
 metadata:
   name: web
@@ -374,118 +369,535 @@ metadata:
   labels:
     app.vworkspace.io/managed-by: control-plane
     app.vworkspace.io/cluster-id: {CLUSTER}
+  annotations:
+    ops.vworkspace.io/runcommand: job
 spec:
   appRef: {{catalogId: {CHART}}}
   chart: {{sourceType: oci, url: "{oci}", name: {CHART}, version: 1.0.0}}
   release: {{name: web, namespace: {TENANT}}}
-  values: {{source: inline, inline: {{greeting: installed by the chart}}}}
+  values: {{source: inline, inline: {{greeting: "{greeting}", workload: {{image: "{registry}/busybox:testbed"}}}}}}
 "#,
-        oci = st.oci_url
-    );
-    let base = format!("clusters/{CLUSTER}/namespaces/{TENANT}");
-    remote.write(&format!("{base}/namespace.yaml"), &ns_yaml);
-    remote.write(&format!("{base}/rolebinding.yaml"), &binding);
-    remote.write(&format!("{base}/applicationinstance-web.yaml"), &app);
-    let commit = remote.commit("gate team-installed, add web", Some(&alice), &alice.email);
+            oci = self.st.oci_url,
+            registry = self.registry(),
+        );
+        self.remote.write(&format!("{base}/namespace.yaml"), &ns);
+        self.remote
+            .write(&format!("{base}/rolebinding.yaml"), &binding);
+        self.remote
+            .write(&format!("{base}/applicationinstance-web.yaml"), &app);
+        let commit = self.remote.commit(
+            &format!("web: {greeting}"),
+            Some(&self.alice),
+            &self.alice.email,
+        );
+        self.generations
+            .lock()
+            .unwrap()
+            .insert(greeting.to_string(), commit.clone());
+        commit
+    }
 
-    let apps: Api<ApplicationInstance> = Api::namespaced(client.clone(), TENANT);
-    eventually("web: Ready=True/HelmReleaseReady", 240, &log, || async {
-        let a = apps.get_opt("web").await.ok()??;
-        a.status?
-            .conditions
-            .iter()
-            .any(|c| c.type_ == "Ready" && c.status == "True" && c.reason == "HelmReleaseReady")
-            .then_some(())
-    })
-    .await;
-    let installed = testbed::get(&client, "v1", "ConfigMap", TENANT, "web-values")
-        .await
-        .expect("helm-controller installed the app's chart");
-    assert_eq!(installed["data"]["greeting"], "installed by the chart");
-    eventually("a Ready note on the intent commit", 60, &log, || async {
-        let notes = remote.try_git(
-            &remote.bare,
-            &[
-                "notes",
-                "--ref",
-                &format!("vworkspace/{CLUSTER}"),
-                "show",
-                &commit,
-            ],
-        )?;
+    /// Wait until the app serves `greeting`: its Deployment Ready with it, the intent Ready at its generation,
+    /// one Ready note on `commit` and the Ready event of that generation delivered. The intent's generation.
+    async fn app_serves(&self, greeting: &str, commit: &str) -> i64 {
+        let generation = self
+            .eventually(&format!("web Ready serving {greeting:?}"), 300, || async {
+                let cm = self.get("v1", "ConfigMap", TENANT, "web-values").await?;
+                let deploy = self.get("apps/v1", "Deployment", TENANT, "web-web").await?;
+                let app = self
+                    .get(
+                        "apps.vworkspace.io/v1alpha1",
+                        "ApplicationInstance",
+                        TENANT,
+                        "web",
+                    )
+                    .await?;
+                let generation = app["metadata"]["generation"].as_i64()?;
+                let ready = app["status"]["conditions"].as_array()?.iter().any(|c| {
+                    c["type"] == "Ready"
+                        && c["status"] == "True"
+                        && c["reason"] == "HelmReleaseReady"
+                        && c["observedGeneration"].as_i64() == Some(generation)
+                });
+                let env = &deploy["spec"]["template"]["spec"]["containers"][0]["env"][0]["value"];
+                (cm["data"]["greeting"] == greeting
+                    && env == greeting
+                    && deploy["status"]["readyReplicas"] == 1
+                    && deploy["status"]["updatedReplicas"] == 1
+                    && ready)
+                    .then_some(generation)
+            })
+            .await;
+        self.eventually(&format!("one Ready note on {commit}"), 60, || async {
+            (self.note_records(commit, "web", "Ready") == 1).then_some(())
+        })
+        .await;
+        let key = self.ready_event_key(generation).await;
+        self.eventually(&format!("the event {key}"), 60, || async {
+            self.receiver.keys().contains(&key).then_some(())
+        })
+        .await;
+        generation
+    }
+
+    /// The records of the notes on `commit` for `name` with `outcome`.
+    fn note_records(&self, commit: &str, name: &str, outcome: &str) -> usize {
+        let notes_ref = format!("vworkspace/{CLUSTER}");
+        let notes = self
+            .remote
+            .try_git(
+                &self.remote.bare,
+                &["notes", "--ref", &notes_ref, "show", commit],
+            )
+            .unwrap_or_default();
         notes
             .lines()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .any(|r| r["name"] == "web" && r["outcome"] == "Ready")
+            .filter(|r| r["name"] == name && r["outcome"] == outcome)
+            .count()
+    }
+
+    async fn ready_event_key(&self, generation: i64) -> String {
+        let app = self
+            .get(
+                "apps.vworkspace.io/v1alpha1",
+                "ApplicationInstance",
+                TENANT,
+                "web",
+            )
+            .await
+            .unwrap();
+        format!(
+            "condition/apps.vworkspace.io/v1alpha1/ApplicationInstance/{TENANT}/web/{}/Ready/True@{generation}",
+            app["metadata"]["uid"].as_str().unwrap()
+        )
+    }
+
+    /// The event keys the control plane has received (each once: delivery is at least once, and a control plane
+    /// keeps the first of a key; a new leader re-sends its condition snapshot, under the same keys).
+    fn posted(&self) -> BTreeSet<String> {
+        self.receiver.keys().into_iter().collect()
+    }
+
+    /// Outcomes posted since `before` for the intent `web`: all about `generation` (a change installed once, no
+    /// outcome of an older generation posted again under a new key).
+    fn only_new_outcomes(&self, before: &BTreeSet<String>, generation: i64) {
+        let new: Vec<String> = self
+            .posted()
+            .difference(before)
+            .filter(|k| k.contains(&format!("/ApplicationInstance/{TENANT}/web/")))
+            .cloned()
+            .collect();
+        let stray: Vec<&String> = new
+            .iter()
+            .filter(|k| !k.ends_with(&format!("@{generation}")))
+            .collect();
+        assert!(
+            stray.is_empty(),
+            "outcomes posted that are not about generation {generation}: {stray:?}"
+        );
+    }
+
+    /// Events posted since `before` for `web` only restate its conditions as they are (a new leader re-sends its
+    /// condition snapshot, keyed by the current generation): each is `{type}/{status}@{generation}` of a condition
+    /// `app` has now. Nothing changed, so nothing else may be said.
+    fn only_restated(&self, before: &BTreeSet<String>, app: &Value) {
+        let current: BTreeSet<String> = app["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                format!(
+                    "/{}/{}@{}",
+                    c["type"].as_str().unwrap(),
+                    c["status"].as_str().unwrap(),
+                    c["observedGeneration"]
+                )
+            })
+            .collect();
+        let stray: Vec<String> = self
+            .posted()
+            .difference(before)
+            .filter(|k| k.contains(&format!("/ApplicationInstance/{TENANT}/web/")))
+            .filter(|k| !current.iter().any(|c| k.ends_with(c.as_str())))
+            .cloned()
+            .collect();
+        assert!(
+            stray.is_empty(),
+            "outcomes posted that the intent's conditions do not say: {stray:?} (conditions: {current:?})"
+        );
+    }
+
+    /// a (continued). The first intent through Flux to the operator in its Pod; the webhook through its Service.
+    async fn first_app(&self) -> String {
+        let commit = self.commit_app("installed by the chart");
+        self.app_serves("installed by the chart", &commit).await;
+
+        // The API server calls the webhook through its Service (kube-proxy): an intent whose chart host is the
+        // cloud metadata address passes the admission policy but not the operator's renderer.
+        let mut bad: Value = serde_saphyr::from_str(
+            &std::fs::read_to_string(self.remote.work.join(format!(
+                "clusters/{CLUSTER}/namespaces/{TENANT}/applicationinstance-web.yaml"
+            )))
+            .unwrap(),
+        )
+        .unwrap();
+        bad["metadata"]["name"] = json!("metadata-host");
+        bad["spec"]["chart"]["url"] = json!("oci://169.254.169.254/charts");
+        let file = self.tmp.path().join("bad.json");
+        std::fs::write(&file, bad.to_string()).unwrap();
+        let refused = kubectl(&[
+            "create",
+            "--dry-run=server",
+            "-f",
+            &file.display().to_string(),
+        ]);
+        let said = String::from_utf8_lossy(&refused.stderr);
+        assert!(!refused.status.success(), "admitted: {said}");
+        assert!(
+            said.contains("admission webhook")
+                && said.contains("denied the request")
+                && said.contains("169.254.169.254"),
+            "not the operator's webhook refusing: {said}"
+        );
+        commit
+    }
+
+    /// b. The leader Pod is deleted; a change pushed meanwhile is installed once by the replica that takes over.
+    async fn failover(&self) -> String {
+        let leader = self.lease_holder().await;
+        let before = self.posted();
+        kubectl_ok(&["-n", SYSTEM_NS, "delete", "pod", &leader, "--wait=false"]);
+        let commit = self.commit_app("after the failover");
+        let new_leader = self
+            .eventually("another replica leads", 120, || async {
+                let holder = self.lease_holder().await;
+                (!holder.is_empty() && holder != leader).then_some(holder)
+            })
+            .await;
+        eprintln!("{leader} deleted; {new_leader} leads");
+        let generation = self.app_serves("after the failover", &commit).await;
+        self.operator_pods(2, "0.1.0").await;
+        // Nothing later adds a second record or another outcome.
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        assert_eq!(self.note_records(&commit, "web", "Ready"), 1);
+        self.only_new_outcomes(&before, generation);
+        commit
+    }
+
+    /// c. The operator upgrades itself: the chart's OCIRepository at the next version.
+    async fn self_upgrade(&self, commits: &[&str]) {
+        let app_before = self
+            .get(
+                "apps.vworkspace.io/v1alpha1",
+                "ApplicationInstance",
+                TENANT,
+                "web",
+            )
+            .await
+            .unwrap();
+        let notes_before: Vec<usize> = commits
+            .iter()
+            .map(|c| self.note_records(c, "web", "Ready"))
+            .collect();
+        let before = self.posted();
+        kubectl_ok(&[
+            "patch",
+            "-n",
+            SYSTEM_NS,
+            "ocirepository",
+            "vworkspace-operator",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"ref":{"tag":"0.1.1"}}}"#,
+        ]);
+        self.eventually("the release upgraded to 0.1.1 and Ready", 420, || async {
+            let hr = self
+                .get(
+                    "helm.toolkit.fluxcd.io/v2",
+                    "HelmRelease",
+                    SYSTEM_NS,
+                    "vworkspace-operator",
+                )
+                .await?;
+            let latest = hr["status"]["history"].as_array()?.first()?.clone();
+            let (status, reason, _) = testbed::ready_condition(&hr)?;
+            (latest["chartVersion"].as_str()?.starts_with("0.1.1")
+                && latest["status"] == "deployed"
+                && status == "True"
+                && reason == "UpgradeSucceeded")
+                .then_some(())
+        })
+        .await;
+        let pods = self.operator_pods(2, "0.1.1").await;
+        let holder = self
+            .eventually("a new Pod leads", 120, || async {
+                let h = self.lease_holder().await;
+                pods.contains(&h).then_some(h)
+            })
+            .await;
+        eprintln!("upgraded: {pods:?}, {holder} leads");
+        // Untouched: the intent (no new generation, still Ready) and its outcomes.
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        let app_after = self
+            .get(
+                "apps.vworkspace.io/v1alpha1",
+                "ApplicationInstance",
+                TENANT,
+                "web",
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            app_after["metadata"]["generation"],
+            app_before["metadata"]["generation"]
+        );
+        let ready = |a: &Value| {
+            a["status"]["conditions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["type"] == "Ready")
+                .cloned()
+        };
+        assert_eq!(
+            ready(&app_after),
+            ready(&app_before),
+            "the intent's Ready changed"
+        );
+        let notes_after: Vec<usize> = commits
+            .iter()
+            .map(|c| self.note_records(c, "web", "Ready"))
+            .collect();
+        assert_eq!(notes_after, notes_before);
+        self.only_restated(&before, &app_after);
+    }
+}
+
+impl Bed {
+    /// d + e. `runCommand.job` Operations run real Jobs in the tenant namespace (Pod Security `restricted`).
+    async fn job_engine(&self) {
+        let base = format!("clusters/{CLUSTER}/namespaces/{TENANT}");
+        for (name, script) in [
+            ("hello", "echo hello from a Job; id -u"),
+            ("fails", "echo about to fail >&2; exit 1"),
+        ] {
+            let op = format!(
+                r#"apiVersion: ops.vworkspace.io/v1alpha1
+kind: Operation
+metadata:
+  name: {name}
+  namespace: {TENANT}
+  labels:
+    app.vworkspace.io/managed-by: control-plane
+    app.vworkspace.io/cluster-id: {CLUSTER}
+spec:
+  targetRef: {{apiVersion: apps.vworkspace.io/v1alpha1, kind: ApplicationInstance, name: web}}
+  type: RunCommand
+  engine: job
+  parameters: {{image: "{registry}/busybox:testbed", command: [sh, -c, "{script}"]}}
+"#,
+                registry = self.registry()
+            );
+            self.remote
+                .write(&format!("{base}/operation-{name}.yaml"), &op);
+        }
+        let commit =
+            self.remote
+                .commit("run a command twice", Some(&self.alice), &self.alice.email);
+        let finished = |name: &'static str, phase: &'static str| async move {
+            self.eventually(&format!("Operation {name} {phase}"), 240, || async {
+                let op = self
+                    .get("ops.vworkspace.io/v1alpha1", "Operation", TENANT, name)
+                    .await?;
+                (op["status"]["phase"] == phase).then_some(op)
+            })
+            .await
+        };
+        let hello = finished("hello", "Succeeded").await;
+        let job_name = hello["status"]["outputs"]["jobName"]
+            .as_str()
+            .expect("outputs.jobName")
+            .to_string();
+        // The Job controller of kube-controller-manager completed it; its Pod ran as the restricted profile says.
+        let job = self
+            .get("batch/v1", "Job", TENANT, &job_name)
+            .await
+            .unwrap();
+        assert_eq!(job["status"]["succeeded"], 1, "{job}");
+        let logs = kubectl_ok(&["-n", TENANT, "logs", &format!("job/{job_name}")]);
+        assert!(
+            logs.contains("hello from a Job") && logs.contains("65532"),
+            "{logs}"
+        );
+
+        let fails = finished("fails", "Failed").await;
+        let failed = fails["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Failed" && c["status"] == "True")
+            .cloned()
+            .unwrap_or_else(|| panic!("no Failed condition: {fails}"));
+        let message = failed["message"].as_str().unwrap();
+        assert!(
+            message.contains("BackoffLimitExceeded")
+                && message.contains("container run terminated: Error (exit code 1)"),
+            "the Pod's reason is missing: {message}"
+        );
+        self.eventually("the Operations' notes", 60, || async {
+            (self.note_records(&commit, "hello", "Succeeded") == 1
+                && self.note_records(&commit, "fails", "Failed") == 1)
+                .then_some(())
+        })
+        .await;
+
+        // e. Both namespaces enforce `restricted`, and every Pod above was admitted there.
+        for ns in [SYSTEM_NS, TENANT] {
+            let namespace = self.get("v1", "Namespace", "", ns).await.unwrap();
+            assert_eq!(
+                namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"], "restricted",
+                "{ns}"
+            );
+        }
+        let job_pods = pods(TENANT, "batch.kubernetes.io/job-name");
+        assert!(job_pods.len() >= 2, "the Jobs' Pods: {job_pods:?}");
+    }
+
+    /// f. The operator's container, then the kubelet, killed; a change pushed meanwhile is installed once.
+    async fn faults(&self) {
+        let leader = self.lease_holder().await;
+        let pod: Value = serde_json::from_str(&kubectl_ok(&[
+            "-n", SYSTEM_NS, "get", "pod", &leader, "-o", "json",
+        ]))
+        .unwrap();
+        let status = &pod["status"]["containerStatuses"][0];
+        let restarts = status["restartCount"].as_i64().unwrap();
+        let container = status["containerID"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("containerd://")
+            .to_string();
+        let socket = self.node.state.join("containerd.sock");
+        let out = Command::new("ctr")
+            .arg("--address")
+            .arg(&socket)
+            .args(["-n", "k8s.io", "tasks", "kill", "-s", "SIGKILL", &container])
+            .output()
+            .expect("ctr");
+        assert!(
+            out.status.success(),
+            "ctr kill: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let before = self.posted();
+        let commit = self.commit_app("after the operator was killed");
+        self.eventually("the killed container restarted and Ready", 180, || async {
+            let pods = pods(SYSTEM_NS, OPERATOR_PODS);
+            let p = pods
+                .iter()
+                .find(|p| p["metadata"]["name"] == leader.as_str())?;
+            (p["status"]["containerStatuses"][0]["restartCount"].as_i64()? > restarts
+                && pod_ready(p))
             .then_some(())
+        })
+        .await;
+        let generation = self
+            .app_serves("after the operator was killed", &commit)
+            .await;
+        self.only_new_outcomes(&before, generation);
+
+        // The kubelet killed (SIGKILL) and started again: the containers keep running meanwhile.
+        let counts = || {
+            pods(SYSTEM_NS, OPERATOR_PODS)
+                .iter()
+                .map(|p| {
+                    (
+                        p["metadata"]["name"].as_str().unwrap().to_string(),
+                        p["status"]["containerStatuses"][0]["restartCount"]
+                            .as_i64()
+                            .unwrap(),
+                    )
+                })
+                .collect::<BTreeMap<_, _>>()
+        };
+        let restarts_before = counts();
+        let pid = std::fs::read_to_string(self.node.state.join("pids/kubelet")).unwrap();
+        let killed = Command::new("kill")
+            .args(["-KILL", pid.trim()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let before = self.posted();
+        let down = self.commit_app("while the kubelet was down");
+        // The operator (its container runs on) acts on it; the app's new Pod waits for the kubelet.
+        tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+        // In the background, as node.sh started it (its PID goes to pids/kubelet; the node stops it at the end).
+        let restarted = Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "{} </dev/null >/dev/null 2>&1 &",
+                self.node.state.join("restart-kubelet.sh").display()
+            ))
+            .status()
+            .expect("start the kubelet again");
+        assert!(restarted.success());
+        let generation = self.app_serves("while the kubelet was down", &down).await;
+        assert_eq!(
+            counts(),
+            restarts_before,
+            "operator containers restarted with the kubelet"
+        );
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        for c in [&commit, &down] {
+            assert_eq!(self.note_records(c, "web", "Ready"), 1, "notes on {c}");
+        }
+        self.only_new_outcomes(&before, generation);
+    }
+
+    /// No request of the operator was refused: the chart's RBAC is enough for all of the above.
+    fn no_request_refused(&self) {
+        let logs = operator_logs(100_000);
+        let refused: Vec<&str> = logs
+            .lines()
+            .filter(|l| l.contains("forbidden") || l.contains("Forbidden") || l.contains(" 403"))
+            .collect();
+        assert!(
+            refused.is_empty(),
+            "the operator was refused:\n{}",
+            refused.join("\n")
+        );
+    }
+}
+
+/// The Pods matching `selector` in `ns`.
+fn pods(ns: &str, selector: &str) -> Vec<Value> {
+    let out = kubectl_ok(&["-n", ns, "get", "pods", "-l", selector, "-o", "json"]);
+    let list: Value = serde_json::from_str(&out).unwrap();
+    list["items"].as_array().cloned().unwrap_or_default()
+}
+
+fn pod_ready(pod: &Value) -> bool {
+    pod["status"]["conditions"].as_array().is_some_and(|cs| {
+        cs.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
     })
-    .await;
+}
 
-    // The chart's admission is in force: the webhook (through the chart's configuration) and the policy refuse
-    // an intent for another cluster.
-    let mut foreign: Value = serde_saphyr::from_str(&app).unwrap();
-    foreign["metadata"]["name"] = json!("foreign");
-    foreign["metadata"]["labels"]["app.vworkspace.io/cluster-id"] = json!("someone-else");
-    let file = tmp.path().join("foreign.json");
-    std::fs::write(&file, foreign.to_string()).unwrap();
-    let refused = kubectl(&["create", "-f", &file.display().to_string()]);
-    assert!(!refused.status.success());
-    let said = String::from_utf8_lossy(&refused.stderr);
-    assert!(
-        said.contains("app.vworkspace.io/cluster-id") && said.contains("someone-else"),
-        "{said}"
-    );
-
-    // No request of the operator was refused: the chart's RBAC is enough for all of the above.
-    let text = std::fs::read_to_string(&log).unwrap();
-    let refused: Vec<&str> = text
-        .lines()
-        .filter(|l| l.contains("forbidden") || l.contains("Forbidden") || l.contains(" 403"))
-        .collect();
-    assert!(
-        refused.is_empty(),
-        "the operator was refused:\n{}",
-        refused.join("\n")
-    );
-
-    // Upgrading the operator: bump the chart version of the OCIRepository (flux/operator.yaml's `ref.tag`).
-    kubectl_ok(&[
-        "patch",
+/// The operator Pods' last log lines (both replicas, prefixed by Pod).
+fn operator_logs(lines: usize) -> String {
+    let out = kubectl(&[
         "-n",
         SYSTEM_NS,
-        "ocirepository",
-        "vworkspace-operator",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"ref":{"tag":"0.1.1"}}}"#,
+        "logs",
+        "-l",
+        OPERATOR_PODS,
+        "--prefix",
+        &format!("--tail={lines}"),
     ]);
-    eventually("the release upgraded to 0.1.1", 180, &log, || async {
-        let hr = testbed::get(
-            &client,
-            "helm.toolkit.fluxcd.io/v2",
-            "HelmRelease",
-            SYSTEM_NS,
-            "vworkspace-operator",
-        )
-        .await?;
-        let latest = hr["status"]["history"].as_array()?.first()?.clone();
-        (latest["chartVersion"].as_str()?.starts_with("0.1.1") && latest["status"] == "deployed")
-            .then_some(())
-    })
-    .await;
-    assert_eq!(
-        operator_container(&client).await["image"],
-        "registry.test/vworkspace-operator:0.1.1"
-    );
-    let (status, reason, _) = release_ready(&client).await.unwrap();
-    assert_eq!(
-        (status.as_str(), reason.as_str()),
-        ("True", "UpgradeSucceeded")
-    );
-    // The intents and their children were untouched by the operator's upgrade.
-    assert!(
-        testbed::get(&client, "v1", "ConfigMap", TENANT, "web-values")
-            .await
-            .is_some()
-    );
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }

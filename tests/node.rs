@@ -21,7 +21,6 @@ use support::node::{self, apply, kubectl_ok};
 const TEST: &str = "a_pod_becomes_ready_and_a_job_completes";
 
 #[test]
-#[ignore = "builds and starts the node (root, ~20 min cold build): cargo test --test node -- --ignored"]
 fn a_pod_becomes_ready_and_a_job_completes() {
     let Some(node) = node::inside(TEST) else {
         return;

@@ -511,10 +511,11 @@ async fn apply(op: &Operation, api: &Api<Operation>, ctx: &Context) -> Result<Ac
         &child_name,
         desired_version.as_deref(),
     );
-    if matches!(engine, Engine::Job | Engine::HelmHookJob) && state.phase == Phase::Failed {
-        if let Some(why) = job_pods_failure_of(ctx, &namespace, &engine_ref.name).await {
-            state.message = format!("{}; {why}", state.message);
-        }
+    if matches!(engine, Engine::Job | Engine::HelmHookJob)
+        && state.phase == Phase::Failed
+        && let Some(why) = job_pods_failure_of(ctx, &namespace, &engine_ref.name).await
+    {
+        state.message = format!("{}; {why}", state.message);
     }
     let mut conds = vec![verified, accepted];
     let terminal_conds = match state.phase {

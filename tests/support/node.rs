@@ -20,6 +20,12 @@ pub struct Node {
 /// Inside the node: `Some`. Outside: start a node, run `test` (this binary's, by exact name, ignored or not) in it,
 /// assert that it passed, and return `None` (the caller returns at once).
 pub fn inside(test: &str) -> Option<Node> {
+    inside_with(test, Vec::new)
+}
+
+/// [`inside`], with images built outside the node (where the Debian mirror is reachable) and pushed to the node's
+/// registry as `NAME:TAG`: `images` runs outside only and gives (`NAME:TAG`, image tarball).
+pub fn inside_with(test: &str, images: impl FnOnce() -> Vec<(String, PathBuf)>) -> Option<Node> {
     if let Ok(registry) = std::env::var("VWO_NODE_REGISTRY") {
         return Some(Node {
             registry,
@@ -29,8 +35,13 @@ pub fn inside(test: &str) -> Option<Node> {
     }
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testbed/node.sh");
     let exe = std::env::current_exe().expect("this test binary");
+    let images: Vec<String> = images()
+        .into_iter()
+        .map(|(tag, tarball)| format!("{tag}={}", tarball.display()))
+        .collect();
     let status = Command::new("bash")
         .arg(script)
+        .env("VWO_NODE_IMAGES", images.join(" "))
         .args(["run", "--"])
         .arg(exe)
         .args([
@@ -119,4 +130,33 @@ pub fn apply(yaml: &str) {
     let f = dir.path().join("objects.yaml");
     std::fs::write(&f, yaml).unwrap();
     kubectl_ok(&["apply", "-f", f.to_str().unwrap()]);
+}
+
+/// The operator's image, built from this test binary's build of the operator by `image/build-local.sh` (the
+/// Dockerfile's runtime stage; its base image is cached, its packages come from the Debian mirror) and saved as a
+/// docker-archive tarball under `dir`.
+pub fn operator_image(dir: &std::path::Path) -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let tag = "localhost/vworkspace-operator:node-test";
+    let status = Command::new("bash")
+        .arg(root.join("image/build-local.sh"))
+        .arg(env!("CARGO_BIN_EXE_vworkspace-operator"))
+        .env("VWO_IMAGE", tag)
+        .status()
+        .expect("run image/build-local.sh");
+    assert!(status.success(), "image/build-local.sh failed: see above");
+    let tarball = dir.join("vworkspace-operator.tar");
+    let _ = std::fs::remove_file(&tarball);
+    let out = Command::new("podman")
+        .args(["save", "--format", "docker-archive", "-o"])
+        .arg(&tarball)
+        .arg(tag)
+        .output()
+        .expect("podman save");
+    assert!(
+        out.status.success(),
+        "podman save: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tarball
 }

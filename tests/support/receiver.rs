@@ -42,7 +42,11 @@ impl Receiver {
                 }
             }),
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        // Loopback, or inside the test bed's node its bridge address, where Pods reach it.
+        let host = super::stack::stack_host();
+        let listener = tokio::net::TcpListener::bind(format!("{host}:0"))
+            .await
+            .unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         Self {

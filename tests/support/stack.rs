@@ -42,6 +42,12 @@ struct FluxProcess {
 
 static STACK: OnceLock<Result<Stack, String>> = OnceLock::new();
 
+/// Where the git server, the chart repository and the registry listen: loopback, or inside the test bed's node
+/// (`testbed/node.sh`) the node's bridge address (`VWO_STACK_HOST`), which its Pods reach too.
+pub fn stack_host() -> String {
+    std::env::var("VWO_STACK_HOST").unwrap_or_else(|_| "127.0.0.1".to_string())
+}
+
 /// The stack of this test binary. When it fails to start, every test that asks for it fails with that reason
 /// (rather than each starting a stack of its own).
 pub fn stack() -> &'static Stack {
@@ -207,6 +213,7 @@ impl FluxProcess {
 impl Stack {
     fn start() -> Self {
         let api = testbed::server();
+        let host = stack_host();
         let procs = Procs::new("vwo-stack-");
         let d = procs.dir().to_path_buf();
         let started = Instant::now();
@@ -224,7 +231,7 @@ impl Stack {
         wait_crds_established();
         let _ = kubectl(&["create", "namespace", FLUX_NAMESPACE]);
 
-        // One self-signed certificate for the HTTPS servers (chart repository and registry) on 127.0.0.1.
+        // One self-signed certificate for the HTTPS servers (chart repository and registry) on their address.
         let (crt, key) = (d.join("tls.crt"), d.join("tls.key"));
         run(
             "openssl req",
@@ -238,7 +245,10 @@ impl Stack {
                     "ec_paramgen_curve:prime256v1",
                 ])
                 .args(["-nodes", "-days", "2", "-subj", "/CN=vworkspace-testbed"])
-                .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+                .args([
+                    "-addext",
+                    &format!("subjectAltName=IP:127.0.0.1,IP:{host},DNS:localhost"),
+                ])
                 .arg("-keyout")
                 .arg(&key)
                 .arg("-out")
@@ -253,6 +263,7 @@ impl Stack {
             Command::new(bin("testbed-http"))
                 .arg("-git-root")
                 .arg(&git_root)
+                .arg(format!("-listen={host}:0"))
                 .arg("-addr-file")
                 .arg(d.join("git.addr")),
         );
@@ -269,6 +280,7 @@ impl Stack {
             Command::new(bin("testbed-http"))
                 .arg("-static")
                 .arg(&charts)
+                .arg(format!("-listen={host}:0"))
                 .arg("-tls-cert")
                 .arg(&crt)
                 .arg("-tls-key")
@@ -280,7 +292,7 @@ impl Stack {
             "https://{}/charts",
             read_addr_file(&procs, "chart-repo", &d.join("charts.addr"))
         );
-        let registry_addr = format!("127.0.0.1:{}", free_port());
+        let registry_addr = format!("{host}:{}", free_port());
         let registry_config = d.join("registry.yaml");
         std::fs::write(
             &registry_config,
