@@ -13,13 +13,13 @@ use ed25519_dalek::{Signature, Signer as _};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
 use serde_json::{Value, json};
 
+use crate::git::policy::ControlPlaneKey;
 use crate::git::policy::TrustPolicy;
-use crate::pull::signing::ControlPlaneKey;
 
+use crate::api::conditions::Cond;
 use crate::api::conditions::reasons;
 use crate::controller::cluster::SourceReport;
 use crate::controller::gitops::{GitStatus, IntentSource, Origin, Verdict};
-use crate::controller::status::Cond;
 use crate::intent::IntentKind;
 
 /// The control plane's field manager (upstream's docs).

@@ -20,7 +20,7 @@ use crate::git::provenance::{LiveObject, Provenance, ProvenanceError, Provenance
 use crate::git::remote::{self, Credentials};
 use crate::git::repo::{Repo, RepoError};
 use crate::git::select::{SelectError, Selection, oid_of, select};
-use crate::git::verify::Reason;
+use crate::git::sigcheck::Reason;
 use crate::intent::IntentKind;
 
 /// Where the repo is and how to trust it.

@@ -3,12 +3,14 @@
 //! docs/pull.md#signed-jobs, so the control plane can produce it.
 
 use base64::Engine as _;
-use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signature, Signer as _, SigningKey};
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use super::jcs;
 use super::job::Job;
+/// The keys jobs are checked against: the trust policy's `controlPlaneKeys`.
+pub use crate::git::policy::ControlPlaneKey;
 
 /// The `v` member of the signed envelope.
 pub const SIGNATURE_VERSION: &str = "vworkspace.io/job-signature/v1";
@@ -37,45 +39,6 @@ pub fn signed_bytes(cluster_id: &str, job: &Job) -> Result<Vec<u8>, jcs::JcsErro
 pub fn sign(key: &SigningKey, cluster_id: &str, job: &Job) -> Result<String, jcs::JcsError> {
     let bytes = signed_bytes(cluster_id, job)?;
     Ok(base64::engine::general_purpose::STANDARD.encode(key.sign(&bytes).to_bytes()))
-}
-
-/// A control-plane key the trust policy names.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ControlPlaneKey {
-    pub name: String,
-    pub key: VerifyingKey,
-}
-
-/// Parse a public key: an OpenSSH line (`ssh-ed25519 AAAA… comment`) or the standard base64 of the 32 raw bytes.
-pub fn parse_public_key(text: &str) -> Result<VerifyingKey, String> {
-    let text = text.trim();
-    if text.starts_with("ssh-") {
-        let key = ssh_key::PublicKey::from_openssh(text).map_err(|e| e.to_string())?;
-        let ed = key
-            .key_data()
-            .ed25519()
-            .ok_or_else(|| format!("{} key: only ssh-ed25519 keys sign jobs", key.algorithm()))?;
-        return strong(VerifyingKey::from_bytes(&ed.0).map_err(|e| e.to_string())?);
-    }
-    let raw = base64::engine::general_purpose::STANDARD
-        .decode(text)
-        .map_err(|e| format!("neither an ssh-ed25519 line nor base64: {e}"))?;
-    let raw: [u8; 32] = raw
-        .try_into()
-        .map_err(|r: Vec<u8>| format!("{} bytes, an Ed25519 public key has 32", r.len()))?;
-    strong(VerifyingKey::from_bytes(&raw).map_err(|e| e.to_string())?)
-}
-
-/// Refuse a small-order ("weak") Ed25519 public key: a signature by such a key can be made without any secret
-/// and verifies over many messages (`verify` accepts it; only `verify_strict` would not).
-pub fn strong(key: VerifyingKey) -> Result<VerifyingKey, String> {
-    if key.is_weak() {
-        return Err(
-            "a small-order (weak) Ed25519 public key: anyone can make signatures it verifies"
-                .into(),
-        );
-    }
-    Ok(key)
 }
 
 /// Read a private key for `sign-job`: an unencrypted OpenSSH Ed25519 private key (what `ssh-keygen -t ed25519
@@ -178,7 +141,9 @@ pub fn check(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::git::policy::parse_public_key;
     use crate::pull::job::parse_job;
+    use ed25519_dalek::VerifyingKey;
 
     fn key(seed: u8) -> SigningKey {
         SigningKey::from_bytes(&[seed; 32])

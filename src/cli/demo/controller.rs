@@ -36,8 +36,8 @@ use crate::controller::sinks::NotesTiming;
 use crate::git::policy::TrustPolicy;
 use crate::git::remote::{self, Credentials};
 use crate::git::repo::Repo;
+use crate::git::repo::load_rev;
 use crate::git::short_id;
-use crate::intent::source::load_rev;
 use crate::intent::{IntentKind, parse_files};
 use crate::render::Templates;
 
