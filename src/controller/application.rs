@@ -16,7 +16,8 @@ use tracing::{info, instrument, warn};
 use super::children::Lookup;
 use super::context::{Context, Outcome, Transition, changed, delays};
 use super::gitops::{Origin, Verdict};
-use super::status::{Cond, application_conditions, merge_conditions};
+use super::status::application_conditions;
+use crate::api::conditions::{Cond, merge_conditions};
 use crate::api::conditions::{reasons, types};
 use crate::api::{
     APP_FINALIZER, AppMode, ApplicationInstance, ApplicationInstanceStatus, AppliedChart, Engine,
@@ -34,13 +35,6 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error(transparent)]
     Apply(#[from] super::apply::ApplyError),
-}
-
-/// Whether the operator acts on this intent at all: written by the control plane for this cluster.
-pub fn is_ours(meta_labels: &BTreeMap<String, String>, cluster_id: &str) -> bool {
-    meta_labels.get(labels::MANAGED_BY).map(String::as_str)
-        == Some(labels::MANAGED_BY_CONTROL_PLANE)
-        && meta_labels.get(labels::CLUSTER_ID).map(String::as_str) == Some(cluster_id)
 }
 
 #[instrument(skip_all, fields(cluster = %ctx.settings.cluster_id, namespace = %app.namespace().unwrap_or_default(), object = %app.name_any(), reconcile_id = %fastrand::u64(..)))]

@@ -10,7 +10,7 @@ use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
 use super::context::{Context, Transition, changed};
-use super::status::{Cond, merge_conditions};
+use crate::api::conditions::{Cond, merge_conditions};
 use crate::api::conditions::{reasons, types};
 use crate::api::{Cluster, ClusterPhase, ClusterSpec, ControllerPresence, FIELD_MANAGER};
 

@@ -39,16 +39,16 @@ impl Origin {
     }
 
     /// The `Verified=True` condition.
-    pub fn verified_condition(&self) -> crate::controller::status::Cond {
+    pub fn verified_condition(&self) -> crate::api::conditions::Cond {
         use crate::api::conditions::{reasons, types};
         match self {
-            Origin::Commit { intent_commit, .. } => crate::controller::status::Cond::new(
+            Origin::Commit { intent_commit, .. } => crate::api::conditions::Cond::new(
                 types::VERIFIED,
                 "True",
                 reasons::COMMIT_VERIFIED,
                 format!("intent commit {intent_commit}"),
             ),
-            Origin::Job { job_id, signer } => crate::controller::status::Cond::new(
+            Origin::Job { job_id, signer } => crate::api::conditions::Cond::new(
                 types::VERIFIED,
                 "True",
                 reasons::JOB_VERIFIED,
@@ -60,7 +60,7 @@ impl Origin {
                     format!("the payload of job {job_id}, signed by control-plane key {signer}")
                 },
             ),
-            Origin::FieldManager { manager, signer } => crate::controller::status::Cond::new(
+            Origin::FieldManager { manager, signer } => crate::api::conditions::Cond::new(
                 types::VERIFIED,
                 "True",
                 reasons::FIELD_MANAGER_VERIFIED,

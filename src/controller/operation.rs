@@ -16,7 +16,8 @@ use tracing::{instrument, warn};
 use super::application::Error;
 use super::context::{Context, Outcome, Transition, changed, delays};
 use super::gitops::{Origin, Verdict};
-use super::status::{Cond, engine_state, merge_conditions};
+use super::status::engine_state;
+use crate::api::conditions::{Cond, merge_conditions};
 use crate::api::conditions::{reasons, types};
 use crate::api::{
     ApplicationInstance, Engine, EngineRef, FIELD_MANAGER, OPERATION_FINALIZER, Operation,

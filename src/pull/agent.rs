@@ -29,10 +29,10 @@ use super::job::{self, Action, AppliedRef, Job, JobResult, JobStatus, ObjectKey,
 use super::provenance;
 use super::signing::{self, ControlPlaneKey};
 use super::store::{AppliedJobs, ConfigMapStore, DEFAULT_RETENTION, Entry, MAX_ENTRIES};
+use crate::api::conditions::Cond;
 use crate::api::conditions::types;
 use crate::api::{ApplicationInstance, Cluster, ClusterPhase, Operation, Phase, labels};
 use crate::controller::apply::Resources;
-use crate::controller::status::Cond;
 use crate::metrics::{Connectivity, JobOutcome, Metrics, Mode};
 use crate::report::events::{EventPoster, ResourceRef, audit_event, backoff_delay};
 

@@ -30,8 +30,8 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 use crate::api::Endpoint;
+use crate::api::conditions::Cond;
 use crate::api::conditions::{reasons, types};
-use crate::controller::status::Cond;
 use crate::metrics::{Connectivity, DropReason, EventMetrics, PostResult};
 use crate::secrets::redact_text;
 
