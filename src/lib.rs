@@ -20,6 +20,7 @@ pub mod render;
 pub mod report;
 pub mod schema;
 pub mod secrets;
+pub mod tree;
 pub mod validate;
 pub mod webhook;
 

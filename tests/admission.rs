@@ -28,7 +28,8 @@ use support::stack::kubectl;
 use support::testbed;
 use vworkspace_operator::intent::IntentKind;
 use vworkspace_operator::intent::source::load_dir;
-use vworkspace_operator::render::{RenderOptions, Renderer, Templates, render_tree};
+use vworkspace_operator::render::{RenderOptions, Renderer, Templates};
+use vworkspace_operator::tree::render_tree;
 use vworkspace_operator::validate;
 use vworkspace_operator::webhook::{self, CertSource, WebhookConfig, WebhookServer, certs};
 

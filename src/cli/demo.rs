@@ -26,12 +26,13 @@ use crate::api::conditions::reasons;
 use crate::git::notes;
 use crate::git::policy::{Mode, TrustPolicy};
 use crate::git::repo::Repo;
+use crate::git::repo::load_rev;
+use crate::git::sigcheck::Reason;
 use crate::git::sign::SigningKey;
-use crate::git::verify::{Reason, Verdict, Verifier, verify_commit};
+use crate::git::verify::{Verdict, Verifier, verify_commit};
 use crate::git::{short_id, write};
 use crate::hydrate::{self, CommitOutcome, HydrateOptions, hydrate_once};
-use crate::intent::source::load_rev;
-use crate::render::render_tree;
+use crate::tree::render_tree;
 use report::{Check, CommitLine, Report, VerifyLine};
 
 mod embedded {
@@ -742,7 +743,7 @@ fn newest_verified(
 
 /// Render the intents at `revision` with the embedded templates.
 fn render_step(repo: &Repo, revision: &str) -> anyhow::Result<report::RenderInfo> {
-    let renderer = super::render::renderer(None, Some(CLUSTER), "velero")
+    let renderer = crate::render::renderer(None, Some(CLUSTER), "velero")
         .context("step 3 (render): the embedded templates")?;
     let files = load_rev(repo, revision, INTENT_PATH)
         .with_context(|| format!("step 3 (render): reading {INTENT_PATH} at {revision}"))?;

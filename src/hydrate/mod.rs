@@ -8,7 +8,7 @@
 //! 3. **verify** what is new on the intent branch since then, restricted to the cluster's intent path,
 //!    under the trust policy, and choose the newest revision whose intent changes are all verified (in
 //!    `range` mode nothing after a refused commit is rendered: fail closed);
-//! 4. **render** the intents at that revision with [`crate::render::render_tree`] (the function `render`
+//! 4. **render** the intents at that revision with [`crate::tree::render_tree`] (the function `render`
 //!    and the controller use); any problem means no output at all;
 //! 5. **plan** one file per object against the output location ([`plan`]: pure) and, when something
 //!    changed, **commit** it (signed in process with [`crate::git::sign`]) with trailers naming the intent
@@ -40,14 +40,16 @@ use crate::git::notes::{
 };
 use crate::git::policy::{Mode, TrustPolicy};
 use crate::git::remote::{self, Credentials, PushOutcome, RemoteError};
+use crate::git::repo::load_rev;
 use crate::git::repo::{Repo, RepoError};
 use crate::git::select::{SelectError, Selection, oid_of, range_graph, select};
+use crate::git::sigcheck::Reason;
 use crate::git::sign::{SignError, SigningKey};
-use crate::git::verify::{Reason, Verdict, Verifier, VerifyError};
+use crate::git::verify::{Verdict, Verifier, VerifyError};
 use crate::git::write;
 use crate::intent::Problem;
-use crate::intent::source::{SourceError, load_rev};
-use crate::render::{Renderer, render_tree};
+use crate::render::Renderer;
+use crate::tree::render_tree;
 use message::{OutputMessage, VerifiedIntent};
 use plan::{CurrentEntry, DesiredFile, Plan};
 
@@ -428,12 +430,12 @@ impl<'a> Setup<'a> {
                 reason: e.to_string(),
             })?
             .map(std::sync::Arc::new);
-        let renderer = crate::cli::render::renderer(
+        let renderer = crate::render::renderer(
             opts.templates.as_deref(),
             Some(&opts.cluster_id),
             &opts.velero_namespace,
         )
-        .map_err(|e| HydrateError::Templates(format!("{e:#}")))?
+        .map_err(|e| HydrateError::Templates(e.to_string()))?
         .with_allowed_chart_hosts(opts.guards.allowed_chart_hosts.clone());
         Ok(Self {
             opts,
@@ -829,16 +831,11 @@ impl Setup<'_> {
         let files = match load_rev(repo, &target.to_string(), &self.intent_path) {
             Ok(files) => files,
             // Refused contents (a symlink, a bound exceeded, the path missing): no output, never an empty one.
-            Err(e @ SourceError::Symlink { .. }) => {
+            Err(e) if e.is_refusal() => {
                 problems.push(Problem::new(&self.intent_path, "", "", e.to_string()));
                 Vec::new()
             }
-            Err(SourceError::Repo(e)) if e.is_refusal() => {
-                problems.push(Problem::new(&self.intent_path, "", "", e.to_string()));
-                Vec::new()
-            }
-            Err(SourceError::Repo(e)) => return Err(e.into()),
-            Err(e) => return Err(git_err(format!("reading {}", self.intent_path), e)),
+            Err(e) => return Err(e.into()),
         };
         let result = render_tree(&files, &self.renderer, Some(&self.opts.cluster_id));
         problems.extend(result.problems.iter().cloned());

@@ -136,7 +136,7 @@ async fn scene(cluster: &str, app: Value) -> anyhow::Result<PullInfo> {
         .jobs(token, cluster, Duration::from_secs(1))
         .await
         .context("polling the demo control plane")?;
-    let renderer = super::super::render::renderer(None, Some(cluster), "velero")?;
+    let renderer = crate::render::renderer(None, Some(cluster), "velero")?;
     let mut lines = Vec::new();
     for parsed in jobs {
         let j = parsed?;
