@@ -42,7 +42,7 @@ const APPROVAL_KEY: &[u8] = b"admission-test-approval-key";
 /// A claim for the Operation `op` (a manifest) as it is written, signed with [`APPROVAL_KEY`] as the control
 /// plane signs it.
 fn claim(op: &Value) -> String {
-    use vworkspace_operator::controller::approval;
+    use vworkspace_operator::validate::approval;
     let now = jiff::Timestamp::now().as_second();
     let spec = serde_json::from_value(op["spec"].clone()).unwrap();
     approval::sign_claim(

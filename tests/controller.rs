@@ -1207,7 +1207,7 @@ async fn an_upgrade_helm_operation_changes_the_release_through_the_instance_and_
 
 #[tokio::test]
 async fn conflicts_wait_and_approval_claims_are_checked() {
-    use vworkspace_operator::controller::approval::{self, ClaimPayload, sign_claim};
+    use vworkspace_operator::validate::approval::{self, ClaimPayload, sign_claim};
     let env = env("conflicts").await;
     let app = env.app_yaml("app", "1.0.0", "");
     let now = jiff::Timestamp::now().as_second();

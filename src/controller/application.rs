@@ -15,7 +15,6 @@ use tracing::{info, instrument, warn};
 
 use super::children::Lookup;
 use super::context::{Context, Outcome, Transition, changed, delays};
-use super::gitops::{Origin, Verdict};
 use super::status::application_conditions;
 use crate::api::conditions::{Cond, merge_conditions};
 use crate::api::conditions::{reasons, types};
@@ -25,6 +24,7 @@ use crate::api::{
 };
 use crate::git::notes::NewRecord;
 use crate::intent::IntentKind;
+use crate::source::{Origin, Verdict};
 use crate::validate;
 
 /// Errors of one reconcile. Transient ones are retried with backoff; terminal problems of the intent are
@@ -34,7 +34,7 @@ pub enum Error {
     #[error("{0}")]
     Kube(#[from] kube::Error),
     #[error(transparent)]
-    Apply(#[from] super::apply::ApplyError),
+    Apply(#[from] crate::k8s::apply::ApplyError),
 }
 
 #[instrument(skip_all, fields(cluster = %ctx.settings.cluster_id, namespace = %app.namespace().unwrap_or_default(), object = %app.name_any(), reconcile_id = %fastrand::u64(..)))]
@@ -98,7 +98,7 @@ async fn delete(
                     .and_then(Value::as_str)
                     == Some(&app.name_any())
             }
-            Ok(None) | Err(super::apply::ApplyError::NotInstalled { .. }) => false,
+            Ok(None) | Err(crate::k8s::apply::ApplyError::NotInstalled { .. }) => false,
             Err(e) => return Err(e.into()),
         };
         if owned && ctx.resources.delete(&child).await? {
@@ -537,7 +537,9 @@ async fn apply_children(
         // The watch's copy when it already carries what we would apply, or when the object does not exist;
         // otherwise (not synced yet, or different: the cache may lag behind our own writes) the live object.
         let found = match ctx.children.get(kind, ns, name) {
-            Lookup::Present(cached) if super::apply::is_subset(obj, &cached) => Ok(Some(cached)),
+            Lookup::Present(cached) if crate::k8s::apply::is_subset(obj, &cached) => {
+                Ok(Some(cached))
+            }
             Lookup::Absent => Ok(None),
             Lookup::Present(_) | Lookup::Unknown => ctx.resources.get(obj).await,
         };
@@ -545,7 +547,7 @@ async fn apply_children(
             Ok(found) => {
                 live.insert(crate::render::object_id(obj), found);
             }
-            Err(super::apply::ApplyError::NotInstalled { kind }) => missing.push(kind),
+            Err(crate::k8s::apply::ApplyError::NotInstalled { kind }) => missing.push(kind),
             Err(e) => return Err(e.into()),
         }
     }
@@ -559,7 +561,7 @@ async fn apply_children(
         !live
             .get(&crate::render::object_id(o))
             .and_then(|l| l.as_ref())
-            .is_some_and(|l| super::apply::is_subset(o, l))
+            .is_some_and(|l| crate::k8s::apply::is_subset(o, l))
     });
     if !needs_write {
         return Ok(Applying::Done(live));

@@ -32,7 +32,7 @@ use super::store::{AppliedJobs, ConfigMapStore, DEFAULT_RETENTION, Entry, MAX_EN
 use crate::api::conditions::Cond;
 use crate::api::conditions::types;
 use crate::api::{ApplicationInstance, Cluster, ClusterPhase, Operation, Phase, labels};
-use crate::controller::apply::Resources;
+use crate::k8s::apply::Resources;
 use crate::metrics::{Connectivity, JobOutcome, Metrics, Mode};
 use crate::report::events::{EventPoster, ResourceRef, audit_event, backoff_delay};
 
@@ -1150,7 +1150,7 @@ impl Agent {
             match self.resources.delete(&obj).await {
                 Ok(false) => return Ok(()),
                 Ok(true) => {}
-                Err(crate::controller::apply::ApplyError::NotInstalled { .. }) => return Ok(()),
+                Err(crate::k8s::apply::ApplyError::NotInstalled { .. }) => return Ok(()),
                 Err(e) => return Err(e.to_string()),
             }
             if tokio::time::Instant::now() > deadline {

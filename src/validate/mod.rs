@@ -14,6 +14,7 @@ use crate::intent::{IntentKind, Problem};
 use crate::render::Renderer;
 use crate::schema;
 
+pub mod approval;
 pub mod cel;
 pub mod hosts;
 pub mod names;

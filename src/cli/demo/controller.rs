@@ -28,7 +28,6 @@ use super::report::Check;
 use super::{BRANCH, CLUSTER, INTENT_PATH};
 use crate::api::conditions::{reasons, types};
 use crate::api::{AppMode, ApplicationInstance, Cluster, labels};
-use crate::controller::apply::Resources;
 use crate::controller::context::{Selector, Settings};
 use crate::controller::repo_source::{RepoConfig, SyncOutcome};
 use crate::controller::run::{Operator, OperatorConfig, SourceConfig};
@@ -39,6 +38,7 @@ use crate::git::repo::Repo;
 use crate::git::repo::load_rev;
 use crate::git::short_id;
 use crate::intent::{IntentKind, parse_files};
+use crate::k8s::apply::Resources;
 use crate::render::Templates;
 
 /// The intent the demo edits by hand in the cluster, and how.
