@@ -18,9 +18,8 @@ use crate::git::policy::TrustPolicy;
 
 use crate::api::conditions::Cond;
 use crate::api::conditions::reasons;
-use crate::controller::cluster::SourceReport;
-use crate::controller::gitops::{GitStatus, IntentSource, Origin, Verdict};
 use crate::intent::IntentKind;
+use crate::source::{IntentSource, Origin, SourceReport, SourceStatus, Verdict};
 
 /// The control plane's field manager (upstream's docs).
 pub const DEFAULT_FIELD_MANAGER: &str = "vworkspace-odoo";
@@ -219,7 +218,7 @@ impl PushSource {
     }
 }
 
-impl crate::controller::policy_watch::PolicyTarget for PushSource {
+impl crate::source::PolicyTarget for PushSource {
     fn set_policy(&self, policy: Result<TrustPolicy, String>) {
         *self.keys.write().unwrap_or_else(PoisonError::into_inner) =
             policy.map(|p| p.control_plane_keys().to_vec());
@@ -272,10 +271,10 @@ impl IntentSource for PushSource {
         check_owners(&self.manager, &identity, managed_fields, signer)
     }
 
-    fn status(&self) -> GitStatus {
-        GitStatus {
+    fn status(&self) -> SourceStatus {
+        SourceStatus {
             reachable: true,
-            ..GitStatus::default()
+            ..SourceStatus::default()
         }
     }
 

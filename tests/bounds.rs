@@ -15,7 +15,6 @@ use gix::ObjectId;
 use gix::objs::tree::{Entry, EntryKind};
 use support::gitfix::{GitRemote, Signer, policy_yaml};
 use vworkspace_operator::api::conditions::reasons;
-use vworkspace_operator::controller::gitops::{IntentSource, Verdict};
 use vworkspace_operator::controller::repo_source::{RepoConfig, RepoSource, SyncOutcome};
 use vworkspace_operator::git::bounds::{
     Bound, MAX_BLOB_BYTES, MAX_COMMIT_BYTES, MAX_OBJECT_ALLOC_BYTES, MAX_READ_BYTES,
@@ -23,6 +22,7 @@ use vworkspace_operator::git::bounds::{
 };
 use vworkspace_operator::git::policy::TrustPolicy;
 use vworkspace_operator::intent::IntentKind;
+use vworkspace_operator::source::{IntentSource, Verdict};
 
 const BIN: &str = env!("CARGO_BIN_EXE_vworkspace-operator");
 const CLUSTER: &str = "x";

@@ -12,10 +12,10 @@ use kube::Resource;
 use kube::api::{Api, ObjectMeta, PostParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 
-use super::apply::Resources;
-use super::gitops::IntentSource;
 use crate::api::conditions::Cond;
+use crate::k8s::apply::Resources;
 use crate::render::Renderer;
+use crate::source::IntentSource;
 
 /// An equality-based label selector (`k=v,k2=v2`, or `k` for "has the label").
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -13,6 +13,7 @@ use tracing::{info, warn};
 use super::repo_source::RepoSource;
 use crate::git::policy::TrustPolicy;
 use crate::metrics::{Metrics, PolicyReloadResult};
+use crate::source::PolicyTarget;
 
 /// Where the trust policy comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,21 +97,9 @@ fn parse(origin: &PolicyOrigin, text: &str) -> Result<TrustPolicy, String> {
     .map_err(|e| format!("{origin}: {e}"))
 }
 
-/// What a policy change is given to: the Git view (GitOps mode) or the Pull agent (its control-plane keys).
-pub trait PolicyTarget: Send + Sync {
-    /// The policy now in force, or why none is (then nothing is trusted).
-    fn set_policy(&self, policy: Result<TrustPolicy, String>);
-}
-
 impl PolicyTarget for RepoSource {
     fn set_policy(&self, policy: Result<TrustPolicy, String>) {
         RepoSource::set_policy(self, policy);
-    }
-}
-
-impl PolicyTarget for crate::pull::agent::Agent {
-    fn set_policy(&self, policy: Result<TrustPolicy, String>) {
-        self.set_keys(policy.map(|p| p.control_plane_keys().to_vec()));
     }
 }
 

@@ -12,7 +12,6 @@ use gix::ObjectId;
 use serde_json::Value;
 use tokio::sync::watch;
 
-use super::gitops::{GitStatus, IntentSource, Origin, Verdict};
 use crate::api::conditions::reasons;
 use crate::git::first_seen::FirstSeen;
 use crate::git::policy::TrustPolicy;
@@ -22,6 +21,7 @@ use crate::git::repo::{Repo, RepoError};
 use crate::git::select::{SelectError, Selection, oid_of, select};
 use crate::git::sigcheck::Reason;
 use crate::intent::IntentKind;
+use crate::source::{IntentSource, Origin, SourceStatus, Verdict};
 
 /// Where the repo is and how to trust it.
 #[derive(Debug, Clone)]
@@ -52,7 +52,7 @@ struct State {
     repo: Repo,
     index: Option<ProvenanceIndex>,
     last_verified: Option<ObjectId>,
-    status: GitStatus,
+    status: SourceStatus,
     head_failure: Option<HeadFailure>,
     /// The manifests at the refused head (while there is one): whether a live object that differs from the view
     /// came from the refused commits (Flux synced them) or from somewhere else (a hand edit).
@@ -149,7 +149,7 @@ impl RepoSource {
                 repo,
                 index: None,
                 last_verified,
-                status: GitStatus::default(),
+                status: SourceStatus::default(),
                 head_failure: None,
                 head_index: None,
                 policy,
@@ -638,7 +638,7 @@ impl IntentSource for RepoSource {
         }
     }
 
-    fn status(&self) -> GitStatus {
+    fn status(&self) -> SourceStatus {
         self.lock().status.clone()
     }
 }

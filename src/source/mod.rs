@@ -1,0 +1,204 @@
+//! How intent gets in, whatever the mode (docs/operator.md#modes): the reconcilers ask an [`IntentSource`]
+//! whether a live intent is proven ([`Verdict`]) and where it came from ([`Origin`]); they never ask which mode
+//! runs. Three implementations answer:
+//!
+//! - GitOps: [`crate::controller::repo_source::RepoSource`], a fetched, verified clone of the cluster repo;
+//! - Pull: [`crate::pull::source::PullSource`], the provenance stamps of the jobs the Pull agent applied;
+//! - Push: [`crate::push::PushSource`], the control plane's field manager (and signature) on the live object.
+//!
+//! A policy change goes to the source through [`PolicyTarget`]; the Cluster object reads the connection
+//! through [`IntentSource::report`]. This module is below the controller and the three modes: they import it,
+//! it imports none of them.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+use serde_json::Value;
+
+use crate::api::ClusterPhase;
+use crate::api::conditions::{Cond, reasons, types};
+use crate::git::policy::TrustPolicy;
+use crate::intent::IntentKind;
+
+/// Where a trusted intent came from: what the intent source proved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// GitOps: the live spec equals the manifest in the verified `revision`; `intent_commit` last changed it.
+    Commit {
+        intent_commit: String,
+        revision: String,
+    },
+    /// Pull: the live spec is the payload of job `job_id`, signed by the control-plane key `signer` (`-`:
+    /// unsigned, the policy names no control-plane key).
+    Job { job_id: String, signer: String },
+    /// Push: every spec field is owned by the control plane's field manager `manager`; `signer` the
+    /// control-plane key of its signature annotation, when the policy names keys.
+    FieldManager {
+        manager: String,
+        signer: Option<String>,
+    },
+}
+
+impl Origin {
+    /// The commit the intent came from (GitOps): where outcomes are noted.
+    pub fn intent_commit(&self) -> Option<&str> {
+        match self {
+            Origin::Commit { intent_commit, .. } => Some(intent_commit),
+            Origin::Job { .. } | Origin::FieldManager { .. } => None,
+        }
+    }
+
+    /// The `Verified=True` condition.
+    pub fn verified_condition(&self) -> Cond {
+        use crate::api::conditions::{reasons, types};
+        match self {
+            Origin::Commit { intent_commit, .. } => Cond::new(
+                types::VERIFIED,
+                "True",
+                reasons::COMMIT_VERIFIED,
+                format!("intent commit {intent_commit}"),
+            ),
+            Origin::Job { job_id, signer } => Cond::new(
+                types::VERIFIED,
+                "True",
+                reasons::JOB_VERIFIED,
+                if signer == "-" {
+                    format!(
+                        "the payload of job {job_id} (unsigned: the policy names no control-plane key)"
+                    )
+                } else {
+                    format!("the payload of job {job_id}, signed by control-plane key {signer}")
+                },
+            ),
+            Origin::FieldManager { manager, signer } => Cond::new(
+                types::VERIFIED,
+                "True",
+                reasons::FIELD_MANAGER_VERIFIED,
+                match signer {
+                    Some(key) => format!(
+                        "every spec field is owned by the control plane's field manager {manager}, and the spec is \
+                         signed by control-plane key {key}"
+                    ),
+                    None => format!(
+                        "every spec field is owned by the control plane's field manager {manager}"
+                    ),
+                },
+            ),
+        }
+    }
+
+    /// The annotation children carry to name where their intent came from.
+    pub fn annotation(&self) -> (&'static str, String) {
+        match self {
+            Origin::Commit { intent_commit, .. } => {
+                (crate::api::labels::INTENT_COMMIT, intent_commit.clone())
+            }
+            Origin::Job { job_id, .. } => (crate::api::labels::INTENT_JOB, job_id.clone()),
+            Origin::FieldManager { manager, .. } => {
+                (crate::api::labels::INTENT_MANAGER, manager.clone())
+            }
+        }
+    }
+}
+
+/// Where an intent stands with respect to its proven source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Proven: act on it.
+    Verified { origin: Origin },
+    /// Not acted on: the reason (a Blocked condition reason) and a precise message.
+    Blocked {
+        reason: &'static str,
+        message: String,
+    },
+}
+
+/// The state of the verified view, for the Cluster status (GitOps: the cluster repo; Pull and Push fill what
+/// applies to them).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceStatus {
+    /// The newest commit verified under the trust policy.
+    pub last_verified_commit: Option<String>,
+    /// Who signed it (identity and key fingerprint).
+    pub last_verified_signer: Option<String>,
+    /// RFC 3339.
+    pub last_verified_time: Option<String>,
+    /// Whether the last fetch reached the remote.
+    pub reachable: bool,
+    /// Why the last fetch or verification failed, when it did.
+    pub last_error: Option<String>,
+}
+
+/// What the reconcilers ask, whatever the transport (docs/operator.md#modes): is this live intent proven, and
+/// where did it come from? Implemented by the Git view (GitOps), the Pull agent's provenance stamps (Pull) and
+/// the field-manager check (Push).
+pub trait IntentSource: Send + Sync {
+    /// Judge a live intent: its typed spec, labels, annotations and the spec owners of its managedFields (the
+    /// stores keep only those: see `compact_managed_fields`).
+    #[allow(clippy::too_many_arguments)]
+    fn check(
+        &self,
+        kind: IntentKind,
+        namespace: &str,
+        name: &str,
+        spec: &Value,
+        labels: &BTreeMap<String, String>,
+        annotations: &BTreeMap<String, String>,
+        managed_fields: &[ManagedFieldsEntry],
+    ) -> Verdict;
+
+    /// The state of the view (GitOps: the last verified commit).
+    fn status(&self) -> SourceStatus;
+
+    /// The connection, for the Cluster object.
+    fn report(&self) -> SourceReport {
+        git_report(&self.status())
+    }
+}
+
+/// What a policy change is given to: the Git view (GitOps mode) or the Pull agent (its control-plane keys).
+pub trait PolicyTarget: Send + Sync {
+    /// The policy now in force, or why none is (then nothing is trusted).
+    fn set_policy(&self, policy: Result<TrustPolicy, String>);
+}
+
+/// What the intent source says about its connection, for the Cluster object.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SourceReport {
+    /// Connected (and, in Pull mode, Authenticated).
+    pub conditions: Vec<Cond>,
+    pub connected: bool,
+    /// The phase while not connected, when the source knows better than `Disconnected` (Pull: Pending,
+    /// Registering, Error).
+    pub phase: Option<ClusterPhase>,
+    pub last_heartbeat: Option<String>,
+    pub observed_token: Option<String>,
+    pub credential_status: Option<crate::api::CredentialStatus>,
+    pub credentials_secret_ref: Option<crate::api::SecretRef>,
+}
+
+/// GitOps mode: connected when the cluster repo was reachable at the last fetch.
+pub fn git_report(git: &SourceStatus) -> SourceReport {
+    let cond = if git.reachable {
+        Cond::new(
+            types::CONNECTED,
+            "True",
+            reasons::ROUND_TRIP_OK,
+            "repo reachable",
+        )
+    } else {
+        Cond::new(
+            types::CONNECTED,
+            "False",
+            reasons::REPO_UNREACHABLE,
+            git.last_error
+                .clone()
+                .unwrap_or_else(|| "the cluster repo has not been fetched yet".into()),
+        )
+    };
+    SourceReport {
+        conditions: vec![cond],
+        connected: git.reachable,
+        ..SourceReport::default()
+    }
+}
