@@ -33,7 +33,25 @@ use crate::git::verify::{Verdict, Verifier, verify_commit};
 use crate::git::{short_id, write};
 use crate::hydrate::{self, CommitOutcome, HydrateOptions, hydrate_once};
 use crate::tree::render_tree;
-use report::{Check, CommitLine, Report, VerifyLine};
+use report::{CommitLine, Report, VerifyLine};
+
+/// One self-check: what the demo expects, and what it got.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Check {
+    pub what: String,
+    pub ok: bool,
+    pub got: String,
+}
+
+impl Check {
+    pub fn new(what: impl Into<String>, ok: bool, got: impl Into<String>) -> Self {
+        Self {
+            what: what.into(),
+            ok,
+            got: got.into(),
+        }
+    }
+}
 
 mod embedded {
     include!(concat!(env!("OUT_DIR"), "/cluster_repo.rs"));

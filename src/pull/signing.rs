@@ -280,4 +280,36 @@ mod tests {
         assert_eq!(parse_public_key(&format!("{ssh} cp@example")).unwrap(), k);
         assert!(parse_public_key("AAAA").unwrap_err().contains("3 bytes"));
     }
+
+    /// A job with `payload` (JSON text, as sent), read as the agent reads a job list.
+    fn one_job(payload: &str) -> Result<Job, crate::pull::job::JobError> {
+        let body = format!(
+            r#"{{"jobs":[{{"id":"j1","kind":"apply","expiresAt":"2026-12-04T10:30:00Z","payload":{payload}}}]}}"#
+        );
+        crate::pull::job::parse_jobs(body.as_bytes())
+            .unwrap()
+            .remove(0)
+    }
+
+    /// One signature, one applied payload: `1` and `1.0` sign alike and are applied alike.
+    #[test]
+    fn payloads_that_sign_alike_are_applied_alike() {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+        let keys = [ControlPlaneKey {
+            name: "cp".into(),
+            key: key.verifying_key(),
+        }];
+        let now: jiff::Timestamp = "2026-12-04T10:00:00Z".parse().unwrap();
+        let mut signed = one_job(r#"{"replicas":1,"ratio":0.5}"#).unwrap();
+        let signature = sign(&key, "c", &signed).unwrap();
+        signed.signature = Some(signature.clone());
+        let mut variant = one_job(r#"{"ratio":5e-1,"replicas":1.0}"#).unwrap();
+        variant.signature = Some(signature);
+        assert_eq!(check(&keys, "c", &variant, now).unwrap(), "cp");
+        assert_eq!(variant.payload, signed.payload);
+        assert_eq!(
+            serde_json::to_string(&variant.payload["replicas"]).unwrap(),
+            "1"
+        );
+    }
 }

@@ -24,8 +24,7 @@ use kube::{Client, Config};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::report::Check;
-use super::{BRANCH, CLUSTER, INTENT_PATH};
+use super::{BRANCH, CLUSTER, Check, INTENT_PATH};
 use crate::api::conditions::{reasons, types};
 use crate::api::{AppMode, ApplicationInstance, Cluster, labels};
 use crate::controller::context::{Selector, Settings};
