@@ -1,4 +1,4 @@
-//! The condition vocabulary (API.md, "Conditions"), plus the GitOps verification reasons this project adds.
+//! The condition vocabulary of the v1alpha1 contract, plus the GitOps verification reasons this project adds.
 //! Every type and reason is documented in docs/conditions.md. [`Cond`] is a condition as computed, and
 //! [`merge_conditions`] folds computed conditions into an object's list: the reconcilers, the Pull agent and the
 //! event sink all speak it.

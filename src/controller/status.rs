@@ -164,7 +164,7 @@ pub fn application_conditions(
             match status {
                 // helm-controller marks a remediated release Ready=False (reason RollbackSucceeded, Remediated=True):
                 // "any remediated state is considered an error". The running release is the previous one, healthy;
-                // the contract (API.md) says Ready=True/RolledBack plus Degraded=True/UpgradeFailed.
+                // the contract (docs/conditions.md) says Ready=True/RolledBack plus Degraded=True/UpgradeFailed.
                 _ if failure && (remediated || reason == "RollbackSucceeded") => {
                     let at = history_version.clone().unwrap_or_default();
                     vec![

@@ -599,7 +599,7 @@ impl Webhook {
     }
 
     /// The Operation's rules: its own, then its target's (warnings on a dry run), its approval claim (with the
-    /// key, when set or changed), and the conflict matrix (a warning: API.md admits a conflict as
+    /// key, when set or changed), and the conflict matrix (a warning: the contract admits a conflict as
     /// Blocked/ConflictingOperation).
     async fn judge_operation(
         &self,

@@ -168,7 +168,7 @@ impl Agent {
             last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now),
             observed_generation: None,
         };
-        // One audit kind for every refusal (CONNECTIVITY.md); the precise reason is the condition's.
+        // One audit kind for every refusal (docs/pull.md, "Per job"); the precise reason is the condition's.
         let mut event = audit_event(signing::reasons::SIGNATURE_INVALID, &r, vec![cond], now);
         event.event_key = format!(
             "{}/{}/{}",

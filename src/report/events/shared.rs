@@ -38,7 +38,8 @@ where
 }
 
 /// Configuration of the event poster (flags `--control-plane-endpoint`, `--control-plane-token-file`,
-/// `--control-plane-hmac-key-file`; the rest are the API.md defaults).
+/// `--control-plane-hmac-key-file`; the rest are the defaults docs/events.md names: 1,000 events buffered, 100 a
+/// batch, a flush every second).
 #[derive(Clone, Debug)]
 pub struct PosterConfig {
     /// Base URL of the control plane (`https://…`; `http://` is accepted for tests and in-cluster
