@@ -454,14 +454,14 @@ fn scan_file(module: &[String], text: &str) -> FileScan {
                     continue;
                 }
                 "fn" => {
-                    if let Some(name) = ident(tokens.get(i + 1)) {
-                        if let Some(lines) = fn_lines(&tokens, i) {
-                            let name = match impls.last() {
-                                Some((t, _)) => format!("{t}::{name}"),
-                                None => name.to_string(),
-                            };
-                            scan.fns.push(FnSpan { name, lines });
-                        }
+                    if let Some(name) = ident(tokens.get(i + 1))
+                        && let Some(lines) = fn_lines(&tokens, i)
+                    {
+                        let name = match impls.last() {
+                            Some((t, _)) => format!("{t}::{name}"),
+                            None => name.to_string(),
+                        };
+                        scan.fns.push(FnSpan { name, lines });
                     }
                 }
                 kw if ITEM_KEYWORDS.contains(&kw) && depth == 0 && is_public(&tokens, i) => {

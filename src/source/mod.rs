@@ -156,7 +156,8 @@ pub trait IntentSource: Send + Sync {
     }
 }
 
-/// What a policy change is given to: the Git view (GitOps mode) or the Pull agent (its control-plane keys).
+/// What a policy change is given to: the Git view (GitOps mode), the Pull agent or the Push source (their
+/// control-plane keys).
 pub trait PolicyTarget: Send + Sync {
     /// The policy now in force, or why none is (then nothing is trusted).
     fn set_policy(&self, policy: Result<TrustPolicy, String>);
