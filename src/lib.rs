@@ -15,8 +15,6 @@ pub mod hydrate;
 pub mod intent;
 pub mod k8s;
 pub mod metrics;
-pub mod pull;
-pub mod push;
 pub mod render;
 pub mod report;
 pub mod schema;

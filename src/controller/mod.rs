@@ -6,8 +6,6 @@ pub mod cluster;
 pub mod context;
 pub mod finalize;
 pub mod operation;
-pub mod policy_watch;
-pub mod repo_source;
 pub mod run;
 pub mod sinks;
 pub mod status;

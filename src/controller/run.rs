@@ -21,7 +21,6 @@ use tracing::{error, info, warn};
 
 use super::cluster::{self, ControlPlaneState};
 use super::context::{Context, EventRecorder, OutcomeSink, Settings, TransitionSink};
-use super::repo_source::{RepoConfig, RepoSource, SyncOutcome};
 use super::sinks::{NoTransitions, NotesSink, NotesTiming, PosterSink, StoreSnapshot};
 use super::{Counters, application, operation};
 use crate::api::{ApplicationInstance, Operation, labels};
@@ -29,6 +28,7 @@ use crate::k8s::apply::Resources;
 use crate::k8s::watch::stored_watch;
 use crate::render::{RenderOptions, Renderer, Templates};
 use crate::report::events::{EventPoster, PosterConfig};
+use crate::source::gitops::{RepoConfig, RepoSource, SyncOutcome};
 
 /// Leader election on a Lease.
 #[derive(Debug, Clone)]
@@ -83,7 +83,7 @@ pub enum SourceConfig {
 
 /// Pull mode's settings.
 pub struct PullSettings {
-    pub agent: crate::pull::agent::PullConfig,
+    pub agent: crate::source::pull::agent::PullConfig,
     /// The trust policy: its control-plane keys make signed jobs mandatory.
     pub policy: crate::git::policy::TrustPolicy,
     /// Standard Webhooks signing key file for the event post (which uses the agent's endpoint and token).
@@ -111,7 +111,7 @@ pub struct OperatorConfig {
     /// The admission webhook, served by every replica from start (before leader election).
     pub webhook: Option<crate::webhook::WebhookConfig>,
     /// Reload the trust policy when its source changes (None: the policy given at start stays).
-    pub policy_reload: Option<super::policy_watch::PolicyReload>,
+    pub policy_reload: Option<crate::source::policy_watch::PolicyReload>,
 }
 
 impl OperatorConfig {
@@ -130,7 +130,7 @@ pub struct Operator {
     /// The Git view (GitOps mode).
     pub repo: Option<Arc<RepoSource>>,
     /// The Pull agent (Pull mode).
-    pub agent: Option<Arc<crate::pull::agent::Agent>>,
+    pub agent: Option<Arc<crate::source::pull::agent::Agent>>,
     /// What the reconcilers ask.
     pub source: Arc<dyn crate::source::IntentSource>,
     pub metrics: crate::metrics::Metrics,
@@ -280,7 +280,7 @@ impl Operator {
         // The intent source, and where outcomes go: git notes (GitOps) or job results (Pull, posted by the agent).
         let mut repo = None;
         let mut pull = None;
-        let mut push: Option<Arc<crate::push::PushSource>> = None;
+        let mut push: Option<Arc<crate::source::push::PushSource>> = None;
         let (source, outcomes): (Arc<dyn crate::source::IntentSource>, Arc<dyn OutcomeSink>) =
             match config.source {
                 SourceConfig::GitOps(repo_config) => {
@@ -324,20 +324,20 @@ impl Operator {
                     // Nothing to fetch before the controllers start: the agent proves each intent as it applies
                     // it. Readiness does not wait for the control plane once the cluster is registered.
                     let key = Arc::new(std::sync::RwLock::new(None));
-                    let keys: crate::pull::agent::SharedKeys =
+                    let keys: crate::source::pull::agent::SharedKeys =
                         Arc::new(std::sync::RwLock::new(Ok(settings
                             .policy
                             .control_plane_keys()
                             .to_vec())));
                     let (status_tx, status_rx) =
-                        watch::channel(crate::pull::agent::AgentStatus::initial());
-                    let source = Arc::new(crate::pull::source::PullSource::new(
+                        watch::channel(crate::source::pull::agent::AgentStatus::initial());
+                    let source = Arc::new(crate::source::pull::source::PullSource::new(
                         key.clone(),
                         keys.clone(),
                         status_rx,
                         &settings.agent.namespace,
                     ));
-                    let agent = crate::pull::agent::Agent::new(
+                    let agent = crate::source::pull::agent::Agent::new(
                         settings.agent,
                         client.clone(),
                         resources.clone(),
@@ -366,7 +366,7 @@ impl Operator {
                 } => {
                     git_check.pass();
                     info!(field_manager = %field_manager, "Push mode: acting on intents whose spec the control plane owns");
-                    let source = Arc::new(crate::push::PushSource::new(
+                    let source = Arc::new(crate::source::push::PushSource::new(
                         &field_manager,
                         &cluster_id,
                         policy.control_plane_keys().to_vec(),
@@ -695,7 +695,7 @@ impl Operator {
                 (None, None, None) => None,
             };
             if let Some(target) = target {
-                tasks.push(tokio::spawn(super::policy_watch::run(
+                tasks.push(tokio::spawn(crate::source::policy_watch::run(
                     reload,
                     client.clone(),
                     target,

@@ -49,7 +49,7 @@ where
 
 /// Keep of managedFields only the entries that own fields of `spec` on the main resource (not the status
 /// subresource), each reduced to its manager, operation and a `{"f:spec": {}}` marker: what Push mode's
-/// provenance reads (`crate::push`), in a few dozen bytes instead of the field sets.
+/// provenance reads (`crate::source::push`), in a few dozen bytes instead of the field sets.
 pub fn compact_managed_fields(
     entries: &mut Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry>,
 ) {

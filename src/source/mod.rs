@@ -1,14 +1,20 @@
 //! How intent gets in, whatever the mode (docs/operator.md#modes): the reconcilers ask an [`IntentSource`]
 //! whether a live intent is proven ([`Verdict`]) and where it came from ([`Origin`]); they never ask which mode
-//! runs. Three implementations answer:
+//! runs. This file holds that question and its answers; the folder holds the three ways in:
 //!
-//! - GitOps: [`crate::controller::repo_source::RepoSource`], a fetched, verified clone of the cluster repo;
-//! - Pull: [`crate::pull::source::PullSource`], the provenance stamps of the jobs the Pull agent applied;
-//! - Push: [`crate::push::PushSource`], the control plane's field manager (and signature) on the live object.
+//! - [`gitops`]: [`gitops::RepoSource`], a fetched, verified clone of the cluster repo (fetch → verify → index);
+//! - [`pull`]: the Pull agent, which long-polls the control plane for jobs and applies them, and
+//!   [`pull::source::PullSource`], which proves an intent by the provenance stamp of the job that applied it;
+//! - [`push`]: [`push::PushSource`], the control plane's field manager (and signature) on the live object.
 //!
-//! A policy change goes to the source through [`PolicyTarget`]; the Cluster object reads the connection
-//! through [`IntentSource::report`]. This module is below the controller and the three modes: they import it,
-//! it imports none of them.
+//! A policy change goes to the source through [`PolicyTarget`] ([`policy_watch`] re-reads the trust policy
+//! while running); the Cluster object reads the connection through [`IntentSource::report`]. The controller
+//! imports this module; nothing here imports the controller.
+
+pub mod gitops;
+pub mod policy_watch;
+pub mod pull;
+pub mod push;
 
 use std::collections::BTreeMap;
 

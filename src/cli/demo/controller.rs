@@ -28,7 +28,6 @@ use super::{BRANCH, CLUSTER, Check, INTENT_PATH};
 use crate::api::conditions::{reasons, types};
 use crate::api::{AppMode, ApplicationInstance, Cluster, labels};
 use crate::controller::context::{Selector, Settings};
-use crate::controller::repo_source::{RepoConfig, SyncOutcome};
 use crate::controller::run::{Operator, OperatorConfig, SourceConfig};
 use crate::controller::sinks::NotesTiming;
 use crate::git::policy::TrustPolicy;
@@ -39,6 +38,7 @@ use crate::git::short_id;
 use crate::intent::{IntentKind, parse_files};
 use crate::k8s::apply::Resources;
 use crate::render::Templates;
+use crate::source::gitops::{RepoConfig, SyncOutcome};
 
 /// The intent the demo edits by hand in the cluster, and how.
 const HAND_EDITED: (&str, &str) = ("team-beta", "gitea");

@@ -1,4 +1,4 @@
-//! The controller's Git view: a bare clone of the cluster repo, fetched on an interval; each new head is
+//! GitOps mode, the Git view: a bare clone of the cluster repo, fetched on an interval; each new head is
 //! verified under the trust policy (in `range` mode every commit since the last verified one that touches the
 //! cluster path) and, when it verifies, indexed for provenance. Intents are checked against the newest
 //! *verified* revision only: a head that fails verification changes nothing in the cluster, and objects that
@@ -12,6 +12,7 @@ use gix::ObjectId;
 use serde_json::Value;
 use tokio::sync::watch;
 
+use super::{IntentSource, Origin, PolicyTarget, SourceStatus, Verdict};
 use crate::api::conditions::reasons;
 use crate::git::first_seen::FirstSeen;
 use crate::git::policy::TrustPolicy;
@@ -21,7 +22,6 @@ use crate::git::repo::{Repo, RepoError};
 use crate::git::select::{SelectError, Selection, oid_of, select};
 use crate::git::sigcheck::Reason;
 use crate::intent::IntentKind;
-use crate::source::{IntentSource, Origin, SourceStatus, Verdict};
 
 /// Where the repo is and how to trust it.
 #[derive(Debug, Clone)]
@@ -651,6 +651,12 @@ fn commit_time(repo: &Repo, id: ObjectId) -> Option<i64> {
     crate::git::commit::parse(data.data, repo.gix().object_hash())
         .ok()
         .map(|c| c.committer.time)
+}
+
+impl PolicyTarget for RepoSource {
+    fn set_policy(&self, policy: Result<TrustPolicy, String>) {
+        RepoSource::set_policy(self, policy);
+    }
 }
 
 #[cfg(test)]

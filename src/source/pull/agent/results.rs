@@ -10,11 +10,11 @@ use tracing::{info, warn};
 
 use super::*;
 use crate::metrics::JobOutcome;
-use crate::pull::client::ApiError;
-use crate::pull::job::{AppliedRef, Job, JobResult, JobStatus, Outcome};
-use crate::pull::signing::{self};
-use crate::pull::store::Entry;
 use crate::report::events::{ResourceRef, audit_event};
+use crate::source::pull::client::ApiError;
+use crate::source::pull::job::{AppliedRef, Job, JobResult, JobStatus, Outcome};
+use crate::source::pull::signing::{self};
+use crate::source::pull::store::Entry;
 
 impl Agent {
     /// Record the outcome durably, then post it until the control plane has it.

@@ -142,7 +142,7 @@ pub fn check(
 mod tests {
     use super::*;
     use crate::git::policy::parse_public_key;
-    use crate::pull::job::parse_job;
+    use crate::source::pull::job::parse_job;
     use ed25519_dalek::VerifyingKey;
 
     fn key(seed: u8) -> SigningKey {
@@ -187,7 +187,7 @@ mod tests {
             reasons::SIGNATURE_INVALID
         );
         let mut changed = j.clone();
-        changed.kind = crate::pull::job::JobKind::Delete;
+        changed.kind = crate::source::pull::job::JobKind::Delete;
         assert!(check(&keys, "eu-1", &changed, now).is_err());
         let mut changed = j.clone();
         changed.expires_at_text = Some("2026-12-04T11:30:00Z".into());
@@ -282,11 +282,11 @@ mod tests {
     }
 
     /// A job with `payload` (JSON text, as sent), read as the agent reads a job list.
-    fn one_job(payload: &str) -> Result<Job, crate::pull::job::JobError> {
+    fn one_job(payload: &str) -> Result<Job, crate::source::pull::job::JobError> {
         let body = format!(
             r#"{{"jobs":[{{"id":"j1","kind":"apply","expiresAt":"2026-12-04T10:30:00Z","payload":{payload}}}]}}"#
         );
-        crate::pull::job::parse_jobs(body.as_bytes())
+        crate::source::pull::job::parse_jobs(body.as_bytes())
             .unwrap()
             .remove(0)
     }

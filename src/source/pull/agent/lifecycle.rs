@@ -12,9 +12,9 @@ use tracing::warn;
 
 use super::*;
 use crate::api::labels;
-use crate::pull::job::{self, Action, AppliedRef, Job, JobResult, ObjectKey, Outcome};
-use crate::pull::provenance;
-use crate::pull::store::{DEFAULT_RETENTION, Entry, MAX_ENTRIES};
+use crate::source::pull::job::{self, Action, AppliedRef, Job, JobResult, ObjectKey, Outcome};
+use crate::source::pull::provenance;
+use crate::source::pull::store::{DEFAULT_RETENTION, Entry, MAX_ENTRIES};
 
 impl Agent {
     pub(super) async fn run_job(self: &Arc<Self>, j: Job) {
@@ -53,9 +53,13 @@ impl Agent {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        let (outcome, error) = match crate::pull::admit::admit(&j, &keys, &self.cfg.cluster_id, now)
-        {
-            crate::pull::admit::Admission::Accept { action, signer } => {
+        let (outcome, error) = match crate::source::pull::admit::admit(
+            &j,
+            &keys,
+            &self.cfg.cluster_id,
+            now,
+        ) {
+            crate::source::pull::admit::Admission::Accept { action, signer } => {
                 match self.prepare(&j, action, &signer) {
                     Ok(action) => {
                         self.take_on(&j, &replay_key, action, now).await;
@@ -64,8 +68,8 @@ impl Agent {
                     Err(e) => (Outcome::Failed, e.to_string()),
                 }
             }
-            crate::pull::admit::Admission::Noop(error) => (Outcome::Noop, error),
-            crate::pull::admit::Admission::Refuse { error, refusal } => {
+            crate::source::pull::admit::Admission::Noop(error) => (Outcome::Noop, error),
+            crate::source::pull::admit::Admission::Refuse { error, refusal } => {
                 if let Some(r) = refusal {
                     warn!(job = %j.id, reason = r.reason, "Pull mode: job refused: {}", r.message);
                     self.audit(&j, r.reason, &r.message);

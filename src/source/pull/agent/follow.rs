@@ -12,9 +12,9 @@ use tracing::warn;
 use super::*;
 use crate::api::Phase;
 use crate::api::conditions::types;
-use crate::pull::job::{AppliedRef, ObjectKey, Outcome};
-use crate::pull::provenance;
-use crate::pull::store::Entry;
+use crate::source::pull::job::{AppliedRef, ObjectKey, Outcome};
+use crate::source::pull::provenance;
+use crate::source::pull::store::Entry;
 
 impl Agent {
     /// Follow an applied object to its outcome: intents through their conditions (from the controllers' stores),

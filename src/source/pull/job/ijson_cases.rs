@@ -1,13 +1,13 @@
 //! The I-JSON rules (`super::super::ijson`) as the job parser applies them: the malleability attacks and the
 //! bounds, each read from a job list as the agent receives it.
 
-use crate::pull::ijson::*;
-use crate::pull::jcs;
-use crate::pull::job::{JobError, parse_jobs};
+use crate::source::pull::ijson::*;
+use crate::source::pull::jcs;
+use crate::source::pull::job::{JobError, parse_jobs};
 use serde_json::{Value, json};
 
 /// A job list with one job whose payload is `payload` (JSON text, as sent).
-fn one(payload: &str) -> Result<crate::pull::job::Job, JobError> {
+fn one(payload: &str) -> Result<crate::source::pull::job::Job, JobError> {
     let body = format!(
         r#"{{"jobs":[{{"id":"j1","kind":"apply","expiresAt":"2026-12-04T10:30:00Z","payload":{payload}}}]}}"#
     );
@@ -56,8 +56,8 @@ fn two_payloads_differing_in_a_big_integer_are_both_refused() {
         parse_jobs(body).unwrap()[0].as_ref().unwrap_err().field,
         "extra"
     );
-    let e =
-        crate::pull::job::parse_job(json!({"id": "j", "kind": "apply", "payload": a})).unwrap_err();
+    let e = crate::source::pull::job::parse_job(json!({"id": "j", "kind": "apply", "payload": a}))
+        .unwrap_err();
     assert_eq!(
         (e.code, e.field.as_str()),
         (Some(reasons::NOT_I_JSON), "payload.spec.values.n")
@@ -224,8 +224,10 @@ fn deep_jobs_are_refused_by_id_and_the_others_read() {
     for _ in 0..MAX_DEPTH {
         v = json!([v]);
     }
-    let e = crate::pull::job::parse_job(json!({"id": "j", "kind": "apply", "payload": {"a": v}}))
-        .unwrap_err();
+    let e = crate::source::pull::job::parse_job(
+        json!({"id": "j", "kind": "apply", "payload": {"a": v}}),
+    )
+    .unwrap_err();
     assert_eq!(e.code, Some(reasons::TOO_DEEP));
 }
 

@@ -90,14 +90,14 @@ impl IntentSource for PullSource {
                     Ok(keys) if keys.is_empty() => Ok(()),
                     Ok(keys) if keys.iter().any(|k| k.name == stamp.signer) => Ok(()),
                     Ok(_) if stamp.signer == "-" => Err((
-                        crate::pull::signing::reasons::UNSIGNED,
+                        crate::source::pull::signing::reasons::UNSIGNED,
                         format!(
                             "applied from unsigned job {}, and the trust policy now requires signed jobs",
                             stamp.job_id
                         ),
                     )),
                     Ok(_) => Err((
-                        crate::pull::signing::reasons::SIGNATURE_INVALID,
+                        crate::source::pull::signing::reasons::SIGNATURE_INVALID,
                         format!(
                             "applied from job {} signed by control-plane key {}, which the trust policy no longer \
                              names",

@@ -10,8 +10,8 @@ use tracing::warn;
 
 use super::*;
 use crate::api::ClusterPhase;
-use crate::pull::client::{AgentClient, ApiError};
-use crate::pull::job::{self, Job, JobResult, ObjectKey, Outcome};
+use crate::source::pull::client::{AgentClient, ApiError};
+use crate::source::pull::job::{self, Job, JobResult, ObjectKey, Outcome};
 
 impl Agent {
     pub(super) async fn poll_loop(self: &Arc<Self>) {

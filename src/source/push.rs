@@ -48,7 +48,7 @@ pub fn sign_intent(
     let envelope = json!({"v": SIGNATURE_VERSION, "clusterId": cluster_id, "kind": s("/kind"),
         "namespace": s("/metadata/namespace"), "name": s("/metadata/name"),
         "spec": obj.get("spec").cloned().unwrap_or(Value::Null)});
-    let text = crate::pull::jcs::canonicalize(&envelope).map_err(|e| e.to_string())?;
+    let text = crate::source::pull::jcs::canonicalize(&envelope).map_err(|e| e.to_string())?;
     let sig = key.sign(text.as_bytes());
     Ok(format!(
         "{}.{}",

@@ -14,7 +14,7 @@ use tracing::{info, warn};
 
 use super::*;
 use crate::api::{Cluster, ClusterPhase};
-use crate::pull::client::ApiError;
+use crate::source::pull::client::ApiError;
 
 impl Agent {
     pub(super) fn secrets(&self) -> Api<Secret> {
