@@ -581,7 +581,7 @@ impl TrustPolicy {
 
     /// Check `signature` over `payload` for a commit by `committer_email` made at `commit_time` (SSH validity
     /// is judged over that span: the committer time to when the commit was first seen, see
-    /// [`super::ssh::Span`]), judged at `now` (OpenPGP expiry, signatures from the future). The one place
+    /// [`super::sigcheck::Span`]), judged at `now` (OpenPGP expiry, signatures from the future). The one place
     /// signature kinds are dispatched.
     pub fn check(
         &self,

@@ -54,13 +54,13 @@ pub struct PosterConfig {
     pub flush_interval: Duration,
     pub max_batch: usize,
     pub buffer_capacity: usize,
-    /// Upper bound of the exponential backoff (at least [`MIN_RETRY_INTERVAL`]).
+    /// Upper bound of the exponential backoff (at least [`super::MIN_RETRY_INTERVAL`]).
     pub max_backoff: Duration,
     pub request_timeout: Duration,
     /// Send a `ClusterHeartbeat` when nothing was delivered for this long.
     pub heartbeat_interval: Option<Duration>,
     /// Send the snapshot before anything else at start (the operator may have missed transitions while it
-    /// was down). The operator turns this off and calls [`EventPoster::request_snapshot`] once its caches have
+    /// was down). The operator turns this off and calls [`super::EventPoster::request_snapshot`] once its caches have
     /// synced: a snapshot read from empty stores sends nothing (issue #17's fault test found the lost events).
     pub snapshot_on_start: bool,
 }

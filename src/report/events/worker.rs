@@ -499,7 +499,7 @@ pub(super) async fn error_detail(response: reqwest::Response) -> String {
     response_detail(&body)
 }
 
-/// The detail [`EventPoster`] quotes from an error response's body (the first 4 KiB or so of it): see
+/// The detail [`super::EventPoster`] quotes from an error response's body (the first 4 KiB or so of it): see
 /// `error_detail`. Pure, and public for the fuzz target of control-plane responses (fuzz/).
 pub fn response_detail(body: &[u8]) -> String {
     #[derive(Deserialize)]

@@ -9,9 +9,9 @@
 //! at once; jobs for the same object in arrival order.
 //!
 //! One `Agent`, its methods by concern: this file holds its state, start-up and main loop;
-//! [`credentials`] registration, the credentials Secret and rotation; [`poll`] the long poll and accepting jobs;
-//! [`lifecycle`] taking a job on and applying it; [`follow`] the intent's conditions to the job's outcome (and
-//! resuming after a restart); [`results`] the outcome posted, the ack, `/status`, audit events and the store.
+//! `credentials.rs` registration, the credentials Secret and rotation; `poll.rs` the long poll and accepting
+//! jobs; `lifecycle.rs` taking a job on and applying it; `follow.rs` the intent's conditions to the job's outcome
+//! (and resuming after a restart); `results.rs` the outcome posted, the ack, `/status`, audit events and the store.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
