@@ -6,7 +6,8 @@ use std::hint::black_box;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use vworkspace_operator::api::ApplicationInstance;
 use vworkspace_operator::intent::SourceFile;
-use vworkspace_operator::render::{RenderOptions, Renderer, Templates, render_tree};
+use vworkspace_operator::render::{RenderOptions, Renderer, Templates};
+use vworkspace_operator::tree::render_tree;
 
 const APP: &str = r#"
 apiVersion: apps.vworkspace.io/v1alpha1

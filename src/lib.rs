@@ -13,13 +13,14 @@ pub mod escape;
 pub mod git;
 pub mod hydrate;
 pub mod intent;
+pub mod k8s;
 pub mod metrics;
-pub mod pull;
-pub mod push;
 pub mod render;
 pub mod report;
 pub mod schema;
 pub mod secrets;
+pub mod source;
+pub mod tree;
 pub mod validate;
 pub mod webhook;
 

@@ -1,4 +1,4 @@
-//! Prometheus metrics (API.md, "Metrics and probes"): the upstream names, plus what GitOps verification and
+//! Prometheus metrics (docs/install.md, "Metrics and probes"): the upstream names, plus what GitOps verification and
 //! the event post add. Exposed in the OpenMetrics text format by [`crate::admin`] on `/metrics`.
 //!
 //! Upstream metrics (names and label values as the upstream operator documents them):

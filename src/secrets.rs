@@ -1,4 +1,4 @@
-//! The inline-secret rule set (API.md): what counts as secret material in inline values, and the same
+//! The inline-secret rule set (docs/api.md, "Validation rules"; decision 15): what counts as secret material in inline values, and the same
 //! patterns for redacting logs, events, notes and posted messages.
 
 use serde_json::Value;

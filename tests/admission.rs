@@ -28,7 +28,8 @@ use support::stack::kubectl;
 use support::testbed;
 use vworkspace_operator::intent::IntentKind;
 use vworkspace_operator::intent::source::load_dir;
-use vworkspace_operator::render::{RenderOptions, Renderer, Templates, render_tree};
+use vworkspace_operator::render::{RenderOptions, Renderer, Templates};
+use vworkspace_operator::tree::render_tree;
 use vworkspace_operator::validate;
 use vworkspace_operator::webhook::{self, CertSource, WebhookConfig, WebhookServer, certs};
 
@@ -41,7 +42,7 @@ const APPROVAL_KEY: &[u8] = b"admission-test-approval-key";
 /// A claim for the Operation `op` (a manifest) as it is written, signed with [`APPROVAL_KEY`] as the control
 /// plane signs it.
 fn claim(op: &Value) -> String {
-    use vworkspace_operator::controller::approval;
+    use vworkspace_operator::validate::approval;
     let now = jiff::Timestamp::now().as_second();
     let spec = serde_json::from_value(op["spec"].clone()).unwrap();
     approval::sign_claim(

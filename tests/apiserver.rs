@@ -8,7 +8,8 @@ use serde_json::{Value, json};
 use support::testbed;
 use vworkspace_operator::api::{ApplicationInstance, Cluster, Operation};
 use vworkspace_operator::intent::source::load_dir;
-use vworkspace_operator::render::{RenderOptions, Renderer, Templates, render_tree};
+use vworkspace_operator::render::{RenderOptions, Renderer, Templates};
+use vworkspace_operator::tree::render_tree;
 
 async fn setup() -> kube::Client {
     let client = testbed::client().await;

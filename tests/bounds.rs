@@ -15,14 +15,14 @@ use gix::ObjectId;
 use gix::objs::tree::{Entry, EntryKind};
 use support::gitfix::{GitRemote, Signer, policy_yaml};
 use vworkspace_operator::api::conditions::reasons;
-use vworkspace_operator::controller::gitops::{IntentSource, Verdict};
-use vworkspace_operator::controller::repo_source::{RepoConfig, RepoSource, SyncOutcome};
 use vworkspace_operator::git::bounds::{
     Bound, MAX_BLOB_BYTES, MAX_COMMIT_BYTES, MAX_OBJECT_ALLOC_BYTES, MAX_READ_BYTES,
     MAX_TREE_DEPTH, MAX_TREE_ENTRIES,
 };
 use vworkspace_operator::git::policy::TrustPolicy;
 use vworkspace_operator::intent::IntentKind;
+use vworkspace_operator::source::gitops::{RepoConfig, RepoSource, SyncOutcome};
+use vworkspace_operator::source::{IntentSource, Verdict};
 
 const BIN: &str = env!("CARGO_BIN_EXE_vworkspace-operator");
 const CLUSTER: &str = "x";

@@ -17,12 +17,12 @@ use vworkspace_operator::api::{
     APP_FINALIZER, ApplicationInstance, Cluster, OPERATION_FINALIZER, Operation,
 };
 use vworkspace_operator::controller::context::{Selector, Settings};
-use vworkspace_operator::controller::repo_source::RepoConfig;
 use vworkspace_operator::controller::run::{LeaseSettings, Operator, OperatorConfig, SourceConfig};
 use vworkspace_operator::controller::sinks::NotesTiming;
 use vworkspace_operator::git::policy::TrustPolicy;
 use vworkspace_operator::git::remote::Credentials;
 use vworkspace_operator::render::Templates;
+use vworkspace_operator::source::gitops::RepoConfig;
 
 const APPROVAL_KEY: &[u8] = b"test-approval-secret";
 
@@ -1207,7 +1207,7 @@ async fn an_upgrade_helm_operation_changes_the_release_through_the_instance_and_
 
 #[tokio::test]
 async fn conflicts_wait_and_approval_claims_are_checked() {
-    use vworkspace_operator::controller::approval::{self, ClaimPayload, sign_claim};
+    use vworkspace_operator::validate::approval::{self, ClaimPayload, sign_claim};
     let env = env("conflicts").await;
     let app = env.app_yaml("app", "1.0.0", "");
     let now = jiff::Timestamp::now().as_second();
@@ -1600,7 +1600,7 @@ fn fingerprint(signer: &Signer) -> String {
 /// until it is fixed. No restart, on the real API server.
 #[tokio::test]
 async fn trust_policy_changes_apply_without_a_restart() {
-    use vworkspace_operator::controller::policy_watch::{PolicyOrigin, PolicyReload};
+    use vworkspace_operator::source::policy_watch::{PolicyOrigin, PolicyReload};
     let env = env("rekey").await;
     let dave = Signer::new(&env.tmp.path().join("keys"), "dave@example.com");
     // The control plane's key signs "base"; Dave, not (yet) in the policy, signs "daves" on top.

@@ -12,7 +12,8 @@ use kube::api::{Api, DynamicObject, PostParams};
 use serde_json::{Value, json};
 use support::testbed;
 use vworkspace_operator::intent::SourceFile;
-use vworkspace_operator::render::{RenderOptions, Renderer, Templates, render_tree};
+use vworkspace_operator::render::{RenderOptions, Renderer, Templates};
+use vworkspace_operator::tree::render_tree;
 use vworkspace_operator::webhook::{self, CertSource, WebhookConfig, WebhookServer, certs};
 
 const CLUSTER: &str = "diff-1";

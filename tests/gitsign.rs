@@ -1327,7 +1327,7 @@ mod policy_and_cli {
     use std::process::Command;
 
     use vworkspace_operator::git::policy::{SignatureKind, TrustPolicy};
-    use vworkspace_operator::git::verify::Reason;
+    use vworkspace_operator::git::sigcheck::Reason;
 
     use super::fixture::{ISSUER, Scenario, uri};
     use super::*;

@@ -304,7 +304,7 @@ fn sign_with(key: &std::path::Path, cluster: &str, job: &Value) -> Value {
 fn sign_canonical(key: &std::path::Path, cluster: &str, job: &mut Value) {
     use base64::Engine as _;
     use ed25519_dalek::Signer as _;
-    use vworkspace_operator::pull::{jcs, signing};
+    use vworkspace_operator::source::pull::{jcs, signing};
     let key = signing::parse_private_key(&std::fs::read_to_string(key).unwrap()).unwrap();
     let envelope = json!({"v": signing::SIGNATURE_VERSION, "clusterId": cluster, "id": job["id"],
         "kind": job["kind"], "idempotencyKey": job["idempotencyKey"], "expiresAt": job["expiresAt"],
@@ -343,7 +343,7 @@ async fn registers_applies_and_reports_jobs_to_their_outcome() {
     let status = env.cluster_obj().await.status.unwrap();
     assert_eq!(
         status.observed_token.as_deref(),
-        Some(vworkspace_operator::pull::agent::fingerprint(&token).as_str())
+        Some(vworkspace_operator::source::pull::agent::fingerprint(&token).as_str())
     );
     assert_eq!(
         env.cluster_condition("Authenticated").await.unwrap().0,

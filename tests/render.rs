@@ -11,8 +11,9 @@ use std::process::Command;
 use serde_json::Value;
 use vworkspace_operator::intent::SourceFile;
 use vworkspace_operator::intent::source::load_dir;
-use vworkspace_operator::render::{Limits, RenderOptions, Renderer, Templates, render_tree};
+use vworkspace_operator::render::{Limits, RenderOptions, Renderer, Templates};
 use vworkspace_operator::schema::validate_object;
+use vworkspace_operator::tree::render_tree;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -22,7 +22,8 @@ use std::sync::OnceLock;
 use base64::Engine;
 use vworkspace_operator::git::policy::{Mode, TrustPolicy};
 use vworkspace_operator::git::repo::Repo;
-use vworkspace_operator::git::verify::{Reason, Verifier};
+use vworkspace_operator::git::sigcheck::Reason;
+use vworkspace_operator::git::verify::Verifier;
 
 /// Committer/author time of ordinary fixture commits: 2025-06-01T12:00:00Z.
 const DATE: &str = "1748779200 +0000";

@@ -1,14 +1,15 @@
 //! Intent YAML through the entry point `render --dir` uses: the files of a cluster folder parsed, validated
-//! and rendered (`render::render_tree` with the renderer `render` builds: embedded templates, cluster
+//! and rendered (`tree::render_tree` with the renderer `render` builds: embedded templates, cluster
 //! `eu-prod-1`), and the result formatted as `render` prints it.
 //! Input: up to 8 manifest files separated by NUL bytes; the last part also names a file (hostile names are
 //! refused, never echoed raw), and the output must hold exactly the documents rendered.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vworkspace_operator::cli::render::{renderer, to_json, to_yaml};
+use vworkspace_operator::cli::render::{to_json, to_yaml};
 use vworkspace_operator::intent::SourceFile;
-use vworkspace_operator::render::{Renderer, render_tree};
+use vworkspace_operator::render::{Renderer, renderer};
+use vworkspace_operator::tree::render_tree;
 
 const CLUSTER: &str = "eu-prod-1";
 

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vworkspace_operator::pull::{ijson, jcs, job, signing};
+use vworkspace_operator::source::pull::{ijson, jcs, job, signing};
 
 fuzz_target!(|data: &[u8]| {
     let _ = ijson::document(data);

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 /// The per-cluster singleton, named after the cluster id. The operator creates and maintains it; its status
 /// reports connectivity, which controllers are installed, and the last verified commit.
 ///
-/// **Decision:** API.md fixes no spec fields for Cluster; this project's spec is informational and optional.
+/// **Decision:** the contract fixes no spec fields for Cluster (docs/api.md, decision 16); this project's spec is informational and optional.
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
     group = "ops.vworkspace.io",

@@ -1,5 +1,11 @@
-//! The condition vocabulary (API.md, "Conditions"), plus the GitOps verification reasons this project adds.
-//! Every type and reason is documented in docs/conditions.md.
+//! The condition vocabulary of the v1alpha1 contract, plus the GitOps verification reasons this project adds.
+//! Every type and reason is documented in docs/conditions.md. [`Cond`] is a condition as computed, and
+//! [`merge_conditions`] folds computed conditions into an object's list: the reconcilers, the Pull agent and the
+//! event sink all speak it.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use crate::secrets::redact_text;
 
 /// Condition types.
 pub mod types {
@@ -107,4 +113,150 @@ pub mod reasons {
     pub const REPO_UNAVAILABLE: &str = "RepoUnavailable";
     pub const TRUST_POLICY_INVALID: &str = "TrustPolicyInvalid";
     pub const CLUSTER_MISMATCH: &str = "ClusterMismatch";
+}
+
+/// A condition as computed, before timestamps: (type, status, reason, message).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cond {
+    pub type_: &'static str,
+    pub status: &'static str,
+    pub reason: String,
+    pub message: String,
+}
+
+impl Cond {
+    pub fn new(
+        type_: &'static str,
+        status: &'static str,
+        reason: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        // An empty message becomes the reason: server-side apply on older API servers turns an empty string
+        // into null, which the condition schema refuses.
+        let reason = reason.into();
+        let message = message.into();
+        let message = if message.trim().is_empty() {
+            reason.clone()
+        } else {
+            redact_text(&message)
+        };
+        Self {
+            type_,
+            status,
+            reason,
+            message,
+        }
+    }
+}
+
+/// Largest condition message kept (engine messages are capped at 1 KiB).
+pub const MAX_MESSAGE: usize = 1024;
+
+pub(crate) fn cap(message: &str) -> String {
+    if message.len() <= MAX_MESSAGE {
+        return message.to_string();
+    }
+    let mut end = MAX_MESSAGE;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &message[..end])
+}
+
+/// Merge computed conditions into a condition list: a condition whose status did not change keeps its
+/// lastTransitionTime; reason/message/observedGeneration are updated. Returns whether anything changed.
+pub fn merge_conditions(
+    current: &mut Vec<Condition>,
+    computed: &[Cond],
+    generation: Option<i64>,
+    now: &Time,
+) -> bool {
+    let mut changed = false;
+    for c in computed {
+        let message = cap(&c.message);
+        match current.iter_mut().find(|x| x.type_ == c.type_) {
+            Some(existing) => {
+                if existing.status != c.status {
+                    existing.status = c.status.to_string();
+                    existing.last_transition_time = now.clone();
+                    changed = true;
+                }
+                if existing.reason != c.reason
+                    || existing.message != message
+                    || existing.observed_generation != generation
+                {
+                    existing.reason = c.reason.clone();
+                    existing.message = message;
+                    existing.observed_generation = generation;
+                    changed = true;
+                }
+            }
+            None => {
+                current.push(Condition {
+                    type_: c.type_.to_string(),
+                    status: c.status.to_string(),
+                    reason: c.reason.clone(),
+                    message,
+                    observed_generation: generation,
+                    last_transition_time: now.clone(),
+                });
+                changed = true;
+            }
+        }
+    }
+    current.sort_by(|a, b| a.type_.cmp(&b.type_));
+    changed
+}
+
+/// Remove conditions of the given types. Returns whether anything was removed.
+pub fn remove_conditions(current: &mut Vec<Condition>, types: &[&str]) -> bool {
+    let before = current.len();
+    current.retain(|c| !types.contains(&c.type_.as_str()));
+    before != current.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_keeps_transition_time_when_status_is_unchanged() {
+        let t0 = Time(jiff::Timestamp::from_second(1000).unwrap());
+        let t1 = Time(jiff::Timestamp::from_second(2000).unwrap());
+        let mut list = vec![];
+        assert!(merge_conditions(
+            &mut list,
+            &[Cond::new("Ready", "False", "A", "m")],
+            Some(1),
+            &t0
+        ));
+        assert!(!merge_conditions(
+            &mut list,
+            &[Cond::new("Ready", "False", "A", "m")],
+            Some(1),
+            &t1
+        ));
+        assert!(merge_conditions(
+            &mut list,
+            &[Cond::new("Ready", "False", "B", "m")],
+            Some(1),
+            &t1
+        ));
+        assert_eq!(list[0].last_transition_time, t0);
+        assert!(merge_conditions(
+            &mut list,
+            &[Cond::new("Ready", "True", "B", "m")],
+            Some(1),
+            &t1
+        ));
+        assert_eq!(list[0].last_transition_time, t1);
+        // secrets never reach a condition message
+        merge_conditions(
+            &mut list,
+            &[Cond::new("Ready", "True", "B", "password=hunter2")],
+            Some(1),
+            &t1,
+        );
+        assert_eq!(list[0].message, "password=[REDACTED]");
+    }
 }

@@ -1,4 +1,4 @@
-//! Label and annotation keys of the v1alpha1 contract (API.md, "Labels and annotations").
+//! Label and annotation keys of the v1alpha1 contract (docs/api.md, "Labels and annotations").
 
 /// On intents: `control-plane`; on children: `vworkspace-operator`.
 pub const MANAGED_BY: &str = "app.vworkspace.io/managed-by";

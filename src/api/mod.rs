@@ -69,7 +69,7 @@ pub fn crds() -> Vec<Crd> {
 /// `JsonSchema` type, so they are added here).
 fn root_rules(kind: &str) -> Vec<serde_json::Value> {
     match kind {
-        // API.md: parameters are immutable once the phase left Pending. A transition rule: it runs on updates
+        // The contract (docs/api.md): parameters are immutable once the phase left Pending. A transition rule: it runs on updates
         // only, against the stored object (whose status the API server keeps on a spec update).
         "Operation" => vec![serde_json::json!({
             "rule": "!has(oldSelf.status) || !has(oldSelf.status.phase) || oldSelf.status.phase == 'Pending' || \

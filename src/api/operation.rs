@@ -133,7 +133,7 @@ impl OperationType {
     }
 
     /// Whether an Operation of type `self` must wait while `other` is Pending or Running on the same target.
-    /// The conflict matrix of API.md: Upgrade blocks Upgrade; Restore is blocked by Upgrade or Backup; Backup is
+    /// The conflict matrix of the contract (docs/api.md, "The conflict matrix"): Upgrade blocks Upgrade; Restore is blocked by Upgrade or Backup; Backup is
     /// blocked by Restore; RunCommand and Runbook never conflict. Snapshot and Replicate (this project's types)
     /// behave like Backup: blocked by Restore.
     pub fn blocked_by(self, other: OperationType) -> bool {

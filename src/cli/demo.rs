@@ -26,13 +26,32 @@ use crate::api::conditions::reasons;
 use crate::git::notes;
 use crate::git::policy::{Mode, TrustPolicy};
 use crate::git::repo::Repo;
+use crate::git::repo::load_rev;
+use crate::git::sigcheck::Reason;
 use crate::git::sign::SigningKey;
-use crate::git::verify::{Reason, Verdict, Verifier, verify_commit};
+use crate::git::verify::{Verdict, Verifier, verify_commit};
 use crate::git::{short_id, write};
 use crate::hydrate::{self, CommitOutcome, HydrateOptions, hydrate_once};
-use crate::intent::source::load_rev;
-use crate::render::render_tree;
-use report::{Check, CommitLine, Report, VerifyLine};
+use crate::tree::render_tree;
+use report::{CommitLine, Report, VerifyLine};
+
+/// One self-check: what the demo expects, and what it got.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Check {
+    pub what: String,
+    pub ok: bool,
+    pub got: String,
+}
+
+impl Check {
+    pub fn new(what: impl Into<String>, ok: bool, got: impl Into<String>) -> Self {
+        Self {
+            what: what.into(),
+            ok,
+            got: got.into(),
+        }
+    }
+}
 
 mod embedded {
     include!(concat!(env!("OUT_DIR"), "/cluster_repo.rs"));
@@ -742,7 +761,7 @@ fn newest_verified(
 
 /// Render the intents at `revision` with the embedded templates.
 fn render_step(repo: &Repo, revision: &str) -> anyhow::Result<report::RenderInfo> {
-    let renderer = super::render::renderer(None, Some(CLUSTER), "velero")
+    let renderer = crate::render::renderer(None, Some(CLUSTER), "velero")
         .context("step 3 (render): the embedded templates")?;
     let files = load_rev(repo, revision, INTENT_PATH)
         .with_context(|| format!("step 3 (render): reading {INTENT_PATH} at {revision}"))?;

@@ -9,9 +9,9 @@ use serde_json::Value;
 
 use super::{EXIT_INVALID, EXIT_OK, EXIT_USAGE};
 use crate::escape::Esc;
-use crate::git::repo::Repo;
-use crate::intent::source::{SourceError, load_dir, load_rev};
-use crate::render::{RenderOptions, Renderer, Templates, TreeRender, render_tree};
+use crate::git::repo::{Repo, RepoError, load_rev};
+use crate::intent::source::{SourceError, load_dir};
+use crate::tree::{TreeRender, render_tree};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Output {
@@ -54,26 +54,6 @@ pub struct Args {
     pub output: Output,
 }
 
-/// Build a renderer from the common flags.
-pub fn renderer(
-    templates: Option<&std::path::Path>,
-    cluster_id: Option<&str>,
-    velero_namespace: &str,
-) -> anyhow::Result<Renderer> {
-    let templates = match templates {
-        Some(dir) => Templates::with_overrides(dir)?,
-        None => Templates::embedded(),
-    };
-    Ok(Renderer::new(
-        templates,
-        RenderOptions {
-            cluster_id: cluster_id.map(str::to_string),
-            velero_namespace: velero_namespace.to_string(),
-            ..RenderOptions::default()
-        },
-    ))
-}
-
 /// The rendered objects of a tree as multi-document YAML, each preceded by a comment naming its intent.
 pub fn to_yaml(result: &TreeRender) -> anyhow::Result<String> {
     let mut out = String::new();
@@ -107,7 +87,7 @@ fn format(result: &TreeRender, output: Output) -> anyhow::Result<String> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
-    let renderer = renderer(
+    let renderer = crate::render::renderer(
         args.templates.as_deref(),
         args.cluster_id.as_deref(),
         &args.velero_namespace,
@@ -125,7 +105,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         let files = match load_dir(dir) {
             Ok(files) => files,
             Err(e) => {
-                return refused_or(e, &mut stderr)
+                return refused_or(e.into(), &mut stderr)
                     .with_context(|| format!("reading {}", dir.display()));
             }
         };
@@ -143,7 +123,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     if let Some(rev) = &args.rev {
         let files = match load(rev) {
             Ok(files) => files,
-            Err(e) => return refused_or(e, &mut stderr),
+            Err(e) => return refused_or(e.into(), &mut stderr),
         };
         let result = render_tree(&files, &renderer, cluster_id);
         stdout
@@ -163,7 +143,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     };
     let (before_files, after_files) = match (load(base), load(head)) {
         (Ok(b), Ok(h)) => (b, h),
-        (Err(e), _) | (_, Err(e)) => return refused_or(e, &mut stderr),
+        (Err(e), _) | (_, Err(e)) => return refused_or(e.into(), &mut stderr),
     };
     let before = render_tree(&before_files, &renderer, cluster_id);
     let after = render_tree(&after_files, &renderer, cluster_id);
@@ -186,18 +166,25 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
 /// A refused tree entry (symlink, escaping path, submodule), a bound exceeded (crate::git::bounds) or a path
 /// missing at the revision makes the input invalid (exit 1); any other loading error is an error of the
 /// command (exit 2).
-fn refused_or(e: SourceError, err: &mut impl Write) -> anyhow::Result<u8> {
-    match e {
-        SourceError::Symlink { .. } => {
-            let _ = writeln!(err, "{}", Esc(&e));
-            Ok(EXIT_INVALID)
-        }
-        SourceError::Repo(ref r) if r.is_refusal() => {
-            let _ = writeln!(err, "{}", Esc(&e));
-            Ok(EXIT_INVALID)
-        }
-        other => Err(other.into()),
+fn refused_or(e: Loading, err: &mut impl Write) -> anyhow::Result<u8> {
+    let refused = match &e {
+        Loading::Dir(e) => matches!(e, SourceError::Symlink { .. }),
+        Loading::Rev(e) => e.is_refusal(),
+    };
+    if refused {
+        let _ = writeln!(err, "{}", Esc(&e));
+        return Ok(EXIT_INVALID);
     }
+    Err(e.into())
+}
+
+/// Why the input tree could not be read: from a directory or from a git revision.
+#[derive(Debug, thiserror::Error)]
+enum Loading {
+    #[error(transparent)]
+    Dir(#[from] SourceError),
+    #[error(transparent)]
+    Rev(#[from] RepoError),
 }
 
 /// Print every problem to stderr; the exit code for the result.

@@ -31,7 +31,7 @@ pub struct Args {
     #[arg(long, default_value = "30s", value_parser = parse_duration, env = "VWORKSPACE_POLL_WAIT")]
     pub poll_wait: std::time::Duration,
     /// Push mode: the control plane's field manager; an intent is acted on only when it owns every spec field.
-    #[arg(long, default_value = crate::push::DEFAULT_FIELD_MANAGER, env = "VWORKSPACE_CONTROL_PLANE_FIELD_MANAGER")]
+    #[arg(long, default_value = crate::source::push::DEFAULT_FIELD_MANAGER, env = "VWORKSPACE_CONTROL_PLANE_FIELD_MANAGER")]
     pub control_plane_field_manager: String,
     /// Pull mode: a job whose intent reaches no outcome within this gets the result `failed`.
     #[arg(long, default_value = "15m", value_parser = parse_duration, env = "VWORKSPACE_JOB_DEADLINE")]
@@ -201,10 +201,10 @@ async fn load_policy(
     client: &kube::Client,
 ) -> anyhow::Result<(
     crate::git::policy::TrustPolicy,
-    crate::controller::policy_watch::PolicyOrigin,
+    crate::source::policy_watch::PolicyOrigin,
     String,
 )> {
-    use crate::controller::policy_watch::PolicyOrigin;
+    use crate::source::policy_watch::PolicyOrigin;
     if let Some(path) = &args.policy {
         // The text first, then the policy from the file (relative paths in it resolve beside it); a change in
         // between is seen at the first reload.
@@ -289,17 +289,17 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
 
 async fn run_async(args: Args) -> anyhow::Result<u8> {
     use crate::controller::context::{Selector, Settings};
-    use crate::controller::repo_source::RepoConfig;
     use crate::controller::run::{
         LeaseSettings, Operator, OperatorConfig, PullSettings, SourceConfig,
     };
+    use crate::source::gitops::RepoConfig;
     crate::report::install_crypto_provider();
     let client = kube::Client::try_default()
         .await
         .map_err(|e| anyhow::anyhow!("connecting to the API server: {e}"))?;
     let (policy, policy_origin, policy_text) = load_policy(&args, &client).await?;
     let policy_reload = (!args.policy_reload_interval.is_zero()).then_some(
-        crate::controller::policy_watch::PolicyReload {
+        crate::source::policy_watch::PolicyReload {
             origin: policy_origin,
             interval: args.policy_reload_interval,
             loaded: policy_text,
@@ -403,7 +403,7 @@ async fn run_async(args: Args) -> anyhow::Result<u8> {
         },
         source: match mode {
             ModeArg::Pull => {
-                let mut agent = crate::pull::agent::PullConfig::new(
+                let mut agent = crate::source::pull::agent::PullConfig::new(
                     &args.cluster_id,
                     &operator_namespace,
                     args.state_dir.join("pull").join("token"),

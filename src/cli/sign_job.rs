@@ -11,7 +11,7 @@ use anyhow::Context;
 use serde_json::Value;
 
 use super::EXIT_OK;
-use crate::pull::{job, signing};
+use crate::source::pull::{job, signing};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -39,8 +39,8 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         }
     };
     // The rules the agent reads jobs by (I-JSON, docs/pull.md#signed-jobs): nothing is signed that it refuses.
-    let value: Value =
-        crate::pull::ijson::document(&text).map_err(|e| anyhow::anyhow!("the input: {e}"))?;
+    let value: Value = crate::source::pull::ijson::document(&text)
+        .map_err(|e| anyhow::anyhow!("the input: {e}"))?;
     let signed = sign_value(&key, &args.cluster_id, value)?;
     let mut out = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut out, &signed)?;
@@ -105,7 +105,7 @@ pub fn run_intent(args: IntentArgs) -> anyhow::Result<u8> {
         }
     };
     let mut obj: Value = serde_saphyr::from_str(&text).context("the input is not YAML or JSON")?;
-    let annotation = crate::push::sign_intent(&key, &args.cluster_id, &obj)
+    let annotation = crate::source::push::sign_intent(&key, &args.cluster_id, &obj)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let meta = obj
         .get_mut("metadata")
@@ -118,7 +118,7 @@ pub fn run_intent(args: IntentArgs) -> anyhow::Result<u8> {
         .as_object_mut()
         .ok_or_else(|| anyhow::anyhow!("metadata.annotations: not a mapping"))?
         .insert(
-            crate::push::SIGNATURE_ANNOTATION.into(),
+            crate::source::push::SIGNATURE_ANNOTATION.into(),
             Value::String(annotation),
         );
     let mut out = std::io::stdout().lock();

@@ -15,8 +15,8 @@ use tracing::{info, instrument, warn};
 
 use super::children::Lookup;
 use super::context::{Context, Outcome, Transition, changed, delays};
-use super::gitops::{Origin, Verdict};
-use super::status::{Cond, application_conditions, merge_conditions};
+use super::status::application_conditions;
+use crate::api::conditions::{Cond, merge_conditions};
 use crate::api::conditions::{reasons, types};
 use crate::api::{
     APP_FINALIZER, AppMode, ApplicationInstance, ApplicationInstanceStatus, AppliedChart, Engine,
@@ -24,6 +24,7 @@ use crate::api::{
 };
 use crate::git::notes::NewRecord;
 use crate::intent::IntentKind;
+use crate::source::{Origin, Verdict};
 use crate::validate;
 
 /// Errors of one reconcile. Transient ones are retried with backoff; terminal problems of the intent are
@@ -33,14 +34,7 @@ pub enum Error {
     #[error("{0}")]
     Kube(#[from] kube::Error),
     #[error(transparent)]
-    Apply(#[from] super::apply::ApplyError),
-}
-
-/// Whether the operator acts on this intent at all: written by the control plane for this cluster.
-pub fn is_ours(meta_labels: &BTreeMap<String, String>, cluster_id: &str) -> bool {
-    meta_labels.get(labels::MANAGED_BY).map(String::as_str)
-        == Some(labels::MANAGED_BY_CONTROL_PLANE)
-        && meta_labels.get(labels::CLUSTER_ID).map(String::as_str) == Some(cluster_id)
+    Apply(#[from] crate::k8s::apply::ApplyError),
 }
 
 #[instrument(skip_all, fields(cluster = %ctx.settings.cluster_id, namespace = %app.namespace().unwrap_or_default(), object = %app.name_any(), reconcile_id = %fastrand::u64(..)))]
@@ -104,7 +98,7 @@ async fn delete(
                     .and_then(Value::as_str)
                     == Some(&app.name_any())
             }
-            Ok(None) | Err(super::apply::ApplyError::NotInstalled { .. }) => false,
+            Ok(None) | Err(crate::k8s::apply::ApplyError::NotInstalled { .. }) => false,
             Err(e) => return Err(e.into()),
         };
         if owned && ctx.resources.delete(&child).await? {
@@ -551,7 +545,9 @@ async fn apply_children(
         // The watch's copy when it already carries what we would apply, or when the object does not exist;
         // otherwise (not synced yet, or different: the cache may lag behind our own writes) the live object.
         let found = match ctx.children.get(kind, ns, name) {
-            Lookup::Present(cached) if super::apply::is_subset(obj, &cached) => Ok(Some(cached)),
+            Lookup::Present(cached) if crate::k8s::apply::is_subset(obj, &cached) => {
+                Ok(Some(cached))
+            }
             Lookup::Absent => Ok(None),
             Lookup::Present(_) | Lookup::Unknown => ctx.resources.get(obj).await,
         };
@@ -559,7 +555,7 @@ async fn apply_children(
             Ok(found) => {
                 live.insert(crate::render::object_id(obj), found);
             }
-            Err(super::apply::ApplyError::NotInstalled { kind }) => missing.push(kind),
+            Err(crate::k8s::apply::ApplyError::NotInstalled { kind }) => missing.push(kind),
             Err(e) => return Err(e.into()),
         }
     }
@@ -573,7 +569,7 @@ async fn apply_children(
         !live
             .get(&crate::render::object_id(o))
             .and_then(|l| l.as_ref())
-            .is_some_and(|l| super::apply::is_subset(o, l))
+            .is_some_and(|l| crate::k8s::apply::is_subset(o, l))
     });
     if !needs_write {
         return Ok(Applying::Done(live));

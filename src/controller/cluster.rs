@@ -10,9 +10,10 @@ use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
 use super::context::{Context, Transition, changed};
-use super::status::{Cond, merge_conditions};
+use crate::api::conditions::{Cond, merge_conditions};
 use crate::api::conditions::{reasons, types};
 use crate::api::{Cluster, ClusterPhase, ClusterSpec, ControllerPresence, FIELD_MANAGER};
+use crate::source::SourceReport;
 
 /// The engine CRDs the operator looks for: (name shown in status, apiVersion, kind).
 pub const CONTROLLERS: &[(&str, &str, &str)] = &[
@@ -35,47 +36,6 @@ pub struct ControlPlaneState {
     pub authenticated: Option<bool>,
     pub buffer_overflow: bool,
     pub message: String,
-}
-
-/// What the intent source says about its connection, for the Cluster object.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct SourceReport {
-    /// Connected (and, in Pull mode, Authenticated).
-    pub conditions: Vec<Cond>,
-    pub connected: bool,
-    /// The phase while not connected, when the source knows better than `Disconnected` (Pull: Pending,
-    /// Registering, Error).
-    pub phase: Option<ClusterPhase>,
-    pub last_heartbeat: Option<String>,
-    pub observed_token: Option<String>,
-    pub credential_status: Option<crate::api::CredentialStatus>,
-    pub credentials_secret_ref: Option<crate::api::SecretRef>,
-}
-
-/// GitOps mode: connected when the cluster repo was reachable at the last fetch.
-pub fn git_report(git: &super::gitops::GitStatus) -> SourceReport {
-    let cond = if git.reachable {
-        Cond::new(
-            types::CONNECTED,
-            "True",
-            reasons::ROUND_TRIP_OK,
-            "repo reachable",
-        )
-    } else {
-        Cond::new(
-            types::CONNECTED,
-            "False",
-            reasons::REPO_UNREACHABLE,
-            git.last_error
-                .clone()
-                .unwrap_or_else(|| "the cluster repo has not been fetched yet".into()),
-        )
-    };
-    SourceReport {
-        conditions: vec![cond],
-        connected: git.reachable,
-        ..SourceReport::default()
-    }
 }
 
 /// Compute the Cluster conditions and fields (pure).
@@ -260,7 +220,7 @@ pub async fn sync(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controller::gitops::GitStatus;
+    use crate::source::{SourceStatus, git_report};
 
     fn present(names: &[(&str, bool)]) -> Vec<ControllerPresence> {
         names
@@ -274,7 +234,7 @@ mod tests {
 
     #[test]
     fn cluster_conditions_follow_connectivity_and_controllers() {
-        let git = GitStatus {
+        let git = SourceStatus {
             reachable: true,
             ..Default::default()
         };
@@ -297,7 +257,7 @@ mod tests {
             (ch.status, ch.message.as_str()),
             ("False", "missing: velero")
         );
-        let down = GitStatus {
+        let down = SourceStatus {
             reachable: false,
             last_error: Some("connection refused".into()),
             ..Default::default()

@@ -12,10 +12,10 @@ use kube::Resource;
 use kube::api::{Api, ObjectMeta, PostParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 
-use super::apply::Resources;
-use super::gitops::IntentSource;
-use super::status::Cond;
+use crate::api::conditions::Cond;
+use crate::k8s::apply::Resources;
 use crate::render::Renderer;
+use crate::source::IntentSource;
 
 /// An equality-based label selector (`k=v,k2=v2`, or `k` for "has the label").
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -278,6 +278,18 @@ pub struct Context {
     pub written: WrittenStatus,
 }
 
+/// Whether the operator acts on this intent at all: written by the control plane for this cluster.
+pub fn is_ours(meta_labels: &BTreeMap<String, String>, cluster_id: &str) -> bool {
+    meta_labels
+        .get(crate::api::labels::MANAGED_BY)
+        .map(String::as_str)
+        == Some(crate::api::labels::MANAGED_BY_CONTROL_PLANE)
+        && meta_labels
+            .get(crate::api::labels::CLUSTER_ID)
+            .map(String::as_str)
+            == Some(cluster_id)
+}
+
 impl Context {
     fn gate(&self, ns: &Namespace) -> bool {
         ns.metadata.deletion_timestamp.is_none()
@@ -327,7 +339,7 @@ impl Context {
         let ours = meta
             .labels
             .as_ref()
-            .is_some_and(|l| super::application::is_ours(l, &self.settings.cluster_id));
+            .is_some_and(|l| is_ours(l, &self.settings.cluster_id));
         Ok(ours
             && self
                 .namespace_gated(meta.namespace.as_deref().unwrap_or_default())

@@ -1,16 +1,11 @@
 //! The operator: reconcilers for ApplicationInstance, Operation and Cluster, and the process that runs them.
 
 pub mod application;
-pub mod apply;
-pub mod approval;
 pub mod children;
 pub mod cluster;
 pub mod context;
 pub mod finalize;
-pub mod gitops;
 pub mod operation;
-pub mod policy_watch;
-pub mod repo_source;
 pub mod run;
 pub mod sinks;
 pub mod status;

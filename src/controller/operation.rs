@@ -15,8 +15,8 @@ use tracing::{instrument, warn};
 
 use super::application::Error;
 use super::context::{Context, Outcome, Transition, changed, delays};
-use super::gitops::{Origin, Verdict};
-use super::status::{Cond, engine_state, job_pods_failure, merge_conditions};
+use super::status::{engine_state, job_pods_failure};
+use crate::api::conditions::{Cond, merge_conditions};
 use crate::api::conditions::{reasons, types};
 use crate::api::{
     ApplicationInstance, Engine, EngineRef, FIELD_MANAGER, OPERATION_FINALIZER, Operation,
@@ -24,6 +24,7 @@ use crate::api::{
 };
 use crate::git::notes::NewRecord;
 use crate::intent::IntentKind;
+use crate::source::{Origin, Verdict};
 use crate::validate;
 
 #[instrument(skip_all, fields(cluster = %ctx.settings.cluster_id, namespace = %op.namespace().unwrap_or_default(), object = %op.name_any(), reconcile_id = %fastrand::u64(..)))]
@@ -153,11 +154,11 @@ fn approval(op: &Operation, ctx: &Context, required: bool) -> Result<(), String>
         .approval_key
         .as_deref()
         .ok_or("the operator has no approval key configured (--approval-key-file)")?;
-    super::approval::verify_claim(
+    crate::validate::approval::verify_claim(
         approvals.claim.as_deref(),
         key,
         &op.name_any(),
-        &super::approval::spec_digest(&op.namespace().unwrap_or_default(), &op.spec),
+        &crate::validate::approval::spec_digest(&op.namespace().unwrap_or_default(), &op.spec),
         jiff::Timestamp::now().as_second(),
     )
     .map(|_| ())

@@ -12,22 +12,23 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::Api;
 use kube::runtime::controller::Controller;
-use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
-use super::apply::Resources;
 use super::cluster::{self, ControlPlaneState};
 use super::context::{Context, EventRecorder, OutcomeSink, Settings, TransitionSink};
-use super::repo_source::{RepoConfig, RepoSource, SyncOutcome};
 use super::sinks::{NoTransitions, NotesSink, NotesTiming, PosterSink, StoreSnapshot};
 use super::{Counters, application, operation};
 use crate::api::{ApplicationInstance, Operation, labels};
+use crate::k8s::apply::Resources;
+use crate::k8s::watch::stored_watch;
 use crate::render::{RenderOptions, Renderer, Templates};
 use crate::report::events::{EventPoster, PosterConfig};
+use crate::source::gitops::{RepoConfig, RepoSource, SyncOutcome};
 
 /// Leader election on a Lease.
 #[derive(Debug, Clone)]
@@ -82,7 +83,7 @@ pub enum SourceConfig {
 
 /// Pull mode's settings.
 pub struct PullSettings {
-    pub agent: crate::pull::agent::PullConfig,
+    pub agent: crate::source::pull::agent::PullConfig,
     /// The trust policy: its control-plane keys make signed jobs mandatory.
     pub policy: crate::git::policy::TrustPolicy,
     /// Standard Webhooks signing key file for the event post (which uses the agent's endpoint and token).
@@ -110,7 +111,7 @@ pub struct OperatorConfig {
     /// The admission webhook, served by every replica from start (before leader election).
     pub webhook: Option<crate::webhook::WebhookConfig>,
     /// Reload the trust policy when its source changes (None: the policy given at start stays).
-    pub policy_reload: Option<super::policy_watch::PolicyReload>,
+    pub policy_reload: Option<crate::source::policy_watch::PolicyReload>,
 }
 
 impl OperatorConfig {
@@ -129,9 +130,9 @@ pub struct Operator {
     /// The Git view (GitOps mode).
     pub repo: Option<Arc<RepoSource>>,
     /// The Pull agent (Pull mode).
-    pub agent: Option<Arc<crate::pull::agent::Agent>>,
+    pub agent: Option<Arc<crate::source::pull::agent::Agent>>,
     /// What the reconcilers ask.
-    pub source: Arc<dyn super::gitops::IntentSource>,
+    pub source: Arc<dyn crate::source::IntentSource>,
     pub metrics: crate::metrics::Metrics,
     /// Bound (metrics, health) addresses, when the admin server runs.
     pub admin_addrs: Option<(SocketAddr, SocketAddr)>,
@@ -157,63 +158,6 @@ pub async fn preflight(resources: &Resources) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// A watch of `K` that keeps a store (with managedFields reduced to who owns the spec: they are most of an
-/// object's size, and Push mode's provenance needs only that; see [`compact_managed_fields`]) and yields the objects it applies, as a controller's trigger. The flag turns
-/// true once the store holds a complete list: asking the store itself (`wait_until_ready`) from elsewhere would
-/// take the single wake-up slot of the Controller waiting on it.
-pub(crate) fn stored_watch<K>(
-    api: Api<K>,
-    config: watcher::Config,
-) -> (
-    Store<K>,
-    Arc<AtomicBool>,
-    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
-)
-where
-    K: kube::Resource
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
-{
-    let (reader, writer) = reflector::store();
-    let synced = Arc::new(AtomicBool::new(false));
-    let flag = synced.clone();
-    let stream = reflector(
-        writer,
-        watcher(api, config).modify(|obj| compact_managed_fields(obj.managed_fields_mut())),
-    )
-    .inspect_ok(move |event| {
-        if matches!(event, watcher::Event::InitDone) {
-            flag.store(true, Ordering::Release);
-        }
-    })
-    .applied_objects();
-    (reader, synced, stream)
-}
-
-/// Keep of managedFields only the entries that own fields of `spec` on the main resource (not the status
-/// subresource), each reduced to its manager, operation and a `{"f:spec": {}}` marker: what Push mode's
-/// provenance reads (`crate::push`), in a few dozen bytes instead of the field sets.
-pub fn compact_managed_fields(
-    entries: &mut Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry>,
-) {
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::FieldsV1;
-    entries.retain(|e| {
-        e.subresource.as_deref().unwrap_or_default().is_empty()
-            && e.fields_v1
-                .as_ref()
-                .is_some_and(|f| f.0.get("f:spec").is_some())
-    });
-    for e in entries.iter_mut() {
-        e.fields_v1 = Some(FieldsV1(serde_json::json!({"f:spec": {}})));
-        e.time = None;
-    }
 }
 
 /// What an intent's reconcile depends on, hashed: everything but the status (and the bookkeeping that changes
@@ -336,8 +280,8 @@ impl Operator {
         // The intent source, and where outcomes go: git notes (GitOps) or job results (Pull, posted by the agent).
         let mut repo = None;
         let mut pull = None;
-        let mut push: Option<Arc<crate::push::PushSource>> = None;
-        let (source, outcomes): (Arc<dyn super::gitops::IntentSource>, Arc<dyn OutcomeSink>) =
+        let mut push: Option<Arc<crate::source::push::PushSource>> = None;
+        let (source, outcomes): (Arc<dyn crate::source::IntentSource>, Arc<dyn OutcomeSink>) =
             match config.source {
                 SourceConfig::GitOps(repo_config) => {
                     let credentials = repo_config.credentials.clone();
@@ -380,20 +324,20 @@ impl Operator {
                     // Nothing to fetch before the controllers start: the agent proves each intent as it applies
                     // it. Readiness does not wait for the control plane once the cluster is registered.
                     let key = Arc::new(std::sync::RwLock::new(None));
-                    let keys: crate::pull::agent::SharedKeys =
+                    let keys: crate::source::pull::agent::SharedKeys =
                         Arc::new(std::sync::RwLock::new(Ok(settings
                             .policy
                             .control_plane_keys()
                             .to_vec())));
                     let (status_tx, status_rx) =
-                        watch::channel(crate::pull::agent::AgentStatus::initial());
-                    let source = Arc::new(crate::pull::source::PullSource::new(
+                        watch::channel(crate::source::pull::agent::AgentStatus::initial());
+                    let source = Arc::new(crate::source::pull::source::PullSource::new(
                         key.clone(),
                         keys.clone(),
                         status_rx,
                         &settings.agent.namespace,
                     ));
-                    let agent = crate::pull::agent::Agent::new(
+                    let agent = crate::source::pull::agent::Agent::new(
                         settings.agent,
                         client.clone(),
                         resources.clone(),
@@ -422,7 +366,7 @@ impl Operator {
                 } => {
                     git_check.pass();
                     info!(field_manager = %field_manager, "Push mode: acting on intents whose spec the control plane owns");
-                    let source = Arc::new(crate::push::PushSource::new(
+                    let source = Arc::new(crate::source::push::PushSource::new(
                         &field_manager,
                         &cluster_id,
                         policy.control_plane_keys().to_vec(),
@@ -743,15 +687,15 @@ impl Operator {
 
         // The Git view: fetch, verify, index on an interval, and at once when the trust policy changes.
         if let Some(reload) = config.policy_reload.clone() {
-            let target: Option<Arc<dyn super::policy_watch::PolicyTarget>> =
-                match (&repo, &agent, &push) {
-                    (Some(r), _, _) => Some(r.clone()),
-                    (None, Some(a), _) => Some(a.clone()),
-                    (None, None, Some(p)) => Some(p.clone()),
-                    (None, None, None) => None,
-                };
+            let target: Option<Arc<dyn crate::source::PolicyTarget>> = match (&repo, &agent, &push)
+            {
+                (Some(r), _, _) => Some(r.clone()),
+                (None, Some(a), _) => Some(a.clone()),
+                (None, None, Some(p)) => Some(p.clone()),
+                (None, None, None) => None,
+            };
             if let Some(target) = target {
-                tasks.push(tokio::spawn(super::policy_watch::run(
+                tasks.push(tokio::spawn(crate::source::policy_watch::run(
                     reload,
                     client.clone(),
                     target,

@@ -3,112 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use serde_json::Value;
 
-use crate::api::conditions::{reasons, types};
+use crate::api::conditions::{Cond, cap, reasons, types};
 use crate::api::{Engine, Phase};
-use crate::secrets::redact_text;
-
-/// A condition as computed, before timestamps: (type, status, reason, message).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cond {
-    pub type_: &'static str,
-    pub status: &'static str,
-    pub reason: String,
-    pub message: String,
-}
-
-impl Cond {
-    pub fn new(
-        type_: &'static str,
-        status: &'static str,
-        reason: impl Into<String>,
-        message: impl Into<String>,
-    ) -> Self {
-        // An empty message becomes the reason: server-side apply on older API servers turns an empty string
-        // into null, which the condition schema refuses.
-        let reason = reason.into();
-        let message = message.into();
-        let message = if message.trim().is_empty() {
-            reason.clone()
-        } else {
-            redact_text(&message)
-        };
-        Self {
-            type_,
-            status,
-            reason,
-            message,
-        }
-    }
-}
-
-/// Largest condition message kept (engine messages are capped at 1 KiB).
-pub const MAX_MESSAGE: usize = 1024;
-
-fn cap(message: &str) -> String {
-    if message.len() <= MAX_MESSAGE {
-        return message.to_string();
-    }
-    let mut end = MAX_MESSAGE;
-    while !message.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &message[..end])
-}
-
-/// Merge computed conditions into a condition list: a condition whose status did not change keeps its
-/// lastTransitionTime; reason/message/observedGeneration are updated. Returns whether anything changed.
-pub fn merge_conditions(
-    current: &mut Vec<Condition>,
-    computed: &[Cond],
-    generation: Option<i64>,
-    now: &Time,
-) -> bool {
-    let mut changed = false;
-    for c in computed {
-        let message = cap(&c.message);
-        match current.iter_mut().find(|x| x.type_ == c.type_) {
-            Some(existing) => {
-                if existing.status != c.status {
-                    existing.status = c.status.to_string();
-                    existing.last_transition_time = now.clone();
-                    changed = true;
-                }
-                if existing.reason != c.reason
-                    || existing.message != message
-                    || existing.observed_generation != generation
-                {
-                    existing.reason = c.reason.clone();
-                    existing.message = message;
-                    existing.observed_generation = generation;
-                    changed = true;
-                }
-            }
-            None => {
-                current.push(Condition {
-                    type_: c.type_.to_string(),
-                    status: c.status.to_string(),
-                    reason: c.reason.clone(),
-                    message,
-                    observed_generation: generation,
-                    last_transition_time: now.clone(),
-                });
-                changed = true;
-            }
-        }
-    }
-    current.sort_by(|a, b| a.type_.cmp(&b.type_));
-    changed
-}
-
-/// Remove conditions of the given types. Returns whether anything was removed.
-pub fn remove_conditions(current: &mut Vec<Condition>, types: &[&str]) -> bool {
-    let before = current.len();
-    current.retain(|c| !types.contains(&c.type_.as_str()));
-    before != current.len()
-}
 
 /// The condition of a type in a child's `status.conditions`.
 pub fn child_condition<'a>(obj: &'a Value, type_: &str) -> Option<&'a Value> {
@@ -266,7 +164,7 @@ pub fn application_conditions(
             match status {
                 // helm-controller marks a remediated release Ready=False (reason RollbackSucceeded, Remediated=True):
                 // "any remediated state is considered an error". The running release is the previous one, healthy;
-                // the contract (API.md) says Ready=True/RolledBack plus Degraded=True/UpgradeFailed.
+                // the contract (docs/conditions.md) says Ready=True/RolledBack plus Degraded=True/UpgradeFailed.
                 _ if failure && (remediated || reason == "RollbackSucceeded") => {
                     let at = history_version.clone().unwrap_or_default();
                     vec![
@@ -644,6 +542,7 @@ pub fn engine_state(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::conditions::MAX_MESSAGE;
     use serde_json::json;
 
     fn hr(ready: Option<(&str, &str)>, version: Option<&str>, extra: Value) -> Value {
@@ -831,47 +730,6 @@ mod tests {
             engine_state(Engine::Helm, &ok, None, "app", Some("2.0.1")).phase,
             Phase::Succeeded
         );
-    }
-
-    #[test]
-    fn merge_keeps_transition_time_when_status_is_unchanged() {
-        let t0 = Time(jiff::Timestamp::from_second(1000).unwrap());
-        let t1 = Time(jiff::Timestamp::from_second(2000).unwrap());
-        let mut list = vec![];
-        assert!(merge_conditions(
-            &mut list,
-            &[Cond::new("Ready", "False", "A", "m")],
-            Some(1),
-            &t0
-        ));
-        assert!(!merge_conditions(
-            &mut list,
-            &[Cond::new("Ready", "False", "A", "m")],
-            Some(1),
-            &t1
-        ));
-        assert!(merge_conditions(
-            &mut list,
-            &[Cond::new("Ready", "False", "B", "m")],
-            Some(1),
-            &t1
-        ));
-        assert_eq!(list[0].last_transition_time, t0);
-        assert!(merge_conditions(
-            &mut list,
-            &[Cond::new("Ready", "True", "B", "m")],
-            Some(1),
-            &t1
-        ));
-        assert_eq!(list[0].last_transition_time, t1);
-        // secrets never reach a condition message
-        merge_conditions(
-            &mut list,
-            &[Cond::new("Ready", "True", "B", "password=hunter2")],
-            Some(1),
-            &t1,
-        );
-        assert_eq!(list[0].message, "password=[REDACTED]");
     }
 
     #[test]

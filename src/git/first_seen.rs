@@ -3,7 +3,7 @@
 //! A commit's committer date is chosen by whoever commits. Judged at that date alone, a key that expired
 //! (`valid-before`) long ago still signs: its holder dates the commit before the expiry. The operator
 //! therefore judges SSH key validity over the span from the committer date to the time it **first saw** the
-//! commit ([`super::ssh::Span`]): a commit signed before the key's end and fetched before it keeps verifying
+//! commit ([`super::sigcheck::Span`]): a commit signed before the key's end and fetched before it keeps verifying
 //! after the key expired, and one that appears after the end does not, whatever date it claims.
 //!
 //! The record is one line per commit, `<id> <seconds since the epoch>`, appended and never rewritten; a line

@@ -13,6 +13,7 @@ pub mod provenance;
 pub mod remote;
 pub mod repo;
 pub mod select;
+pub mod sigcheck;
 pub mod sign;
 pub mod ssh;
 pub mod verify;

@@ -25,7 +25,7 @@ use pgp::crypto::hash::HashAlgorithm;
 use pgp::packet::{self, SignatureType};
 use pgp::types::{KeyDetails, Tag};
 
-use super::verify::{Failure, Reason, SigCheck};
+use super::sigcheck::{Failure, Reason, SigCheck, fmt_time};
 
 /// How far in the future a signature's creation time may be before it is refused.
 pub const FUTURE_SKEW_SECS: i64 = 300;
@@ -354,7 +354,7 @@ impl OpenPgpKeyring {
                 Reason::SignatureInFuture,
                 format!(
                     "the signature claims to be made at {}, in the future",
-                    super::ssh::fmt_time(created)
+                    fmt_time(created)
                 ),
             );
         }
@@ -365,7 +365,7 @@ impl OpenPgpKeyring {
             if until <= now {
                 return fail(
                     Reason::SignatureExpired,
-                    format!("the signature expired at {}", super::ssh::fmt_time(until)),
+                    format!("the signature expired at {}", fmt_time(until)),
                 );
             }
         }
@@ -398,8 +398,8 @@ impl OpenPgpKeyring {
                     Reason::KeyNotYetValid,
                     format!(
                         "{what} was created at {}, after the signature ({})",
-                        super::ssh::fmt_time(c.created),
-                        super::ssh::fmt_time(created)
+                        fmt_time(c.created),
+                        fmt_time(created)
                     ),
                 );
             }
@@ -409,15 +409,15 @@ impl OpenPgpKeyring {
                         Reason::KeyExpired,
                         format!(
                             "{what} expired at {}, before the signature ({})",
-                            super::ssh::fmt_time(exp),
-                            super::ssh::fmt_time(created)
+                            fmt_time(exp),
+                            fmt_time(created)
                         ),
                     );
                 }
                 if exp <= now {
                     return fail(
                         Reason::KeyExpired,
-                        format!("{what} expired at {}", super::ssh::fmt_time(exp)),
+                        format!("{what} expired at {}", fmt_time(exp)),
                     );
                 }
             }
@@ -663,7 +663,7 @@ fn expiry(created: i64, sig: &packet::Signature) -> Option<i64> {
 fn revocation_text(sig: &packet::Signature) -> String {
     let when = sig
         .created()
-        .map(|t| super::ssh::fmt_time(secs(t)))
+        .map(|t| fmt_time(secs(t)))
         .unwrap_or_else(|| "unknown time".to_string());
     let code = sig
         .revocation_reason_code()

@@ -24,12 +24,14 @@
 
 use std::path::{Path, PathBuf};
 
+use base64::Engine as _;
+use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 
 use super::gitsign::{self, GitsignError, GitsignIdentity, TrustedRoot};
 use super::openpgp::{OpenPgpKeyError, OpenPgpKeyring};
+use super::sigcheck::{Failure, Reason, SigCheck, Span};
 use super::ssh::{AllowedSigners, AllowedSignersError};
-use super::verify::{Failure, Reason, SigCheck};
 
 /// Largest policy file read, in bytes.
 pub const MAX_POLICY_BYTES: u64 = 4 << 20;
@@ -367,6 +369,45 @@ fn load_trusted_root(
     TrustedRoot::from_json(&text).map_err(|e| e.to_string())
 }
 
+/// A control-plane key the trust policy names (`controlPlaneKeys`): it signs Pull jobs and Push intents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlPlaneKey {
+    pub name: String,
+    pub key: VerifyingKey,
+}
+
+/// Parse a public key: an OpenSSH line (`ssh-ed25519 AAAA… comment`) or the standard base64 of the 32 raw bytes.
+pub fn parse_public_key(text: &str) -> Result<VerifyingKey, String> {
+    let text = text.trim();
+    if text.starts_with("ssh-") {
+        let key = ssh_key::PublicKey::from_openssh(text).map_err(|e| e.to_string())?;
+        let ed = key
+            .key_data()
+            .ed25519()
+            .ok_or_else(|| format!("{} key: only ssh-ed25519 keys sign jobs", key.algorithm()))?;
+        return strong(VerifyingKey::from_bytes(&ed.0).map_err(|e| e.to_string())?);
+    }
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map_err(|e| format!("neither an ssh-ed25519 line nor base64: {e}"))?;
+    let raw: [u8; 32] = raw
+        .try_into()
+        .map_err(|r: Vec<u8>| format!("{} bytes, an Ed25519 public key has 32", r.len()))?;
+    strong(VerifyingKey::from_bytes(&raw).map_err(|e| e.to_string())?)
+}
+
+/// Refuse a small-order ("weak") Ed25519 public key: a signature by such a key can be made without any secret
+/// and verifies over many messages (`verify` accepts it; only `verify_strict` would not).
+pub fn strong(key: VerifyingKey) -> Result<VerifyingKey, String> {
+    if key.is_weak() {
+        return Err(
+            "a small-order (weak) Ed25519 public key: anyone can make signatures it verifies"
+                .into(),
+        );
+    }
+    Ok(key)
+}
+
 /// A loaded trust policy, keys parsed.
 #[derive(Debug, Clone)]
 pub struct TrustPolicy {
@@ -375,7 +416,7 @@ pub struct TrustPolicy {
     ssh: AllowedSigners,
     openpgp: OpenPgpKeyring,
     gitsign: Option<GitsignTrust>,
-    control_plane: Vec<crate::pull::signing::ControlPlaneKey>,
+    control_plane: Vec<ControlPlaneKey>,
     notes: super::notes::auth::NotesTrust,
 }
 
@@ -461,7 +502,7 @@ impl TrustPolicy {
         };
         let mut control_plane = Vec::new();
         for (i, k) in file.control_plane_keys.iter().enumerate() {
-            let key = crate::pull::signing::parse_public_key(&k.key)
+            let key = parse_public_key(&k.key)
                 .map_err(|message| field_err(&format!("controlPlaneKeys[{i}].key"), message))?;
             if k.name.is_empty() {
                 return Err(field_err(
@@ -471,7 +512,7 @@ impl TrustPolicy {
             }
             if let Some(j) = control_plane
                 .iter()
-                .position(|c: &crate::pull::signing::ControlPlaneKey| c.name == k.name)
+                .position(|c: &ControlPlaneKey| c.name == k.name)
             {
                 return Err(field_err(
                     &format!("controlPlaneKeys[{i}].name"),
@@ -481,7 +522,7 @@ impl TrustPolicy {
             // One key, one entry: under two names, removing one name would not revoke the key.
             if let Some(j) = control_plane
                 .iter()
-                .position(|c: &crate::pull::signing::ControlPlaneKey| c.key == key)
+                .position(|c: &ControlPlaneKey| c.key == key)
             {
                 return Err(field_err(
                     &format!("controlPlaneKeys[{i}].key"),
@@ -492,7 +533,7 @@ impl TrustPolicy {
                     ),
                 ));
             }
-            control_plane.push(crate::pull::signing::ControlPlaneKey {
+            control_plane.push(ControlPlaneKey {
                 name: k.name.clone(),
                 key,
             });
@@ -519,7 +560,7 @@ impl TrustPolicy {
     }
 
     /// The control-plane keys for signed jobs (empty: jobs are not required to be signed).
-    pub fn control_plane_keys(&self) -> &[crate::pull::signing::ControlPlaneKey] {
+    pub fn control_plane_keys(&self) -> &[ControlPlaneKey] {
         &self.control_plane
     }
 
@@ -540,14 +581,14 @@ impl TrustPolicy {
 
     /// Check `signature` over `payload` for a commit by `committer_email` made at `commit_time` (SSH validity
     /// is judged over that span: the committer time to when the commit was first seen, see
-    /// [`super::ssh::Span`]), judged at `now` (OpenPGP expiry, signatures from the future). The one place
+    /// [`super::sigcheck::Span`]), judged at `now` (OpenPGP expiry, signatures from the future). The one place
     /// signature kinds are dispatched.
     pub fn check(
         &self,
         signature: &[u8],
         payload: &[u8],
         committer_email: &str,
-        commit_time: impl Into<super::ssh::Span>,
+        commit_time: impl Into<Span>,
         now: i64,
     ) -> (Option<SignatureKind>, SigCheck) {
         let kind = match SignatureKind::detect(signature) {

@@ -532,3 +532,21 @@ fn check_name(path: &str, name: &[u8]) -> Result<(), RepoError> {
         Ok(())
     }
 }
+
+/// The manifest files at or below `prefix` in the tree of `rev`, read from git objects (only manifest files are
+/// read, within the bounds of [`crate::git::bounds`]). A `prefix` missing at `rev` is an error.
+pub fn load_rev(
+    repo: &Repo,
+    rev: &str,
+    prefix: &str,
+) -> Result<Vec<crate::intent::SourceFile>, RepoError> {
+    let commit = repo.resolve_commit(rev)?;
+    Ok(repo
+        .read_files(commit, prefix, &crate::intent::is_manifest_path)?
+        .into_iter()
+        .map(|f| crate::intent::SourceFile {
+            path: f.path,
+            data: f.data,
+        })
+        .collect())
+}

@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use ssh_key::public::KeyData;
 use ssh_key::{HashAlg, PublicKey, SshSig};
 
-use super::verify::{Failure, Reason, SigCheck};
+use super::sigcheck::{Failure, Reason, SigCheck, Span, fmt_time};
 
 /// The SSHSIG namespace git uses for commit and tag signatures.
 pub const GIT_NAMESPACE: &str = "git";
@@ -30,21 +30,6 @@ pub const GIT_NAMESPACE: &str = "git";
 pub enum AllowedSignersError {
     #[error("line {line}: {message}")]
     Line { line: usize, message: String },
-}
-
-/// The time span a commit is judged over: from its claimed (committer) time to the time the verifier first
-/// saw it. `valid-after` must not be later than `from`, `valid-before` not earlier than `to`: a signer picks
-/// `from` (the committer date) but not `to`. Offline, both are the committer time, as in git.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Span {
-    pub from: i64,
-    pub to: i64,
-}
-
-impl From<i64> for Span {
-    fn from(t: i64) -> Self {
-        Self { from: t, to: t }
-    }
 }
 
 /// One line of an allowed_signers file.
@@ -287,13 +272,6 @@ impl AllowedSigner {
             self.principals.clone()
         })
     }
-}
-
-/// Render seconds since the epoch as an RFC 3339 UTC time.
-pub(crate) fn fmt_time(secs: i64) -> String {
-    jiff::Timestamp::from_second(secs)
-        .map(|t| t.to_string())
-        .unwrap_or_else(|_| format!("@{secs}"))
 }
 
 /// Split off the next whitespace-delimited token, honouring double quotes inside it (as OpenSSH's

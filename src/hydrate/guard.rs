@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 
 use crate::intent::Problem;
-use crate::render::TreeRender;
+use crate::tree::TreeRender;
 
 /// Hydrate's own guards (`--allow-empty`, `--namespaces`, `--allow-chart-host`).
 #[derive(Debug, Clone, Default)]

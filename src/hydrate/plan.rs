@@ -13,7 +13,8 @@ use gix::ObjectId;
 use serde_json::Value;
 
 use crate::intent::{IntentKind, Problem};
-use crate::render::{self, TreeRender};
+use crate::render;
+use crate::tree::TreeRender;
 
 /// The directory of cluster-scoped objects (a namespace name cannot start with `_`).
 pub const CLUSTER_SCOPED_DIR: &str = "_cluster";
@@ -89,11 +90,11 @@ pub fn desired_files(
     let mut files: BTreeMap<String, DesiredFile> = BTreeMap::new();
     let mut problems = Vec::new();
     // ApplicationInstances first, so that an Operation's rendering of the same object replaces theirs.
-    let by_rank = |i: &&crate::render::RenderedIntent| match i.key.kind {
+    let by_rank = |i: &&crate::tree::RenderedIntent| match i.key.kind {
         IntentKind::ApplicationInstance => 0,
         IntentKind::Operation => 1,
     };
-    let mut intents: Vec<&crate::render::RenderedIntent> = result.intents.iter().collect();
+    let mut intents: Vec<&crate::tree::RenderedIntent> = result.intents.iter().collect();
     intents.sort_by_key(by_rank);
     for intent in intents {
         for obj in &intent.objects {
@@ -210,7 +211,7 @@ pub fn plan(
 mod tests {
     use super::*;
     use crate::intent::ObjectKey;
-    use crate::render::RenderedIntent;
+    use crate::tree::RenderedIntent;
     use serde_json::json;
 
     fn rendered(name: &str, objects: Vec<Value>) -> RenderedIntent {
@@ -260,7 +261,7 @@ mod tests {
             render::Templates::embedded(),
             render::RenderOptions::default(),
         );
-        let result = render::render_tree(&files, &renderer, Some("eu-prod-1"));
+        let result = crate::tree::render_tree(&files, &renderer, Some("eu-prod-1"));
         assert!(result.problems.is_empty(), "{:?}", result.problems);
         let (files, problems) = desired_files(&result, "");
         assert!(problems.is_empty(), "{problems:?}");

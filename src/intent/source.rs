@@ -1,9 +1,8 @@
-//! Loading manifest files from a directory or from a git revision (read from git objects, no checkout).
+//! Loading manifest files from a directory (a git revision: [`crate::git::repo::load_rev`]).
 
 use std::path::Path;
 
 use super::{SourceFile, is_manifest_path};
-use crate::git::repo::{Repo, RepoError};
 
 /// Errors loading manifest files.
 #[derive(Debug, thiserror::Error)]
@@ -15,8 +14,6 @@ pub enum SourceError {
     },
     #[error("{path}: refused: symbolic link")]
     Symlink { path: String },
-    #[error(transparent)]
-    Repo(#[from] RepoError),
 }
 
 /// Every `.yaml`/`.yml` file below `root`, recursively, with paths relative to `root`, sorted.
@@ -74,18 +71,4 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<SourceFile>) -> Result<(), Source
         }
     }
     Ok(())
-}
-
-/// The manifest files at or below `prefix` in the tree of `rev`, read from git objects (only manifest files are
-/// read, within the bounds of [`crate::git::bounds`]). A `prefix` missing at `rev` is an error.
-pub fn load_rev(repo: &Repo, rev: &str, prefix: &str) -> Result<Vec<SourceFile>, SourceError> {
-    let commit = repo.resolve_commit(rev)?;
-    Ok(repo
-        .read_files(commit, prefix, &is_manifest_path)?
-        .into_iter()
-        .map(|f| SourceFile {
-            path: f.path,
-            data: f.data,
-        })
-        .collect())
 }

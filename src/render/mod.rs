@@ -8,14 +8,12 @@
 mod engine;
 pub mod templates;
 pub mod tenancy;
-mod tree;
 
 pub use engine::{
     ChildKind, Limits, OperationTemplateSpec, Placement, RenderOptions, Renderer, child_name,
     is_dns_label, is_dns_subdomain, oci_chart_url,
 };
 pub use templates::Templates;
-pub use tree::{RenderedIntent, TreeRender, render_tree};
 
 use serde_json::Value;
 
@@ -63,6 +61,27 @@ impl RenderError {
             _ => "",
         }
     }
+}
+
+/// The renderer the commands build from their common flags (`--templates`, `--cluster-id`,
+/// `--velero-namespace`): the embedded templates, or a directory overriding some of them.
+pub fn renderer(
+    templates: Option<&std::path::Path>,
+    cluster_id: Option<&str>,
+    velero_namespace: &str,
+) -> Result<Renderer, RenderError> {
+    let templates = match templates {
+        Some(dir) => Templates::with_overrides(dir)?,
+        None => Templates::embedded(),
+    };
+    Ok(Renderer::new(
+        templates,
+        RenderOptions {
+            cluster_id: cluster_id.map(str::to_string),
+            velero_namespace: velero_namespace.to_string(),
+            ..RenderOptions::default()
+        },
+    ))
 }
 
 /// `apiVersion` of an object.

@@ -1,4 +1,4 @@
-//! Validation of intents as pure functions. Every rule of API.md, each reported as a [`Problem`] naming the
+//! Validation of intents as pure functions. Every rule of the v1alpha1 contract (docs/api.md), each reported as a [`Problem`] naming the
 //! file, the object, the field and the rule — all problems, not just the first.
 
 use std::collections::BTreeMap;
@@ -14,6 +14,7 @@ use crate::intent::{IntentKind, Problem};
 use crate::render::Renderer;
 use crate::schema;
 
+pub mod approval;
 pub mod cel;
 pub mod hosts;
 pub mod names;
@@ -196,7 +197,7 @@ fn check_path_namespace(location: &str, object: &str, namespace: &str, out: &mut
     }
 }
 
-/// Every rule of API.md for an ApplicationInstance.
+/// Every rule of the contract for an ApplicationInstance (docs/api.md, "Validation rules").
 pub fn check_application(location: &str, app: &ApplicationInstance, ctx: &Context) -> Vec<Problem> {
     let mut out = Vec::new();
     let namespace = app.metadata.namespace.as_deref().unwrap_or_default();

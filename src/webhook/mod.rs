@@ -210,11 +210,11 @@ impl WebhookServer {
             }
         }
         let selector = format!("{}={}", crate::api::labels::CLUSTER_ID, cluster_id);
-        let (app_store, apps_synced, app_stream) = crate::controller::run::stored_watch(
+        let (app_store, apps_synced, app_stream) = crate::k8s::watch::stored_watch(
             Api::<ApplicationInstance>::all(client.clone()),
             watcher::Config::default().labels(&selector),
         );
-        let (op_store, ops_synced, op_stream) = crate::controller::run::stored_watch(
+        let (op_store, ops_synced, op_stream) = crate::k8s::watch::stored_watch(
             Api::<Operation>::all(client.clone()),
             watcher::Config::default().labels(&selector),
         );
@@ -599,7 +599,7 @@ impl Webhook {
     }
 
     /// The Operation's rules: its own, then its target's (warnings on a dry run), its approval claim (with the
-    /// key, when set or changed), and the conflict matrix (a warning: API.md admits a conflict as
+    /// key, when set or changed), and the conflict matrix (a warning: the contract admits a conflict as
     /// Blocked/ConflictingOperation).
     async fn judge_operation(
         &self,
@@ -643,11 +643,11 @@ impl Webhook {
             .and_then(|o| o.spec.approvals.as_ref())
             .and_then(|a| a.claim.as_deref());
         // The claim binds the spec: judged again when the claim or what it approves changes.
-        let digest = crate::controller::approval::spec_digest(&namespace, &op.spec);
-        let old_digest = old.map(|o| crate::controller::approval::spec_digest(&namespace, &o.spec));
+        let digest = crate::validate::approval::spec_digest(&namespace, &op.spec);
+        let old_digest = old.map(|o| crate::validate::approval::spec_digest(&namespace, &o.spec));
         if let (Some(key), Some(claim)) = (&self.approval_key, claim)
             && (old_claim != Some(claim) || old_digest.as_deref() != Some(digest.as_str()))
-            && let Err(e) = crate::controller::approval::verify_claim(
+            && let Err(e) = crate::validate::approval::verify_claim(
                 Some(claim),
                 key,
                 &op.name_any(),

@@ -24,22 +24,21 @@ use kube::{Client, Config};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::report::Check;
-use super::{BRANCH, CLUSTER, INTENT_PATH};
+use super::{BRANCH, CLUSTER, Check, INTENT_PATH};
 use crate::api::conditions::{reasons, types};
 use crate::api::{AppMode, ApplicationInstance, Cluster, labels};
-use crate::controller::apply::Resources;
 use crate::controller::context::{Selector, Settings};
-use crate::controller::repo_source::{RepoConfig, SyncOutcome};
 use crate::controller::run::{Operator, OperatorConfig, SourceConfig};
 use crate::controller::sinks::NotesTiming;
 use crate::git::policy::TrustPolicy;
 use crate::git::remote::{self, Credentials};
 use crate::git::repo::Repo;
+use crate::git::repo::load_rev;
 use crate::git::short_id;
-use crate::intent::source::load_rev;
 use crate::intent::{IntentKind, parse_files};
+use crate::k8s::apply::Resources;
 use crate::render::Templates;
+use crate::source::gitops::{RepoConfig, SyncOutcome};
 
 /// The intent the demo edits by hand in the cluster, and how.
 const HAND_EDITED: (&str, &str) = ("team-beta", "gitea");

@@ -12,10 +12,10 @@ use anyhow::{Context as _, anyhow};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::pull::admit::{Admission, admit};
-use crate::pull::client::AgentClient;
-use crate::pull::job;
-use crate::pull::signing::{self, ControlPlaneKey};
+use crate::source::pull::admit::{Admission, admit};
+use crate::source::pull::client::AgentClient;
+use crate::source::pull::job;
+use crate::source::pull::signing::{self, ControlPlaneKey};
 
 /// What the scene showed.
 #[derive(Debug, Clone, Serialize)]
@@ -136,7 +136,7 @@ async fn scene(cluster: &str, app: Value) -> anyhow::Result<PullInfo> {
         .jobs(token, cluster, Duration::from_secs(1))
         .await
         .context("polling the demo control plane")?;
-    let renderer = super::super::render::renderer(None, Some(cluster), "velero")?;
+    let renderer = crate::render::renderer(None, Some(cluster), "velero")?;
     let mut lines = Vec::new();
     for parsed in jobs {
         let j = parsed?;

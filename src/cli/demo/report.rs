@@ -6,7 +6,7 @@ use std::fmt;
 use serde::Serialize;
 
 use super::controller::ControllerInfo;
-use super::{BRANCH, CLUSTER, INTENT_PATH, NOTES, REPO_DIR};
+use super::{BRANCH, CLUSTER, Check, INTENT_PATH, NOTES, REPO_DIR};
 use crate::git::short_id;
 use crate::git::verify::Verdict;
 use crate::hydrate::{CommitOutcome, HydrateReport};
@@ -77,24 +77,6 @@ pub struct RenderInfo {
     pub intents: Vec<RenderedIntent>,
     pub objects: usize,
     pub problems: Vec<String>,
-}
-
-/// One self-check: what the demo expects, and what it got.
-#[derive(Debug, Clone, Serialize)]
-pub struct Check {
-    pub what: String,
-    pub ok: bool,
-    pub got: String,
-}
-
-impl Check {
-    pub fn new(what: impl Into<String>, ok: bool, got: impl Into<String>) -> Self {
-        Self {
-            what: what.into(),
-            ok,
-            got: got.into(),
-        }
-    }
 }
 
 /// Everything the demo did.

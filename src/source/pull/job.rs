@@ -428,6 +428,9 @@ pub struct JobStatus {
 }
 
 #[cfg(test)]
+mod ijson_cases;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;

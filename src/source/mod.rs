@@ -1,13 +1,29 @@
-//! The controller's view of Git: for each intent, whether its live spec is the manifest of a verified commit.
+//! How intent gets in, whatever the mode (docs/operator.md#modes): the reconcilers ask an [`IntentSource`]
+//! whether a live intent is proven ([`Verdict`]) and where it came from ([`Origin`]); they never ask which mode
+//! runs. This file holds that question and its answers; the folder holds the three ways in:
 //!
-//! [`IntentSource`] is what the reconcilers ask; [`crate::controller::repo_source::RepoSource`] answers from a
-//! fetched, verified clone of the cluster repo.
+//! - [`gitops`]: [`gitops::RepoSource`], a fetched, verified clone of the cluster repo (fetch → verify → index);
+//! - [`pull`]: the Pull agent, which long-polls the control plane for jobs and applies them, and
+//!   [`pull::source::PullSource`], which proves an intent by the provenance stamp of the job that applied it;
+//! - [`push`]: [`push::PushSource`], the control plane's field manager (and signature) on the live object.
+//!
+//! A policy change goes to the source through [`PolicyTarget`] ([`policy_watch`] re-reads the trust policy
+//! while running); the Cluster object reads the connection through [`IntentSource::report`]. The controller
+//! imports this module; nothing here imports the controller.
+
+pub mod gitops;
+pub mod policy_watch;
+pub mod pull;
+pub mod push;
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
 use serde_json::Value;
 
+use crate::api::ClusterPhase;
+use crate::api::conditions::{Cond, reasons, types};
+use crate::git::policy::TrustPolicy;
 use crate::intent::IntentKind;
 
 /// Where a trusted intent came from: what the intent source proved.
@@ -39,16 +55,16 @@ impl Origin {
     }
 
     /// The `Verified=True` condition.
-    pub fn verified_condition(&self) -> crate::controller::status::Cond {
+    pub fn verified_condition(&self) -> Cond {
         use crate::api::conditions::{reasons, types};
         match self {
-            Origin::Commit { intent_commit, .. } => crate::controller::status::Cond::new(
+            Origin::Commit { intent_commit, .. } => Cond::new(
                 types::VERIFIED,
                 "True",
                 reasons::COMMIT_VERIFIED,
                 format!("intent commit {intent_commit}"),
             ),
-            Origin::Job { job_id, signer } => crate::controller::status::Cond::new(
+            Origin::Job { job_id, signer } => Cond::new(
                 types::VERIFIED,
                 "True",
                 reasons::JOB_VERIFIED,
@@ -60,7 +76,7 @@ impl Origin {
                     format!("the payload of job {job_id}, signed by control-plane key {signer}")
                 },
             ),
-            Origin::FieldManager { manager, signer } => crate::controller::status::Cond::new(
+            Origin::FieldManager { manager, signer } => Cond::new(
                 types::VERIFIED,
                 "True",
                 reasons::FIELD_MANAGER_VERIFIED,
@@ -108,9 +124,10 @@ pub enum Verdict {
     Pending { message: String },
 }
 
-/// The state of the verified view, for the Cluster status.
+/// The state of the verified view, for the Cluster status (GitOps: the cluster repo; Pull and Push fill what
+/// applies to them).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct GitStatus {
+pub struct SourceStatus {
     /// The newest commit verified under the trust policy.
     pub last_verified_commit: Option<String>,
     /// Who signed it (identity and key fingerprint).
@@ -142,10 +159,58 @@ pub trait IntentSource: Send + Sync {
     ) -> Verdict;
 
     /// The state of the view (GitOps: the last verified commit).
-    fn status(&self) -> GitStatus;
+    fn status(&self) -> SourceStatus;
 
     /// The connection, for the Cluster object.
-    fn report(&self) -> crate::controller::cluster::SourceReport {
-        crate::controller::cluster::git_report(&self.status())
+    fn report(&self) -> SourceReport {
+        git_report(&self.status())
+    }
+}
+
+/// What a policy change is given to: the Git view (GitOps mode), the Pull agent or the Push source (their
+/// control-plane keys).
+pub trait PolicyTarget: Send + Sync {
+    /// The policy now in force, or why none is (then nothing is trusted).
+    fn set_policy(&self, policy: Result<TrustPolicy, String>);
+}
+
+/// What the intent source says about its connection, for the Cluster object.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SourceReport {
+    /// Connected (and, in Pull mode, Authenticated).
+    pub conditions: Vec<Cond>,
+    pub connected: bool,
+    /// The phase while not connected, when the source knows better than `Disconnected` (Pull: Pending,
+    /// Registering, Error).
+    pub phase: Option<ClusterPhase>,
+    pub last_heartbeat: Option<String>,
+    pub observed_token: Option<String>,
+    pub credential_status: Option<crate::api::CredentialStatus>,
+    pub credentials_secret_ref: Option<crate::api::SecretRef>,
+}
+
+/// GitOps mode: connected when the cluster repo was reachable at the last fetch.
+pub fn git_report(git: &SourceStatus) -> SourceReport {
+    let cond = if git.reachable {
+        Cond::new(
+            types::CONNECTED,
+            "True",
+            reasons::ROUND_TRIP_OK,
+            "repo reachable",
+        )
+    } else {
+        Cond::new(
+            types::CONNECTED,
+            "False",
+            reasons::REPO_UNREACHABLE,
+            git.last_error
+                .clone()
+                .unwrap_or_else(|| "the cluster repo has not been fetched yet".into()),
+        )
+    };
+    SourceReport {
+        conditions: vec![cond],
+        connected: git.reachable,
+        ..SourceReport::default()
     }
 }

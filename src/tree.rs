@@ -1,13 +1,15 @@
-//! Render a whole tree of manifests (a directory or a git revision): find the intents, validate them, render
-//! them, and collect every problem. Pure; `render`, `hydrate` and the tests call it.
+//! Render a whole tree of manifests (a directory or a git revision): find the intents ([`crate::intent`]),
+//! validate them ([`crate::validate`]), render them ([`crate::render`]), and collect every problem. Pure; the
+//! `render` and `hydrate` commands, the demo and the tests call it. It sits above both `validate` and `render`
+//! because validation reads the renderer's templates (which exist, their parameter schemas, tenancy).
 
 use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::Renderer;
 use crate::api::{ApplicationInstance, Operation};
 use crate::intent::{IntentDoc, IntentKind, ObjectKey, Problem, SourceFile, parse_files};
+use crate::render::Renderer;
 use crate::validate::{self, Context};
 
 /// One intent and what it rendered to.
@@ -181,7 +183,7 @@ pub fn render_tree(
                 location: doc.location.clone(),
                 objects,
             }),
-            Err(super::RenderError::Tenancy { violations }) => {
+            Err(crate::render::RenderError::Tenancy { violations }) => {
                 for v in violations {
                     problems.push(Problem::new(
                         &doc.location,
@@ -205,9 +207,9 @@ pub fn render_tree(
     TreeRender { intents, problems }
 }
 
-fn render_reason(e: &super::RenderError) -> String {
+fn render_reason(e: &crate::render::RenderError) -> String {
     match e {
-        super::RenderError::Intent { reason, .. } => reason.clone(),
+        crate::render::RenderError::Intent { reason, .. } => reason.clone(),
         other => format!(
             "{}: {other}",
             crate::api::conditions::reasons::RENDER_FAILED

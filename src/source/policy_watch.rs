@@ -1,6 +1,6 @@
 //! The trust policy while the operator runs: its source (the mounted file, or the Secret) is read again every
-//! few seconds; when its text changes, the new policy goes to the Git view ([`RepoSource::set_policy`]), which
-//! judges the branch again under it at once. A policy that does not parse, or whose source is gone, distrusts
+//! few seconds; when its text changes, the new policy goes to the intent source ([`super::PolicyTarget`]): the
+//! Git view judges the branch again under it at once, the Pull agent and the Push source take its keys. A policy that does not parse, or whose source is gone, distrusts
 //! everything until a valid one is back (fail closed): a typo must not leave a revoked key trusted.
 
 use std::path::PathBuf;
@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 use tracing::{info, warn};
 
-use super::repo_source::RepoSource;
+use super::PolicyTarget;
 use crate::git::policy::TrustPolicy;
 use crate::metrics::{Metrics, PolicyReloadResult};
 
@@ -94,24 +94,6 @@ fn parse(origin: &PolicyOrigin, text: &str) -> Result<TrustPolicy, String> {
         PolicyOrigin::Secret { .. } => TrustPolicy::from_yaml(text),
     }
     .map_err(|e| format!("{origin}: {e}"))
-}
-
-/// What a policy change is given to: the Git view (GitOps mode) or the Pull agent (its control-plane keys).
-pub trait PolicyTarget: Send + Sync {
-    /// The policy now in force, or why none is (then nothing is trusted).
-    fn set_policy(&self, policy: Result<TrustPolicy, String>);
-}
-
-impl PolicyTarget for RepoSource {
-    fn set_policy(&self, policy: Result<TrustPolicy, String>) {
-        RepoSource::set_policy(self, policy);
-    }
-}
-
-impl PolicyTarget for crate::pull::agent::Agent {
-    fn set_policy(&self, policy: Result<TrustPolicy, String>) {
-        self.set_keys(policy.map(|p| p.control_plane_keys().to_vec()));
-    }
 }
 
 /// Watch the policy's source until `stop`; each change goes to `source`, and `wake` asks the Git view's loop to

@@ -1,4 +1,4 @@
-//! The controller's Git view: a bare clone of the cluster repo, fetched on an interval; each new head is
+//! GitOps mode, the Git view: a bare clone of the cluster repo, fetched on an interval; each new head is
 //! verified under the trust policy (in `range` mode every commit since the last verified one that touches the
 //! cluster path) and, when it verifies, indexed for provenance. Intents are checked against the newest
 //! *verified* revision only: a head that fails verification changes nothing in the cluster, and objects that
@@ -12,7 +12,7 @@ use gix::ObjectId;
 use serde_json::Value;
 use tokio::sync::watch;
 
-use super::gitops::{GitStatus, IntentSource, Origin, Verdict};
+use super::{IntentSource, Origin, PolicyTarget, SourceStatus, Verdict};
 use crate::api::conditions::reasons;
 use crate::git::first_seen::FirstSeen;
 use crate::git::policy::TrustPolicy;
@@ -20,7 +20,7 @@ use crate::git::provenance::{LiveObject, Provenance, ProvenanceError, Provenance
 use crate::git::remote::{self, Credentials};
 use crate::git::repo::{Repo, RepoError};
 use crate::git::select::{SelectError, Selection, oid_of, select};
-use crate::git::verify::Reason;
+use crate::git::sigcheck::Reason;
 use crate::intent::IntentKind;
 
 /// Where the repo is and how to trust it.
@@ -52,7 +52,7 @@ struct State {
     repo: Repo,
     index: Option<ProvenanceIndex>,
     last_verified: Option<ObjectId>,
-    status: GitStatus,
+    status: SourceStatus,
     head_failure: Option<HeadFailure>,
     /// The manifests at the refused head (while there is one): whether a live object that differs from the view
     /// came from the refused commits (Flux synced them) or from somewhere else (a hand edit).
@@ -160,7 +160,7 @@ impl RepoSource {
                 repo,
                 index: None,
                 last_verified,
-                status: GitStatus::default(),
+                status: SourceStatus::default(),
                 head_failure: None,
                 head_index: None,
                 policy,
@@ -722,7 +722,7 @@ impl IntentSource for RepoSource {
         }
     }
 
-    fn status(&self) -> GitStatus {
+    fn status(&self) -> SourceStatus {
         self.lock().status.clone()
     }
 }
@@ -735,6 +735,12 @@ fn commit_time(repo: &Repo, id: ObjectId) -> Option<i64> {
     crate::git::commit::parse(data.data, repo.gix().object_hash())
         .ok()
         .map(|c| c.committer.time)
+}
+
+impl PolicyTarget for RepoSource {
+    fn set_policy(&self, policy: Result<TrustPolicy, String>) {
+        RepoSource::set_policy(self, policy);
+    }
 }
 
 #[cfg(test)]

@@ -3,12 +3,14 @@
 //! docs/pull.md#signed-jobs, so the control plane can produce it.
 
 use base64::Engine as _;
-use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signature, Signer as _, SigningKey};
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use super::jcs;
 use super::job::Job;
+/// The keys jobs are checked against: the trust policy's `controlPlaneKeys`.
+pub use crate::git::policy::ControlPlaneKey;
 
 /// The `v` member of the signed envelope.
 pub const SIGNATURE_VERSION: &str = "vworkspace.io/job-signature/v1";
@@ -37,45 +39,6 @@ pub fn signed_bytes(cluster_id: &str, job: &Job) -> Result<Vec<u8>, jcs::JcsErro
 pub fn sign(key: &SigningKey, cluster_id: &str, job: &Job) -> Result<String, jcs::JcsError> {
     let bytes = signed_bytes(cluster_id, job)?;
     Ok(base64::engine::general_purpose::STANDARD.encode(key.sign(&bytes).to_bytes()))
-}
-
-/// A control-plane key the trust policy names.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ControlPlaneKey {
-    pub name: String,
-    pub key: VerifyingKey,
-}
-
-/// Parse a public key: an OpenSSH line (`ssh-ed25519 AAAA… comment`) or the standard base64 of the 32 raw bytes.
-pub fn parse_public_key(text: &str) -> Result<VerifyingKey, String> {
-    let text = text.trim();
-    if text.starts_with("ssh-") {
-        let key = ssh_key::PublicKey::from_openssh(text).map_err(|e| e.to_string())?;
-        let ed = key
-            .key_data()
-            .ed25519()
-            .ok_or_else(|| format!("{} key: only ssh-ed25519 keys sign jobs", key.algorithm()))?;
-        return strong(VerifyingKey::from_bytes(&ed.0).map_err(|e| e.to_string())?);
-    }
-    let raw = base64::engine::general_purpose::STANDARD
-        .decode(text)
-        .map_err(|e| format!("neither an ssh-ed25519 line nor base64: {e}"))?;
-    let raw: [u8; 32] = raw
-        .try_into()
-        .map_err(|r: Vec<u8>| format!("{} bytes, an Ed25519 public key has 32", r.len()))?;
-    strong(VerifyingKey::from_bytes(&raw).map_err(|e| e.to_string())?)
-}
-
-/// Refuse a small-order ("weak") Ed25519 public key: a signature by such a key can be made without any secret
-/// and verifies over many messages (`verify` accepts it; only `verify_strict` would not).
-pub fn strong(key: VerifyingKey) -> Result<VerifyingKey, String> {
-    if key.is_weak() {
-        return Err(
-            "a small-order (weak) Ed25519 public key: anyone can make signatures it verifies"
-                .into(),
-        );
-    }
-    Ok(key)
 }
 
 /// Read a private key for `sign-job`: an unencrypted OpenSSH Ed25519 private key (what `ssh-keygen -t ed25519
@@ -178,7 +141,9 @@ pub fn check(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pull::job::parse_job;
+    use crate::git::policy::parse_public_key;
+    use crate::source::pull::job::parse_job;
+    use ed25519_dalek::VerifyingKey;
 
     fn key(seed: u8) -> SigningKey {
         SigningKey::from_bytes(&[seed; 32])
@@ -222,7 +187,7 @@ mod tests {
             reasons::SIGNATURE_INVALID
         );
         let mut changed = j.clone();
-        changed.kind = crate::pull::job::JobKind::Delete;
+        changed.kind = crate::source::pull::job::JobKind::Delete;
         assert!(check(&keys, "eu-1", &changed, now).is_err());
         let mut changed = j.clone();
         changed.expires_at_text = Some("2026-12-04T11:30:00Z".into());
@@ -314,5 +279,37 @@ mod tests {
             .unwrap();
         assert_eq!(parse_public_key(&format!("{ssh} cp@example")).unwrap(), k);
         assert!(parse_public_key("AAAA").unwrap_err().contains("3 bytes"));
+    }
+
+    /// A job with `payload` (JSON text, as sent), read as the agent reads a job list.
+    fn one_job(payload: &str) -> Result<Job, crate::source::pull::job::JobError> {
+        let body = format!(
+            r#"{{"jobs":[{{"id":"j1","kind":"apply","expiresAt":"2026-12-04T10:30:00Z","payload":{payload}}}]}}"#
+        );
+        crate::source::pull::job::parse_jobs(body.as_bytes())
+            .unwrap()
+            .remove(0)
+    }
+
+    /// One signature, one applied payload: `1` and `1.0` sign alike and are applied alike.
+    #[test]
+    fn payloads_that_sign_alike_are_applied_alike() {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+        let keys = [ControlPlaneKey {
+            name: "cp".into(),
+            key: key.verifying_key(),
+        }];
+        let now: jiff::Timestamp = "2026-12-04T10:00:00Z".parse().unwrap();
+        let mut signed = one_job(r#"{"replicas":1,"ratio":0.5}"#).unwrap();
+        let signature = sign(&key, "c", &signed).unwrap();
+        signed.signature = Some(signature.clone());
+        let mut variant = one_job(r#"{"ratio":5e-1,"replicas":1.0}"#).unwrap();
+        variant.signature = Some(signature);
+        assert_eq!(check(&keys, "c", &variant, now).unwrap(), "cp");
+        assert_eq!(variant.payload, signed.payload);
+        assert_eq!(
+            serde_json::to_string(&variant.payload["replicas"]).unwrap(),
+            "1"
+        );
     }
 }

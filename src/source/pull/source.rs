@@ -10,9 +10,9 @@ use tokio::sync::watch;
 
 use super::agent::{AgentStatus, CREDENTIALS_SECRET};
 use super::provenance;
-use crate::controller::cluster::SourceReport;
-use crate::controller::gitops::{GitStatus, IntentSource, Origin, Verdict};
+use crate::git::policy::TrustPolicy;
 use crate::intent::IntentKind;
+use crate::source::{IntentSource, Origin, PolicyTarget, SourceReport, SourceStatus, Verdict};
 
 pub struct PullSource {
     key: Arc<RwLock<Option<Vec<u8>>>>,
@@ -90,14 +90,14 @@ impl IntentSource for PullSource {
                     Ok(keys) if keys.is_empty() => Ok(()),
                     Ok(keys) if keys.iter().any(|k| k.name == stamp.signer) => Ok(()),
                     Ok(_) if stamp.signer == "-" => Err((
-                        crate::pull::signing::reasons::UNSIGNED,
+                        crate::source::pull::signing::reasons::UNSIGNED,
                         format!(
                             "applied from unsigned job {}, and the trust policy now requires signed jobs",
                             stamp.job_id
                         ),
                     )),
                     Ok(_) => Err((
-                        crate::pull::signing::reasons::SIGNATURE_INVALID,
+                        crate::source::pull::signing::reasons::SIGNATURE_INVALID,
                         format!(
                             "applied from job {} signed by control-plane key {}, which the trust policy no longer \
                              names",
@@ -122,12 +122,12 @@ impl IntentSource for PullSource {
         }
     }
 
-    fn status(&self) -> GitStatus {
+    fn status(&self) -> SourceStatus {
         let s = self.agent.borrow();
-        GitStatus {
+        SourceStatus {
             reachable: s.connected.0,
             last_error: (!s.connected.0).then(|| s.connected.2.clone()),
-            ..GitStatus::default()
+            ..SourceStatus::default()
         }
     }
 
@@ -151,5 +151,11 @@ impl IntentSource for PullSource {
                 namespace: self.namespace.clone(),
             }),
         }
+    }
+}
+
+impl PolicyTarget for super::agent::Agent {
+    fn set_policy(&self, policy: Result<TrustPolicy, String>) {
+        self.set_keys(policy.map(|p| p.control_plane_keys().to_vec()));
     }
 }

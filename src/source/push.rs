@@ -13,14 +13,13 @@ use ed25519_dalek::{Signature, Signer as _};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
 use serde_json::{Value, json};
 
+use crate::git::policy::ControlPlaneKey;
 use crate::git::policy::TrustPolicy;
-use crate::pull::signing::ControlPlaneKey;
 
+use crate::api::conditions::Cond;
 use crate::api::conditions::reasons;
-use crate::controller::cluster::SourceReport;
-use crate::controller::gitops::{GitStatus, IntentSource, Origin, Verdict};
-use crate::controller::status::Cond;
 use crate::intent::IntentKind;
+use crate::source::{IntentSource, Origin, SourceReport, SourceStatus, Verdict};
 
 /// The control plane's field manager (upstream's docs).
 pub const DEFAULT_FIELD_MANAGER: &str = "vworkspace-odoo";
@@ -49,7 +48,7 @@ pub fn sign_intent(
     let envelope = json!({"v": SIGNATURE_VERSION, "clusterId": cluster_id, "kind": s("/kind"),
         "namespace": s("/metadata/namespace"), "name": s("/metadata/name"),
         "spec": obj.get("spec").cloned().unwrap_or(Value::Null)});
-    let text = crate::pull::jcs::canonicalize(&envelope).map_err(|e| e.to_string())?;
+    let text = crate::source::pull::jcs::canonicalize(&envelope).map_err(|e| e.to_string())?;
     let sig = key.sign(text.as_bytes());
     Ok(format!(
         "{}.{}",
@@ -219,7 +218,7 @@ impl PushSource {
     }
 }
 
-impl crate::controller::policy_watch::PolicyTarget for PushSource {
+impl crate::source::PolicyTarget for PushSource {
     fn set_policy(&self, policy: Result<TrustPolicy, String>) {
         *self.keys.write().unwrap_or_else(PoisonError::into_inner) =
             policy.map(|p| p.control_plane_keys().to_vec());
@@ -272,10 +271,10 @@ impl IntentSource for PushSource {
         check_owners(&self.manager, &identity, managed_fields, signer)
     }
 
-    fn status(&self) -> GitStatus {
-        GitStatus {
+    fn status(&self) -> SourceStatus {
+        SourceStatus {
             reachable: true,
-            ..GitStatus::default()
+            ..SourceStatus::default()
         }
     }
 

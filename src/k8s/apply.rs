@@ -33,7 +33,7 @@ pub enum ApplyError {
 type DiscoveryCache = BTreeMap<(String, String), Option<(ApiResource, ApiCapabilities)>>;
 
 /// Resolves apiVersion/kind to API resources by discovery, caching answers (also negative ones, which expire
-/// when [`Resources::forget`] is called, e.g. after an engine is installed).
+/// when [`Resources::forget_missing`] is called, e.g. after an engine is installed).
 #[derive(Clone)]
 pub struct Resources {
     client: Client,
