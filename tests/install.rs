@@ -293,6 +293,38 @@ impl Bed {
             "helm-controller installed the chart and saw it ready in {:.1} s: {reason}: {message}",
             started.elapsed().as_secs_f64()
         );
+        for (api_version, kind, name) in [
+            (
+                "admissionregistration.k8s.io/v1",
+                "ValidatingAdmissionPolicy",
+                "vworkspace-intents",
+            ),
+            (
+                "admissionregistration.k8s.io/v1",
+                "ValidatingAdmissionPolicyBinding",
+                "vworkspace-intents",
+            ),
+            (
+                "admissionregistration.k8s.io/v1",
+                "ValidatingWebhookConfiguration",
+                "vworkspace-operator",
+            ),
+            (
+                "rbac.authorization.k8s.io/v1",
+                "ClusterRole",
+                "vworkspace-operator-workloads",
+            ),
+            (
+                "apiextensions.k8s.io/v1",
+                "CustomResourceDefinition",
+                "applicationinstances.apps.vworkspace.io",
+            ),
+        ] {
+            assert!(
+                self.get(api_version, kind, "", name).await.is_some(),
+                "{kind} {name} not installed"
+            );
+        }
         let pods = self.operator_pods(2, "0.1.0").await;
         let holder = self.lease_holder().await;
         assert!(

@@ -229,10 +229,7 @@ async fn apply(op: &Operation, api: &Api<Operation>, ctx: &Context) -> Result<Ac
             write_status(op, ctx, Update::new(current_phase, conds)).await?;
             return Ok(Action::requeue(delays::WAITING));
         }
-        Verdict::Pending { message } => {
-            tracing::debug!(operation = %op.name_any(), %message, "not acted on yet");
-            return Ok(Action::requeue(delays::PROGRESS));
-        }
+        Verdict::Pending { message } => return Ok(not_yet(op, &message)),
     };
     // From here on the Operation has an outcome to report, and may get a child to clean up: the finalizer
     // keeps it until its Cancelled outcome is recorded and its child is gone. The rest of the reconcile goes
@@ -434,14 +431,7 @@ async fn apply(op: &Operation, api: &Api<Operation>, ctx: &Context) -> Result<Ac
             return Ok(Action::await_change());
         }
         if engine != Engine::Helm {
-            for obj in &objects {
-                if let Some(account) = pod_service_account(obj) {
-                    ctx.resources.create_once(&account).await?;
-                }
-                if ctx.resources.create_once(obj).await? {
-                    ctx.metrics.write("child");
-                }
-            }
+            create_children(ctx, &objects).await?;
         }
         // The helm engine writes nothing itself: the ApplicationInstance reconciler renders the upgrade
         // while this Operation is Running (see application::active_upgrade).
@@ -512,11 +502,8 @@ async fn apply(op: &Operation, api: &Api<Operation>, ctx: &Context) -> Result<Ac
         &child_name,
         desired_version.as_deref(),
     );
-    if matches!(engine, Engine::Job | Engine::HelmHookJob)
-        && state.phase == Phase::Failed
-        && let Some(why) = job_pods_failure_of(ctx, &namespace, &engine_ref.name).await
-    {
-        state.message = format!("{}; {why}", state.message);
+    if matches!(engine, Engine::Job | Engine::HelmHookJob) && state.phase == Phase::Failed {
+        add_pod_reasons(ctx, &namespace, &engine_ref.name, &mut state.message).await;
     }
     let mut conds = vec![verified, accepted];
     let terminal_conds = match state.phase {
@@ -811,6 +798,33 @@ async fn write_status(op: &Operation, ctx: &Context, update: Update) -> Result<(
         );
     }
     Ok(())
+}
+
+/// [`Verdict::Pending`]: nothing written, asked again soon.
+fn not_yet(op: &Operation, message: &str) -> Action {
+    tracing::debug!(operation = %op.name_any(), %message, "not acted on yet");
+    Action::requeue(delays::PROGRESS)
+}
+
+/// Create an Operation's children (each once: a child that exists is left as it is), the ServiceAccount a Job
+/// runs as first ([`pod_service_account`]).
+async fn create_children(ctx: &Context, objects: &[Value]) -> Result<(), Error> {
+    for obj in objects {
+        if let Some(account) = pod_service_account(obj) {
+            ctx.resources.create_once(&account).await?;
+        }
+        if ctx.resources.create_once(obj).await? {
+            ctx.metrics.write("child");
+        }
+    }
+    Ok(())
+}
+
+/// Append to a failed Job's message why its Pods failed ([`job_pods_failure`]).
+async fn add_pod_reasons(ctx: &Context, namespace: &str, job: &str, message: &mut String) {
+    if let Some(why) = job_pods_failure_of(ctx, namespace, job).await {
+        *message = format!("{message}; {why}");
+    }
 }
 
 /// Why a failed Job's Pods failed ([`job_pods_failure`]), read once when the Job has failed; `None` when the Pods
