@@ -33,18 +33,8 @@ fi
 # AddressSanitizer cannot see into; the limits that matter here (time, memory) are libFuzzer's own.
 # Binaries stripped of debug info (CARGO_PROFILE_RELEASE_STRIP): a smoke run reports findings by input, not
 # by symbolized stack, and twelve unstripped binaries took most of 10 GB. fuzz/run.sh keeps them.
-# The dev profile by default (VWO_FUZZ_PROFILE=release for optimized binaries): a smoke run needs the targets to
-# build and to run their seeds, not throughput, and the unoptimized build is the one that keeps CI's cold run
-# within its budget (it also keeps debug assertions and overflow checks on).
-profile=${VWO_FUZZ_PROFILE:-dev}
-case $profile in
-  dev) profile_flag=--dev out=debug ;;
-  release) profile_flag=--release out=release ;;
-  *) echo "VWO_FUZZ_PROFILE must be dev or release" >&2; exit 2 ;;
-esac
 (cd "$here/.." && CARGO_PROFILE_RELEASE_STRIP=${CARGO_PROFILE_RELEASE_STRIP:-debuginfo} \
-  CARGO_PROFILE_DEV_DEBUG=${CARGO_PROFILE_DEV_DEBUG:-0} \
-  nice -n 19 cargo +nightly fuzz build "$profile_flag" --sanitizer none)
+  nice -n 19 cargo +nightly fuzz build --sanitizer none)
 
 targets=${FUZZ_TARGETS:-$(cd "$here/.." && cargo +nightly fuzz list)}
 work=$cache/fuzz-smoke
@@ -53,7 +43,7 @@ failed=()
 for target in $targets; do
   mkdir -p "$work/corpus/$target" "$work/artifacts/$target"
   echo "== $target (${seconds}s)"
-  if ! nice -n 19 "$CARGO_TARGET_DIR/x86_64-unknown-linux-gnu/$out/$target" \
+  if ! nice -n 19 "$CARGO_TARGET_DIR/x86_64-unknown-linux-gnu/release/$target" \
     -timeout=1 -rss_limit_mb=256 -malloc_limit_mb=256 -max_len=16384 -max_total_time="$seconds" \
     -print_final_stats=1 -artifact_prefix="$work/artifacts/$target/" \
     "$work/corpus/$target" "$here/seeds/$target" > "$work/$target.log" 2>&1; then
