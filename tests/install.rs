@@ -169,6 +169,19 @@ impl Bed {
         testbed::get(&self.client, api_version, kind, ns, name).await
     }
 
+    /// The operator's own HelmRelease (flux/operator.yaml).
+    async fn operator_release(&self) -> Option<Value> {
+        let hr = "helm.toolkit.fluxcd.io/v2";
+        self.get(hr, "HelmRelease", SYSTEM_NS, "vworkspace-operator")
+            .await
+    }
+
+    /// The intent `web`.
+    async fn web(&self) -> Option<Value> {
+        let api = "apps.vworkspace.io/v1alpha1";
+        self.get(api, "ApplicationInstance", TENANT, "web").await
+    }
+
     /// Package the operator's chart at `version` (appVersion too, so the image tag follows) and push it.
     fn publish_chart(&self, version: &str) {
         let dest = self.tmp.path().display().to_string();
@@ -278,14 +291,7 @@ impl Bed {
         let started = Instant::now();
         let (_, reason, message) = self
             .eventually("the operator's HelmRelease Ready", 420, || async {
-                let hr = self
-                    .get(
-                        "helm.toolkit.fluxcd.io/v2",
-                        "HelmRelease",
-                        SYSTEM_NS,
-                        "vworkspace-operator",
-                    )
-                    .await?;
+                let hr = self.operator_release().await?;
                 testbed::ready_condition(&hr).filter(|(s, _, _)| s == "True")
             })
             .await;
@@ -436,14 +442,7 @@ spec:
             .eventually(&format!("web Ready serving {greeting:?}"), 300, || async {
                 let cm = self.get("v1", "ConfigMap", TENANT, "web-values").await?;
                 let deploy = self.get("apps/v1", "Deployment", TENANT, "web-web").await?;
-                let app = self
-                    .get(
-                        "apps.vworkspace.io/v1alpha1",
-                        "ApplicationInstance",
-                        TENANT,
-                        "web",
-                    )
-                    .await?;
+                let app = self.web().await?;
                 let generation = app["metadata"]["generation"].as_i64()?;
                 let ready = app["status"]["conditions"].as_array()?.iter().any(|c| {
                     c["type"] == "Ready"
@@ -490,15 +489,7 @@ spec:
     }
 
     async fn ready_event_key(&self, generation: i64) -> String {
-        let app = self
-            .get(
-                "apps.vworkspace.io/v1alpha1",
-                "ApplicationInstance",
-                TENANT,
-                "web",
-            )
-            .await
-            .unwrap();
+        let app = self.web().await.unwrap();
         format!(
             "condition/apps.vworkspace.io/v1alpha1/ApplicationInstance/{TENANT}/web/{}/Ready/True@{generation}",
             app["metadata"]["uid"].as_str().unwrap()
@@ -619,15 +610,7 @@ spec:
 
     /// c. The operator upgrades itself: the chart's OCIRepository at the next version.
     async fn self_upgrade(&self, commits: &[&str]) {
-        let app_before = self
-            .get(
-                "apps.vworkspace.io/v1alpha1",
-                "ApplicationInstance",
-                TENANT,
-                "web",
-            )
-            .await
-            .unwrap();
+        let app_before = self.web().await.unwrap();
         let notes_before: Vec<usize> = commits
             .iter()
             .map(|c| self.note_records(c, "web", "Ready"))
@@ -644,14 +627,7 @@ spec:
             r#"{"spec":{"ref":{"tag":"0.1.1"}}}"#,
         ]);
         self.eventually("the release upgraded to 0.1.1 and Ready", 420, || async {
-            let hr = self
-                .get(
-                    "helm.toolkit.fluxcd.io/v2",
-                    "HelmRelease",
-                    SYSTEM_NS,
-                    "vworkspace-operator",
-                )
-                .await?;
+            let hr = self.operator_release().await?;
             let latest = hr["status"]["history"].as_array()?.first()?.clone();
             let (status, reason, _) = testbed::ready_condition(&hr)?;
             (latest["chartVersion"].as_str()?.starts_with("0.1.1")
@@ -671,15 +647,7 @@ spec:
         eprintln!("upgraded: {pods:?}, {holder} leads");
         // Untouched: the intent (no new generation, still Ready) and its outcomes.
         tokio::time::sleep(std::time::Duration::from_secs(5)).await;
-        let app_after = self
-            .get(
-                "apps.vworkspace.io/v1alpha1",
-                "ApplicationInstance",
-                TENANT,
-                "web",
-            )
-            .await
-            .unwrap();
+        let app_after = self.web().await.unwrap();
         assert_eq!(
             app_after["metadata"]["generation"],
             app_before["metadata"]["generation"]
