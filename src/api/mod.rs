@@ -95,17 +95,48 @@ fn strip_null_from_enums(value: &mut serde_json::Value) {
     }
 }
 
-/// The list-map schema for `conditions[]`: `x-kubernetes-list-type: map` keyed by `type`.
-pub(crate) fn conditions_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    let mut schema =
-        generator.subschema_for::<Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>>();
-    let obj = schema.ensure_object();
-    obj.insert("x-kubernetes-list-type".into(), "map".into());
-    obj.insert(
-        "x-kubernetes-list-map-keys".into(),
-        serde_json::json!(["type"]),
-    );
-    schema
+/// The list-map schema for `conditions[]`: metav1.Condition items, `x-kubernetes-list-type: map` keyed by
+/// `type`. Written out here (the schema the API server publishes for metav1.Condition) rather than derived
+/// from k8s-openapi, whose `schemars` feature would build a schema for every Kubernetes type to get this one.
+pub(crate) fn conditions_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "array",
+        "items": {
+            "description": "Condition contains details for one aspect of the current state of this API Resource.",
+            "type": "object",
+            "properties": {
+                "lastTransitionTime": {
+                    "description": "lastTransitionTime is the last time the condition transitioned from one status to another. This should be when the underlying condition changed.  If that is not known, then using the time when the API field changed is acceptable.",
+                    "type": "string",
+                    "format": "date-time"
+                },
+                "message": {
+                    "description": "message is a human readable message indicating details about the transition. This may be an empty string.",
+                    "type": "string"
+                },
+                "observedGeneration": {
+                    "description": "observedGeneration represents the .metadata.generation that the condition was set based upon. For instance, if .metadata.generation is currently 12, but the .status.conditions[x].observedGeneration is 9, the condition is out of date with respect to the current state of the instance.",
+                    "type": "integer",
+                    "format": "int64"
+                },
+                "reason": {
+                    "description": "reason contains a programmatic identifier indicating the reason for the condition's last transition. Producers of specific condition types may define expected values and meanings for this field, and whether the values are considered a guaranteed API. The value should be a CamelCase string. This field may not be empty.",
+                    "type": "string"
+                },
+                "status": {
+                    "description": "status of the condition, one of True, False, Unknown.",
+                    "type": "string"
+                },
+                "type": {
+                    "description": "type of condition in CamelCase or in foo.example.com/CamelCase.",
+                    "type": "string"
+                }
+            },
+            "required": ["lastTransitionTime", "message", "reason", "status", "type"]
+        },
+        "x-kubernetes-list-type": "map",
+        "x-kubernetes-list-map-keys": ["type"]
+    })
 }
 
 /// A free-form object (`x-kubernetes-preserve-unknown-fields`).

@@ -1,0 +1,857 @@
+//! GitOps mode, the Git view: a bare clone of the cluster repo, fetched on an interval; each new head is
+//! verified under the trust policy (in `range` mode every commit since the last verified one that touches the
+//! cluster path) and, when it verifies, indexed for provenance. Intents are checked against the newest
+//! *verified* revision only: a head that fails verification changes nothing in the cluster, and objects that
+//! Flux already updated to it are Blocked with the failing commit's reason.
+
+pub mod notes_sink;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use gix::ObjectId;
+use serde_json::Value;
+use tokio::sync::watch;
+
+use super::{IntentSource, Origin, PolicyTarget, SourceStatus, Verdict};
+use crate::api::conditions::reasons;
+use crate::git::first_seen::FirstSeen;
+use crate::git::policy::TrustPolicy;
+use crate::git::provenance::{LiveObject, Provenance, ProvenanceError, ProvenanceIndex};
+use crate::git::remote::{self, Credentials};
+use crate::git::repo::{Repo, RepoError};
+use crate::git::select::{SelectError, Selection, oid_of, select};
+use crate::git::sigcheck::Reason;
+use crate::intent::IntentKind;
+
+/// Where the repo is and how to trust it.
+#[derive(Debug, Clone)]
+pub struct RepoConfig {
+    pub url: String,
+    pub branch: String,
+    /// The cluster's path, e.g. `clusters/eu-prod-1`.
+    pub path: String,
+    pub policy: TrustPolicy,
+    pub credentials: Credentials,
+    /// The bare clone lives here; the last verified commit is kept beside it.
+    pub cache_dir: PathBuf,
+    /// The operator's notes key (an unencrypted OpenSSH Ed25519 private key) that signs every outcome record;
+    /// `None`: records are unsigned, and readers show them as unverified.
+    pub notes_signing_key: Option<PathBuf>,
+}
+
+/// Why the newest head is not trusted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct HeadFailure {
+    head: String,
+    commit: String,
+    reason: &'static str,
+    message: String,
+}
+
+struct State {
+    repo: Repo,
+    index: Option<ProvenanceIndex>,
+    last_verified: Option<ObjectId>,
+    status: SourceStatus,
+    head_failure: Option<HeadFailure>,
+    /// The manifests at the refused head (while there is one): whether a live object that differs from the view
+    /// came from the refused commits (Flux synced them) or from somewhere else (a hand edit).
+    head_index: Option<ProvenanceIndex>,
+    /// The trust policy in force, or why the newest one does not parse (then nothing is trusted).
+    policy: Result<Arc<TrustPolicy>, String>,
+    /// The policy changed since the view was judged: the next sync judges the branch's whole history again
+    /// under it (the persisted last verified commit was judged by the old policy, so it is no base).
+    rejudge: bool,
+    /// What each intent looked like (a digest of its spec, labels and annotations) when it last matched the view,
+    /// and the commit and revision it matched at. Flux lags behind the view (its source-controller fetches later
+    /// than we do, or is down): an intent still exactly as it was then stays trusted as of that revision instead of
+    /// Blocked. Only an unchanged object gets this, never one changed back to an older signed content (a
+    /// downgrade by whoever can write the object). Judged under one policy: cleared when it changes.
+    last_matched: std::collections::HashMap<(IntentKind, String, String), Matched>,
+    /// Intents seen lagging behind the view (never matched in this process, as the view's parent revision has
+    /// them): when first seen so, by digest. [`LAG_GRACE`] after that they are Blocked if still behind.
+    lagging:
+        std::collections::HashMap<(IntentKind, String, String), ([u8; 32], std::time::Instant)>,
+    /// The manifests at the view's first parent, built when first needed: (view revision, index or none).
+    parent_index: Option<(ObjectId, Option<ProvenanceIndex>)>,
+}
+
+/// How long a fresh process waits for Flux to apply the view before it calls an intent that is still as the
+/// previous revision had it Blocked (Flux's GitRepository interval is 1 minute in flux/cluster.yaml, and its
+/// Kustomization applies right after). Nothing is acted on meanwhile.
+pub const LAG_GRACE: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// An intent as it last matched the view.
+struct Matched {
+    digest: [u8; 32],
+    intent_commit: String,
+    revision: String,
+}
+
+/// The digest [`State::last_matched`] keeps of a live object.
+fn live_digest(live: &LiveObject<'_>) -> [u8; 32] {
+    use sha2::Digest as _;
+    let mut hasher = sha2::Sha256::new();
+    for part in [
+        serde_json::to_vec(live.spec).unwrap_or_default(),
+        serde_json::to_vec(live.labels).unwrap_or_default(),
+        serde_json::to_vec(live.annotations).unwrap_or_default(),
+    ] {
+        hasher.update((part.len() as u64).to_le_bytes());
+        hasher.update(&part);
+    }
+    hasher.finalize().into()
+}
+
+/// What one sync did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncOutcome {
+    /// Nothing new on the branch.
+    Unchanged,
+    /// A new head verified and is now the view.
+    Verified { head: String },
+    /// The new head did not verify. The view is the newest revision before the first refused commit (range
+    /// mode) or the newest verified intent change (head mode); `None` when no revision verifies at all.
+    Rejected {
+        head: String,
+        reason: String,
+        view: Option<String>,
+    },
+    /// The remote could not be reached or read.
+    Unreachable { error: String },
+}
+
+pub struct RepoSource {
+    config: RepoConfig,
+    state: Mutex<State>,
+    /// When each commit of the branch was first fetched: SSH key validity is judged up to then, never only at
+    /// the committer date its signer chose (crate::git::first_seen). Used by `sync` only.
+    first_seen: Mutex<FirstSeen>,
+    changes: watch::Sender<u64>,
+}
+
+fn anchor_file(config: &RepoConfig) -> PathBuf {
+    config.cache_dir.join("vworkspace-last-verified")
+}
+
+impl RepoSource {
+    /// Open (or create) the bare clone; nothing is fetched yet.
+    pub fn open(config: RepoConfig) -> Result<Self, remote::RemoteError> {
+        std::fs::create_dir_all(&config.cache_dir).map_err(|e| remote::RemoteError::Cache {
+            path: config.cache_dir.clone(),
+            message: e.to_string(),
+        })?;
+        let repo_dir = config.cache_dir.join("repo.git");
+        let repo = remote::open_or_init_cache(&repo_dir)?;
+        let last_verified = std::fs::read_to_string(anchor_file(&config))
+            .ok()
+            .and_then(|s| ObjectId::from_hex(s.trim().as_bytes()).ok());
+        let (changes, _) = watch::channel(0);
+        let policy = Ok(Arc::new(config.policy.clone()));
+        let seen_file = config.cache_dir.join("vworkspace-first-seen");
+        let first_seen = FirstSeen::open(&seen_file).map_err(|e| remote::RemoteError::Cache {
+            path: seen_file.clone(),
+            message: e.to_string(),
+        })?;
+        Ok(Self {
+            first_seen: Mutex::new(first_seen),
+            config,
+            state: Mutex::new(State {
+                repo,
+                index: None,
+                last_verified,
+                status: SourceStatus::default(),
+                head_failure: None,
+                head_index: None,
+                policy,
+                rejudge: false,
+                last_matched: Default::default(),
+                lagging: Default::default(),
+                parent_index: None,
+            }),
+            changes,
+        })
+    }
+
+    /// A new trust policy (or the error that the new policy text gave): the next [`RepoSource::sync`] judges the
+    /// branch again under it, from the start of its history, and moves the view to what it then trusts: back
+    /// before a commit signed only by a removed key, forward to a head signed by an added key. With an error,
+    /// nothing is trusted (fail closed) until a policy parses again.
+    pub fn set_policy(&self, policy: Result<TrustPolicy, String>) {
+        let mut state = self.lock();
+        state.policy = policy.map(Arc::new);
+        state.rejudge = true;
+    }
+
+    /// A receiver that ticks each time a new revision becomes the verified view.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Fetch, verify and index. Blocking (git network and object reads): call it in `spawn_blocking`, from
+    /// one task at a time. The view's lock is held only to read the last verified commit and to publish the
+    /// result, never while fetching or verifying.
+    pub fn sync(&self) -> SyncOutcome {
+        let repo_dir = self.config.cache_dir.join("repo.git");
+        let refspec = format!("+refs/heads/{0}:refs/heads/{0}", self.config.branch);
+        let fetched = remote::fetch(
+            &repo_dir,
+            &self.config.url,
+            &[refspec.as_str()],
+            &self.config.credentials,
+        );
+        let (last_verified, indexed, known_failure, policy, rejudge) = {
+            let state = self.lock();
+            (
+                state.last_verified,
+                state.index.as_ref().map(ProvenanceIndex::revision),
+                state.head_failure.clone(),
+                state.policy.clone(),
+                state.rejudge,
+            )
+        };
+        let seen_base = last_verified; // what is below it was recorded as first seen when it came
+        // Judged again under a new policy: no base, no remembered verdict.
+        let (last_verified, known_failure) = if rejudge {
+            (None, None)
+        } else {
+            (last_verified, known_failure)
+        };
+        let fail = |error: String, reachable: bool| {
+            let mut state = self.lock();
+            state.status.reachable = reachable;
+            state.status.last_error = Some(error.clone());
+            SyncOutcome::Unreachable { error }
+        };
+        // A policy change is applied even while the remote is unreachable: a revoked key must stop being
+        // trusted whether or not the remote answers (the local clone holds what was fetched).
+        let fetch_error = fetched.err().map(|e| e.to_string());
+        if let Some(e) = &fetch_error
+            && !rejudge
+        {
+            return fail(e.clone(), false);
+        }
+        let policy = match policy {
+            Ok(p) => p,
+            Err(e) if rejudge => return self.distrust_all(e),
+            Err(e) => {
+                return SyncOutcome::Rejected {
+                    head: String::new(),
+                    reason: format!("the trust policy is invalid, so nothing is trusted: {e}"),
+                    view: None,
+                };
+            }
+        };
+        let repo = match Repo::open(&repo_dir) {
+            Ok(repo) => repo,
+            Err(e) => return fail(e.to_string(), true),
+        };
+        let head = match repo.resolve_commit(&format!("refs/heads/{}", self.config.branch)) {
+            Ok(h) => h,
+            Err(e) => return fail(format!("branch {}: {e}", self.config.branch), true),
+        };
+        let head_hex = head.to_string();
+        if indexed == Some(head) && !rejudge {
+            let mut state = self.lock();
+            state.status.reachable = true;
+            state.status.last_error = None;
+            return SyncOutcome::Unchanged;
+        }
+        if let Some(f) = known_failure.filter(|f| f.head == head_hex) {
+            let mut state = self.lock();
+            state.status.reachable = true;
+            state.status.last_error = Some(f.message.clone());
+            return SyncOutcome::Rejected {
+                head: f.head,
+                reason: f.message,
+                view: indexed.map(|i| i.to_string()),
+            };
+        }
+        // The index of a refused head is built once per head (a head already known to fail returned above).
+        let path = &self.config.path;
+        let head_index = |repo: &Repo| ProvenanceIndex::build(repo, head, path).ok();
+        let reject = |failure: HeadFailure, repo: Repo| {
+            let refused = head_index(&repo);
+            let mut state = self.lock();
+            state.repo = repo;
+            state.head_index = refused;
+            state.status.reachable = fetch_error.is_none();
+            state.status.last_error = Some(failure.message.clone());
+            state.rejudge = false;
+            let outcome = SyncOutcome::Rejected {
+                head: failure.head.clone(),
+                reason: failure.message.clone(),
+                view: state.index.as_ref().map(|i| i.revision().to_string()),
+            };
+            state.head_failure = Some(failure);
+            outcome
+        };
+        // The newest revision whose intent changes since the last verified one all verify (range mode), or
+        // whose newest intent change verifies (head mode): see crate::git::select.
+        let policy = policy.as_ref();
+        let seen = self.record_first_seen(&repo, seen_base, head);
+        let selection = if last_verified == Some(head) {
+            Selection {
+                target: Some(head),
+                ..Selection::default()
+            }
+        } else {
+            match select(
+                &repo,
+                policy,
+                &self.config.path,
+                last_verified,
+                head,
+                Some(&seen),
+            ) {
+                Ok(s) => s,
+                Err(e) => {
+                    let reason = match &e {
+                        SelectError::Refused { .. } => reasons::BOUND_EXCEEDED,
+                        _ => reasons::UNTRUSTED_SIGNATURE,
+                    };
+                    return reject(
+                        HeadFailure {
+                            head: head_hex.clone(),
+                            commit: head_hex,
+                            reason,
+                            message: e.to_string(),
+                        },
+                        repo,
+                    );
+                }
+            }
+        };
+        let failure = selection.refused.last().map(|bad| {
+            // The oldest refused commit: everything from it on waits.
+            let why = bad.reason.clone();
+            let reason = match why.as_ref().map(|f| f.reason) {
+                Some(Reason::Unsigned) => reasons::UNSIGNED_COMMIT,
+                Some(Reason::BoundExceeded) => reasons::BOUND_EXCEEDED,
+                _ => reasons::UNTRUSTED_SIGNATURE,
+            };
+            let message = format!(
+                "commit {} is not trusted: {}",
+                bad.sha,
+                why.map(|f| format!("{}: {}", f.reason.as_str(), f.message))
+                    .unwrap_or_default()
+            );
+            HeadFailure {
+                head: head_hex.clone(),
+                commit: bad.sha.clone(),
+                reason,
+                message,
+            }
+        });
+        let target = match selection.target {
+            Some(t) => t,
+            // Nothing verifies and there is no earlier verified revision: no view (fail closed).
+            None => {
+                let failure = failure.unwrap_or_else(|| HeadFailure {
+                    head: head_hex.clone(),
+                    commit: head_hex.clone(),
+                    reason: reasons::UNTRUSTED_SIGNATURE,
+                    message: format!("no revision of {} verifies", self.config.branch),
+                });
+                if rejudge {
+                    // Judged again, nothing is trusted any more: the old view goes too.
+                    {
+                        let mut state = self.lock();
+                        state.index = None;
+                        state.last_matched.clear();
+                        state.last_verified = None;
+                    }
+                    let _ = std::fs::remove_file(anchor_file(&self.config));
+                    let outcome = reject(failure, repo);
+                    self.changes.send_modify(|n| *n += 1);
+                    return outcome;
+                }
+                return reject(failure, repo);
+            }
+        };
+        if indexed == Some(target) {
+            // The view stays where it is; the newer head waits.
+            let outcome = match failure {
+                Some(f) => reject(f, repo),
+                None if rejudge => {
+                    // Judged again and trusted as it is: whatever was refused before no longer is.
+                    let mut state = self.lock();
+                    state.repo = repo;
+                    state.head_failure = None;
+                    state.head_index = None;
+                    state.last_matched.clear();
+                    state.rejudge = false;
+                    state.status.reachable = fetch_error.is_none();
+                    state.status.last_error = fetch_error.clone();
+                    SyncOutcome::Verified { head: head_hex }
+                }
+                None => SyncOutcome::Unchanged,
+            };
+            if rejudge {
+                // The verdicts on live objects may have changed even where the view did not.
+                self.changes.send_modify(|n| *n += 1);
+            }
+            return outcome;
+        }
+        let signer = selection
+            .processed
+            .iter()
+            .find(|v| oid_of(v) == Some(target))
+            .or(selection.processed.first())
+            .map(|v| {
+                format!(
+                    "{} ({})",
+                    v.signer.clone().unwrap_or_default(),
+                    v.fingerprint.clone().unwrap_or_default()
+                )
+            });
+        let index = match ProvenanceIndex::build(&repo, target, &self.config.path) {
+            Ok(i) => i,
+            // The path missing at the revision, or over a bound: refused with its reason (the view stays where
+            // it was, or there is none), never read as "no intents".
+            Err(e) => match refusal_reason(&e) {
+                Some(reason) => {
+                    let failure = HeadFailure {
+                        head: head_hex.clone(),
+                        commit: target.to_string(),
+                        reason,
+                        message: format!("revision {target} is refused: {e}"),
+                    };
+                    return reject(failure, repo);
+                }
+                None => return fail(e.to_string(), true),
+            },
+        };
+        let refused = failure.as_ref().and_then(|_| head_index(&repo));
+        let outcome = {
+            let mut state = self.lock();
+            state.repo = repo;
+            if rejudge {
+                // Judged under another policy: what matched before proves nothing now.
+                state.last_matched.clear();
+            }
+            // Only intents the new view defines can lag behind it: forget the others (deleted from Git).
+            state
+                .last_matched
+                .retain(|(kind, ns, name), _| index.defines(*kind, ns, name));
+            state.index = Some(index);
+            state.head_index = refused;
+            state.last_verified = Some(target);
+            state.rejudge = false;
+            state.status.reachable = fetch_error.is_none();
+            state.status.last_verified_commit = Some(target.to_string());
+            if signer.is_some() {
+                state.status.last_verified_signer = signer;
+            }
+            state.status.last_verified_time = Some(jiff::Timestamp::now().to_string());
+            state.status.last_error = failure
+                .as_ref()
+                .map(|f| f.message.clone())
+                .or(fetch_error.clone());
+            let outcome = match &failure {
+                None => SyncOutcome::Verified {
+                    head: target.to_string(),
+                },
+                Some(f) => SyncOutcome::Rejected {
+                    head: f.head.clone(),
+                    reason: f.message.clone(),
+                    view: Some(target.to_string()),
+                },
+            };
+            state.head_failure = failure;
+            outcome
+        };
+        let _ = std::fs::write(anchor_file(&self.config), target.to_string());
+        self.changes.send_modify(|n| *n += 1);
+        outcome
+    }
+
+    /// Record the commits reachable from `head` and not from `base` as first seen now (the first sync of an
+    /// empty record: at their committer dates), and return every time recorded. A commit that cannot be read
+    /// counts as seen now. A record that cannot be written keeps the times in memory: after a restart those
+    /// commits are recorded again, later (stricter).
+    fn record_first_seen(
+        &self,
+        repo: &Repo,
+        base: Option<ObjectId>,
+        head: ObjectId,
+    ) -> std::collections::HashMap<ObjectId, i64> {
+        let now = jiff::Timestamp::now().as_second();
+        let mut seen = self
+            .first_seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut new = Vec::new();
+        if let Ok(walk) = repo.gix().rev_walk([head]).with_hidden(base).all() {
+            for info in walk.flatten() {
+                if !seen.times().contains_key(&info.id) {
+                    new.push((info.id, commit_time(repo, info.id).unwrap_or(now)));
+                }
+            }
+        }
+        if let Err(e) = seen.record(new, now) {
+            tracing::warn!(error = %e, "cannot write the first-seen record");
+        }
+        seen.times().clone()
+    }
+
+    /// The trust policy does not parse: no revision is trusted. Every intent is Blocked with the policy's error
+    /// until a policy parses again (nothing is deleted: Blocked only stops the operator acting).
+    fn distrust_all(&self, error: String) -> SyncOutcome {
+        let message = format!("the trust policy is invalid, so nothing is trusted: {error}");
+        {
+            let mut state = self.lock();
+            state.index = None;
+            state.last_matched.clear();
+            state.head_index = None;
+            state.last_verified = None;
+            state.rejudge = false;
+            state.status.last_error = Some(message.clone());
+            state.head_failure = Some(HeadFailure {
+                head: String::new(),
+                commit: String::new(),
+                reason: reasons::TRUST_POLICY_INVALID,
+                message: message.clone(),
+            });
+        }
+        let _ = std::fs::remove_file(anchor_file(&self.config));
+        self.changes.send_modify(|n| *n += 1);
+        SyncOutcome::Rejected {
+            head: String::new(),
+            reason: message,
+            view: None,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        match self.state.lock() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+}
+
+/// The condition reason for an index that cannot be built because of what the revision holds.
+fn refusal_reason(e: &ProvenanceError) -> Option<&'static str> {
+    let ProvenanceError::Read { source, .. } = e else {
+        return None;
+    };
+    match source {
+        RepoError::PathMissing { .. } => Some(reasons::CLUSTER_PATH_MISSING),
+        RepoError::Exceeded(_) => Some(reasons::BOUND_EXCEEDED),
+        _ => None,
+    }
+}
+
+/// [`Verdict::Pending`]'s message while `live` (never matched in this process) is as the view's first parent has
+/// it and was first seen so less than [`LAG_GRACE`] ago; `None` otherwise (then the verdict is Blocked).
+struct Lag<'a> {
+    repo: &'a Repo,
+    revision: ObjectId,
+    path: &'a str,
+    parent_index: &'a mut Option<(ObjectId, Option<ProvenanceIndex>)>,
+    lagging: &'a mut std::collections::HashMap<
+        (IntentKind, String, String),
+        ([u8; 32], std::time::Instant),
+    >,
+}
+
+fn lag_pending(
+    lag: Lag<'_>,
+    live: &LiveObject<'_>,
+    key: &(IntentKind, String, String),
+    digest: [u8; 32],
+) -> Option<String> {
+    let Lag {
+        repo,
+        revision,
+        path,
+        parent_index,
+        lagging,
+    } = lag;
+    if parent_index.as_ref().is_none_or(|(r, _)| *r != revision) {
+        let parent = repo.parents(revision).ok().and_then(|p| p.first().copied());
+        let index = parent.and_then(|p| ProvenanceIndex::build(repo, p, path).ok());
+        *parent_index = Some((revision, index));
+    }
+    let (_, Some(parent)) = parent_index.as_ref()? else {
+        return None;
+    };
+    if !matches!(parent.lookup(repo, live), Ok(Provenance::Match { .. })) {
+        return None;
+    }
+    let now = std::time::Instant::now();
+    let (seen_digest, since) = lagging.entry(key.clone()).or_insert((digest, now));
+    if *seen_digest != digest {
+        *seen_digest = digest;
+        *since = now;
+    }
+    let waited = now.duration_since(*since);
+    (waited < LAG_GRACE).then(|| {
+        format!(
+            "as revision {revision}'s parent has it: waiting for Flux to apply {revision} ({}s of {}s)",
+            waited.as_secs(),
+            LAG_GRACE.as_secs()
+        )
+    })
+}
+
+impl IntentSource for RepoSource {
+    fn check(
+        &self,
+        kind: IntentKind,
+        namespace: &str,
+        name: &str,
+        spec: &Value,
+        labels: &BTreeMap<String, String>,
+        annotations: &BTreeMap<String, String>,
+        _managed_fields: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry],
+    ) -> Verdict {
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let Some(index) = &state.index else {
+            let message = match (&state.head_failure, &state.status.last_error) {
+                (Some(f), _) => f.message.clone(),
+                (None, Some(e)) => format!("no verified revision yet: {e}"),
+                (None, None) => "no verified revision yet (the repo has not been fetched)".into(),
+            };
+            let reason = state
+                .head_failure
+                .as_ref()
+                .map_or(reasons::REPO_UNAVAILABLE, |f| f.reason);
+            return Verdict::Blocked { reason, message };
+        };
+        let live = LiveObject {
+            kind,
+            namespace,
+            name,
+            spec,
+            labels,
+            annotations,
+        };
+        let revision = index.revision().to_string();
+        let pending = state
+            .head_failure
+            .as_ref()
+            .map(|f| format!("; the newer head {} is not trusted: {}", f.head, f.message))
+            .unwrap_or_default();
+        // With a refused head, a live object that differs from the view is blamed on the refused commits when it
+        // equals the manifest at that head (Flux synced them; also when that cannot be told), on itself otherwise
+        // (edited by hand, or never in Git).
+        let blame = |otherwise: &'static str| match &state.head_failure {
+            Some(f)
+                if state.head_index.as_ref().is_none_or(|h| {
+                    matches!(h.lookup(&state.repo, &live), Ok(Provenance::Match { .. }))
+                }) =>
+            {
+                f.reason
+            }
+            _ => otherwise,
+        };
+        let lookup = index.lookup(&state.repo, &live);
+        let key = (kind, namespace.to_string(), name.to_string());
+        let digest = live_digest(&live);
+        match &lookup {
+            Ok(Provenance::Match { intent_commit, .. }) => {
+                state.last_matched.insert(
+                    key,
+                    Matched {
+                        digest,
+                        intent_commit: intent_commit.to_string(),
+                        revision: revision.clone(),
+                    },
+                );
+            }
+            Ok(Provenance::Mismatch { .. } | Provenance::NotInGit) => {
+                // Unchanged since it matched an earlier view, and not as this view has it: Flux has not applied
+                // the view yet. Trusted as of the revision it matched at.
+                if let Some(m) = state.last_matched.get(&key).filter(|m| m.digest == digest) {
+                    return Verdict::Verified {
+                        origin: Origin::Commit {
+                            intent_commit: m.intent_commit.clone(),
+                            revision: m.revision.clone(),
+                        },
+                    };
+                }
+                // Never seen matching here, and as the view's parent has it: most likely Flux's lag, seen by a
+                // process that started after the object last matched. Not acted on; not Blocked yet either.
+                if !state.last_matched.contains_key(&key)
+                    && let Some(message) = lag_pending(
+                        Lag {
+                            repo: &state.repo,
+                            revision: index.revision(),
+                            path: &self.config.path,
+                            parent_index: &mut state.parent_index,
+                            lagging: &mut state.lagging,
+                        },
+                        &live,
+                        &key,
+                        digest,
+                    )
+                {
+                    return Verdict::Pending { message };
+                }
+            }
+            Err(_) => {}
+        }
+        match lookup {
+            Ok(Provenance::Match { intent_commit, .. }) => Verdict::Verified {
+                origin: Origin::Commit {
+                    intent_commit: intent_commit.to_string(),
+                    revision,
+                },
+            },
+            Ok(Provenance::Mismatch { path, fields }) => Verdict::Blocked {
+                reason: blame(reasons::SPEC_MISMATCH),
+                message: format!(
+                    "the live object differs from {path} at verified commit {revision} in {}{pending}",
+                    fields.join(", ")
+                ),
+            },
+            Ok(Provenance::NotInGit) => Verdict::Blocked {
+                reason: blame(reasons::SPEC_NOT_IN_GIT),
+                message: format!(
+                    "not in {} at verified commit {revision}{pending}",
+                    self.config.path
+                ),
+            },
+            Err(e) => Verdict::Blocked {
+                reason: reasons::REPO_UNAVAILABLE,
+                message: e.to_string(),
+            },
+        }
+    }
+
+    fn status(&self) -> SourceStatus {
+        self.lock().status.clone()
+    }
+}
+
+/// The committer time of commit `id`, by the strict parser.
+fn commit_time(repo: &Repo, id: ObjectId) -> Option<i64> {
+    use gix::objs::Find as _;
+    let mut buf = Vec::new();
+    let data = repo.gix().objects.try_find(&id, &mut buf).ok()??;
+    crate::git::commit::parse(data.data, repo.gix().object_hash())
+        .ok()
+        .map(|c| c.committer.time)
+}
+
+impl PolicyTarget for RepoSource {
+    fn set_policy(&self, policy: Result<TrustPolicy, String>) {
+        RepoSource::set_policy(self, policy);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+    use std::process::Command;
+
+    fn run(cmd: &mut Command) -> String {
+        let out = cmd.output().expect("spawn");
+        assert!(
+            out.status.success(),
+            "{cmd:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    fn git(dir: &Path) -> Command {
+        let mut cmd = Command::new("git");
+        cmd.current_dir(dir)
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("HOME", dir);
+        cmd
+    }
+
+    /// An ssh-keygen Ed25519 key at `dir/name`; returns `keytype base64`.
+    fn keygen(dir: &Path, name: &str) -> String {
+        let key = dir.join(name);
+        run(Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+            .arg(&key));
+        let public = std::fs::read_to_string(dir.join(format!("{name}.pub"))).unwrap();
+        public
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// Commit a change to the cluster path, signed by `key` as `email`, dated `date`, and push it.
+    fn commit(dir: &Path, key: &str, email: &str, date: &str) -> String {
+        let work = dir.join("work");
+        std::fs::create_dir_all(work.join("clusters/c")).unwrap();
+        std::fs::write(work.join("clusters/c/app.yaml"), date).unwrap();
+        run(git(&work).args(["add", "-A"]));
+        run(git(&work)
+            .env("GIT_AUTHOR_DATE", date)
+            .env("GIT_COMMITTER_DATE", date)
+            .args(["-c", &format!("user.email={email}"), "-c", "user.name=T"])
+            .args(["-c", "gpg.format=ssh", "-c"])
+            .arg(format!("user.signingkey={}", dir.join(key).display()))
+            .args(["commit", "-q", "-S", "-m", date]));
+        run(git(&work).args(["push", "-q", "origin", "HEAD:main"]));
+        run(git(&work).args(["rev-parse", "HEAD"]))
+    }
+
+    /// A retired key (its `valid-before` passed) signs a commit dated inside its validity, after its parent so
+    /// the range's date rule does not see it: the operator judges it at the time it first saw it, and refuses
+    /// it, while what the key signed before its end, present at the first sync, stays trusted; also after a
+    /// restart and a policy reload.
+    #[test]
+    fn a_retired_key_signs_nothing_new_whatever_date_it_claims() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let alice = keygen(dir, "alice");
+        let ken = keygen(dir, "ken");
+        run(git(dir).args(["init", "-q", "--bare", "-b", "main", "remote.git"]));
+        run(git(dir).args(["init", "-q", "-b", "main", "work"]));
+        run(git(&dir.join("work")).args(["remote", "add", "origin", "../remote.git"]));
+        commit(dir, "alice", "alice@example.com", "1704067200 +0000");
+        let k1 = commit(dir, "ken", "ken@example.com", "1717200000 +0000");
+        let policy = TrustPolicy::from_yaml(&format!(
+            "sshAllowedSigners: |\n  alice@example.com {alice}\n  ken@example.com valid-before=\"20250101\" {ken}\n"
+        ))
+        .unwrap();
+        let config = RepoConfig {
+            url: dir.join("remote.git").display().to_string(),
+            branch: "main".into(),
+            path: "clusters/c".into(),
+            policy: policy.clone(),
+            credentials: Credentials::default(),
+            cache_dir: dir.join("cache"),
+            notes_signing_key: None,
+        };
+        let source = RepoSource::open(config.clone()).unwrap();
+        // The first sync of an empty record: the history there is judged at its dates.
+        assert_eq!(source.sync(), SyncOutcome::Verified { head: k1.clone() });
+
+        // Dated 2024-07-01, after its parent, pushed now: first seen after the key's end.
+        let k2 = commit(dir, "ken", "ken@example.com", "1719792000 +0000");
+        let refused = |outcome: SyncOutcome| match outcome {
+            SyncOutcome::Rejected { head, reason, view } => {
+                assert_eq!(head, k2);
+                assert_eq!(view.as_deref(), Some(k1.as_str()));
+                assert!(
+                    reason.contains(&format!("commit {k2} is not trusted: KeyExpired"))
+                        && reason.contains("but first seen at"),
+                    "{reason}"
+                );
+            }
+            other => panic!("{other:?}"),
+        };
+        refused(source.sync());
+        drop(source);
+        let source = RepoSource::open(config).unwrap();
+        refused(source.sync());
+        source.set_policy(Ok(policy));
+        refused(source.sync());
+    }
+}
