@@ -50,12 +50,13 @@ use support::gitfix::{GitRemote, Signer, policy_yaml};
 use support::{helm_standin, testbed};
 use vworkspace_operator::api::ApplicationInstance;
 use vworkspace_operator::controller::context::{Selector, Settings};
-use vworkspace_operator::controller::run::{Operator, OperatorConfig, SourceConfig};
-use vworkspace_operator::controller::sinks::NotesTiming;
+use vworkspace_operator::controller::run::{Operator, OperatorConfig};
 use vworkspace_operator::git::policy::TrustPolicy;
 use vworkspace_operator::git::remote::Credentials;
 use vworkspace_operator::render::{RenderOptions, Renderer, Templates};
+use vworkspace_operator::source::SourceConfig;
 use vworkspace_operator::source::gitops::RepoConfig;
+use vworkspace_operator::source::gitops::notes_sink::NotesTiming;
 
 const NAMESPACES: usize = 20;
 const CHART_VERSION: &str = "6.6.4";
@@ -698,7 +699,7 @@ struct PullRun {
 
 async fn pull_run(client: &Client, n: usize, concurrency: usize) -> PullRun {
     use support::control_plane::ControlPlane;
-    use vworkspace_operator::controller::run::PullSettings;
+    use vworkspace_operator::source::PullSettings;
     use vworkspace_operator::source::pull::{agent::PullConfig, job, signing};
     let (cluster, prefix, sys) = ("bench-pull", "pl", "bench-pull-system");
     gated_namespaces(client, prefix).await;

@@ -17,12 +17,13 @@ use vworkspace_operator::api::{
     APP_FINALIZER, ApplicationInstance, Cluster, OPERATION_FINALIZER, Operation,
 };
 use vworkspace_operator::controller::context::{Selector, Settings};
-use vworkspace_operator::controller::run::{LeaseSettings, Operator, OperatorConfig, SourceConfig};
-use vworkspace_operator::controller::sinks::NotesTiming;
+use vworkspace_operator::controller::run::{LeaseSettings, Operator, OperatorConfig};
 use vworkspace_operator::git::policy::TrustPolicy;
 use vworkspace_operator::git::remote::Credentials;
 use vworkspace_operator::render::Templates;
+use vworkspace_operator::source::SourceConfig;
 use vworkspace_operator::source::gitops::RepoConfig;
+use vworkspace_operator::source::gitops::notes_sink::NotesTiming;
 
 const APPROVAL_KEY: &[u8] = b"test-approval-secret";
 
@@ -565,7 +566,7 @@ async fn a_fresh_operator_acts_on_the_verified_revision_before_an_untrusted_head
 async fn the_operator_reports_ready_once_its_caches_synced() {
     let env = env("readyz").await;
     // The cluster path must exist: a path missing from the repo is a misconfiguration that blocks
-    // (ClusterPathMissing), never "nothing to run", so the git check would not pass.
+    // (ClusterPathMissing), never "nothing to run", so the source check would not pass.
     env.publish(
         "applicationinstance-app.yaml",
         &env.app_yaml("app", "1.0.0", ""),
@@ -578,7 +579,7 @@ async fn the_operator_reports_ready_once_its_caches_synced() {
     ));
     let operator = Operator::start(env.client.clone(), config).await.unwrap();
     let (_, health) = operator.admin_addrs.unwrap();
-    // Every check passes: crds, git, leader, and caches-synced (which waits on the controllers' stores).
+    // Every check passes: crds, source, and caches-synced (which waits on the controllers' stores).
     eventually("/readyz 200", || async {
         let r = reqwest::get(format!("http://{health}/readyz")).await.ok()?;
         (r.status().as_u16() == 200).then_some(())

@@ -24,12 +24,13 @@ use support::helm_standin;
 use support::testbed::{self, ApiServer};
 use vworkspace_operator::api::ApplicationInstance;
 use vworkspace_operator::controller::context::{Selector, Settings};
-use vworkspace_operator::controller::run::{Operator, OperatorConfig, SourceConfig};
-use vworkspace_operator::controller::sinks::NotesTiming;
+use vworkspace_operator::controller::run::{Operator, OperatorConfig};
 use vworkspace_operator::git::policy::TrustPolicy;
 use vworkspace_operator::git::remote::Credentials;
 use vworkspace_operator::render::Templates;
+use vworkspace_operator::source::SourceConfig;
 use vworkspace_operator::source::gitops::RepoConfig;
+use vworkspace_operator::source::gitops::notes_sink::NotesTiming;
 
 const CLUSTER: &str = "faults";
 const INTENTS: usize = 200;

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use crate::controller::sinks::NotesTiming;
+use crate::source::gitops::notes_sink::NotesTiming;
 
 /// Run the operator: verify intent from the cluster repo, render and apply it, report outcomes.
 /// Every flag has an environment variable equivalent (shown in brackets).
@@ -289,10 +289,9 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
 
 async fn run_async(args: Args) -> anyhow::Result<u8> {
     use crate::controller::context::{Selector, Settings};
-    use crate::controller::run::{
-        LeaseSettings, Operator, OperatorConfig, PullSettings, SourceConfig,
-    };
+    use crate::controller::run::{LeaseSettings, Operator, OperatorConfig};
     use crate::source::gitops::RepoConfig;
+    use crate::source::{PullSettings, SourceConfig};
     crate::report::install_crypto_provider();
     let client = kube::Client::try_default()
         .await

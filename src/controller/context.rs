@@ -16,6 +16,7 @@ use crate::api::conditions::Cond;
 use crate::k8s::apply::Resources;
 use crate::render::Renderer;
 use crate::source::IntentSource;
+pub use crate::source::{Outcome, OutcomeSink};
 
 /// An equality-based label selector (`k=v,k2=v2`, or `k` for "has the label").
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,24 +83,6 @@ pub struct Settings {
     /// Chart hosts allowed although internal (loopback, link-local, metadata, cluster names):
     /// `--allow-chart-host` (`crate::validate::hosts`).
     pub allowed_chart_hosts: Vec<String>,
-}
-
-/// An outcome worth recording in Git: a note record on the intent commit.
-#[derive(Debug, Clone)]
-pub struct Outcome {
-    pub intent_commit: String,
-    pub record: crate::git::notes::NewRecord,
-}
-
-/// Where outcomes go (the git notes writer). Must be idempotent: the same outcome may be offered many times.
-pub trait OutcomeSink: Send + Sync {
-    fn record(&self, outcome: Outcome);
-
-    /// Resolves once every outcome recorded so far is durable (in the notes writer's pending store), so a
-    /// reconciler can let go of the object it came from (release a finalizer) without losing it to a crash.
-    fn settled(&self) -> futures::future::BoxFuture<'_, ()> {
-        Box::pin(std::future::ready(()))
-    }
 }
 
 /// A condition change of an owned object, for the control-plane event post.

@@ -4,11 +4,14 @@ pub mod application;
 pub mod children;
 pub mod cluster;
 pub mod context;
+mod controllers;
 pub mod finalize;
+mod loops;
 pub mod operation;
 pub mod run;
 pub mod sinks;
 pub mod status;
+mod watches;
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;

@@ -65,3 +65,162 @@ pub fn compact_managed_fields(
         e.time = None;
     }
 }
+
+/// One watch of a kind for the whole process: a store every reader shares (the controllers, the admission
+/// webhook, the Pull agent) and a fan-out of the objects it applies to every controller that subscribes. The
+/// watch runs from start, also on a replica that waits for the Lease (its webhook reads the store); a
+/// controller subscribes once it leads and is then told about every object in the store, so starting late
+/// misses nothing.
+pub struct Shared<K>
+where
+    K: kube::Resource + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    store: Store<K>,
+    synced: Arc<AtomicBool>,
+    applied: tokio::sync::broadcast::Sender<reflector::ObjectRef<K>>,
+}
+
+impl<K> Clone for Shared<K>
+where
+    K: kube::Resource + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    fn clone(&self) -> Self {
+        Self {
+            store: self.store.clone(),
+            synced: self.synced.clone(),
+            applied: self.applied.clone(),
+        }
+    }
+}
+
+/// How many applied objects a subscriber may fall behind before it is told about the whole store instead.
+const FAN_OUT: usize = 1024;
+
+/// What a subscriber is told next.
+enum Applied<K: kube::Resource>
+where
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    One(reflector::ObjectRef<K>),
+    /// It fell behind: every object in the store.
+    All,
+}
+
+impl<K> Shared<K>
+where
+    K: kube::Resource
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    /// The shared watch, and the future that runs it (poll it for as long as the process reads the store).
+    pub fn new(
+        api: Api<K>,
+        config: watcher::Config,
+    ) -> (Self, futures::future::BoxFuture<'static, ()>) {
+        use futures::StreamExt;
+        let (store, synced, stream) = stored_watch(api, config);
+        let (applied, _) = tokio::sync::broadcast::channel(FAN_OUT);
+        let tx = applied.clone();
+        let run = Box::pin(async move {
+            let mut stream = std::pin::pin!(stream);
+            while let Some(item) = stream.next().await {
+                match item {
+                    // No subscriber yet (a standby): nothing to tell.
+                    Ok(obj) => drop(tx.send(reflector::ObjectRef::from_obj(&obj))),
+                    Err(e) => {
+                        tracing::warn!(error = %e, kind = %K::kind(&Default::default()), "watch failed; retrying");
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        });
+        (
+            Self {
+                store,
+                synced,
+                applied,
+            },
+            run,
+        )
+    }
+
+    /// The store (objects with compacted managedFields, see [`compact_managed_fields`]).
+    pub fn store(&self) -> &Store<K> {
+        &self.store
+    }
+
+    /// Whether the store holds a complete list.
+    pub fn synced(&self) -> bool {
+        self.synced.load(Ordering::Acquire)
+    }
+
+    /// The flag behind [`Shared::synced`].
+    pub fn synced_flag(&self) -> Arc<AtomicBool> {
+        self.synced.clone()
+    }
+
+    /// The objects this watch applies from now on, as a controller's trigger: first every object in the
+    /// store once it holds a complete list, then each object as it is applied (again every object, when
+    /// this subscriber fell more than [`FAN_OUT`] behind). Deletions are not told: a deleted intent with a
+    /// finalizer is an update.
+    pub fn subscribe(&self) -> impl futures::Stream<Item = Arc<K>> + Send + 'static {
+        use futures::StreamExt;
+        let rx = self.applied.subscribe();
+        let (store, synced) = (self.store.clone(), self.synced.clone());
+        let initial = futures::stream::once(async move {
+            while !synced.load(Ordering::Acquire) {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        })
+        .map(|()| Applied::All);
+        let live = futures::stream::unfold(rx, |mut rx| async move {
+            use tokio::sync::broadcast::error::RecvError;
+            match rx.recv().await {
+                Ok(r) => Some((Applied::One(r), rx)),
+                Err(RecvError::Lagged(_)) => Some((Applied::All, rx)),
+                Err(RecvError::Closed) => None,
+            }
+        });
+        initial.chain(live).flat_map(move |next| {
+            futures::stream::iter(match next {
+                Applied::One(r) => store.get(&r).into_iter().collect::<Vec<_>>(),
+                Applied::All => store.state(),
+            })
+        })
+    }
+}
+
+/// This cluster's intents, watched once per process: the stores the webhook reads, shared with the
+/// controllers when it runs inside the operator.
+#[derive(Clone)]
+pub struct IntentWatches {
+    pub apps: Shared<crate::api::ApplicationInstance>,
+    pub ops: Shared<crate::api::Operation>,
+}
+
+impl IntentWatches {
+    /// Watch the intents labelled with this cluster's id; the futures run the watches (poll them while the
+    /// stores are read).
+    pub fn new(
+        client: &kube::Client,
+        cluster_id: &str,
+    ) -> (Self, Vec<futures::future::BoxFuture<'static, ()>>) {
+        let selector = format!("{}={}", crate::api::labels::CLUSTER_ID, cluster_id);
+        let (apps, run_apps) = Shared::new(
+            Api::<crate::api::ApplicationInstance>::all(client.clone()),
+            watcher::Config::default().labels(&selector),
+        );
+        let (ops, run_ops) = Shared::new(
+            Api::<crate::api::Operation>::all(client.clone()),
+            watcher::Config::default().labels(&selector),
+        );
+        (Self { apps, ops }, vec![run_apps, run_ops])
+    }
+}

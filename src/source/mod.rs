@@ -15,6 +15,9 @@ pub mod gitops;
 pub mod policy_watch;
 pub mod pull;
 pub mod push;
+mod start;
+
+pub use start::{Deps, PullSettings, SourceConfig, Started, start};
 
 use std::collections::BTreeMap;
 
@@ -213,4 +216,30 @@ pub fn git_report(git: &SourceStatus) -> SourceReport {
         connected: git.reachable,
         ..SourceReport::default()
     }
+}
+
+/// An outcome worth recording in Git: a note record on the intent commit.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub intent_commit: String,
+    pub record: crate::git::notes::NewRecord,
+}
+
+/// Where outcomes go: git notes on the intent commit (GitOps); nowhere in Pull and Push mode, whose outcomes
+/// reach the control plane as job results and events. Must be idempotent: the same outcome may be offered many times.
+pub trait OutcomeSink: Send + Sync {
+    fn record(&self, outcome: Outcome);
+
+    /// Resolves once every outcome recorded so far is durable (in the notes writer's pending store), so a
+    /// reconciler can let go of the object it came from (release a finalizer) without losing it to a crash.
+    fn settled(&self) -> futures::future::BoxFuture<'_, ()> {
+        Box::pin(std::future::ready(()))
+    }
+}
+
+/// Pull and Push mode: outcomes are job results and events the control plane receives; nothing is noted in Git.
+pub struct NoOutcomes;
+
+impl OutcomeSink for NoOutcomes {
+    fn record(&self, _: Outcome) {}
 }

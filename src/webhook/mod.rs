@@ -33,20 +33,19 @@ use kube::core::DynamicObject;
 use kube::core::admission::{
     AdmissionRequest, AdmissionResponse, AdmissionReview, Operation as AdmissionOp,
 };
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Client, ResourceExt};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use crate::api::{ApplicationInstance, Operation, Phase};
 use crate::intent::Problem;
+use crate::k8s::watch::{IntentWatches, Shared};
 use crate::render::Renderer;
 use crate::validate;
 
@@ -136,26 +135,8 @@ pub struct Webhook {
     metrics: Option<crate::metrics::Metrics>,
     /// This cluster's intents, watched (every replica keeps its own): an Operation's target and the
     /// Operations it may conflict with are read here, not from the API server on each request.
-    apps: Cache<ApplicationInstance>,
-    ops: Cache<Operation>,
-}
-
-/// A watched store and whether it holds a complete list yet.
-struct Cache<K: kube::Resource + 'static>
-where
-    K::DynamicType: Eq + std::hash::Hash + Clone,
-{
-    store: Store<K>,
-    synced: Arc<AtomicBool>,
-}
-
-impl<K: kube::Resource + Clone + 'static> Cache<K>
-where
-    K::DynamicType: Eq + std::hash::Hash + Clone + Default,
-{
-    fn synced(&self) -> bool {
-        self.synced.load(Ordering::Acquire)
-    }
+    apps: Shared<ApplicationInstance>,
+    ops: Shared<Operation>,
 }
 
 /// The bound webhook server.
@@ -164,36 +145,35 @@ pub struct WebhookServer {
     resolver: Arc<Resolver>,
     config: WebhookConfig,
     webhook: Arc<Webhook>,
-    /// The caches' watches, polled while the server runs.
+    /// The intents' watches when the server has its own (standalone), polled while it runs.
     watches: Vec<futures::future::BoxFuture<'static, ()>>,
-}
-
-/// Poll a watch stream for its side effect (the store it fills), retrying after errors as the controllers do.
-fn drain<S, T, E>(stream: S) -> futures::future::BoxFuture<'static, ()>
-where
-    S: futures::Stream<Item = Result<T, E>> + Send + 'static,
-    E: std::fmt::Display,
-{
-    use futures::StreamExt;
-    Box::pin(async move {
-        let mut stream = std::pin::pin!(stream);
-        while let Some(item) = stream.next().await {
-            if let Err(e) = item {
-                debug!(error = %e, "admission webhook: watch error (retried)");
-            }
-        }
-    })
 }
 
 impl WebhookServer {
     /// Bind the address and get a first certificate (issued, or read from files), so that the server is ready
-    /// to serve when this returns.
+    /// to serve when this returns. The server watches this cluster's intents itself, while it serves.
     pub async fn bind(
         client: Client,
         renderer: Arc<Renderer>,
         cluster_id: String,
         config: WebhookConfig,
         metrics: Option<crate::metrics::Metrics>,
+    ) -> anyhow::Result<Self> {
+        let (intents, watches) = IntentWatches::new(&client, &cluster_id);
+        let mut server =
+            Self::bind_shared(client, renderer, cluster_id, config, metrics, intents).await?;
+        server.watches = watches;
+        Ok(server)
+    }
+
+    /// [`WebhookServer::bind`], reading the intents from watches the caller runs (the operator's own).
+    pub async fn bind_shared(
+        client: Client,
+        renderer: Arc<Renderer>,
+        cluster_id: String,
+        config: WebhookConfig,
+        metrics: Option<crate::metrics::Metrics>,
+        intents: IntentWatches,
     ) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(config.addr)
             .await
@@ -209,37 +189,24 @@ impl WebhookServer {
                 resolver.load(&crt, &key)?;
             }
         }
-        let selector = format!("{}={}", crate::api::labels::CLUSTER_ID, cluster_id);
-        let (app_store, apps_synced, app_stream) = crate::k8s::watch::stored_watch(
-            Api::<ApplicationInstance>::all(client.clone()),
-            watcher::Config::default().labels(&selector),
-        );
-        let (op_store, ops_synced, op_stream) = crate::k8s::watch::stored_watch(
-            Api::<Operation>::all(client.clone()),
-            watcher::Config::default().labels(&selector),
-        );
-        let watches = vec![drain(app_stream), drain(op_stream)];
         let webhook = Arc::new(Webhook {
             client,
             renderer,
             cluster_id,
             approval_key: config.approval_key.clone(),
             metrics,
-            apps: Cache {
-                store: app_store,
-                synced: apps_synced,
-            },
-            ops: Cache {
-                store: op_store,
-                synced: ops_synced,
-            },
+            apps: intents.apps,
+            ops: intents.ops,
         });
+        if let Ok(addr) = listener.local_addr() {
+            info!(%addr, "admission webhook serving");
+        }
         Ok(Self {
             listener,
             resolver,
             config,
             webhook,
-            watches,
+            watches: Vec::new(),
         })
     }
 
@@ -616,7 +583,7 @@ impl Webhook {
         // ago, as when Flux applies an ApplicationInstance and its Operation together).
         let cached = self.apps.synced().then(|| {
             self.apps
-                .store
+                .store()
                 .get(&ObjectRef::new(&op.spec.target_ref.name).within(&namespace))
         });
         let target = match cached.flatten() {
@@ -666,7 +633,7 @@ impl Webhook {
             // Warnings only: the cache is good enough (a live list while it fills).
             let others: Vec<Operation> = if self.ops.synced() {
                 self.ops
-                    .store
+                    .store()
                     .state()
                     .iter()
                     .filter(|o| o.metadata.namespace.as_deref() == Some(namespace.as_str()))

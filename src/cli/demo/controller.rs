@@ -28,8 +28,7 @@ use super::{BRANCH, CLUSTER, Check, INTENT_PATH};
 use crate::api::conditions::{reasons, types};
 use crate::api::{AppMode, ApplicationInstance, Cluster, labels};
 use crate::controller::context::{Selector, Settings};
-use crate::controller::run::{Operator, OperatorConfig, SourceConfig};
-use crate::controller::sinks::NotesTiming;
+use crate::controller::run::{Operator, OperatorConfig};
 use crate::git::policy::TrustPolicy;
 use crate::git::remote::{self, Credentials};
 use crate::git::repo::Repo;
@@ -38,6 +37,8 @@ use crate::git::short_id;
 use crate::intent::{IntentKind, parse_files};
 use crate::k8s::apply::Resources;
 use crate::render::Templates;
+use crate::source::SourceConfig;
+use crate::source::gitops::notes_sink::NotesTiming;
 use crate::source::gitops::{RepoConfig, SyncOutcome};
 
 /// The intent the demo edits by hand in the cluster, and how.

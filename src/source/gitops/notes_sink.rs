@@ -1,0 +1,231 @@
+//! GitOps outcomes: each is a note record on the intent's commit, deduplicated in memory, persisted in the
+//! pending store, and pushed in batches (compare-and-swap on the notes ref).
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use gix::ObjectId;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use crate::git::notes::{NoteEntry, NotesWriter, OutcomeRecord};
+use crate::git::remote::Credentials;
+use crate::source::{Outcome, OutcomeSink};
+
+/// Outcomes go to git notes: deduplicated in memory, persisted in the pending store, pushed in batches.
+pub struct NotesSink {
+    seen: Mutex<HashSet<String>>,
+    tx: mpsc::UnboundedSender<NoteEntry>,
+    /// Records sent to the worker so far, and (from the worker) how many it has put in the pending store.
+    sent: std::sync::atomic::AtomicU64,
+    stored: tokio::sync::watch::Receiver<u64>,
+}
+
+/// The notes worker: persists new records in the pending store as they arrive and pushes them in batches
+/// (at most one push per batching window while records keep coming), retrying on an interval until every
+/// record is on the remote. Undelivered records stay in the pending store across restarts.
+pub struct NotesWorker {
+    writer: Arc<Mutex<NotesWriter>>,
+    rx: mpsc::UnboundedReceiver<NoteEntry>,
+    interval: Duration,
+    batch_window: Duration,
+    metrics: Option<crate::metrics::Metrics>,
+    /// Records taken from the channel and handed to the writer (stored, or pending in memory when the store
+    /// cannot be written).
+    stored: tokio::sync::watch::Sender<u64>,
+}
+
+/// How the notes worker paces its pushes.
+#[derive(Debug, Clone, Copy)]
+pub struct NotesTiming {
+    /// How often undelivered records are retried.
+    pub retry_interval: Duration,
+    /// After a new record arrives, how long the worker keeps collecting before it pushes: a burst of outcomes
+    /// (a thousand instances turning Ready) becomes a few pushes instead of one per record. Records are in the
+    /// pending store from the moment they arrive, so the window delays delivery, never durability.
+    pub batch_window: Duration,
+}
+
+impl NotesTiming {
+    /// Retry every `retry_interval`; the default batching window of 2 s.
+    pub fn new(retry_interval: Duration) -> Self {
+        Self {
+            retry_interval,
+            batch_window: DEFAULT_BATCH_WINDOW,
+        }
+    }
+}
+
+/// How the notes writer reaches the remote and signs its records.
+pub struct NotesAccess {
+    pub credentials: Credentials,
+    /// The operator's notes key; `None`: records are written unsigned (readers show them as unverified).
+    pub signer: Option<Arc<crate::git::notes::auth::NotesSigner>>,
+}
+
+/// The default notes batching window.
+pub const DEFAULT_BATCH_WINDOW: Duration = Duration::from_secs(2);
+
+impl NotesSink {
+    /// A sink and its worker. `local_repo` is a bare repository the notes are built in (created if needed).
+    pub fn new(
+        cluster_id: &str,
+        local_repo: PathBuf,
+        remote_url: &str,
+        access: NotesAccess,
+        state_dir: PathBuf,
+        timing: NotesTiming,
+        metrics: Option<crate::metrics::Metrics>,
+    ) -> anyhow::Result<(Arc<Self>, NotesWorker)> {
+        crate::git::remote::open_or_init_cache(&local_repo)?;
+        let mut writer = NotesWriter::new(local_repo, remote_url, cluster_id, state_dir)?
+            .with_credentials(access.credentials);
+        if let Some(signer) = access.signer {
+            writer = writer.with_signer(signer);
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (stored_tx, stored) = tokio::sync::watch::channel(0);
+        Ok((
+            Arc::new(Self {
+                seen: Mutex::default(),
+                tx,
+                sent: Default::default(),
+                stored,
+            }),
+            NotesWorker {
+                writer: Arc::new(Mutex::new(writer)),
+                rx,
+                interval: timing.retry_interval,
+                batch_window: timing.batch_window,
+                metrics,
+                stored: stored_tx,
+            },
+        ))
+    }
+}
+
+impl OutcomeSink for NotesSink {
+    fn record(&self, o: Outcome) {
+        let r = o.record;
+        let Ok(commit) = ObjectId::from_hex(o.intent_commit.as_bytes()) else {
+            warn!(object = %format!("{}/{}/{}", r.kind, r.namespace, r.name), "outcome without an intent commit is not recorded");
+            return;
+        };
+        let id = crate::git::notes::record_id(&r.cluster, &r.uid, r.generation, &r.outcome);
+        {
+            let Ok(mut seen) = self.seen.lock() else {
+                return;
+            };
+            if !seen.insert(format!("{commit}/{id}")) {
+                return;
+            }
+        }
+        match OutcomeRecord::new(r) {
+            Ok(record) => {
+                if self.tx.send(NoteEntry { commit, record }).is_ok() {
+                    self.sent.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                }
+            }
+            Err(e) => warn!(error = %e, "outcome record refused"),
+        }
+    }
+
+    fn settled(&self) -> futures::future::BoxFuture<'_, ()> {
+        let target = self.sent.load(std::sync::atomic::Ordering::Acquire);
+        let mut stored = self.stored.clone();
+        Box::pin(async move {
+            // An error means the worker is gone (the operator is stopping): nothing more to wait for.
+            let _ = stored.wait_for(|n| *n >= target).await;
+        })
+    }
+}
+
+impl NotesWorker {
+    /// Run until `stop` turns true; a last flush is attempted on the way out.
+    pub async fn run(mut self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            let mut batch = Vec::new();
+            let mut stopping = tokio::select! {
+                _ = stop.changed() => true,
+                _ = tokio::time::sleep(self.interval) => false,
+                Some(entry) = self.rx.recv() => { batch.push(entry); false }
+            };
+            if !batch.is_empty() && !stopping {
+                // Collect the rest of the burst, persisting as it comes, then push once.
+                let window = tokio::time::sleep(self.batch_window);
+                tokio::pin!(window);
+                loop {
+                    while let Ok(entry) = self.rx.try_recv() {
+                        batch.push(entry);
+                    }
+                    self.persist(std::mem::take(&mut batch)).await;
+                    tokio::select! {
+                        _ = &mut window => break,
+                        _ = stop.changed() => { stopping = true; break }
+                        Some(entry) = self.rx.recv() => batch.push(entry),
+                    }
+                }
+            }
+            while let Ok(entry) = self.rx.try_recv() {
+                batch.push(entry);
+            }
+            self.persist(batch).await;
+            let writer = self.writer.clone();
+            let result = tokio::task::spawn_blocking(move || {
+                let mut w = writer
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if w.pending().is_empty() {
+                    return Ok(None);
+                }
+                w.flush().map(Some)
+            })
+            .await;
+            match result {
+                Ok(Ok(Some(report))) => {
+                    info!(
+                        delivered = report.delivered,
+                        pending = report.pending,
+                        "notes flushed"
+                    );
+                    if let Some(m) = &self.metrics {
+                        m.set_outcomes_pending(report.pending);
+                    }
+                }
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => {
+                    warn!(error = %e, "notes not delivered yet; kept in the pending store")
+                }
+                Err(e) => warn!(error = %e, "notes worker task failed"),
+            }
+            if stopping || *stop.borrow() {
+                return;
+            }
+        }
+    }
+
+    /// Add records to the pending store (durable before they are pushed). A failure to write the store is
+    /// logged and the records stay in memory for the flush.
+    async fn persist(&self, batch: Vec<NoteEntry>) {
+        if batch.is_empty() {
+            return;
+        }
+        let count = batch.len() as u64;
+        let writer = self.writer.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            writer
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .enqueue(batch)
+        })
+        .await;
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!(error = %e, "notes: writing the pending store failed"),
+            Err(e) => warn!(error = %e, "notes worker task failed"),
+        }
+        self.stored.send_modify(|n| *n += count);
+    }
+}
