@@ -1,6 +1,6 @@
-//! Embeds every file under `templates/` (see `render::Templates::embedded`) and under
-//! `examples/cluster-repo/` (the `demo` command's cluster repo) into the binary, and the git revision it is
-//! built from (`VWO_GIT_REVISION`: `--version` prints it).
+//! Embeds every file under `examples/cluster-repo/` (the `demo` command's cluster repo) into the binary, and the
+//! git revision it is built from (`VWO_GIT_REVISION`: `--version` prints it). The templates are embedded by the
+//! core crate's build script (crates/core/build.rs).
 
 use std::path::Path;
 
@@ -76,11 +76,6 @@ fn main() {
         "cargo:rustc-env=VWO_VERSION_LINE={} (git {})",
         std::env::var("CARGO_PKG_VERSION").expect("CARGO_PKG_VERSION"),
         revision()
-    );
-    embed(
-        "templates",
-        "templates.rs",
-        "Every file under templates/, embedded at build time.",
     );
     embed(
         "examples/cluster-repo",

@@ -6,23 +6,18 @@
 //! and the controller and report sinks do the I/O; [`hydrate`] commits verified renderings back to Git.
 
 pub mod admin;
-pub mod api;
 pub mod cli;
 pub mod controller;
-pub mod escape;
-pub mod git;
-pub mod hydrate;
-pub mod intent;
 pub mod k8s;
 pub mod metrics;
-pub mod render;
 pub mod report;
-pub mod schema;
-pub mod secrets;
 pub mod source;
-pub mod tree;
-pub mod validate;
 pub mod webhook;
+
+// The pure core (crates/core), at the same paths as before it was a crate of its own.
+pub use vworkspace_core::{
+    api, escape, git, hydrate, intent, render, schema, secrets, tree, validate,
+};
 
 /// The allocator of every binary built on this crate (the operator, its tests and benchmarks alike):
 /// rendering and the controller allocate many small JSON values, and mimalloc serves them in about two thirds

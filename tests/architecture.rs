@@ -44,10 +44,13 @@ const KNOWN_LONG_FNS: &[(&str, usize)] = &[
     ("src/controller/operation.rs::apply", 385),
     ("src/controller/status.rs::application_conditions", 220),
     ("src/controller/status.rs::engine_state", 173),
-    ("src/git/openpgp.rs::OpenPgpKeyring::verify", 259),
-    ("src/hydrate/pass.rs::Setup::pass", 193),
     (
-        "src/render/engine.rs::Renderer::render_application_with",
+        "crates/core/src/git/openpgp.rs::OpenPgpKeyring::verify",
+        259,
+    ),
+    ("crates/core/src/hydrate/pass.rs::Setup::pass", 193),
+    (
+        "crates/core/src/render/engine.rs::Renderer::render_application_with",
         159,
     ),
     ("src/source/gitops/mod.rs::RepoSource::sync", 274),
@@ -100,27 +103,31 @@ struct SrcFile {
     scan: FileScan,
 }
 
-/// Every file of src/. src/main.rs is the binary, another crate (it names this one by its name): it is
-/// measured, but it is not a module of the graph.
+/// Every file of the two crates' sources: the core (crates/core/src/) and the operator (src/). The operator
+/// re-exports the core's modules at its root (`pub use vworkspace_core::{api, …}`), so both are read as one
+/// module tree, in which `crate::api` means the same module from either side (the compiler holds that the core
+/// never names the operator: it does not depend on it). src/main.rs is the binary, another crate (it names
+/// the operator by its name): it is measured, but it is not a module of the graph.
 fn src_files() -> Vec<SrcFile> {
-    let src = root().join("src");
-    let mut paths = Vec::new();
-    rust_files(&src, &mut paths);
-    paths
-        .into_iter()
-        .map(|path| {
+    let mut out = Vec::new();
+    for dir in ["crates/core/src", "src"] {
+        let src = root().join(dir);
+        let mut paths = Vec::new();
+        rust_files(&src, &mut paths);
+        for path in paths {
             let rel = path.strip_prefix(&src).unwrap();
             let module = module_of(rel);
             let text = std::fs::read_to_string(&path).unwrap();
             let scan = scan_file(&module, &text);
-            SrcFile {
-                rel: format!("src/{}", rel.to_string_lossy().replace('\\', "/")),
+            out.push(SrcFile {
+                rel: format!("{dir}/{}", rel.to_string_lossy().replace('\\', "/")),
                 module,
                 text,
                 scan,
-            }
-        })
-        .collect()
+            });
+        }
+    }
+    out
 }
 
 /// An edge between two siblings, and where it is written.
@@ -512,11 +519,17 @@ fn table(parent: &[String], g: &Graphs, files: &[SrcFile]) -> String {
         let is_dir = files
             .iter()
             .any(|f| f.module.len() > module.len() && f.module.starts_with(&module));
-        let shown = if is_dir {
+        let mut shown = if is_dir {
             format!("`{n}/`")
         } else {
             format!("`{n}`")
         };
+        let in_core = files
+            .iter()
+            .any(|f| f.module.starts_with(&module) && f.rel.starts_with("crates/core/"));
+        if parent.is_empty() && in_core {
+            shown.push_str(" (core)");
+        }
         let uses: Vec<String> = edges
             .keys()
             .filter(|(a, _)| *a == n)
@@ -536,7 +549,9 @@ fn generated_graph() -> String {
     let files = library(src_files());
     let g = graphs(&files);
     let mut out = String::new();
-    out.push_str("### The crate's top-level modules (`src/`)\n\n");
+    out.push_str(
+        "### The top-level modules (marked core: crates/core/src/, no Kubernetes client; the rest: src/)\n\n",
+    );
     out.push_str(&table(&[], &g, &files));
     for (parent, children) in &g.children {
         if !parent.is_empty() && children.len() > 1 {
@@ -611,4 +626,42 @@ fn a_cycle_is_found_and_followed() {
         layered(&nodes, &edges).first().map(String::as_str),
         Some("d")
     );
+}
+
+/// The core crate has no Kubernetes client: its manifest names none of the client crates (kube-core and
+/// kube-derive, the types and the CRD derive, are allowed), and no core file names the operator crate.
+#[test]
+fn the_core_has_no_kube_client() {
+    let manifest = std::fs::read_to_string(root().join("crates/core/Cargo.toml")).unwrap();
+    let mut section = String::new();
+    let mut problems = Vec::new();
+    for line in manifest.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            section = line.to_string();
+            continue;
+        }
+        if !section.contains("dependencies") || line.starts_with('#') {
+            continue;
+        }
+        let name = line.split(['=', '.']).next().unwrap_or_default().trim();
+        if matches!(
+            name,
+            "kube" | "kube-client" | "kube-runtime" | "kube-lease-manager" | "vworkspace-operator"
+        ) {
+            problems.push(format!("crates/core/Cargo.toml: {section} names {name}"));
+        }
+    }
+    for f in src_files()
+        .iter()
+        .filter(|f| f.rel.starts_with("crates/core/"))
+    {
+        let names_operator = scan::lex(&f.text)
+            .iter()
+            .any(|t| t.tok == scan::Tok::Ident("vworkspace_operator".into()));
+        if names_operator {
+            problems.push(format!("{} names the operator crate", f.rel));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

@@ -255,7 +255,8 @@ mod tests {
 
     #[test]
     fn the_example_cluster_repo_hydrates_with_its_upgrade_operation_applied() {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/cluster-repo");
+        let root =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/cluster-repo");
         let files = crate::intent::source::load_dir(&root).unwrap();
         let renderer = render::Renderer::new(
             render::Templates::embedded(),

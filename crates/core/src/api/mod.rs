@@ -16,7 +16,7 @@ pub use application_instance::*;
 pub use cluster::*;
 pub use operation::*;
 
-use kube::CustomResourceExt;
+use kube_core::CustomResourceExt;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 

@@ -560,7 +560,7 @@ mod tests {
     #[test]
     fn the_examples_claim_binds_its_spec_as_python_computes_it() {
         let doc: Value = serde_saphyr::from_str(include_str!(
-            "../../examples/cluster-repo/clusters/eu-prod-1/namespaces/team-beta/operation-vaultwarden-restore.yaml"
+            "../../../../examples/cluster-repo/clusters/eu-prod-1/namespaces/team-beta/operation-vaultwarden-restore.yaml"
         ))
         .unwrap();
         let spec: OperationSpec = serde_json::from_value(doc["spec"].clone()).unwrap();

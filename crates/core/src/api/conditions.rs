@@ -152,7 +152,7 @@ impl Cond {
 /// Largest condition message kept (engine messages are capped at 1 KiB).
 pub const MAX_MESSAGE: usize = 1024;
 
-pub(crate) fn cap(message: &str) -> String {
+pub fn cap(message: &str) -> String {
     if message.len() <= MAX_MESSAGE {
         return message.to_string();
     }

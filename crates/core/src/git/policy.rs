@@ -330,7 +330,7 @@ fn gitsign_reason(e: &GitsignError) -> Reason {
 /// Read a policy-sized text file: a regular file (a FIFO, a device or a directory is refused before it is
 /// opened, see [`super::bounded`]) of at most [`MAX_POLICY_BYTES`], whatever size its metadata says
 /// (`sigstoreTrustedRoot: /dev/zero` took all memory; found while seeding fuzz/fuzz_targets/trust_policy).
-pub(crate) fn read_to_string_limited(path: &Path) -> std::io::Result<String> {
+pub fn read_to_string_limited(path: &Path) -> std::io::Result<String> {
     Ok(super::bounded::read_to_string(path, MAX_POLICY_BYTES)?)
 }
 

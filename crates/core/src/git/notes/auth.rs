@@ -434,7 +434,7 @@ mod tests {
         assert!(!merged.contains('\r'), "{merged:?}");
         // The input the fuzzer found (fuzz/regressions/notes_record/).
         let found = String::from_utf8_lossy(include_bytes!(
-            "../../../fuzz/regressions/notes_record/trailing-cr.note"
+            "../../../../../fuzz/regressions/notes_record/trailing-cr.note"
         ));
         let merged = crate::git::notes::merge_note(&commit, &found, [&ours]).unwrap();
         for line in crate::git::notes::judge::note_lines(&found) {

@@ -709,8 +709,9 @@ mod tests {
         // Found by fuzz/fuzz_targets/openpgp_signature: a signature packet with an inconsistent subpacket
         // length, which rPGP reports as `InvalidPacketContent` (formatted with the inner error's Debug,
         // backtrace included).
-        let sig =
-            include_bytes!("../../fuzz/regressions/openpgp_signature/invalid-packet-content.asc");
+        let sig = include_bytes!(
+            "../../../../fuzz/regressions/openpgp_signature/invalid-packet-content.asc"
+        );
         let check = OpenPgpKeyring::default().verify(sig, b"payload", "a@example.com", 0, true);
         let failure = check.failure.expect("a malformed signature fails");
         assert_eq!(failure.reason, Reason::MalformedSignature);

@@ -133,7 +133,10 @@ fn check_cel(
 }
 
 /// `Kind/namespace/name` of a typed intent.
-fn typed_label(kind: &str, meta: &kube::api::ObjectMeta) -> String {
+fn typed_label(
+    kind: &str,
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> String {
     format!(
         "{kind}/{}/{}",
         meta.namespace.as_deref().unwrap_or_default(),

@@ -373,7 +373,7 @@ mod tests {
     use super::*;
 
     const PUBLIC_GOOD: &str =
-        include_str!("../../../tests/data/gitsign/sigstore-public-good-trusted_root.json");
+        include_str!("../../../../../tests/data/gitsign/sigstore-public-good-trusted_root.json");
 
     #[test]
     fn parses_public_good_root() {
