@@ -45,7 +45,6 @@ const KNOWN_LONG_FNS: &[(&str, usize)] = &[
     ("src/controller/run.rs::Operator::start", 621),
     ("src/controller/status.rs::application_conditions", 220),
     ("src/controller/status.rs::engine_state", 173),
-    ("src/hydrate/pass.rs::Setup::pass", 193),
     (
         "src/render/engine.rs::Renderer::render_application_with",
         159,
