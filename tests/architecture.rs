@@ -40,7 +40,6 @@ const KNOWN_LONG_FNS: &[(&str, usize)] = &[
     ("src/cli/demo/controller.rs::steps", 185),
     ("src/cli/demo/pull.rs::scene", 155),
     ("src/cli/demo/report.rs::Report::fmt", 212),
-    ("src/cli/run.rs::run_async", 175),
     ("src/controller/operation.rs::apply", 385),
     ("src/controller/run.rs::Operator::start", 621),
     ("src/controller/status.rs::application_conditions", 220),
