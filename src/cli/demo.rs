@@ -10,6 +10,7 @@
 mod controller;
 mod pull;
 mod report;
+mod steps;
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -24,16 +25,15 @@ use ssh_key::{LineEnding, PrivateKey};
 use super::{EXIT_INVALID, EXIT_OK, EXIT_USAGE};
 use crate::api::conditions::reasons;
 use crate::git::notes;
-use crate::git::policy::{Mode, TrustPolicy};
 use crate::git::repo::Repo;
 use crate::git::repo::load_rev;
 use crate::git::sigcheck::Reason;
 use crate::git::sign::SigningKey;
-use crate::git::verify::{Verdict, Verifier, verify_commit};
+use crate::git::verify::Verdict;
 use crate::git::{short_id, write};
-use crate::hydrate::{self, CommitOutcome, HydrateOptions, hydrate_once};
+use crate::hydrate::{self, CommitOutcome};
 use crate::tree::render_tree;
-use report::{CommitLine, Report, VerifyLine};
+use report::{CommitLine, Report};
 
 /// One self-check: what the demo expects, and what it got.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -335,152 +335,19 @@ fn demo(dir: &Path, args: &Args) -> anyhow::Result<Report> {
     let total = if args.kubeconfig.is_some() { 7 } else { 6 };
     let mut progress = Progress::new(total);
     let mut checks = Vec::new();
-
-    progress.begin("building the cluster repo from examples/cluster-repo");
-    let keys = Keys::generate(dir).context("step 1 (cluster repo): generating keys")?;
-    let policy_text = format!(
-        "# The demo's trust policy: only Alice's key may sign intent.\nmode: range\nsshAllowedSigners: |\n  {} namespaces=\"git\" {}\n",
-        ALICE.email,
-        keys.alice.public_key()
-    );
-    let policy_path = dir.join("policy.yaml");
-    std::fs::write(&policy_path, &policy_text)
-        .with_context(|| format!("writing {}", policy_path.display()))?;
-    let policy = TrustPolicy::from_yaml(&policy_text).context("the demo trust policy")?;
-    let repo_dir = dir.join(REPO_DIR);
-    let commits = build_repo(&repo_dir, &keys.alice).context("step 1 (cluster repo)")?;
-    progress.done(&format!("{} commits", commits.len()));
-
-    progress.begin("verifying main under the demo trust policy");
-    let repo = Repo::open(&repo_dir)?;
-    let head = repo.resolve_commit(BRANCH)?;
-    let range = Verifier::new(&repo, &policy)
-        .range(None, head, Some(INTENT_PATH), Mode::Range)
-        .context("step 2 (verify)")?;
-    let subject_of = |sha: &str| {
-        commits
-            .iter()
-            .find(|c| c.sha == sha)
-            .map_or_else(String::new, |c| c.subject.clone())
-    };
-    let mut verify: Vec<VerifyLine> = range
-        .verdicts
-        .iter()
-        .map(|v| VerifyLine::new(v, subject_of(&v.sha)))
-        .collect();
-    verify.reverse(); // oldest first, as the commits were written
-    check_verdicts(&commits, &range.verdicts, &mut checks);
-    let revision = newest_verified(&repo, head, &range.verdicts)?;
-    let refused = range.verdicts.iter().filter(|v| !v.ok).count();
-    progress.done(&format!(
-        "{} commits, {} refused",
-        range.verdicts.len(),
-        refused
-    ));
-
-    let Some(revision) = revision else {
-        bail!("step 2 (verify): no verified revision to render: the first commit was refused");
-    };
-    progress.begin(&format!(
-        "rendering {} at {}",
-        INTENT_PATH,
-        short_id(&revision)
-    ));
-    let render = render_step(&repo, &revision)?;
-    checks.push(Check::new(
-        "render: the newest verified revision is the second commit",
-        commits.get(1).map(|c| c.sha.as_str()) == Some(revision.as_str()),
-        format!("revision {}", short_id(&revision)),
-    ));
-    checks.push(Check::new(
-        "render: every intent renders",
-        render.problems.is_empty() && render.objects > 0,
-        format!(
-            "{} objects, {} problems",
-            render.objects,
-            render.problems.len()
-        ),
-    ));
-    progress.done(&format!(
-        "{} intents, {} objects",
-        render.intents.len(),
-        render.objects
-    ));
-
-    progress.begin("hydrating: committing the rendering, signed by the operator's key");
-    let mut opts = HydrateOptions::new(
-        repo_dir.display().to_string(),
-        CLUSTER,
-        policy.clone(),
-        dir.join("hydrate"),
-    );
-    opts.signing_key = Some(keys.operator_path.clone());
-    // The same Ed25519 key signs the outcome records: `notes log --notes-key keys/operator.pub` shows them genuine.
-    opts.notes_signing_key = Some(keys.operator_path.clone());
-    let hydrated = hydrate_once(&opts).context("step 4 (hydrate)")?;
-    let repo = Repo::open(&repo_dir)?;
-    let output_signed = match &hydrated.output_commit {
-        Some(c) => {
-            let id = ObjectId::from_hex(c.as_bytes())
-                .map_err(|e| anyhow!("hydrate reported output commit {c:?}: {e}"))?;
-            Some(verify_commit(&repo, id, &keys.operator.own_policy()?))
-        }
-        None => None,
-    };
-    check_hydrate(
-        &commits,
+    let built = steps::cluster_repo(dir, &mut progress)?;
+    let verified = steps::verify(&built, &mut progress, &mut checks)?;
+    let revision = verified.revision;
+    let render = steps::render(
+        &verified.repo,
         &revision,
-        &hydrated,
-        output_signed.as_ref(),
+        &built.commits,
+        &mut progress,
         &mut checks,
-    );
-    progress.done(&format!(
-        "{} files in {}",
-        hydrated.added.len() + hydrated.changed.len(),
-        short_id(hydrated.output_commit.as_deref().unwrap_or("-"))
-    ));
-
-    progress.begin("reading the audit trail with git log --notes");
-    let log = git_log_notes(&repo_dir)?;
-    let rendered = log.matches("\"outcome\":\"Rendered\"").count();
-    let rejected = log.matches("\"outcome\":\"Rejected\"").count();
-    checks.push(Check::new(
-        "notes: git log shows 2 Rendered and 2 Rejected records",
-        rendered == 2 && rejected == 2,
-        format!("{rendered} Rendered, {rejected} Rejected"),
-    ));
-    progress.done(&format!("{} records", rendered + rejected));
-
-    progress.begin("Pull mode: a signed and a forged job from a control plane on loopback");
-    let app = first_application(&repo, &revision).context("step 6 (pull)")?;
-    let pull = pull::run(CLUSTER, app).context("step 6 (pull)")?;
-    let admitted: Vec<&str> = pull
-        .jobs
-        .iter()
-        .filter(|j| j.admitted)
-        .map(|j| j.id.as_str())
-        .collect();
-    checks.push(Check::new(
-        "pull: the signed job is admitted and renders, the forged one is refused",
-        admitted == ["job-signed"]
-            && pull.jobs.iter().any(|j| {
-                j.id == "job-forged" && j.verdict.starts_with("JobPayloadSignatureInvalid")
-            })
-            && pull
-                .jobs
-                .iter()
-                .all(|j| !j.admitted || !j.objects.is_empty()),
-        format!("admitted {admitted:?}"),
-    ));
-    checks.push(Check::new(
-        "pull: the control plane received the refusal as the forged job's failed result",
-        pull.results.len() == 1
-            && pull.results[0].0 == "job-forged"
-            && pull.results[0].1["outcome"] == "failed",
-        format!("{} result(s)", pull.results.len()),
-    ));
-    progress.done(&format!("{} jobs", pull.jobs.len()));
-
+    )?;
+    let hydrated = steps::hydrate_output(dir, &built, &revision, &mut progress, &mut checks)?;
+    let log = steps::audit_trail(&built.repo_dir, &mut progress, &mut checks)?;
+    let pull = steps::pull_scene(&hydrated.repo, &revision, &mut progress, &mut checks)?;
     let controller = match &args.kubeconfig {
         Some(kubeconfig) => {
             progress.begin("running the controller against the kubeconfig's cluster");
@@ -488,10 +355,10 @@ fn demo(dir: &Path, args: &Args) -> anyhow::Result<Report> {
                 dir,
                 kubeconfig,
                 keep: args.keep.is_some(),
-                repo_dir: &repo_dir,
-                policy: &policy,
+                repo_dir: &built.repo_dir,
+                policy: &built.policy,
                 verified: &revision,
-                head: &head.to_string(),
+                head: &verified.head.to_string(),
             })
             .context("step 7 (controller)")?;
             info.checks(&mut checks);
@@ -506,19 +373,21 @@ fn demo(dir: &Path, args: &Args) -> anyhow::Result<Report> {
         cluster_id: CLUSTER.to_string(),
         dir: dir.display().to_string(),
         kept: false,
-        commits,
+        commits: built.commits,
         policy: report::PolicyLine {
             signer: ALICE.email.to_string(),
             comment: ALICE_KEY_COMMENT.to_string(),
-            fingerprint: keys.alice.fingerprint().to_string(),
+            fingerprint: built.keys.alice.fingerprint().to_string(),
             mode: "range".to_string(),
         },
-        verify,
+        verify: verified.verify,
         revision,
         render,
-        hydrate: hydrated,
-        output_signed_by: output_signed.and_then(|v| v.ok.then_some(v.fingerprint).flatten()),
-        operator_key: keys.operator.fingerprint().to_string(),
+        hydrate: hydrated.report,
+        output_signed_by: hydrated
+            .output_signed
+            .and_then(|v| v.ok.then_some(v.fingerprint).flatten()),
+        operator_key: built.keys.operator.fingerprint().to_string(),
         notes_command: format!("git log --notes={NOTES} --format='{LOG_FORMAT}' {BRANCH}"),
         notes: log,
         pull,

@@ -289,9 +289,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
 
 async fn run_async(args: Args) -> anyhow::Result<u8> {
     use crate::controller::context::{Selector, Settings};
-    use crate::controller::run::{LeaseSettings, Operator, OperatorConfig};
-    use crate::source::gitops::RepoConfig;
-    use crate::source::{PullSettings, SourceConfig};
+    use crate::controller::run::OperatorConfig;
     crate::report::install_crypto_provider();
     let client = kube::Client::try_default()
         .await
@@ -314,83 +312,13 @@ async fn run_async(args: Args) -> anyhow::Result<u8> {
         Some(dir) => crate::render::Templates::with_overrides(dir)?,
         None => crate::render::Templates::embedded(),
     };
-    let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
-    let leader_election = args.leader_election.unwrap_or(in_cluster).then(|| {
-        LeaseSettings::new(
-            args.lease_namespace
-                .clone()
-                .or_else(|| std::env::var("POD_NAMESPACE").ok())
-                .unwrap_or_else(|| "vworkspace-system".into()),
-            format!("vworkspace-operator-{}", args.cluster_id),
-            std::env::var("POD_NAME")
-                .unwrap_or_else(|_| format!("vworkspace-operator-{}", std::process::id())),
-        )
-    });
-    let operator_namespace = args
-        .operator_namespace
-        .clone()
-        .or_else(|| std::env::var("POD_NAMESPACE").ok())
-        .unwrap_or_else(|| "vworkspace-system".into());
+    let leader_election = leader_election(&args);
     let mode = match args.mode {
         Some(m) => m,
-        None => {
-            let api: kube::Api<crate::api::Cluster> = kube::Api::all(client.clone());
-            let spec_mode = api
-                .get_opt(&args.cluster_id)
-                .await
-                .map_err(|e| anyhow::anyhow!("reading Cluster {}: {e}", args.cluster_id))?
-                .and_then(|c| c.spec.connectivity_mode);
-            match spec_mode {
-                Some(crate::api::ConnectivityMode::Pull) => ModeArg::Pull,
-                Some(crate::api::ConnectivityMode::Push) => ModeArg::Push,
-                _ => ModeArg::Gitops,
-            }
-        }
+        None => cluster_mode(&args, &client).await?,
     };
-    let control_plane = match &args.control_plane_endpoint {
-        Some(_) if mode == ModeArg::Pull => None,
-        Some(endpoint) => {
-            let token = args.control_plane_token_file.clone().ok_or_else(|| {
-                anyhow::anyhow!("--control-plane-endpoint needs --control-plane-token-file")
-            })?;
-            let mut pc =
-                crate::report::events::PosterConfig::new(endpoint, token, &args.cluster_id);
-            pc.signing_key_file = args.control_plane_hmac_key_file.clone();
-            Some(pc)
-        }
-        None => None,
-    };
-    let webhook = match args.webhook_addr {
-        None => None,
-        Some(addr) => {
-            let certs = match &args.webhook_cert_dir {
-                Some(dir) => crate::webhook::CertSource::Files(dir.clone()),
-                None => {
-                    let (ns, name) = args.webhook_secret.split_once('/').ok_or_else(|| {
-                        anyhow::anyhow!(
-                            "--webhook-secret takes NAMESPACE/NAME, got {:?}",
-                            args.webhook_secret
-                        )
-                    })?;
-                    crate::webhook::CertSource::Managed {
-                        secret_namespace: ns.into(),
-                        secret_name: name.into(),
-                        configuration: args.webhook_configuration.clone(),
-                        settings: crate::webhook::certs::CertSettings {
-                            names: args.webhook_names.clone(),
-                            ca_validity: args.webhook_ca_validity,
-                            cert_validity: args.webhook_cert_validity,
-                        },
-                    }
-                }
-            };
-            Some(crate::webhook::WebhookConfig {
-                addr,
-                certs,
-                approval_key: approval_key.clone(),
-            })
-        }
-    };
+    let control_plane = control_plane(&args, mode)?;
+    let webhook = webhook(&args, approval_key.as_deref())?;
     let config = OperatorConfig {
         settings: Settings {
             cluster_id: args.cluster_id.clone(),
@@ -400,42 +328,7 @@ async fn run_async(args: Args) -> anyhow::Result<u8> {
             resync: args.resync_interval,
             allowed_chart_hosts: args.chart_hosts.allow_chart_host.clone(),
         },
-        source: match mode {
-            ModeArg::Pull => {
-                let mut agent = crate::source::pull::agent::PullConfig::new(
-                    &args.cluster_id,
-                    &operator_namespace,
-                    args.state_dir.join("pull").join("token"),
-                );
-                agent.endpoint = args.control_plane_endpoint.clone();
-                agent.allow_insecure_http = args.allow_insecure_http;
-                agent.poll_wait = args.poll_wait.min(std::time::Duration::from_secs(300));
-                agent.job_deadline = args.job_deadline;
-                SourceConfig::Pull(PullSettings {
-                    agent,
-                    policy,
-                    event_signing_key_file: args.control_plane_hmac_key_file.clone(),
-                })
-            }
-            ModeArg::Push => SourceConfig::Push {
-                field_manager: args.control_plane_field_manager.clone(),
-                policy,
-            },
-            ModeArg::Gitops => SourceConfig::GitOps(RepoConfig {
-                url: args.repo_url.clone().ok_or_else(|| {
-                    anyhow::anyhow!("GitOps mode needs --repo-url (VWORKSPACE_REPO_URL)")
-                })?,
-                branch: args.branch.clone(),
-                path: args
-                    .repo_path
-                    .clone()
-                    .unwrap_or_else(|| format!("clusters/{}", args.cluster_id)),
-                policy,
-                credentials: load_credentials(args.git_credentials.as_deref())?,
-                cache_dir: args.state_dir.join("cache"),
-                notes_signing_key: args.notes_signing_key.clone(),
-            }),
-        },
+        source: source_config(&args, mode, policy)?,
         fetch_interval: args.fetch_interval,
         templates,
         state_dir: args.state_dir.clone(),
@@ -451,7 +344,15 @@ async fn run_async(args: Args) -> anyhow::Result<u8> {
         webhook,
         policy_reload,
     };
-    let operator = Operator::start(client, config).await?;
+    serve(client, config).await
+}
+
+/// Start the operator and run it until it stops, or until SIGINT or SIGTERM stops it.
+async fn serve(
+    client: kube::Client,
+    config: crate::controller::run::OperatorConfig,
+) -> anyhow::Result<u8> {
+    let operator = crate::controller::run::Operator::start(client, config).await?;
     let mut stopped = operator.stopped();
     tokio::select! {
         _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
@@ -460,6 +361,146 @@ async fn run_async(args: Args) -> anyhow::Result<u8> {
     }
     operator.stop().await;
     Ok(super::EXIT_OK)
+}
+
+/// The leader election lease (`--leader-election`, by default on in a cluster): in the lease namespace (else
+/// the pod's, else vworkspace-system), held as the pod.
+fn leader_election(args: &Args) -> Option<crate::controller::run::LeaseSettings> {
+    let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
+    args.leader_election.unwrap_or(in_cluster).then(|| {
+        crate::controller::run::LeaseSettings::new(
+            args.lease_namespace
+                .clone()
+                .or_else(|| std::env::var("POD_NAMESPACE").ok())
+                .unwrap_or_else(|| "vworkspace-system".into()),
+            format!("vworkspace-operator-{}", args.cluster_id),
+            std::env::var("POD_NAME")
+                .unwrap_or_else(|_| format!("vworkspace-operator-{}", std::process::id())),
+        )
+    })
+}
+
+/// The mode when `--mode` is not given: the Cluster's spec.connectivityMode, else gitops.
+async fn cluster_mode(args: &Args, client: &kube::Client) -> anyhow::Result<ModeArg> {
+    let api: kube::Api<crate::api::Cluster> = kube::Api::all(client.clone());
+    let spec_mode = api
+        .get_opt(&args.cluster_id)
+        .await
+        .map_err(|e| anyhow::anyhow!("reading Cluster {}: {e}", args.cluster_id))?
+        .and_then(|c| c.spec.connectivity_mode);
+    Ok(match spec_mode {
+        Some(crate::api::ConnectivityMode::Pull) => ModeArg::Pull,
+        Some(crate::api::ConnectivityMode::Push) => ModeArg::Push,
+        _ => ModeArg::Gitops,
+    })
+}
+
+/// Where events are posted outside Pull mode (Pull mode posts them with the agent's endpoint and token).
+fn control_plane(
+    args: &Args,
+    mode: ModeArg,
+) -> anyhow::Result<Option<crate::report::events::PosterConfig>> {
+    Ok(match &args.control_plane_endpoint {
+        Some(_) if mode == ModeArg::Pull => None,
+        Some(endpoint) => {
+            let token = args.control_plane_token_file.clone().ok_or_else(|| {
+                anyhow::anyhow!("--control-plane-endpoint needs --control-plane-token-file")
+            })?;
+            let mut pc =
+                crate::report::events::PosterConfig::new(endpoint, token, &args.cluster_id);
+            pc.signing_key_file = args.control_plane_hmac_key_file.clone();
+            Some(pc)
+        }
+        None => None,
+    })
+}
+
+/// The admission webhook (`--webhook-addr`), with its certificate from `--webhook-cert-dir` or else managed in
+/// `--webhook-secret`.
+fn webhook(
+    args: &Args,
+    approval_key: Option<&[u8]>,
+) -> anyhow::Result<Option<crate::webhook::WebhookConfig>> {
+    let Some(addr) = args.webhook_addr else {
+        return Ok(None);
+    };
+    let certs = match &args.webhook_cert_dir {
+        Some(dir) => crate::webhook::CertSource::Files(dir.clone()),
+        None => {
+            let (ns, name) = args.webhook_secret.split_once('/').ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--webhook-secret takes NAMESPACE/NAME, got {:?}",
+                    args.webhook_secret
+                )
+            })?;
+            crate::webhook::CertSource::Managed {
+                secret_namespace: ns.into(),
+                secret_name: name.into(),
+                configuration: args.webhook_configuration.clone(),
+                settings: crate::webhook::certs::CertSettings {
+                    names: args.webhook_names.clone(),
+                    ca_validity: args.webhook_ca_validity,
+                    cert_validity: args.webhook_cert_validity,
+                },
+            }
+        }
+    };
+    Ok(Some(crate::webhook::WebhookConfig {
+        addr,
+        certs,
+        approval_key: approval_key.map(<[u8]>::to_vec),
+    }))
+}
+
+/// How intent reaches this cluster in `mode`, with the trust policy.
+fn source_config(
+    args: &Args,
+    mode: ModeArg,
+    policy: crate::git::policy::TrustPolicy,
+) -> anyhow::Result<crate::source::SourceConfig> {
+    use crate::source::gitops::RepoConfig;
+    use crate::source::{PullSettings, SourceConfig};
+    Ok(match mode {
+        ModeArg::Pull => {
+            let operator_namespace = args
+                .operator_namespace
+                .clone()
+                .or_else(|| std::env::var("POD_NAMESPACE").ok())
+                .unwrap_or_else(|| "vworkspace-system".into());
+            let mut agent = crate::source::pull::agent::PullConfig::new(
+                &args.cluster_id,
+                &operator_namespace,
+                args.state_dir.join("pull").join("token"),
+            );
+            agent.endpoint = args.control_plane_endpoint.clone();
+            agent.allow_insecure_http = args.allow_insecure_http;
+            agent.poll_wait = args.poll_wait.min(std::time::Duration::from_secs(300));
+            agent.job_deadline = args.job_deadline;
+            SourceConfig::Pull(PullSettings {
+                agent,
+                policy,
+                event_signing_key_file: args.control_plane_hmac_key_file.clone(),
+            })
+        }
+        ModeArg::Push => SourceConfig::Push {
+            field_manager: args.control_plane_field_manager.clone(),
+            policy,
+        },
+        ModeArg::Gitops => SourceConfig::GitOps(RepoConfig {
+            url: args.repo_url.clone().ok_or_else(|| {
+                anyhow::anyhow!("GitOps mode needs --repo-url (VWORKSPACE_REPO_URL)")
+            })?,
+            branch: args.branch.clone(),
+            path: args
+                .repo_path
+                .clone()
+                .unwrap_or_else(|| format!("clusters/{}", args.cluster_id)),
+            policy,
+            credentials: load_credentials(args.git_credentials.as_deref())?,
+            cache_dir: args.state_dir.join("cache"),
+            notes_signing_key: args.notes_signing_key.clone(),
+        }),
+    })
 }
 
 async fn sigterm() {

@@ -292,10 +292,16 @@ impl ResolvesServerCert for Resolver {
     }
 }
 
+/// Largest certificate chain or key file read from `--webhook-cert-dir`, in bytes: a PEM chain is a few KiB.
+const MAX_PEM_BYTES: u64 = 1 << 20;
+
+/// The certificate chain and key in `dir`: regular files of at most [`MAX_PEM_BYTES`] each (a bigger one is
+/// refused, naming the file and the limit, without being read whole).
 fn read_files(dir: &std::path::Path) -> anyhow::Result<(String, String)> {
     let read = |f: &str| {
-        std::fs::read_to_string(dir.join(f))
-            .with_context(|| format!("reading {}", dir.join(f).display()))
+        let path = dir.join(f);
+        crate::git::bounded::read_to_string(&path, MAX_PEM_BYTES)
+            .with_context(|| format!("reading {}", path.display()))
     };
     Ok((read(certs::TLS_CRT)?, read(certs::TLS_KEY)?))
 }
@@ -667,5 +673,26 @@ impl Webhook {
             }
         }
         Ok((problems, warnings))
+    }
+}
+
+#[cfg(test)]
+mod read_files_tests {
+    use super::*;
+
+    #[test]
+    fn certificate_files_are_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let pem = |len: usize| "A".repeat(len);
+        std::fs::write(dir.path().join(certs::TLS_CRT), pem(MAX_PEM_BYTES as usize)).unwrap();
+        std::fs::write(dir.path().join(certs::TLS_KEY), pem(10)).unwrap();
+        assert!(read_files(dir.path()).is_ok());
+        let crt = dir.path().join(certs::TLS_CRT);
+        std::fs::write(&crt, pem(MAX_PEM_BYTES as usize + 1)).unwrap();
+        let e = format!("{:#}", read_files(dir.path()).unwrap_err());
+        assert!(
+            e.contains(&crt.display().to_string()) && e.contains("1048576-byte limit"),
+            "{e}"
+        );
     }
 }

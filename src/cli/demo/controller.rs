@@ -343,6 +343,58 @@ async fn steps(
     created.crds = install_crds(client).await?;
     tracing::info!("demo: CRDs installed");
     let resources = Resources::new(client.clone());
+    require_flux(&resources, &server).await?;
+    let (namespaces, apps) = verified_intents(input)?;
+
+    let operator_repo = mirror(input)?;
+    created.namespaces = create_namespaces(client, &namespaces).await?;
+    let clusters: Api<Cluster> = Api::all(client.clone());
+    created.cluster = clusters
+        .get_opt(CLUSTER)
+        .await
+        .context("reading the Cluster object")?
+        .is_none();
+    let config = operator_config(input, &operator_repo)?;
+    tracing::info!("demo: starting the operator");
+    let operator = operator_slot.insert(
+        Operator::start(client.clone(), config)
+            .await
+            .context("starting the operator")?,
+    );
+    let view = operator.source.status().last_verified_commit;
+
+    let hand_edited = apply_intents(client, &apps, created).await?;
+    tracing::info!(
+        intents = created.intents.len(),
+        "demo: intents applied as Flux would"
+    );
+    let intents = wait_for_operator(client, &resources, &created.intents).await?;
+    tracing::info!("demo: the operator acted on every intent");
+
+    let (refused_head, refused_head_rejected) =
+        sync_refused_head(operator, &operator_repo, input.head).await?;
+    let view_after = operator.source.status().last_verified_commit;
+    tracing::info!(?view_after, "demo: synced the refused head");
+
+    Ok(ControllerInfo {
+        server,
+        crds_installed: created.crds.clone(),
+        namespaces_created: created.namespaces.clone(),
+        operator_repo: operator_repo.display().to_string(),
+        view,
+        hand_edited,
+        intents,
+        head: input.head.to_string(),
+        refused_head,
+        refused_head_rejected,
+        view_after,
+        verified: input.verified.to_string(),
+        cleanup: String::new(),
+    })
+}
+
+/// Flux's kinds the operator renders into must be served by the cluster at `server`.
+async fn require_flux(resources: &Resources, server: &str) -> anyhow::Result<()> {
     let mut missing = Vec::new();
     for (api_version, kind) in [
         ("helm.toolkit.fluxcd.io/v2", "HelmRelease"),
@@ -360,8 +412,11 @@ async fn steps(
             missing.join(", ")
         );
     }
+    Ok(())
+}
 
-    // What Flux would sync: the namespaces and ApplicationInstances of the verified revision.
+/// What Flux would sync: the namespaces and ApplicationInstances of the verified revision.
+fn verified_intents(input: &Input<'_>) -> anyhow::Result<(Vec<Value>, Vec<Value>)> {
     let repo = Repo::open(input.repo_dir)?;
     let files = load_rev(&repo, input.verified, INTENT_PATH)
         .with_context(|| format!("reading {INTENT_PATH} at {}", input.verified))?;
@@ -370,22 +425,18 @@ async fn steps(
     if let Some(p) = problems.first() {
         bail!("the verified revision has an invalid intent: {p}");
     }
-    let apps: Vec<&Value> = docs
-        .iter()
+    let apps = docs
+        .into_iter()
         .filter(|d| d.key.kind == IntentKind::ApplicationInstance)
-        .map(|d| &d.value)
+        .map(|d| d.value)
         .collect();
+    Ok((namespaces, apps))
+}
 
-    let operator_repo = mirror(input)?;
-    created.namespaces = create_namespaces(client, &namespaces).await?;
-    let clusters: Api<Cluster> = Api::all(client.clone());
-    created.cluster = clusters
-        .get_opt(CLUSTER)
-        .await
-        .context("reading the Cluster object")?
-        .is_none();
+/// The operator's configuration: GitOps mode on the mirror `operator_repo`, short intervals.
+fn operator_config(input: &Input<'_>, operator_repo: &Path) -> anyhow::Result<OperatorConfig> {
     let state_dir = input.dir.join("controller/state");
-    let config = OperatorConfig {
+    Ok(OperatorConfig {
         settings: Settings {
             cluster_id: CLUSTER.to_string(),
             namespace_selector: Selector::parse(labels::DEFAULT_NAMESPACE_SELECTOR)
@@ -418,15 +469,16 @@ async fn steps(
         max_concurrent_reconciles: 16,
         webhook: None,
         policy_reload: None,
-    };
-    tracing::info!("demo: starting the operator");
-    let operator = operator_slot.insert(
-        Operator::start(client.clone(), config)
-            .await
-            .context("starting the operator")?,
-    );
-    let view = operator.source.status().last_verified_commit;
+    })
+}
 
+/// Apply the ApplicationInstances as Flux would, one of them ([`HAND_EDITED`]) edited by hand; each is
+/// recorded in `created`. Returns what the hand edit was.
+async fn apply_intents(
+    client: &Client,
+    apps: &[Value],
+    created: &mut Created,
+) -> anyhow::Result<String> {
     let mut hand_edited = String::new();
     for app in apps {
         let ns = crate::render::namespace(app).to_string();
@@ -455,17 +507,21 @@ async fn steps(
         .await
         .with_context(|| format!("applying ApplicationInstance {ns}/{name}"))?;
     }
+    Ok(hand_edited)
+}
 
-    tracing::info!(
-        intents = created.intents.len(),
-        "demo: intents applied as Flux would"
-    );
+/// Poll the intents until the operator acted on every one (see [`waiting_for`]), for at most [`WAIT`].
+async fn wait_for_operator(
+    client: &Client,
+    resources: &Resources,
+    intents: &[(String, String)],
+) -> anyhow::Result<Vec<IntentRow>> {
     let started = Instant::now();
-    let intents = loop {
-        let rows = intent_rows(client, &resources, &created.intents).await?;
+    loop {
+        let rows = intent_rows(client, resources, intents).await?;
         let pending: Vec<String> = rows.iter().filter_map(waiting_for).collect();
         if pending.is_empty() {
-            break rows;
+            return Ok(rows);
         }
         if started.elapsed() > WAIT {
             bail!(
@@ -475,14 +531,19 @@ async fn steps(
             );
         }
         tokio::time::sleep(POLL).await;
-    };
+    }
+}
 
-    tracing::info!("demo: the operator acted on every intent");
-    // main moves on to the refused commits.
-    let mirror_repo = gix::open(&operator_repo)
-        .with_context(|| format!("opening {}", operator_repo.display()))?;
-    let head = gix::ObjectId::from_hex(input.head.as_bytes())
-        .map_err(|e| anyhow!("head {}: {e}", input.head))?;
+/// Move `main` of the mirror on to the refused `head` and sync once; returns what the sync said and
+/// whether it refused the head (as it must).
+async fn sync_refused_head(
+    operator: &Operator,
+    operator_repo: &Path,
+    head: &str,
+) -> anyhow::Result<(String, bool)> {
+    let mirror_repo =
+        gix::open(operator_repo).with_context(|| format!("opening {}", operator_repo.display()))?;
+    let head = gix::ObjectId::from_hex(head.as_bytes()).map_err(|e| anyhow!("head {head}: {e}"))?;
     mirror_repo
         .reference(
             format!("refs/heads/{BRANCH}"),
@@ -491,30 +552,11 @@ async fn steps(
             "demo: main moves to the refused head",
         )
         .map_err(|e| anyhow!("moving {BRANCH} in {}: {e}", operator_repo.display()))?;
-    let outcome = operator.sync_now().await;
-    let (refused_head, refused_head_rejected) = match outcome {
+    Ok(match operator.sync_now().await {
         SyncOutcome::Rejected { reason, .. } => (format!("refused: {reason}"), true),
         SyncOutcome::Verified { .. } => ("verified (unexpected)".to_string(), false),
         SyncOutcome::Unchanged => ("nothing new (unexpected)".to_string(), false),
         SyncOutcome::Unreachable { error } => (format!("repo unreachable: {error}"), false),
-    };
-    let view_after = operator.source.status().last_verified_commit;
-    tracing::info!(?view_after, "demo: synced the refused head");
-
-    Ok(ControllerInfo {
-        server,
-        crds_installed: created.crds.clone(),
-        namespaces_created: created.namespaces.clone(),
-        operator_repo: operator_repo.display().to_string(),
-        view,
-        hand_edited,
-        intents,
-        head: input.head.to_string(),
-        refused_head,
-        refused_head_rejected,
-        view_after,
-        verified: input.verified.to_string(),
-        cleanup: String::new(),
     })
 }
 

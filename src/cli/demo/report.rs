@@ -135,7 +135,26 @@ impl fmt::Display for Report {
             f,
             "vworkspace-operator demo: cluster {CLUSTER}, intent path {INTENT_PATH}\n"
         )?;
+        self.fmt_repo(f, w)?;
+        self.fmt_verify(f, w)?;
+        self.fmt_render(f)?;
+        self.fmt_hydrate(f, w)?;
+        self.fmt_notes(f)?;
+        write!(f, "{}", self.pull)?;
+        writeln!(f)?;
 
+        if let Some(c) = &self.controller {
+            write!(f, "{c}")?;
+            writeln!(f)?;
+        }
+        self.fmt_result(f)?;
+        self.fmt_explore(f)
+    }
+}
+
+impl Report {
+    /// 1. The cluster repo and the trust policy.
+    fn fmt_repo(&self, f: &mut fmt::Formatter<'_>, w: usize) -> fmt::Result {
         writeln!(
             f,
             "1. The cluster repo: {BRANCH} has {} commits (oldest first), built from examples/cluster-repo",
@@ -162,7 +181,11 @@ impl fmt::Display for Report {
             "   trust policy: mode {}, one SSH signer: {} ({}), key {}\n",
             self.policy.mode, self.policy.signer, self.policy.comment, self.policy.fingerprint
         )?;
+        Ok(())
+    }
 
+    /// 2. The verdicts and the newest verified revision.
+    fn fmt_verify(&self, f: &mut fmt::Formatter<'_>, w: usize) -> fmt::Result {
         writeln!(
             f,
             "2. verify: every commit of {BRANCH} that changed {INTENT_PATH}"
@@ -194,7 +217,11 @@ impl fmt::Display for Report {
             short_id(&self.revision),
             self.subject(&self.revision)
         )?;
+        Ok(())
+    }
 
+    /// 3. What each intent rendered to.
+    fn fmt_render(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
             "3. render {}: {} intents → {} objects",
@@ -221,7 +248,11 @@ impl fmt::Display for Report {
             writeln!(f, "   problem: {p}")?;
         }
         writeln!(f)?;
+        Ok(())
+    }
 
+    /// 4. The output commit and what became of each commit.
+    fn fmt_hydrate(&self, f: &mut fmt::Formatter<'_>, w: usize) -> fmt::Result {
         let h = &self.hydrate;
         match &h.output_commit {
             Some(c) => writeln!(
@@ -262,7 +293,11 @@ impl fmt::Display for Report {
             )?;
         }
         writeln!(f)?;
+        Ok(())
+    }
 
+    /// 5. The audit trail.
+    fn fmt_notes(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
             "5. The audit trail (git notes on the intent commits): {}",
@@ -273,15 +308,11 @@ impl fmt::Display for Report {
             writeln!(f)?;
         }
         writeln!(f)?;
+        Ok(())
+    }
 
-        write!(f, "{}", self.pull)?;
-        writeln!(f)?;
-
-        if let Some(c) = &self.controller {
-            write!(f, "{c}")?;
-            writeln!(f)?;
-        }
-
+    /// The self-checks' result and the time taken.
+    fn fmt_result(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let failed: Vec<&Check> = self.checks.iter().filter(|c| !c.ok).collect();
         if failed.is_empty() {
             writeln!(
@@ -309,6 +340,11 @@ impl fmt::Display for Report {
             }
         }
         writeln!(f, "Took {:.1} s.", self.seconds)?;
+        Ok(())
+    }
+
+    /// Where to explore what was kept, or that nothing was.
+    fn fmt_explore(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.kept {
             let d = &self.dir;
             writeln!(f, "\nEverything is kept in {d}. Explore it:")?;

@@ -132,13 +132,7 @@ impl Credentials {
         token_file: &Path,
         key_file: Option<&Path>,
     ) -> Result<Self, EventError> {
-        let token = tokio::fs::read(token_file)
-            .await
-            .map_err(|source| EventError::ReadFile {
-                what: "token",
-                path: token_file.to_path_buf(),
-                source,
-            })?;
+        let token = read_credential_file("token", token_file).await?;
         let bad = |reason: &str| EventError::BadFile {
             what: "token",
             path: token_file.to_path_buf(),
@@ -156,14 +150,7 @@ impl Credentials {
         let key = match key_file {
             None => None,
             Some(path) => {
-                let content =
-                    tokio::fs::read(path)
-                        .await
-                        .map_err(|source| EventError::ReadFile {
-                            what: "signing key",
-                            path: path.to_path_buf(),
-                            source,
-                        })?;
+                let content = read_credential_file("signing key", path).await?;
                 Some(
                     SigningKey::parse(&content).map_err(|reason| EventError::BadFile {
                         what: "signing key",
@@ -185,6 +172,35 @@ impl Credentials {
         *self = Self::load(&self.token_file, self.key_file.as_deref()).await?;
         Ok(())
     }
+}
+
+/// Largest control-plane token or signing key file read, in bytes: a token or a key is a few hundred bytes.
+pub(super) const MAX_CREDENTIAL_FILE_BYTES: u64 = 64 << 10;
+
+/// Read the control-plane `what` file at `path`: a regular file of at most [`MAX_CREDENTIAL_FILE_BYTES`] (a
+/// bigger one, or a FIFO or device, is refused without being read whole), off the async workers.
+async fn read_credential_file(what: &'static str, path: &Path) -> Result<Vec<u8>, EventError> {
+    use crate::git::bounded::{BoundedReadError, read};
+    let owned = path.to_path_buf();
+    let result = tokio::task::spawn_blocking(move || read(&owned, MAX_CREDENTIAL_FILE_BYTES))
+        .await
+        .map_err(|e| BoundedReadError::Io {
+            kind: std::io::ErrorKind::Other,
+            message: e.to_string(),
+        })
+        .and_then(|r| r);
+    result.map_err(|e| match e {
+        e @ BoundedReadError::Io { .. } => EventError::ReadFile {
+            what,
+            path: path.to_path_buf(),
+            source: e.into(),
+        },
+        other => EventError::BadFile {
+            what,
+            path: path.to_path_buf(),
+            reason: other.to_string(),
+        },
+    })
 }
 
 pub(super) struct Queued {

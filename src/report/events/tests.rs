@@ -277,3 +277,48 @@ fn conditions_for_the_cluster() {
         ]
     );
 }
+
+/// The token and signing key files are read up to a bound: a bigger file is refused, naming the file and the
+/// limit, instead of being read whole (and sent as a bearer token).
+#[tokio::test]
+async fn credential_files_are_bounded() {
+    use super::shared::{Credentials, MAX_CREDENTIAL_FILE_BYTES};
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "t".repeat(MAX_CREDENTIAL_FILE_BYTES as usize)).unwrap();
+    assert!(Credentials::load(&token, None).await.is_ok());
+    std::fs::write(&token, "t".repeat(MAX_CREDENTIAL_FILE_BYTES as usize + 1)).unwrap();
+    let e = Credentials::load(&token, None)
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("token file")
+            && e.contains(&token.display().to_string())
+            && e.contains("65536-byte limit"),
+        "{e}"
+    );
+    std::fs::write(&token, "tok").unwrap();
+    let key = dir.path().join("key");
+    std::fs::write(&key, "k".repeat(MAX_CREDENTIAL_FILE_BYTES as usize + 1)).unwrap();
+    let e = Credentials::load(&token, Some(&key))
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("signing key file") && e.contains("65536-byte limit"),
+        "{e}"
+    );
+    let missing = dir.path().join("missing");
+    let e = Credentials::load(&missing, None)
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.starts_with("cannot read the control-plane token file"),
+        "{e}"
+    );
+}

@@ -193,15 +193,73 @@ impl RepoSource {
     /// Fetch, verify and index. Blocking (git network and object reads): call it in `spawn_blocking`, from
     /// one task at a time. The view's lock is held only to read the last verified commit and to publish the
     /// result, never while fetching or verifying.
+    ///
+    /// The steps: fetch the branch (`fetch_branch`); open the clone at its head (`open_head`), done when the
+    /// head is the view or a head already refused (`settled`); verify, selecting the revision to trust
+    /// (`select_view`); then refuse with no view (`no_view`), keep the view (`view_stays`), or index the new
+    /// view and publish it (`index_view`, `publish`).
     pub fn sync(&self) -> SyncOutcome {
-        let repo_dir = self.config.cache_dir.join("repo.git");
+        let fetched = self.fetch_branch();
+        let start = self.sync_start();
+        // A policy change is applied even while the remote is unreachable: a revoked key must stop being
+        // trusted whether or not the remote answers (the local clone holds what was fetched).
+        let fetch_error = fetched.err().map(|e| e.to_string());
+        if let Some(e) = &fetch_error
+            && !start.rejudge
+        {
+            return self.unreachable(e.clone(), false);
+        }
+        let policy = match start.policy {
+            Ok(p) => p,
+            Err(e) if start.rejudge => return self.distrust_all(e),
+            Err(e) => {
+                return SyncOutcome::Rejected {
+                    head: String::new(),
+                    reason: format!("the trust policy is invalid, so nothing is trusted: {e}"),
+                    view: None,
+                };
+            }
+        };
+        let pass = match self.open_head(start.indexed, start.rejudge, fetch_error) {
+            Ok(pass) => pass,
+            Err(outcome) => return outcome,
+        };
+        if let Some(outcome) = self.settled(&pass, start.known_failure) {
+            return outcome;
+        }
+        let seen = self.record_first_seen(&pass.repo, start.seen_base, pass.head);
+        let selection = match self.select_view(&pass, &policy, start.last_verified, &seen) {
+            Ok(s) => s,
+            Err(failure) => return self.reject(pass, failure),
+        };
+        let failure = refused_commit_failure(&selection, &pass.head_hex);
+        let Some(target) = selection.target else {
+            return self.no_view(pass, failure);
+        };
+        if pass.indexed == Some(target) {
+            return self.view_stays(pass, failure);
+        }
+        self.index_view(pass, &selection, target, failure)
+    }
+
+    /// Where the bare clone is.
+    fn repo_dir(&self) -> PathBuf {
+        self.config.cache_dir.join("repo.git")
+    }
+
+    /// Fetch the branch into the bare clone.
+    fn fetch_branch(&self) -> Result<remote::FetchOutcome, remote::RemoteError> {
         let refspec = format!("+refs/heads/{0}:refs/heads/{0}", self.config.branch);
-        let fetched = remote::fetch(
-            &repo_dir,
+        remote::fetch(
+            &self.repo_dir(),
             &self.config.url,
             &[refspec.as_str()],
             &self.config.credentials,
-        );
+        )
+    }
+
+    /// What a sync starts from, read under the view's lock.
+    fn sync_start(&self) -> SyncStart {
         let (last_verified, indexed, known_failure, policy, rejudge) = {
             let state = self.lock();
             (
@@ -219,182 +277,196 @@ impl RepoSource {
         } else {
             (last_verified, known_failure)
         };
-        let fail = |error: String, reachable: bool| {
-            let mut state = self.lock();
-            state.status.reachable = reachable;
-            state.status.last_error = Some(error.clone());
-            SyncOutcome::Unreachable { error }
-        };
-        // A policy change is applied even while the remote is unreachable: a revoked key must stop being
-        // trusted whether or not the remote answers (the local clone holds what was fetched).
-        let fetch_error = fetched.err().map(|e| e.to_string());
-        if let Some(e) = &fetch_error
-            && !rejudge
-        {
-            return fail(e.clone(), false);
+        SyncStart {
+            last_verified,
+            seen_base,
+            indexed,
+            known_failure,
+            policy,
+            rejudge,
         }
-        let policy = match policy {
-            Ok(p) => p,
-            Err(e) if rejudge => return self.distrust_all(e),
-            Err(e) => {
-                return SyncOutcome::Rejected {
-                    head: String::new(),
-                    reason: format!("the trust policy is invalid, so nothing is trusted: {e}"),
-                    view: None,
-                };
-            }
-        };
-        let repo = match Repo::open(&repo_dir) {
+    }
+
+    /// The remote or the clone cannot be read: the view stays, the status says why.
+    fn unreachable(&self, error: String, reachable: bool) -> SyncOutcome {
+        let mut state = self.lock();
+        state.status.reachable = reachable;
+        state.status.last_error = Some(error.clone());
+        SyncOutcome::Unreachable { error }
+    }
+
+    /// Open the clone and resolve the branch's head.
+    fn open_head(
+        &self,
+        indexed: Option<ObjectId>,
+        rejudge: bool,
+        fetch_error: Option<String>,
+    ) -> Result<Pass, SyncOutcome> {
+        let repo = match Repo::open(self.repo_dir()) {
             Ok(repo) => repo,
-            Err(e) => return fail(e.to_string(), true),
+            Err(e) => return Err(self.unreachable(e.to_string(), true)),
         };
         let head = match repo.resolve_commit(&format!("refs/heads/{}", self.config.branch)) {
             Ok(h) => h,
-            Err(e) => return fail(format!("branch {}: {e}", self.config.branch), true),
+            Err(e) => {
+                return Err(self.unreachable(format!("branch {}: {e}", self.config.branch), true));
+            }
         };
-        let head_hex = head.to_string();
-        if indexed == Some(head) && !rejudge {
+        Ok(Pass {
+            head_hex: head.to_string(),
+            repo,
+            head,
+            indexed,
+            rejudge,
+            fetch_error,
+        })
+    }
+
+    /// The outcome when there is nothing to judge: the head is the view (and no new policy asks to judge it
+    /// again), or the head is one already refused.
+    fn settled(&self, pass: &Pass, known_failure: Option<HeadFailure>) -> Option<SyncOutcome> {
+        if pass.indexed == Some(pass.head) && !pass.rejudge {
             let mut state = self.lock();
             state.status.reachable = true;
             state.status.last_error = None;
-            return SyncOutcome::Unchanged;
+            return Some(SyncOutcome::Unchanged);
         }
-        if let Some(f) = known_failure.filter(|f| f.head == head_hex) {
-            let mut state = self.lock();
-            state.status.reachable = true;
-            state.status.last_error = Some(f.message.clone());
-            return SyncOutcome::Rejected {
-                head: f.head,
-                reason: f.message,
-                view: indexed.map(|i| i.to_string()),
-            };
-        }
-        // The index of a refused head is built once per head (a head already known to fail returned above).
-        let path = &self.config.path;
-        let head_index = |repo: &Repo| ProvenanceIndex::build(repo, head, path).ok();
-        let reject = |failure: HeadFailure, repo: Repo| {
-            let refused = head_index(&repo);
-            let mut state = self.lock();
-            state.repo = repo;
-            state.head_index = refused;
-            state.status.reachable = fetch_error.is_none();
-            state.status.last_error = Some(failure.message.clone());
-            state.rejudge = false;
-            let outcome = SyncOutcome::Rejected {
-                head: failure.head.clone(),
-                reason: failure.message.clone(),
-                view: state.index.as_ref().map(|i| i.revision().to_string()),
-            };
-            state.head_failure = Some(failure);
-            outcome
-        };
-        // The newest revision whose intent changes since the last verified one all verify (range mode), or
-        // whose newest intent change verifies (head mode): see crate::git::select.
-        let policy = policy.as_ref();
-        let seen = self.record_first_seen(&repo, seen_base, head);
-        let selection = if last_verified == Some(head) {
-            Selection {
-                target: Some(head),
+        let f = known_failure.filter(|f| f.head == pass.head_hex)?;
+        let mut state = self.lock();
+        state.status.reachable = true;
+        state.status.last_error = Some(f.message.clone());
+        Some(SyncOutcome::Rejected {
+            head: f.head,
+            reason: f.message,
+            view: pass.indexed.map(|i| i.to_string()),
+        })
+    }
+
+    /// The verification: the newest revision whose intent changes since the last verified one all verify
+    /// (range mode), or whose newest intent change verifies (head mode): see crate::git::select. A head that
+    /// cannot be judged (over a bound, or unreadable) is refused with why.
+    fn select_view(
+        &self,
+        pass: &Pass,
+        policy: &TrustPolicy,
+        last_verified: Option<ObjectId>,
+        seen: &std::collections::HashMap<ObjectId, i64>,
+    ) -> Result<Selection, HeadFailure> {
+        if last_verified == Some(pass.head) {
+            return Ok(Selection {
+                target: Some(pass.head),
                 ..Selection::default()
-            }
-        } else {
-            match select(
-                &repo,
-                policy,
-                &self.config.path,
-                last_verified,
-                head,
-                Some(&seen),
-            ) {
-                Ok(s) => s,
-                Err(e) => {
-                    let reason = match &e {
-                        SelectError::Refused { .. } => reasons::BOUND_EXCEEDED,
-                        _ => reasons::UNTRUSTED_SIGNATURE,
-                    };
-                    return reject(
-                        HeadFailure {
-                            head: head_hex.clone(),
-                            commit: head_hex,
-                            reason,
-                            message: e.to_string(),
-                        },
-                        repo,
-                    );
-                }
-            }
-        };
-        let failure = selection.refused.last().map(|bad| {
-            // The oldest refused commit: everything from it on waits.
-            let why = bad.reason.clone();
-            let reason = match why.as_ref().map(|f| f.reason) {
-                Some(Reason::Unsigned) => reasons::UNSIGNED_COMMIT,
-                Some(Reason::BoundExceeded) => reasons::BOUND_EXCEEDED,
+            });
+        }
+        select(
+            &pass.repo,
+            policy,
+            &self.config.path,
+            last_verified,
+            pass.head,
+            Some(seen),
+        )
+        .map_err(|e| {
+            let reason = match &e {
+                SelectError::Refused { .. } => reasons::BOUND_EXCEEDED,
                 _ => reasons::UNTRUSTED_SIGNATURE,
             };
-            let message = format!(
-                "commit {} is not trusted: {}",
-                bad.sha,
-                why.map(|f| format!("{}: {}", f.reason.as_str(), f.message))
-                    .unwrap_or_default()
-            );
             HeadFailure {
-                head: head_hex.clone(),
-                commit: bad.sha.clone(),
+                head: pass.head_hex.clone(),
+                commit: pass.head_hex.clone(),
                 reason,
-                message,
+                message: e.to_string(),
             }
-        });
-        let target = match selection.target {
-            Some(t) => t,
-            // Nothing verifies and there is no earlier verified revision: no view (fail closed).
-            None => {
-                let failure = failure.unwrap_or_else(|| HeadFailure {
-                    head: head_hex.clone(),
-                    commit: head_hex.clone(),
-                    reason: reasons::UNTRUSTED_SIGNATURE,
-                    message: format!("no revision of {} verifies", self.config.branch),
-                });
-                if rejudge {
-                    // Judged again, nothing is trusted any more: the old view goes too.
-                    {
-                        let mut state = self.lock();
-                        state.index = None;
-                        state.last_matched.clear();
-                        state.last_verified = None;
-                    }
-                    let _ = std::fs::remove_file(anchor_file(&self.config));
-                    let outcome = reject(failure, repo);
-                    self.changes.send_modify(|n| *n += 1);
-                    return outcome;
-                }
-                return reject(failure, repo);
-            }
+        })
+    }
+
+    /// The manifests at the head, for a refused head (built once per head: a head already known to fail was
+    /// settled before).
+    fn head_index(&self, pass: &Pass) -> Option<ProvenanceIndex> {
+        ProvenanceIndex::build(&pass.repo, pass.head, &self.config.path).ok()
+    }
+
+    /// Refuse the head with `failure`; the view stays where it was (or there is none).
+    fn reject(&self, pass: Pass, failure: HeadFailure) -> SyncOutcome {
+        let refused = self.head_index(&pass);
+        let mut state = self.lock();
+        state.repo = pass.repo;
+        state.head_index = refused;
+        state.status.reachable = pass.fetch_error.is_none();
+        state.status.last_error = Some(failure.message.clone());
+        state.rejudge = false;
+        let outcome = SyncOutcome::Rejected {
+            head: failure.head.clone(),
+            reason: failure.message.clone(),
+            view: state.index.as_ref().map(|i| i.revision().to_string()),
         };
-        if indexed == Some(target) {
-            // The view stays where it is; the newer head waits.
-            let outcome = match failure {
-                Some(f) => reject(f, repo),
-                None if rejudge => {
-                    // Judged again and trusted as it is: whatever was refused before no longer is.
-                    let mut state = self.lock();
-                    state.repo = repo;
-                    state.head_failure = None;
-                    state.head_index = None;
-                    state.last_matched.clear();
-                    state.rejudge = false;
-                    state.status.reachable = fetch_error.is_none();
-                    state.status.last_error = fetch_error.clone();
-                    SyncOutcome::Verified { head: head_hex }
-                }
-                None => SyncOutcome::Unchanged,
-            };
-            if rejudge {
-                // The verdicts on live objects may have changed even where the view did not.
-                self.changes.send_modify(|n| *n += 1);
-            }
-            return outcome;
+        state.head_failure = Some(failure);
+        outcome
+    }
+
+    /// Nothing verifies and there is no earlier verified revision: no view (fail closed). Judged again under
+    /// a new policy, the old view goes too.
+    fn no_view(&self, pass: Pass, failure: Option<HeadFailure>) -> SyncOutcome {
+        let failure = failure.unwrap_or_else(|| HeadFailure {
+            head: pass.head_hex.clone(),
+            commit: pass.head_hex.clone(),
+            reason: reasons::UNTRUSTED_SIGNATURE,
+            message: format!("no revision of {} verifies", self.config.branch),
+        });
+        if !pass.rejudge {
+            return self.reject(pass, failure);
         }
+        // Judged again, nothing is trusted any more: the old view goes too.
+        {
+            let mut state = self.lock();
+            state.index = None;
+            state.last_matched.clear();
+            state.last_verified = None;
+        }
+        let _ = std::fs::remove_file(anchor_file(&self.config));
+        let outcome = self.reject(pass, failure);
+        self.changes.send_modify(|n| *n += 1);
+        outcome
+    }
+
+    /// The revision to trust is the view already: the view stays where it is, and the newer head (if refused)
+    /// waits.
+    fn view_stays(&self, pass: Pass, failure: Option<HeadFailure>) -> SyncOutcome {
+        let rejudge = pass.rejudge;
+        let outcome = match failure {
+            Some(f) => self.reject(pass, f),
+            None if rejudge => {
+                // Judged again and trusted as it is: whatever was refused before no longer is.
+                let mut state = self.lock();
+                state.repo = pass.repo;
+                state.head_failure = None;
+                state.head_index = None;
+                state.last_matched.clear();
+                state.rejudge = false;
+                state.status.reachable = pass.fetch_error.is_none();
+                state.status.last_error = pass.fetch_error;
+                SyncOutcome::Verified {
+                    head: pass.head_hex,
+                }
+            }
+            None => SyncOutcome::Unchanged,
+        };
+        if rejudge {
+            // The verdicts on live objects may have changed even where the view did not.
+            self.changes.send_modify(|n| *n += 1);
+        }
+        outcome
+    }
+
+    /// Index `target`, the new view, and publish it (with `failure`, the refused commit the head waits on, if
+    /// any). A revision whose index cannot be built is refused with its reason, never read as "no intents".
+    fn index_view(
+        &self,
+        pass: Pass,
+        selection: &Selection,
+        target: ObjectId,
+        failure: Option<HeadFailure>,
+    ) -> SyncOutcome {
         let signer = selection
             .processed
             .iter()
@@ -407,28 +479,41 @@ impl RepoSource {
                     v.fingerprint.clone().unwrap_or_default()
                 )
             });
-        let index = match ProvenanceIndex::build(&repo, target, &self.config.path) {
+        let index = match ProvenanceIndex::build(&pass.repo, target, &self.config.path) {
             Ok(i) => i,
             // The path missing at the revision, or over a bound: refused with its reason (the view stays where
             // it was, or there is none), never read as "no intents".
             Err(e) => match refusal_reason(&e) {
                 Some(reason) => {
                     let failure = HeadFailure {
-                        head: head_hex.clone(),
+                        head: pass.head_hex.clone(),
                         commit: target.to_string(),
                         reason,
                         message: format!("revision {target} is refused: {e}"),
                     };
-                    return reject(failure, repo);
+                    return self.reject(pass, failure);
                 }
-                None => return fail(e.to_string(), true),
+                None => return self.unreachable(e.to_string(), true),
             },
         };
-        let refused = failure.as_ref().and_then(|_| head_index(&repo));
+        self.publish(pass, index, target, signer, failure)
+    }
+
+    /// Make `index` (of `target`) the view: the status, the persisted last verified commit and a tick to the
+    /// subscribers.
+    fn publish(
+        &self,
+        pass: Pass,
+        index: ProvenanceIndex,
+        target: ObjectId,
+        signer: Option<String>,
+        failure: Option<HeadFailure>,
+    ) -> SyncOutcome {
+        let refused = failure.as_ref().and_then(|_| self.head_index(&pass));
         let outcome = {
             let mut state = self.lock();
-            state.repo = repo;
-            if rejudge {
+            state.repo = pass.repo;
+            if pass.rejudge {
                 // Judged under another policy: what matched before proves nothing now.
                 state.last_matched.clear();
             }
@@ -440,7 +525,7 @@ impl RepoSource {
             state.head_index = refused;
             state.last_verified = Some(target);
             state.rejudge = false;
-            state.status.reachable = fetch_error.is_none();
+            state.status.reachable = pass.fetch_error.is_none();
             state.status.last_verified_commit = Some(target.to_string());
             if signer.is_some() {
                 state.status.last_verified_signer = signer;
@@ -449,7 +534,7 @@ impl RepoSource {
             state.status.last_error = failure
                 .as_ref()
                 .map(|f| f.message.clone())
-                .or(fetch_error.clone());
+                .or(pass.fetch_error);
             let outcome = match &failure {
                 None => SyncOutcome::Verified {
                     head: target.to_string(),
@@ -531,6 +616,60 @@ impl RepoSource {
             Err(poisoned) => poisoned.into_inner(),
         }
     }
+}
+
+/// What a sync starts from: the view's state when it began.
+struct SyncStart {
+    /// The base of the verification: the last verified commit, none when judged again under a new policy.
+    last_verified: Option<ObjectId>,
+    /// The persisted last verified commit whatever the policy: what is below it was recorded as first seen
+    /// when it came.
+    seen_base: Option<ObjectId>,
+    /// The view's revision.
+    indexed: Option<ObjectId>,
+    /// Why the newest head was refused, if it was (none when judged again).
+    known_failure: Option<HeadFailure>,
+    policy: Result<Arc<TrustPolicy>, String>,
+    /// Judged again under a new policy.
+    rejudge: bool,
+}
+
+/// One sync past the fetch: the clone opened at the branch's head.
+struct Pass {
+    repo: Repo,
+    head: ObjectId,
+    head_hex: String,
+    /// The view's revision when the sync began.
+    indexed: Option<ObjectId>,
+    /// Judged again under a new policy.
+    rejudge: bool,
+    /// Why the fetch failed (a new policy is applied to the local clone all the same).
+    fetch_error: Option<String>,
+}
+
+/// Why the head waits when the selection refused a commit: the oldest refused commit (everything from it on
+/// waits).
+fn refused_commit_failure(selection: &Selection, head_hex: &str) -> Option<HeadFailure> {
+    selection.refused.last().map(|bad| {
+        let why = bad.reason.clone();
+        let reason = match why.as_ref().map(|f| f.reason) {
+            Some(Reason::Unsigned) => reasons::UNSIGNED_COMMIT,
+            Some(Reason::BoundExceeded) => reasons::BOUND_EXCEEDED,
+            _ => reasons::UNTRUSTED_SIGNATURE,
+        };
+        let message = format!(
+            "commit {} is not trusted: {}",
+            bad.sha,
+            why.map(|f| format!("{}: {}", f.reason.as_str(), f.message))
+                .unwrap_or_default()
+        );
+        HeadFailure {
+            head: head_hex.to_string(),
+            commit: bad.sha.clone(),
+            reason,
+            message,
+        }
+    })
 }
 
 /// The condition reason for an index that cannot be built because of what the revision holds.

@@ -141,7 +141,6 @@ pub fn check(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::git::policy::parse_public_key;
     use crate::source::pull::job::parse_job;
     use ed25519_dalek::VerifyingKey;
 
@@ -267,6 +266,11 @@ mod tests {
             check(&keys, "eu-1", &j, now).unwrap_err().reason,
             reasons::SIGNATURE_INVALID
         );
+    }
+
+    /// Control-plane keys as the trust policy parses them.
+    fn parse_public_key(text: &str) -> Result<VerifyingKey, String> {
+        crate::git::ssh::parse_ed25519_public_key(text, "jobs")
     }
 
     #[test]

@@ -212,52 +212,49 @@ impl OpenPgpKeyring {
         now: i64,
         require_committer_match: bool,
     ) -> SigCheck {
-        let malformed =
-            |msg: String| SigCheck::failed(None, Failure::new(Reason::MalformedSignature, msg));
-        let sigs = match DetachedSignature::from_armor_many(Cursor::new(armored)) {
-            Ok((iter, _)) => iter.collect::<Result<Vec<_>, _>>(),
-            Err(e) => {
-                return malformed(format!(
-                    "cannot decode the OpenPGP signature: {}",
-                    pgp_error(&e)
-                ));
-            }
+        let sig = match decode_signature(armored) {
+            Ok(sig) => sig,
+            Err(failure) => return SigCheck::failed(None, failure),
         };
-        let mut sigs = match sigs {
-            Ok(s) => s,
-            Err(e) => {
-                return malformed(format!(
-                    "cannot decode the OpenPGP signature: {}",
-                    pgp_error(&e)
-                ));
-            }
-        };
-        if sigs.len() > 1 {
+        let (candidates, issuer) = self.candidates(&sig);
+        if candidates.is_empty() {
             return SigCheck::failed(
-                None,
+                issuer.clone(),
                 Failure::new(
-                    Reason::MultipleSignatures,
+                    Reason::UnknownKey,
                     format!(
-                        "the OpenPGP block holds {} signatures; exactly one is accepted",
-                        sigs.len()
+                        "key {} is not in openpgpKeys",
+                        issuer.as_deref().unwrap_or("(no issuer in the signature)")
                     ),
                 ),
             );
         }
-        let Some(sig) = sigs.pop() else {
-            return malformed("the OpenPGP block holds no signature".to_string());
-        };
-        let sig = sig.signature;
-        match sig.typ() {
-            Some(SignatureType::Binary) => {}
-            other => {
-                return malformed(format!(
-                    "signature type {other:?} is not accepted; git signs commits with binary-document signatures (0x00)"
-                ));
-            }
+        if let Err(failure) = refuse_weak_hash(&sig) {
+            return SigCheck::failed(issuer, failure);
         }
+        let (ci, k) = match self.verifying_key(&sig, payload, &candidates, issuer.as_deref()) {
+            Ok(found) => found,
+            Err(failure) => return SigCheck::failed(issuer, failure),
+        };
+        let cert = &self.certs[ci];
+        let fp = Some(cert.components[k].fingerprint.clone());
+        let judged = signature_time(&sig, now)
+            .and_then(|created| check_key(cert, k, created, now))
+            .and_then(|()| signer(cert, committer_email, require_committer_match));
+        match judged {
+            Ok(signer) => SigCheck {
+                signer: Some(signer),
+                issuer: None,
+                fingerprint: fp,
+                failure: None,
+            },
+            Err(failure) => SigCheck::failed(fp, failure),
+        }
+    }
 
-        // Candidate keys: by issuer fingerprint, else by issuer key id.
+    /// The keys that may have made `sig`: by issuer fingerprint, else by issuer key id; with the issuer the
+    /// signature names (its first fingerprint, else its first key id), for messages.
+    fn candidates(&self, sig: &packet::Signature) -> (Vec<(usize, usize)>, Option<String>) {
         let mut candidates: Vec<(usize, usize)> = Vec::new();
         for fp in sig.issuer_fingerprint() {
             if let Some(c) = self.by_fingerprint.get(&hex::encode_upper(fp.as_bytes())) {
@@ -277,191 +274,235 @@ impl OpenPgpKeyring {
             .first()
             .map(|f| hex::encode_upper(f.as_bytes()))
             .or_else(|| sig.issuer_key_id().first().map(hex::encode_upper));
-        if candidates.is_empty() {
-            return SigCheck::failed(
-                issuer.clone(),
-                Failure::new(
-                    Reason::UnknownKey,
-                    format!(
-                        "key {} is not in openpgpKeys",
-                        issuer.as_deref().unwrap_or("(no issuer in the signature)")
-                    ),
-                ),
-            );
-        }
+        (candidates, issuer)
+    }
 
-        if let Some(hash) = sig.hash_alg()
-            && matches!(
-                hash,
-                HashAlgorithm::None
-                    | HashAlgorithm::Md5
-                    | HashAlgorithm::Sha1
-                    | HashAlgorithm::Ripemd160
-            )
-        {
-            return SigCheck::failed(
-                issuer,
-                Failure::new(
-                    Reason::UnsupportedAlgorithm,
-                    format!("the signature uses the weak hash {hash}"),
-                ),
-            );
-        }
-
-        // Cryptographic check against the candidate(s).
-        let mut verified: Option<(usize, usize)> = None;
+    /// The cryptographic check: the first candidate over whose key `sig` verifies over `payload`.
+    fn verifying_key(
+        &self,
+        sig: &packet::Signature,
+        payload: &[u8],
+        candidates: &[(usize, usize)],
+        issuer: Option<&str>,
+    ) -> Result<(usize, usize), Failure> {
         let mut last_err = String::new();
-        for &(ci, k) in &candidates {
+        for &(ci, k) in candidates {
             let comp = &self.certs[ci].components[k];
             let res = match &comp.material {
                 KeyMaterial::Primary(p) => sig.verify(p, payload),
                 KeyMaterial::Sub(s) => sig.verify(s, payload),
             };
             match res {
-                Ok(()) => {
-                    verified = Some((ci, k));
-                    break;
-                }
+                Ok(()) => return Ok((ci, k)),
                 Err(e) => last_err = pgp_error(&e),
             }
         }
-        let Some((ci, k)) = verified else {
-            return SigCheck::failed(
-                issuer.clone(),
-                Failure::new(
-                    Reason::BadSignature,
-                    format!(
-                        "the OpenPGP signature by {} does not verify over the commit: {last_err}",
-                        issuer.as_deref().unwrap_or("?")
-                    ),
-                ),
-            );
-        };
-        let cert = &self.certs[ci];
-        let comp = &cert.components[k];
-        let fp = Some(comp.fingerprint.clone());
-        let fail =
-            |reason: Reason, msg: String| SigCheck::failed(fp.clone(), Failure::new(reason, msg));
+        Err(Failure::new(
+            Reason::BadSignature,
+            format!(
+                "the OpenPGP signature by {} does not verify over the commit: {last_err}",
+                issuer.unwrap_or("?")
+            ),
+        ))
+    }
+}
 
-        let Some(created) = sig.created().map(|t| i64::from(t.as_secs())) else {
-            return fail(
-                Reason::MalformedSignature,
-                "the signature has no creation time".to_string(),
-            );
+/// Decode the armored block: exactly one signature, a binary-document one (what git makes).
+fn decode_signature(armored: &[u8]) -> Result<packet::Signature, Failure> {
+    let malformed = |msg: String| Failure::new(Reason::MalformedSignature, msg);
+    let undecodable = |e: &pgp::errors::Error| {
+        malformed(format!(
+            "cannot decode the OpenPGP signature: {}",
+            pgp_error(e)
+        ))
+    };
+    let (iter, _) =
+        DetachedSignature::from_armor_many(Cursor::new(armored)).map_err(|e| undecodable(&e))?;
+    let mut sigs = iter
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| undecodable(&e))?;
+    if sigs.len() > 1 {
+        return Err(Failure::new(
+            Reason::MultipleSignatures,
+            format!(
+                "the OpenPGP block holds {} signatures; exactly one is accepted",
+                sigs.len()
+            ),
+        ));
+    }
+    let Some(sig) = sigs.pop() else {
+        return Err(malformed(
+            "the OpenPGP block holds no signature".to_string(),
+        ));
+    };
+    let sig = sig.signature;
+    match sig.typ() {
+        Some(SignatureType::Binary) => Ok(sig),
+        other => Err(malformed(format!(
+            "signature type {other:?} is not accepted; git signs commits with binary-document signatures (0x00)"
+        ))),
+    }
+}
+
+/// Refuse a signature made with no hash, MD5, SHA-1 or RIPEMD-160.
+fn refuse_weak_hash(sig: &packet::Signature) -> Result<(), Failure> {
+    if let Some(hash) = sig.hash_alg()
+        && matches!(
+            hash,
+            HashAlgorithm::None
+                | HashAlgorithm::Md5
+                | HashAlgorithm::Sha1
+                | HashAlgorithm::Ripemd160
+        )
+    {
+        return Err(Failure::new(
+            Reason::UnsupportedAlgorithm,
+            format!("the signature uses the weak hash {hash}"),
+        ));
+    }
+    Ok(())
+}
+
+/// The signature's creation time, once it is known to be neither too far in the future nor expired at
+/// `now`.
+fn signature_time(sig: &packet::Signature, now: i64) -> Result<i64, Failure> {
+    let Some(created) = sig.created().map(|t| i64::from(t.as_secs())) else {
+        return Err(Failure::new(
+            Reason::MalformedSignature,
+            "the signature has no creation time",
+        ));
+    };
+    if created > now + FUTURE_SKEW_SECS {
+        return Err(Failure::new(
+            Reason::SignatureInFuture,
+            format!(
+                "the signature claims to be made at {}, in the future",
+                fmt_time(created)
+            ),
+        ));
+    }
+    if let Some(exp) = sig.signature_expiration_time()
+        && exp.as_secs() > 0
+    {
+        let until = created + i64::from(exp.as_secs());
+        if until <= now {
+            return Err(Failure::new(
+                Reason::SignatureExpired,
+                format!("the signature expired at {}", fmt_time(until)),
+            ));
+        }
+    }
+    Ok(created)
+}
+
+/// The key rules at the signature's creation time `created` and at `now`: the primary key first, then the
+/// signing component `k` (when a subkey), each neither revoked, unusable, newer than the signature nor
+/// expired; then the component must be a signing key.
+fn check_key(cert: &Cert, k: usize, created: i64, now: i64) -> Result<(), Failure> {
+    let comp = &cert.components[k];
+    let mut chain = vec![&cert.components[0]];
+    if k != 0 {
+        chain.push(comp);
+    }
+    for c in chain {
+        let what = if std::ptr::eq(c, &cert.components[0]) {
+            format!(
+                "primary key {} (openpgpKeys[{}])",
+                c.fingerprint, cert.source
+            )
+        } else {
+            format!("subkey {} (openpgpKeys[{}])", c.fingerprint, cert.source)
         };
-        if created > now + FUTURE_SKEW_SECS {
-            return fail(
-                Reason::SignatureInFuture,
+        check_component(c, &what, created, now)?;
+    }
+    if !comp.can_sign {
+        return Err(Failure::new(
+            Reason::KeyCannotSign,
+            format!(
+                "key {} is not a signing key (its key flags lack \"sign\")",
+                comp.fingerprint
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// One component of the chain (`what` names it in messages): not revoked, usable, created no later than the
+/// signature, not expired at the signature time nor at `now`.
+fn check_component(c: &Component, what: &str, created: i64, now: i64) -> Result<(), Failure> {
+    if let Some(why) = &c.revoked {
+        return Err(Failure::new(
+            Reason::KeyRevoked,
+            format!("{what} is revoked: {why}"),
+        ));
+    }
+    if let Some(why) = &c.unusable {
+        return Err(Failure::new(
+            Reason::KeyCannotSign,
+            format!("{what} is not usable: {why}"),
+        ));
+    }
+    if c.created > created {
+        return Err(Failure::new(
+            Reason::KeyNotYetValid,
+            format!(
+                "{what} was created at {}, after the signature ({})",
+                fmt_time(c.created),
+                fmt_time(created)
+            ),
+        ));
+    }
+    if let Some(exp) = c.expires {
+        if exp <= created {
+            return Err(Failure::new(
+                Reason::KeyExpired,
                 format!(
-                    "the signature claims to be made at {}, in the future",
+                    "{what} expired at {}, before the signature ({})",
+                    fmt_time(exp),
                     fmt_time(created)
                 ),
-            );
+            ));
         }
-        if let Some(exp) = sig.signature_expiration_time()
-            && exp.as_secs() > 0
-        {
-            let until = created + i64::from(exp.as_secs());
-            if until <= now {
-                return fail(
-                    Reason::SignatureExpired,
-                    format!("the signature expired at {}", fmt_time(until)),
-                );
-            }
+        if exp <= now {
+            return Err(Failure::new(
+                Reason::KeyExpired,
+                format!("{what} expired at {}", fmt_time(exp)),
+            ));
         }
+    }
+    Ok(())
+}
 
-        // The primary key first, then the signing component.
-        let mut chain = vec![&cert.components[0]];
-        if k != 0 {
-            chain.push(comp);
-        }
-        for c in chain {
-            let what = if std::ptr::eq(c, &cert.components[0]) {
+/// Who signed: the user ID of `cert` whose email is the committer's (case-insensitively). Without one, a
+/// failure when `require_committer_match`, else the first user ID, else the primary fingerprint.
+fn signer(
+    cert: &Cert,
+    committer_email: &str,
+    require_committer_match: bool,
+) -> Result<String, Failure> {
+    let wanted = committer_email.to_ascii_lowercase();
+    let matching = cert.user_ids.iter().find(|(_, email)| {
+        email
+            .as_deref()
+            .is_some_and(|e| e.to_ascii_lowercase() == wanted)
+    });
+    match (matching, require_committer_match) {
+        (Some((uid, _)), _) => Ok(uid.clone()),
+        (None, true) => {
+            let uids: Vec<&str> = cert.user_ids.iter().map(|(u, _)| u.as_str()).collect();
+            Err(Failure::new(
+                Reason::SignerMismatch,
                 format!(
-                    "primary key {} (openpgpKeys[{}])",
-                    c.fingerprint, cert.source
-                )
-            } else {
-                format!("subkey {} (openpgpKeys[{}])", c.fingerprint, cert.source)
-            };
-            if let Some(why) = &c.revoked {
-                return fail(Reason::KeyRevoked, format!("{what} is revoked: {why}"));
-            }
-            if let Some(why) = &c.unusable {
-                return fail(
-                    Reason::KeyCannotSign,
-                    format!("{what} is not usable: {why}"),
-                );
-            }
-            if c.created > created {
-                return fail(
-                    Reason::KeyNotYetValid,
-                    format!(
-                        "{what} was created at {}, after the signature ({})",
-                        fmt_time(c.created),
-                        fmt_time(created)
-                    ),
-                );
-            }
-            if let Some(exp) = c.expires {
-                if exp <= created {
-                    return fail(
-                        Reason::KeyExpired,
-                        format!(
-                            "{what} expired at {}, before the signature ({})",
-                            fmt_time(exp),
-                            fmt_time(created)
-                        ),
-                    );
-                }
-                if exp <= now {
-                    return fail(
-                        Reason::KeyExpired,
-                        format!("{what} expired at {}", fmt_time(exp)),
-                    );
-                }
-            }
-        }
-        if !comp.can_sign {
-            return fail(
-                Reason::KeyCannotSign,
-                format!(
-                    "key {} is not a signing key (its key flags lack \"sign\")",
-                    comp.fingerprint
+                    "committer email {committer_email:?} is not a user ID of key {} (openpgpKeys[{}]; user IDs: {uids:?})",
+                    cert.primary_fingerprint, cert.source
                 ),
-            );
+            ))
         }
-
-        let wanted = committer_email.to_ascii_lowercase();
-        let matching = cert.user_ids.iter().find(|(_, email)| {
-            email
-                .as_deref()
-                .is_some_and(|e| e.to_ascii_lowercase() == wanted)
-        });
-        let signer = match (matching, require_committer_match) {
-            (Some((uid, _)), _) => uid.clone(),
-            (None, true) => {
-                let uids: Vec<&str> = cert.user_ids.iter().map(|(u, _)| u.as_str()).collect();
-                return fail(
-                    Reason::SignerMismatch,
-                    format!(
-                        "committer email {committer_email:?} is not a user ID of key {} (openpgpKeys[{}]; user IDs: {uids:?})",
-                        cert.primary_fingerprint, cert.source
-                    ),
-                );
-            }
-            (None, false) => cert
-                .user_ids
-                .first()
-                .map(|(u, _)| u.clone())
-                .unwrap_or_else(|| cert.primary_fingerprint.clone()),
-        };
-        SigCheck {
-            signer: Some(signer),
-            issuer: None,
-            fingerprint: fp,
-            failure: None,
-        }
+        (None, false) => Ok(cert
+            .user_ids
+            .first()
+            .map(|(u, _)| u.clone())
+            .unwrap_or_else(|| cert.primary_fingerprint.clone())),
     }
 }
 

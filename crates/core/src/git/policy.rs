@@ -24,14 +24,13 @@
 
 use std::path::{Path, PathBuf};
 
-use base64::Engine as _;
 use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 
 use super::gitsign::{self, GitsignError, GitsignIdentity, TrustedRoot};
 use super::openpgp::{OpenPgpKeyError, OpenPgpKeyring};
 use super::sigcheck::{Failure, Reason, SigCheck, Span};
-use super::ssh::{AllowedSigners, AllowedSignersError};
+use super::ssh::{AllowedSigners, AllowedSignersError, parse_ed25519_public_key};
 
 /// Largest policy file read, in bytes.
 pub const MAX_POLICY_BYTES: u64 = 4 << 20;
@@ -376,38 +375,6 @@ pub struct ControlPlaneKey {
     pub key: VerifyingKey,
 }
 
-/// Parse a public key: an OpenSSH line (`ssh-ed25519 AAAA… comment`) or the standard base64 of the 32 raw bytes.
-pub fn parse_public_key(text: &str) -> Result<VerifyingKey, String> {
-    let text = text.trim();
-    if text.starts_with("ssh-") {
-        let key = ssh_key::PublicKey::from_openssh(text).map_err(|e| e.to_string())?;
-        let ed = key
-            .key_data()
-            .ed25519()
-            .ok_or_else(|| format!("{} key: only ssh-ed25519 keys sign jobs", key.algorithm()))?;
-        return strong(VerifyingKey::from_bytes(&ed.0).map_err(|e| e.to_string())?);
-    }
-    let raw = base64::engine::general_purpose::STANDARD
-        .decode(text)
-        .map_err(|e| format!("neither an ssh-ed25519 line nor base64: {e}"))?;
-    let raw: [u8; 32] = raw
-        .try_into()
-        .map_err(|r: Vec<u8>| format!("{} bytes, an Ed25519 public key has 32", r.len()))?;
-    strong(VerifyingKey::from_bytes(&raw).map_err(|e| e.to_string())?)
-}
-
-/// Refuse a small-order ("weak") Ed25519 public key: a signature by such a key can be made without any secret
-/// and verifies over many messages (`verify` accepts it; only `verify_strict` would not).
-pub fn strong(key: VerifyingKey) -> Result<VerifyingKey, String> {
-    if key.is_weak() {
-        return Err(
-            "a small-order (weak) Ed25519 public key: anyone can make signatures it verifies"
-                .into(),
-        );
-    }
-    Ok(key)
-}
-
 /// A loaded trust policy, keys parsed.
 #[derive(Debug, Clone)]
 pub struct TrustPolicy {
@@ -502,7 +469,7 @@ impl TrustPolicy {
         };
         let mut control_plane = Vec::new();
         for (i, k) in file.control_plane_keys.iter().enumerate() {
-            let key = parse_public_key(&k.key)
+            let key = parse_ed25519_public_key(&k.key, "jobs")
                 .map_err(|message| field_err(&format!("controlPlaneKeys[{i}].key"), message))?;
             if k.name.is_empty() {
                 return Err(field_err(

@@ -109,10 +109,22 @@ pub struct CredentialFiles {
     pub known_hosts: Option<PathBuf>,
 }
 
-fn read_cred_file(path: &Path) -> Result<String, RemoteError> {
-    std::fs::read_to_string(path).map_err(|e| RemoteError::CredentialFile {
+/// Largest credential file read (username, password, token, ssh private key), in bytes: a credential is a few
+/// KiB at most (an OpenSSH RSA-16384 key is about 12 KiB).
+const MAX_CREDENTIAL_BYTES: u64 = 64 << 10;
+/// Largest `known_hosts` file read, in bytes: one line per host key, so it may hold many hosts.
+const MAX_KNOWN_HOSTS_BYTES: u64 = 1 << 20;
+
+/// Read a credential file of at most `max` bytes (a bigger one is refused, not read whole). Messages name the
+/// file and why (for an I/O error only its kind: never content).
+fn read_cred_file(path: &Path, max: u64) -> Result<String, RemoteError> {
+    use super::bounded::{BoundedReadError, read_to_string};
+    read_to_string(path, max).map_err(|e| RemoteError::CredentialFile {
         path: path.to_path_buf(),
-        message: e.kind().to_string(),
+        message: match e {
+            BoundedReadError::Io { kind, .. } => kind.to_string(),
+            other => other.to_string(),
+        },
     })
 }
 
@@ -134,7 +146,7 @@ impl Credentials {
                             "give a password file or a token file, not both".into(),
                         ));
                     }
-                    (Some(p), None) | (None, Some(p)) => read_cred_file(p)?,
+                    (Some(p), None) | (None, Some(p)) => read_cred_file(p, MAX_CREDENTIAL_BYTES)?,
                     (None, None) => {
                         return Err(RemoteError::Credentials(
                             "a username needs a password or token file".into(),
@@ -142,7 +154,7 @@ impl Credentials {
                     }
                 };
                 let username = match &files.username {
-                    Some(p) => read_cred_file(p)?,
+                    Some(p) => read_cred_file(p, MAX_CREDENTIAL_BYTES)?,
                     None => "git".to_string(),
                 };
                 Self::https(username.trim(), password.trim_end_matches(['\r', '\n']))
@@ -153,7 +165,10 @@ impl Credentials {
                         "ssh needs both a private key file and a known_hosts file".into(),
                     ));
                 };
-                Self::ssh(read_cred_file(key)?, read_cred_file(kh)?)
+                Self::ssh(
+                    read_cred_file(key, MAX_CREDENTIAL_BYTES)?,
+                    read_cred_file(kh, MAX_KNOWN_HOSTS_BYTES)?,
+                )
             }
         }
     }
@@ -682,6 +697,50 @@ mod tests {
         assert_eq!(
             Credentials::from_files(&CredentialFiles::default()).unwrap(),
             Credentials::None
+        );
+    }
+
+    /// Credential files are read up to a bound: a bigger file (a wrong path, a device, a log) is refused with
+    /// the file and the limit named, not read whole. known_hosts may be bigger than a key.
+    #[test]
+    fn credential_files_are_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "t".repeat(MAX_CREDENTIAL_BYTES as usize + 1)).unwrap();
+        let files = CredentialFiles {
+            token: Some(token.clone()),
+            ..Default::default()
+        };
+        let e = Credentials::from_files(&files).unwrap_err().to_string();
+        assert!(
+            e.contains(&token.display().to_string()) && e.contains("65536-byte limit"),
+            "{e}"
+        );
+        std::fs::write(&token, "t".repeat(MAX_CREDENTIAL_BYTES as usize)).unwrap();
+        assert!(Credentials::from_files(&files).is_ok());
+
+        let key = dir.path().join("key");
+        std::fs::write(
+            &key,
+            "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        let known_hosts = dir.path().join("known_hosts");
+        let line = "host.example ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEB\n";
+        let many = line.repeat(MAX_CREDENTIAL_BYTES as usize / line.len() + 1);
+        std::fs::write(&known_hosts, &many).unwrap();
+        let files = CredentialFiles {
+            ssh_private_key: Some(key),
+            known_hosts: Some(known_hosts.clone()),
+            ..Default::default()
+        };
+        assert!(Credentials::from_files(&files).is_ok());
+        let too_many = line.repeat(MAX_KNOWN_HOSTS_BYTES as usize / line.len() + 1);
+        std::fs::write(&known_hosts, too_many).unwrap();
+        let e = Credentials::from_files(&files).unwrap_err().to_string();
+        assert!(
+            e.contains("known_hosts") && e.contains("1048576-byte limit"),
+            "{e}"
         );
     }
 

@@ -377,13 +377,52 @@ fn refuse_weak_ed25519(key: &KeyData) -> Result<(), String> {
     };
     let point = ed25519_dalek::VerifyingKey::from_bytes(bytes)
         .map_err(|_| "the Ed25519 public key is not a valid curve point".to_string())?;
-    if point.is_weak() {
+    refuse_small_order(&point)
+}
+
+/// Refuse a small-order ("weak") Ed25519 public key: a signature by such a key can be made without any secret
+/// and verifies over many messages (`verify` accepts it; only `verify_strict` would not).
+fn refuse_small_order(key: &ed25519_dalek::VerifyingKey) -> Result<(), String> {
+    if key.is_weak() {
         return Err(
             "a small-order (weak) Ed25519 public key: anyone can make signatures it verifies"
                 .to_string(),
         );
     }
     Ok(())
+}
+
+/// Parse an Ed25519 public key as the trust policy and the notes reader take one (`controlPlaneKeys`,
+/// `notesKeys`, `--notes-key`, a record's `key`): an OpenSSH line (`ssh-ed25519 AAAA… comment`) or the standard
+/// base64 of the 32 raw bytes. A small-order key is refused. `signs` names what the key signs, for the message
+/// refusing another algorithm ("only ssh-ed25519 keys sign {signs}").
+pub fn parse_ed25519_public_key(
+    text: &str,
+    signs: &str,
+) -> Result<ed25519_dalek::VerifyingKey, String> {
+    use base64::Engine as _;
+    let text = text.trim();
+    let raw: [u8; 32] = if text.starts_with("ssh-") {
+        let key = PublicKey::from_openssh(text).map_err(|e| e.to_string())?;
+        key.key_data()
+            .ed25519()
+            .ok_or_else(|| {
+                format!(
+                    "{} key: only ssh-ed25519 keys sign {signs}",
+                    key.algorithm()
+                )
+            })?
+            .0
+    } else {
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map_err(|e| format!("neither an ssh-ed25519 line nor base64: {e}"))?;
+        raw.try_into()
+            .map_err(|r: Vec<u8>| format!("{} bytes, an Ed25519 public key has 32", r.len()))?
+    };
+    let key = ed25519_dalek::VerifyingKey::from_bytes(&raw).map_err(|e| e.to_string())?;
+    refuse_small_order(&key)?;
+    Ok(key)
 }
 
 #[derive(Default)]
@@ -668,6 +707,55 @@ mod tests {
             assert!(
                 err.starts_with("line 2:") && err.contains("small-order (weak) Ed25519"),
                 "{err}"
+            );
+        }
+    }
+
+    /// One parser for the Ed25519 keys of `controlPlaneKeys`, `notesKeys`, `--notes-key` and a record's `key`:
+    /// the same key as an OpenSSH line or as base64; another length, another algorithm and a small-order key
+    /// are refused with why.
+    #[test]
+    fn ed25519_public_keys_as_ssh_lines_or_raw_base64() {
+        let parsed = parse_ed25519_public_key(&format!("  {KEY} a comment \n"), "jobs").unwrap();
+        let blob = KEY.split(' ').nth(1).unwrap();
+        let raw = PublicKey::from_openssh(KEY).unwrap();
+        let raw = raw.key_data().ed25519().unwrap().0;
+        assert_eq!(parsed.to_bytes(), raw);
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(raw);
+        assert_eq!(parse_ed25519_public_key(&b64, "notes").unwrap(), parsed);
+        assert_ne!(blob, b64);
+        let err = parse_ed25519_public_key("AAAA", "jobs").unwrap_err();
+        assert_eq!(err, "3 bytes, an Ed25519 public key has 32");
+        let err = parse_ed25519_public_key("not base64!", "jobs").unwrap_err();
+        assert!(
+            err.starts_with("neither an ssh-ed25519 line nor base64"),
+            "{err}"
+        );
+        let rsa = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAgQC+mBKA3a0p2pX6ibeasxCMtGhImOeIC2UpNLQ8+PhjiKwPfFTqdtBMZ8WkI4R+C/paA3zFxSfa+ey99RPaO2h23Blmzzfd6macpi2lEV0XlZXJTWURPqOMtKyhA8oBW5ij3vAKCKSgdwU7D/fHYQVt4Jge8jLiUzr3ugaYLxP2Gw==";
+        let err = parse_ed25519_public_key(rsa, "notes").unwrap_err();
+        assert_eq!(err, "ssh-rsa key: only ssh-ed25519 keys sign notes");
+        // Only `ssh-…` lines are read as OpenSSH lines.
+        let err = parse_ed25519_public_key(P521, "jobs").unwrap_err();
+        assert!(
+            err.starts_with("neither an ssh-ed25519 line nor base64"),
+            "{err}"
+        );
+        for weak in [
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAEAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+                .to_string(),
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOz///////////////////////////////////////9/"
+                .to_string(),
+            base64::engine::general_purpose::STANDARD.encode({
+                let mut identity = [0u8; 32];
+                identity[0] = 1;
+                identity
+            }),
+        ] {
+            let err = parse_ed25519_public_key(&weak, "jobs").unwrap_err();
+            assert!(
+                err.starts_with("a small-order (weak) Ed25519 public key"),
+                "{weak}: {err}"
             );
         }
     }

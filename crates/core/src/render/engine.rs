@@ -12,8 +12,8 @@ use sha2::{Digest, Sha256};
 use super::templates::{self, Templates};
 use super::{RenderError, deep_merge, sort_objects};
 use crate::api::{
-    AppMode, ApplicationInstance, ApplicationInstanceSpec, ChartSourceType, Operation,
-    ValuesSource, labels, template_key,
+    AppMode, ApplicationInstance, ApplicationInstanceSpec, ChartSourceType, ChartSpec,
+    Integrations, Operation, ValuesSource, ValuesSpec, labels, template_key,
 };
 
 /// Bounds on one template render, so that a broken or hostile template errors instead of hanging.
@@ -313,72 +313,25 @@ impl Renderer {
             spec,
         }));
         let integrations = spec.integrations.clone().unwrap_or_default();
-        let integrations_ctx = context! {
-            externalSecrets => integrations.external_secrets_enabled(),
-            certManager => integrations.cert_manager_enabled(),
-            ingress => context! {
-                enabled => integrations.ingress_enabled(),
-                host => integrations.ingress.as_ref().and_then(|i| i.host.as_deref()).unwrap_or_default(),
-            },
-        };
+        let integrations_ctx = integrations_context(&integrations);
         let release_ctx = minijinja::Value::from(Serde(release));
 
         // Values: the catalog's translation of integrations, then the inline values on top, then an upgrade's patch.
-        let mut values = Value::Object(Map::new());
         let any_integration = integrations.external_secrets_enabled()
             || integrations.cert_manager_enabled()
             || integrations.ingress_enabled();
-        if any_integration {
-            let name = templates::catalog_values(&spec.app_ref.catalog_id);
-            if !self.templates.contains(&name) {
-                return Err(RenderError::Intent {
-                    field: "spec.integrations".into(),
-                    reason: format!(
-                        "catalog entry {:?} has no integrations template ({name}); integrations cannot be translated",
-                        spec.app_ref.catalog_id
-                    ),
-                });
-            }
+        let mut values = if any_integration {
             let ctx = context! {
                 app => app_ctx.clone(),
                 release => release_ctx.clone(),
                 integrations => integrations_ctx.clone(),
                 clusterId => cluster_id,
             };
-            let docs = self.render_objects(&name, &ctx, "spec.integrations")?;
-            match docs.as_slice() {
-                [] => {}
-                [v @ Value::Object(_)] => values = v.clone(),
-                _ => {
-                    return Err(RenderError::Output {
-                        name,
-                        reason: "must render exactly one YAML mapping of chart values".into(),
-                    });
-                }
-            }
-        }
-        let mut values_from = Vec::new();
-        match values_spec.source {
-            ValuesSource::Inline => {
-                if let Some(inline) = &values_spec.inline {
-                    deep_merge(&mut values, &Value::Object(inline.clone()));
-                }
-            }
-            ValuesSource::SecretRef | ValuesSource::ConfigMapRef => {
-                let (kind, r) = match values_spec.source {
-                    ValuesSource::SecretRef => ("Secret", &values_spec.secret_ref),
-                    _ => ("ConfigMap", &values_spec.config_map_ref),
-                };
-                let r = r.as_ref().ok_or_else(|| RenderError::Intent {
-                    field: format!("spec.values.{}", values_spec.source.as_str()),
-                    reason: format!(
-                        "required when values.source is {}",
-                        values_spec.source.as_str()
-                    ),
-                })?;
-                values_from.push(json!({"kind": kind, "name": r.name, "valuesKey": r.key}));
-            }
-        }
+            self.integration_values(&spec.app_ref.catalog_id, &ctx)?
+        } else {
+            Value::Object(Map::new())
+        };
+        let values_from = merge_intent_values(values_spec, &mut values)?;
         if let Some((version, patch)) = upgrade {
             if let Some(v) = version {
                 chart.version = v.clone();
@@ -388,14 +341,7 @@ impl Renderer {
             }
         }
 
-        let (source_kind, source_template) = match chart.source_type {
-            ChartSourceType::Oci => ("OCIRepository", templates::SOURCE_OCI),
-            ChartSourceType::Helm => ("HelmRepository", templates::SOURCE_HELM),
-        };
-        let source_url = match chart.source_type {
-            ChartSourceType::Oci => oci_chart_url(&chart.url, &chart.name),
-            ChartSourceType::Helm => chart.url.clone(),
-        };
+        let (source_kind, source_template, source_url) = chart_source(&chart);
         let ctx = context! {
             app => app_ctx,
             chart => Serde(&chart),
@@ -415,31 +361,43 @@ impl Renderer {
         let mut objects = self.render_objects(source_template, &ctx, "spec.chart")?;
         let source_count = objects.len();
         objects.extend(self.render_objects(templates::HELM_RELEASE, &ctx, "spec.release")?);
-        let child_labels = BTreeMap::from([
-            (
-                labels::MANAGED_BY.to_string(),
-                labels::MANAGED_BY_OPERATOR.to_string(),
-            ),
-            (labels::CLUSTER_ID.to_string(), cluster_id.to_string()),
-            (
-                labels::APPLICATION_INSTANCE.to_string(),
-                app_name.to_string(),
-            ),
-        ]);
-        let allowed: Vec<(String, String, String)> = APP_CHILD_KINDS
-            .iter()
-            .map(|(g, k)| (g.to_string(), k.to_string(), namespace.to_string()))
-            .collect();
-        for (i, obj) in objects.iter_mut().enumerate() {
-            let name = if i < source_count {
-                source_template
-            } else {
-                templates::HELM_RELEASE
-            };
-            finalize(obj, name, i, &allowed, &child_labels)?;
-        }
+        finalize_app_children(
+            &mut objects,
+            source_count,
+            source_template,
+            cluster_id,
+            app_name,
+            namespace,
+        )?;
         sort_objects(&mut objects);
         Ok(objects)
+    }
+
+    /// The chart values the catalog entry's integrations template translates the enabled integrations into
+    /// (rendered with `ctx`): one YAML mapping, or nothing (no values).
+    fn integration_values(
+        &self,
+        catalog_id: &str,
+        ctx: &minijinja::Value,
+    ) -> Result<Value, RenderError> {
+        let name = templates::catalog_values(catalog_id);
+        if !self.templates.contains(&name) {
+            return Err(RenderError::Intent {
+                field: "spec.integrations".into(),
+                reason: format!(
+                    "catalog entry {catalog_id:?} has no integrations template ({name}); integrations cannot be translated"
+                ),
+            });
+        }
+        let docs = self.render_objects(&name, ctx, "spec.integrations")?;
+        match docs.as_slice() {
+            [] => Ok(Value::Object(Map::new())),
+            [v @ Value::Object(_)] => Ok(v.clone()),
+            _ => Err(RenderError::Output {
+                name,
+                reason: "must render exactly one YAML mapping of chart values".into(),
+            }),
+        }
     }
 
     /// Render an Operation into its engine's child object(s). `target` is the ApplicationInstance named by
@@ -598,6 +556,97 @@ fn with_defaults(mut params: Map<String, Value>, schema: &Value) -> Value {
         }
     }
     Value::Object(params)
+}
+
+/// The template context of an intent's integrations.
+fn integrations_context(integrations: &Integrations) -> minijinja::Value {
+    context! {
+        externalSecrets => integrations.external_secrets_enabled(),
+        certManager => integrations.cert_manager_enabled(),
+        ingress => context! {
+            enabled => integrations.ingress_enabled(),
+            host => integrations.ingress.as_ref().and_then(|i| i.host.as_deref()).unwrap_or_default(),
+        },
+    }
+}
+
+/// The chart's Flux source: its kind, the template that renders it and its URL.
+fn chart_source(chart: &ChartSpec) -> (&'static str, &'static str, String) {
+    match chart.source_type {
+        ChartSourceType::Oci => (
+            "OCIRepository",
+            templates::SOURCE_OCI,
+            oci_chart_url(&chart.url, &chart.name),
+        ),
+        ChartSourceType::Helm => ("HelmRepository", templates::SOURCE_HELM, chart.url.clone()),
+    }
+}
+
+/// Merge the intent's values into `values`: inline values on top of them; a Secret or ConfigMap reference
+/// is returned as the HelmRelease's `valuesFrom` instead (referenced, never copied).
+fn merge_intent_values(
+    values_spec: &ValuesSpec,
+    values: &mut Value,
+) -> Result<Vec<Value>, RenderError> {
+    let mut values_from = Vec::new();
+    match values_spec.source {
+        ValuesSource::Inline => {
+            if let Some(inline) = &values_spec.inline {
+                deep_merge(values, &Value::Object(inline.clone()));
+            }
+        }
+        ValuesSource::SecretRef | ValuesSource::ConfigMapRef => {
+            let (kind, r) = match values_spec.source {
+                ValuesSource::SecretRef => ("Secret", &values_spec.secret_ref),
+                _ => ("ConfigMap", &values_spec.config_map_ref),
+            };
+            let r = r.as_ref().ok_or_else(|| RenderError::Intent {
+                field: format!("spec.values.{}", values_spec.source.as_str()),
+                reason: format!(
+                    "required when values.source is {}",
+                    values_spec.source.as_str()
+                ),
+            })?;
+            values_from.push(json!({"kind": kind, "name": r.name, "valuesKey": r.key}));
+        }
+    }
+    Ok(values_from)
+}
+
+/// Check and label every rendered child of an ApplicationInstance (see [`finalize`]): the first
+/// `source_count` come from `source_template`, the rest from the HelmRelease template.
+fn finalize_app_children(
+    objects: &mut [Value],
+    source_count: usize,
+    source_template: &str,
+    cluster_id: &str,
+    app_name: &str,
+    namespace: &str,
+) -> Result<(), RenderError> {
+    let child_labels = BTreeMap::from([
+        (
+            labels::MANAGED_BY.to_string(),
+            labels::MANAGED_BY_OPERATOR.to_string(),
+        ),
+        (labels::CLUSTER_ID.to_string(), cluster_id.to_string()),
+        (
+            labels::APPLICATION_INSTANCE.to_string(),
+            app_name.to_string(),
+        ),
+    ]);
+    let allowed: Vec<(String, String, String)> = APP_CHILD_KINDS
+        .iter()
+        .map(|(g, k)| (g.to_string(), k.to_string(), namespace.to_string()))
+        .collect();
+    for (i, obj) in objects.iter_mut().enumerate() {
+        let name = if i < source_count {
+            source_template
+        } else {
+            templates::HELM_RELEASE
+        };
+        finalize(obj, name, i, &allowed, &child_labels)?;
+    }
+    Ok(())
 }
 
 /// Check one rendered object against the invariants and stamp the operator's labels on it.

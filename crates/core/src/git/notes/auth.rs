@@ -183,30 +183,10 @@ pub struct KeyEntry {
     pub key: String,
 }
 
-/// Parse a public key: an OpenSSH line (`ssh-ed25519 AAAA… comment`) or the standard base64 of the 32 bytes.
+/// Parse a notes public key: an OpenSSH line (`ssh-ed25519 AAAA… comment`) or the standard base64 of the 32
+/// bytes; a small-order key is refused (the rule of every Ed25519 key list: [`crate::git::ssh::parse_ed25519_public_key`]).
 pub fn parse_public_key(text: &str) -> Result<VerifyingKey, String> {
-    let text = text.trim();
-    let raw = if text.starts_with("ssh-") {
-        let key = ssh_key::PublicKey::from_openssh(text).map_err(|e| e.to_string())?;
-        key.key_data()
-            .ed25519()
-            .ok_or_else(|| {
-                format!(
-                    "{} key: notes are signed with ssh-ed25519 keys only",
-                    key.algorithm()
-                )
-            })?
-            .0
-            .to_vec()
-    } else {
-        b64()
-            .decode(text)
-            .map_err(|e| format!("neither an ssh-ed25519 line nor base64: {e}"))?
-    };
-    let raw: [u8; 32] = raw
-        .try_into()
-        .map_err(|r: Vec<u8>| format!("{} bytes, an Ed25519 public key has 32", r.len()))?;
-    VerifyingKey::from_bytes(&raw).map_err(|e| e.to_string())
+    crate::git::ssh::parse_ed25519_public_key(text, "notes")
 }
 
 /// The keys whose records a reader accepts as genuine. Empty: nothing is genuine (fail-closed).
@@ -233,15 +213,9 @@ impl NotesTrust {
                     format!("{:?} is named twice", e.name),
                 ));
             }
+            // No small-order key (refused by the parser: such a key admits signatures made without any secret),
+            // and one key, one entry (as for every key list of the policy).
             let key = parse_public_key(&e.key).map_err(|m| (format!("notesKeys[{i}].key"), m))?;
-            // One key, one entry (as for every key list of the policy), and no small-order key: such a key
-            // admits signatures made without any secret.
-            if key.is_weak() {
-                return Err((
-                    format!("notesKeys[{i}].key"),
-                    "a small-order (weak) Ed25519 key: refused".into(),
-                ));
-            }
             if let Some(j) = keys.iter().position(|k| k.key == key) {
                 return Err((
                     format!("notesKeys[{i}].key"),
@@ -408,6 +382,24 @@ mod tests {
         let (field, msg) = NotesTrust::from_entries(&[entry("w", &weak)]).unwrap_err();
         assert_eq!(field, "notesKeys[0].key");
         assert!(msg.contains("weak"), "{msg}");
+    }
+
+    /// `--notes-key` and a record's `key` go through the same parser as `notesKeys`: a small-order key is
+    /// refused there too (a reader told to trust one would take records anyone can sign as genuine).
+    #[test]
+    fn notes_public_keys_refuse_small_order_keys() {
+        let key = SigningKey::from_bytes(&[9; 32]).verifying_key();
+        assert_eq!(
+            parse_public_key(&b64().encode(key.to_bytes())).unwrap(),
+            key
+        );
+        let mut weak = [0u8; 32];
+        weak[0] = 1;
+        let err = parse_public_key(&b64().encode(weak)).unwrap_err();
+        assert!(err.contains("small-order (weak)"), "{err}");
+        let rsa = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAgQC+mBKA3a0p2pX6ibeasxCMtGhImOeIC2UpNLQ8+PhjiKwPfFTqdtBMZ8WkI4R+C/paA3zFxSfa+ey99RPaO2h23Blmzzfd6macpi2lEV0XlZXJTWURPqOMtKyhA8oBW5ij3vAKCKSgdwU7D/fHYQVt4Jge8jLiUzr3ugaYLxP2Gw== r@x";
+        let err = parse_public_key(rsa).unwrap_err();
+        assert_eq!(err, "ssh-rsa key: only ssh-ed25519 keys sign notes");
     }
 
     /// Fuzz finding (notes_record smoke run): a last line ending in a bare CR came back without it after a merge
