@@ -951,10 +951,8 @@ mod tests {
 
     #[test]
     fn the_built_in_application_and_catalog_templates_take_the_json_fast_path() {
-        let mut files = Vec::new();
-        let root =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/cluster-repo");
-        let mut stack = vec![root];
+        let (mut files, root) = (Vec::new(), env!("CARGO_MANIFEST_DIR"));
+        let mut stack = vec![std::path::Path::new(root).join("../../examples/cluster-repo")];
         while let Some(dir) = stack.pop() {
             for entry in std::fs::read_dir(&dir).unwrap() {
                 let path = entry.unwrap().path();
