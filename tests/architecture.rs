@@ -43,8 +43,6 @@ const KNOWN_LONG_FNS: &[(&str, usize)] = &[
     ("src/cli/run.rs::run_async", 175),
     ("src/controller/operation.rs::apply", 385),
     ("src/controller/run.rs::Operator::start", 621),
-    ("src/controller/status.rs::application_conditions", 220),
-    ("src/controller/status.rs::engine_state", 173),
     ("src/git/openpgp.rs::OpenPgpKeyring::verify", 259),
     ("src/hydrate/pass.rs::Setup::pass", 193),
     (
