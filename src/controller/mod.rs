@@ -9,6 +9,7 @@ pub mod operation;
 pub mod run;
 pub mod sinks;
 pub mod status;
+pub mod trust;
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;

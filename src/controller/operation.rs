@@ -16,6 +16,7 @@ use tracing::{instrument, warn};
 use super::application::Error;
 use super::context::{Context, Outcome, Transition, changed, delays};
 use super::status::{engine_state, job_pods_failure};
+use super::trust::{Untrusted, trust};
 use crate::api::conditions::{Cond, merge_conditions};
 use crate::api::conditions::{reasons, types};
 use crate::api::{
@@ -24,7 +25,7 @@ use crate::api::{
 };
 use crate::git::notes::NewRecord;
 use crate::intent::IntentKind;
-use crate::source::{Origin, Verdict};
+use crate::source::Origin;
 use crate::validate;
 
 #[instrument(skip_all, fields(cluster = %ctx.settings.cluster_id, namespace = %op.namespace().unwrap_or_default(), object = %op.name_any(), reconcile_id = %fastrand::u64(..)))]
@@ -203,19 +204,9 @@ async fn apply(op: &Operation, api: &Api<Operation>, ctx: &Context) -> Result<Ac
     let key = template_key(op.spec.type_, op.spec.engine);
 
     // Verify.
-    let spec_json = serde_json::to_value(&op.spec).unwrap_or(Value::Null);
-    let verdict = ctx.source.check(
-        IntentKind::Operation,
-        &namespace,
-        &op.name_any(),
-        &spec_json,
-        op.labels(),
-        op.annotations(),
-        op.managed_fields(),
-    );
-    let origin = match verdict {
-        Verdict::Verified { origin } => origin,
-        Verdict::Blocked { reason, message } => {
+    let origin = match trust(ctx.source.as_ref(), IntentKind::Operation, op) {
+        Ok(origin) => origin,
+        Err(Untrusted::Blocked { reason, message }) => {
             let conds = vec![
                 Cond::new(types::VERIFIED, "False", reason, message.clone()),
                 Cond::new(types::BLOCKED, "True", reason, message),
@@ -229,7 +220,7 @@ async fn apply(op: &Operation, api: &Api<Operation>, ctx: &Context) -> Result<Ac
             write_status(op, ctx, Update::new(current_phase, conds)).await?;
             return Ok(Action::requeue(delays::WAITING));
         }
-        Verdict::Pending { message } => return Ok(not_yet(op, &message)),
+        Err(Untrusted::Pending { .. }) => return Ok(Action::requeue(delays::PROGRESS)),
     };
     // From here on the Operation has an outcome to report, and may get a child to clean up: the finalizer
     // keeps it until its Cancelled outcome is recorded and its child is gone. The rest of the reconcile goes
@@ -798,12 +789,6 @@ async fn write_status(op: &Operation, ctx: &Context, update: Update) -> Result<(
         );
     }
     Ok(())
-}
-
-/// [`Verdict::Pending`]: nothing written, asked again soon.
-fn not_yet(op: &Operation, message: &str) -> Action {
-    tracing::debug!(operation = %op.name_any(), %message, "not acted on yet");
-    Action::requeue(delays::PROGRESS)
 }
 
 /// Create an Operation's children (each once: a child that exists is left as it is), the ServiceAccount a Job
