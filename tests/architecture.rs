@@ -41,7 +41,6 @@ const KNOWN_LONG_FNS: &[(&str, usize)] = &[
     ("src/cli/demo/pull.rs::scene", 155),
     ("src/cli/demo/report.rs::Report::fmt", 212),
     ("src/cli/run.rs::run_async", 175),
-    ("src/controller/operation.rs::apply", 385),
     ("src/controller/run.rs::Operator::start", 621),
     ("src/git/openpgp.rs::OpenPgpKeyring::verify", 259),
     ("src/hydrate/pass.rs::Setup::pass", 193),
