@@ -22,7 +22,7 @@ use vworkspace_operator::git::bounds::{
 use vworkspace_operator::git::policy::TrustPolicy;
 use vworkspace_operator::intent::IntentKind;
 use vworkspace_operator::source::gitops::{RepoConfig, RepoSource, SyncOutcome};
-use vworkspace_operator::source::{IntentSource, Verdict};
+use vworkspace_operator::source::{IntentSource, LiveIntent, Verdict};
 
 const BIN: &str = env!("CARGO_BIN_EXE_vworkspace-operator");
 const CLUSTER: &str = "x";
@@ -269,15 +269,15 @@ impl Fx {
                         ),
                     ]
                     .into();
-                    let verdict = source.check(
-                        IntentKind::ApplicationInstance,
-                        "team-a",
-                        "web",
-                        &spec,
-                        &labels,
-                        &Default::default(),
-                        &[],
-                    );
+                    let verdict = source.check(&LiveIntent {
+                        kind: IntentKind::ApplicationInstance,
+                        namespace: "team-a",
+                        name: "web",
+                        spec: &spec,
+                        labels: &labels,
+                        annotations: &Default::default(),
+                        managed_fields: &[],
+                    });
                     (outcome, verdict)
                 })
                 .unwrap()

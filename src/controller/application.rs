@@ -16,6 +16,7 @@ use tracing::{info, instrument, warn};
 use super::children::Lookup;
 use super::context::{Context, Outcome, Transition, changed, delays};
 use super::status::application_conditions;
+use super::trust::{Untrusted, trust};
 use crate::api::conditions::{Cond, merge_conditions};
 use crate::api::conditions::{reasons, types};
 use crate::api::{
@@ -24,7 +25,7 @@ use crate::api::{
 };
 use crate::git::notes::NewRecord;
 use crate::intent::IntentKind;
-use crate::source::{Origin, Verdict};
+use crate::source::Origin;
 use crate::validate;
 
 /// Errors of one reconcile. Transient ones are retried with backoff; terminal problems of the intent are
@@ -179,9 +180,10 @@ pub async fn active_upgrade(
     Ok(candidates.pop())
 }
 
-/// Where a reconcile of a live (not deleted) instance ended. The pipeline — [`trust`] → [`validate`] →
-/// [`render`] → [`apply_children`] → fold — stops at the first step that cannot go on; [`Ending::conditions`]
-/// computes the status of every ending in one place, and [`Ending::next`] when to look again.
+/// Where a reconcile of a live (not deleted) instance ended. The pipeline — [`trust`] (shared with the
+/// Operation reconciler) → [`validate`] → [`render`] → [`apply_children`] → fold — stops at the first step
+/// that cannot go on; [`Ending::conditions`] computes the status of every ending in one place, and
+/// [`Ending::next`] when to look again.
 enum Ending {
     /// `apps.vworkspace.io/reconcile=disabled`: children left as they are.
     Paused,
@@ -384,9 +386,16 @@ async fn pipeline(
     {
         return Ok(Ending::Paused);
     }
-    let origin = match trust(app, ctx) {
+    let origin = match trust(
+        ctx.source.as_ref(),
+        IntentKind::ApplicationInstance,
+        app.as_ref(),
+    ) {
         Ok(origin) => origin,
-        Err(ending) => return Ok(ending),
+        Err(Untrusted::Blocked { reason, message }) => {
+            return Ok(Ending::Untrusted { reason, message });
+        }
+        Err(Untrusted::Pending { .. }) => return Ok(Ending::Pending),
     };
     if let Err(message) = validate(app, ctx) {
         return Ok(Ending::Invalid { origin, message });
@@ -436,27 +445,6 @@ async fn pipeline(
         helm_release,
         source,
     })))
-}
-
-/// Trust: the intent source proves the live spec, or says why not.
-fn trust(app: &ApplicationInstance, ctx: &Context) -> Result<Origin, Ending> {
-    let spec_json = serde_json::to_value(&app.spec).unwrap_or(Value::Null);
-    match ctx.source.check(
-        IntentKind::ApplicationInstance,
-        &app.namespace().unwrap_or_default(),
-        &app.name_any(),
-        &spec_json,
-        app.labels(),
-        app.annotations(),
-        app.managed_fields(),
-    ) {
-        Verdict::Verified { origin } => Ok(origin),
-        Verdict::Blocked { reason, message } => Err(Ending::Untrusted { reason, message }),
-        Verdict::Pending { message } => {
-            tracing::debug!(instance = %app.name_any(), %message, "not acted on yet");
-            Err(Ending::Pending)
-        }
-    }
 }
 
 /// Validate: every layer (the API server's rules first, then the webhook's), so that an intent admitted before

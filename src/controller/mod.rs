@@ -11,6 +11,7 @@ pub mod operation;
 pub mod run;
 pub mod sinks;
 pub mod status;
+pub mod trust;
 mod watches;
 
 use std::collections::BTreeMap;

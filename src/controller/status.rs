@@ -36,35 +36,19 @@ pub fn application_conditions(
     helm_release: Option<&Value>,
     source: Option<&Value>,
 ) -> Vec<Cond> {
-    use types::{DEGRADED, READY, RECONCILING};
-    let stable = || Cond::new(RECONCILING, "False", reasons::STABLE, "");
-    let healthy = || Cond::new(DEGRADED, "False", reasons::RECOVERED, "");
-    if let Some(src) = source
-        && let Some(ready) = child_condition(src, "Ready")
-        && field(ready, "status") == "False"
-    {
-        let msg = format!(
-            "{} {}: {}",
-            src["kind"].as_str().unwrap_or("source"),
-            field(ready, "reason"),
-            field(ready, "message")
-        );
-        return vec![
-            Cond::new(READY, "False", reasons::CHART_UNREACHABLE, msg.clone()),
-            Cond::new(RECONCILING, "True", reasons::CHART_SOURCE_SYNCING, msg),
-            healthy(),
-        ];
+    if let Some(conds) = source.and_then(source_not_ready) {
+        return conds;
     }
     let Some(hr) = helm_release else {
         return vec![
             Cond::new(
-                READY,
+                types::READY,
                 "Unknown",
                 reasons::RECONCILING,
                 "waiting for the HelmRelease",
             ),
             Cond::new(
-                RECONCILING,
+                types::RECONCILING,
                 "True",
                 reasons::HELM_RELEASE_INSTALLING,
                 "HelmRelease applied",
@@ -72,182 +56,273 @@ pub fn application_conditions(
             healthy(),
         ];
     };
-    let history_version = hr
-        .pointer("/status/history/0/chartVersion")
-        .and_then(Value::as_str)
-        .map(str::to_string);
-    let installed = history_version.is_some();
-    let in_progress_reason = if installed {
-        reasons::HELM_RELEASE_UPGRADING
-    } else {
-        reasons::HELM_RELEASE_INSTALLING
-    };
-    let generation = hr.pointer("/metadata/generation").and_then(Value::as_i64);
-    let observed = hr
-        .pointer("/status/observedGeneration")
-        .and_then(Value::as_i64);
-    let ready = child_condition(hr, "Ready");
-    let stale = matches!((generation, observed), (Some(g), Some(o)) if o < g)
-        || (generation.is_some() && observed.is_none());
-    match ready {
-        _ if stale => vec![
+    let release = Release::of(hr);
+    match child_condition(hr, "Ready") {
+        _ if release.stale => {
+            release.waiting("Flux has not yet reconciled the new HelmRelease generation")
+        }
+        None => release.waiting("the HelmRelease reports no Ready condition yet"),
+        Some(ready) => release.fold_ready(desired_version, ready),
+    }
+}
+
+/// `Degraded=False`: nothing is wrong with what runs.
+fn healthy() -> Cond {
+    Cond::new(types::DEGRADED, "False", reasons::RECOVERED, "")
+}
+
+/// `Reconciling=False`: Flux has settled.
+fn stable() -> Cond {
+    Cond::new(types::RECONCILING, "False", reasons::STABLE, "")
+}
+
+/// The chart source (OCIRepository, HelmRepository) says it is not ready: the chart cannot be fetched.
+fn source_not_ready(src: &Value) -> Option<Vec<Cond>> {
+    let ready = child_condition(src, "Ready")?;
+    if field(ready, "status") != "False" {
+        return None;
+    }
+    let msg = format!(
+        "{} {}: {}",
+        src["kind"].as_str().unwrap_or("source"),
+        field(ready, "reason"),
+        field(ready, "message")
+    );
+    Some(vec![
+        Cond::new(
+            types::READY,
+            "False",
+            reasons::CHART_UNREACHABLE,
+            msg.clone(),
+        ),
+        Cond::new(
+            types::RECONCILING,
+            "True",
+            reasons::CHART_SOURCE_SYNCING,
+            msg,
+        ),
+        healthy(),
+    ])
+}
+
+/// What a HelmRelease's status says besides its Ready condition.
+struct Release<'a> {
+    hr: &'a Value,
+    /// The chart version of the newest release in its history, once one was installed.
+    history_version: Option<String>,
+    /// `HelmReleaseUpgrading` once a release was installed, `HelmReleaseInstalling` before.
+    in_progress: &'static str,
+    /// helm-controller has not observed the HelmRelease's newest generation.
+    stale: bool,
+}
+
+impl<'a> Release<'a> {
+    fn of(hr: &'a Value) -> Self {
+        let history_version = hr
+            .pointer("/status/history/0/chartVersion")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let in_progress = if history_version.is_some() {
+            reasons::HELM_RELEASE_UPGRADING
+        } else {
+            reasons::HELM_RELEASE_INSTALLING
+        };
+        let generation = hr.pointer("/metadata/generation").and_then(Value::as_i64);
+        let observed = hr
+            .pointer("/status/observedGeneration")
+            .and_then(Value::as_i64);
+        let stale = matches!((generation, observed), (Some(g), Some(o)) if o < g)
+            || (generation.is_some() && observed.is_none());
+        Self {
+            hr,
+            history_version,
+            in_progress,
+            stale,
+        }
+    }
+
+    fn installed(&self) -> bool {
+        self.history_version.is_some()
+    }
+
+    /// `Upgrading` once installed, `Installing` before.
+    fn moving(&self) -> &'static str {
+        if self.installed() {
+            reasons::UPGRADING
+        } else {
+            reasons::INSTALLING
+        }
+    }
+
+    /// Ready unknown (`message`) while helm-controller works.
+    fn waiting(&self, message: &str) -> Vec<Cond> {
+        vec![
+            Cond::new(types::READY, "Unknown", reasons::RECONCILING, message),
             Cond::new(
-                READY,
-                "Unknown",
-                reasons::RECONCILING,
-                "Flux has not yet reconciled the new HelmRelease generation",
-            ),
-            Cond::new(
-                RECONCILING,
+                types::RECONCILING,
                 "True",
-                in_progress_reason,
+                self.in_progress,
                 "waiting for helm-controller",
             ),
             healthy(),
-        ],
-        None => vec![
-            Cond::new(
-                READY,
-                "Unknown",
-                reasons::RECONCILING,
-                "the HelmRelease reports no Ready condition yet",
-            ),
-            Cond::new(
-                RECONCILING,
-                "True",
-                in_progress_reason,
-                "waiting for helm-controller",
-            ),
-            healthy(),
-        ],
-        Some(r) => {
-            let (status, reason, message) =
-                (field(r, "status"), field(r, "reason"), field(r, "message"));
-            let flux = format!("{reason}: {message}");
-            let remediated = child_condition(hr, "Remediated").is_some_and(|c| {
-                field(c, "status") == "True" && field(c, "reason") == "RollbackSucceeded"
-            });
-            let failure = match status {
-                "True" => remediated || reason == "RollbackSucceeded",
-                "False" => !CHART_REASONS.contains(&reason) && reason != "Progressing",
-                _ => false,
-            };
-            // A failure (or rollback) Flux reports for another version than the one wanted now is stale: with an
-            // OCI chart source the HelmRelease's generation does not change with the version, so only the
-            // attempted revision tells that Flux has not tried the new version yet.
-            if failure
-                && let Some(last) = attempted_revision(hr)
-                    .filter(|a| !desired_version.is_empty() && !same_revision(a, desired_version))
-            {
-                return vec![
-                    Cond::new(
-                        READY,
-                        "False",
-                        if installed {
-                            reasons::UPGRADING
-                        } else {
-                            reasons::INSTALLING
-                        },
-                        format!(
-                            "Flux has not attempted {desired_version} yet (last attempt {last}: {flux})"
-                        ),
+        ]
+    }
+
+    /// The conditions from the HelmRelease's Ready condition `r`.
+    fn fold_ready(&self, desired_version: &str, r: &Value) -> Vec<Cond> {
+        let (status, reason, message) =
+            (field(r, "status"), field(r, "reason"), field(r, "message"));
+        let flux = format!("{reason}: {message}");
+        let remediated = child_condition(self.hr, "Remediated").is_some_and(|c| {
+            field(c, "status") == "True" && field(c, "reason") == "RollbackSucceeded"
+        });
+        let failure = match status {
+            "True" => remediated || reason == "RollbackSucceeded",
+            "False" => !CHART_REASONS.contains(&reason) && reason != "Progressing",
+            _ => false,
+        };
+        // A failure (or rollback) Flux reports for another version than the one wanted now is stale: with an
+        // OCI chart source the HelmRelease's generation does not change with the version, so only the
+        // attempted revision tells that Flux has not tried the new version yet.
+        if failure
+            && let Some(last) = attempted_revision(self.hr)
+                .filter(|a| !desired_version.is_empty() && !same_revision(a, desired_version))
+        {
+            return vec![
+                Cond::new(
+                    types::READY,
+                    "False",
+                    self.moving(),
+                    format!(
+                        "Flux has not attempted {desired_version} yet (last attempt {last}: {flux})"
                     ),
+                ),
+                Cond::new(
+                    types::RECONCILING,
+                    "True",
+                    self.in_progress,
+                    "waiting for helm-controller",
+                ),
+                healthy(),
+            ];
+        }
+        // helm-controller marks a remediated release Ready=False (reason RollbackSucceeded, Remediated=True):
+        // "any remediated state is considered an error". The running release is the previous one, healthy;
+        // the contract (docs/conditions.md) says Ready=True/RolledBack plus Degraded=True/UpgradeFailed.
+        if failure && (remediated || reason == "RollbackSucceeded") {
+            return self.rolled_back(desired_version, &flux);
+        }
+        match status {
+            "True" => self.ready(desired_version, flux),
+            "False" => self.not_ready(reason, flux),
+            _ => vec![
+                Cond::new(types::READY, "Unknown", reasons::RECONCILING, flux.clone()),
+                Cond::new(types::RECONCILING, "True", self.in_progress, flux),
+                healthy(),
+            ],
+        }
+    }
+
+    /// Flux rolled the release back after a failed upgrade: the previous release runs.
+    fn rolled_back(&self, desired_version: &str, flux: &str) -> Vec<Cond> {
+        let at = self.history_version.clone().unwrap_or_default();
+        vec![
+            Cond::new(
+                types::READY,
+                "True",
+                reasons::ROLLED_BACK,
+                format!("Flux rolled back to {at}: {flux}"),
+            ),
+            stable(),
+            Cond::new(
+                types::DEGRADED,
+                "True",
+                reasons::UPGRADE_FAILED,
+                format!("upgrade to {desired_version} failed and was rolled back to {at}"),
+            ),
+        ]
+    }
+
+    /// Ready=True from Flux: ready at the wanted version, or still upgrading to it.
+    fn ready(&self, desired_version: &str, flux: String) -> Vec<Cond> {
+        match &self.history_version {
+            Some(running) if !same_revision(running, desired_version) => vec![
+                Cond::new(
+                    types::READY,
+                    "False",
+                    reasons::UPGRADING,
+                    format!("running {running} , upgrading to {desired_version}"),
+                ),
+                Cond::new(
+                    types::RECONCILING,
+                    "True",
+                    reasons::HELM_RELEASE_UPGRADING,
+                    flux,
+                ),
+                healthy(),
+            ],
+            _ => vec![
+                Cond::new(types::READY, "True", reasons::HELM_RELEASE_READY, flux),
+                stable(),
+                healthy(),
+            ],
+        }
+    }
+
+    /// Ready=False from Flux with `reason`.
+    fn not_ready(&self, reason: &str, flux: String) -> Vec<Cond> {
+        if CHART_REASONS.contains(&reason) {
+            return vec![
+                Cond::new(
+                    types::READY,
+                    "False",
+                    reasons::CHART_UNREACHABLE,
+                    flux.clone(),
+                ),
+                Cond::new(
+                    types::RECONCILING,
+                    "True",
+                    reasons::CHART_SOURCE_SYNCING,
+                    flux,
+                ),
+                healthy(),
+            ];
+        }
+        match reason {
+            "UpgradeFailed" => vec![
+                Cond::new(
+                    types::READY,
+                    "False",
+                    reasons::HELM_RELEASE_FAILED,
+                    flux.clone(),
+                ),
+                stable(),
+                Cond::new(types::DEGRADED, "True", reasons::UPGRADE_FAILED, flux),
+            ],
+            "Progressing" => vec![
+                Cond::new(types::READY, "False", self.moving(), flux.clone()),
+                Cond::new(types::RECONCILING, "True", self.in_progress, flux),
+                healthy(),
+            ],
+            _ => vec![
+                Cond::new(
+                    types::READY,
+                    "False",
+                    reasons::HELM_RELEASE_FAILED,
+                    flux.clone(),
+                ),
+                stable(),
+                if self.installed() {
                     Cond::new(
-                        RECONCILING,
+                        types::DEGRADED,
                         "True",
-                        in_progress_reason,
-                        "waiting for helm-controller",
-                    ),
-                    healthy(),
-                ];
-            }
-            match status {
-                // helm-controller marks a remediated release Ready=False (reason RollbackSucceeded, Remediated=True):
-                // "any remediated state is considered an error". The running release is the previous one, healthy;
-                // the contract (docs/conditions.md) says Ready=True/RolledBack plus Degraded=True/UpgradeFailed.
-                _ if failure && (remediated || reason == "RollbackSucceeded") => {
-                    let at = history_version.clone().unwrap_or_default();
-                    vec![
-                        Cond::new(
-                            READY,
-                            "True",
-                            reasons::ROLLED_BACK,
-                            format!("Flux rolled back to {at}: {flux}"),
-                        ),
-                        Cond::new(RECONCILING, "False", reasons::STABLE, ""),
-                        Cond::new(
-                            DEGRADED,
-                            "True",
-                            reasons::UPGRADE_FAILED,
-                            format!(
-                                "upgrade to {desired_version} failed and was rolled back to {at}"
-                            ),
-                        ),
-                    ]
-                }
-                "True"
-                    if history_version
-                        .as_deref()
-                        .is_some_and(|v| !same_revision(v, desired_version)) =>
-                {
-                    vec![
-                        Cond::new(
-                            READY,
-                            "False",
-                            reasons::UPGRADING,
-                            format!(
-                                "running {} , upgrading to {desired_version}",
-                                history_version.unwrap_or_default()
-                            ),
-                        ),
-                        Cond::new(RECONCILING, "True", reasons::HELM_RELEASE_UPGRADING, flux),
-                        healthy(),
-                    ]
-                }
-                "True" => vec![
-                    Cond::new(READY, "True", reasons::HELM_RELEASE_READY, flux),
-                    stable(),
-                    healthy(),
-                ],
-                "False" if CHART_REASONS.contains(&reason) => vec![
-                    Cond::new(READY, "False", reasons::CHART_UNREACHABLE, flux.clone()),
-                    Cond::new(RECONCILING, "True", reasons::CHART_SOURCE_SYNCING, flux),
-                    healthy(),
-                ],
-                "False" if reason == "UpgradeFailed" => vec![
-                    Cond::new(READY, "False", reasons::HELM_RELEASE_FAILED, flux.clone()),
-                    stable(),
-                    Cond::new(DEGRADED, "True", reasons::UPGRADE_FAILED, flux),
-                ],
-                "False" if reason == "Progressing" => vec![
-                    Cond::new(
-                        READY,
-                        "False",
-                        if installed {
-                            reasons::UPGRADING
-                        } else {
-                            reasons::INSTALLING
-                        },
-                        flux.clone(),
-                    ),
-                    Cond::new(RECONCILING, "True", in_progress_reason, flux),
-                    healthy(),
-                ],
-                "False" => vec![
-                    Cond::new(READY, "False", reasons::HELM_RELEASE_FAILED, flux.clone()),
-                    stable(),
-                    if installed {
-                        Cond::new(DEGRADED, "True", reasons::HELM_RELEASE_DEGRADED, flux)
-                    } else {
-                        healthy()
-                    },
-                ],
-                _ => vec![
-                    Cond::new(READY, "Unknown", reasons::RECONCILING, flux.clone()),
-                    Cond::new(RECONCILING, "True", in_progress_reason, flux),
-                    healthy(),
-                ],
-            }
+                        reasons::HELM_RELEASE_DEGRADED,
+                        flux,
+                    )
+                } else {
+                    healthy()
+                },
+            ],
         }
     }
 }
@@ -373,153 +448,12 @@ pub fn engine_state(
     desired_version: Option<&str>,
 ) -> EngineState {
     let mut state = match engine {
-        Engine::Velero => match child
-            .pointer("/status/phase")
-            .and_then(Value::as_str)
-            .unwrap_or("New")
-        {
-            "Completed" => EngineState::succeeded("Velero reports Completed"),
-            "PartiallyFailed" => {
-                let mut s = EngineState::succeeded("Velero reports PartiallyFailed");
-                let errors = child
-                    .pointer("/status/errors")
-                    .and_then(Value::as_i64)
-                    .unwrap_or(0);
-                s.warning = Some(format!(
-                    "PartiallyFailed with {errors} error(s); see `velero describe`"
-                ));
-                s
-            }
-            p @ ("Failed" | "FailedValidation") => {
-                let errs = child
-                    .pointer("/status/validationErrors")
-                    .and_then(Value::as_array)
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(Value::as_str)
-                            .collect::<Vec<_>>()
-                            .join("; ")
-                    })
-                    .or_else(|| text(child, "/status/failureReason"))
-                    .unwrap_or_default();
-                EngineState::failed(
-                    reasons::ENGINE_FAILED,
-                    format!("Velero reports {p}: {errs}"),
-                )
-            }
-            p => EngineState::running(format!("Velero reports {p}")),
-        },
-        Engine::Workflow => match child
-            .pointer("/status/phase")
-            .and_then(Value::as_str)
-            .unwrap_or("Pending")
-        {
-            "Succeeded" => EngineState::succeeded("Workflow Succeeded"),
-            p @ ("Failed" | "Error") => {
-                let msg = text(child, "/status/message").unwrap_or_default();
-                let reason = if msg.to_lowercase().contains("deadline") {
-                    reasons::TIMEOUT
-                } else {
-                    reasons::ENGINE_FAILED
-                };
-                EngineState::failed(reason, format!("Workflow {p}: {msg}"))
-            }
-            p => {
-                let mut s = EngineState::running(format!("Workflow {p}"));
-                if child.pointer("/spec/suspend").and_then(Value::as_bool) == Some(true) {
-                    s.blocked = Some(reasons::AWAITING_RESUME);
-                    s.message = "the Workflow is suspended; resume it to continue".into();
-                }
-                s
-            }
-        },
-        Engine::Job | Engine::HelmHookJob => {
-            let done =
-                |t: &str| child_condition(child, t).is_some_and(|c| field(c, "status") == "True");
-            if done("Complete") {
-                EngineState::succeeded("Job Complete")
-            } else if done("Failed") {
-                let c = child_condition(child, "Failed")
-                    .cloned()
-                    .unwrap_or_default();
-                let reason = if field(&c, "reason") == "DeadlineExceeded" {
-                    reasons::TIMEOUT
-                } else {
-                    reasons::ENGINE_FAILED
-                };
-                EngineState::failed(
-                    reason,
-                    format!(
-                        "Job failed: {}: {}",
-                        field(&c, "reason"),
-                        field(&c, "message")
-                    ),
-                )
-            } else {
-                let active = child
-                    .pointer("/status/active")
-                    .and_then(Value::as_i64)
-                    .unwrap_or(0);
-                EngineState::running(format!("Job running ({active} active pod(s))"))
-            }
-        }
-        Engine::Snapshot => {
-            if child.pointer("/status/readyToUse").and_then(Value::as_bool) == Some(true) {
-                let mut s = EngineState::succeeded("VolumeSnapshot ready to use");
-                if let Some(size) = text(child, "/status/restoreSize") {
-                    s.outputs.insert("restoreSize".into(), size);
-                }
-                s
-            } else if let Some(err) = child.pointer("/status/error") {
-                EngineState::failed(
-                    reasons::ENGINE_FAILED,
-                    format!("VolumeSnapshot error: {}", field(err, "message")),
-                )
-            } else {
-                EngineState::running("VolumeSnapshot not ready yet")
-            }
-        }
-        Engine::Volsync => {
-            let manual = text(child, "/spec/trigger/manual");
-            let last_manual = text(child, "/status/lastManualSync");
-            let failed = child
-                .pointer("/status/latestMoverStatus/result")
-                .and_then(Value::as_str)
-                .is_some_and(|r| r == "Failed");
-            let mut s = if failed {
-                let logs = text(child, "/status/latestMoverStatus/logs").unwrap_or_default();
-                EngineState::failed(
-                    reasons::ENGINE_FAILED,
-                    format!("VolSync mover failed: {logs}"),
-                )
-            } else if manual.is_some() && manual == last_manual {
-                EngineState::succeeded("VolSync one-off replication done")
-            } else {
-                EngineState::running("VolSync replicating")
-            };
-            if let Some(t) = text(child, "/status/lastSyncTime") {
-                s.outputs.insert("lastSyncTime".into(), t);
-            }
-            s
-        }
-        Engine::Helm => {
-            let desired = desired_version.unwrap_or_default();
-            let conds = application_conditions(desired, Some(child), None);
-            let ready = conds.iter().find(|c| c.type_ == types::READY);
-            match ready {
-                Some(c) if c.status == "True" && c.reason == reasons::HELM_RELEASE_READY => {
-                    EngineState::succeeded(format!("HelmRelease Ready at {desired}"))
-                }
-                Some(c)
-                    if c.reason == reasons::ROLLED_BACK
-                        || c.reason == reasons::HELM_RELEASE_FAILED =>
-                {
-                    EngineState::failed(reasons::ENGINE_FAILED, c.message.clone())
-                }
-                Some(c) => EngineState::running(c.message.clone()),
-                None => EngineState::running("waiting for the HelmRelease"),
-            }
-        }
+        Engine::Velero => velero_state(child),
+        Engine::Workflow => workflow_state(child),
+        Engine::Job | Engine::HelmHookJob => job_state(child),
+        Engine::Snapshot => snapshot_state(child),
+        Engine::Volsync => volsync_state(child),
+        Engine::Helm => helm_state(child, desired_version.unwrap_or_default()),
     };
     if let Some(name) = output_name {
         state
@@ -537,6 +471,164 @@ pub fn engine_state(
         state.finished_at = text(child, end);
     }
     state
+}
+
+/// A Velero Backup or Restore, by its `status.phase`.
+fn velero_state(child: &Value) -> EngineState {
+    match child
+        .pointer("/status/phase")
+        .and_then(Value::as_str)
+        .unwrap_or("New")
+    {
+        "Completed" => EngineState::succeeded("Velero reports Completed"),
+        "PartiallyFailed" => {
+            let mut s = EngineState::succeeded("Velero reports PartiallyFailed");
+            let errors = child
+                .pointer("/status/errors")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+            s.warning = Some(format!(
+                "PartiallyFailed with {errors} error(s); see `velero describe`"
+            ));
+            s
+        }
+        p @ ("Failed" | "FailedValidation") => {
+            let errs = child
+                .pointer("/status/validationErrors")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                })
+                .or_else(|| text(child, "/status/failureReason"))
+                .unwrap_or_default();
+            EngineState::failed(
+                reasons::ENGINE_FAILED,
+                format!("Velero reports {p}: {errs}"),
+            )
+        }
+        p => EngineState::running(format!("Velero reports {p}")),
+    }
+}
+
+/// An Argo Workflow, by its `status.phase` (suspended: Blocked, waiting to be resumed).
+fn workflow_state(child: &Value) -> EngineState {
+    match child
+        .pointer("/status/phase")
+        .and_then(Value::as_str)
+        .unwrap_or("Pending")
+    {
+        "Succeeded" => EngineState::succeeded("Workflow Succeeded"),
+        p @ ("Failed" | "Error") => {
+            let msg = text(child, "/status/message").unwrap_or_default();
+            let reason = if msg.to_lowercase().contains("deadline") {
+                reasons::TIMEOUT
+            } else {
+                reasons::ENGINE_FAILED
+            };
+            EngineState::failed(reason, format!("Workflow {p}: {msg}"))
+        }
+        p => {
+            let mut s = EngineState::running(format!("Workflow {p}"));
+            if child.pointer("/spec/suspend").and_then(Value::as_bool) == Some(true) {
+                s.blocked = Some(reasons::AWAITING_RESUME);
+                s.message = "the Workflow is suspended; resume it to continue".into();
+            }
+            s
+        }
+    }
+}
+
+/// A Job (the job and helmHookJob engines), by its Complete and Failed conditions.
+fn job_state(child: &Value) -> EngineState {
+    let done = |t: &str| child_condition(child, t).is_some_and(|c| field(c, "status") == "True");
+    if done("Complete") {
+        EngineState::succeeded("Job Complete")
+    } else if done("Failed") {
+        let c = child_condition(child, "Failed")
+            .cloned()
+            .unwrap_or_default();
+        let reason = if field(&c, "reason") == "DeadlineExceeded" {
+            reasons::TIMEOUT
+        } else {
+            reasons::ENGINE_FAILED
+        };
+        EngineState::failed(
+            reason,
+            format!(
+                "Job failed: {}: {}",
+                field(&c, "reason"),
+                field(&c, "message")
+            ),
+        )
+    } else {
+        let active = child
+            .pointer("/status/active")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        EngineState::running(format!("Job running ({active} active pod(s))"))
+    }
+}
+
+/// A VolumeSnapshot, by `status.readyToUse` and `status.error`.
+fn snapshot_state(child: &Value) -> EngineState {
+    if child.pointer("/status/readyToUse").and_then(Value::as_bool) == Some(true) {
+        let mut s = EngineState::succeeded("VolumeSnapshot ready to use");
+        if let Some(size) = text(child, "/status/restoreSize") {
+            s.outputs.insert("restoreSize".into(), size);
+        }
+        s
+    } else if let Some(err) = child.pointer("/status/error") {
+        EngineState::failed(
+            reasons::ENGINE_FAILED,
+            format!("VolumeSnapshot error: {}", field(err, "message")),
+        )
+    } else {
+        EngineState::running("VolumeSnapshot not ready yet")
+    }
+}
+
+/// A VolSync ReplicationSource: done once its manual trigger was synced; failed when its mover failed.
+fn volsync_state(child: &Value) -> EngineState {
+    let manual = text(child, "/spec/trigger/manual");
+    let last_manual = text(child, "/status/lastManualSync");
+    let failed = child
+        .pointer("/status/latestMoverStatus/result")
+        .and_then(Value::as_str)
+        .is_some_and(|r| r == "Failed");
+    let mut s = if failed {
+        let logs = text(child, "/status/latestMoverStatus/logs").unwrap_or_default();
+        EngineState::failed(
+            reasons::ENGINE_FAILED,
+            format!("VolSync mover failed: {logs}"),
+        )
+    } else if manual.is_some() && manual == last_manual {
+        EngineState::succeeded("VolSync one-off replication done")
+    } else {
+        EngineState::running("VolSync replicating")
+    };
+    if let Some(t) = text(child, "/status/lastSyncTime") {
+        s.outputs.insert("lastSyncTime".into(), t);
+    }
+    s
+}
+
+/// The helm engine's HelmRelease, as the ApplicationInstance would read it at the `desired` version.
+fn helm_state(child: &Value, desired: &str) -> EngineState {
+    let conds = application_conditions(desired, Some(child), None);
+    let ready = conds.iter().find(|c| c.type_ == types::READY);
+    match ready {
+        Some(c) if c.status == "True" && c.reason == reasons::HELM_RELEASE_READY => {
+            EngineState::succeeded(format!("HelmRelease Ready at {desired}"))
+        }
+        Some(c) if c.reason == reasons::ROLLED_BACK || c.reason == reasons::HELM_RELEASE_FAILED => {
+            EngineState::failed(reasons::ENGINE_FAILED, c.message.clone())
+        }
+        Some(c) => EngineState::running(c.message.clone()),
+        None => EngineState::running("waiting for the HelmRelease"),
+    }
 }
 
 #[cfg(test)]

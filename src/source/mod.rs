@@ -27,6 +27,7 @@ use serde_json::Value;
 use crate::api::ClusterPhase;
 use crate::api::conditions::{Cond, reasons, types};
 use crate::git::policy::TrustPolicy;
+use crate::git::provenance::LiveObject;
 use crate::intent::IntentKind;
 
 /// Where a trusted intent came from: what the intent source proved.
@@ -143,23 +144,40 @@ pub struct SourceStatus {
     pub last_error: Option<String>,
 }
 
+/// A live intent as the reconcilers see it: what [`IntentSource::check`] judges.
+#[derive(Debug, Clone, Copy)]
+pub struct LiveIntent<'a> {
+    pub kind: IntentKind,
+    pub namespace: &'a str,
+    pub name: &'a str,
+    /// The typed spec as JSON.
+    pub spec: &'a Value,
+    pub labels: &'a BTreeMap<String, String>,
+    pub annotations: &'a BTreeMap<String, String>,
+    /// The spec owners of its managedFields (the stores keep only those: see `compact_managed_fields`).
+    pub managed_fields: &'a [ManagedFieldsEntry],
+}
+
+impl<'a> LiveIntent<'a> {
+    /// What Git provenance compares: everything but the managed fields.
+    pub fn object(&self) -> LiveObject<'a> {
+        LiveObject {
+            kind: self.kind,
+            namespace: self.namespace,
+            name: self.name,
+            spec: self.spec,
+            labels: self.labels,
+            annotations: self.annotations,
+        }
+    }
+}
+
 /// What the reconcilers ask, whatever the transport (docs/operator.md#modes): is this live intent proven, and
 /// where did it come from? Implemented by the Git view (GitOps), the Pull agent's provenance stamps (Pull) and
 /// the field-manager check (Push).
 pub trait IntentSource: Send + Sync {
-    /// Judge a live intent: its typed spec, labels, annotations and the spec owners of its managedFields (the
-    /// stores keep only those: see `compact_managed_fields`).
-    #[allow(clippy::too_many_arguments)]
-    fn check(
-        &self,
-        kind: IntentKind,
-        namespace: &str,
-        name: &str,
-        spec: &Value,
-        labels: &BTreeMap<String, String>,
-        annotations: &BTreeMap<String, String>,
-        managed_fields: &[ManagedFieldsEntry],
-    ) -> Verdict;
+    /// Judge a live intent: its typed spec, labels, annotations and the spec owners of its managedFields.
+    fn check(&self, live: &LiveIntent<'_>) -> Verdict;
 
     /// The state of the view (GitOps: the last verified commit).
     fn status(&self) -> SourceStatus;

@@ -5,7 +5,6 @@
 //! controller's write, or an apply by any other manager takes ownership of the fields it sets, and the intent is
 //! Blocked `SpecMismatch` naming that manager until the control plane applies it again.
 
-use std::collections::BTreeMap;
 use std::sync::{PoisonError, RwLock};
 
 use base64::Engine as _;
@@ -19,7 +18,7 @@ use crate::git::policy::TrustPolicy;
 use crate::api::conditions::Cond;
 use crate::api::conditions::reasons;
 use crate::intent::IntentKind;
-use crate::source::{IntentSource, Origin, SourceReport, SourceStatus, Verdict};
+use crate::source::{IntentSource, LiveIntent, Origin, SourceReport, SourceStatus, Verdict};
 
 /// The control plane's field manager (upstream's docs).
 pub const DEFAULT_FIELD_MANAGER: &str = "vworkspace-odoo";
@@ -226,16 +225,16 @@ impl crate::source::PolicyTarget for PushSource {
 }
 
 impl IntentSource for PushSource {
-    fn check(
-        &self,
-        kind: IntentKind,
-        namespace: &str,
-        name: &str,
-        spec: &Value,
-        _labels: &BTreeMap<String, String>,
-        annotations: &BTreeMap<String, String>,
-        managed_fields: &[ManagedFieldsEntry],
-    ) -> Verdict {
+    fn check(&self, live: &LiveIntent<'_>) -> Verdict {
+        let LiveIntent {
+            kind,
+            namespace,
+            name,
+            spec,
+            annotations,
+            managed_fields,
+            ..
+        } = *live;
         let identity = format!("{} {namespace}/{name}", kind.as_str());
         let keys = self
             .keys

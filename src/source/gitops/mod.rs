@@ -6,15 +6,13 @@
 
 pub mod notes_sink;
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use gix::ObjectId;
-use serde_json::Value;
 use tokio::sync::watch;
 
-use super::{IntentSource, Origin, PolicyTarget, SourceStatus, Verdict};
+use super::{IntentSource, LiveIntent, Origin, PolicyTarget, SourceStatus, Verdict};
 use crate::api::conditions::reasons;
 use crate::git::first_seen::FirstSeen;
 use crate::git::policy::TrustPolicy;
@@ -738,16 +736,7 @@ fn lag_pending(
 }
 
 impl IntentSource for RepoSource {
-    fn check(
-        &self,
-        kind: IntentKind,
-        namespace: &str,
-        name: &str,
-        spec: &Value,
-        labels: &BTreeMap<String, String>,
-        annotations: &BTreeMap<String, String>,
-        _managed_fields: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry],
-    ) -> Verdict {
+    fn check(&self, intent: &LiveIntent<'_>) -> Verdict {
         let mut guard = self.lock();
         let state = &mut *guard;
         let Some(index) = &state.index else {
@@ -762,14 +751,7 @@ impl IntentSource for RepoSource {
                 .map_or(reasons::REPO_UNAVAILABLE, |f| f.reason);
             return Verdict::Blocked { reason, message };
         };
-        let live = LiveObject {
-            kind,
-            namespace,
-            name,
-            spec,
-            labels,
-            annotations,
-        };
+        let live = intent.object();
         let revision = index.revision().to_string();
         let pending = state
             .head_failure
@@ -790,7 +772,11 @@ impl IntentSource for RepoSource {
             _ => otherwise,
         };
         let lookup = index.lookup(&state.repo, &live);
-        let key = (kind, namespace.to_string(), name.to_string());
+        let key = (
+            intent.kind,
+            intent.namespace.to_string(),
+            intent.name.to_string(),
+        );
         let digest = live_digest(&live);
         match &lookup {
             Ok(Provenance::Match { intent_commit, .. }) => {

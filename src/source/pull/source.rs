@@ -2,17 +2,16 @@
 //! of the job the agent last applied for it ([`super::provenance`]). The reconcilers ask it exactly what they
 //! ask the Git view in GitOps mode.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
-use serde_json::Value;
 use tokio::sync::watch;
 
 use super::agent::{AgentStatus, CREDENTIALS_SECRET};
 use super::provenance;
 use crate::git::policy::TrustPolicy;
-use crate::intent::IntentKind;
-use crate::source::{IntentSource, Origin, PolicyTarget, SourceReport, SourceStatus, Verdict};
+use crate::source::{
+    IntentSource, LiveIntent, Origin, PolicyTarget, SourceReport, SourceStatus, Verdict,
+};
 
 pub struct PullSource {
     key: Arc<RwLock<Option<Vec<u8>>>>,
@@ -42,16 +41,16 @@ impl PullSource {
 pub const REASON_CREDENTIAL_MISSING: &str = "CredentialMissing";
 
 impl IntentSource for PullSource {
-    fn check(
-        &self,
-        kind: IntentKind,
-        namespace: &str,
-        name: &str,
-        spec: &Value,
-        labels: &BTreeMap<String, String>,
-        annotations: &BTreeMap<String, String>,
-        _managed_fields: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry],
-    ) -> Verdict {
+    fn check(&self, live: &LiveIntent<'_>) -> Verdict {
+        let LiveIntent {
+            kind,
+            namespace,
+            name,
+            spec,
+            labels,
+            annotations,
+            ..
+        } = *live;
         let key = self
             .key
             .read()
