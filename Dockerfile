@@ -16,8 +16,9 @@ ARG BINARY_IMAGE=build
 FROM ${RUST_IMAGE} AS build
 WORKDIR /src
 # Crates first, in a layer of their own: a source change does not download them again (cargo reads the
-# [[bench]] files when it loads the manifest, src/ it does not).
+# [[bench]] files when it loads the manifest, src/ it does not; the workspace's core crate is a manifest here).
 COPY Cargo.toml Cargo.lock ./
+COPY crates/core/Cargo.toml ./crates/core/
 COPY benches ./benches
 RUN cargo fetch --locked
 COPY . .

@@ -466,7 +466,7 @@ async fn the_api_server_refuses_what_render_refuses_with_the_same_words() {
         ),
         "{out}"
     );
-    // Tenant isolation (src/render/tenancy.rs), even with a valid claim: a restore of another namespace's
+    // Tenant isolation (crates/core/src/render/tenancy.rs), even with a valid claim: a restore of another namespace's
     // backup mapped into this one is refused, naming the parameters...
     let mut cross = restore("restore-cross", "nextcloud", "");
     cross["spec"]["parameters"] = json!({"backupName": "team-beta-nightly",

@@ -401,7 +401,8 @@ async fn signed_intent_reaches_ready_with_a_note_and_a_posted_event() {
         hr["metadata"]["ownerReferences"][0]["kind"],
         "ApplicationInstance"
     );
-    let oci = env.oci_repository("nc").await.unwrap();
+    // The children are applied together: the chart source may land a moment after the HelmRelease.
+    let oci = eventually("OCIRepository applied", || env.oci_repository("nc")).await;
     assert_eq!(oci["spec"]["ref"]["tag"], "6.6.4");
     env.helm_controller("nc", "True", "UpgradeSucceeded", "6.6.4", false)
         .await;
@@ -1899,7 +1900,7 @@ async fn a_child_made_for_another_tenant_under_the_same_name_is_neither_followed
 }
 
 /// An untrusted pusher's commit (unsigned) holding twenty thousand nested trees under the cluster path. Before
-/// the bounds (src/git/bounds.rs) the operator's Git view walked it recursively on the blocking pool and the
+/// the bounds (crates/core/src/git/bounds.rs) the operator's Git view walked it recursively on the blocking pool and the
 /// process died of a stack overflow, again after every restart. Now the operator syncs it (the same sync its
 /// loop runs, on the same pool), refuses it, and keeps serving: the verified intent keeps its HelmRelease and a
 /// new live intent is still judged.

@@ -318,7 +318,7 @@ pub fn check_operation(location: &str, op: &Operation, ctx: &Context) -> Vec<Pro
             );
         }
     }
-    // Tenant isolation (src/render/tenancy.rs): judged on what the parameters render into, once they are
+    // Tenant isolation (crates/core/src/render/tenancy.rs): judged on what the parameters render into, once they are
     // valid. The target only matters to the helm engine, which the reconciler and `render` judge with the
     // real one.
     if renderable {
