@@ -78,7 +78,7 @@ where
 {
     store: Store<K>,
     synced: Arc<AtomicBool>,
-    applied: tokio::sync::broadcast::Sender<reflector::ObjectRef<K>>,
+    applied: tokio::sync::broadcast::Sender<Applied<K>>,
 }
 
 impl<K> Clone for Shared<K>
@@ -103,9 +103,36 @@ enum Applied<K: kube::Resource>
 where
     K::DynamicType: Eq + std::hash::Hash + Clone,
 {
+    /// This object was applied.
     One(reflector::ObjectRef<K>),
-    /// It fell behind: every object in the store.
+    /// Every object in the store: after a (re)list, or when the subscriber fell behind.
     All,
+}
+
+impl<K: kube::Resource> Clone for Applied<K>
+where
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    fn clone(&self) -> Self {
+        match self {
+            Applied::One(r) => Applied::One(r.clone()),
+            Applied::All => Applied::All,
+        }
+    }
+}
+
+/// What subscribers are told about a watch event, once the reflector has applied it to the store: an applied
+/// object, or every object when a (re)list is done (a listed object is in the store only then: telling it
+/// earlier would tell nothing about the objects created while the watch was down). Nothing for the rest.
+fn to_tell<K: kube::Resource>(event: &watcher::Event<K>) -> Option<Applied<K>>
+where
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    match event {
+        watcher::Event::Apply(obj) => Some(Applied::One(reflector::ObjectRef::from_obj(obj))),
+        watcher::Event::InitDone => Some(Applied::All),
+        watcher::Event::Init | watcher::Event::InitApply(_) | watcher::Event::Delete(_) => None,
+    }
 }
 
 impl<K> Shared<K>
@@ -125,15 +152,28 @@ where
         config: watcher::Config,
     ) -> (Self, futures::future::BoxFuture<'static, ()>) {
         use futures::StreamExt;
-        let (store, synced, stream) = stored_watch(api, config);
+        let (store, writer) = reflector::store();
+        let synced = Arc::new(AtomicBool::new(false));
         let (applied, _) = tokio::sync::broadcast::channel(FAN_OUT);
-        let tx = applied.clone();
+        let (tx, flag) = (applied.clone(), synced.clone());
+        let events = reflector(
+            writer,
+            watcher(api, config).modify(|obj| compact_managed_fields(obj.managed_fields_mut())),
+        );
         let run = Box::pin(async move {
-            let mut stream = std::pin::pin!(stream);
-            while let Some(item) = stream.next().await {
-                match item {
-                    // No subscriber yet (a standby): nothing to tell.
-                    Ok(obj) => drop(tx.send(reflector::ObjectRef::from_obj(&obj))),
+            let mut events = std::pin::pin!(events);
+            while let Some(event) = events.next().await {
+                // Sent once the store holds the object (the reflector writes it first). A send with no
+                // subscriber (a standby) tells no one, and is not needed.
+                match event {
+                    Ok(event) => {
+                        if matches!(event, watcher::Event::InitDone) {
+                            flag.store(true, Ordering::Release);
+                        }
+                        if let Some(told) = to_tell(&event) {
+                            drop(tx.send(told));
+                        }
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, kind = %K::kind(&Default::default()), "watch failed; retrying");
                         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
@@ -167,9 +207,10 @@ where
     }
 
     /// The objects this watch applies from now on, as a controller's trigger: first every object in the
-    /// store once it holds a complete list, then each object as it is applied (again every object, when
-    /// this subscriber fell more than [`FAN_OUT`] behind). Deletions are not told: a deleted intent with a
-    /// finalizer is an update.
+    /// store once it holds a complete list, then each object as it is applied, and again every object after
+    /// the watch listed again (objects created while it was down are in that list, and in the store only once
+    /// the list is complete) or when this subscriber fell more than [`FAN_OUT`] behind. Deletions are not
+    /// told: a deleted intent with a finalizer is an update.
     pub fn subscribe(&self) -> impl futures::Stream<Item = Arc<K>> + Send + 'static {
         use futures::StreamExt;
         let rx = self.applied.subscribe();
@@ -183,7 +224,7 @@ where
         let live = futures::stream::unfold(rx, |mut rx| async move {
             use tokio::sync::broadcast::error::RecvError;
             match rx.recv().await {
-                Ok(r) => Some((Applied::One(r), rx)),
+                Ok(next) => Some((next, rx)),
                 Err(RecvError::Lagged(_)) => Some((Applied::All, rx)),
                 Err(RecvError::Closed) => None,
             }
@@ -222,5 +263,33 @@ impl IntentWatches {
             watcher::Config::default().labels(&selector),
         );
         (Self { apps, ops }, vec![run_apps, run_ops])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::ConfigMap;
+
+    fn cm(name: &str) -> ConfigMap {
+        let mut cm = ConfigMap::default();
+        cm.metadata.name = Some(name.into());
+        cm.metadata.namespace = Some("n".into());
+        cm
+    }
+
+    #[test]
+    fn a_relist_is_told_as_every_object_once_it_is_in_the_store() {
+        let told = |e: watcher::Event<ConfigMap>| match to_tell(&e) {
+            Some(Applied::One(r)) => format!("one {}", r.name),
+            Some(Applied::All) => "all".into(),
+            None => "nothing".into(),
+        };
+        assert_eq!(told(watcher::Event::Apply(cm("a"))), "one a");
+        // Listed objects are not in the store yet: telling them one by one would tell nothing.
+        assert_eq!(told(watcher::Event::Init), "nothing");
+        assert_eq!(told(watcher::Event::InitApply(cm("b"))), "nothing");
+        assert_eq!(told(watcher::Event::InitDone), "all");
+        assert_eq!(told(watcher::Event::Delete(cm("a"))), "nothing");
     }
 }
