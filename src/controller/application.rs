@@ -7,21 +7,21 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 use tracing::{info, instrument, warn};
 
 use super::children::Lookup;
-use super::context::{Context, Outcome, Transition, changed, delays};
+use super::context::{Context, Outcome, delays};
 use super::status::application_conditions;
 use super::trust::{Untrusted, trust};
 use crate::api::conditions::{Cond, merge_conditions};
 use crate::api::conditions::{reasons, types};
 use crate::api::{
     APP_FINALIZER, AppMode, ApplicationInstance, ApplicationInstanceStatus, AppliedChart, Engine,
-    FIELD_MANAGER, ObjectRef, Operation, OperationType, Phase, labels,
+    ObjectRef, Operation, OperationType, Phase, labels,
 };
 use crate::git::notes::NewRecord;
 use crate::intent::IntentKind;
@@ -647,7 +647,6 @@ async fn write_status(
     conds: &[Cond],
     fill: impl FnOnce(&mut ApplicationInstanceStatus),
 ) -> Result<(), Error> {
-    let namespace = app.namespace().unwrap_or_default();
     let uid = app.uid().unwrap_or_default();
     let current = ctx
         .written
@@ -664,38 +663,15 @@ async fn write_status(
         return Ok(());
     }
     next.last_reconcile_time = Some(now.0.to_string());
-    let api: Api<ApplicationInstance> = Api::namespaced(ctx.client.clone(), &namespace);
-    let patch = json!({
-        "apiVersion": "apps.vworkspace.io/v1alpha1",
-        "kind": "ApplicationInstance",
-        "status": next,
-    });
-    let written = api
-        .patch_status(
-            &app.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await?;
-    ctx.written
-        .record(&uid, written.resource_version().as_deref(), &next);
-    ctx.metrics.write("status");
-    let transitions = changed(&current.conditions, conds);
-    if !transitions.is_empty() {
-        ctx.publish_transitions(app, &transitions).await;
-    }
-    if current.conditions != next.conditions {
-        ctx.transitions.transition(Transition {
-            api_version: "apps.vworkspace.io/v1alpha1",
-            kind: "ApplicationInstance",
-            namespace,
-            name: app.name_any(),
-            uid: app.uid().unwrap_or_default(),
-            generation: app.metadata.generation.unwrap_or_default(),
-            old: current.conditions,
-            new: next.conditions,
-            endpoints: next.endpoints,
-        });
-    }
+    let endpoints = next.endpoints.clone();
+    ctx.apply_status(
+        app,
+        ("apps.vworkspace.io/v1alpha1", "ApplicationInstance"),
+        &next,
+        current.conditions,
+        conds,
+        endpoints,
+    )
+    .await?;
     Ok(())
 }

@@ -17,6 +17,7 @@ use crate::k8s::apply::Resources;
 use crate::render::Renderer;
 use crate::source::IntentSource;
 pub use crate::source::{Outcome, OutcomeSink};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 /// An equality-based label selector (`k=v,k2=v2`, or `k` for "has the label").
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -342,6 +343,60 @@ impl Context {
             .unwrap_or_default())
     }
 
+    /// The one status write of a reconcile, for both intent kinds: server-side apply `status` to `obj`'s status
+    /// subresource, remember what was written, and announce the conditions that changed from `old`
+    /// (Kubernetes Events for the `desired` conditions that changed, and a transition to the control plane).
+    pub async fn apply_status<K, S>(
+        &self,
+        obj: &K,
+        (api_version, kind): (&'static str, &'static str),
+        status: &S,
+        old: Vec<Condition>,
+        desired: &[Cond],
+        endpoints: Vec<crate::api::Endpoint>,
+    ) -> Result<(), kube::Error>
+    where
+        K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+        S: serde::Serialize + HasConditions,
+    {
+        use kube::ResourceExt;
+        let api: Api<K> =
+            Api::namespaced(self.client.clone(), &obj.namespace().unwrap_or_default());
+        let patch = serde_json::json!({"apiVersion": api_version, "kind": kind, "status": status});
+        let written = api
+            .patch_status(
+                &obj.name_any(),
+                &kube::api::PatchParams::apply(crate::api::FIELD_MANAGER).force(),
+                &kube::api::Patch::Apply(&patch),
+            )
+            .await?;
+        let uid = obj.uid().unwrap_or_default();
+        self.written
+            .record(&uid, written.resource_version().as_deref(), status);
+        self.metrics.write("status");
+        let transitions = changed(&old, desired);
+        if !transitions.is_empty() {
+            self.publish_transitions(obj, &transitions).await;
+        }
+        if old.as_slice() != status.conditions() {
+            self.transitions.transition(Transition {
+                api_version,
+                kind,
+                namespace: obj.namespace().unwrap_or_default(),
+                name: obj.name_any(),
+                uid,
+                generation: obj.meta().generation.unwrap_or_default(),
+                old,
+                new: status.conditions().to_vec(),
+                endpoints,
+            });
+        }
+        Ok(())
+    }
+
     /// Publish one Kubernetes Event for the conditions of one status change: its reason is the most significant
     /// changed condition's (a warning one first), its note lists every changed condition. Published in the
     /// background; failures are logged, never fatal.
@@ -436,6 +491,23 @@ pub mod delays {
     pub const PROGRESS: Duration = Duration::from_secs(10);
     /// While waiting on something outside (approval, a conflicting Operation, an engine being installed).
     pub const WAITING: Duration = Duration::from_secs(30);
+}
+
+/// A status with conditions (both intents' statuses).
+pub trait HasConditions {
+    fn conditions(&self) -> &[Condition];
+}
+
+impl HasConditions for crate::api::ApplicationInstanceStatus {
+    fn conditions(&self) -> &[Condition] {
+        &self.conditions
+    }
+}
+
+impl HasConditions for crate::api::OperationStatus {
+    fn conditions(&self) -> &[Condition] {
+        &self.conditions
+    }
 }
 
 #[cfg(test)]

@@ -6,13 +6,11 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
-use kube::api::{Api, Patch, PatchParams};
-use serde_json::json;
 
 use super::{Error, phase};
 use crate::api::conditions::{Cond, merge_conditions, types};
-use crate::api::{FIELD_MANAGER, Operation, OperationStatus, Phase};
-use crate::controller::context::{Context, Outcome, Transition, changed};
+use crate::api::{Operation, OperationStatus, Phase};
+use crate::controller::context::{Context, Outcome};
 use crate::git::notes::NewRecord;
 
 /// Merge `conds` into the status, set `phase` and the fields `fill` sets, and write it — only when something
@@ -26,7 +24,6 @@ pub(super) async fn write_status(
     conds: &[Cond],
     fill: impl FnOnce(&mut OperationStatus),
 ) -> Result<Option<Operation>, Error> {
-    let namespace = op.namespace().unwrap_or_default();
     let uid = op.uid().unwrap_or_default();
     let current = ctx
         .written
@@ -41,37 +38,17 @@ pub(super) async fn write_status(
     if next == current {
         return Ok(None);
     }
-    let api: Api<Operation> = Api::namespaced(ctx.client.clone(), &namespace);
-    let patch =
-        json!({"apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "Operation", "status": next});
-    let written = api
-        .patch_status(
-            &op.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await?;
-    ctx.written
-        .record(&uid, written.resource_version().as_deref(), &next);
-    ctx.metrics.write("status");
-    let transitions = changed(&current.conditions, conds);
-    if !transitions.is_empty() {
-        ctx.publish_transitions(op, &transitions).await;
-    }
-    if current.conditions != next.conditions {
-        ctx.transitions.transition(Transition {
-            api_version: "ops.vworkspace.io/v1alpha1",
-            kind: "Operation",
-            namespace,
-            name: op.name_any(),
-            uid: op.uid().unwrap_or_default(),
-            generation: op.metadata.generation.unwrap_or_default(),
-            old: current.conditions,
-            new: next.conditions.clone(),
-            endpoints: Vec::new(),
-        });
-    }
-    if next.phase.is_some_and(Phase::is_terminal) && current.phase != next.phase {
+    let old_phase = current.phase;
+    ctx.apply_status(
+        op,
+        ("ops.vworkspace.io/v1alpha1", "Operation"),
+        &next,
+        current.conditions,
+        conds,
+        Vec::new(),
+    )
+    .await?;
+    if next.phase.is_some_and(Phase::is_terminal) && old_phase != next.phase {
         let mut finished = op.clone();
         finished.status = Some(next);
         return Ok(Some(finished));
