@@ -10,6 +10,9 @@ pub const MANAGED_BY_OPERATOR: &str = "vworkspace-operator";
 pub const CLUSTER_ID: &str = "app.vworkspace.io/cluster-id";
 /// On HelmRelease, chart sources and Operation children: the ApplicationInstance name.
 pub const APPLICATION_INSTANCE: &str = "app.vworkspace.io/application-instance";
+/// On an instance's children outside its namespace (Argo CD's AppProject; added by this project): the
+/// ApplicationInstance's namespace, to map the child back to its intent.
+pub const APPLICATION_INSTANCE_NAMESPACE: &str = "app.vworkspace.io/application-instance-namespace";
 /// On Operation children: the Operation UID.
 pub const OPERATION: &str = "ops.vworkspace.io/operation";
 /// On Operation children (added by this project): the Operation name, for readable selectors.

@@ -4,17 +4,15 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use minijinja::value::Serde;
-use minijinja::{AutoEscape, Environment, UndefinedBehavior, context};
-use serde::{Deserialize, Serialize};
+use minijinja::{AutoEscape, Environment, UndefinedBehavior};
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
+use super::application::HelmEngine;
 use super::templates::{self, Templates};
-use super::{RenderError, deep_merge, sort_objects};
-use crate::api::{
-    AppMode, ApplicationInstance, ApplicationInstanceSpec, ChartSourceType, ChartSpec,
-    Integrations, Operation, ValuesSource, ValuesSpec, labels, template_key,
-};
+use super::{RenderError, sort_objects};
+use crate::api::{ApplicationInstance, Operation, labels, template_key};
 
 /// Bounds on one template render, so that a broken or hostile template errors instead of hanging.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +47,8 @@ pub struct RenderOptions {
     /// Chart hosts allowed although they are loopback, link-local, metadata or cluster-internal
     /// (`--allow-chart-host`; `crate::validate::hosts`). Empty: none.
     pub allowed_chart_hosts: Vec<String>,
+    /// What installs an ApplicationInstance's chart: Flux (the default) or Argo CD.
+    pub helm_engine: HelmEngine,
 }
 
 impl Default for RenderOptions {
@@ -58,6 +58,7 @@ impl Default for RenderOptions {
             velero_namespace: "velero".into(),
             limits: Limits::default(),
             allowed_chart_hosts: Vec::new(),
+            helm_engine: HelmEngine::Flux,
         }
     }
 }
@@ -70,6 +71,8 @@ pub enum Placement {
     Target,
     /// The configured Velero namespace.
     Velero,
+    /// Argo CD's namespace (AppProjects live there; `--argocd-namespace`).
+    Argocd,
 }
 
 /// A kind an Operation template may produce.
@@ -111,13 +114,6 @@ pub struct Renderer {
     templates: Templates,
     options: RenderOptions,
 }
-
-/// Kinds an ApplicationInstance may render: (API group, kind).
-const APP_CHILD_KINDS: &[(&str, &str)] = &[
-    ("helm.toolkit.fluxcd.io", "HelmRelease"),
-    ("source.toolkit.fluxcd.io", "OCIRepository"),
-    ("source.toolkit.fluxcd.io", "HelmRepository"),
-];
 
 impl Renderer {
     /// Compile every template. A template that does not compile is recorded, not fatal: only intents that need
@@ -206,7 +202,10 @@ impl Renderer {
             .contains(&templates::catalog_values(catalog_id))
     }
 
-    fn cluster_id<'a>(&'a self, labels: Option<&'a BTreeMap<String, String>>) -> &'a str {
+    pub(super) fn cluster_id<'a>(
+        &'a self,
+        labels: Option<&'a BTreeMap<String, String>>,
+    ) -> &'a str {
         self.options
             .cluster_id
             .as_deref()
@@ -261,7 +260,7 @@ impl Renderer {
 
     /// Render a template and parse its output as a stream of YAML documents (empty ones dropped); see
     /// [`parse_output`].
-    fn render_objects(
+    pub(super) fn render_objects(
         &self,
         name: &str,
         ctx: &minijinja::Value,
@@ -273,131 +272,6 @@ impl Renderer {
             reason,
         })?;
         Ok(docs.into_iter().filter(|d| !d.is_null()).collect())
-    }
-
-    /// Render an ApplicationInstance into its HelmRelease and chart source. Placeholder mode renders nothing.
-    pub fn render_application(&self, app: &ApplicationInstance) -> Result<Vec<Value>, RenderError> {
-        self.render_application_with(app, None)
-    }
-
-    /// As [`render_application`](Self::render_application), with an upgrade applied on top: a new chart
-    /// version and/or a values patch (the `helm` engine's parameters).
-    fn render_application_with(
-        &self,
-        app: &ApplicationInstance,
-        upgrade: Option<(&Option<String>, &Option<Value>)>,
-    ) -> Result<Vec<Value>, RenderError> {
-        let spec = &app.spec;
-        if spec.mode == AppMode::Placeholder {
-            return Ok(Vec::new());
-        }
-        let missing = |field: &str| RenderError::Intent {
-            field: field.into(),
-            reason: "required in managed mode".into(),
-        };
-        let mut chart = spec.chart.clone().ok_or_else(|| missing("spec.chart"))?;
-        let release = spec
-            .release
-            .as_ref()
-            .ok_or_else(|| missing("spec.release"))?;
-        let values_spec = spec.values.as_ref().ok_or_else(|| missing("spec.values"))?;
-        let app_name = app.metadata.name.as_deref().unwrap_or_default();
-        let namespace = app.metadata.namespace.as_deref().unwrap_or_default();
-        let cluster_id = self.cluster_id(app.metadata.labels.as_ref());
-        // Built once as a template value and shared (reference-counted) by every template of this intent.
-        let app_ctx = minijinja::Value::from(Serde(AppContext {
-            name: app_name,
-            namespace,
-            labels: app.metadata.labels.as_ref().unwrap_or(&EMPTY),
-            annotations: app.metadata.annotations.as_ref().unwrap_or(&EMPTY),
-            spec,
-        }));
-        let integrations = spec.integrations.clone().unwrap_or_default();
-        let integrations_ctx = integrations_context(&integrations);
-        let release_ctx = minijinja::Value::from(Serde(release));
-
-        // Values: the catalog's translation of integrations, then the inline values on top, then an upgrade's patch.
-        let any_integration = integrations.external_secrets_enabled()
-            || integrations.cert_manager_enabled()
-            || integrations.ingress_enabled();
-        let mut values = if any_integration {
-            let ctx = context! {
-                app => app_ctx.clone(),
-                release => release_ctx.clone(),
-                integrations => integrations_ctx.clone(),
-                clusterId => cluster_id,
-            };
-            self.integration_values(&spec.app_ref.catalog_id, &ctx)?
-        } else {
-            Value::Object(Map::new())
-        };
-        let values_from = merge_intent_values(values_spec, &mut values)?;
-        if let Some((version, patch)) = upgrade {
-            if let Some(v) = version {
-                chart.version = v.clone();
-            }
-            if let Some(p) = patch {
-                deep_merge(&mut values, p);
-            }
-        }
-
-        let (source_kind, source_template, source_url) = chart_source(&chart);
-        let ctx = context! {
-            app => app_ctx,
-            chart => Serde(&chart),
-            release => release_ctx,
-            values => Serde(&values),
-            valuesFrom => Serde(&values_from),
-            source => context! {
-                kind => source_kind,
-                apiVersion => "source.toolkit.fluxcd.io/v1",
-                name => &release.name,
-                namespace => namespace,
-                url => source_url,
-            },
-            integrations => integrations_ctx,
-            clusterId => cluster_id,
-        };
-        let mut objects = self.render_objects(source_template, &ctx, "spec.chart")?;
-        let source_count = objects.len();
-        objects.extend(self.render_objects(templates::HELM_RELEASE, &ctx, "spec.release")?);
-        finalize_app_children(
-            &mut objects,
-            source_count,
-            source_template,
-            cluster_id,
-            app_name,
-            namespace,
-        )?;
-        sort_objects(&mut objects);
-        Ok(objects)
-    }
-
-    /// The chart values the catalog entry's integrations template translates the enabled integrations into
-    /// (rendered with `ctx`): one YAML mapping, or nothing (no values).
-    fn integration_values(
-        &self,
-        catalog_id: &str,
-        ctx: &minijinja::Value,
-    ) -> Result<Value, RenderError> {
-        let name = templates::catalog_values(catalog_id);
-        if !self.templates.contains(&name) {
-            return Err(RenderError::Intent {
-                field: "spec.integrations".into(),
-                reason: format!(
-                    "catalog entry {catalog_id:?} has no integrations template ({name}); integrations cannot be translated"
-                ),
-            });
-        }
-        let docs = self.render_objects(&name, ctx, "spec.integrations")?;
-        match docs.as_slice() {
-            [] => Ok(Value::Object(Map::new())),
-            [v @ Value::Object(_)] => Ok(v.clone()),
-            _ => Err(RenderError::Output {
-                name,
-                reason: "must render exactly one YAML mapping of chart values".into(),
-            }),
-        }
     }
 
     /// Render an Operation into its engine's child object(s). `target` is the ApplicationInstance named by
@@ -499,6 +373,7 @@ impl Renderer {
                 let ns = match c.namespace {
                     Placement::Target => namespace.to_string(),
                     Placement::Velero => self.options.velero_namespace.clone(),
+                    Placement::Argocd => self.options.helm_engine.argocd_namespace().to_string(),
                 };
                 (super::group(&c.api_version).to_string(), c.kind.clone(), ns)
             })
@@ -558,99 +433,8 @@ fn with_defaults(mut params: Map<String, Value>, schema: &Value) -> Value {
     Value::Object(params)
 }
 
-/// The template context of an intent's integrations.
-fn integrations_context(integrations: &Integrations) -> minijinja::Value {
-    context! {
-        externalSecrets => integrations.external_secrets_enabled(),
-        certManager => integrations.cert_manager_enabled(),
-        ingress => context! {
-            enabled => integrations.ingress_enabled(),
-            host => integrations.ingress.as_ref().and_then(|i| i.host.as_deref()).unwrap_or_default(),
-        },
-    }
-}
-
-/// The chart's Flux source: its kind, the template that renders it and its URL.
-fn chart_source(chart: &ChartSpec) -> (&'static str, &'static str, String) {
-    match chart.source_type {
-        ChartSourceType::Oci => (
-            "OCIRepository",
-            templates::SOURCE_OCI,
-            oci_chart_url(&chart.url, &chart.name),
-        ),
-        ChartSourceType::Helm => ("HelmRepository", templates::SOURCE_HELM, chart.url.clone()),
-    }
-}
-
-/// Merge the intent's values into `values`: inline values on top of them; a Secret or ConfigMap reference
-/// is returned as the HelmRelease's `valuesFrom` instead (referenced, never copied).
-fn merge_intent_values(
-    values_spec: &ValuesSpec,
-    values: &mut Value,
-) -> Result<Vec<Value>, RenderError> {
-    let mut values_from = Vec::new();
-    match values_spec.source {
-        ValuesSource::Inline => {
-            if let Some(inline) = &values_spec.inline {
-                deep_merge(values, &Value::Object(inline.clone()));
-            }
-        }
-        ValuesSource::SecretRef | ValuesSource::ConfigMapRef => {
-            let (kind, r) = match values_spec.source {
-                ValuesSource::SecretRef => ("Secret", &values_spec.secret_ref),
-                _ => ("ConfigMap", &values_spec.config_map_ref),
-            };
-            let r = r.as_ref().ok_or_else(|| RenderError::Intent {
-                field: format!("spec.values.{}", values_spec.source.as_str()),
-                reason: format!(
-                    "required when values.source is {}",
-                    values_spec.source.as_str()
-                ),
-            })?;
-            values_from.push(json!({"kind": kind, "name": r.name, "valuesKey": r.key}));
-        }
-    }
-    Ok(values_from)
-}
-
-/// Check and label every rendered child of an ApplicationInstance (see [`finalize`]): the first
-/// `source_count` come from `source_template`, the rest from the HelmRelease template.
-fn finalize_app_children(
-    objects: &mut [Value],
-    source_count: usize,
-    source_template: &str,
-    cluster_id: &str,
-    app_name: &str,
-    namespace: &str,
-) -> Result<(), RenderError> {
-    let child_labels = BTreeMap::from([
-        (
-            labels::MANAGED_BY.to_string(),
-            labels::MANAGED_BY_OPERATOR.to_string(),
-        ),
-        (labels::CLUSTER_ID.to_string(), cluster_id.to_string()),
-        (
-            labels::APPLICATION_INSTANCE.to_string(),
-            app_name.to_string(),
-        ),
-    ]);
-    let allowed: Vec<(String, String, String)> = APP_CHILD_KINDS
-        .iter()
-        .map(|(g, k)| (g.to_string(), k.to_string(), namespace.to_string()))
-        .collect();
-    for (i, obj) in objects.iter_mut().enumerate() {
-        let name = if i < source_count {
-            source_template
-        } else {
-            templates::HELM_RELEASE
-        };
-        finalize(obj, name, i, &allowed, &child_labels)?;
-    }
-    Ok(())
-}
-
 /// Check one rendered object against the invariants and stamp the operator's labels on it.
-fn finalize(
+pub(super) fn finalize(
     obj: &mut Value,
     template: &str,
     index: usize,
@@ -751,18 +535,6 @@ pub fn is_dns_subdomain(name: &str) -> bool {
 pub fn is_dns_label(name: &str) -> bool {
     name.len() <= 63 && !name.contains('.') && is_dns_subdomain(name)
 }
-
-/// What templates see as `app`: borrowed from the intent, converted once per render.
-#[derive(Serialize)]
-struct AppContext<'a> {
-    name: &'a str,
-    namespace: &'a str,
-    labels: &'a BTreeMap<String, String>,
-    annotations: &'a BTreeMap<String, String>,
-    spec: &'a ApplicationInstanceSpec,
-}
-
-static EMPTY: BTreeMap<String, String> = BTreeMap::new();
 
 /// Parse a template's output: a stream of YAML documents. Output whose first non-blank character is `{` or
 /// `[` is read as a stream of JSON values first (JSON is YAML, one document per value) because serde_json

@@ -5,10 +5,14 @@
 //! must not be able to break: which kinds an intent may produce, in which namespace, with which labels, and
 //! how much work and output a render may take.
 
+mod application;
 mod engine;
 pub mod templates;
 pub mod tenancy;
 
+pub use application::{
+    ARGOCD_RESOURCES_FINALIZER, DEFAULT_ARGOCD_NAMESPACE, HelmEngine, engine_refusal,
+};
 pub use engine::{
     ChildKind, Limits, OperationTemplateSpec, Placement, RenderOptions, Renderer, child_name,
     is_dns_label, is_dns_subdomain, oci_chart_url,
@@ -139,15 +143,15 @@ pub fn deep_merge(base: &mut Value, overlay: &Value) {
     }
 }
 
-/// A stable order for rendered objects: sources before releases, then by namespace and name.
+/// A stable order for rendered objects: sources (and Argo CD projects) before releases (and Applications), then by namespace and name.
 pub fn sort_objects(objects: &mut [Value]) {
     if objects.len() < 2 {
         return;
     }
     fn rank(kind: &str) -> u8 {
         match kind {
-            "HelmRepository" | "OCIRepository" => 0,
-            "HelmRelease" => 1,
+            "HelmRepository" | "OCIRepository" | "AppProject" => 0,
+            "HelmRelease" | "Application" => 1,
             _ => 2,
         }
     }

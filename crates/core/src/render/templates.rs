@@ -18,6 +18,10 @@ pub const HELM_RELEASE: &str = "application/helmrelease.yaml.j2";
 pub const SOURCE_OCI: &str = "application/source-oci.yaml.j2";
 /// Template name of the HelmRepository chart source.
 pub const SOURCE_HELM: &str = "application/source-helm.yaml.j2";
+/// Template name of the Argo CD Application rendered for an ApplicationInstance (`--engine argocd`).
+pub const ARGOCD_APPLICATION: &str = "application/argocd-application.yaml.j2";
+/// Template name of the AppProject an ApplicationInstance's Application runs under (`--engine argocd`).
+pub const ARGOCD_PROJECT: &str = "application/argocd-appproject.yaml.j2";
 
 /// The integration-values template of a catalog entry.
 pub fn catalog_values(catalog_id: &str) -> String {

@@ -21,7 +21,8 @@
 //!   `includedClusterScopedResources`). Classes (`volumeSnapshotClassName`, `storageClassName`) are the cluster
 //!   admin's offer to every tenant and may be named.
 //!
-//! Opaque payloads are not read as references: `labels`, `annotations` and a HelmRelease's chart `values`.
+//! Opaque payloads are not read as references: `labels`, `annotations` and the chart values of a HelmRelease
+//! (`spec.values`) or an Argo CD Application (`spec.source.helm.valuesObject`).
 
 use serde_json::Value;
 
@@ -79,7 +80,11 @@ pub fn check_children(namespace: &str, params: &Value, objects: &[Value]) -> Vec
                 super::namespace(obj),
                 super::name(obj)
             ),
-            is_helm_release: super::kind(obj) == "HelmRelease",
+            values_path: match super::kind(obj) {
+                "HelmRelease" => "spec.values",
+                "Application" => "spec.source.helm.valuesObject",
+                _ => "",
+            },
             out: &mut out,
         };
         if let Some(map) = obj.as_object() {
@@ -100,7 +105,8 @@ struct Walk<'a> {
     namespace: &'a str,
     params: &'a Value,
     object: String,
-    is_helm_release: bool,
+    /// Where the chart values are in this object (a HelmRelease's or an Argo CD Application's), if anywhere.
+    values_path: &'static str,
     out: &'a mut Vec<TenancyViolation>,
 }
 
@@ -135,7 +141,7 @@ impl Walk<'_> {
         if depth > 64 || matches!(key, "labels" | "annotations") {
             return;
         }
-        if self.is_helm_release && path == "spec.values" {
+        if !self.values_path.is_empty() && path == self.values_path {
             return; // chart values: the chart's business, never a reference we render
         }
         if self.reference(key, path, value) {

@@ -225,6 +225,11 @@ pub fn check_application(location: &str, app: &ApplicationInstance, ctx: &Contex
             );
         }
     }
+    if let Some((field, reason)) =
+        crate::render::engine_refusal(&ctx.renderer.options().helm_engine, spec)
+    {
+        p(&field, reason);
+    }
     if spec.mode == AppMode::Managed
         && let Some(chart) = &spec.chart
         && let Some(reason) =
