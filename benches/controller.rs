@@ -524,6 +524,7 @@ fn bench_config(
             approval_key: None,
             resync: Duration::from_secs(300),
             allowed_chart_hosts: Vec::new(),
+            helm_engine: Default::default(),
         },
         source,
         fetch_interval: Duration::from_secs(30),

@@ -165,6 +165,7 @@ CRDS=(
   "crds github.com/backube/volsync config/crd/bases/volsync.backube_replicationdestinations.yaml config/crd/bases/volsync.backube_replicationsources.yaml"
   "crds github.com/kubernetes-csi/external-snapshotter/client/v8 config/crd/snapshot.storage.k8s.io_volumesnapshots.yaml config/crd/snapshot.storage.k8s.io_volumesnapshotclasses.yaml config/crd/snapshot.storage.k8s.io_volumesnapshotcontents.yaml"
   "crds github.com/argoproj/argo-workflows/v3 manifests/base/crds/full/argoproj.io_workflows.yaml manifests/base/crds/full/argoproj.io_workflowtemplates.yaml"
+  "crds github.com/argoproj/argo-cd/v3 manifests/crds/application-crd.yaml manifests/crds/appproject-crd.yaml"
 )
 
 crds() { # copy the CRDs out of the module cache into one folder (keyed like the binaries); print it

@@ -86,6 +86,7 @@ impl Env {
                 approval_key: Some(APPROVAL_KEY.to_vec()),
                 resync: Duration::from_secs(300),
                 allowed_chart_hosts: Vec::new(),
+                helm_engine: Default::default(),
             },
             source: SourceConfig::GitOps(RepoConfig {
                 url: self.remote.url(),

@@ -245,6 +245,7 @@ fn operator_config(
             approval_key: None,
             resync: Duration::from_secs(300),
             allowed_chart_hosts: Vec::new(),
+            helm_engine: Default::default(),
         },
         source: SourceConfig::GitOps(RepoConfig {
             url: remote.url(),

@@ -97,6 +97,8 @@ pub struct Args {
     pub namespaces: Vec<String>,
     #[command(flatten)]
     pub chart_hosts: super::ChartHostArgs,
+    #[command(flatten)]
+    pub engine: super::EngineArgs,
     #[arg(long, value_enum, default_value = "text")]
     pub output: Output,
     /// Log format (logs go to stderr; RUST_LOG sets the level).
@@ -130,6 +132,10 @@ fn options(args: &Args) -> anyhow::Result<Result<HydrateOptions, String>> {
     opts.repo_path = args.repo_path.clone();
     opts.templates = args.templates.clone();
     opts.velero_namespace = args.velero_namespace.clone();
+    opts.helm_engine = match args.engine.helm_engine() {
+        Ok(e) => e,
+        Err(e) => return Ok(Err(e.to_string())),
+    };
     opts.credentials = credentials;
     opts.author_name = args.author_name.clone();
     opts.author_email = args.author_email.clone();

@@ -38,6 +38,33 @@ pub struct ChartHostArgs {
     pub allow_chart_host: Vec<String>,
 }
 
+/// `--engine` and `--argocd-namespace`: one pair, flattened into `run`, `render` and `hydrate`, so that a
+/// review renders what the cluster's engine will get.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EngineArgs {
+    /// What installs an ApplicationInstance's chart: `flux` (a HelmRelease and its chart source) or `argocd`
+    /// (an Argo CD Application and its AppProject). One engine per cluster.
+    #[arg(long, value_name = "ENGINE", default_value = "flux", value_parser = ["flux", "argocd"], env = "VWORKSPACE_ENGINE")]
+    pub engine: String,
+    /// Argo CD's namespace, where the AppProjects go (`--engine argocd`).
+    #[arg(long, value_name = "NS", default_value = crate::render::DEFAULT_ARGOCD_NAMESPACE, env = "VWORKSPACE_ARGOCD_NAMESPACE")]
+    pub argocd_namespace: String,
+}
+
+impl EngineArgs {
+    /// The engine these flags name.
+    pub fn helm_engine(&self) -> anyhow::Result<crate::render::HelmEngine> {
+        if !crate::render::is_dns_label(&self.argocd_namespace) {
+            anyhow::bail!(
+                "--argocd-namespace {:?}: not a valid namespace name",
+                self.argocd_namespace
+            );
+        }
+        crate::render::HelmEngine::parse(&self.engine, &self.argocd_namespace)
+            .map_err(|e| anyhow::anyhow!("--engine: {e}"))
+    }
+}
+
 #[derive(Debug, Parser)]
 #[command(name = "vworkspace-operator", version = env!("VWO_VERSION_LINE"), about, long_about = None)]
 pub struct Cli {

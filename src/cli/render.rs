@@ -50,6 +50,8 @@ pub struct Args {
     pub velero_namespace: String,
     #[command(flatten)]
     pub chart_hosts: super::ChartHostArgs,
+    #[command(flatten)]
+    pub engine: super::EngineArgs,
     #[arg(long, value_enum, default_value = "yaml")]
     pub output: Output,
 }
@@ -92,7 +94,8 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         args.cluster_id.as_deref(),
         &args.velero_namespace,
     )?
-    .with_allowed_chart_hosts(args.chart_hosts.allow_chart_host.clone());
+    .with_allowed_chart_hosts(args.chart_hosts.allow_chart_host.clone())
+    .with_helm_engine(args.engine.helm_engine()?);
     let cluster_id = args.cluster_id.as_deref();
     let prefix = args
         .path

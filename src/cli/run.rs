@@ -68,6 +68,8 @@ pub struct Args {
     pub velero_namespace: String,
     #[command(flatten)]
     pub chart_hosts: super::ChartHostArgs,
+    #[command(flatten)]
+    pub engine: super::EngineArgs,
     /// Control plane base URL; events are posted to <endpoint>/api/agent/events. Off when unset.
     #[arg(long, env = "VWORKSPACE_CONTROL_PLANE_ENDPOINT")]
     pub control_plane_endpoint: Option<String>,
@@ -327,6 +329,7 @@ async fn run_async(args: Args) -> anyhow::Result<u8> {
             approval_key,
             resync: args.resync_interval,
             allowed_chart_hosts: args.chart_hosts.allow_chart_host.clone(),
+            helm_engine: args.engine.helm_engine()?,
         },
         source: source_config(&args, mode, policy)?,
         fetch_interval: args.fetch_interval,

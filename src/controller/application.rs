@@ -13,9 +13,9 @@ use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 use tracing::{info, instrument, warn};
 
+use super::argocd_status::release_conditions;
 use super::children::Lookup;
 use super::context::{Context, Outcome, delays};
-use super::status::application_conditions;
 use super::trust::{Untrusted, trust};
 use crate::api::conditions::{Cond, merge_conditions};
 use crate::api::conditions::{reasons, types};
@@ -25,6 +25,7 @@ use crate::api::{
 };
 use crate::git::notes::NewRecord;
 use crate::intent::IntentKind;
+use crate::render::HelmEngine;
 use crate::source::Origin;
 use crate::validate;
 
@@ -61,27 +62,47 @@ pub fn error_policy(_app: Arc<ApplicationInstance>, error: &Error, _ctx: Arc<Con
     Action::requeue(delays::ERROR)
 }
 
-/// The objects an ApplicationInstance owns, as last rendered (names are fixed by the release name).
-fn child_refs(app: &ApplicationInstance) -> Vec<Value> {
+/// The objects an ApplicationInstance owns with this engine, as last rendered (names are fixed by the
+/// release name): the release's kind first (its own finalizer uninstalls before the rest go).
+fn child_refs(app: &ApplicationInstance, engine: &HelmEngine) -> Vec<Value> {
     let namespace = app.namespace().unwrap_or_default();
     let Some(release) = &app.spec.release else {
         return Vec::new();
     };
-    let mut refs = vec![
-        json!({"apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease",
-        "metadata": {"name": release.name, "namespace": namespace}}),
-    ];
-    for kind in ["OCIRepository", "HelmRepository"] {
-        refs.push(
-            json!({"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": kind,
-            "metadata": {"name": release.name, "namespace": namespace}}),
-        );
-    }
-    refs
+    engine
+        .child_kinds()
+        .iter()
+        .map(|(api_version, kind, here)| {
+            let (name, ns) = if *here {
+                (release.name.clone(), namespace.clone())
+            } else {
+                (
+                    HelmEngine::project_name(&namespace, &release.name),
+                    engine.argocd_namespace().to_string(),
+                )
+            };
+            json!({"apiVersion": api_version, "kind": kind, "metadata": {"name": name, "namespace": ns}})
+        })
+        .collect()
+}
+
+/// Whether a live child is this instance's: its instance label, and (outside the instance's namespace) its
+/// namespace label.
+fn owned_by(live: &Value, app: &ApplicationInstance) -> bool {
+    let label = |key: &str| {
+        live.pointer("/metadata/labels")
+            .and_then(|l| l.get(key))
+            .and_then(Value::as_str)
+    };
+    let namespace = app.namespace().unwrap_or_default();
+    label(labels::APPLICATION_INSTANCE) == Some(&app.name_any())
+        && (crate::render::namespace(live) == namespace
+            || label(labels::APPLICATION_INSTANCE_NAMESPACE) == Some(namespace.as_str()))
 }
 
 /// A deleted instance: delete its children, say so while they go, and release the finalizer once they are
-/// gone (Flux's own finalizer on the HelmRelease uninstalls the release first).
+/// gone (Flux's own finalizer on the HelmRelease, or Argo CD's resources finalizer on the Application,
+/// uninstalls the release first).
 async fn delete(
     app: &ApplicationInstance,
     api: &Api<ApplicationInstance>,
@@ -91,18 +112,17 @@ async fn delete(
         return Ok(Action::await_change());
     }
     let mut remaining = Vec::new();
-    for child in child_refs(app) {
+    let namespace = app.namespace().unwrap_or_default();
+    for child in child_refs(app, &ctx.settings.helm_engine) {
         let owned = match ctx.resources.get(&child).await {
-            Ok(Some(live)) => {
-                live.pointer("/metadata/labels")
-                    .and_then(|l| l.get(labels::APPLICATION_INSTANCE))
-                    .and_then(Value::as_str)
-                    == Some(&app.name_any())
-            }
+            Ok(Some(live)) => owned_by(&live, app),
             Ok(None) | Err(crate::k8s::apply::ApplyError::NotInstalled { .. }) => false,
             Err(e) => return Err(e.into()),
         };
-        if owned && ctx.resources.delete(&child).await? {
+        // A child outside the namespace (Argo CD's AppProject) goes last: Argo CD needs the project to
+        // uninstall the Application's resources.
+        let later = crate::render::namespace(&child) != namespace && !remaining.is_empty();
+        if owned && (later || ctx.resources.delete(&child).await?) {
             remaining.push(crate::render::object_id(&child));
         }
     }
@@ -221,9 +241,12 @@ enum Ending {
 
 struct Applied {
     origin: Origin,
+    engine: HelmEngine,
     upgrade: Option<Operation>,
     desired_version: String,
+    /// The release's child: Flux's HelmRelease or Argo CD's Application.
     helm_release: Option<Value>,
+    /// Flux's chart source.
     source: Option<Value>,
 }
 
@@ -293,7 +316,8 @@ impl Ending {
             ]),
             Ending::Applied(a) => {
                 conds.push(unblocked());
-                conds.extend(application_conditions(
+                conds.extend(release_conditions(
+                    &a.engine,
                     &a.desired_version,
                     a.helm_release.as_ref(),
                     a.source.as_ref(),
@@ -415,15 +439,16 @@ async fn pipeline(
         }
         Applying::Ungated => return Ok(Ending::Ungated),
     };
-    // Fold: the HelmRelease and its chart source, as last written or seen.
+    // Fold: the release (HelmRelease or Application) and the chart source (Flux), as last written or seen.
+    let release_kind = ctx.settings.helm_engine.release_kind();
     let live_of = |want: &dyn Fn(&str) -> bool| {
         objects
             .iter()
             .find(|o| want(crate::render::kind(o)))
             .and_then(|o| live.get(&crate::render::object_id(o)).cloned().flatten())
     };
-    let helm_release = live_of(&|k| k == "HelmRelease");
-    let source = live_of(&|k| k != "HelmRelease");
+    let helm_release = live_of(&|k| k == release_kind);
+    let source = live_of(&|k| k == "OCIRepository" || k == "HelmRepository");
     let mut desired_version = app
         .spec
         .chart
@@ -440,6 +465,7 @@ async fn pipeline(
     }
     Ok(Ending::Applied(Box::new(Applied {
         origin,
+        engine: ctx.settings.helm_engine.clone(),
         upgrade,
         desired_version,
         helm_release,
@@ -475,7 +501,10 @@ fn validate(app: &ApplicationInstance, ctx: &Context) -> Result<(), String> {
         .join("; "))
 }
 
-/// Render the children (with an active upgrade applied), owned by the instance and naming its origin.
+/// Render the children (with an active upgrade applied), owned by the instance and naming its origin. Only
+/// children in the instance's namespace get the owner reference: Kubernetes treats a reference to an owner in
+/// another namespace as absent and would collect the child (Argo CD's AppProject, in Argo CD's namespace, is
+/// deleted by the finalizer instead).
 fn render(
     app: &ApplicationInstance,
     ctx: &Context,
@@ -491,9 +520,11 @@ fn render(
         .controller_owner_ref(&())
         .map(|o| serde_json::to_value(o).unwrap_or(Value::Null));
     let (key, value) = origin.annotation();
+    let namespace = app.namespace().unwrap_or_default();
     for obj in &mut objects {
+        let same_ns = crate::render::namespace(obj) == namespace;
         if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-            if let Some(owner) = &owner {
+            if same_ns && let Some(owner) = &owner {
                 meta.insert("ownerReferences".into(), json!([owner]));
             }
             let annotations = meta.entry("annotations").or_insert_with(|| json!({}));
@@ -549,8 +580,9 @@ async fn apply_children(
     }
     if !missing.is_empty() {
         return Ok(Applying::Missing(format!(
-            "not installed: {} (install Flux)",
-            missing.join(", ")
+            "not installed: {} ({})",
+            missing.join(", "),
+            ctx.settings.helm_engine.install_hint()
         )));
     }
     let needs_write = objects.iter().any(|o| {
@@ -611,9 +643,13 @@ fn record_outcome(app: &ApplicationInstance, ctx: &Context, a: &Applied, conds: 
     };
     let namespace = app.namespace().unwrap_or_default();
     let release = app.spec.release.clone().unwrap_or_default();
+    let release_key = match a.engine {
+        HelmEngine::Flux => "helmRelease",
+        HelmEngine::ArgoCd { .. } => "application",
+    };
     let mut children = BTreeMap::from([
         (
-            "helmRelease".to_string(),
+            release_key.to_string(),
             format!("{}/{}", namespace, release.name),
         ),
         ("chartVersion".to_string(), a.desired_version.clone()),

@@ -47,7 +47,7 @@ pub struct ChildCache {
     kinds: Mutex<HashMap<String, Kind>>,
 }
 
-/// The status fields kept (see `status::application_conditions`).
+/// The status fields kept of Flux's kinds (see `status::application_conditions`).
 const STATUS_KEPT: &[&str] = &[
     "observedGeneration",
     "conditions",
@@ -55,14 +55,80 @@ const STATUS_KEPT: &[&str] = &[
     "lastAttemptedRevision",
 ];
 
-fn entry(obj: &DynamicObject) -> ((String, String), Entry) {
+/// The status fields kept of an Argo CD Application (see `argocd_status::application_conditions`).
+const APPLICATION_STATUS_KEPT: &[&str] =
+    &["conditions", "history", "sync", "health", "operationState"];
+
+/// Only what the instance's conditions are computed from: Flux keeps the newest release first in its
+/// history, Argo CD appends its newest sync last; of an Application's sources only the target revision
+/// counts, and none of the per-resource results.
+fn compact_status(kind: &str, status: &mut serde_json::Map<String, Value>) {
+    let application = kind == "Application";
+    let kept = if application {
+        APPLICATION_STATUS_KEPT
+    } else {
+        STATUS_KEPT
+    };
+    status.retain(|k, _| kept.contains(&k.as_str()));
+    if let Some(history) = status.get_mut("history").and_then(Value::as_array_mut) {
+        if application {
+            let newest = history.pop();
+            history.clear();
+            history.extend(newest);
+        } else {
+            history.truncate(1);
+        }
+    }
+    if !application {
+        return;
+    }
+    let revision_only = |source: &mut Value| {
+        if let Some(map) = source.as_object_mut() {
+            map.retain(|k, _| k == "targetRevision");
+        }
+    };
+    for pointer in [
+        "/sync/comparedTo/source",
+        "/operationState/operation/sync/source",
+        "/operationState/syncResult/source",
+    ] {
+        if let Some(source) = pointer_mut(status, pointer) {
+            revision_only(source);
+        }
+    }
+    if let Some(history) = status.get_mut("history").and_then(Value::as_array_mut) {
+        for h in history {
+            if let Some(source) = h.get_mut("source") {
+                revision_only(source);
+            }
+        }
+    }
+    if let Some(result) =
+        pointer_mut(status, "/operationState/syncResult").and_then(Value::as_object_mut)
+    {
+        result.remove("resources");
+    }
+    if let Some(sync) = status.get_mut("sync").and_then(Value::as_object_mut)
+        && let Some(compared) = sync.get_mut("comparedTo").and_then(Value::as_object_mut)
+    {
+        compared.remove("destination");
+    }
+}
+
+/// A JSON pointer into a status map.
+fn pointer_mut<'a>(
+    status: &'a mut serde_json::Map<String, Value>,
+    pointer: &str,
+) -> Option<&'a mut Value> {
+    let (first, rest) = pointer.trim_start_matches('/').split_once('/')?;
+    status.get_mut(first)?.pointer_mut(&format!("/{rest}"))
+}
+
+fn entry(kind: &str, obj: &DynamicObject) -> ((String, String), Entry) {
     let mut obj = obj.clone();
     obj.metadata.managed_fields = None;
     if let Some(status) = obj.data.get_mut("status").and_then(Value::as_object_mut) {
-        status.retain(|k, _| STATUS_KEPT.contains(&k.as_str()));
-        if let Some(history) = status.get_mut("history").and_then(Value::as_array_mut) {
-            history.truncate(1);
-        }
+        compact_status(kind, status);
     }
     let key = (obj.namespace().unwrap_or_default(), obj.name_any());
     let resource_version = obj.resource_version().and_then(|rv| rv.parse::<u64>().ok());
@@ -92,7 +158,7 @@ impl ChildCache {
         let k = kinds.entry(kind.to_string()).or_default();
         match event {
             watcher::Event::Apply(obj) => {
-                let (key, e) = entry(obj);
+                let (key, e) = entry(kind, obj);
                 k.objects.insert(key, e);
             }
             watcher::Event::Delete(obj) => {
@@ -101,7 +167,7 @@ impl ChildCache {
             }
             watcher::Event::Init => k.relist = Some(HashMap::new()),
             watcher::Event::InitApply(obj) => {
-                let (key, e) = entry(obj);
+                let (key, e) = entry(kind, obj);
                 k.relist.get_or_insert_with(HashMap::new).insert(key, e);
             }
             watcher::Event::InitDone => {
@@ -131,7 +197,7 @@ impl ChildCache {
         let Ok(obj) = serde_json::from_value::<DynamicObject>(obj.clone()) else {
             return;
         };
-        let (key, e) = entry(&obj);
+        let (key, e) = entry(kind, &obj);
         let Some(rv) = e.resource_version else {
             return;
         };

@@ -15,9 +15,9 @@ use crate::api::conditions::{reasons, types};
 use crate::api::{Cluster, ClusterPhase, ClusterSpec, ControllerPresence, FIELD_MANAGER};
 use crate::source::SourceReport;
 
-/// The engine CRDs the operator looks for: (name shown in status, apiVersion, kind).
+/// The engine CRDs the operator looks for besides the Helm engine's ([`helm_engine_crd`]): (name shown in
+/// status, apiVersion, kind).
 pub const CONTROLLERS: &[(&str, &str, &str)] = &[
-    ("flux", "helm.toolkit.fluxcd.io/v2", "HelmRelease"),
     ("velero", "velero.io/v1", "Backup"),
     ("argo-workflows", "argoproj.io/v1alpha1", "Workflow"),
     ("volsync", "volsync.backube/v1alpha1", "ReplicationSource"),
@@ -27,6 +27,18 @@ pub const CONTROLLERS: &[(&str, &str, &str)] = &[
         "VolumeSnapshot",
     ),
 ];
+
+/// The configured Helm engine's CRD: Flux's HelmRelease, or Argo CD's Application.
+pub fn helm_engine_crd(
+    engine: &crate::render::HelmEngine,
+) -> (&'static str, &'static str, &'static str) {
+    match engine {
+        crate::render::HelmEngine::Flux => ("flux", "helm.toolkit.fluxcd.io/v2", "HelmRelease"),
+        crate::render::HelmEngine::ArgoCd { .. } => {
+            ("argocd", "argoproj.io/v1alpha1", "Application")
+        }
+    }
+}
 
 /// What the control-plane client says about its connection, when one is configured.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -112,8 +124,9 @@ pub fn cluster_conditions(
             format!("missing: {}", missing.join(", ")),
         )
     });
-    let flux = controllers.iter().any(|c| c.name == "flux" && c.installed);
-    let phase = match (connected, flux) {
+    // The Helm engine is listed first: without it no ApplicationInstance can run.
+    let helm_engine = controllers.first().is_some_and(|c| c.installed);
+    let phase = match (connected, helm_engine) {
         (true, true) if missing.is_empty() => ClusterPhase::Connected,
         (true, _) => ClusterPhase::Degraded,
         (false, _) => source.phase.unwrap_or(ClusterPhase::Disconnected),
@@ -149,7 +162,8 @@ pub async fn sync(
     };
     let mut controllers = Vec::new();
     ctx.resources.forget_missing().await;
-    for (label, api_version, kind) in CONTROLLERS {
+    let engine = helm_engine_crd(&ctx.settings.helm_engine);
+    for (label, api_version, kind) in std::iter::once(&engine).chain(CONTROLLERS) {
         let installed = ctx
             .resources
             .resolve(api_version, kind)
@@ -177,6 +191,7 @@ pub async fn sync(
     next.phase = Some(phase);
     next.observed_generation = cluster.metadata.generation;
     next.controllers = controllers;
+    next.helm_engine = Some(ctx.settings.helm_engine.name().to_string());
     next.last_verified_commit = git.last_verified_commit.clone();
     next.last_verified_signer = git.last_verified_signer.clone();
     next.last_verified_time = git.last_verified_time.clone();

@@ -84,6 +84,8 @@ pub struct Settings {
     /// Chart hosts allowed although internal (loopback, link-local, metadata, cluster names):
     /// `--allow-chart-host` (`crate::validate::hosts`).
     pub allowed_chart_hosts: Vec<String>,
+    /// What installs an ApplicationInstance's chart (`--engine`): Flux, or Argo CD in its namespace.
+    pub helm_engine: crate::render::HelmEngine,
 }
 
 /// A condition change of an owned object, for the control-plane event post.

@@ -1,6 +1,7 @@
 //! The operator: reconcilers for ApplicationInstance, Operation and Cluster, and the process that runs them.
 
 pub mod application;
+pub mod argocd_status;
 pub mod children;
 pub mod cluster;
 pub mod context;

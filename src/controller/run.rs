@@ -356,6 +356,7 @@ fn renderer(templates: Templates, settings: &Settings) -> Renderer {
             cluster_id: Some(settings.cluster_id.clone()),
             velero_namespace: settings.velero_namespace.clone(),
             allowed_chart_hosts: settings.allowed_chart_hosts.clone(),
+            helm_engine: settings.helm_engine.clone(),
             ..RenderOptions::default()
         },
     )

@@ -615,19 +615,30 @@ fn volsync_state(child: &Value) -> EngineState {
     s
 }
 
-/// The helm engine's HelmRelease, as the ApplicationInstance would read it at the `desired` version.
+/// The helm engine's release (Flux's HelmRelease or Argo CD's Application, told by its kind), as the
+/// ApplicationInstance would read it at the `desired` version.
 fn helm_state(child: &Value, desired: &str) -> EngineState {
-    let conds = application_conditions(desired, Some(child), None);
+    let conds = if child.get("kind").and_then(Value::as_str) == Some("Application") {
+        super::argocd_status::application_conditions(desired, Some(child))
+    } else {
+        application_conditions(desired, Some(child), None)
+    };
     let ready = conds.iter().find(|c| c.type_ == types::READY);
     match ready {
         Some(c) if c.status == "True" && c.reason == reasons::HELM_RELEASE_READY => {
-            EngineState::succeeded(format!("HelmRelease Ready at {desired}"))
+            EngineState::succeeded(format!(
+                "{} Ready at {desired}",
+                child
+                    .get("kind")
+                    .and_then(Value::as_str)
+                    .unwrap_or("release")
+            ))
         }
         Some(c) if c.reason == reasons::ROLLED_BACK || c.reason == reasons::HELM_RELEASE_FAILED => {
             EngineState::failed(reasons::ENGINE_FAILED, c.message.clone())
         }
         Some(c) => EngineState::running(c.message.clone()),
-        None => EngineState::running("waiting for the HelmRelease"),
+        None => EngineState::running("waiting for the release"),
     }
 }
 

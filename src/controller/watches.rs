@@ -18,13 +18,6 @@ use super::context::Context;
 use crate::api::{ApplicationInstance, Engine, Operation, labels};
 use crate::k8s::watch::IntentWatches;
 
-/// The kinds an ApplicationInstance renders: their events fill the children cache.
-const APP_CHILDREN: [(&str, &str); 3] = [
-    ("helm.toolkit.fluxcd.io/v2", "HelmRelease"),
-    ("source.toolkit.fluxcd.io/v1", "OCIRepository"),
-    ("source.toolkit.fluxcd.io/v1", "HelmRepository"),
-];
-
 /// How many child events may wait for a controller before the watch waits for it.
 const BACKLOG: usize = 1024;
 
@@ -59,14 +52,26 @@ pub(super) async fn watch_children(
     );
     let (app_tx, apps) = mpsc::channel(BACKLOG);
     let (op_tx, ops) = mpsc::channel(BACKLOG);
-    let mut kinds: Vec<(String, String, bool, bool)> = APP_CHILDREN
+    // The kinds an ApplicationInstance renders with this cluster's engine: their events fill the children
+    // cache.
+    let engine = &ctx.settings.helm_engine;
+    let mut kinds: Vec<(String, String, bool, bool)> = engine
+        .child_kinds()
         .iter()
-        .map(|(v, k)| (v.to_string(), k.to_string(), true, false))
+        .map(|(v, k, _)| (v.to_string(), k.to_string(), true, false))
         .collect();
     for (api_version, kind) in operation_kinds(ctx) {
-        // The helm engine follows its target's HelmRelease; the chart sources it lists are the instance's
-        // and carry no Operation labels, so following them would wake nothing.
-        if kind == "OCIRepository" || kind == "HelmRepository" {
+        // The helm engine follows its target's release (HelmRelease or Application); the other objects it
+        // lists are the instance's and carry no Operation labels, so following them would wake nothing, and
+        // the kinds of the engine this cluster does not run are never written.
+        let rendered_by_instances = [
+            "HelmRelease",
+            "OCIRepository",
+            "HelmRepository",
+            "Application",
+            "AppProject",
+        ];
+        if rendered_by_instances.contains(&kind.as_str()) && kind != engine.release_kind() {
             continue;
         }
         match kinds
@@ -87,7 +92,22 @@ pub(super) async fn watch_children(
             }
             continue;
         };
-        let api = Api::<DynamicObject>::all_with(ctx.client.clone(), &ar);
+        // A kind the instances keep outside their namespaces (Argo CD's AppProject) is watched where it lives:
+        // the operator may read it there only.
+        let elsewhere = for_apps
+            && engine
+                .child_kinds()
+                .iter()
+                .any(|(v, k, here)| !here && *v == api_version && *k == kind);
+        let api = if elsewhere {
+            Api::<DynamicObject>::namespaced_with(
+                ctx.client.clone(),
+                engine.argocd_namespace(),
+                &ar,
+            )
+        } else {
+            Api::<DynamicObject>::all_with(ctx.client.clone(), &ar)
+        };
         let events = watcher(api, watcher::Config::default().labels(&selector)).default_backoff();
         let fan_out = FanOut {
             kind,
@@ -181,7 +201,7 @@ impl FanOut {
         let (Some(app), Some(ns)) = (l.get(labels::APPLICATION_INSTANCE), obj.namespace()) else {
             return Vec::new();
         };
-        if self.kind != "HelmRelease" {
+        if self.kind != self.ctx.settings.helm_engine.release_kind() {
             return Vec::new();
         }
         self.ops_store
@@ -198,10 +218,15 @@ impl FanOut {
     }
 }
 
-/// The instance a child of an instance belongs to (by its label, in its namespace).
+/// The instance a child of an instance belongs to (by its label, in its namespace, or in the namespace its
+/// label names when it lives elsewhere: Argo CD's AppProject).
 fn instance_of(obj: &DynamicObject) -> Option<ObjectRef<ApplicationInstance>> {
     let app = obj.labels().get(labels::APPLICATION_INSTANCE)?;
-    Some(ObjectRef::new(app).within(&obj.namespace()?))
+    let namespace = match obj.labels().get(labels::APPLICATION_INSTANCE_NAMESPACE) {
+        Some(ns) => ns.clone(),
+        None => obj.namespace()?,
+    };
+    Some(ObjectRef::new(app).within(&namespace))
 }
 
 /// An upgrade Operation (helm engine) changes what its target renders: it wakes the instance.

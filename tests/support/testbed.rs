@@ -64,7 +64,7 @@ pub fn bin(name: &str) -> PathBuf {
     p
 }
 
-/// The folder of upstream CRDs the tests install (Flux, Velero, VolSync, CSI snapshot, Argo Workflows), copied out of
+/// The folder of upstream CRDs the tests install (Flux, Velero, VolSync, CSI snapshot, Argo Workflows, Argo CD), copied out of
 /// the pinned modules by `testbed.sh crds`.
 pub fn upstream_crds_dir() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();

@@ -445,6 +445,7 @@ fn operator_config(input: &Input<'_>, operator_repo: &Path) -> anyhow::Result<Op
             approval_key: None,
             resync: Duration::from_secs(300),
             allowed_chart_hosts: Vec::new(),
+            helm_engine: Default::default(),
         },
         source: SourceConfig::GitOps(RepoConfig {
             url: operator_repo.display().to_string(),

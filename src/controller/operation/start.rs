@@ -58,7 +58,11 @@ pub(super) async fn render(
         ctx.resources.forget_missing().await;
         return Ok(Err(Unrendered::NotInstalled(missing)));
     }
-    let (main, engine_ref) = main_child(op.spec.engine, &objects);
+    let (main, engine_ref) = main_child(
+        op.spec.engine,
+        ctx.settings.helm_engine.release_kind(),
+        &objects,
+    );
     Ok(Ok(Rendered {
         objects,
         main,
@@ -124,11 +128,12 @@ fn stamp(op: &Operation, objects: &mut [Value], origin: &Origin) {
     }
 }
 
-/// The child an Operation follows (the helm engine's HelmRelease; the first object otherwise) and its reference.
-fn main_child(engine: Engine, objects: &[Value]) -> (Value, EngineRef) {
+/// The child an Operation follows (the helm engine's release: `release_kind`, HelmRelease or Application;
+/// the first object otherwise) and its reference.
+fn main_child(engine: Engine, release_kind: &str, objects: &[Value]) -> (Value, EngineRef) {
     let main = objects
         .iter()
-        .find(|o| engine != Engine::Helm || crate::render::kind(o) == "HelmRelease")
+        .find(|o| engine != Engine::Helm || crate::render::kind(o) == release_kind)
         .cloned()
         .unwrap_or(Value::Null);
     let engine_ref = EngineRef {
@@ -226,7 +231,7 @@ mod tests {
             object("OCIRepository", "team-a", "web"),
             object("HelmRelease", "team-a", "web-hr"),
         ];
-        let (main, engine_ref) = main_child(Engine::Helm, &objects);
+        let (main, engine_ref) = main_child(Engine::Helm, "HelmRelease", &objects);
         assert_eq!(main, objects[1]);
         assert_eq!(
             engine_ref,
@@ -236,8 +241,16 @@ mod tests {
                 namespace: "team-a".into(),
             }
         );
-        assert_eq!(main_child(Engine::Job, &objects).0, objects[0]);
-        assert_eq!(main_child(Engine::Helm, &[]).0, Value::Null);
+        assert_eq!(
+            main_child(Engine::Job, "HelmRelease", &objects).0,
+            objects[0]
+        );
+        assert_eq!(main_child(Engine::Helm, "HelmRelease", &[]).0, Value::Null);
+        let argo = [
+            object("AppProject", "argocd", "team-a-web"),
+            object("Application", "team-a", "web"),
+        ];
+        assert_eq!(main_child(Engine::Helm, "Application", &argo).0, argo[1]);
     }
 
     #[test]

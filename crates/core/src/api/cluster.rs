@@ -139,7 +139,12 @@ pub struct ClusterStatus {
     /// Version of the operator maintaining this object.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operator_version: Option<String>,
-    /// Which engine CRDs are installed (flux, velero, argo-workflows, volsync, csi-snapshot).
+    /// The engine that installs ApplicationInstances' charts on this cluster: `flux` or `argocd` (the
+    /// operator's `--engine`; not chosen per intent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub helm_engine: Option<String>,
+    /// Which engine CRDs are installed: the Helm engine's first (flux or argocd), then velero,
+    /// argo-workflows, volsync, csi-snapshot.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub controllers: Vec<ControllerPresence>,
     /// Pull mode: the last successful round trip to the control plane (RFC 3339).

@@ -94,6 +94,8 @@ pub struct HydrateOptions {
     pub templates: Option<PathBuf>,
     /// Namespace of Velero (where Backups and Restores go).
     pub velero_namespace: String,
+    /// What the intents are rendered for: Flux (the default) or Argo CD (`--engine`).
+    pub helm_engine: crate::render::HelmEngine,
     /// The bare cache of the repo and the pending notes store live here. One directory per process.
     pub work_dir: PathBuf,
     pub credentials: Credentials,
@@ -126,6 +128,7 @@ impl HydrateOptions {
             repo_path: None,
             templates: None,
             velero_namespace: "velero".to_string(),
+            helm_engine: crate::render::HelmEngine::Flux,
             work_dir: work_dir.into(),
             credentials: Credentials::None,
             author_name: notes::NOTES_AUTHOR_NAME.to_string(),

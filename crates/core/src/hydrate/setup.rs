@@ -117,7 +117,8 @@ impl<'a> Setup<'a> {
             &opts.velero_namespace,
         )
         .map_err(|e| HydrateError::Templates(e.to_string()))?
-        .with_allowed_chart_hosts(opts.guards.allowed_chart_hosts.clone());
+        .with_allowed_chart_hosts(opts.guards.allowed_chart_hosts.clone())
+        .with_helm_engine(opts.helm_engine.clone());
         Ok(Self {
             opts,
             intent_ref: format!("refs/heads/{branch}"),

@@ -180,6 +180,12 @@ impl Renderer {
         self
     }
 
+    /// The same renderer for this Helm engine ([`RenderOptions::helm_engine`]).
+    pub fn with_helm_engine(mut self, engine: HelmEngine) -> Self {
+        self.options.helm_engine = engine;
+        self
+    }
+
     pub fn templates(&self) -> &Templates {
         &self.templates
     }

@@ -1,0 +1,474 @@
+//! The Argo CD engine (`--engine argocd`) against a real kube-apiserver carrying Argo CD's own CRDs (from the
+//! pinned module, testbed/go/crds): a real git remote with ssh-signed commits, the operator rendering an
+//! Application and its AppProject, the notes on the intent commits. Argo CD's application-controller cannot be
+//! built here (CONTRIBUTING.md, "Argo CD"): the tests play it by writing the status it writes, and say so.
+
+mod support;
+
+use std::time::Duration;
+
+use kube::Client;
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
+use serde_json::{Value, json};
+use support::gitfix::{GitRemote, Signer, policy_yaml};
+use support::testbed;
+use vworkspace_operator::api::{ApplicationInstance, Cluster};
+use vworkspace_operator::controller::context::{Selector, Settings};
+use vworkspace_operator::controller::run::{Operator, OperatorConfig};
+use vworkspace_operator::git::policy::TrustPolicy;
+use vworkspace_operator::git::remote::Credentials;
+use vworkspace_operator::render::{HelmEngine, Templates};
+use vworkspace_operator::source::SourceConfig;
+use vworkspace_operator::source::gitops::RepoConfig;
+use vworkspace_operator::source::gitops::notes_sink::NotesTiming;
+
+const ARGO: &str = "argoproj.io/v1alpha1";
+
+/// One test's world: a tenant namespace, Argo CD's namespace, a signed cluster repo.
+struct World {
+    tmp: tempfile::TempDir,
+    client: Client,
+    remote: GitRemote,
+    signer: Signer,
+    cluster: String,
+    ns: String,
+    argocd: String,
+}
+
+async fn world(name: &str) -> World {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let client = testbed::client().await;
+    let mut crds = testbed::project_crds();
+    crds.extend(testbed::upstream_crds());
+    testbed::install_crds(&client, &crds).await;
+    let (ns, argocd) = (format!("t-{name}"), format!("argocd-{name}"));
+    testbed::namespace(&client, &ns, true).await;
+    testbed::namespace(&client, &argocd, false).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let remote = GitRemote::new(tmp.path());
+    let signer = Signer::new(&tmp.path().join("keys"), "cp@example.com");
+    remote.write("README.md", "cluster repo\n");
+    remote.commit("init", Some(&signer), &signer.email);
+    World {
+        tmp,
+        client,
+        remote,
+        signer,
+        cluster: format!("c-{name}"),
+        ns,
+        argocd,
+    }
+}
+
+impl World {
+    async fn start(&self) -> Operator {
+        let policy = TrustPolicy::from_yaml(&policy_yaml(&[&self.signer], "range")).unwrap();
+        let config = OperatorConfig {
+            settings: Settings {
+                cluster_id: self.cluster.clone(),
+                namespace_selector: Selector::parse("managed-by=vworkspace").unwrap(),
+                velero_namespace: "velero".into(),
+                approval_key: None,
+                resync: Duration::from_secs(300),
+                allowed_chart_hosts: Vec::new(),
+                helm_engine: HelmEngine::parse("argocd", &self.argocd).unwrap(),
+            },
+            source: SourceConfig::GitOps(RepoConfig {
+                url: self.remote.url(),
+                branch: "main".into(),
+                path: format!("clusters/{}", self.cluster),
+                policy,
+                credentials: Credentials::None,
+                cache_dir: self.tmp.path().join("state/cache"),
+                notes_signing_key: None,
+            }),
+            fetch_interval: Duration::from_millis(500),
+            templates: Templates::embedded(),
+            state_dir: self.tmp.path().join("state"),
+            control_plane: None,
+            admin: None,
+            leader_election: None,
+            cluster_interval: Duration::from_secs(1),
+            notes: NotesTiming {
+                retry_interval: Duration::from_millis(500),
+                batch_window: Duration::from_millis(200),
+            },
+            max_concurrent_reconciles: 0,
+            webhook: None,
+            policy_reload: None,
+        };
+        Operator::start(self.client.clone(), config).await.unwrap()
+    }
+
+    /// An instance of the Nextcloud chart from an OCI registry at `version`.
+    fn app_yaml(&self, name: &str, version: &str) -> String {
+        format!(
+            r#"apiVersion: apps.vworkspace.io/v1alpha1
+kind: ApplicationInstance
+metadata:
+  name: {name}
+  namespace: {ns}
+  labels:
+    app.vworkspace.io/managed-by: control-plane
+    app.vworkspace.io/cluster-id: {cluster}
+spec:
+  appRef: {{catalogId: nextcloud}}
+  chart: {{sourceType: oci, url: "oci://registry.example/charts", name: nextcloud, version: {version}}}
+  release: {{name: {name}, namespace: {ns}}}
+  values: {{source: inline, inline: {{replicaCount: 1}}}}
+  integrations: {{ingress: {{enabled: true, host: cloud.example.com}}}}
+"#,
+            ns = self.ns,
+            cluster = self.cluster
+        )
+    }
+
+    /// Commit a signed manifest and apply it as Flux's kustomize-controller would; the commit.
+    async fn publish(&self, operator: &Operator, name: &str, yaml: &str) -> String {
+        let file = format!(
+            "clusters/{}/namespaces/{}/applicationinstance-{name}.yaml",
+            self.cluster, self.ns
+        );
+        self.remote.write(&file, yaml);
+        let commit = self.remote.commit(
+            &format!("publish {name}"),
+            Some(&self.signer),
+            &self.signer.email,
+        );
+        operator.sync_now().await;
+        let value: Value = serde_saphyr::from_str(yaml).unwrap();
+        self.api(&value["apiVersion"], "ApplicationInstance", &self.ns)
+            .await
+            .patch(
+                name,
+                &PatchParams::apply("kustomize-controller").force(),
+                &Patch::Apply(&value),
+            )
+            .await
+            .unwrap();
+        commit
+    }
+
+    async fn api(&self, api_version: &Value, kind: &str, ns: &str) -> Api<DynamicObject> {
+        let probe = json!({"apiVersion": api_version, "kind": kind});
+        let ar = testbed::api_resource(&self.client, &probe).await;
+        Api::namespaced_with(self.client.clone(), ns, &ar)
+    }
+
+    async fn application(&self, name: &str) -> Option<Value> {
+        testbed::get(&self.client, ARGO, "Application", &self.ns, name).await
+    }
+
+    async fn project(&self, name: &str) -> Option<Value> {
+        let project = format!("{}-{name}", self.ns);
+        testbed::get(&self.client, ARGO, "AppProject", &self.argocd, &project).await
+    }
+
+    async fn app(&self, name: &str) -> Option<ApplicationInstance> {
+        Api::<ApplicationInstance>::namespaced(self.client.clone(), &self.ns)
+            .get_opt(name)
+            .await
+            .unwrap()
+    }
+
+    async fn cond(&self, name: &str, type_: &str) -> Option<(String, String)> {
+        let app = self.app(name).await?;
+        let c = app
+            .status?
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == type_)?;
+        Some((c.status, c.reason))
+    }
+
+    /// Play Argo CD's application-controller: the status it writes after comparing and syncing `revision`
+    /// (`op`: the last sync's phase and message), with the revisions of its successful syncs.
+    async fn argo_status(
+        &self,
+        name: &str,
+        revision: &str,
+        sync: &str,
+        health: &str,
+        op: (&str, &str),
+        history: &[&str],
+    ) {
+        let source = self.application(name).await.unwrap()["spec"]["source"].clone();
+        assert_eq!(
+            source["targetRevision"], revision,
+            "the spec is at {revision}"
+        );
+        let status = json!({
+            "sync": {"status": sync, "revision": revision,
+                     "comparedTo": {"source": source, "destination": {"server": "https://kubernetes.default.svc", "namespace": self.ns}}},
+            "health": {"status": health},
+            "sourceType": "Helm",
+            "reconciledAt": "2026-12-06T00:00:00Z",
+            "operationState": {"phase": op.0, "message": op.1, "startedAt": "2026-12-06T00:00:00Z",
+                "operation": {"sync": {"revision": revision}},
+                "syncResult": {"revision": revision, "source": source}},
+            "history": history.iter().enumerate().map(|(i, r)| json!({
+                "id": i, "revision": r, "deployStartedAt": "2026-12-06T00:00:00Z",
+                "deployedAt": "2026-12-06T00:00:00Z", "source": {"repoURL": source["repoURL"], "targetRevision": r}})).collect::<Vec<_>>(),
+        });
+        // Argo CD's Application has no status subresource: the controller patches the object. Strict: Argo
+        // CD's own schema must take this status as written.
+        self.api(&json!(ARGO), "Application", &self.ns)
+            .await
+            .patch(
+                name,
+                &PatchParams::default().validation_strict(),
+                &Patch::Merge(json!({"status": status})),
+            )
+            .await
+            .unwrap();
+    }
+
+    fn note(&self, commit: &str) -> Option<Value> {
+        let notes_ref = format!("vworkspace/{}", self.cluster);
+        let text = self.remote.try_git(
+            &self.remote.bare,
+            &["notes", "--ref", &notes_ref, "show", commit],
+        )?;
+        serde_json::from_str(text.lines().last()?).ok()
+    }
+}
+
+/// Poll until `check` returns Some, or fail after 60 s with `what`.
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn s(a: &str, b: &str) -> Option<(String, String)> {
+    Some((a.to_string(), b.to_string()))
+}
+
+#[tokio::test]
+async fn an_instance_runs_through_argocd_then_upgrades_fails_without_rollback_and_is_removed() {
+    let w = world("argo").await;
+    let operator = w.start().await;
+    let v1 = w.publish(&operator, "nc", &w.app_yaml("nc", "1.0.0")).await;
+
+    // The Application in the tenant's namespace, owned by the instance; its AppProject in Argo CD's namespace,
+    // scoped to the tenant, mapped back by label (no owner reference across namespaces).
+    let application = eventually("Application applied", || w.application("nc")).await;
+    let spec = &application["spec"];
+    assert_eq!(spec["project"], format!("{}-nc", w.ns));
+    assert_eq!(
+        spec["source"]["repoURL"],
+        "oci://registry.example/charts/nextcloud"
+    );
+    assert_eq!(spec["source"]["targetRevision"], "1.0.0");
+    assert_eq!(spec["source"]["helm"]["valuesObject"]["replicaCount"], 1);
+    assert_eq!(
+        spec["source"]["helm"]["valuesObject"]["nextcloud"]["host"], "cloud.example.com",
+        "the catalog's integration values reach the Application: {spec}"
+    );
+    assert_eq!(spec["destination"]["namespace"], w.ns.as_str());
+    assert_eq!(
+        application["metadata"]["finalizers"],
+        json!(["resources-finalizer.argocd.argoproj.io"])
+    );
+    assert_eq!(
+        application["metadata"]["ownerReferences"][0]["kind"],
+        "ApplicationInstance"
+    );
+    assert_eq!(
+        application["metadata"]["annotations"]["app.vworkspace.io/intent-commit"],
+        v1.as_str()
+    );
+    let project = eventually("AppProject applied", || w.project("nc")).await;
+    assert!(project["metadata"]["ownerReferences"].is_null());
+    assert_eq!(
+        project["metadata"]["labels"]["app.vworkspace.io/application-instance-namespace"],
+        w.ns.as_str()
+    );
+    assert_eq!(project["spec"]["sourceNamespaces"], json!([w.ns]));
+    assert_eq!(
+        project["spec"]["sourceRepos"],
+        json!(["oci://registry.example/charts/nextcloud"])
+    );
+    assert_eq!(project["spec"]["clusterResourceWhitelist"], json!([]));
+
+    // Not yet compared: waiting, never Ready.
+    eventually("Reconciling while Argo CD has not reported", || async {
+        (w.cond("nc", "Ready").await == s("Unknown", "Reconciling")).then_some(())
+    })
+    .await;
+    // Argo CD (played) syncs 1.0.0: Synced, Healthy.
+    w.argo_status(
+        "nc",
+        "1.0.0",
+        "Synced",
+        "Healthy",
+        ("Succeeded", "successfully synced"),
+        &["1.0.0"],
+    )
+    .await;
+    eventually("Ready through Argo CD", || async {
+        (w.cond("nc", "Ready").await == s("True", "HelmReleaseReady")).then_some(())
+    })
+    .await;
+    let note = eventually("a note on the intent commit", || async { w.note(&v1) }).await;
+    assert_eq!(note["outcome"], "Ready");
+    assert_eq!(note["childRefs"]["application"], format!("{}/nc", w.ns));
+    assert_eq!(note["childRefs"]["chartVersion"], "1.0.0");
+    // The Cluster says which engine runs, and looks for its CRD.
+    let cluster = eventually("Cluster status", || async {
+        let c = Api::<Cluster>::all(w.client.clone())
+            .get_opt(&w.cluster)
+            .await
+            .unwrap()?;
+        c.status.filter(|s| s.helm_engine.is_some())
+    })
+    .await;
+    assert_eq!(cluster.helm_engine.as_deref(), Some("argocd"));
+    assert_eq!(
+        (
+            cluster.controllers[0].name.as_str(),
+            cluster.controllers[0].installed
+        ),
+        ("argocd", true)
+    );
+
+    // Upgrade to 1.1.0: the Application's target revision moves; until Argo CD compared it, the old Ready
+    // does not speak for it.
+    let v2 = w.publish(&operator, "nc", &w.app_yaml("nc", "1.1.0")).await;
+    eventually("Application at 1.1.0", || async {
+        let a = w.application("nc").await?;
+        (a["spec"]["source"]["targetRevision"] == "1.1.0").then_some(())
+    })
+    .await;
+    eventually("upgrading", || async {
+        (w.cond("nc", "Reconciling").await == s("True", "HelmReleaseUpgrading")).then_some(())
+    })
+    .await;
+    assert_ne!(w.cond("nc", "Ready").await, s("True", "HelmReleaseReady"));
+    // The sync fails (played): Argo CD does not roll back, so the instance is not Ready and Degraded.
+    w.argo_status(
+        "nc",
+        "1.1.0",
+        "OutOfSync",
+        "Healthy",
+        (
+            "Failed",
+            "one or more objects failed to apply, reason: Deployment.apps \"nc\" is invalid",
+        ),
+        &["1.0.0"],
+    )
+    .await;
+    eventually("failed upgrade: not Ready, Degraded", || async {
+        (w.cond("nc", "Ready").await == s("False", "HelmReleaseFailed")
+            && w.cond("nc", "Degraded").await == s("True", "UpgradeFailed"))
+        .then_some(())
+    })
+    .await;
+    let note = eventually("a note on the upgrade commit", || async { w.note(&v2) }).await;
+    assert_eq!(note["outcome"], "Degraded");
+    assert!(
+        note["message"]
+            .as_str()
+            .unwrap()
+            .contains("not rolled back"),
+        "{note}"
+    );
+
+    // Removal: the Application goes first (Argo CD's resources finalizer holds it while it uninstalls, played
+    // here), the AppProject once the Application is gone, then the instance.
+    Api::<ApplicationInstance>::namespaced(w.client.clone(), &w.ns)
+        .delete("nc", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("Deleting while Argo CD uninstalls", || async {
+        let a = w.application("nc").await?;
+        (w.cond("nc", "Deleting").await == s("True", "WaitingForChildResources")
+            && a["metadata"]["deletionTimestamp"].is_string())
+        .then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        w.project("nc").await.is_some(),
+        "the AppProject went before its Application"
+    );
+    assert!(w.app("nc").await.is_some());
+    w.api(&json!(ARGO), "Application", &w.ns)
+        .await
+        .patch(
+            "nc",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+        )
+        .await
+        .unwrap();
+    eventually("everything gone", || async {
+        (w.application("nc").await.is_none()
+            && w.project("nc").await.is_none()
+            && w.app("nc").await.is_none())
+        .then_some(())
+    })
+    .await;
+    operator.stop().await;
+}
+
+/// What `render` shows for review is what the API server takes: every object the Argo CD engine renders
+/// (OCI and Helm repository charts, with integrations) passes Argo CD's real CRD schemas with strict field
+/// validation (a server-side dry run), and an intent whose values come from a Secret is refused by name.
+#[tokio::test]
+async fn rendered_applications_and_projects_pass_argo_cds_own_schemas_strictly() {
+    let w = world("argo-schema").await;
+    let renderer = vworkspace_operator::render::renderer(None, Some(&w.cluster), "velero")
+        .unwrap()
+        .with_helm_engine(HelmEngine::parse("argocd", &w.argocd).unwrap());
+    let mut checked = 0;
+    for (source_type, url) in [
+        ("oci", "oci://registry.example/charts"),
+        ("helm", "https://charts.example.com"),
+    ] {
+        let yaml = w
+            .app_yaml("wiki", "2.0.0")
+            .replace("sourceType: oci", &format!("sourceType: {source_type}"))
+            .replace("oci://registry.example/charts", url);
+        let app: ApplicationInstance = serde_saphyr::from_str(&yaml).unwrap();
+        for obj in renderer.render_application(&app).unwrap() {
+            let ns = obj["metadata"]["namespace"].as_str().unwrap().to_string();
+            let name = obj["metadata"]["name"].as_str().unwrap().to_string();
+            w.api(&obj["apiVersion"], obj["kind"].as_str().unwrap(), &ns)
+                .await
+                .patch(
+                    &name,
+                    &PatchParams::apply("render-check")
+                        .dry_run()
+                        .validation_strict(),
+                    &Patch::Apply(&obj),
+                )
+                .await
+                .unwrap_or_else(|e| panic!("{} {ns}/{name} refused: {e}", obj["kind"]));
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 4);
+    let secret = w.app_yaml("wiki", "2.0.0").replace(
+        "values: {source: inline, inline: {replicaCount: 1}}",
+        "values: {source: secretRef, secretRef: {name: wiki-values, key: values.yaml}}",
+    );
+    let app: ApplicationInstance = serde_saphyr::from_str(&secret).unwrap();
+    let err = renderer.render_application(&app).unwrap_err();
+    assert_eq!(err.field(), "spec.values.source");
+}
