@@ -44,6 +44,9 @@ const OPERATOR_ACCESS: &str = "
     yes get    helm.toolkit.fluxcd.io/helmreleases        tenant-plain
     yes list   core/namespaces                            -
     yes list   apiextensions.k8s.io/customresourcedefinitions -
+    # The Flux engine (the default): no Argo CD Applications or AppProjects (argocd_engine_grants_… below).
+    no  create argoproj.io/applications                   tenant-gated
+    no  create argoproj.io/appprojects                    tenant-gated
     # Velero objects only in Velero's namespace.
     yes create velero.io/backups                          velero
     yes create velero.io/restores                         velero
@@ -1086,4 +1089,120 @@ fn pull_mode_renders_its_settings_and_named_rbac_only() {
     let mut no_repo = chart::flux_values();
     no_repo["repo"]["url"] = json!("");
     assert!(chart::try_template(&no_repo).is_err());
+}
+
+/// `engine: argocd` renders the engine's settings and grants, on the real authorizer, Applications where the
+/// workloads role is bound and AppProjects only in Argo CD's namespace; `engine: flux` renders none of it.
+/// The RBAC objects are renamed (and bound to an account of another namespace) so that they sit beside the
+/// Flux install of `installs_and_grants_least_privilege` on the same API server.
+#[tokio::test]
+async fn the_argocd_engine_grants_applications_where_gated_and_projects_in_argo_cds_namespace() {
+    let mut values = chart::flux_values();
+    values["engine"] = json!("argocd");
+    values["argocd"] = json!({"namespace": "argo-rbac-cd"});
+    let objects = chart::template(&values);
+    let env = find(&objects, "Deployment", "vworkspace-operator")["spec"]["template"]["spec"]
+        ["containers"][0]["env"]
+        .clone();
+    let get = |k: &str| {
+        env.as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == k)
+            .map(|e| e["value"].clone())
+    };
+    assert_eq!(get("VWORKSPACE_ENGINE"), Some(json!("argocd")));
+    assert_eq!(
+        get("VWORKSPACE_ARGOCD_NAMESPACE"),
+        Some(json!("argo-rbac-cd"))
+    );
+    let flux = serde_json::to_string(&chart::template(&chart::flux_values())).unwrap();
+    assert!(!flux.contains("appprojects") && !flux.contains("\"applications\""));
+    let mut bad = chart::flux_values();
+    bad["engine"] = json!("argo");
+    assert!(chart::try_template(&bad).is_err());
+
+    let admin = testbed::client().await;
+    testbed::install_crds(&admin, &testbed::upstream_crds()).await;
+    for (ns, gated) in [
+        ("argo-rbac-cd", false),
+        ("argo-rbac-tenant", true),
+        ("argo-rbac-plain", true),
+        ("argo-rbac-system", false),
+    ] {
+        testbed::namespace(&admin, ns, gated).await;
+    }
+    let renamed = |name: &Value| json!(format!("{}-argo-t", name.as_str().unwrap()));
+    let mut rbac: Vec<Value> = objects
+        .into_iter()
+        .filter(|o| {
+            let kind = o["kind"].as_str().unwrap();
+            (["ClusterRole", "ClusterRoleBinding"].contains(&kind)
+                || (kind == "RoleBinding" && o["metadata"]["namespace"] == "argo-rbac-cd"))
+                && o["metadata"]["name"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("vworkspace-operator")
+        })
+        .collect();
+    let mut binding = yaml_docs(&flux_dir().join("namespace-binding.yaml")).remove(0);
+    binding["metadata"]["namespace"] = json!("argo-rbac-tenant");
+    rbac.push(binding);
+    for obj in &mut rbac {
+        obj["metadata"]["name"] = renamed(&obj["metadata"]["name"]);
+        if obj["kind"] != "ClusterRole" {
+            obj["roleRef"]["name"] = renamed(&obj["roleRef"]["name"]);
+            for subject in obj["subjects"].as_array_mut().unwrap() {
+                subject["namespace"] = json!("argo-rbac-system");
+            }
+        }
+        testbed::apply(&admin, obj)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", obj["metadata"]["name"]));
+    }
+    let user = "system:serviceaccount:argo-rbac-system:vworkspace-operator";
+    let mut granted = false;
+    for _ in 0..300 {
+        granted = can(
+            &admin,
+            user,
+            "create",
+            "argoproj.io",
+            "appprojects",
+            Some("argo-rbac-cd"),
+            None,
+        )
+        .await
+            && can(
+                &admin,
+                user,
+                "create",
+                "argoproj.io",
+                "applications",
+                Some("argo-rbac-tenant"),
+                None,
+            )
+            .await;
+        if granted {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(granted, "the Argo CD grants never arrived");
+    for (want, verb, resource, ns) in [
+        (true, "patch", "applications", Some("argo-rbac-tenant")),
+        (true, "delete", "applications", Some("argo-rbac-tenant")),
+        (false, "create", "applications", Some("argo-rbac-plain")),
+        (true, "list", "applications", None),
+        (true, "watch", "appprojects", Some("argo-rbac-cd")),
+        (true, "delete", "appprojects", Some("argo-rbac-cd")),
+        (false, "create", "appprojects", Some("argo-rbac-tenant")),
+        (false, "list", "appprojects", None),
+    ] {
+        assert_eq!(
+            can(&admin, user, verb, "argoproj.io", resource, ns, None).await,
+            want,
+            "{verb} {resource} in {ns:?}"
+        );
+    }
 }
