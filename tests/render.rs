@@ -1092,3 +1092,40 @@ fn hostile_names_cannot_add_documents_to_the_output_or_reach_the_terminal() {
         }
     }
 }
+
+/// `render --engine argocd` shows what Argo CD will get (Applications and their AppProjects), and names each
+/// intent the engine cannot serve (values from a Secret or ConfigMap) with its field and reason.
+#[test]
+fn cli_renders_for_the_argocd_engine_and_names_what_it_cannot_serve() {
+    let out = bin()
+        .args([
+            "render",
+            "--engine",
+            "argocd",
+            "--argocd-namespace",
+            "gitops",
+            "--dir",
+        ])
+        .arg(root().join("examples/cluster-repo"))
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("ApplicationInstance/team-beta/vaultwarden: spec.values.source: secretRef is not served by the argocd engine"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("kind: Application\n"), "{stdout}");
+    assert!(stdout.contains("kind: AppProject\n"), "{stdout}");
+    assert!(stdout.contains("namespace: gitops\n"), "{stdout}");
+    assert!(!stdout.contains("kind: HelmRelease"), "{stdout}");
+    let out = bin()
+        .args(["render", "--engine", "argo", "--dir"])
+        .arg(root().join("examples/cluster-repo"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
