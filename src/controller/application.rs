@@ -13,9 +13,9 @@ use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 use tracing::{info, instrument, warn};
 
-use super::argocd_status::release_conditions;
 use super::children::Lookup;
 use super::context::{Context, Outcome, delays};
+use super::status::release_conditions;
 use super::trust::{Untrusted, trust};
 use crate::api::conditions::{Cond, merge_conditions};
 use crate::api::conditions::{reasons, types};

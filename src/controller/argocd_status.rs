@@ -1,6 +1,6 @@
 //! Pure status computation for the Argo CD engine: an ApplicationInstance's Ready / Reconciling / Degraded
 //! from its Argo CD Application, with the same conditions and reasons the Flux engine gives
-//! ([`super::status::application_conditions`]); the two are picked by [`release_conditions`].
+//! (`status::application_conditions`); `status::release_conditions` picks the engine's reading.
 //!
 //! What an Application's status says, as Argo CD's application-controller writes it: `sync.status`
 //! (Synced, OutOfSync, Unknown) with `sync.comparedTo.source` (the source it last compared: the operator's
@@ -13,21 +13,6 @@
 use serde_json::Value;
 
 use crate::api::conditions::{Cond, reasons, types};
-use crate::render::HelmEngine;
-
-/// The conditions of an instance from its release child, for the engine that renders it: Flux's
-/// HelmRelease and chart source, or Argo CD's Application.
-pub fn release_conditions(
-    engine: &HelmEngine,
-    desired_version: &str,
-    release: Option<&Value>,
-    source: Option<&Value>,
-) -> Vec<Cond> {
-    match engine {
-        HelmEngine::Flux => super::status::application_conditions(desired_version, release, source),
-        HelmEngine::ArgoCd { .. } => application_conditions(desired_version, release),
-    }
-}
 
 /// Ready / Reconciling / Degraded from an Argo CD Application (as read from the API server) and the chart
 /// version wanted.

@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use crate::api::conditions::{Cond, cap, reasons, types};
 use crate::api::{Engine, Phase};
+use crate::render::HelmEngine;
 
 /// The condition of a type in a child's `status.conditions`.
 pub fn child_condition<'a>(obj: &'a Value, type_: &str) -> Option<&'a Value> {
@@ -28,6 +29,22 @@ const CHART_REASONS: &[&str] = &[
     "ArtifactNotFound",
     "GetLastReleaseFailed",
 ];
+
+/// The conditions of an instance from its release child, for the engine that renders it: Flux's
+/// HelmRelease and chart source, or Argo CD's Application.
+pub fn release_conditions(
+    engine: &HelmEngine,
+    desired_version: &str,
+    release: Option<&Value>,
+    source: Option<&Value>,
+) -> Vec<Cond> {
+    match engine {
+        HelmEngine::Flux => application_conditions(desired_version, release, source),
+        HelmEngine::ArgoCd { .. } => {
+            super::argocd_status::application_conditions(desired_version, release)
+        }
+    }
+}
 
 /// Ready / Reconciling / Degraded of an ApplicationInstance from its HelmRelease and chart source (both as
 /// read from the API server) and the chart version it wants.

@@ -7,9 +7,9 @@ use minijinja::value::Serde;
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use sha2::{Digest, Sha256};
 
-use super::application::HelmEngine;
+use super::HelmEngine;
+use super::child_name;
 use super::templates::{self, Templates};
 use super::{RenderError, sort_objects};
 use crate::api::{ApplicationInstance, Operation, labels, template_key};
@@ -406,23 +406,6 @@ pub fn oci_chart_url(url: &str, chart: &str) -> String {
     } else {
         format!("{url}/{chart}")
     }
-}
-
-/// Deterministic child name of an Operation: the Operation name, or `<namespace>-<name>` for children in a
-/// shared namespace (Velero). Names over 63 characters are cut and suffixed with a hash so they stay unique
-/// and valid as label values (Jobs put their name in a label).
-pub fn child_name(namespace: &str, op_name: &str, shared_namespace: bool) -> String {
-    let full = if shared_namespace {
-        format!("{namespace}-{op_name}")
-    } else {
-        op_name.to_string()
-    };
-    if full.len() <= 63 {
-        return full;
-    }
-    let hash = hex::encode(&Sha256::digest(full.as_bytes())[..4]);
-    let cut = full[..54].trim_end_matches(['-', '.']);
-    format!("{cut}-{hash}")
 }
 
 /// Apply the top-level `default`s of a parameter schema.

@@ -7,19 +7,20 @@
 
 mod application;
 mod engine;
+mod helm_engine;
 pub mod templates;
 pub mod tenancy;
 
-pub use application::{
-    ARGOCD_RESOURCES_FINALIZER, DEFAULT_ARGOCD_NAMESPACE, HelmEngine, engine_refusal,
-};
+pub use application::engine_refusal;
 pub use engine::{
-    ChildKind, Limits, OperationTemplateSpec, Placement, RenderOptions, Renderer, child_name,
-    is_dns_label, is_dns_subdomain, oci_chart_url,
+    ChildKind, Limits, OperationTemplateSpec, Placement, RenderOptions, Renderer, is_dns_label,
+    is_dns_subdomain, oci_chart_url,
 };
+pub use helm_engine::{ARGOCD_RESOURCES_FINALIZER, DEFAULT_ARGOCD_NAMESPACE, HelmEngine};
 pub use templates::Templates;
 
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 /// Errors rendering one intent. All are terminal for that intent (a template or spec must change).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -163,4 +164,21 @@ pub fn sort_objects(objects: &mut [Value]) {
             name(b),
         ))
     });
+}
+
+/// Deterministic child name of an Operation: the Operation name, or `<namespace>-<name>` for children in a
+/// shared namespace (Velero). Names over 63 characters are cut and suffixed with a hash so they stay unique
+/// and valid as label values (Jobs put their name in a label).
+pub fn child_name(namespace: &str, op_name: &str, shared_namespace: bool) -> String {
+    let full = if shared_namespace {
+        format!("{namespace}-{op_name}")
+    } else {
+        op_name.to_string()
+    };
+    if full.len() <= 63 {
+        return full;
+    }
+    let hash = hex::encode(&Sha256::digest(full.as_bytes())[..4]);
+    let cut = full[..54].trim_end_matches(['-', '.']);
+    format!("{cut}-{hash}")
 }
