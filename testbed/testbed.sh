@@ -13,6 +13,7 @@
 #   helm-controller/       Flux helm-controller          tools/                 registry (distribution), helm, testbed-http
 #   node/                  kubelet, kube-proxy, kube-scheduler, kube-controller-manager (k8s.io/kubernetes)
 #   runtime/               containerd + containerd-shim-runc-v2 + ctr, CNI plugins, crane, pause (ours)
+#   argocd/                Argo CD v3.3 (application-controller, repo-server) and testbed-redis, on demand only
 #
 # Cache: ${VWO_TESTBED_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vworkspace-operator/testbed}/<component>-<key>/, where
 # the key hashes that module's files and the Go version: a changed pin builds anew, an unchanged one never does.
@@ -69,6 +70,13 @@ NODE_TARGETS=(
 NODE_NAMES=()
 for t in "${NODE_TARGETS[@]}"; do IFS=: read -r _ n _ <<<"$t"; NODE_NAMES+=("$n"); done
 
+# Argo CD (go/argocd/): built only when named (`bin argocd`, `ensure argocd testbed-redis`), never by a plain or a
+# node `ensure`: only the opt-in Argo CD engine test (tests/argocd.rs, `--ignored`) runs it.
+ON_DEMAND_TARGETS=(
+  argocd:argocd:github.com/argoproj/argo-cd/v3/cmd
+  argocd:testbed-redis:./cmd/testbed-redis
+)
+
 need_go() { # Go 1.26+ on PATH, or Go's toolchain module from the module proxy (testbed/go-toolchain.sh)
   # shellcheck source=testbed/go-toolchain.sh
   . "$HERE/go-toolchain.sh" || { log "Go 1.26 or newer is needed to build the test bed"; exit 2; }
@@ -93,6 +101,9 @@ ldflags_of() {
     helm)
       local v; v=$(cd "$HERE/go/tools" && go list -m -f '{{.Version}}' helm.sh/helm/v4)
       echo "-s -w -X helm.sh/helm/v4/internal/version.version=$v" ;;
+    argocd)
+      local v; v=$(awk '$1 == "github.com/argoproj/argo-cd/v3" { print $2 }' "$HERE/go/argocd/go.mod")
+      echo "-s -w -X github.com/argoproj/argo-cd/v3/common.version=$v" ;;
     *) echo "-s -w" ;;
   esac
 }
@@ -124,7 +135,7 @@ ensure() {
   need_go
   lock
   local t comp name pkg want targets=("${TARGETS[@]}")
-  [ $# -gt 0 ] && targets+=("${NODE_TARGETS[@]}")
+  [ $# -gt 0 ] && targets+=("${NODE_TARGETS[@]}" "${ON_DEMAND_TARGETS[@]}")
   for t in "${targets[@]}"; do
     IFS=: read -r comp name pkg <<<"$t"
     if [ $# -gt 0 ]; then
@@ -137,7 +148,7 @@ ensure() {
   # One folder with every binary, for the harness and for people: symlinks into the keyed cache folders.
   local all="$CACHE/bin"
   mkdir -p "$all"
-  for t in "${TARGETS[@]}" "${NODE_TARGETS[@]}"; do
+  for t in "${TARGETS[@]}" "${NODE_TARGETS[@]}" "${ON_DEMAND_TARGETS[@]}"; do
     IFS=: read -r comp name pkg <<<"$t"
     [ -x "$(bin_path "$comp" "$name")" ] && ln -sfn "$(bin_path "$comp" "$name")" "$all/$name"
   done
@@ -148,7 +159,7 @@ one() {
   need_go
   lock
   local want=$1 t comp name pkg
-  for t in "${TARGETS[@]}" "${NODE_TARGETS[@]}"; do
+  for t in "${TARGETS[@]}" "${NODE_TARGETS[@]}" "${ON_DEMAND_TARGETS[@]}"; do
     IFS=: read -r comp name pkg <<<"$t"
     if [ "$name" = "$want" ]; then build_one "$comp" "$name" "$pkg"; bin_path "$comp" "$name"; return; fi
   done
@@ -199,6 +210,7 @@ versions() {
   (cd "$HERE/go/tools" && go list -m -f 'helm {{.Version}}' helm.sh/helm/v4)
   # The node's (read from go.mod: no module download for a CI that does not build them).
   local m
+  awk '$1 == "github.com/argoproj/argo-cd/v3" { print "argo-cd", $2 }' "$HERE/go/argocd/go.mod"
   for m in github.com/containerd/containerd/v2:containerd github.com/containernetworking/plugins:cni-plugins \
     github.com/google/go-containerregistry:crane; do
     awk -v m="${m%%:*}" -v n="${m#*:}" '$1 == m { print n, $2 }' "$HERE/go/runtime/go.mod"
