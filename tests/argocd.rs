@@ -119,6 +119,8 @@ metadata:
   labels:
     app.vworkspace.io/managed-by: control-plane
     app.vworkspace.io/cluster-id: {cluster}
+  annotations:
+    ops.vworkspace.io/upgrade: helm
 spec:
   appRef: {{catalogId: nextcloud}}
   chart: {{sourceType: oci, url: "oci://registry.example/charts", name: nextcloud, version: {version}}}
@@ -133,9 +135,13 @@ spec:
 
     /// Commit a signed manifest and apply it as Flux's kustomize-controller would; the commit.
     async fn publish(&self, operator: &Operator, name: &str, yaml: &str) -> String {
+        let value: Value = serde_saphyr::from_str(yaml).unwrap();
+        let kind = value["kind"].as_str().unwrap();
         let file = format!(
-            "clusters/{}/namespaces/{}/applicationinstance-{name}.yaml",
-            self.cluster, self.ns
+            "clusters/{}/namespaces/{}/{}-{name}.yaml",
+            self.cluster,
+            self.ns,
+            kind.to_lowercase()
         );
         self.remote.write(&file, yaml);
         let commit = self.remote.commit(
@@ -144,8 +150,7 @@ spec:
             &self.signer.email,
         );
         operator.sync_now().await;
-        let value: Value = serde_saphyr::from_str(yaml).unwrap();
-        self.api(&value["apiVersion"], "ApplicationInstance", &self.ns)
+        self.api(&value["apiVersion"], kind, &self.ns)
             .await
             .patch(
                 name,
@@ -442,6 +447,87 @@ async fn an_instance_runs_through_argocd_then_upgrades_fails_without_rollback_an
             && w.project("nc").await.is_none()
             && w.app("nc").await.is_none())
         .then_some(())
+    })
+    .await;
+    operator.stop().await;
+}
+
+/// An `upgrade.helm` Operation on the Argo CD engine: the instance's Application moves to the target version
+/// with the values patch (the Operation writes nothing itself), and the Operation follows the Application to
+/// Succeeded once Argo CD (played) has synced it, healthy, at that version.
+#[tokio::test]
+async fn an_upgrade_operation_moves_the_application_and_follows_it_to_its_outcome() {
+    let w = world("argo-op").await;
+    let operator = w.start().await;
+    w.publish(&operator, "nc", &w.app_yaml("nc", "1.0.0")).await;
+    eventually("Application applied", || w.application("nc")).await;
+    w.argo_status(
+        "nc",
+        "1.0.0",
+        "Synced",
+        "Healthy",
+        ("Succeeded", "ok"),
+        &["1.0.0"],
+    )
+    .await;
+    eventually("Ready", || async {
+        (w.cond("nc", "Ready").await == s("True", "HelmReleaseReady")).then_some(())
+    })
+    .await;
+    let op = format!(
+        r#"apiVersion: ops.vworkspace.io/v1alpha1
+kind: Operation
+metadata:
+  name: up
+  namespace: {ns}
+  labels:
+    app.vworkspace.io/managed-by: control-plane
+    app.vworkspace.io/cluster-id: {cluster}
+spec:
+  targetRef: {{apiVersion: apps.vworkspace.io/v1alpha1, kind: ApplicationInstance, name: nc}}
+  type: Upgrade
+  engine: helm
+  parameters: {{targetVersion: 1.2.0, valuesPatch: {{replicaCount: 3}}}}
+"#,
+        ns = w.ns,
+        cluster = w.cluster
+    );
+    w.publish(&operator, "up", &op).await;
+    let application = eventually("the Application at 1.2.0", || async {
+        let a = w.application("nc").await?;
+        (a["spec"]["source"]["targetRevision"] == "1.2.0").then_some(a)
+    })
+    .await;
+    assert_eq!(
+        application["spec"]["source"]["helm"]["valuesObject"]["replicaCount"],
+        3
+    );
+    let phase = |op: Option<vworkspace_operator::api::Operation>| {
+        op.and_then(|o| o.status?.phase)
+            .map(|p| p.as_str().to_string())
+    };
+    let ops = Api::<vworkspace_operator::api::Operation>::namespaced(w.client.clone(), &w.ns);
+    eventually("Running while Argo CD has not compared 1.2.0", || async {
+        let op = ops.get_opt("up").await.unwrap();
+        let status = op.as_ref().and_then(|o| o.status.clone());
+        (phase(op).as_deref() == Some("Running")
+            && status
+                .and_then(|s| s.engine_ref)
+                .is_some_and(|r| r.kind == "Application"))
+        .then_some(())
+    })
+    .await;
+    w.argo_status(
+        "nc",
+        "1.2.0",
+        "Synced",
+        "Healthy",
+        ("Succeeded", "ok"),
+        &["1.0.0", "1.2.0"],
+    )
+    .await;
+    eventually("the Operation Succeeded", || async {
+        (phase(ops.get_opt("up").await.unwrap()).as_deref() == Some("Succeeded")).then_some(())
     })
     .await;
     operator.stop().await;
