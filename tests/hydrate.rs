@@ -794,3 +794,31 @@ fn an_output_is_not_emptied_without_allow_empty_and_reserved_or_unlisted_namespa
     assert!(hydrate_once(&listed).unwrap().ok());
     assert_eq!(fx.files("refs/heads/hydrated/c1", "").len(), 4);
 }
+
+/// `hydrate --engine argocd` commits what Argo CD gets: each instance's Application in its namespace and its
+/// AppProject in Argo CD's.
+#[test]
+fn the_argocd_engine_hydrates_applications_and_their_projects() {
+    let fx = Fx::new();
+    fx.write_app("cloud", "team-a", "6.6.4");
+    fx.signed("one app");
+    let mut options = fx.options("w-argo");
+    options.helm_engine =
+        vworkspace_operator::render::HelmEngine::parse("argocd", "gitops").unwrap();
+    let report = hydrate_once(&options).unwrap();
+    assert!(report.ok(), "{report}");
+    let out = report.output_commit.clone().expect("an output commit");
+    assert_eq!(
+        fx.files(&out, ""),
+        [
+            "gitops/appproject-team-a-cloud.yaml",
+            "team-a/application-cloud.yaml"
+        ],
+        "{report}"
+    );
+    let app = fx.bare(&["show", &format!("{out}:team-a/application-cloud.yaml")]);
+    assert!(
+        app.contains("targetRevision: \"6.6.4\"") && app.contains("project: team-a-cloud"),
+        "{app}"
+    );
+}
