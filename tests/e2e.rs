@@ -630,6 +630,57 @@ async fn signed_intents_are_installed_by_flux_upgraded_and_removed_through_git()
     })
     .await;
 
+    // A chart version that exists in neither repository: source-controller (OCI) or helm-controller (Helm
+    // repository, which stops at its source step without updating the HelmRelease's observedGeneration) reports
+    // it, and the intent says Ready=False/ChartUnreachable with a Failed note, from either source.
+    let missing_web = env.app_yaml(
+        "web",
+        "oci",
+        "9.9.9",
+        "{source: inline, inline: {greeting: hello from git}}",
+    );
+    let missing_docs = env.app_yaml(
+        "docs",
+        "helm",
+        "9.9.9",
+        "{source: secretRef, secretRef: {name: docs-values, key: values.yaml}}",
+    );
+    let missing = env.push(
+        "web and docs: a version that was never published",
+        &[
+            ("applicationinstance-web.yaml", &missing_web),
+            ("applicationinstance-docs.yaml", &missing_docs),
+        ],
+        Some(&env.alice),
+    );
+    env.nudge_flux();
+    for name in ["web", "docs"] {
+        let ready = eventually(
+            &format!("{name}: Ready=False/ChartUnreachable for 9.9.9"),
+            180,
+            &env,
+            || async {
+                env.condition(name, "Ready")
+                    .await
+                    .filter(|c| c.0 == "False" && c.1 == "ChartUnreachable")
+            },
+        )
+        .await;
+        assert!(ready.2.contains("9.9.9"), "{name}: {ready:?}");
+    }
+    eventually("Failed notes for the missing version", 60, &env, || async {
+        let notes = env.notes(&missing);
+        ["web", "docs"]
+            .iter()
+            .all(|n| {
+                notes.iter().any(|r| {
+                    r["name"] == *n && r["outcome"] == "Failed" && r["reason"] == "ChartUnreachable"
+                })
+            })
+            .then_some(())
+    })
+    .await;
+
     // docs removed from Git: Flux prunes the intent, our finalizer holds it until helm-controller uninstalled the
     // release and the children are gone.
     env.remote

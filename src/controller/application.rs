@@ -636,7 +636,13 @@ fn record_outcome(app: &ApplicationInstance, ctx: &Context, a: &Applied, conds: 
     let (outcome, cond) = match (ready, degraded) {
         (_, Some(d)) => ("Degraded", d),
         (Some(r), None) if r.status == "True" => ("Ready", r),
-        (Some(r), None) if r.status == "False" && r.reason == reasons::HELM_RELEASE_FAILED => {
+        // The chart cannot be fetched (a version missing from its repository, a registry refusing): nothing
+        // was installed for this generation, and the audit trail says so.
+        (Some(r), None)
+            if r.status == "False"
+                && (r.reason == reasons::HELM_RELEASE_FAILED
+                    || r.reason == reasons::CHART_UNREACHABLE) =>
+        {
             ("Failed", r)
         }
         _ => return,

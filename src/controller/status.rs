@@ -46,6 +46,10 @@ pub fn release_conditions(
     }
 }
 
+/// What helm-controller's SourceNotReady message says while the chart source has not reconciled its newest
+/// generation (fluxcd/pkg's "latest generation of object has not been reconciled").
+const SOURCE_CATCHING_UP: &str = "latest generation of object has not been reconciled";
+
 /// Ready / Reconciling / Degraded of an ApplicationInstance from its HelmRelease and chart source (both as
 /// read from the API server) and the chart version it wants.
 pub fn application_conditions(
@@ -75,6 +79,17 @@ pub fn application_conditions(
     };
     let release = Release::of(hr);
     match child_condition(hr, "Ready") {
+        // helm-controller stops at the source step without updating `status.observedGeneration`: a chart failure
+        // it reports for the current generation (the condition's own observedGeneration) is the answer, not a
+        // stale status.
+        Some(ready)
+            if release.stale
+                && field(ready, "status") == "False"
+                && CHART_REASONS.contains(&field(ready, "reason"))
+                && of_current_generation(hr, ready) =>
+        {
+            release.fold_ready(desired_version, ready)
+        }
         _ if release.stale => {
             release.waiting("Flux has not yet reconciled the new HelmRelease generation")
         }
@@ -93,10 +108,23 @@ fn stable() -> Cond {
     Cond::new(types::RECONCILING, "False", reasons::STABLE, "")
 }
 
-/// The chart source (OCIRepository, HelmRepository) says it is not ready: the chart cannot be fetched.
+/// Whether a condition speaks for the object's current generation: its `observedGeneration` (Flux sets it on
+/// every condition it writes) is the object's `metadata.generation`. A condition without one, or an object
+/// without a generation, is taken as current.
+fn of_current_generation(obj: &Value, cond: &Value) -> bool {
+    let generation = obj.pointer("/metadata/generation").and_then(Value::as_i64);
+    let observed = cond.get("observedGeneration").and_then(Value::as_i64);
+    match (generation, observed) {
+        (Some(g), Some(o)) => o >= g,
+        _ => true,
+    }
+}
+
+/// The chart source (OCIRepository, HelmRepository) says it is not ready for its current generation: the chart
+/// cannot be fetched. (A failure of the previous tag is not the answer for the new one.)
 fn source_not_ready(src: &Value) -> Option<Vec<Cond>> {
     let ready = child_condition(src, "Ready")?;
-    if field(ready, "status") != "False" {
+    if field(ready, "status") != "False" || !of_current_generation(src, ready) {
         return None;
     }
     let msg = format!(
@@ -288,6 +316,12 @@ impl<'a> Release<'a> {
 
     /// Ready=False from Flux with `reason`.
     fn not_ready(&self, reason: &str, flux: String) -> Vec<Cond> {
+        // helm-controller says SourceNotReady while source-controller has not yet reconciled the HelmChart's new
+        // generation (every version change passes through it): that is Flux at work, not a chart failure.
+        if CHART_REASONS.contains(&reason) && flux.contains(SOURCE_CATCHING_UP) {
+            return self
+                .waiting("Flux's chart source has not reconciled the new chart version yet");
+        }
         if CHART_REASONS.contains(&reason) {
             return vec![
                 Cond::new(
@@ -683,6 +717,44 @@ mod tests {
     fn ready(conds: &[Cond]) -> (&str, &str) {
         let c = conds.iter().find(|c| c.type_ == "Ready").unwrap();
         (c.status, c.reason.as_str())
+    }
+
+    /// helm-controller with a chart version missing from its repository: it stops at the source step, so
+    /// `status.observedGeneration` stays at the previous generation, but its Ready condition is about the new one.
+    #[test]
+    fn a_chart_failure_of_the_current_generation_is_reported_though_the_status_lags() {
+        let mut lagging = hr(Some(("False", "SourceNotReady")), Some("1.0.0"), json!([]));
+        lagging["metadata"]["generation"] = json!(2);
+        lagging["status"]["conditions"][0]["observedGeneration"] = json!(2);
+        let c = application_conditions("9.9.9", Some(&lagging), None);
+        assert_eq!(ready(&c), ("False", "ChartUnreachable"));
+        // While source-controller has not reconciled the HelmChart's new generation, helm-controller says
+        // SourceNotReady too (real message): waiting, not a failure.
+        lagging["status"]["conditions"][0]["message"] = json!(
+            "HelmChart 'ns/ns-docs' is not ready: latest generation of object has not been reconciled"
+        );
+        let c = application_conditions("9.9.9", Some(&lagging), None);
+        assert_eq!(ready(&c), ("Unknown", "Reconciling"));
+        lagging["status"]["conditions"][0]["message"] = json!("m");
+        // The same condition left from the previous generation is not the answer yet.
+        lagging["status"]["conditions"][0]["observedGeneration"] = json!(1);
+        let c = application_conditions("9.9.9", Some(&lagging), None);
+        assert_eq!(ready(&c), ("Unknown", "Reconciling"));
+        // A chart source failing for its previous tag does not speak for the new one either.
+        let src = |observed: i64| {
+            json!({"kind": "OCIRepository", "metadata": {"generation": 3}, "status": {"conditions": [
+                {"type": "Ready", "status": "False", "reason": "OCIArtifactPullFailed", "message": "not found",
+                 "observedGeneration": observed}]}})
+        };
+        let ok = hr(Some(("True", "UpgradeSucceeded")), Some("1.0.0"), json!([]));
+        assert_eq!(
+            ready(&application_conditions("1.0.0", Some(&ok), Some(&src(3)))),
+            ("False", "ChartUnreachable")
+        );
+        assert_ne!(
+            ready(&application_conditions("1.0.0", Some(&ok), Some(&src(2)))).1,
+            "ChartUnreachable"
+        );
     }
 
     #[test]
