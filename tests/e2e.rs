@@ -645,11 +645,20 @@ async fn signed_intents_are_installed_by_flux_upgraded_and_removed_through_git()
         "9.9.9",
         "{source: secretRef, secretRef: {name: docs-values, key: values.yaml}}",
     );
+    // And a new instance whose chart fails to install (2.0.0): nothing was ever deployed, so it is not Ready and
+    // not Degraded (there is no workload to be unhealthy), with a Failed note.
+    let fresh = env.app_yaml(
+        "fresh",
+        "oci",
+        "2.0.0",
+        "{source: inline, inline: {greeting: never installed}}",
+    );
     let missing = env.push(
-        "web and docs: a version that was never published",
+        "web and docs: a version that was never published; fresh: a chart that fails to install",
         &[
             ("applicationinstance-web.yaml", &missing_web),
             ("applicationinstance-docs.yaml", &missing_docs),
+            ("applicationinstance-fresh.yaml", &fresh),
         ],
         Some(&env.alice),
     );
@@ -668,6 +677,31 @@ async fn signed_intents_are_installed_by_flux_upgraded_and_removed_through_git()
         .await;
         assert!(ready.2.contains("9.9.9"), "{name}: {ready:?}");
     }
+    let never = eventually(
+        "fresh: Ready=False/HelmReleaseFailed once helm-controller gave up",
+        240,
+        &env,
+        || async {
+            let degraded = env.condition("fresh", "Degraded").await?;
+            env.condition("fresh", "Ready")
+                .await
+                .filter(|c| c.0 == "False" && c.1 == "HelmReleaseFailed")
+                .map(|_| degraded)
+        },
+    )
+    .await;
+    assert_eq!(
+        (never.0.as_str(), never.1.as_str()),
+        ("False", "Recovered"),
+        "a release that never installed is not Degraded: {never:?}"
+    );
+    eventually("a Failed note for the failed install", 60, &env, || async {
+        env.notes(&missing)
+            .iter()
+            .any(|r| r["name"] == "fresh" && r["outcome"] == "Failed")
+            .then_some(())
+    })
+    .await;
     eventually("Failed notes for the missing version", 60, &env, || async {
         let notes = env.notes(&missing);
         ["web", "docs"]

@@ -1,8 +1,9 @@
-//! What the watches of an ApplicationInstance's children (HelmRelease, OCIRepository, HelmRepository) last saw,
+//! What the watches of an ApplicationInstance's children (HelmRelease, OCIRepository, HelmRepository, or Argo CD's
+//! Application and AppProject) last saw,
 //! so a reconcile reads its children without a request. Objects are kept as compact JSON text (a few kB each,
 //! where a parsed object tree takes several times that), parsed when read, without managedFields and with only
 //! the status fields the instance's conditions are computed from (Flux keeps up to ten release snapshots in a
-//! HelmRelease's history; the first is the one that counts).
+//! HelmRelease's history, of which only each one's chart version and status count).
 //!
 //! The watch that fills this cache is the same stream that triggers the reconcile, so a reconcile caused by a
 //! child's change sees that change. Before a kind's first list is complete every answer is [`Lookup::Unknown`]
@@ -60,7 +61,7 @@ const APPLICATION_STATUS_KEPT: &[&str] =
     &["conditions", "history", "sync", "health", "operationState"];
 
 /// Only what the instance's conditions are computed from: Flux keeps the newest release first in its
-/// history, Argo CD appends its newest sync last; of an Application's sources only the target revision
+/// history (each snapshot's chart version and status count), Argo CD appends its newest sync last; of an Application's sources only the target revision
 /// counts, and none of the per-resource results.
 fn compact_status(kind: &str, status: &mut serde_json::Map<String, Value>) {
     let application = kind == "Application";
@@ -76,7 +77,12 @@ fn compact_status(kind: &str, status: &mut serde_json::Map<String, Value>) {
             history.clear();
             history.extend(newest);
         } else {
-            history.truncate(1);
+            // The newest snapshot's chart version, and whether any was ever deployed.
+            for snapshot in history.iter_mut() {
+                if let Some(map) = snapshot.as_object_mut() {
+                    map.retain(|k, _| k == "chartVersion" || k == "status");
+                }
+            }
         }
     }
     if !application {
@@ -224,7 +230,8 @@ mod tests {
             "metadata": {"name": name, "namespace": "ns", "resourceVersion": rv,
                 "managedFields": [{"manager": "x", "operation": "Apply"}]},
             "status": {"conditions": [{"type": "Ready", "status": ready}],
-                "history": [{"chartVersion": "2.0.0"}, {"chartVersion": "1.0.0"}],
+                "history": [{"chartVersion": "2.0.0", "status": "failed", "digest": "sha256:b"},
+                    {"chartVersion": "1.0.0", "status": "superseded", "digest": "sha256:a"}],
                 "lastAttemptedRevision": "2.0.0", "storageNamespace": "ns"}
         }))
         .unwrap()
@@ -256,8 +263,8 @@ mod tests {
         assert!(v.pointer("/metadata/managedFields").is_none());
         assert_eq!(
             v["status"]["history"],
-            json!([{"chartVersion": "2.0.0"}]),
-            "only the newest release"
+            json!([{"chartVersion": "2.0.0", "status": "failed"}, {"chartVersion": "1.0.0", "status": "superseded"}]),
+            "each release's chart version and status only"
         );
         assert!(v.pointer("/status/storageNamespace").is_none());
         assert_eq!(v["status"]["lastAttemptedRevision"], "2.0.0");

@@ -153,8 +153,12 @@ fn source_not_ready(src: &Value) -> Option<Vec<Cond>> {
 /// What a HelmRelease's status says besides its Ready condition.
 struct Release<'a> {
     hr: &'a Value,
-    /// The chart version of the newest release in its history, once one was installed.
+    /// The chart version of the newest release in its history, once one was attempted.
     history_version: Option<String>,
+    /// A release of it was ever deployed: some snapshot in its history is `deployed` or `superseded` (a history
+    /// of failed and uninstalled snapshots only is an install that never succeeded; snapshots without a status,
+    /// as older records have, count as deployed).
+    installed: bool,
     /// `HelmReleaseUpgrading` once a release was installed, `HelmReleaseInstalling` before.
     in_progress: &'static str,
     /// helm-controller has not observed the HelmRelease's newest generation.
@@ -167,7 +171,18 @@ impl<'a> Release<'a> {
             .pointer("/status/history/0/chartVersion")
             .and_then(Value::as_str)
             .map(str::to_string);
-        let in_progress = if history_version.is_some() {
+        let installed = hr
+            .pointer("/status/history")
+            .and_then(Value::as_array)
+            .is_some_and(|h| {
+                h.iter().any(|s| {
+                    matches!(
+                        s.get("status").and_then(Value::as_str),
+                        None | Some("deployed" | "superseded")
+                    )
+                })
+            });
+        let in_progress = if installed {
             reasons::HELM_RELEASE_UPGRADING
         } else {
             reasons::HELM_RELEASE_INSTALLING
@@ -181,13 +196,14 @@ impl<'a> Release<'a> {
         Self {
             hr,
             history_version,
+            installed,
             in_progress,
             stale,
         }
     }
 
     fn installed(&self) -> bool {
-        self.history_version.is_some()
+        self.installed
     }
 
     /// `Upgrading` once installed, `Installing` before.
@@ -754,6 +770,32 @@ mod tests {
         assert_ne!(
             ready(&application_conditions("1.0.0", Some(&ok), Some(&src(2)))).1,
             "ChartUnreachable"
+        );
+    }
+
+    /// An install that failed (helm-controller keeps the failed and the uninstalled snapshots, none deployed)
+    /// is not ready and not degraded: nothing runs.
+    #[test]
+    fn a_release_that_never_installed_is_failed_not_degraded() {
+        let mut failed = hr(Some(("False", "InstallFailed")), Some("2.0.0"), json!([]));
+        failed["status"]["history"] = json!([
+            {"chartVersion": "2.0.0", "status": "failed"},
+            {"chartVersion": "2.0.0", "status": "uninstalled"}
+        ]);
+        let c = application_conditions("2.0.0", Some(&failed), None);
+        assert_eq!(ready(&c), ("False", "HelmReleaseFailed"));
+        let degraded = c.iter().find(|c| c.type_ == "Degraded").unwrap();
+        assert_eq!(
+            (degraded.status, degraded.reason.as_str()),
+            ("False", "Recovered")
+        );
+        // Once one was deployed, a later failure is the running release's trouble.
+        failed["status"]["history"][1]["status"] = json!("superseded");
+        let c = application_conditions("2.0.0", Some(&failed), None);
+        let degraded = c.iter().find(|c| c.type_ == "Degraded").unwrap();
+        assert_eq!(
+            (degraded.status, degraded.reason.as_str()),
+            ("True", "HelmReleaseDegraded")
         );
     }
 
