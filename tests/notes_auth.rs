@@ -520,3 +520,30 @@ fn records_appended_without_the_key_and_legacy_records_are_unverified() {
     assert_eq!(code, 0);
     assert!(plain.contains("0 genuine, 4 unverified"), "{plain}");
 }
+
+/// `--notes-key` names a key or a key file; anything else is refused by name before it is read whole: a device
+/// (`/dev/zero` would never end), a FIFO, or a file past the bound.
+#[test]
+fn a_notes_key_that_is_not_a_small_regular_file_is_refused() {
+    let bed = Bed::new();
+    let big = bed.root.join("big.pub");
+    std::fs::write(&big, vec![b'#'; (1 << 20) + 1]).unwrap();
+    let commit = bed.commit.to_string();
+    let repo = bed.remote.bare.display().to_string();
+    for key in ["/dev/zero", big.to_str().unwrap()] {
+        let (code, text) = bed.cli(&[
+            "notes",
+            "show",
+            "--repo",
+            &repo,
+            "--notes-key",
+            key,
+            &commit,
+        ]);
+        assert_ne!(code, 0, "{key}: {text}");
+        assert!(
+            text.contains("--notes-key") && text.contains(key),
+            "{key}: {text}"
+        );
+    }
+}

@@ -112,6 +112,9 @@ fn refs_of(common: &Common) -> anyhow::Result<Option<Vec<String>>> {
 }
 
 /// The notes keys the reader trusts: `--notes-key` values and the policy's `notesKeys`.
+/// Largest `--notes-key` file read (a list of public keys).
+const MAX_NOTES_KEY_FILE_BYTES: u64 = 1 << 20;
+
 pub fn trust_of(common: &Common) -> anyhow::Result<NotesTrust> {
     let mut trust = match &common.policy {
         Some(p) => TrustPolicy::load(p)?.notes_keys().clone(),
@@ -122,9 +125,11 @@ pub fn trust_of(common: &Common) -> anyhow::Result<NotesTrust> {
         let text = if direct {
             arg.clone()
         } else {
-            std::fs::read_to_string(arg).with_context(|| {
-                format!("--notes-key {arg:?}: neither a key nor a readable file")
-            })?
+            // A key file is a few hundred bytes; a FIFO, a device or a huge file is refused, not read.
+            crate::git::bounded::read_to_string(std::path::Path::new(arg), MAX_NOTES_KEY_FILE_BYTES)
+                .with_context(|| {
+                    format!("--notes-key {arg:?}: neither a key nor a readable key file")
+                })?
         };
         for (n, line) in text.lines().filter(|l| !l.trim().is_empty()).enumerate() {
             let key = parse_public_key(line)
