@@ -167,6 +167,8 @@ pub struct Agent {
     creds: RwLock<Option<Creds>>,
     /// Raised when a request met 401: the poll loop re-reads the credential.
     unauthorized: Notify,
+    /// A request to the control plane succeeded after failures: every loop waiting out a backoff tries again now.
+    reachable: Notify,
     store: Mutex<AppliedJobs>,
     store_io: tokio::sync::Mutex<ConfigMapStore>,
     /// Changes made to the store (counted by [`Agent::save`]), and how many of them the last write covered.
@@ -203,6 +205,7 @@ impl Agent {
             provenance_key,
             creds: RwLock::default(),
             unauthorized: Notify::new(),
+            reachable: Notify::new(),
             store: Mutex::default(),
             store_io: tokio::sync::Mutex::new(store_io),
             changes: Default::default(),
@@ -361,6 +364,22 @@ impl Agent {
 
     fn backoff(&self, failures: u32) -> Duration {
         backoff_delay(failures, self.cfg.max_backoff, fastrand::f64())
+    }
+
+    /// Wait out a backoff, or less: until a request elsewhere reaches the control plane again (but never less
+    /// than a second: a failing endpoint is not retried faster than that).
+    async fn back_off(&self, wait: Duration) {
+        let floor = wait.min(Duration::from_secs(1));
+        tokio::time::sleep(floor).await;
+        tokio::select! {
+            _ = tokio::time::sleep(wait - floor) => {}
+            _ = self.reachable.notified() => {}
+        }
+    }
+
+    /// The control plane answered after failures: wake every loop waiting out a backoff.
+    fn reached_again(&self) {
+        self.reachable.notify_waiters();
     }
 }
 

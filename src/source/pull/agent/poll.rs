@@ -13,6 +13,9 @@ use crate::api::ClusterPhase;
 use crate::source::pull::client::{AgentClient, ApiError};
 use crate::source::pull::job::{self, Job, JobResult, ObjectKey, Outcome};
 
+/// The longest wait between two polls while the control plane fails (one request per this interval).
+const POLL_RETRY_MAX: Duration = Duration::from_secs(5);
+
 impl Agent {
     pub(super) async fn poll_loop(self: &Arc<Self>) {
         let mut failures = 0u32;
@@ -40,6 +43,9 @@ impl Agent {
             };
             match answer {
                 Ok(jobs) => {
+                    if failures > 0 {
+                        self.reached_again();
+                    }
                     failures = 0;
                     unauthorized_retried = false;
                     self.set_status(|s| {
@@ -84,7 +90,10 @@ impl Agent {
                 }
                 Err(e) => {
                     failures += 1;
-                    let wait = self.backoff(failures);
+                    // The poll is the agent's probe of the control plane: it retries within POLL_RETRY_MAX
+                    // whatever the backoff has grown to, so a queued job waits seconds, not a minute, once the
+                    // control plane is back (and its success wakes the other loops).
+                    let wait = self.backoff(failures).min(POLL_RETRY_MAX);
                     // One failed poll is a blip; three in a row is a disconnection.
                     if failures >= 3 {
                         let message = format!("polling the control plane: {e}");
@@ -98,7 +107,7 @@ impl Agent {
                         });
                     }
                     warn!(error = %e, retry_in = ?wait, "Pull mode: polling");
-                    tokio::time::sleep(wait).await;
+                    self.back_off(wait).await;
                 }
             }
         }

@@ -69,6 +69,9 @@ impl Agent {
             };
             match client.result(&creds.token, id, result).await {
                 Ok(()) | Err(ApiError::NotFound(_)) => {
+                    if failures > 0 {
+                        self.reached_again();
+                    }
                     if let Some(m) = &self.metrics {
                         m.job_result(match result.outcome {
                             Outcome::Succeeded => JobOutcome::Succeeded,
@@ -91,7 +94,16 @@ impl Agent {
                         _ => self.backoff(failures),
                     };
                     warn!(job = id, error = %e, retry_in = ?wait, "Pull mode: posting a result");
-                    tokio::time::sleep(wait.max(Duration::from_secs(1))).await;
+                    // Reset once the control plane answers again elsewhere: the next try comes at once.
+                    let wait = wait.max(Duration::from_secs(1));
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    let woken = tokio::select! {
+                        _ = tokio::time::sleep(wait - Duration::from_secs(1)) => false,
+                        _ = self.reachable.notified() => true,
+                    };
+                    if woken {
+                        failures = 0;
+                    }
                 }
             }
         }
