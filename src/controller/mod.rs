@@ -6,6 +6,7 @@ pub mod children;
 pub mod cluster;
 pub mod context;
 mod controllers;
+pub mod engine_state;
 pub mod finalize;
 mod loops;
 pub mod operation;

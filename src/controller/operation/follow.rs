@@ -13,7 +13,7 @@ use super::{Ending, Error};
 use crate::api::conditions::{Cond, reasons, types};
 use crate::api::{ApplicationInstance, Engine, Operation, Phase};
 use crate::controller::context::Context;
-use crate::controller::status::{EngineState, engine_state, job_pods_failure};
+use crate::controller::engine_state::{EngineState, engine_state, job_pods_failure};
 
 /// The engine state of the started Operation's child.
 pub(super) async fn follow(

@@ -23,7 +23,7 @@ use tracing::{instrument, warn};
 
 use super::application::Error;
 use super::context::{Context, delays};
-use super::status::EngineState;
+use super::engine_state::EngineState;
 use super::trust::{Untrusted, trust};
 use crate::api::conditions::{Cond, reasons, types};
 use crate::api::{EngineRef, OPERATION_FINALIZER, Operation, OperationStatus, Phase};
