@@ -173,7 +173,7 @@ spec:
     }
 
     async fn project(&self, name: &str) -> Option<Value> {
-        let project = format!("{}-{name}", self.ns);
+        let project = format!("{}.{name}", self.ns);
         testbed::get(&self.client, ARGO, "AppProject", &self.argocd, &project).await
     }
 
@@ -294,7 +294,7 @@ async fn an_instance_runs_through_argocd_then_upgrades_fails_without_rollback_an
     // scoped to the tenant, mapped back by label (no owner reference across namespaces).
     let application = eventually("Application applied", || w.application("nc")).await;
     let spec = &application["spec"];
-    assert_eq!(spec["project"], format!("{}-nc", w.ns));
+    assert_eq!(spec["project"], format!("{}.nc", w.ns));
     assert_eq!(
         spec["source"]["repoURL"],
         "oci://registry.example/charts/nextcloud"

@@ -811,14 +811,14 @@ fn the_argocd_engine_hydrates_applications_and_their_projects() {
     assert_eq!(
         fx.files(&out, ""),
         [
-            "gitops/appproject-team-a-cloud.yaml",
+            "gitops/appproject-team-a.cloud.yaml",
             "team-a/application-cloud.yaml"
         ],
         "{report}"
     );
     let app = fx.bare(&["show", &format!("{out}:team-a/application-cloud.yaml")]);
     assert!(
-        app.contains("targetRevision: \"6.6.4\"") && app.contains("project: team-a-cloud"),
+        app.contains("targetRevision: \"6.6.4\"") && app.contains("project: team-a.cloud"),
         "{app}"
     );
 }

@@ -364,7 +364,7 @@ mod tests {
         assert_eq!(kinds, ["AppProject", "Application"]);
         let (project, application) = (&objects[0], &objects[1]);
         assert_eq!(crate::render::namespace(project), "argo");
-        assert_eq!(crate::render::name(project), "team-a-wiki");
+        assert_eq!(crate::render::name(project), "team-a.wiki");
         assert_eq!(
             project["metadata"]["labels"][labels::APPLICATION_INSTANCE_NAMESPACE],
             "team-a"
@@ -403,7 +403,7 @@ mod tests {
             source["helm"]["valuesObject"],
             json!({"replicas": 2, "namespace": "elsewhere"})
         );
-        assert_eq!(application["spec"]["project"], "team-a-wiki");
+        assert_eq!(application["spec"]["project"], "team-a.wiki");
         assert_eq!(
             application["spec"]["syncPolicy"]["automated"],
             json!({"prune": true, "selfHeal": true})
@@ -507,6 +507,17 @@ mod tests {
             .find(|o| crate::render::kind(o) == "AppProject")
             .unwrap();
         assert_eq!(crate::render::namespace(project), "argo");
+    }
+
+    #[test]
+    fn projects_of_different_instances_never_share_a_name() {
+        // With `-` these two would both be "a-b-c".
+        assert_ne!(
+            HelmEngine::project_name("a-b", "c"),
+            HelmEngine::project_name("a", "b-c")
+        );
+        let long = HelmEngine::project_name(&"n".repeat(63), &"r".repeat(53));
+        assert!(crate::render::is_dns_subdomain(&long), "{long}");
     }
 
     #[test]

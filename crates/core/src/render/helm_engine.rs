@@ -77,9 +77,11 @@ impl HelmEngine {
         }
     }
 
-    /// The AppProject of an instance (Argo CD): `<namespace>-<release>`, cut and hashed past 63 characters,
-    /// unique in Argo CD's shared namespace.
+    /// The AppProject of an instance (Argo CD): `<namespace>.<release>`. Unique in Argo CD's shared namespace
+    /// by construction: a namespace name has no `.`, so no two (namespace, release) pairs give the same name
+    /// (with `-`, namespace `a-b` release `c` and namespace `a` release `b-c` would meet, and one tenant would
+    /// overwrite the other's project). At most 63 + 1 + 53 characters, a valid DNS subdomain.
     pub fn project_name(namespace: &str, release: &str) -> String {
-        super::child_name(namespace, release, true)
+        format!("{namespace}.{release}")
     }
 }
