@@ -261,23 +261,13 @@ spec:
     }
 }
 
-/// Poll until `check` returns Some, or fail after 60 s with `what`.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+/// Poll until `check` returns Some, or fail after 60 s with `what` (the test bed's poll).
+async fn eventually<T, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    support::stack::eventually(what, 60, String::new, check).await
 }
 
 fn s(a: &str, b: &str) -> Option<(String, String)> {
@@ -775,7 +765,7 @@ spec:
         )
     };
     let v1 = w.publish(&operator, "wiki", &yaml("1.0.0")).await;
-    eventually_for(
+    support::stack::eventually(
         "Ready at 1.0.0 through the real Argo CD",
         240,
         || argo.logs(),
@@ -790,7 +780,7 @@ spec:
     assert_eq!(note["outcome"], "Ready");
 
     let v2 = w.publish(&operator, "wiki", &yaml("1.1.0")).await;
-    eventually_for(
+    support::stack::eventually(
         "Ready at 1.1.0",
         240,
         || argo.logs(),
@@ -802,7 +792,7 @@ spec:
 
     // 2.0.0 fails to apply (an invalid ConfigMap name): Argo CD retries once, then gives up; nothing rolls back.
     let v3 = w.publish(&operator, "wiki", &yaml("2.0.0")).await;
-    eventually_for(
+    support::stack::eventually(
         "failed upgrade: not Ready, Degraded",
         300,
         || argo.logs(),
@@ -820,7 +810,7 @@ spec:
         .delete("wiki", &DeleteParams::default())
         .await
         .unwrap();
-    eventually_for(
+    support::stack::eventually(
         "uninstalled and gone",
         240,
         || argo.logs(),
@@ -835,29 +825,4 @@ spec:
     )
     .await;
     operator.stop().await;
-}
-
-/// [`eventually`] with its own time limit and what to print when it runs out.
-async fn eventually_for<T, F, Fut>(
-    what: &str,
-    secs: u64,
-    diagnostics: impl Fn() -> String,
-    mut check: F,
-) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for: {what}\n{}",
-            diagnostics()
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
 }
