@@ -10,17 +10,11 @@ use std::time::Duration;
 use kube::Client;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use serde_json::{Value, json};
-use support::gitfix::{GitRemote, Signer, policy_yaml};
+use support::gitfix::{GitRemote, Signer};
 use support::testbed;
 use vworkspace_operator::api::{ApplicationInstance, Cluster};
-use vworkspace_operator::controller::context::{Selector, Settings};
-use vworkspace_operator::controller::run::{Operator, OperatorConfig};
-use vworkspace_operator::git::policy::TrustPolicy;
-use vworkspace_operator::git::remote::Credentials;
-use vworkspace_operator::render::{HelmEngine, Templates};
-use vworkspace_operator::source::SourceConfig;
-use vworkspace_operator::source::gitops::RepoConfig;
-use vworkspace_operator::source::gitops::notes_sink::NotesTiming;
+use vworkspace_operator::controller::run::Operator;
+use vworkspace_operator::render::HelmEngine;
 
 const ARGO: &str = "argoproj.io/v1alpha1";
 
@@ -48,10 +42,7 @@ async fn world(name: &str) -> World {
     testbed::namespace(&client, &ns, true).await;
     testbed::namespace(&client, &argocd, false).await;
     let tmp = tempfile::tempdir().unwrap();
-    let remote = GitRemote::new(tmp.path());
-    let signer = Signer::new(&tmp.path().join("keys"), "cp@example.com");
-    remote.write("README.md", "cluster repo\n");
-    remote.commit("init", Some(&signer), &signer.email);
+    let (remote, signer) = support::operator::signed_repo(tmp.path());
     World {
         tmp,
         client,
@@ -70,41 +61,14 @@ impl World {
 
     /// The operator, allowing these chart hosts although internal (the test bed's loopback registry).
     async fn start_with(&self, allowed_chart_hosts: Vec<String>) -> Operator {
-        let policy = TrustPolicy::from_yaml(&policy_yaml(&[&self.signer], "range")).unwrap();
-        let config = OperatorConfig {
-            settings: Settings {
-                cluster_id: self.cluster.clone(),
-                namespace_selector: Selector::parse("managed-by=vworkspace").unwrap(),
-                velero_namespace: "velero".into(),
-                approval_key: None,
-                resync: Duration::from_secs(300),
-                allowed_chart_hosts,
-                helm_engine: HelmEngine::parse("argocd", &self.argocd).unwrap(),
-            },
-            source: SourceConfig::GitOps(RepoConfig {
-                url: self.remote.url(),
-                branch: "main".into(),
-                path: format!("clusters/{}", self.cluster),
-                policy,
-                credentials: Credentials::None,
-                cache_dir: self.tmp.path().join("state/cache"),
-                notes_signing_key: None,
-            }),
-            fetch_interval: Duration::from_millis(500),
-            templates: Templates::embedded(),
-            state_dir: self.tmp.path().join("state"),
-            control_plane: None,
-            admin: None,
-            leader_election: None,
-            cluster_interval: Duration::from_secs(1),
-            notes: NotesTiming {
-                retry_interval: Duration::from_millis(500),
-                batch_window: Duration::from_millis(200),
-            },
-            max_concurrent_reconciles: 0,
-            webhook: None,
-            policy_reload: None,
-        };
+        let mut config = support::operator::gitops_config(
+            self.tmp.path(),
+            &self.remote,
+            &self.signer,
+            &self.cluster,
+        );
+        config.settings.allowed_chart_hosts = allowed_chart_hosts;
+        config.settings.helm_engine = HelmEngine::parse("argocd", &self.argocd).unwrap();
         Operator::start(self.client.clone(), config).await.unwrap()
     }
 

@@ -16,14 +16,8 @@ use support::testbed;
 use vworkspace_operator::api::{
     APP_FINALIZER, ApplicationInstance, Cluster, OPERATION_FINALIZER, Operation,
 };
-use vworkspace_operator::controller::context::{Selector, Settings};
 use vworkspace_operator::controller::run::{LeaseSettings, Operator, OperatorConfig};
 use vworkspace_operator::git::policy::TrustPolicy;
-use vworkspace_operator::git::remote::Credentials;
-use vworkspace_operator::render::Templates;
-use vworkspace_operator::source::SourceConfig;
-use vworkspace_operator::source::gitops::RepoConfig;
-use vworkspace_operator::source::gitops::notes_sink::NotesTiming;
 
 const APPROVAL_KEY: &[u8] = b"test-approval-secret";
 
@@ -49,10 +43,7 @@ async fn env(name: &str) -> Env {
     testbed::namespace(&client, &ns, true).await;
     testbed::namespace(&client, "velero", true).await;
     let tmp = tempfile::tempdir().unwrap();
-    let remote = GitRemote::new(tmp.path());
-    let signer = Signer::new(&tmp.path().join("keys"), "cp@example.com");
-    remote.write("README.md", "cluster repo\n");
-    remote.commit("init", Some(&signer), &signer.email);
+    let (remote, signer) = support::operator::signed_repo(tmp.path());
     Env {
         tmp,
         client,
@@ -65,8 +56,14 @@ async fn env(name: &str) -> Env {
 
 impl Env {
     fn config(&self, control_plane: Option<&Receiver>) -> OperatorConfig {
-        let policy = TrustPolicy::from_yaml(&policy_yaml(&[&self.signer], "range")).unwrap();
-        let control_plane = control_plane.map(|r| {
+        let mut config = support::operator::gitops_config(
+            self.tmp.path(),
+            &self.remote,
+            &self.signer,
+            &self.cluster,
+        );
+        config.settings.approval_key = Some(APPROVAL_KEY.to_vec());
+        config.control_plane = control_plane.map(|r| {
             let token = self.tmp.path().join("token");
             std::fs::write(&token, "test-token").unwrap();
             let mut pc = vworkspace_operator::report::events::PosterConfig::new(
@@ -78,40 +75,7 @@ impl Env {
             pc.max_backoff = Duration::from_secs(1);
             pc
         });
-        OperatorConfig {
-            settings: Settings {
-                cluster_id: self.cluster.clone(),
-                namespace_selector: Selector::parse("managed-by=vworkspace").unwrap(),
-                velero_namespace: "velero".into(),
-                approval_key: Some(APPROVAL_KEY.to_vec()),
-                resync: Duration::from_secs(300),
-                allowed_chart_hosts: Vec::new(),
-                helm_engine: Default::default(),
-            },
-            source: SourceConfig::GitOps(RepoConfig {
-                url: self.remote.url(),
-                branch: "main".into(),
-                path: format!("clusters/{}", self.cluster),
-                policy,
-                credentials: Credentials::None,
-                cache_dir: self.tmp.path().join("state/cache"),
-                notes_signing_key: None,
-            }),
-            fetch_interval: Duration::from_millis(500),
-            templates: Templates::embedded(),
-            state_dir: self.tmp.path().join("state"),
-            control_plane,
-            admin: None,
-            leader_election: None,
-            cluster_interval: Duration::from_secs(1),
-            notes: NotesTiming {
-                retry_interval: Duration::from_millis(500),
-                batch_window: Duration::from_millis(200),
-            },
-            max_concurrent_reconciles: 0,
-            webhook: None,
-            policy_reload: None,
-        }
+        config
     }
 
     async fn start(&self, receiver: Option<&Receiver>) -> Operator {

@@ -23,14 +23,7 @@ use support::gitfix::{GitRemote, Signer, policy_yaml};
 use support::helm_standin;
 use support::testbed::{self, ApiServer};
 use vworkspace_operator::api::ApplicationInstance;
-use vworkspace_operator::controller::context::{Selector, Settings};
 use vworkspace_operator::controller::run::{Operator, OperatorConfig};
-use vworkspace_operator::git::policy::TrustPolicy;
-use vworkspace_operator::git::remote::Credentials;
-use vworkspace_operator::render::Templates;
-use vworkspace_operator::source::SourceConfig;
-use vworkspace_operator::source::gitops::RepoConfig;
-use vworkspace_operator::source::gitops::notes_sink::NotesTiming;
 
 const CLUSTER: &str = "faults";
 const INTENTS: usize = 200;
@@ -217,10 +210,7 @@ async fn bed() -> Bed {
         testbed::namespace(&client, &ns_of(i), true).await;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let remote = GitRemote::new(tmp.path());
-    let signer = Signer::new(&tmp.path().join("keys"), "cp@example.com");
-    remote.write("README.md", "cluster repo\n");
-    remote.commit("init", Some(&signer), &signer.email);
+    let (remote, signer) = support::operator::signed_repo(tmp.path());
     Bed {
         server,
         client,
@@ -237,40 +227,11 @@ fn operator_config(
     signer: &Signer,
     control_plane: Option<vworkspace_operator::report::events::PosterConfig>,
 ) -> OperatorConfig {
-    OperatorConfig {
-        settings: Settings {
-            cluster_id: CLUSTER.into(),
-            namespace_selector: Selector::parse("managed-by=vworkspace").unwrap(),
-            velero_namespace: "velero".into(),
-            approval_key: None,
-            resync: Duration::from_secs(300),
-            allowed_chart_hosts: Vec::new(),
-            helm_engine: Default::default(),
-        },
-        source: SourceConfig::GitOps(RepoConfig {
-            url: remote.url(),
-            branch: "main".into(),
-            path: format!("clusters/{CLUSTER}"),
-            policy: TrustPolicy::from_yaml(&policy_yaml(&[signer], "range")).unwrap(),
-            credentials: Credentials::None,
-            cache_dir: tmp.join("state/cache"),
-            notes_signing_key: None,
-        }),
-        fetch_interval: Duration::from_millis(500),
-        templates: Templates::embedded(),
-        state_dir: tmp.join("state"),
-        control_plane,
-        admin: None,
-        leader_election: None,
-        cluster_interval: Duration::from_secs(5),
-        notes: NotesTiming {
-            retry_interval: Duration::from_millis(500),
-            batch_window: Duration::from_millis(200),
-        },
-        max_concurrent_reconciles: 16,
-        webhook: None,
-        policy_reload: None,
-    }
+    let mut config = support::operator::gitops_config(tmp, remote, signer, CLUSTER);
+    config.control_plane = control_plane;
+    config.cluster_interval = Duration::from_secs(5);
+    config.max_concurrent_reconciles = 16;
+    config
 }
 
 /// Roll every intent out with `replicas` (this test applying them as Flux), and SIGKILL `process` once half of

@@ -7,6 +7,7 @@ pub mod gitfix;
 pub mod helm_standin;
 pub mod manifests;
 pub mod node;
+pub mod operator;
 pub mod rbac;
 pub mod receiver;
 pub mod stack;
