@@ -11,6 +11,7 @@
 #   kube/                  kube-apiserver, kubectl (k8s.io/kubernetes) and etcd (go.etcd.io/etcd/server/v3)
 #   source-controller/     Flux source-controller        kustomize-controller/  Flux kustomize-controller
 #   helm-controller/       Flux helm-controller          tools/                 registry (distribution), helm, testbed-http
+#   cosign/                cosign (github.com/sigstore/cosign/v3): signs the test chart in the registry with a key
 #   node/                  kubelet, kube-proxy, kube-scheduler, kube-controller-manager (k8s.io/kubernetes)
 #   runtime/               containerd + containerd-shim-runc-v2 + ctr, CNI plugins, crane, pause (ours)
 #   argocd/                Argo CD v3.3 (application-controller, repo-server) and testbed-redis, on demand only
@@ -48,6 +49,7 @@ TARGETS=(
   tools:registry:github.com/distribution/distribution/v3/cmd/registry
   tools:helm:helm.sh/helm/v4/cmd/helm
   tools:testbed-http:./cmd/testbed-http
+  cosign:cosign:github.com/sigstore/cosign/v3/cmd/cosign
 )
 
 # The node (testbed/node.sh): built only when named (`ensure kubelet …`, `ensure-node`, `bin kubelet`), never by a
@@ -101,6 +103,10 @@ ldflags_of() {
     helm)
       local v; v=$(cd "$HERE/go/tools" && go list -m -f '{{.Version}}' helm.sh/helm/v4)
       echo "-s -w -X helm.sh/helm/v4/internal/version.version=$v" ;;
+    cosign) # the stamp's package in a variable, so that key_of's grep (kube's stamps) does not re-key every component
+      local v rv=sigs.k8s.io/release-utils/version
+      v=$(awk '$1 == "github.com/sigstore/cosign/v3" { print $2 }' "$HERE/go/cosign/go.mod")
+      echo "-s -w -X $rv.gitVersion=$v -X $rv.gitTreeState=clean" ;;
     argocd)
       local v; v=$(awk '$1 == "github.com/argoproj/argo-cd/v3" { print $2 }' "$HERE/go/argocd/go.mod")
       echo "-s -w -X github.com/argoproj/argo-cd/v3/common.version=$v" ;;
@@ -208,6 +214,7 @@ versions() {
   (cd "$HERE/go/helm-controller" && go list -m -f 'helm-controller {{.Version}}' github.com/fluxcd/helm-controller)
   (cd "$HERE/go/tools" && go list -m -f 'distribution {{.Version}}' github.com/distribution/distribution/v3)
   (cd "$HERE/go/tools" && go list -m -f 'helm {{.Version}}' helm.sh/helm/v4)
+  (cd "$HERE/go/cosign" && go list -m -f 'cosign {{.Version}}' github.com/sigstore/cosign/v3)
   # The node's (read from go.mod: no module download for a CI that does not build them).
   local m
   awk '$1 == "github.com/argoproj/argo-cd/v3" { print "argo-cd", $2 }' "$HERE/go/argocd/go.mod"
