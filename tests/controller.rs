@@ -1596,6 +1596,7 @@ async fn trust_policy_changes_apply_without_a_restart() {
         origin: PolicyOrigin::File(policy_file.clone()),
         interval: Duration::from_millis(200),
         loaded: only_cp.clone(),
+        charts: None,
     });
     let operator = Operator::start(env.client.clone(), config).await.unwrap();
     env.flux_apply(&base).await;

@@ -52,6 +52,10 @@ pub struct Args {
     pub chart_hosts: super::ChartHostArgs,
     #[command(flatten)]
     pub engine: super::EngineArgs,
+    /// The cluster's trust policy (YAML; docs/trust-policy.md): its `charts` section decides which chart
+    /// sources verify signatures and which charts are refused. Without it, charts render unverified.
+    #[arg(long, value_name = "FILE", env = "VWORKSPACE_POLICY")]
+    pub policy: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "yaml")]
     pub output: Output,
 }
@@ -96,6 +100,14 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     )?
     .with_allowed_chart_hosts(args.chart_hosts.allow_chart_host.clone())
     .with_helm_engine(args.engine.helm_engine()?);
+    let renderer = match &args.policy {
+        Some(path) => renderer.with_chart_trust(crate::charts::ChartTrustCell::new(
+            crate::git::policy::TrustPolicy::load(path)?
+                .charts()
+                .clone(),
+        )),
+        None => renderer,
+    };
     let cluster_id = args.cluster_id.as_deref();
     let prefix = args
         .path

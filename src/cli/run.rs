@@ -302,6 +302,7 @@ async fn run_async(args: Args) -> anyhow::Result<u8> {
             origin: policy_origin,
             interval: args.policy_reload_interval,
             loaded: policy_text,
+            charts: None,
         },
     );
     let namespace_selector = Selector::parse(&args.namespace_selector)

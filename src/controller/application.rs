@@ -13,6 +13,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 use tracing::{info, instrument, warn};
 
+use super::chart_trust::ChartSignature;
 use super::children::Lookup;
 use super::context::{Context, Outcome, delays};
 use super::status::release_conditions;
@@ -248,6 +249,8 @@ struct Applied {
     helm_release: Option<Value>,
     /// Flux's chart source.
     source: Option<Value>,
+    /// What the trust policy requires of the chart, when it requires a signature.
+    signature: Option<ChartSignature>,
 }
 
 impl Ending {
@@ -321,6 +324,7 @@ impl Ending {
                     &a.desired_version,
                     a.helm_release.as_ref(),
                     a.source.as_ref(),
+                    a.signature.as_ref(),
                 ));
             }
             Ending::Paused | Ending::Ungated | Ending::Pending | Ending::Untrusted { .. } => {}
@@ -463,6 +467,7 @@ async fn pipeline(
     {
         desired_version = v.to_string();
     }
+    let signature = chart_signature(app, ctx, &desired_version);
     Ok(Ending::Applied(Box::new(Applied {
         origin,
         engine: ctx.settings.helm_engine.clone(),
@@ -470,7 +475,30 @@ async fn pipeline(
         desired_version,
         helm_release,
         source,
+        signature,
     })))
+}
+
+/// What the chart trust requires of the chart at `version` (an upgrade's included), when it is a signature.
+fn chart_signature(
+    app: &ApplicationInstance,
+    ctx: &Context,
+    version: &str,
+) -> Option<ChartSignature> {
+    let mut chart = app.spec.chart.clone()?;
+    chart.version = version.to_string();
+    let trust = ctx.renderer.options().chart_trust.get();
+    let crate::charts::Requirement::Signed(rule) = trust.requirement(&chart) else {
+        return None;
+    };
+    let pin = chart
+        .digest
+        .as_ref()
+        .map_or_else(String::new, |d| format!("@{d}"));
+    Some(ChartSignature {
+        chart: format!("{}:{version}{pin}", crate::charts::chart_reference(&chart)),
+        expected: rule.expected_signer(),
+    })
 }
 
 /// Validate: every layer (the API server's rules first, then the webhook's), so that an intent admitted before
@@ -556,6 +584,10 @@ async fn apply_children(
     let mut missing = Vec::new();
     let mut live = BTreeMap::new();
     for obj in objects {
+        // The chart source's Secret of public keys: written every time (the operator may not read Secrets).
+        if is_write_only(obj) {
+            continue;
+        }
         let (kind, ns, name) = (
             crate::render::kind(obj),
             crate::render::namespace(obj),
@@ -606,21 +638,33 @@ async fn apply_children(
         ctx.metrics.write("finalizer");
     }
     // The children do not depend on each other: apply them at once.
-    let applied = futures::future::try_join_all(objects.iter().map(|obj| {
+    let applied = futures::future::try_join_all(objects.iter().map(|obj| async {
+        if is_write_only(obj) {
+            return ctx.resources.replace(obj).await.map(Some);
+        }
         let current = live
             .get(&crate::render::object_id(obj))
             .and_then(|l| l.as_ref());
-        ctx.resources.apply(obj, current)
+        ctx.resources.apply(obj, current).await
     }))
     .await?;
     for (obj, applied) in objects.iter().zip(applied) {
         if let Some(applied) = applied {
             ctx.metrics.write("child");
-            ctx.children.written(crate::render::kind(obj), &applied);
+            if !is_write_only(obj) {
+                ctx.children.written(crate::render::kind(obj), &applied);
+            }
             live.insert(crate::render::object_id(obj), Some(applied));
         }
     }
     Ok(Applying::Done(live))
+}
+
+/// A child the operator writes but may not read (a Secret: the chart source's public keys). It is replaced
+/// whole on every reconcile that renders it, so keys someone else added to it are gone at once; it is never
+/// cached.
+fn is_write_only(obj: &Value) -> bool {
+    crate::render::kind(obj) == "Secret" && crate::render::api_version(obj) == "v1"
 }
 
 /// Outcomes are noted on the intent commit (GitOps; idempotent: the sink drops records it has seen). A Pull
@@ -641,7 +685,8 @@ fn record_outcome(app: &ApplicationInstance, ctx: &Context, a: &Applied, conds: 
         (Some(r), None)
             if r.status == "False"
                 && (r.reason == reasons::HELM_RELEASE_FAILED
-                    || r.reason == reasons::CHART_UNREACHABLE) =>
+                    || r.reason == reasons::CHART_UNREACHABLE
+                    || r.reason == reasons::CHART_UNVERIFIED) =>
         {
             ("Failed", r)
         }
@@ -662,6 +707,15 @@ fn record_outcome(app: &ApplicationInstance, ctx: &Context, a: &Applied, conds: 
     ]);
     if let Some(op) = &a.upgrade {
         children.insert("upgradeOperation".into(), op.name_any());
+    }
+    // Chart trust: which bytes run (the digest helm-controller installed) and who had to sign them.
+    if let Some(sig) = &a.signature {
+        children.insert("chartSigner".into(), sig.expected.clone());
+        if outcome == "Ready"
+            && let Some(digest) = super::chart_trust::installed_digest(a.helm_release.as_ref())
+        {
+            children.insert("chartDigest".into(), digest.to_string());
+        }
     }
     ctx.outcomes.record(Outcome {
         intent_commit: intent_commit.to_string(),

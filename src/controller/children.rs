@@ -61,7 +61,7 @@ const APPLICATION_STATUS_KEPT: &[&str] =
     &["conditions", "history", "sync", "health", "operationState"];
 
 /// Only what the instance's conditions are computed from: Flux keeps the newest release first in its
-/// history (each snapshot's chart version and status count), Argo CD appends its newest sync last; of an Application's sources only the target revision
+/// history (each snapshot's chart version, status and artifact digest count), Argo CD appends its newest sync last; of an Application's sources only the target revision
 /// counts, and none of the per-resource results.
 fn compact_status(kind: &str, status: &mut serde_json::Map<String, Value>) {
     let application = kind == "Application";
@@ -80,7 +80,7 @@ fn compact_status(kind: &str, status: &mut serde_json::Map<String, Value>) {
             // The newest snapshot's chart version, and whether any was ever deployed.
             for snapshot in history.iter_mut() {
                 if let Some(map) = snapshot.as_object_mut() {
-                    map.retain(|k, _| k == "chartVersion" || k == "status");
+                    map.retain(|k, _| k == "chartVersion" || k == "status" || k == "ociDigest");
                 }
             }
         }

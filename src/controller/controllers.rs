@@ -14,12 +14,14 @@ use crate::api::{ApplicationInstance, Operation};
 use crate::k8s::watch::IntentWatches;
 
 /// ApplicationInstances: woken by a change of the instance (not by its status), by its children, by an
-/// upgrade Operation on it, and all at once when the intent source's view changes.
+/// upgrade Operation on it, and all at once when the intent source's view changes or the trust policy's chart
+/// trust does (every chart source is rendered again under it).
 pub(super) fn applications(
     ctx: Arc<Context>,
     intents: &IntentWatches,
     children: mpsc::Receiver<ObjectRef<ApplicationInstance>>,
     changes: watch::Receiver<u64>,
+    chart_changes: watch::Receiver<u64>,
     concurrency: u16,
     stop: watch::Receiver<bool>,
 ) -> impl Future<Output = ()> + Send + 'static {
@@ -29,6 +31,7 @@ pub(super) fn applications(
         .reconcile_on(stream(children))
         .watches_shared_stream(intents.ops.subscribe(), upgrade_target)
         .reconcile_all_on(ticks(changes))
+        .reconcile_all_on(ticks(chart_changes))
         .graceful_shutdown_on(wait_stop(stop))
         .run(application::reconcile, application::error_policy, ctx)
         .for_each(|_| async {})

@@ -2,6 +2,7 @@
 
 pub mod application;
 pub mod argocd_status;
+pub mod chart_trust;
 pub mod children;
 pub mod cluster;
 pub mod context;

@@ -17,6 +17,7 @@ use super::context::{Context, EventRecorder, Settings, TransitionSink};
 use super::sinks::{NoTransitions, PosterSink, StoreSnapshot};
 use super::{Counters, controllers, loops, watches};
 use crate::admin::Readiness;
+use crate::charts::ChartTrustCell;
 use crate::k8s::apply::Resources;
 use crate::k8s::watch::IntentWatches;
 use crate::metrics::Metrics;
@@ -174,8 +175,10 @@ impl Operator {
             admin_addrs = Some(bound);
             tasks.push(tokio::spawn(serve));
         }
-        // One renderer (templates compiled once) for the webhook and the reconcilers.
-        let renderer = Arc::new(renderer(config.templates, &config.settings));
+        // One renderer (templates compiled once) for the webhook and the reconcilers; the reload swaps its charts.
+        let (charts, chart_changes, policy_reload) =
+            chart_trust(config.source.policy(), config.policy_reload);
+        let renderer = Arc::new(renderer(config.templates, &config.settings, charts));
         // This cluster's intents, watched once from start: the webhook reads them on every replica, the
         // controllers once this one leads.
         let (intents, watches) = IntentWatches::new(&client, &cluster_id);
@@ -249,7 +252,7 @@ impl Operator {
             written: Default::default(),
         });
 
-        let changes = source.run(&intents, poster.clone(), config.policy_reload);
+        let changes = source.run(&intents, poster.clone(), policy_reload);
         let children = watches::watch_children(&ctx, &intents, &stop_rx, &mut tasks).await?;
         let concurrency = config.max_concurrent_reconciles;
         tasks.push(tokio::spawn(controllers::applications(
@@ -257,6 +260,7 @@ impl Operator {
             &intents,
             children.apps,
             changes.clone(),
+            chart_changes,
             concurrency,
             stop_rx.clone(),
         )));
@@ -348,8 +352,30 @@ impl Operator {
     }
 }
 
+/// The chart trust in force (from the policy at start), the ticks of its changes, and the policy reload that
+/// replaces it.
+fn chart_trust(
+    policy: &crate::git::policy::TrustPolicy,
+    reload: Option<crate::source::policy_watch::PolicyReload>,
+) -> (
+    ChartTrustCell,
+    watch::Receiver<u64>,
+    Option<crate::source::policy_watch::PolicyReload>,
+) {
+    let cell = ChartTrustCell::new(policy.charts().clone());
+    let (changed, changes) = watch::channel(0u64);
+    let reload = reload.map(|mut r| {
+        r.charts = Some(crate::source::policy_watch::ChartReload {
+            cell: cell.clone(),
+            changed: Arc::new(changed),
+        });
+        r
+    });
+    (cell, changes, reload)
+}
+
 /// The renderer of this cluster's settings.
-fn renderer(templates: Templates, settings: &Settings) -> Renderer {
+fn renderer(templates: Templates, settings: &Settings, charts: ChartTrustCell) -> Renderer {
     Renderer::new(
         templates,
         RenderOptions {
@@ -357,6 +383,7 @@ fn renderer(templates: Templates, settings: &Settings) -> Renderer {
             velero_namespace: settings.velero_namespace.clone(),
             allowed_chart_hosts: settings.allowed_chart_hosts.clone(),
             helm_engine: settings.helm_engine.clone(),
+            chart_trust: charts,
             ..RenderOptions::default()
         },
     )

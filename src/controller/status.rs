@@ -4,6 +4,7 @@
 
 use serde_json::Value;
 
+use super::chart_trust::ChartSignature;
 use crate::api::conditions::{Cond, reasons, types};
 use crate::render::HelmEngine;
 
@@ -30,14 +31,28 @@ const CHART_REASONS: &[&str] = &[
 
 /// The conditions of an instance from its release child, for the engine that renders it: Flux's
 /// HelmRelease and chart source, or Argo CD's Application.
+/// With `signature` (the trust policy requires the chart to be signed), a failed verification comes first and a
+/// Ready release says which digest runs and who signed it.
 pub fn release_conditions(
     engine: &HelmEngine,
     desired_version: &str,
     release: Option<&Value>,
     source: Option<&Value>,
+    signature: Option<&ChartSignature>,
 ) -> Vec<Cond> {
     match engine {
-        HelmEngine::Flux => application_conditions(desired_version, release, source),
+        HelmEngine::Flux => {
+            if let (Some(sig), Some(src)) = (signature, source)
+                && let Some(conds) = super::chart_trust::source_unverified(src, sig)
+            {
+                return conds;
+            }
+            let mut conds = application_conditions(desired_version, release, source);
+            if let Some(sig) = signature {
+                super::chart_trust::with_verified(&mut conds, release, sig);
+            }
+            conds
+        }
         HelmEngine::ArgoCd { .. } => {
             super::argocd_status::application_conditions(desired_version, release)
         }

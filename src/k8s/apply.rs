@@ -140,6 +140,31 @@ impl Resources {
         Ok(Some(serde_json::to_value(applied).unwrap_or(Value::Null)))
     }
 
+    /// Make the object exactly `obj`, without reading it first (for Secrets, which the operator may write but
+    /// not read): replace it (an unconditional update: fields, data keys and labels others added are gone),
+    /// or create it when it does not exist. Returns the object as the server answered.
+    pub async fn replace(&self, obj: &Value) -> Result<Value, ApplyError> {
+        let (api, name) = self.api_for(obj).await?;
+        let dynamic: DynamicObject =
+            serde_json::from_value(obj.clone()).map_err(|_| ApplyError::Malformed {
+                what: crate::render::object_id(obj),
+            })?;
+        let params = PostParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..PostParams::default()
+        };
+        let written = match api.replace(&name, &params, &dynamic).await {
+            Err(kube::Error::Api(e)) if e.code == 404 => api.create(&params, &dynamic).await,
+            other => other,
+        };
+        written
+            .map(|o| serde_json::to_value(o).unwrap_or(Value::Null))
+            .map_err(|source| ApplyError::Kube {
+                what: format!("writing {}", crate::render::object_id(obj)),
+                source,
+            })
+    }
+
     /// Create `obj` once; an existing object is left untouched (engine children are never edited).
     /// Returns whether it wrote.
     pub async fn create_once(&self, obj: &Value) -> Result<bool, ApplyError> {

@@ -41,6 +41,28 @@ pub struct PolicyReload {
     pub interval: Duration,
     /// The text the running policy was parsed from (a change is a different text).
     pub loaded: String,
+    /// Where a changed `charts` section goes (the renderer's chart trust), and what then asks every
+    /// ApplicationInstance to be rendered again. Set by the operator at start.
+    pub charts: Option<ChartReload>,
+}
+
+/// The chart trust in force and the ticks that re-render every ApplicationInstance when it changes.
+#[derive(Debug, Clone)]
+pub struct ChartReload {
+    pub cell: crate::charts::ChartTrustCell,
+    pub changed: Arc<watch::Sender<u64>>,
+}
+
+impl ChartReload {
+    /// Put a policy's chart trust in force; tick when it differs from what was.
+    fn apply(&self, policy: &TrustPolicy) {
+        if self.cell.set(policy.charts().clone()) {
+            info!(
+                "the trust policy's charts section changed: rendering every ApplicationInstance again"
+            );
+            self.changed.send_modify(|n| *n += 1);
+        }
+    }
 }
 
 /// What reading the source gave.
@@ -137,6 +159,9 @@ pub async fn run(
                 warn!(error = %e, "the new trust policy is not usable: nothing is trusted until it is fixed");
                 metrics.trust_policy_reloaded(PolicyReloadResult::Invalid);
             }
+        }
+        if let (Some(charts), Ok(policy)) = (&reload.charts, &policy) {
+            charts.apply(policy);
         }
         source.set_policy(policy);
         wake.notify_one();

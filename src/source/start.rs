@@ -40,6 +40,15 @@ pub enum SourceConfig {
 }
 
 impl SourceConfig {
+    /// The trust policy the source starts with.
+    pub fn policy(&self) -> &TrustPolicy {
+        match self {
+            SourceConfig::GitOps(r) => &r.policy,
+            SourceConfig::Pull(p) => &p.policy,
+            SourceConfig::Push { policy, .. } => policy,
+        }
+    }
+
     /// The cluster repo's settings, in GitOps mode.
     pub fn repo_mut(&mut self) -> Option<&mut RepoConfig> {
         match self {

@@ -110,6 +110,8 @@ impl ChartSourceType {
      "message": "must be an https:// Helm repository URL for sourceType helm"},
     {"rule": "!self.url.contains('@')", "fieldPath": ".url",
      "message": "must not carry credentials (use a Secret on the chart source)"},
+    {"rule": "!has(self.digest) || self.sourceType == 'oci'", "fieldPath": ".digest",
+     "message": "pins an OCI artifact: only for sourceType oci (a Helm repository chart has no digest to pin)"},
     {"rule": "self.sourceType != 'oci' || !self.url.startsWith('oci://') || self.url.contains('@') || self.url.matches('^oci://[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?([.][A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))?(/[a-z0-9]+(([.]|_|__|-+)[a-z0-9]+)*)+/?$')",
      "fieldPath": ".url",
      "message": "must be oci://HOST[:PORT]/PATH: a DNS name or IPv4 address, an optional port, and a repository path of lower-case components separated by '/' (no query or fragment)"},
@@ -136,6 +138,15 @@ pub struct ChartSpec {
          "messageExpression": "self + ' is not an exact semver version such as 1.2.3 (no ranges, no latest, no leading v)'"}
     ]))]
     pub version: String,
+    /// Pins the chart's OCI artifact (`sha256:` and 64 lower-case hex digits, the manifest digest `helm push`
+    /// prints): Flux pulls exactly these bytes and never reads the tag, so a re-pushed tag changes nothing.
+    /// Optional; `oci` charts only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 71), extend("x-kubernetes-validations" = [
+        {"rule": "self.matches('^sha256:[0-9a-f]{64}$')",
+         "message": "must be sha256: followed by 64 lower-case hex digits (the chart's OCI manifest digest)"}
+    ]))]
+    pub digest: Option<String>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]

@@ -36,6 +36,8 @@ pub mod reasons {
     pub const PLACEHOLDER: &str = "Placeholder";
     pub const HELM_RELEASE_FAILED: &str = "HelmReleaseFailed";
     pub const CHART_UNREACHABLE: &str = "ChartUnreachable";
+    /// The chart's signature did not verify under the trust policy's charts section.
+    pub const CHART_UNVERIFIED: &str = "ChartUnverified";
     pub const INSTALLING: &str = "Installing";
     pub const UPGRADING: &str = "Upgrading";
     pub const RECONCILING: &str = "Reconciling";

@@ -216,6 +216,9 @@ struct PolicyFile {
     /// The operator's notes keys: records they sign are genuine (docs/audit-trail.md#authenticity).
     #[serde(default)]
     notes_keys: Vec<super::notes::auth::KeyEntry>,
+    /// Which signatures charts must carry (docs/trust-policy.md#charts).
+    #[serde(default)]
+    charts: Option<crate::charts::ChartsFile>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -385,6 +388,7 @@ pub struct TrustPolicy {
     gitsign: Option<GitsignTrust>,
     control_plane: Vec<ControlPlaneKey>,
     notes: super::notes::auth::NotesTrust,
+    charts: crate::charts::ChartTrust,
 }
 
 impl TrustPolicy {
@@ -507,6 +511,11 @@ impl TrustPolicy {
         }
         let notes = super::notes::auth::NotesTrust::from_entries(&file.notes_keys)
             .map_err(|(field, message)| field_err(&field, message))?;
+        let charts = match file.charts {
+            None => crate::charts::ChartTrust::default(),
+            Some(section) => crate::charts::ChartTrust::from_file(section)
+                .map_err(|(field, message)| field_err(&field, message))?,
+        };
         if ssh.is_empty() && openpgp.is_empty() && gitsign.is_none() && control_plane.is_empty() {
             return Err(PolicyError::NoKeys { path });
         }
@@ -518,7 +527,13 @@ impl TrustPolicy {
             gitsign,
             control_plane,
             notes,
+            charts,
         })
+    }
+
+    /// Which signatures charts must carry (the `charts` section; without one, none).
+    pub fn charts(&self) -> &crate::charts::ChartTrust {
+        &self.charts
     }
 
     /// The operator's notes keys (`notesKeys`): the records they sign are genuine.

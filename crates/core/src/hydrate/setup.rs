@@ -118,7 +118,10 @@ impl<'a> Setup<'a> {
         )
         .map_err(|e| HydrateError::Templates(e.to_string()))?
         .with_allowed_chart_hosts(opts.guards.allowed_chart_hosts.clone())
-        .with_helm_engine(opts.helm_engine.clone());
+        .with_helm_engine(opts.helm_engine.clone())
+        .with_chart_trust(crate::charts::ChartTrustCell::new(
+            opts.policy.charts().clone(),
+        ));
         Ok(Self {
             opts,
             intent_ref: format!("refs/heads/{branch}"),

@@ -116,6 +116,12 @@ impl Renderer {
             }
         }
 
+        let trust = self.options().chart_trust.get();
+        if let Some((field, reason)) = super::chart_trust::chart_refusal_of(engine, &trust, &chart)
+        {
+            return Err(RenderError::Intent { field, reason });
+        }
+        let verify = super::chart_trust::source_verify(&trust, &chart, &release.name);
         let (source_kind, source_template, source_url) = chart_source(&chart);
         let (first, second) = match engine {
             HelmEngine::Flux => (source_template, templates::HELM_RELEASE),
@@ -142,6 +148,8 @@ impl Renderer {
                 name => &release.name,
                 namespace => namespace,
                 url => source_url,
+                verify => verify.as_ref().map(|v| Serde(v.verify.clone())),
+                keys => verify.as_ref().and_then(|v| v.keys_secret.as_ref()).map(Serde),
             },
             argocd => argocd,
             integrations => integrations_ctx,
@@ -282,6 +290,11 @@ fn finalize_app_children(
             };
             (super::group(v).to_string(), k.to_string(), ns.to_string())
         })
+        .chain(
+            // The chart source's Secret of public keys (chart trust), beside the OCIRepository.
+            matches!(engine, HelmEngine::Flux)
+                .then(|| (String::new(), "Secret".to_string(), namespace.to_string())),
+        )
         .collect();
     let mut shared_labels = child_labels.clone();
     shared_labels.insert(

@@ -49,6 +49,9 @@ pub struct RenderOptions {
     pub allowed_chart_hosts: Vec<String>,
     /// What installs an ApplicationInstance's chart: Flux (the default) or Argo CD.
     pub helm_engine: HelmEngine,
+    /// Which signatures charts must carry (the trust policy's `charts` section), shared with the policy
+    /// reload: a changed policy is rendered at the next reconcile.
+    pub chart_trust: crate::charts::ChartTrustCell,
 }
 
 impl Default for RenderOptions {
@@ -59,6 +62,7 @@ impl Default for RenderOptions {
             limits: Limits::default(),
             allowed_chart_hosts: Vec::new(),
             helm_engine: HelmEngine::Flux,
+            chart_trust: crate::charts::ChartTrustCell::default(),
         }
     }
 }
@@ -177,6 +181,12 @@ impl Renderer {
     /// The same renderer with this chart-host allow-list ([`RenderOptions::allowed_chart_hosts`]).
     pub fn with_allowed_chart_hosts(mut self, hosts: Vec<String>) -> Self {
         self.options.allowed_chart_hosts = hosts;
+        self
+    }
+
+    /// The same renderer with this chart trust ([`RenderOptions::chart_trust`]).
+    pub fn with_chart_trust(mut self, trust: crate::charts::ChartTrustCell) -> Self {
+        self.options.chart_trust = trust;
         self
     }
 

@@ -6,12 +6,14 @@
 //! how much work and output a render may take.
 
 mod application;
+mod chart_trust;
 mod engine;
 mod helm_engine;
 pub mod templates;
 pub mod tenancy;
 
 pub use application::engine_refusal;
+pub use chart_trust::chart_refusal;
 pub use engine::{
     ChildKind, Limits, OperationTemplateSpec, Placement, RenderOptions, Renderer, is_dns_label,
     is_dns_subdomain, oci_chart_url,

@@ -230,6 +230,13 @@ pub fn check_application(location: &str, app: &ApplicationInstance, ctx: &Contex
     {
         p(&field, reason);
     }
+    if let Some((field, reason)) = crate::render::chart_refusal(
+        &ctx.renderer.options().helm_engine,
+        &ctx.renderer.options().chart_trust.get(),
+        spec,
+    ) {
+        p(&field, reason);
+    }
     if spec.mode == AppMode::Managed
         && let Some(chart) = &spec.chart
         && let Some(reason) =
