@@ -17,6 +17,7 @@ use kube::Client;
 use kube::api::Api;
 use serde_json::{Value, json};
 use support::chart;
+use support::cosign::{self, CosignKey};
 use support::gitfix::{GitRemote, Signer, policy_yaml};
 use support::manifests::yaml_docs;
 use support::receiver::Receiver;
@@ -46,6 +47,8 @@ struct Env {
     cluster: String,
     ns: String,
     operator: Option<Child>,
+    /// The trust policy's `charts` section (YAML, appended to Alice's policy; empty: none).
+    charts_policy: String,
     /// Shared use of the stack's Flux controllers, or sole use for a test that stops one (held to the end).
     _flux: FluxUse,
 }
@@ -145,6 +148,7 @@ async fn env_with(name: &str, flux: FluxUse) -> Env {
         ns: format!("{cluster}-apps"),
         cluster,
         operator: None,
+        charts_policy: String::new(),
         _flux: flux,
     };
     env.remote.write("README.md", "cluster repo\n");
@@ -278,8 +282,7 @@ spec:
     /// Start the operator process with the chart's settings (test values) as its environment, plus what a Deployment would give it.
     fn start_operator(&mut self, settings: &[(String, String)], receiver: Option<&Receiver>) {
         let state = self.tmp.path().join("state");
-        let policy = self.tmp.path().join("policy.yaml");
-        std::fs::write(&policy, policy_yaml(&[&self.alice], "range")).unwrap();
+        let policy = self.write_policy();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_vworkspace-operator"));
         for (k, v) in settings {
             cmd.env(k, v);
@@ -345,6 +348,15 @@ spec:
             .stdout(log.try_clone().unwrap())
             .stderr(log);
         self.operator = Some(cmd.spawn().expect("start the operator"));
+    }
+
+    /// Write the operator's trust policy file (Alice's key, and [`Env::charts_policy`]); the running operator
+    /// reads it again within its reload interval (2 s).
+    fn write_policy(&self) -> PathBuf {
+        let policy = self.tmp.path().join("policy.yaml");
+        let text = policy_yaml(&[&self.alice], "range") + &self.charts_policy;
+        std::fs::write(&policy, text).unwrap();
+        policy
     }
 
     fn operator_log(&self) -> PathBuf {
@@ -1260,4 +1272,243 @@ async fn source_controller_stopped_and_started_again_blocks_nothing() {
             .count();
         assert_eq!(ready, 1, "Ready notes on {commit}: {:?}", env.notes(commit));
     }
+}
+
+/// The trust policy's `charts` section for one registry prefix: a cosign signature by one of `keys`.
+fn charts_policy(prefix: &str, keys: &[&CosignKey]) -> String {
+    let entries: String = keys
+        .iter()
+        .map(|k| {
+            let pem: String = k
+                .public
+                .lines()
+                .map(|l| format!("            {l}\n"))
+                .collect();
+            format!("        - name: {}\n          key: |\n{pem}", k.name)
+        })
+        .collect();
+    format!(
+        "charts:\n  default: required\n  rules:\n    - prefix: {prefix}\n      cosignKeys:\n{entries}"
+    )
+}
+
+/// Chart trust on the real source- and helm-controller, with charts signed by the real cosign: a chart signed by
+/// a trusted key installs and its note names the digest and the signer; an unsigned chart and one signed by
+/// another key are refused (ChartUnverified, noted); a digest pin keeps the reviewed bytes when the tag is
+/// pushed again; and a key removed from the policy while the operator runs makes the next reconcile refuse.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn charts_must_carry_the_signatures_the_trust_policy_names() {
+    let mut env = env("charts").await;
+    let receiver = Receiver::start().await;
+    let dir = env.tmp.path().join("signing");
+    let registry = env.stack.oci_url["oci://".len()..]
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let base = format!("oci://{registry}/trust-{}", env.cluster);
+    let repo = |name: &str| format!("{base}/{name}");
+    let release = CosignKey::generate(&dir, "release");
+    let intruder = CosignKey::generate(&dir, "intruder");
+    let retiring = CosignKey::generate(&dir, "retiring");
+    let push_signed = |name: &str, app_version: &str, key: Option<&CosignKey>| {
+        let digest = cosign::push_chart(env.stack, &dir, &repo(name), "1.0.0", app_version);
+        if let Some(key) = key {
+            key.sign(
+                &cosign::chart_reference(&repo(name), &digest),
+                &env.stack.ca,
+            );
+        }
+        digest
+    };
+    let signed = push_signed("signed", "1.0.0", Some(&release));
+    push_signed("unsigned", "1.0.0", None);
+    push_signed("other", "1.0.0", Some(&intruder));
+    push_signed("rotated", "1.0.0", Some(&retiring));
+    let pinned = push_signed("pinned", "1.0.0", Some(&release));
+    env.charts_policy = charts_policy(&base, &[&release, &retiring]);
+
+    let app = |name: &str, digest: Option<&str>| {
+        let pin = digest.map_or_else(String::new, |d| format!(", digest: \"{d}\""));
+        env.app_yaml(
+            name,
+            "oci",
+            "1.0.0",
+            "{source: inline, inline: {greeting: signed}}",
+        )
+        .replace(
+            &format!("\"{}\"", env.stack.oci_url),
+            &format!("\"{}\"", repo(name)),
+        )
+        .replace("version: 1.0.0}", &format!("version: 1.0.0{pin}}}"))
+    };
+    let ns_yaml = env.namespace_yaml();
+    let names = ["signed", "unsigned", "other", "rotated", "pinned"];
+    let intents: Vec<(String, String)> = names
+        .iter()
+        .map(|n| {
+            let digest = (*n == "pinned").then_some(pinned.as_str());
+            (format!("applicationinstance-{n}.yaml"), app(n, digest))
+        })
+        .collect();
+    let mut files: Vec<(&str, &str)> = vec![("namespace.yaml", &ns_yaml)];
+    files.extend(intents.iter().map(|(f, y)| (f.as_str(), y.as_str())));
+    let commit = env.push(
+        "intents: signed and unsigned charts",
+        &files,
+        Some(&env.alice),
+    );
+    let settings = env.install_flux_objects(false);
+    env.start_operator(&settings, Some(&receiver));
+
+    // Signed by a key of the rule: installed, and Ready says which bytes run and who signed them.
+    for name in ["signed", "rotated", "pinned"] {
+        eventually(&format!("{name} verified and Ready"), 180, &env, || async {
+            env.has_condition(name, "Ready", "True", "HelmReleaseReady")
+                .await
+                .then_some(())
+        })
+        .await;
+    }
+    let (_, _, message) = env.condition("signed", "Ready").await.unwrap();
+    assert!(
+        message.contains(&format!("chart {signed} verified")),
+        "{message}"
+    );
+    assert!(
+        message.contains("signed by one of the cosign keys release (SHA256:"),
+        "{message}"
+    );
+    let oci = env
+        .object(
+            "source.toolkit.fluxcd.io/v1",
+            "OCIRepository",
+            &env.ns,
+            "signed",
+        )
+        .await
+        .unwrap();
+    assert_eq!(oci["spec"]["verify"]["provider"], "cosign", "{oci}");
+    assert!(
+        testbed::condition(&oci, "SourceVerified").is_some_and(|(s, _, _)| s == "True"),
+        "{oci}"
+    );
+
+    // Unsigned, or signed by a key the policy does not name: source-controller refuses, nothing is installed.
+    for name in ["unsigned", "other"] {
+        let (_, _, message) = eventually(&format!("{name} refused"), 120, &env, || async {
+            env.condition(name, "Ready")
+                .await
+                .filter(|(s, r, _)| s == "False" && r == "ChartUnverified")
+        })
+        .await;
+        assert!(
+            message.contains(&format!("{}/vwo-test:1.0.0", repo(name))),
+            "{message}"
+        );
+        assert!(message.contains("at sha256:"), "{message}");
+        assert!(
+            message.contains("expects one of the cosign keys release"),
+            "{message}"
+        );
+        assert!(
+            env.installed(name).await.is_none(),
+            "{name} must not be installed"
+        );
+    }
+
+    // The audit trail: the digest and the signer on the note, Failed for the refused charts; the event too.
+    eventually("notes on the intent commit", 60, &env, || async {
+        (env.has_note(&commit, "signed", "Ready") && env.has_note(&commit, "unsigned", "Failed"))
+            .then_some(())
+    })
+    .await;
+    let notes = env.notes(&commit);
+    let note = notes
+        .iter()
+        .find(|r| r["name"] == "signed" && r["outcome"] == "Ready")
+        .unwrap();
+    assert_eq!(note["childRefs"]["chartDigest"], signed, "{note}");
+    let signer = note["childRefs"]["chartSigner"].as_str().unwrap();
+    assert!(signer.contains("release (SHA256:"), "{note}");
+    let refused = notes.iter().find(|r| r["name"] == "unsigned").unwrap();
+    assert_eq!(refused["reason"], "ChartUnverified", "{refused}");
+    eventually("the Ready event carries the digest", 60, &env, || async {
+        let events = receiver.events.lock().unwrap().clone();
+        events
+            .iter()
+            .any(|e| e.to_string().contains(&signed))
+            .then_some(())
+    })
+    .await;
+
+    // The pinned chart's tag is pushed again with other bytes (signed by the same key): Flux never reads the tag,
+    // so what runs stays the reviewed digest.
+    let retagged = push_signed("pinned", "6.6.6", Some(&release));
+    assert_ne!(retagged, pinned);
+    let oci = |name: &'static str| {
+        let env = &env;
+        async move {
+            env.object(
+                "source.toolkit.fluxcd.io/v1",
+                "OCIRepository",
+                &env.ns,
+                name,
+            )
+            .await
+        }
+    };
+    let stamp = format!("{:?}", std::time::SystemTime::now());
+    kubectl_ok(&[
+        "annotate",
+        "--overwrite",
+        "-n",
+        &env.ns,
+        "ocirepository",
+        "pinned",
+        &format!("reconcile.fluxcd.io/requestedAt={stamp}"),
+    ]);
+    let source = eventually("the pinned source reconciled again", 60, &env, || async {
+        oci("pinned")
+            .await
+            .filter(|o| o["status"]["lastHandledReconcileAt"] == stamp.as_str())
+    })
+    .await;
+    assert_eq!(source["spec"]["ref"], json!({"digest": pinned}), "{source}");
+    let revision = source["status"]["artifact"]["revision"].as_str().unwrap();
+    assert!(
+        revision.ends_with(&pinned) && !revision.contains(&retagged),
+        "{source}"
+    );
+    let hr = env.helm_release("pinned").await.unwrap();
+    assert_eq!(hr["status"]["history"][0]["ociDigest"], pinned, "{hr}");
+
+    // The retiring key leaves the policy while the operator runs: the keys Secret is renamed, source-controller
+    // verifies again, and the chart it signed is refused although its release still runs.
+    env.charts_policy = charts_policy(&base, &[&release]);
+    env.write_policy();
+    let (_, _, message) = eventually(
+        "rotated refused once its key is gone",
+        120,
+        &env,
+        || async {
+            env.condition("rotated", "Ready")
+                .await
+                .filter(|(s, r, _)| s == "False" && r == "ChartUnverified")
+        },
+    )
+    .await;
+    assert!(
+        message.contains("expects cosign key release (SHA256:"),
+        "{message}"
+    );
+    eventually("the refusal noted", 60, &env, || async {
+        env.has_note(&commit, "rotated", "Failed").then_some(())
+    })
+    .await;
+    // The signed chart, whose key stays, is still Ready.
+    assert!(
+        env.has_condition("signed", "Ready", "True", "HelmReleaseReady")
+            .await
+    );
 }

@@ -3,6 +3,7 @@
 
 pub mod chart;
 pub mod control_plane;
+pub mod cosign;
 pub mod gitfix;
 pub mod helm_standin;
 pub mod manifests;

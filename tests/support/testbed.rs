@@ -538,10 +538,15 @@ pub async fn api_resource(client: &Client, obj: &Value) -> ApiResource {
 
 /// The Ready condition of an object (Flux's kinds): (status, reason, message).
 pub fn ready_condition(obj: &Value) -> Option<(String, String, String)> {
+    condition(obj, "Ready")
+}
+
+/// A condition of an object by type: (status, reason, message).
+pub fn condition(obj: &Value, type_: &str) -> Option<(String, String, String)> {
     let cond = obj["status"]["conditions"]
         .as_array()?
         .iter()
-        .find(|c| c["type"] == "Ready")?;
+        .find(|c| c["type"] == type_)?;
     Some((
         cond["status"].as_str()?.to_string(),
         cond["reason"].as_str()?.to_string(),
