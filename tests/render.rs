@@ -517,6 +517,101 @@ fn cli_exit_codes_and_problem_format() {
     }
 }
 
+/// `render --policy`: the policy's charts section in the rendered chart sources, and its refusals as problems.
+#[test]
+fn cli_renders_chart_verification_from_the_trust_policy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let key = tmp.path().join("signer");
+    let made = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let ssh = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    let cosign = "-----BEGIN PUBLIC KEY-----\n\
+        MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEe/FgJb/9Qsb+1rObZAHvtYgW+O/4\n\
+        tW2YR2J74p91ZJ3eGAlr12GjU1CawDQVV8ApBK2l/aJwzn7nAET3FJHK6A==\n\
+        -----END PUBLIC KEY-----\n";
+    let policy = tmp.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        format!(
+            "sshAllowedSigners: |\n  cp@example.com {}\ncharts:\n  rules:\n    - prefix: oci://registry.example.com/charts\n      cosignKeys:\n        - name: release\n          key: {:?}\n    - prefix: https://charts.example.com\n      cosignKeys:\n        - name: release\n          key: {:?}\n",
+            ssh.trim(),
+            cosign,
+            cosign
+        ),
+    )
+    .unwrap();
+    let app = |name: &str, source: &str, url: &str| {
+        format!(
+            "apiVersion: apps.vworkspace.io/v1alpha1\nkind: ApplicationInstance\nmetadata:\n  name: {name}\n  namespace: team-a\n  labels: {{app.vworkspace.io/managed-by: control-plane, app.vworkspace.io/cluster-id: c1}}\nspec:\n  appRef: {{catalogId: wiki}}\n  chart: {{sourceType: {source}, url: \"{url}\", name: wiki, version: 1.2.3}}\n  release: {{name: {name}, namespace: team-a}}\n  values: {{source: inline, inline: {{}}}}\n"
+        )
+    };
+    let dir = tmp.path().join("intents");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("signed.yaml"),
+        app("signed", "oci", "oci://registry.example.com/charts"),
+    )
+    .unwrap();
+    let render = |extra: &[&str]| {
+        bin()
+            .args(["render", "--cluster-id", "c1", "--output", "json", "--dir"])
+            .arg(&dir)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    // Without the policy: unverified. With it: the OCIRepository verifies, and the Secret of keys is rendered.
+    let plain: Vec<Value> = serde_json::from_slice(&render(&[]).stdout).unwrap();
+    assert!(
+        plain
+            .iter()
+            .all(|o| o["spec"].get("verify").is_none() && o["kind"] != "Secret")
+    );
+    let out = render(&["--policy", policy.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let objects: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let oci = objects
+        .iter()
+        .find(|o| o["kind"] == "OCIRepository")
+        .unwrap();
+    let secret = objects.iter().find(|o| o["kind"] == "Secret").unwrap();
+    assert_eq!(
+        oci["spec"]["verify"]["secretRef"]["name"],
+        secret["metadata"]["name"]
+    );
+    assert!(secret["data"]["release.pub"].is_string(), "{secret}");
+
+    // A Helm repository chart under a signature rule, and a chart no rule covers: refused, naming the field.
+    std::fs::write(
+        dir.join("helm.yaml"),
+        app("helm", "helm", "https://charts.example.com"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("elsewhere.yaml"),
+        app("elsewhere", "oci", "oci://other.example.com/x"),
+    )
+    .unwrap();
+    let out = render(&["--policy", policy.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("ApplicationInstance/team-a/helm: spec.chart.url: the trust policy requires cosign signatures"), "{stderr}");
+    assert!(
+        stderr.contains("a Helm repository (https://) chart cannot be verified"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("ApplicationInstance/team-a/elsewhere: spec.chart.url: no rule of the trust policy's charts section covers oci://other.example.com/x/wiki"), "{stderr}");
+}
+
 #[test]
 fn cli_renders_revisions_from_git_objects_and_diffs_them() {
     let tmp = tempfile::tempdir().unwrap();
