@@ -4,6 +4,7 @@
 
 use serde_json::Value;
 
+use super::child_status::{child_condition, field, of_current_generation};
 use crate::api::conditions::{Cond, reasons, types};
 
 /// What the trust policy requires of an instance's chart, when it requires a signature.
@@ -18,16 +19,11 @@ pub struct ChartSignature {
 /// The chart source failed to verify the chart for its current generation (`SourceVerified=False`): the
 /// instance is not Ready, whatever an older release still running says.
 pub(super) fn source_unverified(src: &Value, signature: &ChartSignature) -> Option<Vec<Cond>> {
-    let verified = src
-        .pointer("/status/conditions")?
-        .as_array()?
-        .iter()
-        .find(|c| c.get("type").and_then(Value::as_str) == Some("SourceVerified"))?;
-    let field = |key: &str| verified.get(key).and_then(Value::as_str).unwrap_or("");
-    if field("status") != "False" || !current(src, verified) {
+    let verified = child_condition(src, "SourceVerified")?;
+    if field(verified, "status") != "False" || !of_current_generation(src, verified) {
         return None;
     }
-    let flux = field("message");
+    let flux = field(verified, "message");
     let digest = digest_in(flux).map_or_else(String::new, |d| format!(" at {d}"));
     let message = format!(
         "chart {}{digest} failed signature verification; the trust policy expects {}; \
@@ -76,16 +72,6 @@ pub(super) fn with_verified(
         "{}; chart {digest} verified, signed by {}",
         ready.message, signature.expected
     );
-}
-
-/// Whether a condition speaks for the object's current generation.
-fn current(obj: &Value, cond: &Value) -> bool {
-    let generation = obj.pointer("/metadata/generation").and_then(Value::as_i64);
-    let observed = cond.get("observedGeneration").and_then(Value::as_i64);
-    match (generation, observed) {
-        (Some(g), Some(o)) => o >= g,
-        _ => true,
-    }
 }
 
 /// The first `sha256:<64 hex>` in a message (source-controller names the digest it verified).

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::status::{application_conditions, child_condition, field};
+use super::child_status::{child_condition, field};
+use super::status::application_conditions;
 use crate::api::conditions::{cap, reasons, types};
 use crate::api::{Engine, Phase};
 

@@ -3,6 +3,7 @@
 pub mod application;
 pub mod argocd_status;
 pub mod chart_trust;
+mod child_status;
 pub mod children;
 pub mod cluster;
 pub mod context;

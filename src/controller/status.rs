@@ -5,20 +5,10 @@
 use serde_json::Value;
 
 use super::chart_trust::ChartSignature;
+pub use super::child_status::child_condition;
+use super::child_status::{field, of_current_generation};
 use crate::api::conditions::{Cond, reasons, types};
 use crate::render::HelmEngine;
-
-/// The condition of a type in a child's `status.conditions`.
-pub fn child_condition<'a>(obj: &'a Value, type_: &str) -> Option<&'a Value> {
-    obj.pointer("/status/conditions")?
-        .as_array()?
-        .iter()
-        .find(|c| c.get("type").and_then(Value::as_str) == Some(type_))
-}
-
-pub(super) fn field<'a>(cond: &'a Value, key: &str) -> &'a str {
-    cond.get(key).and_then(Value::as_str).unwrap_or("")
-}
 
 /// Flux reasons that mean the chart could not be fetched.
 const CHART_REASONS: &[&str] = &[
@@ -119,18 +109,6 @@ fn healthy() -> Cond {
 /// `Reconciling=False`: Flux has settled.
 fn stable() -> Cond {
     Cond::new(types::RECONCILING, "False", reasons::STABLE, "")
-}
-
-/// Whether a condition speaks for the object's current generation: its `observedGeneration` (Flux sets it on
-/// every condition it writes) is the object's `metadata.generation`. A condition without one, or an object
-/// without a generation, is taken as current.
-fn of_current_generation(obj: &Value, cond: &Value) -> bool {
-    let generation = obj.pointer("/metadata/generation").and_then(Value::as_i64);
-    let observed = cond.get("observedGeneration").and_then(Value::as_i64);
-    match (generation, observed) {
-        (Some(g), Some(o)) => o >= g,
-        _ => true,
-    }
 }
 
 /// The chart source (OCIRepository, HelmRepository) says it is not ready for its current generation: the chart

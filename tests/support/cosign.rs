@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::stack::{CHART, Stack};
+use super::stack::{CHART, Stack, helm_command};
 use super::testbed::{bin, project_root};
 
 /// A cosign key pair, generated with `cosign generate-key-pair` in its own directory.
@@ -94,11 +94,7 @@ pub fn push_chart(
     let helm = |args: &[&str]| {
         output(
             &format!("helm {args:?}"),
-            Command::new(bin("helm"))
-                .args(args)
-                .env("HELM_CACHE_HOME", helm_home.join("cache"))
-                .env("HELM_CONFIG_HOME", helm_home.join("config"))
-                .env("HELM_DATA_HOME", helm_home.join("data")),
+            helm_command(&helm_home).args(args),
         )
     };
     let src = project_root().join("testbed/charts").join(CHART);

@@ -160,6 +160,15 @@ fn run(what: &str, cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The test bed's helm CLI with its cache, configuration and data under `home` (nothing of the user's).
+pub fn helm_command(home: &Path) -> Command {
+    let mut cmd = Command::new(bin("helm"));
+    cmd.env("HELM_CACHE_HOME", home.join("cache"))
+        .env("HELM_CONFIG_HOME", home.join("config"))
+        .env("HELM_DATA_HOME", home.join("data"));
+    cmd
+}
+
 /// Wait for a file that a process writes once it listens (its bound address).
 fn read_addr_file(procs: &Procs, name: &str, path: &Path) -> String {
     let started = Instant::now();
@@ -323,11 +332,7 @@ impl Stack {
         let helm = |args: &[&str]| {
             run(
                 &format!("helm {args:?}"),
-                Command::new(bin("helm"))
-                    .args(args)
-                    .env("HELM_CACHE_HOME", helm_home.join("cache"))
-                    .env("HELM_CONFIG_HOME", helm_home.join("config"))
-                    .env("HELM_DATA_HOME", helm_home.join("data")),
+                helm_command(&helm_home).args(args),
             )
         };
         let chart_src = testbed::project_root().join("testbed/charts").join(CHART);

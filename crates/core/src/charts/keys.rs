@@ -116,39 +116,20 @@ pub fn fingerprint(der: &[u8]) -> String {
 
 /// The DER inside one `PUBLIC KEY` PEM block; nothing but blank lines around it.
 fn pem_body(text: &str) -> Result<Vec<u8>, String> {
+    use crate::pem::PemError;
     const BEGIN: &str = "-----BEGIN PUBLIC KEY-----";
-    const END: &str = "-----END PUBLIC KEY-----";
-    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
-    match lines.next() {
-        Some(BEGIN) => {}
-        Some(l) if l.starts_with("-----BEGIN") && l.contains("PRIVATE") => {
-            return Err(
-                "is a PRIVATE key: list the public key (cosign.pub), never the private one".into(),
-            );
+    crate::pem::decode(text, "PUBLIC KEY").map_err(|e| match e {
+        PemError::NoBegin if text.contains("PRIVATE KEY-----") => {
+            "is a PRIVATE key: list the public key (cosign.pub), never the private one".into()
         }
-        _ => return Err(format!("must be one PEM block starting with {BEGIN}")),
-    }
-    let mut body = String::new();
-    let mut ended = false;
-    for line in lines.by_ref() {
-        if line == END {
-            ended = true;
-            break;
+        PemError::NoBegin => format!("must be one PEM block starting with {BEGIN}"),
+        PemError::Header => "has a header line inside the PEM block".into(),
+        PemError::NoEnd => "has no -----END PUBLIC KEY----- line".into(),
+        PemError::TrailingText => {
+            "holds more than one PEM block: list each key as its own entry".into()
         }
-        if line.contains(':') || line.starts_with("-----") {
-            return Err(format!("unexpected line {line:?} inside the PEM block"));
-        }
-        body.push_str(line);
-    }
-    if !ended {
-        return Err(format!("has no {END} line"));
-    }
-    if lines.next().is_some() {
-        return Err("holds more than one PEM block: list each key as its own entry".into());
-    }
-    base64::engine::general_purpose::STANDARD
-        .decode(body)
-        .map_err(|e| format!("the PEM body is not base64: {e}"))
+        PemError::Base64(e) => format!("the PEM body is not base64: {e}"),
+    })
 }
 
 /// The bit length of an RSAPublicKey's modulus (DER `SEQUENCE { INTEGER n, INTEGER e }`), if it parses.
@@ -172,13 +153,7 @@ fn rsa_modulus_bits(der: &[u8]) -> Option<usize> {
 mod tests {
     use super::*;
 
-    /// A P-256 key as `cosign generate-key-pair` writes it (generated for this test with openssl).
-    /// A P-256 key as `cosign generate-key-pair` writes it (generated for these tests with openssl).
-    pub(crate) const P256_PEM: &str = "-----BEGIN PUBLIC KEY-----
-MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEe/FgJb/9Qsb+1rObZAHvtYgW+O/4
-tW2YR2J74p91ZJ3eGAlr12GjU1CawDQVV8ApBK2l/aJwzn7nAET3FJHK6A==
------END PUBLIC KEY-----
-";
+    use crate::charts::test_keys::KEY_A as P256_PEM;
 
     /// An RSA key of 1024 bits: too weak.
     const RSA_1024_PEM: &str = "-----BEGIN PUBLIC KEY-----

@@ -388,3 +388,18 @@ impl Eq for ChartTrustCell {}
 
 #[cfg(test)]
 mod tests;
+
+/// Two P-256 public keys (generated for the tests with openssl), shared by the chart-trust tests.
+#[cfg(test)]
+pub(crate) mod test_keys {
+    pub const KEY_A: &str = "-----BEGIN PUBLIC KEY-----
+MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEe/FgJb/9Qsb+1rObZAHvtYgW+O/4
+tW2YR2J74p91ZJ3eGAlr12GjU1CawDQVV8ApBK2l/aJwzn7nAET3FJHK6A==
+-----END PUBLIC KEY-----
+";
+    pub const KEY_B: &str = "-----BEGIN PUBLIC KEY-----
+MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAElDp78gAlhhr6Cm1yFNUhp7P5d6kK
+My+iOvBBAeRyOXbfdo6m+nxWqC1by62EBfRG2NNAaNj3y0ye3f3p6p05Tg==
+-----END PUBLIC KEY-----
+";
+}

@@ -1,15 +1,6 @@
 use super::*;
 
-const KEY_A: &str = "-----BEGIN PUBLIC KEY-----
-MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEe/FgJb/9Qsb+1rObZAHvtYgW+O/4
-tW2YR2J74p91ZJ3eGAlr12GjU1CawDQVV8ApBK2l/aJwzn7nAET3FJHK6A==
------END PUBLIC KEY-----
-";
-const KEY_B: &str = "-----BEGIN PUBLIC KEY-----
-MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAElDp78gAlhhr6Cm1yFNUhp7P5d6kK
-My+iOvBBAeRyOXbfdo6m+nxWqC1by62EBfRG2NNAaNj3y0ye3f3p6p05Tg==
------END PUBLIC KEY-----
-";
+use super::test_keys::{KEY_A, KEY_B};
 
 fn parse(yaml: &str) -> Result<ChartTrust, (String, String)> {
     let value: serde_json::Value = serde_saphyr::from_str(yaml).unwrap();
@@ -205,20 +196,4 @@ fn the_cell_says_whether_a_new_trust_differs() {
     assert!(cell.set(trust.clone()));
     assert!(!cell.set(trust.clone()));
     assert_eq!(*cell.get(), trust);
-}
-
-#[test]
-fn the_policy_file_names_the_charts_field_that_is_wrong() {
-    let base = "sshAllowedSigners: |\n  a@example.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKnU4X9Bv1jCkR2Ht0bhxEuRJxYqQmOZtAVg3IUhRdrC\n";
-    let typo = format!("{base}charts:\n  rules:\n    - prefix: oci://r.example\n      cosignKey: []\n");
-    let err = crate::git::policy::TrustPolicy::from_yaml(&typo).unwrap_err().to_string();
-    assert!(err.contains("charts.rules[0]") && err.contains("unknown field `cosignKey`"), "{err}");
-    let bad = format!("{base}charts:\n  rules:\n    - prefix: ftp://r.example\n      unsigned: true\n");
-    let err = crate::git::policy::TrustPolicy::from_yaml(&bad).unwrap_err().to_string();
-    assert!(err.contains("charts.rules[0].prefix"), "{err}");
-    let ok = format!("{base}charts:\n  default: optional\n");
-    let policy = crate::git::policy::TrustPolicy::from_yaml(&ok).unwrap();
-    assert_eq!(policy.charts().default, Some(ChartDefault::Optional));
-    let none = crate::git::policy::TrustPolicy::from_yaml(base).unwrap();
-    assert_eq!(*none.charts(), ChartTrust::default());
 }

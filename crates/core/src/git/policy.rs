@@ -822,4 +822,30 @@ mod tests {
             assert_eq!(ok(text).unwrap_err().reason, want, "{text:?}");
         }
     }
+
+    #[test]
+    fn the_policy_file_names_the_charts_field_that_is_wrong() {
+        let base = "sshAllowedSigners: |\n  a@example.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKnU4X9Bv1jCkR2Ht0bhxEuRJxYqQmOZtAVg3IUhRdrC\n";
+        let typo = format!(
+            "{base}charts:\n  rules:\n    - prefix: oci://r.example\n      cosignKey: []\n"
+        );
+        let err = TrustPolicy::from_yaml(&typo).unwrap_err().to_string();
+        assert!(
+            err.contains("charts.rules[0]") && err.contains("unknown field `cosignKey`"),
+            "{err}"
+        );
+        let bad = format!(
+            "{base}charts:\n  rules:\n    - prefix: ftp://r.example\n      unsigned: true\n"
+        );
+        let err = TrustPolicy::from_yaml(&bad).unwrap_err().to_string();
+        assert!(err.contains("charts.rules[0].prefix"), "{err}");
+        let ok = format!("{base}charts:\n  default: optional\n");
+        let policy = TrustPolicy::from_yaml(&ok).unwrap();
+        assert_eq!(
+            policy.charts().default,
+            Some(crate::charts::ChartDefault::Optional)
+        );
+        let none = TrustPolicy::from_yaml(base).unwrap();
+        assert_eq!(*none.charts(), crate::charts::ChartTrust::default());
+    }
 }

@@ -113,16 +113,7 @@ mod tests {
     use crate::charts::ChartTrustCell;
     use crate::render::{RenderError, RenderOptions, Renderer, Templates};
 
-    const KEY_A: &str = "-----BEGIN PUBLIC KEY-----
-MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEe/FgJb/9Qsb+1rObZAHvtYgW+O/4
-tW2YR2J74p91ZJ3eGAlr12GjU1CawDQVV8ApBK2l/aJwzn7nAET3FJHK6A==
------END PUBLIC KEY-----
-";
-    const KEY_B: &str = "-----BEGIN PUBLIC KEY-----
-MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAElDp78gAlhhr6Cm1yFNUhp7P5d6kK
-My+iOvBBAeRyOXbfdo6m+nxWqC1by62EBfRG2NNAaNj3y0ye3f3p6p05Tg==
------END PUBLIC KEY-----
-";
+    use crate::charts::test_keys::{KEY_A, KEY_B};
 
     fn trust(keys: &[(&str, &str)]) -> ChartTrust {
         let keys: Vec<Value> = keys

@@ -6,8 +6,6 @@
 //! signature exactly as encoded: a typed decode sorts SET OF members, and re-encoding could change
 //! them. The typed `cms` structures are used only to read values.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use cms::cert::CertificateChoices;
 use cms::content_info::ContentInfo;
 use cms::signed_data::{SignedData, SignerIdentifier, SignerInfo};
@@ -43,35 +41,18 @@ pub(crate) struct SignedMessage {
 
 /// Remove the PEM armor and decode the base64 body.
 pub(crate) fn decode_armor(text: &[u8]) -> Result<Vec<u8>, GitsignError> {
+    use crate::pem::PemError;
     let armor = |reason: &str| GitsignError::Armor {
         reason: reason.to_string(),
     };
     let text = std::str::from_utf8(text).map_err(|_| armor("the signature is not UTF-8 text"))?;
-    let mut lines = text.lines().map(str::trim).skip_while(|l| l.is_empty());
-    if lines.next() != Some(BEGIN) {
-        return Err(armor(&format!("it does not start with {BEGIN}")));
-    }
-    let mut body = String::new();
-    let mut ended = false;
-    for line in lines.by_ref() {
-        if line == END {
-            ended = true;
-            break;
-        }
-        if line.contains(':') {
-            return Err(armor("PEM headers are not allowed"));
-        }
-        body.push_str(line);
-    }
-    if !ended {
-        return Err(armor(&format!("{END} is missing")));
-    }
-    if lines.any(|l| !l.is_empty()) {
-        return Err(armor(&format!("there is text after {END}")));
-    }
-    STANDARD
-        .decode(body)
-        .map_err(|e| armor(&format!("invalid base64: {e}")))
+    crate::pem::decode(text, "SIGNED MESSAGE").map_err(|e| match e {
+        PemError::NoBegin => armor(&format!("it does not start with {BEGIN}")),
+        PemError::Header => armor("PEM headers are not allowed"),
+        PemError::NoEnd => armor(&format!("{END} is missing")),
+        PemError::TrailingText => armor(&format!("there is text after {END}")),
+        PemError::Base64(e) => armor(&format!("invalid base64: {e}")),
+    })
 }
 
 fn cms_err(what: &'static str) -> impl Fn(x509_cert::der::Error) -> GitsignError {
