@@ -70,7 +70,12 @@ const OPERATOR_ACCESS: &str = "
     yes update core/secrets                               vworkspace-system vworkspace-operator-webhook-tls
     no  update core/secrets                               vworkspace-system vworkspace-trust-policy
     yes create core/secrets                               vworkspace-system
-    no  create core/secrets                               tenant-gated
+    # Chart trust: the chart source's Secret of cosign public keys, written whole, never read, gated only.
+    yes create core/secrets                               tenant-gated
+    yes update core/secrets                               tenant-gated
+    no  patch  core/secrets                               tenant-gated
+    no  delete core/secrets                               tenant-gated
+    no  create core/secrets                               tenant-plain
     yes patch  admissionregistration.k8s.io/validatingwebhookconfigurations - vworkspace-operator
     no  patch  admissionregistration.k8s.io/validatingwebhookconfigurations - other-webhook
     no  create admissionregistration.k8s.io/validatingwebhookconfigurations -
