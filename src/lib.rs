@@ -12,6 +12,7 @@ pub mod k8s;
 pub mod metrics;
 pub mod report;
 pub mod source;
+pub mod trace;
 pub mod webhook;
 
 // The pure core (crates/core), at the same paths as before it was a crate of its own.

@@ -18,6 +18,7 @@ use vworkspace_operator::api::{
 };
 use vworkspace_operator::controller::run::{LeaseSettings, Operator, OperatorConfig};
 use vworkspace_operator::git::policy::TrustPolicy;
+use vworkspace_operator::trace::{self, OriginInfo, RepoOptions, Target};
 
 const APPROVAL_KEY: &[u8] = b"test-approval-secret";
 
@@ -55,6 +56,50 @@ async fn env(name: &str) -> Env {
 }
 
 impl Env {
+    /// `trace`'s target for an ApplicationInstance of this test.
+    fn target(&self, name: &str) -> Target {
+        Target::parse(&format!("ApplicationInstance/{}/{name}", self.ns)).unwrap()
+    }
+
+    /// The repo and trust policy `trace` reads.
+    fn trace_repo(&self) -> RepoOptions {
+        let policy = self.tmp.path().join("trace-policy.yaml");
+        std::fs::write(&policy, policy_yaml(&[&self.signer], "range")).unwrap();
+        RepoOptions {
+            repo: Some(self.remote.bare.clone()),
+            policy: Some(policy),
+        }
+    }
+
+    /// A client with what a reader of the test namespace has: its intents, releases, sources and Events.
+    async fn namespace_reader(&self) -> Client {
+        let user = format!("system:serviceaccount:{}:reader", self.ns);
+        let rules = json!([
+            {"apiGroups": ["apps.vworkspace.io", "ops.vworkspace.io"], "resources": ["applicationinstances", "operations"], "verbs": ["get", "list"]},
+            {"apiGroups": ["helm.toolkit.fluxcd.io", "source.toolkit.fluxcd.io"], "resources": ["helmreleases", "ocirepositories", "helmrepositories"], "verbs": ["get", "list"]},
+            {"apiGroups": [""], "resources": ["events"], "verbs": ["get", "list"]},
+        ]);
+        for body in [
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+                "metadata": {"name": "reader", "namespace": self.ns}, "rules": rules}),
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                "metadata": {"name": "reader", "namespace": self.ns},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "reader"},
+                "subjects": [{"kind": "User", "name": user}]}),
+        ] {
+            let ar = testbed::api_resource(&self.client, &body).await;
+            let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &self.ns, &ar);
+            api.patch(
+                "reader",
+                &PatchParams::apply("tests").force(),
+                &Patch::Apply(&body),
+            )
+            .await
+            .unwrap();
+        }
+        support::rbac::client_as(&user).await
+    }
+
     fn config(&self, control_plane: Option<&Receiver>) -> OperatorConfig {
         let mut config = support::operator::gitops_config(
             self.tmp.path(),
@@ -428,6 +473,48 @@ async fn signed_intent_reaches_ready_with_a_note_and_a_posted_event() {
         "{:?}",
         operator.counters.writes_by_kind()
     );
+    // `trace` of the Ready intent: the commit and its verified signature, the live children, the note.
+    let t = trace::collect(env.client.clone(), &env.target("nc"), &env.trace_repo())
+        .await
+        .unwrap();
+    let OriginInfo::GitOps {
+        commit: c,
+        signature,
+        subject,
+        ..
+    } = &t.origin
+    else {
+        panic!("{:?}", t.origin)
+    };
+    assert_eq!(c.as_deref(), Some(commit.as_str()));
+    assert!(signature.starts_with("verified: Ssh"), "{signature}");
+    assert_eq!(
+        subject.as_deref(),
+        Some("publish applicationinstance-nc.yaml"),
+        "{t:?}"
+    );
+    let hr = t.children.iter().find(|c| c.kind == "HelmRelease").unwrap();
+    assert!(
+        hr.found
+            && hr
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+    );
+    assert!(
+        t.notes
+            .iter()
+            .any(|n| n.outcome == "Ready" && n.commit == commit),
+        "{:?}",
+        t.notes
+    );
+    assert!(t.next.is_empty(), "{:?}", t.next);
+    assert!(t.unreadable.is_empty(), "{:?}", t.unreadable);
+    let json = serde_json::to_value(&t).unwrap();
+    assert_eq!(json["origin"]["mode"], "gitops");
+    assert_eq!(json["conditions"][0]["type"].as_str().is_some(), true);
+    let text = trace::text::text(&t);
+    assert!(text.contains("nothing: it is Ready"), "{text}");
     operator.stop().await;
 }
 
@@ -444,6 +531,21 @@ async fn unsigned_and_hand_edited_intents_are_blocked_and_nothing_is_written() {
         (app_cond(&env.app("good").await, "Blocked") == s("True", "SpecMismatch")).then_some(())
     })
     .await;
+    // `trace` of the hand-edited intent: the refusal, and the command that shows who edited it.
+    let t = trace::collect(env.client.clone(), &env.target("good"), &env.trace_repo())
+        .await
+        .unwrap();
+    let OriginInfo::GitOps { verdict, .. } = &t.origin else {
+        panic!("{:?}", t.origin)
+    };
+    assert!(verdict.starts_with("refused: SpecMismatch"), "{verdict}");
+    let step = t.next.iter().find(|n| n.reason == "SpecMismatch").unwrap();
+    assert_eq!(step.remedy, "revert the edit; Git is the source of truth");
+    assert!(
+        step.command.ends_with("--show-managed-fields"),
+        "{}",
+        step.command
+    );
     // Not in Git at all.
     env.flux_apply(&env.app_yaml("ghost", "6.6.4", "")).await;
     eventually("SpecNotInGit", || async {
@@ -525,6 +627,58 @@ async fn a_fresh_operator_acts_on_the_verified_revision_before_an_untrusted_head
         "the verified rendering stays"
     );
     assert!(env.helm_release("sneaky").await.is_none());
+    // `trace` names the refused commit and why, and says what to do.
+    let t = trace::collect(env.client.clone(), &env.target("sneaky"), &env.trace_repo())
+        .await
+        .unwrap();
+    let OriginInfo::GitOps {
+        commit,
+        verdict,
+        signature,
+        subject,
+        ..
+    } = &t.origin
+    else {
+        panic!("{:?}", t.origin)
+    };
+    assert_eq!(commit.as_deref(), Some(unsigned.as_str()), "{verdict}");
+    assert!(verdict.starts_with("refused: UnsignedCommit"), "{verdict}");
+    assert!(signature.starts_with("refused: "), "{signature}");
+    assert_eq!(subject.as_deref(), Some("unsigned"));
+    assert!(
+        t.next
+            .iter()
+            .any(|n| n.reason == "UnsignedCommit" && n.remedy == "sign it (or revert)"),
+        "{:?}",
+        t.next
+    );
+    let text = trace::text::text(&t);
+    assert!(
+        text.contains(&unsigned) && text.contains("$ vworkspace-operator verify"),
+        "{text}"
+    );
+
+    // With only what a namespace reader may read: what it cannot read is listed, the rest is shown.
+    let reader = env.namespace_reader().await;
+    let t = trace::collect(reader, &env.target("sneaky"), &RepoOptions::default())
+        .await
+        .unwrap();
+    assert!(
+        t.conditions.iter().any(|c| c.reason == "UnsignedCommit"),
+        "{t:?}"
+    );
+    for denied in [
+        format!("Cluster {}", env.cluster),
+        "Kustomization in every namespace".into(),
+    ] {
+        assert!(
+            t.unreadable
+                .contains(&format!("{denied}: not permitted (RBAC)")),
+            "{denied}: {:?}",
+            t.unreadable
+        );
+    }
+    assert!(trace::text::text(&t).contains("Not shown (no access, or not served)"));
     operator.stop().await;
 }
 
@@ -1301,6 +1455,29 @@ async fn conflicts_wait_and_approval_claims_are_checked() {
             .is_none()
         );
     }
+    // `trace` of an Operation waiting for approval: its verdict and what to do.
+    let target = Target::parse(&format!("op/{}/restore-expired", env.ns)).unwrap();
+    let t = trace::collect(env.client.clone(), &target, &env.trace_repo())
+        .await
+        .unwrap();
+    assert_eq!(t.kind, "Operation");
+    let step = t
+        .next
+        .iter()
+        .find(|n| n.reason == "AwaitingApproval")
+        .unwrap();
+    assert_eq!(step.remedy, "issue a new claim", "{:?}", t.next);
+    assert!(
+        matches!(
+            &t.origin,
+            OriginInfo::GitOps {
+                commit: Some(_),
+                ..
+            }
+        ),
+        "{:?}",
+        t.origin
+    );
     operator.stop().await;
 }
 

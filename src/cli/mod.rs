@@ -10,6 +10,7 @@ pub mod notes;
 pub mod render;
 pub mod run;
 pub mod sign_job;
+pub mod trace;
 pub mod verify;
 
 use std::process::ExitCode;
@@ -93,6 +94,8 @@ pub enum Command {
     SignIntent(sign_job::IntentArgs),
     /// Verify commit signatures of a revision or range under a trust policy.
     Verify(verify::Args),
+    /// Follow one intent from its source to its release: why it is (not) running, and what to do next.
+    Trace(trace::Args),
 }
 
 /// Run a parsed command line.
@@ -107,6 +110,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::SignJob(args) => sign_job::run(args),
         Command::SignIntent(args) => sign_job::run_intent(args),
         Command::Run(args) => run::run(*args),
+        Command::Trace(args) => trace::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
