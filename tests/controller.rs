@@ -512,7 +512,7 @@ async fn signed_intent_reaches_ready_with_a_note_and_a_posted_event() {
     assert!(t.unreadable.is_empty(), "{:?}", t.unreadable);
     let json = serde_json::to_value(&t).unwrap();
     assert_eq!(json["origin"]["mode"], "gitops");
-    assert_eq!(json["conditions"][0]["type"].as_str().is_some(), true);
+    assert!(json["conditions"][0]["type"].as_str().is_some(), "{json}");
     let text = trace::text::text(&t);
     assert!(text.contains("nothing: it is Ready"), "{text}");
     operator.stop().await;

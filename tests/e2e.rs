@@ -359,6 +359,40 @@ spec:
         policy
     }
 
+    /// `kubectl vwo ARGS…`: the operator binary as the kubectl plugin `kubectl-vwo` (a link on PATH, as krew
+    /// installs it), run through the test bed's kubectl, with this cluster's repo and policy. Returns stdout.
+    fn kubectl_vwo(&self, args: &[&str]) -> String {
+        let plugins = self.tmp.path().join("plugins");
+        if !plugins.join("kubectl-vwo").exists() {
+            std::fs::create_dir_all(&plugins).unwrap();
+            std::os::unix::fs::symlink(
+                env!("CARGO_BIN_EXE_vworkspace-operator"),
+                plugins.join("kubectl-vwo"),
+            )
+            .unwrap();
+        }
+        let path = format!(
+            "{}:{}",
+            plugins.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let out = Command::new(testbed::bin("kubectl"))
+            .arg("vwo")
+            .args(args)
+            .env("PATH", path)
+            .env("KUBECONFIG", &testbed::server().kubeconfig)
+            .env("VWORKSPACE_REPO", &self.remote.bare)
+            .env("VWORKSPACE_POLICY", self.write_policy())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "kubectl vwo {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
     fn operator_log(&self) -> PathBuf {
         self.tmp.path().join("operator.log")
     }
@@ -714,6 +748,56 @@ async fn signed_intents_are_installed_by_flux_upgraded_and_removed_through_git()
             .then_some(())
     })
     .await;
+    // `kubectl vwo trace` (the binary as a kubectl plugin) on the failed install: the commit and its signature,
+    // the failed release, the note, and what to do.
+    let trace = env.kubectl_vwo(&["trace", &format!("ai/{}/fresh", env.ns), "-o", "json"]);
+    let t: Value = serde_json::from_str(&trace).unwrap_or_else(|e| panic!("{e}: {trace}"));
+    assert_eq!(t["origin"]["mode"], "gitops", "{t}");
+    assert_eq!(t["origin"]["commit"], missing.as_str(), "{t}");
+    assert!(
+        t["origin"]["signature"]
+            .as_str()
+            .unwrap()
+            .starts_with("verified: Ssh"),
+        "{t}"
+    );
+    let hr = t["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["kind"] == "HelmRelease")
+        .unwrap();
+    assert!(
+        hr["facts"]["history"].as_str().unwrap().contains("2.0.0"),
+        "{hr}"
+    );
+    assert!(
+        t["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["outcome"] == "Failed"),
+        "{t}"
+    );
+    let step = t["next"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["reason"] == "HelmReleaseFailed")
+        .unwrap();
+    assert_eq!(
+        step["remedy"],
+        "read the relayed Flux reason; fix chart or values in Git"
+    );
+    assert_eq!(
+        step["command"],
+        format!("kubectl describe helmrelease -n {} fresh", env.ns)
+    );
+    let text = env.kubectl_vwo(&["trace", &format!("ai/{}/fresh", env.ns)]);
+    assert!(
+        text.contains("What to do next") && text.contains(&missing),
+        "{text}"
+    );
     eventually("Failed notes for the missing version", 60, &env, || async {
         let notes = env.notes(&missing);
         ["web", "docs"]

@@ -19,6 +19,7 @@ use support::control_plane::{ControlPlane, Fault};
 use support::helm_standin;
 use support::testbed::{self, free_port};
 use vworkspace_operator::api::{ApplicationInstance, Cluster, Operation};
+use vworkspace_operator::trace::{self, OriginInfo, Target};
 
 struct PullEnv {
     tmp: tempfile::TempDir,
@@ -387,6 +388,26 @@ async fn registers_applies_and_reports_jobs_to_their_outcome() {
         vmessage.contains("job-web-1") && vmessage.contains("cp-2026"),
         "{vmessage}"
     );
+    // `trace` of a Pull intent: the job it came from and the control-plane key that signed it.
+    let target = Target::parse(&format!("ai/{}/app-1", env.ns)).unwrap();
+    let t = trace::collect(env.client.clone(), &target, &Default::default())
+        .await
+        .unwrap();
+    let OriginInfo::Pull {
+        job_id,
+        signer,
+        verdict,
+    } = &t.origin
+    else {
+        panic!("{:?}", t.origin)
+    };
+    assert_eq!(job_id.as_deref(), Some("job-web-1"));
+    assert_eq!(signer.as_deref(), Some("cp-2026"));
+    assert!(
+        verdict.starts_with("verified: the payload of job job-web-1"),
+        "{verdict}"
+    );
+    assert!(trace::text::text(&t).contains("Pull: a job from the control plane"));
     // Statuses on the way: Applied, then the conditions as they changed.
     let statuses = env.cp.statuses("job-web-1");
     assert_eq!(statuses[0]["phase"], "Applied", "{statuses:?}");

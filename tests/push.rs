@@ -18,6 +18,7 @@ use support::manifests::yaml_docs;
 use support::rbac::{can, client_as};
 use support::testbed::{self, free_port};
 use vworkspace_operator::api::ApplicationInstance;
+use vworkspace_operator::trace::{self, OriginInfo, Target};
 
 const CLUSTER: &str = "push-1";
 const NS: &str = "push-apps";
@@ -247,6 +248,24 @@ async fn the_control_plane_account_applies_intents_and_an_edit_by_anyone_else_is
     let (_, reason, message) = condition("app-1", "Verified").await.unwrap();
     assert_eq!(reason, "FieldManagerVerified", "{message}");
     assert!(message.contains("vworkspace-odoo"), "{message}");
+    // `trace` of a Push intent: the field manager that owns its spec.
+    let target = Target::parse(&format!("ApplicationInstance/{NS}/app-1")).unwrap();
+    let t = trace::collect(testbed::client().await, &target, &Default::default())
+        .await
+        .unwrap();
+    let OriginInfo::Push {
+        field_manager,
+        verdict,
+        ..
+    } = &t.origin
+    else {
+        panic!("{:?}", t.origin)
+    };
+    assert_eq!(field_manager.as_deref(), Some("vworkspace-odoo"));
+    assert!(
+        verdict.starts_with("verified: every spec field"),
+        "{verdict}"
+    );
 
     // The same account cannot write where it is not bound.
     let plain: Api<ApplicationInstance> = Api::namespaced(cp.clone(), PLAIN);
