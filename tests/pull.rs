@@ -396,6 +396,8 @@ async fn registers_applies_and_reports_jobs_to_their_outcome() {
     let OriginInfo::Pull {
         job_id,
         signer,
+        idempotency_key,
+        received,
         verdict,
     } = &t.origin
     else {
@@ -406,6 +408,12 @@ async fn registers_applies_and_reports_jobs_to_their_outcome() {
     assert!(
         verdict.starts_with("verified: the payload of job job-web-1"),
         "{verdict}"
+    );
+    // The applied-job store (readable here) gives the idempotency key and when the job was received.
+    assert!(
+        idempotency_key.is_some() && received.is_some(),
+        "{:?}",
+        t.origin
     );
     assert!(trace::text::text(&t).contains("Pull: a job from the control plane"));
     // Statuses on the way: Applied, then the conditions as they changed.

@@ -203,7 +203,27 @@ pub async fn collect(client: Client, target: &Target, repo: &RepoOptions) -> any
                 .await
         }
     };
-    let origin = origin::origin(&intent, cluster.as_ref(), &conditions, repo, &cluster_id);
+    let mut origin = origin::origin(&intent, cluster.as_ref(), &conditions, repo, &cluster_id);
+    if let OriginInfo::Pull {
+        job_id: Some(job),
+        idempotency_key,
+        received,
+        ..
+    } = &mut origin
+    {
+        // The store lives beside the agent's credentials (the operator's namespace).
+        let ns = cluster
+            .as_ref()
+            .map_or("", |c| str_at(c, "/status/credentialsSecretRef/namespace"));
+        if !ns.is_empty()
+            && let Some(store) = reader
+                .get("v1", "ConfigMap", ns, "vworkspace-applied-jobs")
+                .await
+            && let Some((key, at)) = origin::applied_job(&store, job)
+        {
+            (*idempotency_key, *received) = (Some(key), Some(at));
+        }
+    }
     let flux = if matches!(origin, OriginInfo::GitOps { .. }) {
         flux_objects(&mut reader, &cluster_id).await
     } else {

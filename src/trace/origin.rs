@@ -37,6 +37,11 @@ pub enum OriginInfo {
         job_id: Option<String>,
         /// The control-plane key that signed the job (`-`: unsigned).
         signer: Option<String>,
+        /// The job's idempotency key and when the agent received it, from the applied-job store (when readable).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        idempotency_key: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        received: Option<String>,
         verdict: String,
     },
     /// Applied by the control plane itself.
@@ -88,6 +93,8 @@ pub(super) fn origin(
         return OriginInfo::Pull {
             job_id: stamp.get(1).map(|s| s.to_string()),
             signer: stamp.get(2).map(|s| s.to_string()),
+            idempotency_key: None,
+            received: None,
             verdict,
         };
     }
@@ -133,6 +140,20 @@ pub(super) fn origin(
         signature,
         last_verified,
     }
+}
+
+/// The applied-job store's entry of `job_id` (Pull mode: the ConfigMap beside the agent's credentials):
+/// (idempotency key, received). The store maps the idempotency key (or the job id) to the job.
+pub(super) fn applied_job(store: &Value, job_id: &str) -> Option<(String, String)> {
+    let text = str_at(store, "/data/applied-jobs.json");
+    let jobs: Value = serde_json::from_str(text).ok()?;
+    jobs.get("jobs")?
+        .as_object()?
+        .iter()
+        .find_map(|(key, entry)| {
+            (str_at(entry, "/id") == job_id)
+                .then(|| (key.clone(), str_at(entry, "/received").to_string()))
+        })
 }
 
 /// The field manager that owns the intent's spec (Push mode).

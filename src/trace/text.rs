@@ -65,9 +65,14 @@ fn origin(out: &mut String, o: &OriginInfo) {
         OriginInfo::Pull {
             job_id,
             signer,
+            idempotency_key,
+            received,
             verdict,
         } => {
             out.push_str("Where it came from (Pull: a job from the control plane)\n");
+            if let (Some(k), Some(at)) = (idempotency_key, received) {
+                let _ = writeln!(out, "  idempotency {} (received {})", Esc(k), Esc(at));
+            }
             let _ = writeln!(
                 out,
                 "  job         {}",
