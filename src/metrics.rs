@@ -26,6 +26,17 @@
 //!   buckets 0.5 ms … 1 s.
 //! - `vworkspace_operator_trust_policy_reloads_total{result}`: trust-policy changes picked up while running,
 //!   `result` = applied | invalid (the new text does not parse: nothing is trusted until it does).
+//! - `vworkspace_operator_intents{kind,state}`: this cluster's intents by state, counted every Cluster
+//!   refresh: `kind` = applicationinstance | operation; `state` = ready | blocked | not_ready | unjudged
+//!   (ApplicationInstance), pending | running | succeeded | failed | cancelled | blocked (Operation).
+//! - `vworkspace_operator_view_verified`: 1 when the operator has a verified revision of the cluster repo
+//!   (GitOps), 0 when none (nothing is acted on).
+//! - `vworkspace_operator_view_differs_from_flux`: 1 when the revision Flux last applied to the cluster path
+//!   (its Kustomization's `lastAppliedRevision`) is not the operator's verified view, 0 when it is; absent
+//!   when neither is known.
+//! - `vworkspace_operator_resident_memory_bytes`: the process's resident set (Linux `/proc/self/statm`).
+//! - `vworkspace_operator_webhook_certificate_expiry_timestamp_seconds`: when the admission webhook's serving
+//!   certificate expires (Unix time).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -57,6 +68,9 @@ macro_rules! label_enum {
         #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
         pub enum $name { $($variant),+ }
         impl $name {
+            /// Every value, to create each series at 0 from start (a rate over a series that does not exist
+            /// yet is no rate at all: alerts on errors would only see the second one).
+            pub const ALL: &[Self] = &[$(Self::$variant),+];
             pub fn as_str(self) -> &'static str {
                 match self { $(Self::$variant => $text),+ }
             }
@@ -248,6 +262,57 @@ pub struct Metrics {
     applied_jobs_total: Family<JobOutcomeLabels, Counter>,
     pull_job_lag: Histogram,
     credential_age: Gauge,
+    fleet: FleetGauges,
+}
+
+/// The gauges the chart's dashboard and alerts read about the cluster as a whole (`controller::fleet`).
+#[derive(Clone, Debug, Default)]
+struct FleetGauges {
+    intents: Family<IntentStateLabels, Gauge>,
+    view_verified: Gauge,
+    view_differs_from_flux: Gauge,
+    resident_memory: Gauge,
+    webhook_certificate_expiry: Gauge,
+}
+
+impl FleetGauges {
+    fn register(registry: &mut Registry) -> Self {
+        let g = Self::default();
+        registry.register(
+            "intents",
+            "This cluster's intents by kind and state",
+            g.intents.clone(),
+        );
+        registry.register(
+            "view_verified",
+            "1 when a revision of the cluster repo is verified (GitOps)",
+            g.view_verified.clone(),
+        );
+        registry.register(
+            "view_differs_from_flux",
+            "1 when the revision Flux last applied to the cluster path is not the operator's verified view",
+            g.view_differs_from_flux.clone(),
+        );
+        registry.register_with_unit(
+            "resident_memory",
+            "Resident memory of the operator process",
+            Unit::Bytes,
+            g.resident_memory.clone(),
+        );
+        registry.register_with_unit(
+            "webhook_certificate_expiry_timestamp",
+            "When the admission webhook's serving certificate expires (Unix time)",
+            Unit::Seconds,
+            g.webhook_certificate_expiry.clone(),
+        );
+        g
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct IntentStateLabels {
+    kind: &'static str,
+    state: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -369,8 +434,10 @@ impl Metrics {
             Unit::Seconds,
             credential_age.clone(),
         );
-        Self {
+        let fleet = FleetGauges::register(&mut registry);
+        let metrics = Self {
             registry: Arc::new(registry),
+            fleet,
             applied_jobs_total,
             pull_job_lag,
             credential_age,
@@ -387,6 +454,53 @@ impl Metrics {
             admission_reviews_total,
             admission_review_duration,
             trust_policy_reloads_total,
+        };
+        metrics.zero_series();
+        metrics
+    }
+
+    /// Create every labelled series at 0 from start (a rate over a series that does not exist yet is no rate at
+    /// all: an alert on errors would only see the second one).
+    fn zero_series(&self) {
+        for &controller in Controller::ALL {
+            let _ = self
+                .reconcile_duration
+                .get_or_create(&ControllerLabels { controller });
+            for &result in ReconcileResult::ALL {
+                let _ = self
+                    .reconcile_total
+                    .get_or_create(&ReconcileLabels { controller, result });
+            }
+        }
+        for &result in VerifyResult::ALL {
+            let _ = self
+                .commits_verified_total
+                .get_or_create(&VerifyLabels { result });
+        }
+        for &result in PostResult::ALL {
+            let _ = self.event_posts_total.get_or_create(&PostLabels { result });
+        }
+        for &reason in DropReason::ALL {
+            let _ = self
+                .events_dropped_total
+                .get_or_create(&DropLabels { reason });
+        }
+        for &outcome in JobOutcome::ALL {
+            let _ = self
+                .applied_jobs_total
+                .get_or_create(&JobOutcomeLabels { outcome });
+        }
+        for &result in PolicyReloadResult::ALL {
+            let _ = self
+                .trust_policy_reloads_total
+                .get_or_create(&PolicyReloadLabels { result });
+        }
+        for kind in ["applicationinstance", "operation", "other"] {
+            for &verdict in AdmissionVerdict::ALL {
+                let _ = self
+                    .admission_reviews_total
+                    .get_or_create(&AdmissionLabels { kind, verdict });
+            }
         }
     }
 
@@ -457,6 +571,44 @@ impl Metrics {
         self.connectivity_state
             .get_or_create(&ModeLabels { mode })
             .set(state.value());
+    }
+
+    /// The intents of one kind by state; every state of `states` is set (0 when absent from `counts`).
+    pub fn set_intents(
+        &self,
+        kind: &'static str,
+        states: &[&'static str],
+        counts: &[(&'static str, usize)],
+    ) {
+        for state in states {
+            let n = counts
+                .iter()
+                .filter(|(s, _)| s == state)
+                .map(|(_, n)| *n)
+                .sum::<usize>();
+            self.fleet
+                .intents
+                .get_or_create(&IntentStateLabels { kind, state })
+                .set(saturating_i64(n));
+        }
+    }
+
+    /// Whether a revision is verified, and whether Flux's applied revision differs from it (None: unknown).
+    pub fn set_view(&self, verified: bool, differs_from_flux: Option<bool>) {
+        self.fleet.view_verified.set(i64::from(verified));
+        if let Some(d) = differs_from_flux {
+            self.fleet.view_differs_from_flux.set(i64::from(d));
+        }
+    }
+
+    pub fn set_resident_memory(&self, bytes: u64) {
+        self.fleet
+            .resident_memory
+            .set(saturating_i64(bytes as usize));
+    }
+
+    pub fn set_webhook_certificate_expiry(&self, unix_seconds: i64) {
+        self.fleet.webhook_certificate_expiry.set(unix_seconds);
     }
 
     pub fn set_managed_namespaces(&self, count: usize) {
@@ -654,12 +806,10 @@ mod tests {
             ),
             Some("2")
         );
+        // Every series exists from start, at 0 until counted.
         assert_eq!(
-            line(
-                &text,
-                r#"vworkspace_operator_reconcile_total{controller="cluster""#
-            ),
-            None
+            count(r#"vworkspace_operator_reconcile_total{controller="cluster",result="error"}"#),
+            Some("0")
         );
     }
 }

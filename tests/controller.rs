@@ -682,6 +682,153 @@ async fn a_fresh_operator_acts_on_the_verified_revision_before_an_untrusted_head
     operator.stop().await;
 }
 
+/// The metric names a PromQL expression reads, after checking its syntax with a real PromQL parser.
+fn promql_metrics(expr: &str) -> Vec<String> {
+    use promql_parser::parser::Expr;
+    use promql_parser::util::{ExprVisitor, walk_expr};
+    struct Names(Vec<String>);
+    impl ExprVisitor for Names {
+        type Error = String;
+        fn pre_visit(&mut self, e: &Expr) -> Result<bool, String> {
+            let vs = match e {
+                Expr::VectorSelector(vs) => Some(vs),
+                Expr::MatrixSelector(m) => Some(&m.vs),
+                _ => None,
+            };
+            if let Some(name) = vs.and_then(|vs| vs.name.clone()) {
+                self.0.push(name);
+            }
+            Ok(true)
+        }
+    }
+    let ast = promql_parser::parser::parse(expr).unwrap_or_else(|e| panic!("{expr}: {e}"));
+    let mut names = Names(Vec::new());
+    walk_expr(&mut names, &ast).unwrap();
+    names.0
+}
+
+/// The chart's Grafana dashboard and PrometheusRule (rendered by helm with them enabled) read only metrics the
+/// operator serves: every expression parses as PromQL, and every metric name in it is on the live `/metrics`.
+#[tokio::test]
+async fn the_charts_dashboard_and_alerts_use_only_metrics_the_operator_serves() {
+    let env = env("dashboards").await;
+    env.publish(
+        "applicationinstance-app.yaml",
+        &env.app_yaml("app", "1.0.0", ""),
+        true,
+    );
+    let mut config = env.config(None);
+    config.admin = Some((
+        "127.0.0.1:0".parse().unwrap(),
+        "127.0.0.1:0".parse().unwrap(),
+    ));
+    let operator = Operator::start(env.client.clone(), config).await.unwrap();
+    let (metrics_addr, _) = operator.admin_addrs.unwrap();
+    let text = eventually("/metrics with the fleet gauges", || async {
+        let body = reqwest::get(format!("http://{metrics_addr}/metrics"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        body.contains("vworkspace_operator_intents{")
+            .then_some(body)
+    })
+    .await;
+    // The sample names each family gives (OpenMetrics: counters `_total`, histograms `_bucket/_sum/_count`).
+    let mut served = std::collections::BTreeSet::new();
+    for line in text.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+        let mut f = line.split_whitespace();
+        let (name, kind) = (f.next().unwrap(), f.next().unwrap());
+        match kind {
+            "counter" => {
+                served.insert(format!("{name}_total"));
+            }
+            "histogram" => {
+                for s in ["_bucket", "_sum", "_count"] {
+                    served.insert(format!("{name}{s}"));
+                }
+            }
+            _ => {
+                served.insert(name.to_string());
+            }
+        }
+    }
+    let mut values = support::chart::flux_values();
+    values["metrics"]["dashboard"] = json!({"enabled": true});
+    values["metrics"]["prometheusRule"] = json!({"enabled": true});
+    let objects = support::chart::template(&values);
+    let dashboard = objects
+        .iter()
+        .find(|o| {
+            o["kind"] == "ConfigMap" && o["metadata"]["name"] == "vworkspace-operator-dashboard"
+        })
+        .unwrap();
+    assert_eq!(dashboard["metadata"]["labels"]["grafana_dashboard"], "1");
+    let board: Value = serde_json::from_str(
+        dashboard["data"]["vworkspace-operator.json"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let rules = objects
+        .iter()
+        .find(|o| o["kind"] == "PrometheusRule")
+        .unwrap();
+    let mut exprs: Vec<(String, String)> = Vec::new();
+    for panel in board["panels"].as_array().unwrap() {
+        for t in panel["targets"].as_array().unwrap() {
+            exprs.push((
+                format!("panel {:?}", panel["title"]),
+                t["expr"].as_str().unwrap().to_string(),
+            ));
+        }
+    }
+    let alerts = rules["spec"]["groups"][0]["rules"].as_array().unwrap();
+    assert!(alerts.len() >= 7, "{alerts:?}");
+    for rule in alerts {
+        let alert = rule["alert"].as_str().unwrap();
+        let anchor = rule["annotations"]["runbook_url"]
+            .as_str()
+            .unwrap()
+            .rsplit('#')
+            .next()
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            anchor,
+            alert.to_ascii_lowercase(),
+            "{alert}: its runbook section"
+        );
+        let runbooks =
+            std::fs::read_to_string(testbed::project_root().join("docs/runbooks.md")).unwrap();
+        assert!(
+            runbooks.contains(&format!("## {alert}")),
+            "docs/runbooks.md has no section for {alert}"
+        );
+        exprs.push((
+            format!("alert {alert}"),
+            rule["expr"].as_str().unwrap().to_string(),
+        ));
+    }
+    let mut missing = Vec::new();
+    for (what, expr) in &exprs {
+        let names = promql_metrics(expr);
+        assert!(!names.is_empty(), "{what}: {expr} reads no metric");
+        missing.extend(
+            names
+                .into_iter()
+                .filter(|n| !served.contains(n))
+                .map(|n| format!("{what}: {n}")),
+        );
+    }
+    assert!(
+        missing.is_empty(),
+        "not on /metrics: {missing:#?}\nserved: {served:#?}"
+    );
+    operator.stop().await;
+}
+
 #[tokio::test]
 async fn the_operator_reports_ready_once_its_caches_synced() {
     let env = env("readyz").await;

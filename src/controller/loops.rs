@@ -116,6 +116,10 @@ pub(super) async fn cluster(
     interval: Duration,
     mut changes: watch::Receiver<u64>,
     metrics: Metrics,
+    fleet: (
+        kube::runtime::reflector::Store<crate::api::ApplicationInstance>,
+        bool,
+    ),
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
@@ -127,6 +131,7 @@ pub(super) async fn cluster(
             warn!(error = %e, "updating the Cluster object failed");
         }
         metrics.set_managed_namespaces(count_gated(&ctx).await);
+        super::fleet::refresh(&ctx, &fleet.0, fleet.1, &metrics).await;
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
             _ = tokio::time::sleep(interval) => {}

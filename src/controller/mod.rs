@@ -10,6 +10,7 @@ pub mod context;
 mod controllers;
 pub mod engine_state;
 pub mod finalize;
+mod fleet;
 mod loops;
 pub mod operation;
 pub mod run;
@@ -19,6 +20,7 @@ pub mod trust;
 mod watches;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -35,6 +37,13 @@ pub struct Counters {
 }
 
 impl Counters {
+    /// Counters that also send reconcile counts and durations to `metrics`.
+    pub fn with_metrics(metrics: crate::metrics::Metrics) -> Arc<Self> {
+        let counters = Arc::new(Self::default());
+        counters.attach(metrics);
+        counters
+    }
+
     /// Send reconcile counts and durations to the Prometheus metrics too.
     pub fn attach(&self, metrics: crate::metrics::Metrics) {
         let _ = self.prom.set(metrics);

@@ -168,7 +168,6 @@ impl Operator {
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();
         let cluster_id = config.settings.cluster_id.clone();
-
         let mut admin_addrs = None;
         if let Some(addrs) = config.admin {
             let (bound, serve) = loops::admin(addrs, &metrics, &readiness, &stop_rx).await?;
@@ -228,8 +227,7 @@ impl Operator {
             loops::namespaces(&client, stop_rx.clone());
         tasks.push(tokio::spawn(watch_namespaces));
 
-        let counters = Arc::new(Counters::default());
-        counters.attach(metrics.clone());
+        let counters = Counters::with_metrics(metrics.clone());
         let ctx = Arc::new(Context {
             client: client.clone(),
             settings: config.settings,
@@ -272,6 +270,7 @@ impl Operator {
             concurrency,
             stop_rx.clone(),
         )));
+        let fleet = (intents.apps.store().clone(), source.repo().is_some()); // the cluster loop's gauges
         tasks.push(tokio::spawn(loops::caches_synced(
             intents,
             caches_check,
@@ -284,6 +283,7 @@ impl Operator {
             config.cluster_interval,
             changes,
             metrics.clone(),
+            fleet,
             stop_rx.clone(),
         )));
         if let Some(held) = &leadership {

@@ -59,7 +59,7 @@ fn pems(bundle: &str) -> Vec<String> {
 }
 
 /// (not before, not after) of a PEM certificate.
-fn validity(pem: &str) -> Option<(OffsetDateTime, OffsetDateTime)> {
+pub(super) fn validity(pem: &str) -> Option<(OffsetDateTime, OffsetDateTime)> {
     use rustls_pki_types::CertificateDer;
     use rustls_pki_types::pem::PemObject;
     use x509_cert::der::Decode;

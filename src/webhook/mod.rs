@@ -178,7 +178,7 @@ impl WebhookServer {
         let listener = TcpListener::bind(config.addr)
             .await
             .with_context(|| format!("binding the admission webhook on {}", config.addr))?;
-        let resolver = Arc::new(Resolver::default());
+        let resolver = Arc::new(Resolver(RwLock::default(), metrics.clone()));
         match &config.certs {
             CertSource::Managed { .. } => {
                 let material = sync_certs(&client, &config.certs).await?;
@@ -266,7 +266,11 @@ impl WebhookServer {
 
 /// Serves whatever certificate was loaded last.
 #[derive(Debug, Default)]
-struct Resolver(RwLock<Option<Arc<CertifiedKey>>>);
+/// The certificate served, and the metrics its expiry goes to.
+struct Resolver(
+    RwLock<Option<Arc<CertifiedKey>>>,
+    Option<crate::metrics::Metrics>,
+);
 
 impl Resolver {
     fn load(&self, crt: &str, key: &str) -> anyhow::Result<()> {
@@ -282,6 +286,9 @@ impl Resolver {
             .context("loading the webhook key")?;
         *self.0.write().unwrap_or_else(|e| e.into_inner()) =
             Some(Arc::new(CertifiedKey::new(chain, signing)));
+        if let (Some(metrics), Some((_, not_after))) = (&self.1, certs::validity(crt)) {
+            metrics.set_webhook_certificate_expiry(not_after.unix_timestamp());
+        }
         Ok(())
     }
 }
