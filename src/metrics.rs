@@ -607,6 +607,16 @@ impl Metrics {
             .set(saturating_i64(bytes as usize));
     }
 
+    /// What is owed, for the Cluster object: (notes pending, events buffered, the webhook certificate's expiry
+    /// in Unix seconds or 0 when none is served).
+    pub fn owed(&self) -> (i64, i64, i64) {
+        (
+            self.outcomes_pending.get(),
+            self.event_buffer_occupancy.get(),
+            self.fleet.webhook_certificate_expiry.get(),
+        )
+    }
+
     pub fn set_webhook_certificate_expiry(&self, unix_seconds: i64) {
         self.fleet.webhook_certificate_expiry.set(unix_seconds);
     }

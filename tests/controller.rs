@@ -18,6 +18,7 @@ use vworkspace_operator::api::{
 };
 use vworkspace_operator::controller::run::{LeaseSettings, Operator, OperatorConfig};
 use vworkspace_operator::git::policy::TrustPolicy;
+use vworkspace_operator::trace::cluster::StatusOptions;
 use vworkspace_operator::trace::{self, OriginInfo, RepoOptions, Target};
 
 const APPROVAL_KEY: &[u8] = b"test-approval-secret";
@@ -515,6 +516,29 @@ async fn signed_intent_reaches_ready_with_a_note_and_a_posted_event() {
     assert!(json["conditions"][0]["type"].as_str().is_some(), "{json}");
     let text = trace::text::text(&t);
     assert!(text.contains("nothing: it is Ready"), "{text}");
+    // `status`: the cluster at a glance (the owed notes as the Cluster object says once the note is pushed).
+    let opts = StatusOptions {
+        cluster_id: Some(env.cluster.clone()),
+        policy: env.trace_repo().policy,
+    };
+    let st = eventually("status with no notes owed", || async {
+        let st = trace::cluster::collect(env.client.clone(), &opts)
+            .await
+            .unwrap();
+        (st.notes_pending == Some(0)).then_some(st)
+    })
+    .await;
+    assert_eq!(st.mode, "gitops");
+    assert!(st.view.starts_with(commit.as_str()), "{st:?}");
+    assert_eq!(st.intents["ApplicationInstance"]["ready"], 1, "{st:?}");
+    assert!(st.refusals.is_empty(), "{st:?}");
+    assert_eq!(st.policy.as_ref().unwrap().ssh_signers.len(), 1, "{st:?}");
+    let text = trace::cluster::text(&st);
+    assert!(text.contains("Latest refusals\n  none"), "{text}");
+    assert_eq!(
+        serde_json::to_value(&st).unwrap()["clusterId"],
+        env.cluster.as_str()
+    );
     operator.stop().await;
 }
 
@@ -679,6 +703,24 @@ async fn a_fresh_operator_acts_on_the_verified_revision_before_an_untrusted_head
         );
     }
     assert!(trace::text::text(&t).contains("Not shown (no access, or not served)"));
+    // `status` lists the refusals, newest first.
+    let opts = StatusOptions {
+        cluster_id: Some(env.cluster.clone()),
+        policy: None,
+    };
+    let st = trace::cluster::collect(env.client.clone(), &opts)
+        .await
+        .unwrap();
+    let names: Vec<&str> = st.refusals.iter().map(|r| r.name.as_str()).collect();
+    assert!(
+        names.contains(&"sneaky") && names.contains(&"good"),
+        "{st:?}"
+    );
+    assert!(
+        st.refusals.iter().all(|r| r.reason == "UnsignedCommit"),
+        "{st:?}"
+    );
+    assert_eq!(st.intents["ApplicationInstance"]["blocked"], 2, "{st:?}");
     operator.stop().await;
 }
 

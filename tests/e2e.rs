@@ -798,6 +798,31 @@ async fn signed_intents_are_installed_by_flux_upgraded_and_removed_through_git()
         text.contains("What to do next") && text.contains(&missing),
         "{text}"
     );
+    // `kubectl vwo status`: the Flux Kustomization of the cluster path is read against the verified view.
+    let status: Value = serde_json::from_str(&env.kubectl_vwo(&[
+        "status",
+        "--cluster-id",
+        &env.cluster,
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    assert_eq!(status["mode"], "gitops", "{status}");
+    assert!(
+        status["flux"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["kind"] == "Kustomization"),
+        "{status}"
+    );
+    assert!(
+        status["intents"]["ApplicationInstance"]["not_ready"]
+            .as_u64()
+            .unwrap()
+            >= 1,
+        "{status}"
+    );
     eventually("Failed notes for the missing version", 60, &env, || async {
         let notes = env.notes(&missing);
         ["web", "docs"]

@@ -10,6 +10,7 @@ pub mod notes;
 pub mod render;
 pub mod run;
 pub mod sign_job;
+pub mod status;
 pub mod trace;
 pub mod verify;
 
@@ -96,6 +97,8 @@ pub enum Command {
     Verify(verify::Args),
     /// Follow one intent from its source to its release: why it is (not) running, and what to do next.
     Trace(trace::Args),
+    /// The cluster at a glance: connectivity, the verified view, the policy, intents, refusals, what is owed.
+    Status(status::Args),
 }
 
 /// Run a parsed command line.
@@ -111,6 +114,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::SignIntent(args) => sign_job::run_intent(args),
         Command::Run(args) => run::run(*args),
         Command::Trace(args) => trace::run(args),
+        Command::Status(args) => status::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

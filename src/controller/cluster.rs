@@ -135,9 +135,12 @@ pub fn cluster_conditions(
 }
 
 /// Bring the Cluster object up to date (create it if missing). Writes only when something changed.
+/// `owed`: (notes pending, events buffered, the webhook certificate's expiry in Unix seconds or 0), from the
+/// metrics.
 pub async fn sync(
     ctx: &Arc<Context>,
     control_plane: &ControlPlaneState,
+    owed: (i64, i64, i64),
 ) -> Result<(), kube::Error> {
     let api: Api<Cluster> = Api::all(ctx.client.clone());
     let name = ctx.settings.cluster_id.clone();
@@ -200,6 +203,13 @@ pub async fn sync(
     next.observed_token = report.observed_token.clone();
     next.credential_status = report.credential_status.clone();
     next.credentials_secret_ref = report.credentials_secret_ref.clone();
+    let (notes, events, expiry) = owed;
+    next.notes_pending = Some(notes);
+    next.events_pending = Some(events);
+    next.webhook_certificate_expiry = jiff::Timestamp::from_second(expiry)
+        .ok()
+        .filter(|_| expiry > 0)
+        .map(|t| t.to_string());
     if next == current {
         return Ok(());
     }

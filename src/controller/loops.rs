@@ -127,7 +127,7 @@ pub(super) async fn cluster(
             .as_deref()
             .map(control_plane_state)
             .unwrap_or_default();
-        if let Err(e) = cluster::sync(&ctx, &cp).await {
+        if let Err(e) = cluster::sync(&ctx, &cp, metrics.owed()).await {
             warn!(error = %e, "updating the Cluster object failed");
         }
         metrics.set_managed_namespaces(count_gated(&ctx).await);

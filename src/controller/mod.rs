@@ -10,7 +10,7 @@ pub mod context;
 mod controllers;
 pub mod engine_state;
 pub mod finalize;
-mod fleet;
+pub mod fleet;
 mod loops;
 pub mod operation;
 pub mod run;

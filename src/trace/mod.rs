@@ -1,9 +1,12 @@
+//! Read-only views of the cluster for people: `trace` (one intent) and `status` ([`cluster`]: the cluster).
+//!
 //! `trace KIND/NAMESPACE/NAME`: why an intent is (not) running, top to bottom — where it came from and how that
 //! was proven, the verdict and conditions with how long each has held, what was rendered and its live state, the
 //! outcome records (git notes, Events), and what to do next. It reads the cluster with whatever the caller may
 //! read (a namespace reader's RBAC is enough; what it may not read is listed, never fatal) and, when given, the
 //! cluster repo. The collection ([`collect`]) does the I/O; [`text`] and the JSON form are pure.
 
+pub mod cluster;
 mod origin;
 mod read;
 pub mod remedy;

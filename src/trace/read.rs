@@ -65,6 +65,23 @@ impl Reader {
         }
     }
 
+    /// The objects of a kind everywhere with a label selector; empty when they cannot be listed (then written
+    /// down).
+    pub async fn list_labelled(
+        &mut self,
+        api_version: &str,
+        kind: &str,
+        labels: &str,
+    ) -> Vec<Value> {
+        self.list_with(
+            api_version,
+            kind,
+            None,
+            ListParams::default().labels(labels),
+        )
+        .await
+    }
+
     /// The objects of a kind (in `ns`, or everywhere), optionally by field selector; empty when they cannot be
     /// listed (then written down).
     pub async fn list(
@@ -73,6 +90,20 @@ impl Reader {
         kind: &str,
         ns: Option<&str>,
         fields: Option<&str>,
+    ) -> Vec<Value> {
+        let mut params = ListParams::default();
+        if let Some(f) = fields {
+            params = params.fields(f);
+        }
+        self.list_with(api_version, kind, ns, params).await
+    }
+
+    async fn list_with(
+        &mut self,
+        api_version: &str,
+        kind: &str,
+        ns: Option<&str>,
+        params: ListParams,
     ) -> Vec<Value> {
         let what = match ns {
             Some(ns) => format!("{kind} in {ns}"),
@@ -98,10 +129,6 @@ impl Reader {
             Some(ns) => Api::namespaced_with(self.client.clone(), ns, &ar),
             None => Api::all_with(self.client.clone(), &ar),
         };
-        let mut params = ListParams::default().limit(500);
-        if let Some(f) = fields {
-            params = params.fields(f);
-        }
         match api.list(&params).await {
             Ok(list) => list
                 .items

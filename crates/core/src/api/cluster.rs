@@ -157,6 +157,15 @@ pub struct ClusterStatus {
     /// The first 16 hex digits of the SHA-256 of the token in use (never the token).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_token: Option<String>,
+    /// Outcome records (git notes) written but not yet on the remote (added by this project).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notes_pending: Option<i64>,
+    /// Condition changes waiting to be posted to the control plane (added by this project).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events_pending: Option<i64>,
+    /// When the admission webhook's serving certificate expires, RFC 3339 (added by this project).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_certificate_expiry: Option<String>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
