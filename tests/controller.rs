@@ -57,6 +57,23 @@ async fn env(name: &str) -> Env {
 }
 
 impl Env {
+    /// The operator with its metrics and health endpoints on free ports, after one signed intent is published
+    /// (the cluster path must exist: a path missing from the repo is a misconfiguration that blocks,
+    /// `ClusterPathMissing`, never "nothing to run", so the source check would not pass).
+    async fn start_with_admin(&self) -> Operator {
+        self.publish(
+            "applicationinstance-app.yaml",
+            &self.app_yaml("app", "1.0.0", ""),
+            true,
+        );
+        let mut config = self.config(None);
+        config.admin = Some((
+            "127.0.0.1:0".parse().unwrap(),
+            "127.0.0.1:0".parse().unwrap(),
+        ));
+        Operator::start(self.client.clone(), config).await.unwrap()
+    }
+
     /// `trace`'s target for an ApplicationInstance of this test.
     fn target(&self, name: &str) -> Target {
         Target::parse(&format!("ApplicationInstance/{}/{name}", self.ns)).unwrap()
@@ -754,17 +771,7 @@ fn promql_metrics(expr: &str) -> Vec<String> {
 #[tokio::test]
 async fn the_charts_dashboard_and_alerts_use_only_metrics_the_operator_serves() {
     let env = env("dashboards").await;
-    env.publish(
-        "applicationinstance-app.yaml",
-        &env.app_yaml("app", "1.0.0", ""),
-        true,
-    );
-    let mut config = env.config(None);
-    config.admin = Some((
-        "127.0.0.1:0".parse().unwrap(),
-        "127.0.0.1:0".parse().unwrap(),
-    ));
-    let operator = Operator::start(env.client.clone(), config).await.unwrap();
+    let operator = env.start_with_admin().await;
     let (metrics_addr, _) = operator.admin_addrs.unwrap();
     let text = eventually("/metrics with the fleet gauges", || async {
         let body = reqwest::get(format!("http://{metrics_addr}/metrics"))
@@ -874,19 +881,7 @@ async fn the_charts_dashboard_and_alerts_use_only_metrics_the_operator_serves() 
 #[tokio::test]
 async fn the_operator_reports_ready_once_its_caches_synced() {
     let env = env("readyz").await;
-    // The cluster path must exist: a path missing from the repo is a misconfiguration that blocks
-    // (ClusterPathMissing), never "nothing to run", so the source check would not pass.
-    env.publish(
-        "applicationinstance-app.yaml",
-        &env.app_yaml("app", "1.0.0", ""),
-        true,
-    );
-    let mut config = env.config(None);
-    config.admin = Some((
-        "127.0.0.1:0".parse().unwrap(),
-        "127.0.0.1:0".parse().unwrap(),
-    ));
-    let operator = Operator::start(env.client.clone(), config).await.unwrap();
+    let operator = env.start_with_admin().await;
     let (_, health) = operator.admin_addrs.unwrap();
     // Every check passes: crds, source, and caches-synced (which waits on the controllers' stores).
     eventually("/readyz 200", || async {

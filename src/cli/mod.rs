@@ -101,6 +101,50 @@ pub enum Command {
     Status(status::Args),
 }
 
+/// How `trace` and `status` print.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ViewOutput {
+    Text,
+    Json,
+}
+
+/// Collect a read-only view of the cluster (`trace`, `status`) with a client of `$KUBECONFIG` (or the Pod's
+/// account) and print it: text or JSON, exit 0; when it cannot be collected, the reason on stderr, exit 1.
+fn show_view<T, F, Fut>(
+    output: ViewOutput,
+    text: fn(&T) -> String,
+    collect: F,
+) -> anyhow::Result<u8>
+where
+    T: serde::Serialize,
+    F: FnOnce(kube::Client) -> Fut,
+    Fut: Future<Output = anyhow::Result<T>>,
+{
+    crate::report::install_crypto_provider();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let view = rt.block_on(async {
+        let client = kube::Client::try_default()
+            .await
+            .map_err(|e| anyhow::anyhow!("connecting to the API server: {e}"))?;
+        collect(client).await
+    });
+    match view {
+        Ok(v) => {
+            match output {
+                ViewOutput::Json => println!("{}", serde_json::to_string_pretty(&v)?),
+                ViewOutput::Text => print!("{}", text(&v)),
+            }
+            Ok(EXIT_OK)
+        }
+        Err(e) => {
+            eprintln!("error: {}", crate::escape::Lines(format!("{e:#}")));
+            Ok(EXIT_INVALID)
+        }
+    }
+}
+
 /// Run a parsed command line.
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {

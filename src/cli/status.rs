@@ -2,14 +2,8 @@
 
 use std::path::PathBuf;
 
-use super::{EXIT_INVALID, EXIT_OK};
+use super::ViewOutput;
 use crate::trace::cluster::StatusOptions;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Output {
-    Text,
-    Json,
-}
 
 /// The cluster at a glance: mode and connectivity, the verified view against Flux, the trust policy, intents by
 /// state and the latest refusals, what is owed, the webhook certificate.
@@ -22,34 +16,15 @@ pub struct Args {
     #[arg(long, value_name = "FILE", env = "VWORKSPACE_POLICY")]
     pub policy: Option<PathBuf>,
     #[arg(long, short, value_enum, default_value = "text")]
-    pub output: Output,
+    pub output: ViewOutput,
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
-    crate::report::install_crypto_provider();
     let opts = StatusOptions {
         cluster_id: args.cluster_id,
         policy: args.policy,
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let status = rt.block_on(async {
-        let client = kube::Client::try_default()
-            .await
-            .map_err(|e| anyhow::anyhow!("connecting to the API server: {e}"))?;
+    super::show_view(args.output, crate::trace::cluster::text, async |client| {
         crate::trace::cluster::collect(client, &opts).await
-    });
-    let status = match status {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {}", crate::escape::Lines(format!("{e:#}")));
-            return Ok(EXIT_INVALID);
-        }
-    };
-    match args.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&status)?),
-        Output::Text => print!("{}", crate::trace::cluster::text(&status)),
-    }
-    Ok(EXIT_OK)
+    })
 }

@@ -3,14 +3,8 @@
 
 use std::path::PathBuf;
 
-use super::{EXIT_INVALID, EXIT_OK, EXIT_USAGE};
+use super::{EXIT_USAGE, ViewOutput};
 use crate::trace::{RepoOptions, Target};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Output {
-    Text,
-    Json,
-}
 
 /// Follow one intent from its source to its release, and say what to do next.
 #[derive(Debug, clap::Args)]
@@ -24,7 +18,7 @@ pub struct Args {
     #[arg(long, value_name = "FILE", env = "VWORKSPACE_POLICY")]
     pub policy: Option<PathBuf>,
     #[arg(long, short, value_enum, default_value = "text")]
-    pub output: Output,
+    pub output: ViewOutput,
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
@@ -35,30 +29,11 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             return Ok(EXIT_USAGE);
         }
     };
-    crate::report::install_crypto_provider();
     let repo = RepoOptions {
         repo: args.repo,
         policy: args.policy,
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let trace = rt.block_on(async {
-        let client = kube::Client::try_default()
-            .await
-            .map_err(|e| anyhow::anyhow!("connecting to the API server: {e}"))?;
+    super::show_view(args.output, crate::trace::text::text, async |client| {
         crate::trace::collect(client, &target, &repo).await
-    });
-    let trace = match trace {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("error: {}", crate::escape::Lines(format!("{e:#}")));
-            return Ok(EXIT_INVALID);
-        }
-    };
-    match args.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&trace)?),
-        Output::Text => print!("{}", crate::trace::text::text(&trace)),
-    }
-    Ok(EXIT_OK)
+    })
 }
