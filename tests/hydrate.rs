@@ -822,3 +822,53 @@ fn the_argocd_engine_hydrates_applications_and_their_projects() {
         "{app}"
     );
 }
+
+/// The trust policy's `charts` section in hydrate: a chart under a key rule is hydrated with the
+/// OCIRepository's `verify` and the Secret of keys beside it; a chart no rule covers is refused.
+#[test]
+fn chart_trust_hydrates_verification_and_refuses_uncovered_charts() {
+    let fx = Fx::new();
+    fx.write_app("cloud", "team-a", "6.6.4");
+    fx.signed("one app");
+    let key = "-----BEGIN PUBLIC KEY-----\n\
+        MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEe/FgJb/9Qsb+1rObZAHvtYgW+O/4\n\
+        tW2YR2J74p91ZJ3eGAlr12GjU1CawDQVV8ApBK2l/aJwzn7nAET3FJHK6A==\n\
+        -----END PUBLIC KEY-----\n";
+    let with_charts = |prefix: &str| {
+        let text = format!(
+            "{}charts:\n  rules:\n    - prefix: {prefix}\n      cosignKeys:\n        - name: release\n          key: {key:?}\n",
+            policy_yaml(&[&fx.alice], "range")
+        );
+        TrustPolicy::from_yaml(&text).unwrap()
+    };
+    let mut options = fx.options("w-charts");
+    options.policy = with_charts("oci://ghcr.io/nextcloud");
+    let report = hydrate_once(&options).unwrap();
+    assert!(report.ok(), "{report}");
+    let out = report.output_commit.clone().expect("an output commit");
+    let files = fx.files(&out, "team-a/");
+    let secret = files
+        .iter()
+        .find(|f| f.starts_with("team-a/secret-cloud-cosign-"))
+        .unwrap_or_else(|| panic!("no keys Secret in {files:?}"));
+    let oci = fx.bare(&["show", &format!("{out}:team-a/ocirepository-cloud.yaml")]);
+    let secret_name = secret
+        .trim_start_matches("team-a/secret-")
+        .trim_end_matches(".yaml");
+    assert!(
+        oci.contains("provider: cosign") && oci.contains(secret_name),
+        "{oci}"
+    );
+
+    // A policy whose rules cover another registry: the chart is refused, nothing new is committed.
+    let mut options = fx.options("w-charts-refused");
+    options.policy = with_charts("oci://registry.example.com");
+    let report = hydrate_once(&options).unwrap();
+    assert!(!report.ok(), "{report}");
+    assert!(
+        report
+            .to_string()
+            .contains("no rule of the trust policy's charts section covers"),
+        "{report}"
+    );
+}
