@@ -55,10 +55,12 @@ pub fn installed_digest(helm_release: Option<&Value>) -> Option<&str> {
         .filter(|d| !d.is_empty())
 }
 
-/// Ready=True of a chart that had to be signed says which bytes run and who signed them.
+/// Ready=True of a chart that had to be signed says which bytes run and who signed them, once the source has
+/// verified its current generation (after a policy change, until source-controller verified again, it says so).
 pub(super) fn with_verified(
     conds: &mut [Cond],
     helm_release: Option<&Value>,
+    source: Option<&Value>,
     signature: &ChartSignature,
 ) {
     let Some(ready) = conds
@@ -67,11 +69,23 @@ pub(super) fn with_verified(
     else {
         return;
     };
+    let verified = source.is_some_and(|src| {
+        child_condition(src, "SourceVerified")
+            .is_some_and(|c| field(c, "status") == "True" && of_current_generation(src, c))
+    });
     let digest = installed_digest(helm_release).unwrap_or("(digest not reported)");
-    ready.message = format!(
-        "{}; chart {digest} verified, signed by {}",
-        ready.message, signature.expected
-    );
+    ready.message = if verified {
+        format!(
+            "{}; chart {digest} verified, signed by {}",
+            ready.message, signature.expected
+        )
+    } else {
+        format!(
+            "{}; chart {digest}: source-controller has not yet verified the signature of the current \
+             source (expected: {})",
+            ready.message, signature.expected
+        )
+    };
 }
 
 /// The first `sha256:<64 hex>` in a message (source-controller names the digest it verified).
@@ -129,16 +143,31 @@ mod tests {
     fn ready_says_which_digest_runs_and_who_signed_it() {
         let hr =
             json!({"status": {"history": [{"chartVersion": "1.0.0", "ociDigest": "sha256:ff"}]}});
-        let mut conds = vec![Cond::new(
-            types::READY,
-            "True",
-            reasons::HELM_RELEASE_READY,
-            "Helm install succeeded",
-        )];
-        with_verified(&mut conds, Some(&hr), &signature());
+        let src = json!({"metadata": {"generation": 2}, "status": {"conditions": [
+            {"type": "SourceVerified", "status": "True", "reason": "Succeeded", "observedGeneration": 2}]}});
+        let ready = || {
+            vec![Cond::new(
+                types::READY,
+                "True",
+                reasons::HELM_RELEASE_READY,
+                "Helm install succeeded",
+            )]
+        };
+        let mut conds = ready();
+        with_verified(&mut conds, Some(&hr), Some(&src), &signature());
         assert_eq!(
             conds[0].message,
             "Helm install succeeded; chart sha256:ff verified, signed by cosign key release (SHA256:abc)"
+        );
+        // The source's spec changed (a key removed): not verified for its current generation yet.
+        let mut stale = src.clone();
+        stale["metadata"]["generation"] = json!(3);
+        let mut conds = ready();
+        with_verified(&mut conds, Some(&hr), Some(&stale), &signature());
+        assert!(
+            conds[0].message.contains("has not yet verified"),
+            "{}",
+            conds[0].message
         );
     }
 }

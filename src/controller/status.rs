@@ -39,7 +39,7 @@ pub fn release_conditions(
             }
             let mut conds = application_conditions(desired_version, release, source);
             if let Some(sig) = signature {
-                super::chart_trust::with_verified(&mut conds, release, sig);
+                super::chart_trust::with_verified(&mut conds, release, source, sig);
             }
             conds
         }

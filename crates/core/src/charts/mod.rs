@@ -221,10 +221,17 @@ impl ChartRule {
 }
 
 /// The chart's reference as rules see it: `<url>/<name>` (`oci://host/charts/podinfo`,
-/// `https://charts.example.com/podinfo`), scheme and host in lower case.
+/// `https://charts.example.com/podinfo`), scheme and host in lower case. An OCI URL that already ends with the
+/// chart's name is the chart's repository itself (what the OCIRepository pulls), as the renderer has it.
 pub fn chart_reference(chart: &ChartSpec) -> String {
     let url = chart.url.trim_end_matches('/');
-    lower_authority(&format!("{url}/{}", chart.name))
+    let named = chart.source_type == ChartSourceType::Oci
+        && url.rsplit('/').next() == Some(chart.name.as_str());
+    if named {
+        lower_authority(url)
+    } else {
+        lower_authority(&format!("{url}/{}", chart.name))
+    }
 }
 
 /// Whether `prefix` covers `reference`: equal, or followed by `/` (whole path components: a rule for

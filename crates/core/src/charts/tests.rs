@@ -197,3 +197,19 @@ fn the_cell_says_whether_a_new_trust_differs() {
     assert!(!cell.set(trust.clone()));
     assert_eq!(*cell.get(), trust);
 }
+
+#[test]
+fn an_oci_url_that_names_the_chart_is_the_charts_own_reference() {
+    assert_eq!(
+        chart_reference(&chart("oci", "oci://Reg.example/charts/wiki", "wiki")),
+        "oci://reg.example/charts/wiki"
+    );
+    assert_eq!(
+        chart_reference(&chart("oci", "oci://reg.example/charts/", "wiki")),
+        "oci://reg.example/charts/wiki"
+    );
+    assert_eq!(
+        chart_reference(&chart("helm", "https://charts.example/wiki", "wiki")),
+        "https://charts.example/wiki/wiki"
+    );
+}
