@@ -420,11 +420,6 @@ pub fn text(s: &ClusterStatusView) -> String {
     line(&mut out, "notes", &n(s.notes_pending));
     line(&mut out, "events", &n(s.events_pending));
     line(&mut out, "webhook cert", &s.webhook_certificate_expiry);
-    if !s.unreadable.is_empty() {
-        out.push_str("\nNot shown (no access, or not served)\n");
-        for u in &s.unreadable {
-            let _ = writeln!(out, "  {}", Esc(u));
-        }
-    }
+    super::text::not_shown(&mut out, &s.unreadable);
     out
 }

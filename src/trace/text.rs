@@ -221,13 +221,18 @@ pub fn text(t: &Trace) -> String {
         );
         let _ = writeln!(out, "    $ {}", Esc(&n.command));
     }
-    if !t.unreadable.is_empty() {
+    not_shown(&mut out, &t.unreadable);
+    out
+}
+
+/// The closing section of a view: what could not be read, and why.
+pub(super) fn not_shown(out: &mut String, unreadable: &[String]) {
+    if !unreadable.is_empty() {
         out.push_str("\nNot shown (no access, or not served)\n");
-        for u in &t.unreadable {
+        for u in unreadable {
             let _ = writeln!(out, "  {}", Esc(u));
         }
     }
-    out
 }
 
 #[cfg(test)]
