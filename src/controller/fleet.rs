@@ -125,19 +125,33 @@ async fn flux_applied(ctx: &Context) -> Option<String> {
         .ok()??;
     let api: Api<DynamicObject> = Api::all_with(ctx.client.clone(), &ar);
     let list = api.list(&ListParams::default()).await.ok()?;
-    let wanted = format!("clusters/{}", ctx.settings.cluster_id);
     list.items.into_iter().find_map(|ks| {
         let ks = serde_json::to_value(ks).ok()?;
-        let path = ks.pointer("/spec/path")?.as_str()?;
-        let path = path.trim_start_matches("./").trim_end_matches('/');
-        if path != wanted && !wanted.starts_with(&format!("{path}/")) {
+        let path = ks
+            .pointer("/spec/path")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if !applies_cluster_path(path, &ctx.settings.cluster_id) {
             return None;
         }
         let applied = ks
             .pointer("/status/lastAppliedRevision")
             .and_then(Value::as_str)?;
-        applied.rsplit(':').next().map(str::to_string)
+        Some(applied_commit(applied).to_string())
     })
+}
+
+/// Whether a Kustomization with `path` applies the cluster path `clusters/<id>`: the path itself or a folder
+/// above it (`./` is the whole repo).
+pub fn applies_cluster_path(path: &str, cluster_id: &str) -> bool {
+    let wanted = format!("clusters/{cluster_id}");
+    let path = path.trim_start_matches("./").trim_end_matches('/');
+    path.is_empty() || path == wanted || wanted.starts_with(&format!("{path}/"))
+}
+
+/// The commit of a Flux revision (`main@sha1:<commit>`, or a bare commit).
+pub fn applied_commit(revision: &str) -> &str {
+    revision.rsplit(':').next().unwrap_or(revision)
 }
 
 /// The resident set of this process (`VmRSS` of `/proc/self/status`), in bytes.
@@ -183,5 +197,16 @@ mod tests {
             [("ready", 2), ("blocked", 1)]
         );
         assert!(resident_memory().is_some_and(|b| b > 0));
+        for (path, applies) in [
+            ("./clusters/prod", true),
+            ("clusters/prod/", true),
+            ("./clusters", true),
+            ("./", true),
+            ("./clusters/prod-2", false),
+            ("./clusters/pro", false),
+        ] {
+            assert_eq!(applies_cluster_path(path, "prod"), applies, "{path}");
+        }
+        assert_eq!(applied_commit("main@sha1:abc"), "abc");
     }
 }

@@ -185,7 +185,7 @@ fn flux_vs_view(view: &str, flux: &[FluxInfo]) -> String {
     let applied: Vec<&str> = flux
         .iter()
         .filter(|f| f.kind == "Kustomization" && !f.revision.is_empty())
-        .map(|f| f.revision.rsplit(':').next().unwrap_or(""))
+        .map(|f| crate::controller::fleet::applied_commit(&f.revision))
         .collect();
     match applied.as_slice() {
         [] => "unknown (no Kustomization of the cluster path readable)".into(),
@@ -264,54 +264,52 @@ async fn policy(
     cluster: &Value,
     opts: &StatusOptions,
 ) -> Option<PolicySummary> {
-    {
-        if let Some(path) = &opts.policy {
-            return match TrustPolicy::load(path) {
-                Ok(p) => Some(summary(&p, path.display().to_string())),
-                Err(e) => {
-                    reader
-                        .unreadable
-                        .push(format!("trust policy {}: {e}", path.display()));
-                    None
-                }
-            };
-        }
-        let ns = match str_at(cluster, "/status/credentialsSecretRef/namespace") {
-            "" => "vworkspace-system",
-            n => n,
-        };
-        let secret = reader
-            .get("v1", "Secret", ns, "vworkspace-trust-policy")
-            .await?;
-        let text = secret
-            .pointer("/data/policy.yaml")
-            .and_then(Value::as_str)
-            .and_then(|b| {
-                use base64::Engine as _;
-                base64::engine::general_purpose::STANDARD.decode(b).ok()
-            })
-            .and_then(|b| String::from_utf8(b).ok())?;
-        let changed = secret
-            .pointer("/metadata/managedFields")
-            .and_then(Value::as_array)
-            .and_then(|m| {
-                m.iter()
-                    .filter_map(|f| f.get("time").and_then(Value::as_str))
-                    .max()
-            })
-            .unwrap_or("?")
-            .to_string();
-        match TrustPolicy::from_yaml(&text) {
-            Ok(p) => Some(summary(
-                &p,
-                format!("Secret {ns}/vworkspace-trust-policy, last changed {changed}"),
-            )),
+    if let Some(path) = &opts.policy {
+        return match TrustPolicy::load(path) {
+            Ok(p) => Some(summary(&p, path.display().to_string())),
             Err(e) => {
                 reader
                     .unreadable
-                    .push(format!("the trust policy does not parse: {e}"));
+                    .push(format!("trust policy {}: {e}", path.display()));
                 None
             }
+        };
+    }
+    let ns = match str_at(cluster, "/status/credentialsSecretRef/namespace") {
+        "" => "vworkspace-system",
+        n => n,
+    };
+    let secret = reader
+        .get("v1", "Secret", ns, "vworkspace-trust-policy")
+        .await?;
+    let text = secret
+        .pointer("/data/policy.yaml")
+        .and_then(Value::as_str)
+        .and_then(|b| {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.decode(b).ok()
+        })
+        .and_then(|b| String::from_utf8(b).ok())?;
+    let changed = secret
+        .pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+        .and_then(|m| {
+            m.iter()
+                .filter_map(|f| f.get("time").and_then(Value::as_str))
+                .max()
+        })
+        .unwrap_or("?")
+        .to_string();
+    match TrustPolicy::from_yaml(&text) {
+        Ok(p) => Some(summary(
+            &p,
+            format!("Secret {ns}/vworkspace-trust-policy, last changed {changed}"),
+        )),
+        Err(e) => {
+            reader
+                .unreadable
+                .push(format!("the trust policy does not parse: {e}"));
+            None
         }
     }
 }

@@ -310,12 +310,8 @@ async fn flux_objects(reader: &mut Reader, cluster_id: &str) -> Vec<FluxInfo> {
     if cluster_id.is_empty() {
         return out;
     }
-    let wanted = format!("clusters/{cluster_id}");
     for ks in reader.list(KS, "Kustomization", None, None).await {
-        let path = str_at(&ks, "/spec/path")
-            .trim_start_matches("./")
-            .trim_end_matches('/');
-        if path != wanted && !wanted.starts_with(&format!("{path}/")) && !path.is_empty() {
+        if !crate::controller::fleet::applies_cluster_path(str_at(&ks, "/spec/path"), cluster_id) {
             continue;
         }
         let ns = str_at(&ks, "/metadata/namespace").to_string();
