@@ -37,6 +37,9 @@
 //! - `vworkspace_operator_resident_memory_bytes`: the process's resident set (Linux `/proc/self/statm`).
 //! - `vworkspace_operator_webhook_certificate_expiry_timestamp_seconds`: when the admission webhook's serving
 //!   certificate expires (Unix time).
+//! - `vworkspace_operator_outcome_delivery_seconds{channel}`: histogram of the time from an outcome being
+//!   observed (the note record's or event's timestamp) to its confirmed delivery, `channel` = notes (seen on the
+//!   remote's notes ref) | events (accepted by the control plane), buckets 0.1 s … 1 h.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -147,6 +150,13 @@ label_enum!(
     }
 );
 label_enum!(
+    /// The `channel` label of `outcome_delivery_seconds`.
+    Channel {
+        Notes => "notes",
+        Events => "events",
+    }
+);
+label_enum!(
     /// The `reason` label of `events_dropped_total`.
     DropReason {
         Overflow => "overflow",
@@ -206,6 +216,20 @@ struct PostLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ChannelLabels {
+    channel: Channel,
+}
+
+/// Buckets of `outcome_delivery_seconds`: a batch window and one push at best, an outage at worst.
+pub const DELIVERY_BUCKETS: [f64; 12] = [
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
+];
+
+fn delivery_histogram() -> Histogram {
+    Histogram::new(DELIVERY_BUCKETS)
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DropLabels {
     reason: DropReason,
 }
@@ -262,6 +286,7 @@ pub struct Metrics {
     applied_jobs_total: Family<JobOutcomeLabels, Counter>,
     pull_job_lag: Histogram,
     credential_age: Gauge,
+    outcome_delivery: Family<ChannelLabels, Histogram, fn() -> Histogram>,
     fleet: FleetGauges,
 }
 
@@ -434,8 +459,17 @@ impl Metrics {
             Unit::Seconds,
             credential_age.clone(),
         );
+        let outcome_delivery: Family<ChannelLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(delivery_histogram as fn() -> Histogram);
+        registry.register_with_unit(
+            "outcome_delivery",
+            "Time from an outcome observed to its confirmed delivery, by channel (git notes, control-plane events)",
+            Unit::Seconds,
+            outcome_delivery.clone(),
+        );
         let fleet = FleetGauges::register(&mut registry);
         let metrics = Self {
+            outcome_delivery,
             registry: Arc::new(registry),
             fleet,
             applied_jobs_total,
@@ -484,6 +518,11 @@ impl Metrics {
             let _ = self
                 .events_dropped_total
                 .get_or_create(&DropLabels { reason });
+        }
+        for &channel in Channel::ALL {
+            let _ = self
+                .outcome_delivery
+                .get_or_create(&ChannelLabels { channel });
         }
         for &outcome in JobOutcome::ALL {
             let _ = self
@@ -658,9 +697,31 @@ impl Metrics {
             .set(i64::try_from(age.as_secs()).unwrap_or(i64::MAX));
     }
 
+    /// Outcomes confirmed delivered on `channel`, each with the RFC 3339 time it was observed (a time that
+    /// does not parse, or lies ahead of the clock, counts as 0).
+    pub fn outcomes_delivered<'a>(
+        &self,
+        channel: Channel,
+        observed: impl IntoIterator<Item = &'a str>,
+    ) {
+        let histogram = self
+            .outcome_delivery
+            .get_or_create_owned(&ChannelLabels { channel });
+        let now = jiff::Timestamp::now();
+        for time in observed {
+            let age = time
+                .parse::<jiff::Timestamp>()
+                .ok()
+                .and_then(|t| now.duration_since(t).try_into().ok())
+                .map_or(0.0, |d: Duration| d.as_secs_f64());
+            histogram.observe(age);
+        }
+    }
+
     /// The handles the event poster updates itself.
     pub fn event_metrics(&self) -> EventMetrics {
         EventMetrics {
+            metrics: self.clone(),
             occupancy: self.event_buffer_occupancy.clone(),
             connectivity: self
                 .connectivity_state
@@ -701,6 +762,7 @@ impl Drop for ReconcileTimer {
 /// and dropped events.
 #[derive(Clone, Debug)]
 pub struct EventMetrics {
+    metrics: Metrics,
     occupancy: Gauge,
     connectivity: Gauge,
     posts: Family<PostLabels, Counter>,
@@ -718,6 +780,11 @@ impl EventMetrics {
 
     pub fn post(&self, result: PostResult) {
         self.posts.get_or_create(&PostLabels { result }).inc();
+    }
+
+    /// Events accepted by the control plane, by their timestamps.
+    pub fn delivered<'a>(&self, timestamps: impl IntoIterator<Item = &'a str>) {
+        self.metrics.outcomes_delivered(Channel::Events, timestamps);
     }
 
     pub fn dropped(&self, reason: DropReason, count: usize) {

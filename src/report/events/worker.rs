@@ -172,10 +172,12 @@ impl Worker {
                 inner.stats.buffered = inner.queue.len();
                 inner.queue.len()
             };
-            if sent.dropped
-                && let Some(m) = &self.shared.metrics
-            {
-                m.dropped(DropReason::Rejected, batch.len());
+            if let Some(m) = &self.shared.metrics {
+                if sent.dropped {
+                    m.dropped(DropReason::Rejected, batch.len());
+                } else {
+                    m.delivered(batch.iter().map(|e| e.timestamp.as_str()));
+                }
             }
             self.shared.occupancy(len);
             if len == 0 {

@@ -180,11 +180,14 @@ impl NotesWorker {
                 if w.pending().is_empty() {
                     return Ok(None);
                 }
-                w.flush().map(Some)
+                // When each record was observed: a flush delivers all of them or none.
+                let observed: Vec<String> =
+                    w.pending().iter().map(|e| e.record.time.clone()).collect();
+                w.flush().map(|report| Some((report, observed)))
             })
             .await;
             match result {
-                Ok(Ok(Some(report))) => {
+                Ok(Ok(Some((report, observed)))) => {
                     info!(
                         delivered = report.delivered,
                         pending = report.pending,
@@ -192,6 +195,12 @@ impl NotesWorker {
                     );
                     if let Some(m) = &self.metrics {
                         m.set_outcomes_pending(report.pending);
+                        if report.delivered > 0 {
+                            m.outcomes_delivered(
+                                crate::metrics::Channel::Notes,
+                                observed.iter().map(String::as_str),
+                            );
+                        }
                     }
                 }
                 Ok(Ok(None)) => {}
