@@ -47,6 +47,8 @@ struct Env {
     cluster: String,
     ns: String,
     operator: Option<Child>,
+    /// Where the running operator serves `/metrics` (`host:port`).
+    metrics_addr: String,
     /// The trust policy's `charts` section (YAML, appended to Alice's policy; empty: none).
     charts_policy: String,
     /// Shared use of the stack's Flux controllers, or sole use for a test that stops one (held to the end).
@@ -148,6 +150,7 @@ async fn env_with(name: &str, flux: FluxUse) -> Env {
         ns: format!("{cluster}-apps"),
         cluster,
         operator: None,
+        metrics_addr: format!("127.0.0.1:{}", free_port()),
         charts_policy: String::new(),
         _flux: flux,
     };
@@ -306,7 +309,7 @@ spec:
             .arg(&policy)
             .arg("--state-dir")
             .arg(&state)
-            .arg(format!("--metrics-addr=127.0.0.1:{}", free_port()))
+            .arg(format!("--metrics-addr={}", self.metrics_addr))
             .arg(format!("--health-addr=127.0.0.1:{}", free_port()))
             // The stack's registry and chart repository listen on loopback: allowed explicitly.
             .arg("--allow-chart-host=127.0.0.1");
@@ -1550,6 +1553,32 @@ async fn charts_must_carry_the_signatures_the_trust_policy_names() {
             .then_some(())
     })
     .await;
+    // Both deliveries were timed: the notes seen on the remote, the events accepted by the receiver.
+    for channel in ["notes", "events"] {
+        let series =
+            format!("vworkspace_operator_outcome_delivery_seconds_count{{channel=\"{channel}\"}} ");
+        eventually(
+            &format!("{channel} delivery latency observed"),
+            30,
+            &env,
+            || async {
+                let body = reqwest::get(format!("http://{}/metrics", env.metrics_addr))
+                    .await
+                    .ok()?
+                    .text()
+                    .await
+                    .ok()?;
+                let count: u64 = body
+                    .lines()
+                    .find_map(|l| l.strip_prefix(&series))?
+                    .trim()
+                    .parse()
+                    .ok()?;
+                (count > 0).then_some(())
+            },
+        )
+        .await;
+    }
 
     // The pinned chart's tag is pushed again with other bytes (signed by the same key): Flux never reads the tag,
     // so what runs stays the reviewed digest.
@@ -1618,6 +1647,247 @@ async fn charts_must_carry_the_signatures_the_trust_policy_names() {
     // The signed chart, whose key stays, is still Ready.
     assert!(
         env.has_condition("signed", "Ready", "True", "HelmReleaseReady")
+            .await
+    );
+}
+
+/// `kubectl patch --type=merge` of one HelmRelease of the test's namespace: someone else's edit of a child (what
+/// `flux suspend` or a hand edit does). The operator owns none of these fields, so they stay.
+fn patch_helm_release(env: &Env, name: &str, patch: Value) {
+    kubectl_ok(&[
+        "patch",
+        "-n",
+        &env.ns,
+        "helmrelease",
+        name,
+        "--type=merge",
+        "-p",
+        &patch.to_string(),
+    ]);
+}
+
+/// The HelmRelease and chart-source states Flux writes that the story does not pass through, and those a hand
+/// edit of a child brings, each told as docs/conditions.md's state table says: an artifact helm-controller cannot
+/// load, Flux out of retries, values it cannot compose, a dependency not ready, a suspended HelmRelease, drift
+/// found in `warn` mode. All on the real source- and helm-controller; nothing here writes a status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm_release_states_are_told_as_flux_reports_them() {
+    let mut env = env("states").await;
+    kubectl_ok(&["create", "namespace", &env.ns]);
+    kubectl_ok(&["label", "namespace", &env.ns, "managed-by=vworkspace"]);
+    stack::kubectl_apply(
+        env.tmp.path(),
+        "values-secret.json",
+        &[values_secret(&env.ns, "valued-values", "from a Secret")],
+    );
+    let registry = env.stack.oci_url["oci://".len()..]
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let broken_repo = format!("oci://{registry}/states-{}/broken", env.cluster);
+    cosign::push_unloadable_chart(env.stack, &broken_repo, "1.0.0");
+    let inline = |greeting: &str| format!("{{source: inline, inline: {{greeting: {greeting}}}}}");
+    let broken = env
+        .app_yaml("broken", "oci", "1.0.0", &inline("never loaded"))
+        .replace(
+            &format!("\"{}\"", env.stack.oci_url),
+            &format!("\"{broken_repo}\""),
+        );
+    let held = |version: &str| env.app_yaml("held", "oci", version, &inline("held"));
+    let valued = |secret: &str| {
+        env.app_yaml(
+            "valued",
+            "helm",
+            "1.0.0",
+            &format!("{{source: secretRef, secretRef: {{name: {secret}, key: values.yaml}}}}"),
+        )
+    };
+    let waits = env.app_yaml("waits", "helm", "1.0.0", &inline("waits"));
+    let drifts = env.app_yaml("drifts", "helm", "1.0.0", &inline("as installed"));
+    let fails = env.app_yaml("fails", "oci", "2.0.0", &inline("never installed"));
+    let ns_yaml = env.namespace_yaml();
+    let (held_1, valued_ok) = (held("1.0.0"), valued("valued-values"));
+    let (held_2, valued_missing) = (held("1.1.0"), valued("absent-values"));
+    let commit = env.push(
+        "intents: six states",
+        &[
+            ("namespace.yaml", &ns_yaml),
+            ("applicationinstance-broken.yaml", &broken),
+            ("applicationinstance-held.yaml", &held_1),
+            ("applicationinstance-valued.yaml", &valued_ok),
+            ("applicationinstance-waits.yaml", &waits),
+            ("applicationinstance-drifts.yaml", &drifts),
+            ("applicationinstance-fails.yaml", &fails),
+        ],
+        Some(&env.alice),
+    );
+    let settings = env.install_flux_objects(false);
+    env.start_operator(&settings, None);
+
+    // An artifact helm-controller cannot load: Ready=False/ArtifactFailed on a HelmRelease whose status never
+    // observed a generation. The chart is unreachable, and the note says Failed.
+    let (_, _, message) = eventually("broken: ChartUnreachable", 180, &env, || async {
+        env.condition("broken", "Ready")
+            .await
+            .filter(|(s, r, _)| s == "False" && r == "ChartUnreachable")
+    })
+    .await;
+    assert!(
+        message.contains("ArtifactFailed: Could not load chart"),
+        "{message}"
+    );
+    // Flux out of retries on an install that keeps failing: said, and what retries.
+    let (_, _, message) = eventually("fails: Flux stopped retrying", 240, &env, || async {
+        env.condition("fails", "Ready").await.filter(|(s, r, m)| {
+            s == "False" && r == "HelmReleaseFailed" && m.contains("Flux stopped retrying")
+        })
+    })
+    .await;
+    assert!(
+        message.contains("(RetriesExceeded: Failed to install after 2 attempt(s))"),
+        "{message}"
+    );
+    for name in ["held", "valued", "waits", "drifts"] {
+        eventually(&format!("{name} Ready"), 180, &env, || async {
+            env.has_condition(name, "Ready", "True", "HelmReleaseReady")
+                .await
+                .then_some(())
+        })
+        .await;
+    }
+    eventually("notes for the first commit", 60, &env, || async {
+        (env.has_note(&commit, "broken", "Failed") && env.has_note(&commit, "fails", "Failed"))
+            .then_some(())
+    })
+    .await;
+
+    // A dependency someone added (`dependsOn`, which the operator never renders) that is not there: a wait.
+    patch_helm_release(
+        &env,
+        "waits",
+        json!({"spec": {"dependsOn": [{"name": "absent"}]}}),
+    );
+    let (_, _, message) = eventually("waits: DependencyNotReady", 120, &env, || async {
+        env.condition("waits", "Ready")
+            .await
+            .filter(|(s, r, _)| s == "False" && r == "DependencyNotReady")
+    })
+    .await;
+    assert!(message.contains("absent"), "{message}");
+    patch_helm_release(&env, "waits", json!({"spec": {"dependsOn": null}}));
+    eventually("waits Ready again", 120, &env, || async {
+        env.has_condition("waits", "Ready", "True", "HelmReleaseReady")
+            .await
+            .then_some(())
+    })
+    .await;
+
+    // `flux suspend helmrelease held`, then a commit upgrades it and points valued at a Secret that does not exist.
+    patch_helm_release(&env, "held", json!({"spec": {"suspend": true}}));
+    let second = env.push(
+        "held to 1.1.0; valued from a missing Secret",
+        &[
+            ("applicationinstance-held.yaml", &held_2),
+            ("applicationinstance-valued.yaml", &valued_missing),
+        ],
+        Some(&env.alice),
+    );
+    env.nudge_flux();
+    let (_, _, message) = eventually("held: HelmReleaseSuspended", 180, &env, || async {
+        env.condition("held", "Ready")
+            .await
+            .filter(|(s, r, _)| s == "False" && r == "HelmReleaseSuspended")
+    })
+    .await;
+    assert!(
+        message.contains(&format!("flux resume helmrelease -n {} held", env.ns)),
+        "{message}"
+    );
+    // Values helm-controller cannot compose: failed before any Helm action; what runs is unchanged, not
+    // Degraded; noted Failed on the commit that brought them.
+    let (_, _, message) = eventually("valued: ValuesError", 180, &env, || async {
+        env.condition("valued", "Ready").await.filter(|(s, r, m)| {
+            s == "False" && r == "HelmReleaseFailed" && m.contains("ValuesError")
+        })
+    })
+    .await;
+    assert!(message.contains("no Helm action ran"), "{message}");
+    assert!(
+        env.has_condition("valued", "Degraded", "False", "Recovered")
+            .await
+    );
+    assert_eq!(
+        env.installed("valued").await.unwrap()["greeting"],
+        "from a Secret"
+    );
+    eventually("valued noted Failed", 60, &env, || async {
+        env.has_note(&second, "valued", "Failed").then_some(())
+    })
+    .await;
+    // Waiting states are no outcome: neither the dependency nor the suspension was noted.
+    assert!(
+        !env.notes(&commit)
+            .iter()
+            .any(|r| r["name"] == "waits" && r["outcome"] != "Ready")
+    );
+    assert!(!env.notes(&second).iter().any(|r| r["name"] == "held"));
+    patch_helm_release(&env, "held", json!({"spec": {"suspend": false}}));
+    eventually("held Ready at 1.1.0 once resumed", 180, &env, || async {
+        let installed = env.installed("held").await?;
+        (env.has_condition("held", "Ready", "True", "HelmReleaseReady")
+            .await
+            && installed["chartVersion"].as_str()?.starts_with("1.1.0+"))
+        .then_some(())
+    })
+    .await;
+
+    // Drift detection someone turned on in `warn` mode finds a hand edit of what the release installed:
+    // Degraded=True/Drifted, still Ready (the release runs).
+    patch_helm_release(
+        &env,
+        "drifts",
+        json!({"spec": {"driftDetection": {"mode": "warn"}}}),
+    );
+    eventually(
+        "helm-controller observed the drift detection",
+        120,
+        &env,
+        || async {
+            let hr = env.helm_release("drifts").await?;
+            (hr["status"]["observedGeneration"] == hr["metadata"]["generation"]).then_some(())
+        },
+    )
+    .await;
+    kubectl_ok(&[
+        "patch",
+        "-n",
+        &env.ns,
+        "configmap",
+        "drifts-values",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"greeting":"edited by hand"}}"#,
+    ]);
+    let stamp = format!("{:?}", std::time::SystemTime::now());
+    kubectl_ok(&[
+        "annotate",
+        "--overwrite",
+        "-n",
+        &env.ns,
+        "helmrelease",
+        "drifts",
+        &format!("reconcile.fluxcd.io/requestedAt={stamp}"),
+    ]);
+    let (_, _, message) = eventually("drifts: Degraded=True/Drifted", 120, &env, || async {
+        env.condition("drifts", "Degraded")
+            .await
+            .filter(|(s, r, _)| s == "True" && r == "Drifted")
+    })
+    .await;
+    assert!(message.contains("has drifted"), "{message}");
+    assert!(
+        env.has_condition("drifts", "Ready", "True", "HelmReleaseReady")
             .await
     );
 }

@@ -18,7 +18,7 @@ use super::children::Lookup;
 use super::context::{Context, Outcome, delays};
 use super::status::release_conditions;
 use super::trust::{Untrusted, trust};
-use crate::api::conditions::{Cond, merge_conditions};
+use crate::api::conditions::{Cond, FAILED_READY_REASONS, merge_conditions};
 use crate::api::conditions::{reasons, types};
 use crate::api::{
     APP_FINALIZER, AppMode, ApplicationInstance, ApplicationInstanceStatus, AppliedChart, Engine,
@@ -683,10 +683,7 @@ fn record_outcome(app: &ApplicationInstance, ctx: &Context, a: &Applied, conds: 
         // The chart cannot be fetched (a version missing from its repository, a registry refusing): nothing
         // was installed for this generation, and the audit trail says so.
         (Some(r), None)
-            if r.status == "False"
-                && (r.reason == reasons::HELM_RELEASE_FAILED
-                    || r.reason == reasons::CHART_UNREACHABLE
-                    || r.reason == reasons::CHART_UNVERIFIED) =>
+            if r.status == "False" && FAILED_READY_REASONS.contains(&r.reason.as_str()) =>
         {
             ("Failed", r)
         }

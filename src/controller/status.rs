@@ -19,6 +19,23 @@ const CHART_REASONS: &[&str] = &[
     "GetLastReleaseFailed",
 ];
 
+/// Ready=False reasons helm-controller (v1.6.4, `reconcileRelease`) writes when it stops before any Helm action:
+/// values it cannot compose, a chart it cannot mutate, a client it cannot build, a source it may not read. Nothing
+/// was installed, upgraded or rolled back, so what runs is unchanged (not Degraded).
+const PREREQUISITE_REASONS: &[&str] = &[
+    "ValuesError",
+    "ChartMutateError",
+    "RESTClientError",
+    "ResourceManagerError",
+    "FactoryError",
+    "ConfigFactoryErr",
+    "AccessDenied",
+    "InvalidCELExpression",
+];
+
+/// Flux's reason for a HelmRelease waiting on another (`spec.dependsOn`).
+const DEPENDENCY_NOT_READY: &str = "DependencyNotReady";
+
 /// The conditions of an instance from its release child, for the engine that renders it: Flux's
 /// HelmRelease and chart source, or Argo CD's Application.
 /// With `signature` (the trust policy requires the chart to be signed), a failed verification comes first and a
@@ -60,11 +77,9 @@ pub fn application_conditions(
     helm_release: Option<&Value>,
     source: Option<&Value>,
 ) -> Vec<Cond> {
-    if let Some(conds) = source.and_then(source_not_ready) {
-        return conds;
-    }
-    let Some(hr) = helm_release else {
-        return vec![
+    let conds = match (source.and_then(source_not_ready), helm_release) {
+        (Some(conds), _) => conds,
+        (None, None) => vec![
             Cond::new(
                 types::READY,
                 "Unknown",
@@ -78,17 +93,31 @@ pub fn application_conditions(
                 "HelmRelease applied",
             ),
             healthy(),
-        ];
+        ],
+        (None, Some(hr)) => helm_release_conditions(desired_version, hr),
     };
+    match [helm_release, source]
+        .into_iter()
+        .flatten()
+        .find(|o| is_suspended(o))
+    {
+        Some(suspended) => while_suspended(suspended, conds),
+        None => conds,
+    }
+}
+
+/// The conditions from the HelmRelease, its chart source being ready.
+fn helm_release_conditions(desired_version: &str, hr: &Value) -> Vec<Cond> {
     let release = Release::of(hr);
-    match child_condition(hr, "Ready") {
-        // helm-controller stops at the source step without updating `status.observedGeneration`: a chart failure
-        // it reports for the current generation (the condition's own observedGeneration) is the answer, not a
-        // stale status.
+    let conds = match child_condition(hr, "Ready") {
+        // helm-controller leaves `status.observedGeneration` behind whenever it returns without finishing: it
+        // stopped short of a release (a chart it cannot fetch or load, values it cannot compose, a dependency
+        // not ready) or it remediates. A Ready condition it wrote for the current generation (the condition's own
+        // observedGeneration) is then the answer, not the stale status. Ready=True is not: it is only written
+        // with the status.
         Some(ready)
             if release.stale
-                && field(ready, "status") == "False"
-                && CHART_REASONS.contains(&field(ready, "reason"))
+                && field(ready, "status") != "True"
                 && of_current_generation(hr, ready) =>
         {
             release.fold_ready(desired_version, ready)
@@ -98,7 +127,73 @@ pub fn application_conditions(
         }
         None => release.waiting("the HelmRelease reports no Ready condition yet"),
         Some(ready) => release.fold_ready(desired_version, ready),
+    };
+    with_drift(hr, conds)
+}
+
+/// `spec.suspend: true` on a HelmRelease or chart source: Flux does not act on it (`flux suspend`). The operator
+/// renders no `suspend`, so someone else set it.
+fn is_suspended(obj: &Value) -> bool {
+    obj.pointer("/spec/suspend").and_then(Value::as_bool) == Some(true)
+}
+
+/// A suspended child holds the intent where it is: unless it is Ready, it says so instead of waiting forever
+/// (helm-controller writes nothing while suspended, so its status stays at the previous generation).
+fn while_suspended(obj: &Value, mut conds: Vec<Cond>) -> Vec<Cond> {
+    let Some(ready) = conds.iter_mut().find(|c| c.type_ == types::READY) else {
+        return conds;
+    };
+    if ready.status == "True" {
+        return conds;
     }
+    let kind = obj["kind"].as_str().unwrap_or("HelmRelease");
+    let namespace = obj
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let name = obj
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let resume = match kind {
+        "OCIRepository" => "source oci",
+        "HelmRepository" => "source helm",
+        "HelmChart" => "source chart",
+        _ => "helmrelease",
+    };
+    let message = format!(
+        "{kind} {namespace}/{name} is suspended (spec.suspend: true): Flux does not install or upgrade it \
+         until it is resumed (`flux resume {resume} -n {namespace} {name}`); before: {}",
+        ready.message
+    );
+    *ready = Cond::new(
+        types::READY,
+        "False",
+        reasons::HELM_RELEASE_SUSPENDED,
+        message.clone(),
+    );
+    if let Some(r) = conds.iter_mut().find(|c| c.type_ == types::RECONCILING) {
+        *r = Cond::new(types::RECONCILING, "False", reasons::STABLE, message);
+    }
+    conds
+}
+
+/// helm-controller found the cluster drifted from the release (`Drifted=True`: drift detection in `warn` mode, or
+/// while it corrects in `enabled` mode). The operator renders no `driftDetection` (Flux's default: disabled), so
+/// someone turned it on; what it found is the running release's trouble.
+fn with_drift(hr: &Value, mut conds: Vec<Cond>) -> Vec<Cond> {
+    let Some(drift) = child_condition(hr, "Drifted").filter(|c| field(c, "status") == "True")
+    else {
+        return conds;
+    };
+    if let Some(d) = conds
+        .iter_mut()
+        .find(|c| c.type_ == types::DEGRADED && c.status == "False")
+    {
+        let first = field(drift, "message").lines().next().unwrap_or_default();
+        *d = Cond::new(types::DEGRADED, "True", reasons::DRIFTED, first);
+    }
+    conds
 }
 
 /// `Degraded=False`: nothing is wrong with what runs.
@@ -230,7 +325,12 @@ impl<'a> Release<'a> {
         });
         let failure = match status {
             "True" => remediated || reason == "RollbackSucceeded",
-            "False" => !CHART_REASONS.contains(&reason) && reason != "Progressing",
+            "False" => {
+                !CHART_REASONS.contains(&reason)
+                    && !PREREQUISITE_REASONS.contains(&reason)
+                    && reason != DEPENDENCY_NOT_READY
+                    && reason != "Progressing"
+            }
             _ => false,
         };
         // A failure (or rollback) Flux reports for another version than the one wanted now is stale: with an
@@ -275,9 +375,23 @@ impl<'a> Release<'a> {
         }
     }
 
+    /// Flux's message, and that helm-controller stopped retrying when it did (`Stalled=True`, e.g. RetriesExceeded
+    /// once the remediation retries are spent): nothing happens until the intent changes.
+    fn with_stall(&self, flux: String) -> String {
+        match child_condition(self.hr, "Stalled").filter(|c| field(c, "status") == "True") {
+            Some(s) => format!(
+                "{flux}; Flux stopped retrying ({}: {}): a new commit retries",
+                field(s, "reason"),
+                field(s, "message")
+            ),
+            None => flux,
+        }
+    }
+
     /// Flux rolled the release back after a failed upgrade: the previous release runs.
     fn rolled_back(&self, desired_version: &str, flux: &str) -> Vec<Cond> {
         let at = self.history_version.clone().unwrap_or_default();
+        let flux = self.with_stall(flux.to_string());
         vec![
             Cond::new(
                 types::READY,
@@ -346,6 +460,31 @@ impl<'a> Release<'a> {
                 healthy(),
             ];
         }
+        if reason == DEPENDENCY_NOT_READY {
+            return vec![
+                Cond::new(types::READY, "False", reasons::DEPENDENCY_NOT_READY, flux),
+                Cond::new(
+                    types::RECONCILING,
+                    "True",
+                    self.in_progress,
+                    "helm-controller retries until its dependencies are Ready",
+                ),
+                healthy(),
+            ];
+        }
+        if PREREQUISITE_REASONS.contains(&reason) {
+            return vec![
+                Cond::new(
+                    types::READY,
+                    "False",
+                    reasons::HELM_RELEASE_FAILED,
+                    format!("{flux} (no Helm action ran: what runs is unchanged)"),
+                ),
+                stable(),
+                healthy(),
+            ];
+        }
+        let flux = self.with_stall(flux);
         match reason {
             "UpgradeFailed" => vec![
                 Cond::new(
@@ -615,6 +754,106 @@ mod tests {
         assert_eq!(
             ready(&application_conditions("2.0.1", Some(&failed), None)),
             ("False", "Upgrading")
+        );
+    }
+    /// States helm-controller v1.6.4 writes without updating `status.observedGeneration` (it returned early), and
+    /// states someone else's edit of the HelmRelease brings (`dependsOn`, `suspend`, `driftDetection`).
+    #[test]
+    fn prerequisites_dependencies_suspension_drift_and_stalls_tell_the_truth() {
+        let lagging = |reason: &str, installed: bool| {
+            let mut h = hr(Some(("False", reason)), Some("1.0.0"), json!([]));
+            if !installed {
+                h["status"]["history"] = json!([]);
+            }
+            h["metadata"]["generation"] = json!(2);
+            h["status"]["conditions"][0]["observedGeneration"] = json!(2);
+            h
+        };
+        let degraded = |c: &[Cond]| {
+            let d = c.iter().find(|c| c.type_ == "Degraded").unwrap();
+            (d.status, d.reason.clone())
+        };
+        // Values that cannot be composed: failed, nothing ran, what runs is unchanged.
+        let c = application_conditions("1.0.0", Some(&lagging("ValuesError", true)), None);
+        assert_eq!(ready(&c), ("False", "HelmReleaseFailed"));
+        assert!(c[0].message.contains("no Helm action ran"), "{:?}", c[0]);
+        assert_eq!(degraded(&c), ("False", "Recovered".to_string()));
+        // A new version with broken values is not "not attempted yet": Flux stopped before the attempt.
+        let mut both = lagging("ValuesError", true);
+        both["status"]["lastAttemptedRevision"] = json!("1.0.0");
+        assert_eq!(
+            ready(&application_conditions("2.0.0", Some(&both), None)),
+            ("False", "HelmReleaseFailed")
+        );
+        // The same condition from the previous generation is not the answer.
+        let mut old = lagging("ValuesError", true);
+        old["status"]["conditions"][0]["observedGeneration"] = json!(1);
+        assert_eq!(
+            ready(&application_conditions("1.0.0", Some(&old), None)),
+            ("Unknown", "Reconciling")
+        );
+        // A dependency not ready: a wait, Flux retries.
+        let c = application_conditions("1.0.0", Some(&lagging("DependencyNotReady", false)), None);
+        assert_eq!(ready(&c), ("False", "DependencyNotReady"));
+        assert!(
+            c.iter()
+                .any(|c| c.type_ == "Reconciling" && c.status == "True")
+        );
+        // Suspended: says so instead of waiting for ever; a Ready release stays Ready.
+        let mut suspended = lagging("ValuesError", true);
+        suspended["status"]["conditions"][0]["observedGeneration"] = json!(1);
+        suspended["spec"] = json!({"suspend": true});
+        suspended["metadata"]["namespace"] = json!("team");
+        suspended["metadata"]["name"] = json!("web");
+        let c = application_conditions("1.0.0", Some(&suspended), None);
+        assert_eq!(ready(&c), ("False", "HelmReleaseSuspended"));
+        assert!(
+            c[0].message.contains("flux resume helmrelease -n team web"),
+            "{:?}",
+            c[0]
+        );
+        let mut ok = hr(Some(("True", "UpgradeSucceeded")), Some("1.0.0"), json!([]));
+        ok["spec"] = json!({"suspend": true});
+        assert_eq!(
+            ready(&application_conditions("1.0.0", Some(&ok), None)),
+            ("True", "HelmReleaseReady")
+        );
+        let source = json!({"kind": "OCIRepository", "metadata": {"namespace": "team", "name": "web"},
+                            "spec": {"suspend": true}});
+        let upgrading = hr(Some(("True", "UpgradeSucceeded")), Some("1.0.0"), json!([]));
+        let c = application_conditions("2.0.0", Some(&upgrading), Some(&source));
+        assert_eq!(ready(&c), ("False", "HelmReleaseSuspended"));
+        assert!(
+            c[0].message.contains("flux resume source oci"),
+            "{:?}",
+            c[0]
+        );
+        // Drift found (warn mode): the running release is degraded, still Ready.
+        let drifted = hr(
+            Some(("True", "UpgradeSucceeded")),
+            Some("1.0.0"),
+            json!([{"type": "Drifted", "status": "True", "reason": "DriftDetected",
+                    "message": "Cluster state of release team/web.v1 has drifted from the desired state:\nConfigMap/team/web changed (0 additions, 1 changes, 0 removals)"}]),
+        );
+        let c = application_conditions("1.0.0", Some(&drifted), None);
+        assert_eq!(ready(&c), ("True", "HelmReleaseReady"));
+        let (status, reason) = degraded(&c);
+        assert_eq!((status, reason.as_str()), ("True", "Drifted"));
+        // Flux out of retries: said, with what retries.
+        let stalled = hr(
+            Some(("False", "InstallFailed")),
+            None,
+            json!([{"type": "Stalled", "status": "True", "reason": "RetriesExceeded",
+                    "message": "Failed to install after 2 attempt(s)"}]),
+        );
+        let c = application_conditions("1.0.0", Some(&stalled), None);
+        assert_eq!(ready(&c), ("False", "HelmReleaseFailed"));
+        assert!(
+            c[0].message.contains(
+                "Flux stopped retrying (RetriesExceeded: Failed to install after 2 attempt(s))"
+            ),
+            "{:?}",
+            c[0]
         );
     }
 }

@@ -80,7 +80,8 @@ pub fn command(
             format!("kubectl describe ocirepositories,helmrepositories -n {namespace} {child}")
         }
         "HelmReleaseFailed" | "HelmReleaseDegraded" | "UpgradeFailed" | "Drifted"
-        | "HelmReleaseInstalling" | "HelmReleaseUpgrading" | "WaitingForChildResources" => {
+        | "HelmReleaseInstalling" | "HelmReleaseUpgrading" | "WaitingForChildResources"
+        | "DependencyNotReady" | "HelmReleaseSuspended" => {
             format!("kubectl describe helmrelease -n {namespace} {child}")
         }
         "UnsignedCommit" | "UntrustedSignature" | "BoundExceeded" | "TrustPolicyInvalid" => {
@@ -121,6 +122,10 @@ mod tests {
         assert_eq!(
             r.remedy("Operation", "Blocked", "AwaitingApproval"),
             Some("issue a new claim")
+        );
+        assert_eq!(
+            r.remedy("ApplicationInstance", "Ready", "HelmReleaseSuspended"),
+            Some("`flux resume helmrelease -n NS NAME` (or `flux resume source oci …`)")
         );
         assert!(
             r.remedy("ApplicationInstance", "Ready", "NoSuchReason")

@@ -128,3 +128,103 @@ pub fn push_chart(
 pub fn chart_reference(oci_repo: &str, digest: &str) -> String {
     format!("{}/{CHART}@{digest}", oci_repo.trim_start_matches("oci://"))
 }
+
+/// Push to `oci_repo` (`oci://host/path`, landing at `<path>/vwo-test:<version>`) an artifact that is shaped like
+/// a Helm chart (Helm's config and layer media types) but whose layer is not a chart archive: source-controller
+/// copies it as the artifact, helm-controller cannot load it. Pushed with the registry's HTTP API (curl), since
+/// `helm push` refuses what it cannot load. Returns the manifest digest.
+#[allow(dead_code)] // used by one test binary
+pub fn push_unloadable_chart(stack: &Stack, oci_repo: &str, version: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = |bytes: &[u8]| format!("sha256:{:x}", Sha256::digest(bytes));
+    let rest = oci_repo
+        .strip_prefix("oci://")
+        .expect("an oci:// repository");
+    let (host, path) = rest.split_once('/').expect("host/path");
+    let base = format!("https://{host}/v2/{path}/{CHART}");
+    let curl = |args: &[&str], body: &[u8]| {
+        let mut child = Command::new("curl")
+            .args(["-sS", "--fail-with-body", "--cacert"])
+            .arg(&stack.ca)
+            .args(args)
+            .args(["--data-binary", "@-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("curl");
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(body).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "curl {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let config =
+        format!(r#"{{"name":"{CHART}","version":"{version}","apiVersion":"v2"}}"#).into_bytes();
+    let layer = b"this is not a gzipped tar of a Helm chart\n".to_vec();
+    for blob in [&config, &layer] {
+        // Distribution's two-step upload: POST opens a session (202, its Location), PUT with the digest closes it.
+        let opened = curl(
+            &[
+                "-X",
+                "POST",
+                "-D",
+                "-",
+                "-o",
+                "/dev/null",
+                &format!("{base}/blobs/uploads/"),
+            ],
+            b"",
+        );
+        let location = opened
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("location")
+                    .then(|| v.trim().to_string())
+            })
+            .unwrap_or_else(|| panic!("no upload Location: {opened}"));
+        let location = if location.starts_with('/') {
+            format!("https://{host}{location}")
+        } else {
+            location
+        };
+        let sep = if location.contains('?') { '&' } else { '?' };
+        curl(
+            &[
+                "-X",
+                "PUT",
+                "-H",
+                "Content-Type: application/octet-stream",
+                &format!("{location}{sep}digest={}", digest(blob)),
+            ],
+            blob,
+        );
+    }
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.cncf.helm.config.v1+json",
+                   "digest": digest(&config), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.cncf.helm.chart.content.v1.tar+gzip",
+                    "digest": digest(&layer), "size": layer.len()}],
+    })
+    .to_string()
+    .into_bytes();
+    curl(
+        &[
+            "-X",
+            "PUT",
+            "-H",
+            "Content-Type: application/vnd.oci.image.manifest.v1+json",
+            &format!("{base}/manifests/{version}"),
+        ],
+        &manifest,
+    );
+    digest(&manifest)
+}

@@ -41,6 +41,12 @@ pub mod reasons {
     pub const INSTALLING: &str = "Installing";
     pub const UPGRADING: &str = "Upgrading";
     pub const RECONCILING: &str = "Reconciling";
+    /// The HelmRelease waits for a HelmRelease it depends on (`spec.dependsOn`, which the operator does not
+    /// render: someone added it to the child).
+    pub const DEPENDENCY_NOT_READY: &str = "DependencyNotReady";
+    /// The HelmRelease or its chart source is suspended (`spec.suspend: true`, set by someone else, e.g.
+    /// `flux suspend`): Flux does not install or upgrade it.
+    pub const HELM_RELEASE_SUSPENDED: &str = "HelmReleaseSuspended";
     // Reconciling
     pub const HELM_RELEASE_INSTALLING: &str = "HelmReleaseInstalling";
     pub const HELM_RELEASE_UPGRADING: &str = "HelmReleaseUpgrading";
@@ -116,6 +122,16 @@ pub mod reasons {
     pub const TRUST_POLICY_INVALID: &str = "TrustPolicyInvalid";
     pub const CLUSTER_MISMATCH: &str = "ClusterMismatch";
 }
+
+/// The Ready=False reasons of an ApplicationInstance that are an outcome: the release failed, or nothing can be
+/// installed for this generation. One list for the git note (`Failed`) and a Pull job's result (`failed`); every
+/// other Ready=False reason (Installing, Upgrading, DependencyNotReady, HelmReleaseSuspended) is a wait, whose
+/// outcome comes when it ends.
+pub const FAILED_READY_REASONS: &[&str] = &[
+    reasons::HELM_RELEASE_FAILED,
+    reasons::CHART_UNREACHABLE,
+    reasons::CHART_UNVERIFIED,
+];
 
 /// A condition as computed, before timestamps: (type, status, reason, message).
 #[derive(Debug, Clone, PartialEq, Eq)]

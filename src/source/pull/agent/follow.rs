@@ -233,7 +233,10 @@ pub fn app_outcome(conds: &[Condition]) -> Option<(Outcome, Option<String>)> {
     }
     match cond(conds, types::READY) {
         Some(r) if r.status == "True" => Some((Outcome::Succeeded, None)),
-        Some(r) if r.reason == crate::api::conditions::reasons::HELM_RELEASE_FAILED => {
+        Some(r)
+            if r.status == "False"
+                && crate::api::conditions::FAILED_READY_REASONS.contains(&r.reason.as_str()) =>
+        {
             Some((Outcome::Failed, Some(text(r))))
         }
         _ => None,
