@@ -49,6 +49,8 @@ struct Env {
     operator: Option<Child>,
     /// Where the running operator serves `/metrics` (`host:port`).
     metrics_addr: String,
+    /// The operator's `--fetch-interval` (1 s unless a test proves it is not waited for).
+    fetch_interval: &'static str,
     /// The trust policy's `charts` section (YAML, appended to Alice's policy; empty: none).
     charts_policy: String,
     /// Shared use of the stack's Flux controllers, or sole use for a test that stops one (held to the end).
@@ -151,6 +153,7 @@ async fn env_with(name: &str, flux: FluxUse) -> Env {
         cluster,
         operator: None,
         metrics_addr: format!("127.0.0.1:{}", free_port()),
+        fetch_interval: "1s",
         charts_policy: String::new(),
         _flux: flux,
     };
@@ -301,7 +304,7 @@ spec:
                 "--log-format",
                 "text",
                 "--fetch-interval",
-                "1s",
+                self.fetch_interval,
                 "--notes-batch-window",
                 "200ms",
             ])
@@ -1723,6 +1726,9 @@ async fn helm_release_states_are_told_as_flux_reports_them() {
         Some(&env.alice),
     );
     let settings = env.install_flux_objects(false);
+    // The operator never fetches on its interval here: the second commit reaches its view because Flux's
+    // GitRepository and Kustomization name it (source::flux_watch).
+    env.fetch_interval = "1h";
     env.start_operator(&settings, None);
 
     // An artifact helm-controller cannot load: Ready=False/ArtifactFailed on a HelmRelease whose status never
@@ -1825,6 +1831,13 @@ async fn helm_release_states_are_told_as_flux_reports_them() {
         env.has_note(&second, "valued", "Failed").then_some(())
     })
     .await;
+    // Flux applied the second commit before or while the operator fetched it (its fetch interval is an hour):
+    // the intents waited for the view, and nothing was ever Blocked.
+    assert!(
+        !env.notes(&second).iter().any(|r| r["outcome"] == "Blocked"),
+        "{:?}",
+        env.notes(&second)
+    );
     // Waiting states are no outcome: neither the dependency nor the suspension was noted.
     assert!(
         !env.notes(&commit)
@@ -1889,5 +1902,144 @@ async fn helm_release_states_are_told_as_flux_reports_them() {
     assert!(
         env.has_condition("drifts", "Ready", "True", "HelmReleaseReady")
             .await
+    );
+}
+
+/// Bench (ignored by `cargo test`; run with `cargo test --test e2e commit_to_ready -- --ignored --nocapture`):
+/// commit pushed → intent Ready on the real Flux stack, 20 signed commits each changing one intent's values, the
+/// operator at its default `--fetch-interval` (30 s, so it must not be what it waits for). Flux is asked to look
+/// at once after each push, as a Flux notification Receiver (a git host's webhook) would. Prints per stage the
+/// median and the worst, and what the operator adds: from Flux's Kustomization having applied the commit to the
+/// HelmRelease carrying it, plus from the HelmRelease being Ready to the intent being Ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a bench: prints a table"]
+async fn commit_to_ready_latency_bench() {
+    use std::time::Instant;
+    let mut env = env("latency").await;
+    let ns_yaml = env.namespace_yaml();
+    let app = |env: &Env, greeting: &str| {
+        env.app_yaml(
+            "timed",
+            "helm",
+            "1.0.0",
+            &format!("{{source: inline, inline: {{greeting: {greeting}}}}}"),
+        )
+    };
+    let first = app(&env, "g0");
+    env.push(
+        "intents: timed",
+        &[
+            ("namespace.yaml", &ns_yaml),
+            ("applicationinstance-timed.yaml", &first),
+        ],
+        Some(&env.alice),
+    );
+    let settings = env.install_flux_objects(false);
+    env.fetch_interval = "30s";
+    env.start_operator(&settings, None);
+    eventually("timed Ready", 240, &env, || async {
+        env.has_condition("timed", "Ready", "True", "HelmReleaseReady")
+            .await
+            .then_some(())
+    })
+    .await;
+    const STAGES: [&str; 6] = [
+        "GitRepository artifact",
+        "Kustomization applied",
+        "operator verdict (intentCommit)",
+        "HelmRelease applied",
+        "HelmRelease Ready",
+        "intent Ready",
+    ];
+    let mut runs: Vec<[f64; 6]> = Vec::new();
+    for round in 1..=20 {
+        let greeting = format!("g{round}");
+        let yaml = app(&env, &greeting);
+        let commit = env.push(
+            &format!("timed: {greeting}"),
+            &[("applicationinstance-timed.yaml", &yaml)],
+            Some(&env.alice),
+        );
+        let pushed = Instant::now();
+        env.nudge_flux();
+        let mut at: [Option<f64>; 6] = [None; 6];
+        while at.iter().any(Option::is_none) {
+            assert!(pushed.elapsed().as_secs() < 300, "round {round}: {at:?}");
+            let now = pushed.elapsed().as_secs_f64();
+            let git = env
+                .object(
+                    "source.toolkit.fluxcd.io/v1",
+                    "GitRepository",
+                    SYSTEM_NS,
+                    &env.cluster,
+                )
+                .await
+                .unwrap_or_default();
+            let ks = env
+                .object(
+                    "kustomize.toolkit.fluxcd.io/v1",
+                    "Kustomization",
+                    SYSTEM_NS,
+                    &env.cluster,
+                )
+                .await
+                .unwrap_or_default();
+            let intent = env
+                .object(
+                    "apps.vworkspace.io/v1alpha1",
+                    "ApplicationInstance",
+                    &env.ns,
+                    "timed",
+                )
+                .await
+                .unwrap_or_default();
+            let hr = env.helm_release("timed").await.unwrap_or_default();
+            let ends = |v: &Value| v.as_str().is_some_and(|r| r.ends_with(&commit));
+            let hr_carries =
+                hr["metadata"]["annotations"]["app.vworkspace.io/intent-commit"] == commit.as_str();
+            let hr_ready = hr_carries
+                && hr["status"]["observedGeneration"] == hr["metadata"]["generation"]
+                && testbed::condition(&hr, "Ready").is_some_and(|(s, _, _)| s == "True");
+            let intent_ready = intent["status"]["intentCommit"] == commit.as_str()
+                && testbed::condition(&intent, "Ready")
+                    .is_some_and(|(s, r, _)| s == "True" && r == "HelmReleaseReady")
+                && env
+                    .installed("timed")
+                    .await
+                    .is_some_and(|cm| cm["greeting"] == greeting.as_str());
+            let reached = [
+                ends(&git["status"]["artifact"]["revision"]),
+                ends(&ks["status"]["lastAppliedRevision"]),
+                intent["status"]["intentCommit"] == commit.as_str(),
+                hr_carries,
+                hr_ready,
+                intent_ready,
+            ];
+            for (slot, done) in at.iter_mut().zip(reached) {
+                if done && slot.is_none() {
+                    *slot = Some(now);
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        runs.push(at.map(Option::unwrap));
+    }
+    let stat = |f: &dyn Fn(&[f64; 6]) -> f64| {
+        let mut v: Vec<f64> = runs.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        (v[v.len() / 2], v[v.len() - 1])
+    };
+    println!(
+        "\ncommit pushed → … ({} commits; seconds after the push; polled every 50 ms)",
+        runs.len()
+    );
+    println!("| stage | median | worst |\n|---|---|---|");
+    for (i, stage) in STAGES.iter().enumerate() {
+        let (median, worst) = stat(&|r| r[i]);
+        println!("| {stage} | {median:.2} | {worst:.2} |");
+    }
+    let (median, worst) = stat(&|r| (r[3] - r[1]).max(0.0) + (r[5] - r[4]).max(0.0));
+    println!(
+        "| operator adds (HelmRelease applied − Kustomization applied) + (intent Ready − HelmRelease Ready) | {median:.2} | {worst:.2} |"
     );
 }

@@ -10,6 +10,7 @@ use super::context::{Context, is_ours};
 use crate::api::conditions::types;
 use crate::api::{ApplicationInstance, Operation};
 use crate::metrics::Metrics;
+use crate::source::flux_watch::{applied_commit, applies_cluster_path};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 /// The states `vworkspace_operator_intents` has for each kind (all are set, 0 when none).
@@ -141,19 +142,6 @@ async fn flux_applied(ctx: &Context) -> Option<String> {
     })
 }
 
-/// Whether a Kustomization with `path` applies the cluster path `clusters/<id>`: the path itself or a folder
-/// above it (`./` is the whole repo).
-pub fn applies_cluster_path(path: &str, cluster_id: &str) -> bool {
-    let wanted = format!("clusters/{cluster_id}");
-    let path = path.trim_start_matches("./").trim_end_matches('/');
-    path.is_empty() || path == wanted || wanted.starts_with(&format!("{path}/"))
-}
-
-/// The commit of a Flux revision (`main@sha1:<commit>`, or a bare commit).
-pub fn applied_commit(revision: &str) -> &str {
-    revision.rsplit(':').next().unwrap_or(revision)
-}
-
 /// The resident set of this process (`VmRSS` of `/proc/self/status`), in bytes.
 fn resident_memory() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -197,16 +185,5 @@ mod tests {
             [("ready", 2), ("blocked", 1)]
         );
         assert!(resident_memory().is_some_and(|b| b > 0));
-        for (path, applies) in [
-            ("./clusters/prod", true),
-            ("clusters/prod/", true),
-            ("./clusters", true),
-            ("./", true),
-            ("./clusters/prod-2", false),
-            ("./clusters/pro", false),
-        ] {
-            assert_eq!(applies_cluster_path(path, "prod"), applies, "{path}");
-        }
-        assert_eq!(applied_commit("main@sha1:abc"), "abc");
     }
 }

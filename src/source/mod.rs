@@ -11,6 +11,7 @@
 //! while running); the Cluster object reads the connection through [`IntentSource::report`]. The controller
 //! imports this module; nothing here imports the controller.
 
+pub mod flux_watch;
 pub mod gitops;
 pub mod policy_watch;
 pub mod pull;

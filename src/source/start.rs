@@ -279,10 +279,20 @@ impl Started {
         let stop = self.deps.stop.clone();
         let ticks = match &self.mode {
             Mode::GitOps(repo) => {
+                let fetch_now = Arc::new(Notify::new());
+                self.tasks.push(tokio::spawn(super::flux_watch::run(
+                    self.deps.client.clone(),
+                    self.deps.resources.clone(),
+                    self.deps.cluster_id.clone(),
+                    repo.clone(),
+                    fetch_now.clone(),
+                    stop.clone(),
+                )));
                 self.tasks.push(tokio::spawn(repo_loop(
                     repo.clone(),
                     self.deps.fetch_interval,
                     self.judge_now.clone(),
+                    fetch_now,
                     self.deps.metrics.clone(),
                     self.deps.ready.clone(),
                     stop.clone(),
@@ -337,11 +347,13 @@ impl Started {
     }
 }
 
-/// The Git view: fetch, verify, index on an interval, and at once when the trust policy changes.
+/// The Git view: fetch, verify, index on an interval, and at once when the trust policy changes or Flux has a
+/// commit of the cluster path the view has not (`fetch_now`, from [`super::flux_watch`]).
 async fn repo_loop(
     source: Arc<RepoSource>,
     interval: Duration,
     judge_now: Arc<Notify>,
+    fetch_now: Arc<Notify>,
     metrics: Metrics,
     ready: ReadinessCheck,
     mut stop: watch::Receiver<bool>,
@@ -351,6 +363,7 @@ async fn repo_loop(
             _ = stop.wait_for(|s| *s) => return,
             _ = tokio::time::sleep(interval) => {}
             _ = judge_now.notified() => {}
+            _ = fetch_now.notified() => {}
         }
         let s = source.clone();
         match tokio::task::spawn_blocking(move || s.sync()).await {

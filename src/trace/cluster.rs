@@ -185,7 +185,7 @@ fn flux_vs_view(view: &str, flux: &[FluxInfo]) -> String {
     let applied: Vec<&str> = flux
         .iter()
         .filter(|f| f.kind == "Kustomization" && !f.revision.is_empty())
-        .map(|f| crate::controller::fleet::applied_commit(&f.revision))
+        .map(|f| crate::source::flux_watch::applied_commit(&f.revision))
         .collect();
     match applied.as_slice() {
         [] => "unknown (no Kustomization of the cluster path readable)".into(),

@@ -311,7 +311,7 @@ async fn flux_objects(reader: &mut Reader, cluster_id: &str) -> Vec<FluxInfo> {
         return out;
     }
     for ks in reader.list(KS, "Kustomization", None, None).await {
-        if !crate::controller::fleet::applies_cluster_path(str_at(&ks, "/spec/path"), cluster_id) {
+        if !crate::source::flux_watch::applies_cluster_path(str_at(&ks, "/spec/path"), cluster_id) {
             continue;
         }
         let ns = str_at(&ks, "/metadata/namespace").to_string();

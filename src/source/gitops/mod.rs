@@ -4,6 +4,7 @@
 //! *verified* revision only: a head that fails verification changes nothing in the cluster, and objects that
 //! Flux already updated to it are Blocked with the failing commit's reason.
 
+mod flux_ahead;
 pub mod notes_sink;
 
 use std::path::PathBuf;
@@ -128,6 +129,8 @@ pub struct RepoSource {
     /// the committer date its signer chose (crate::git::first_seen). Used by `sync` only.
     first_seen: Mutex<FirstSeen>,
     changes: watch::Sender<u64>,
+    /// Commits Flux has of the cluster path that the view may not have yet (`source::flux_watch`).
+    flux_ahead: flux_ahead::FluxAhead,
 }
 
 fn anchor_file(config: &RepoConfig) -> PathBuf {
@@ -170,6 +173,7 @@ impl RepoSource {
                 parent_index: None,
             }),
             changes,
+            flux_ahead: Default::default(),
         })
     }
 
@@ -197,6 +201,21 @@ impl RepoSource {
     /// (`select_view`); then refuse with no view (`no_view`), keep the view (`view_stays`), or index the new
     /// view and publish it (`index_view`, `publish`).
     pub fn sync(&self) -> SyncOutcome {
+        let started = std::time::Instant::now();
+        let outcome = self.sync_branch();
+        if !matches!(outcome, SyncOutcome::Unreachable { .. }) {
+            self.flux_ahead.settle(started);
+        }
+        outcome
+    }
+
+    /// Flux has these commits of the cluster path and the view is not one of them: until the next sync that
+    /// reaches the remote, an intent that differs from the view waits instead of being Blocked.
+    pub fn flux_has(&self, commits: &[String]) {
+        self.flux_ahead.note(commits);
+    }
+
+    fn sync_branch(&self) -> SyncOutcome {
         let fetched = self.fetch_branch();
         let start = self.sync_start();
         // A policy change is applied even while the remote is unreachable: a revoked key must stop being
@@ -800,6 +819,11 @@ impl IntentSource for RepoSource {
                         },
                     };
                 }
+                // Flux has a commit the view may not have yet (Flux applied it before the fetch it triggered
+                // finished): not judged against a view that is behind.
+                if let Some(message) = self.flux_ahead.pending() {
+                    return Verdict::Pending { message };
+                }
                 // Never seen matching here, and as the view's parent has it: most likely Flux's lag, seen by a
                 // process that started after the object last matched. Not acted on; not Blocked yet either.
                 if !state.last_matched.contains_key(&key)
@@ -871,112 +895,4 @@ impl PolicyTarget for RepoSource {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::path::Path;
-    use std::process::Command;
-
-    fn run(cmd: &mut Command) -> String {
-        let out = cmd.output().expect("spawn");
-        assert!(
-            out.status.success(),
-            "{cmd:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
-
-    fn git(dir: &Path) -> Command {
-        let mut cmd = Command::new("git");
-        cmd.current_dir(dir)
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("HOME", dir);
-        cmd
-    }
-
-    /// An ssh-keygen Ed25519 key at `dir/name`; returns `keytype base64`.
-    fn keygen(dir: &Path, name: &str) -> String {
-        let key = dir.join(name);
-        run(Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
-            .arg(&key));
-        let public = std::fs::read_to_string(dir.join(format!("{name}.pub"))).unwrap();
-        public
-            .split_whitespace()
-            .take(2)
-            .collect::<Vec<_>>()
-            .join(" ")
-    }
-
-    /// Commit a change to the cluster path, signed by `key` as `email`, dated `date`, and push it.
-    fn commit(dir: &Path, key: &str, email: &str, date: &str) -> String {
-        let work = dir.join("work");
-        std::fs::create_dir_all(work.join("clusters/c")).unwrap();
-        std::fs::write(work.join("clusters/c/app.yaml"), date).unwrap();
-        run(git(&work).args(["add", "-A"]));
-        run(git(&work)
-            .env("GIT_AUTHOR_DATE", date)
-            .env("GIT_COMMITTER_DATE", date)
-            .args(["-c", &format!("user.email={email}"), "-c", "user.name=T"])
-            .args(["-c", "gpg.format=ssh", "-c"])
-            .arg(format!("user.signingkey={}", dir.join(key).display()))
-            .args(["commit", "-q", "-S", "-m", date]));
-        run(git(&work).args(["push", "-q", "origin", "HEAD:main"]));
-        run(git(&work).args(["rev-parse", "HEAD"]))
-    }
-
-    /// A retired key (its `valid-before` passed) signs a commit dated inside its validity, after its parent so
-    /// the range's date rule does not see it: the operator judges it at the time it first saw it, and refuses
-    /// it, while what the key signed before its end, present at the first sync, stays trusted; also after a
-    /// restart and a policy reload.
-    #[test]
-    fn a_retired_key_signs_nothing_new_whatever_date_it_claims() {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path();
-        let alice = keygen(dir, "alice");
-        let ken = keygen(dir, "ken");
-        run(git(dir).args(["init", "-q", "--bare", "-b", "main", "remote.git"]));
-        run(git(dir).args(["init", "-q", "-b", "main", "work"]));
-        run(git(&dir.join("work")).args(["remote", "add", "origin", "../remote.git"]));
-        commit(dir, "alice", "alice@example.com", "1704067200 +0000");
-        let k1 = commit(dir, "ken", "ken@example.com", "1717200000 +0000");
-        let policy = TrustPolicy::from_yaml(&format!(
-            "sshAllowedSigners: |\n  alice@example.com {alice}\n  ken@example.com valid-before=\"20250101\" {ken}\n"
-        ))
-        .unwrap();
-        let config = RepoConfig {
-            url: dir.join("remote.git").display().to_string(),
-            branch: "main".into(),
-            path: "clusters/c".into(),
-            policy: policy.clone(),
-            credentials: Credentials::default(),
-            cache_dir: dir.join("cache"),
-            notes_signing_key: None,
-        };
-        let source = RepoSource::open(config.clone()).unwrap();
-        // The first sync of an empty record: the history there is judged at its dates.
-        assert_eq!(source.sync(), SyncOutcome::Verified { head: k1.clone() });
-
-        // Dated 2024-07-01, after its parent, pushed now: first seen after the key's end.
-        let k2 = commit(dir, "ken", "ken@example.com", "1719792000 +0000");
-        let refused = |outcome: SyncOutcome| match outcome {
-            SyncOutcome::Rejected { head, reason, view } => {
-                assert_eq!(head, k2);
-                assert_eq!(view.as_deref(), Some(k1.as_str()));
-                assert!(
-                    reason.contains(&format!("commit {k2} is not trusted: KeyExpired"))
-                        && reason.contains("but first seen at"),
-                    "{reason}"
-                );
-            }
-            other => panic!("{other:?}"),
-        };
-        refused(source.sync());
-        drop(source);
-        let source = RepoSource::open(config).unwrap();
-        refused(source.sync());
-        source.set_policy(Ok(policy));
-        refused(source.sync());
-    }
-}
+mod tests;
