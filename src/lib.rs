@@ -17,7 +17,7 @@ pub mod webhook;
 
 // The pure core (crates/core), at the same paths as before it was a crate of its own.
 pub use vworkspace_core::{
-    api, charts, escape, git, hydrate, intent, render, schema, secrets, tree, validate,
+    api, charts, escape, git, hydrate, intent, par, render, schema, secrets, tree, validate,
 };
 
 /// The allocator of every binary built on this crate (the operator, its tests and benchmarks alike):

@@ -62,8 +62,9 @@ pub struct Args {
 
 /// The rendered objects of a tree as multi-document YAML, each preceded by a comment naming its intent.
 pub fn to_yaml(result: &TreeRender) -> anyhow::Result<String> {
-    let mut out = String::new();
-    for intent in &result.intents {
+    // Each intent's documents on their own (on every core), then joined in order.
+    let parts = crate::par::map(&result.intents, |intent| -> anyhow::Result<String> {
+        let mut out = String::new();
         for object in &intent.objects {
             out.push_str("---\n");
             // One comment line: the location and key are escaped, so no name can end the comment and
@@ -75,8 +76,9 @@ pub fn to_yaml(result: &TreeRender) -> anyhow::Result<String> {
             ));
             out.push_str(&serde_saphyr::to_string(object)?);
         }
-    }
-    Ok(out)
+        Ok(out)
+    });
+    parts.into_iter().collect()
 }
 
 /// The rendered objects of a tree as a JSON list.

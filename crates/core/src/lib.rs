@@ -13,6 +13,7 @@ pub mod escape;
 pub mod git;
 pub mod hydrate;
 pub mod intent;
+pub mod par;
 pub mod pem;
 pub mod render;
 pub mod schema;

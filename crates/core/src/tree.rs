@@ -83,70 +83,48 @@ pub fn render_tree(
     };
     let mut intents = Vec::new();
 
+    // What the API server would refuse (schema, CRD rules, admission policy), then the webhook's rules, and the
+    // rendering of each valid ApplicationInstance: independent per document, on every core.
+    let judged = crate::par::map(&docs, |doc| judge(doc, &namespace_of(doc), renderer, &ctx));
     // Applications first: Operations need their targets.
     let mut apps: BTreeMap<(String, String), (ApplicationInstance, bool)> = BTreeMap::new();
     let mut ops: Vec<(&IntentDoc, Operation, bool)> = Vec::new();
-    for doc in &docs {
-        // What the API server would refuse (schema, CRD rules, admission policy), then the webhook's rules.
-        let schema_problems = validate::check_api_server(
-            &doc.location,
-            doc.key.kind,
-            &doc.value,
-            None,
-            &namespace_of(doc),
-            &ctx,
-        );
-        let typed_ok = schema_problems.is_empty();
-        problems.extend(schema_problems);
-        match doc.key.kind {
-            IntentKind::ApplicationInstance => match doc.application_instance() {
-                Ok(app) => {
-                    let found = validate::check_application(&doc.location, &app, &ctx);
-                    let ok = typed_ok && found.is_empty();
-                    problems.extend(found);
-                    let rendered = if ok {
-                        match renderer.render_application(&app) {
-                            Ok(objects) => Some(objects),
-                            Err(e) => {
-                                problems.push(Problem::new(
-                                    &doc.location,
-                                    &doc.key,
-                                    e.field(),
-                                    render_reason(&e),
-                                ));
-                                None
-                            }
-                        }
-                    } else {
-                        None
-                    };
-                    let valid = rendered.is_some();
-                    if let Some(objects) = rendered {
-                        intents.push(RenderedIntent {
-                            key: doc.key.clone(),
-                            location: doc.location.clone(),
-                            objects,
-                        });
-                    }
-                    apps.insert(
-                        (doc.key.namespace.clone(), doc.key.name.clone()),
-                        (app, valid),
-                    );
+    for (doc, judged) in docs.iter().zip(judged) {
+        let typed_ok = judged.schema.is_empty();
+        problems.extend(judged.schema);
+        match judged.typed {
+            Typed::App {
+                app,
+                found,
+                rendered,
+            } => {
+                problems.extend(found);
+                let valid = matches!(rendered, Some(Ok(_)));
+                match rendered {
+                    Some(Ok(objects)) => intents.push(RenderedIntent {
+                        key: doc.key.clone(),
+                        location: doc.location.clone(),
+                        objects,
+                    }),
+                    Some(Err(e)) => problems.push(Problem::new(
+                        &doc.location,
+                        &doc.key,
+                        e.field(),
+                        render_reason(&e),
+                    )),
+                    None => {}
                 }
-                Err(p) => {
-                    if typed_ok {
-                        problems.push(p);
-                    }
+                apps.insert(
+                    (doc.key.namespace.clone(), doc.key.name.clone()),
+                    (*app, valid),
+                );
+            }
+            Typed::Op(op) => ops.push((doc, *op, typed_ok)),
+            Typed::Unreadable(p) => {
+                if typed_ok {
+                    problems.push(p);
                 }
-            },
-            IntentKind::Operation => match doc.operation() {
-                Ok(op) => ops.push((doc, op, typed_ok)),
-                Err(p) => {
-                    if typed_ok {
-                        problems.push(p);
-                    }
-                }
-            },
+            }
         }
     }
     for (doc, op, typed_ok) in ops {
@@ -205,6 +183,55 @@ pub fn render_tree(
     problems.sort();
     problems.dedup();
     TreeRender { intents, problems }
+}
+
+/// One document judged on its own: what the API server would refuse, and for an ApplicationInstance the
+/// webhook's rules and its rendering (rendered only when nothing was refused).
+struct Judged {
+    schema: Vec<Problem>,
+    typed: Typed,
+}
+
+enum Typed {
+    App {
+        app: Box<ApplicationInstance>,
+        found: Vec<Problem>,
+        rendered: Option<Result<Vec<Value>, crate::render::RenderError>>,
+    },
+    Op(Box<Operation>),
+    /// The document does not read as its kind (reported only when the schema check found nothing).
+    Unreadable(Problem),
+}
+
+fn judge(doc: &IntentDoc, namespace: &Value, renderer: &Renderer, ctx: &Context) -> Judged {
+    let schema = validate::check_api_server(
+        &doc.location,
+        doc.key.kind,
+        &doc.value,
+        None,
+        namespace,
+        ctx,
+    );
+    let typed = match doc.key.kind {
+        IntentKind::ApplicationInstance => match doc.application_instance() {
+            Ok(app) => {
+                let found = validate::check_application(&doc.location, &app, ctx);
+                let rendered = (schema.is_empty() && found.is_empty())
+                    .then(|| renderer.render_application(&app));
+                Typed::App {
+                    app: Box::new(app),
+                    found,
+                    rendered,
+                }
+            }
+            Err(p) => Typed::Unreadable(p),
+        },
+        IntentKind::Operation => match doc.operation() {
+            Ok(op) => Typed::Op(Box::new(op)),
+            Err(p) => Typed::Unreadable(p),
+        },
+    };
+    Judged { schema, typed }
 }
 
 fn render_reason(e: &crate::render::RenderError) -> String {

@@ -286,12 +286,12 @@ pub fn check_path(path: &str) -> Result<(), Problem> {
 pub fn parse_files(files: &[SourceFile]) -> (Vec<IntentDoc>, Vec<Problem>) {
     let mut docs: Vec<IntentDoc> = Vec::new();
     let mut problems = Vec::new();
-    for file in files.iter().filter(|f| is_manifest_path(&f.path)) {
-        if let Err(p) = check_path(&file.path) {
-            problems.push(p);
-            continue;
-        }
-        let (d, p) = parse_file(&file.path, &file.data);
+    let manifests: Vec<&SourceFile> = files.iter().filter(|f| is_manifest_path(&f.path)).collect();
+    let parsed = crate::par::map(&manifests, |file| match check_path(&file.path) {
+        Err(p) => (Vec::new(), vec![p]),
+        Ok(()) => parse_file(&file.path, &file.data),
+    });
+    for (d, p) in parsed {
         docs.extend(d);
         problems.extend(p);
     }

@@ -19,6 +19,8 @@ use kube_cel::cel::objects::{Key, Map};
 use kube_cel::cel::{Context, ExecutionError, FunctionContext, Program, Value as CelValue};
 use serde_json::Value;
 
+use super::cel_access::Access;
+
 /// The base context: the Kubernetes CEL library, with a `matches` that caches its compiled patterns.
 pub(crate) static BASE: LazyLock<Context<'static>> = LazyLock::new(|| {
     let mut ctx = Context::default().with_all();
@@ -75,6 +77,9 @@ struct Node {
     path: Vec<String>,
     schema: Value,
     rules: Vec<Rule>,
+    /// What the rules (and message expressions) read of `self` and `oldSelf`: only that is converted.
+    reads_self: Option<Access>,
+    reads_old: Option<Access>,
 }
 
 /// Every CEL rule of one CRD version's schema, compiled.
@@ -100,6 +105,12 @@ impl CrdRules {
 
     /// The rules that do not hold for `object` (and, on an update, `old`), in schema order.
     pub fn check(&self, object: &Value, old: Option<&Value>) -> Vec<Violation> {
+        self.evaluate(object, old, true)
+    }
+
+    /// `check`, with the values cut to what the rules read (`cut`) or whole (the tests compare both).
+    fn evaluate(&self, object: &Value, old: Option<&Value>, cut: bool) -> Vec<Violation> {
+        let whole = Access::Whole;
         let mut out = Vec::new();
         for node in &self.nodes {
             let Some(value) = navigate(object, &node.path) else {
@@ -107,9 +118,16 @@ impl CrdRules {
             };
             let old_value = old.and_then(|o| navigate(o, &node.path));
             let mut ctx = BASE.new_inner_scope();
-            ctx.add_variable_from_value("self", typed(value, &node.schema));
-            if let Some(o) = old_value {
-                ctx.add_variable_from_value("oldSelf", typed(o, &node.schema));
+            let (reads_self, reads_old) = if cut {
+                (node.reads_self.as_ref(), node.reads_old.as_ref())
+            } else {
+                (Some(&whole), Some(&whole))
+            };
+            if let Some(access) = reads_self {
+                ctx.add_variable_from_value("self", typed(&access.read(value), &node.schema));
+            }
+            if let (Some(o), Some(access)) = (old_value, reads_old) {
+                ctx.add_variable_from_value("oldSelf", typed(&access.read(o), &node.schema));
             }
             for rule in &node.rules {
                 if rule.transition && old_value.is_none() {
@@ -176,10 +194,20 @@ fn collect(schema: &Value, path: &mut Vec<String>, out: &mut Vec<Node>) {
                     transition: text.contains("oldSelf"),
                 }
             })
-            .collect();
+            .collect::<Vec<Rule>>();
+        let programs = || {
+            rules.iter().flat_map(|r| {
+                std::iter::once(&r.program).chain(match &r.message {
+                    Message::Expression(p, _) => Some(p),
+                    Message::Static(_) => None,
+                })
+            })
+        };
         out.push(Node {
             path: path.clone(),
             schema: schema.clone(),
+            reads_self: Access::of("self", programs()),
+            reads_old: Access::of("oldSelf", programs()),
             rules,
         });
     }
@@ -283,6 +311,77 @@ pub(crate) fn plain(value: &Value) -> CelValue {
                 .map(|(k, v)| (Key::String(Arc::new(k.clone())), plain(v)))
                 .collect();
             CelValue::Map(Map { map: Arc::new(out) })
+        }
+    }
+}
+
+/// Every YAML document under examples/ (valid and invalid intents) and fuzz/seeds/.
+#[cfg(test)]
+pub(crate) fn example_documents() -> Vec<Value> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut files = Vec::new();
+    let mut dirs = vec![root.join("examples"), root.join("fuzz/seeds")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "yaml") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    files
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .filter_map(|text| serde_saphyr::from_multiple::<Value>(&text).ok())
+        .flatten()
+        .filter(|d| d.is_object())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Cutting the values to what the rules read changes no verdict and no message: every example intent, as a
+    /// create and as updates (unchanged, and with every string field of its spec changed).
+    #[test]
+    fn rules_see_the_same_with_values_cut_to_what_they_read() {
+        let docs = example_documents();
+        assert!(docs.len() > 20, "{}", docs.len());
+        let mut compared = 0;
+        for doc in &docs {
+            let rules = match doc["kind"].as_str() {
+                Some("ApplicationInstance") => &*super::super::APP_CEL,
+                Some("Operation") => &*super::super::OP_CEL,
+                _ => continue,
+            };
+            let mut changed = doc.clone();
+            if let Some(spec) = changed.get_mut("spec") {
+                touch_strings(spec);
+            }
+            for old in [None, Some(doc), Some(&changed)] {
+                for new in [doc, &changed] {
+                    assert_eq!(
+                        rules.evaluate(new, old, true),
+                        rules.evaluate(new, old, false),
+                        "{new}"
+                    );
+                    compared += 1;
+                }
+            }
+        }
+        assert!(compared > 60, "{compared}");
+    }
+
+    fn touch_strings(v: &mut Value) {
+        match v {
+            Value::String(s) => s.push('x'),
+            Value::Array(items) => items.iter_mut().for_each(touch_strings),
+            Value::Object(map) => map.values_mut().for_each(touch_strings),
+            _ => {}
         }
     }
 }

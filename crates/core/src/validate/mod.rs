@@ -16,6 +16,7 @@ use crate::schema;
 
 pub mod approval;
 pub mod cel;
+mod cel_access;
 pub mod hosts;
 pub mod names;
 pub mod policy;
