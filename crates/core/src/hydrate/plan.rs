@@ -96,21 +96,33 @@ pub fn desired_files(
     };
     let mut intents: Vec<&crate::tree::RenderedIntent> = result.intents.iter().collect();
     intents.sort_by_key(by_rank);
-    for intent in intents {
-        for obj in &intent.objects {
+    // Each object's path and YAML on its own (on every core), then placed in order.
+    let written = crate::par::map(&intents, |intent| {
+        intent
+            .objects
+            .iter()
+            .map(|obj| {
+                let object = render::object_id(obj);
+                let problem =
+                    |reason: String| Problem::new(&intent.location, &intent.key, "", reason);
+                object_path(obj)
+                    .map_err(|reason| problem(format!("rendered object {object}: {reason}")))
+                    .and_then(|rel| {
+                        serde_saphyr::to_string(obj)
+                            .map(|text| (rel, text.into_bytes()))
+                            .map_err(|e| {
+                                problem(format!(
+                                    "rendered object {object} cannot be written as YAML: {e}"
+                                ))
+                            })
+                    })
+            })
+            .collect::<Vec<_>>()
+    });
+    for (intent, named) in intents.into_iter().zip(written) {
+        for (obj, named) in intent.objects.iter().zip(named) {
             let object = render::object_id(obj);
             let problem = |reason: String| Problem::new(&intent.location, &intent.key, "", reason);
-            let named = object_path(obj)
-                .map_err(|reason| problem(format!("rendered object {object}: {reason}")))
-                .and_then(|rel| {
-                    serde_saphyr::to_string(obj)
-                        .map(|text| (rel, text.into_bytes()))
-                        .map_err(|e| {
-                            problem(format!(
-                                "rendered object {object} cannot be written as YAML: {e}"
-                            ))
-                        })
-                });
             let (rel, data) = match named {
                 Ok(named) => named,
                 Err(p) => {
