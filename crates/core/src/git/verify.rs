@@ -230,6 +230,12 @@ fn read_node(repo: &Repo, buf: &mut Vec<u8>, id: ObjectId) -> Node {
     node
 }
 
+/// A commit of a range to judge: already judged (it cannot be read, or its date is refused), or parsed.
+enum ToJudge {
+    Done(Verdict),
+    Parsed(Box<ParsedCommit>, Option<i64>),
+}
+
 /// Verification with caches: a walk reads and parses each commit object once, and tree lookups
 /// are cached by (depth, tree id).
 pub struct Verifier<'a> {
@@ -288,24 +294,23 @@ impl<'a> Verifier<'a> {
             .or_insert_with(|| read_node(repo, buf, id))
     }
 
-    /// The verdict for a loaded node (consumes its parsed form).
-    fn judge(&mut self, id: ObjectId) -> Verdict {
-        let policy = self.policy;
-        let now = self.now;
+    /// What is needed to judge a loaded node (consumes its parsed form): its verdict when it cannot be
+    /// judged, or its parsed form and when it was first seen.
+    fn to_judge(&mut self, id: ObjectId) -> ToJudge {
         let seen = self.seen(id);
         let node = self.load(id);
         if let Some(f) = &node.failure {
-            return Verdict::rejected(id, f.clone());
+            return ToJudge::Done(Verdict::rejected(id, f.clone()));
         }
         match node.parsed.take() {
-            Some(parsed) => verdict_for(id, &parsed, policy, now, seen),
-            None => Verdict::rejected(
+            Some(parsed) => ToJudge::Parsed(Box::new(parsed), seen),
+            None => ToJudge::Done(Verdict::rejected(
                 id,
                 Failure::new(
                     Reason::UnreadableObject,
                     format!("commit {id} was already consumed"),
                 ),
-            ),
+            )),
         }
     }
 
@@ -458,7 +463,7 @@ impl<'a> Verifier<'a> {
     ) -> Vec<(ObjectId, Verdict)> {
         let mut queue = std::collections::BinaryHeap::new();
         let mut interesting = 0usize;
-        let mut out: Vec<(ObjectId, Verdict)> = Vec::new();
+        let mut out: Vec<(ObjectId, ToJudge)> = Vec::new();
         if let Some(b) = base {
             self.hide(b, &mut interesting);
             self.enqueue(&mut queue, &mut interesting, b);
@@ -490,7 +495,8 @@ impl<'a> Verifier<'a> {
             interesting -= 1;
             if failed {
                 // Reported; its parents are not followed.
-                out.push((id, self.judge(id)));
+                let judge = self.to_judge(id);
+                out.push((id, judge));
                 continue;
             }
             for &p in &parents {
@@ -499,18 +505,25 @@ impl<'a> Verifier<'a> {
             // Every commit of the range, touching the path or not: a backdated commit that does not touch
             // it would otherwise lower the dates allowed above it.
             if let Some(f) = self.before_parent(id, &parents) {
-                out.push((id, Verdict::rejected(id, f)));
+                out.push((id, ToJudge::Done(Verdict::rejected(id, f))));
                 self.load(id).parsed = None;
                 continue;
             }
             if parts.is_empty() || self.touches(tree, &parents, parts) {
-                out.push((id, self.judge(id)));
+                let judge = self.to_judge(id);
+                out.push((id, judge));
             } else {
                 self.load(id).parsed = None;
             }
         }
         out.retain(|(id, _)| !self.nodes.get(id).is_some_and(|n| n.hidden));
-        out
+        // The signatures, the costly part, checked on every core once the walk has read the commits.
+        let (policy, now) = (self.policy, self.now);
+        let verdicts = crate::par::map(&out, |(id, judge)| match judge {
+            ToJudge::Done(v) => v.clone(),
+            ToJudge::Parsed(parsed, seen) => verdict_for(*id, parsed, policy, now, *seen),
+        });
+        out.into_iter().map(|(id, _)| id).zip(verdicts).collect()
     }
 
     /// Verify the commits `mode` requires; see the module documentation.
