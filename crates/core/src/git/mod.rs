@@ -8,6 +8,7 @@ pub mod first_seen;
 pub mod gitsign;
 pub mod notes;
 pub mod openpgp;
+pub mod pack;
 pub mod policy;
 pub mod provenance;
 pub mod remote;

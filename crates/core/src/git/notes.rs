@@ -13,6 +13,7 @@
 //!
 //! Blocking (gix fetch, git CLI push, sleeps between retries): call from `spawn_blocking`.
 
+pub use super::pack::write_pack;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -298,67 +299,6 @@ pub fn write_batch(
         write_pack(repo, &objects).map_err(|e| git_err(notes_ref, e))?;
     }
     Ok(batch)
-}
-
-/// Write objects (e.g. those a `with_object_memory()` repository collected) as one pack, with its index,
-/// into the repository's `objects/pack`. Also used by hydrate for its output commits.
-pub fn write_pack(
-    repo: &gix::Repository,
-    objects: &gix::odb::memory::Storage,
-) -> Result<(), String> {
-    use gix::odb::pack;
-    use std::io::Write;
-    let mut data = Vec::with_capacity(
-        objects
-            .values()
-            .map(|(_, d)| d.len() / 2 + 16)
-            .sum::<usize>()
-            + 32,
-    );
-    data.extend_from_slice(b"PACK");
-    data.extend_from_slice(&2u32.to_be_bytes());
-    let count =
-        u32::try_from(objects.len()).map_err(|_| "too many objects for one pack".to_string())?;
-    data.extend_from_slice(&count.to_be_bytes());
-    for (kind, body) in objects.values() {
-        let type_id: u8 = match kind {
-            gix::object::Kind::Commit => 1,
-            gix::object::Kind::Tree => 2,
-            gix::object::Kind::Blob => 3,
-            gix::object::Kind::Tag => 4,
-        };
-        // Entry header: type and size, little-endian base-128 (4 bits of size in the first byte).
-        let mut size = body.len();
-        let mut byte = (type_id << 4) | (size & 0x0f) as u8;
-        size >>= 4;
-        while size > 0 {
-            data.push(byte | 0x80);
-            byte = (size & 0x7f) as u8;
-            size >>= 7;
-        }
-        data.push(byte);
-        let mut z =
-            gix::zlib::stream::deflate::Write::new(&mut data, gix::zlib::Compression::BEST_SPEED);
-        z.write_all(body)
-            .and_then(|()| z.flush())
-            .map_err(|e| e.to_string())?;
-    }
-    let mut hasher = gix::hash::hasher(repo.object_hash());
-    hasher.update(&data);
-    let trailer = hasher.try_finalize().map_err(|e| e.to_string())?;
-    data.extend_from_slice(trailer.as_bytes());
-    let dir = repo.common_dir().join("objects").join("pack");
-    pack::Bundle::write_to_directory(
-        &mut &data[..],
-        Some(&dir),
-        &mut gix::progress::Discard,
-        &std::sync::atomic::AtomicBool::new(false),
-        None::<gix::OdbHandle>,
-        repo.object_hash(),
-        pack::bundle::write::Options::default(),
-    )
-    .map_err(|e| format!("cannot write pack to {}: {e}", dir.display()))?;
-    Ok(())
 }
 
 fn build_batch(
