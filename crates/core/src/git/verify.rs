@@ -296,7 +296,7 @@ impl<'a> Verifier<'a> {
 
     /// What is needed to judge a loaded node (consumes its parsed form): its verdict when it cannot be
     /// judged, or its parsed form and when it was first seen.
-    fn to_judge(&mut self, id: ObjectId) -> ToJudge {
+    fn take_for_judging(&mut self, id: ObjectId) -> ToJudge {
         let seen = self.seen(id);
         let node = self.load(id);
         if let Some(f) = &node.failure {
@@ -495,7 +495,7 @@ impl<'a> Verifier<'a> {
             interesting -= 1;
             if failed {
                 // Reported; its parents are not followed.
-                let judge = self.to_judge(id);
+                let judge = self.take_for_judging(id);
                 out.push((id, judge));
                 continue;
             }
@@ -510,7 +510,7 @@ impl<'a> Verifier<'a> {
                 continue;
             }
             if parts.is_empty() || self.touches(tree, &parents, parts) {
-                let judge = self.to_judge(id);
+                let judge = self.take_for_judging(id);
                 out.push((id, judge));
             } else {
                 self.load(id).parsed = None;
