@@ -439,7 +439,8 @@ impl RetryPolicy {
 /// What a [`NotesWriter::flush`] achieved.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FlushReport {
-    /// Records confirmed on the remote during this flush (seen in the fetched notes ref).
+    /// Records confirmed on the remote during this flush (the compare-and-swap push was accepted, or the
+    /// fetched notes ref holds them).
     pub delivered: usize,
     /// Records still waiting (kept in the pending store).
     pub pending: usize,
@@ -566,9 +567,9 @@ impl NotesWriter {
     }
 
     /// Deliver the pending records: fetch the notes ref, merge the records in as one notes commit, push it
-    /// with compare-and-swap, and repeat (with backoff after a rejection) until a fetch shows every record on
-    /// the remote or the attempts run out. Records confirmed on the remote leave the pending store; the
-    /// others stay for the next flush (or the next process).
+    /// with compare-and-swap, and repeat (with backoff after a rejection) until the push is accepted (or a
+    /// fetch shows every record on the remote already) or the attempts run out. Records confirmed on the
+    /// remote leave the pending store; the others stay for the next flush (or the next process).
     pub fn flush(&mut self) -> Result<FlushReport, NotesError> {
         let mut report = FlushReport {
             pending: self.pending.len(),
@@ -593,14 +594,7 @@ impl NotesWriter {
             // 2. Merge the pending records onto it. Nothing to add means every record is on the remote.
             let batch = write_batch(&repo, &self.notes_ref, remote_tip, &self.pending)?;
             let Some(new) = batch.commit else {
-                self.pending.clear();
-                rewrite_store(&self.store_path, &self.pending)?;
-                if report.attempts > 0 {
-                    housekeeping(&self.repo_path);
-                }
-                report.delivered = total;
-                report.pending = 0;
-                return Ok(report);
+                return self.delivered(report, total);
             };
             if report.attempts >= self.retry.max_attempts.max(1) {
                 return Ok(report);
@@ -618,16 +612,35 @@ impl NotesWriter {
                 remote_tip,
                 &self.creds,
             )? {
+                // The remote ref moved from what we merged onto to `new`, which holds every pending record:
+                // delivered, without a fetch to confirm it.
                 PushOutcome::Accepted => {
                     tracing::debug!(notes_ref = %self.notes_ref, commit = %new, added = batch.added, "notes pushed");
+                    return self.delivered(report, total);
                 }
                 PushOutcome::Rejected { reason } => {
                     report.rejections += 1;
                     tracing::debug!(notes_ref = %self.notes_ref, %reason, "notes push rejected; retrying");
                 }
             }
-            // 4. Loop: the next fetch confirms delivery (or shows what the other writer pushed).
+            // 4. Rejected: the next fetch shows what the other writer pushed.
         }
+    }
+
+    /// Every pending record is on the remote: they leave the pending store.
+    fn delivered(
+        &mut self,
+        mut report: FlushReport,
+        total: usize,
+    ) -> Result<FlushReport, NotesError> {
+        self.pending.clear();
+        rewrite_store(&self.store_path, &self.pending)?;
+        if report.attempts > 0 {
+            housekeeping(&self.repo_path);
+        }
+        report.delivered = total;
+        report.pending = 0;
+        Ok(report)
     }
 }
 
