@@ -19,7 +19,7 @@
 //!   unauthorized, forbidden, rejected, rate_limited, server_error, unreachable).
 //! - `vworkspace_operator_events_dropped_total{reason}`: events given up on: `overflow` (buffer full, oldest
 //!   dropped) or `rejected` (the control plane refused the batch: 403 or another non-retryable 4xx).
-//! - `vworkspace_operator_outcomes_pending`: outcome records (git notes) not yet seen on the remote.
+//! - `vworkspace_operator_outcomes_pending`: outcome records (git notes) not yet on the remote.
 //! - `vworkspace_operator_admission_reviews_total{kind,verdict}`: admission reviews the webhook answered, `kind`
 //!   = applicationinstance | operation | other, `verdict` = allowed | warned (allowed with warnings) | denied.
 //! - `vworkspace_operator_admission_review_duration_seconds`: histogram of the webhook's answer time,
@@ -38,7 +38,7 @@
 //! - `vworkspace_operator_webhook_certificate_expiry_timestamp_seconds`: when the admission webhook's serving
 //!   certificate expires (Unix time).
 //! - `vworkspace_operator_outcome_delivery_seconds{channel}`: histogram of the time from an outcome being
-//!   observed (the note record's or event's timestamp) to its confirmed delivery, `channel` = notes (seen on the
+//!   observed (the note record's or event's timestamp) to its confirmed delivery, `channel` = notes (on the
 //!   remote's notes ref) | events (accepted by the control plane), buckets 0.1 s … 1 h.
 
 use std::sync::Arc;
@@ -417,7 +417,7 @@ impl Metrics {
         let outcomes_pending = Gauge::default();
         registry.register(
             "outcomes_pending",
-            "Outcome records (git notes) not yet seen on the remote",
+            "Outcome records (git notes) not yet on the remote",
             outcomes_pending.clone(),
         );
         let trust_policy_reloads_total = Family::<PolicyReloadLabels, Counter>::default();
