@@ -2,15 +2,12 @@
 //! the verified view against the revision Flux applied, and the process's resident memory. What the chart's
 //! dashboard and alerts read (docs/runbooks.md).
 
-use kube::api::{Api, DynamicObject, ListParams};
 use kube::runtime::reflector::Store;
-use serde_json::Value;
 
 use super::context::{Context, is_ours};
 use crate::api::conditions::types;
 use crate::api::{ApplicationInstance, Operation};
 use crate::metrics::Metrics;
-use crate::source::flux_watch::{applied_commit, applies_cluster_path};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 /// The states `vworkspace_operator_intents` has for each kind (all are set, 0 when none).
@@ -101,8 +98,8 @@ pub(super) async fn refresh(
         .map(|o| op_state(o));
     metrics.set_intents("operation", OP_STATES, &count(op_states));
     if gitops {
-        let view = ctx.source.status().last_verified_commit;
-        let flux = flux_applied(ctx).await;
+        let status = ctx.source.status();
+        let (view, flux) = (status.last_verified_commit, status.flux_applied_commit);
         let differs = match (&view, &flux) {
             (Some(v), Some(f)) => Some(v != f),
             (None, Some(_)) => Some(true),
@@ -113,33 +110,6 @@ pub(super) async fn refresh(
     if let Some(bytes) = resident_memory() {
         metrics.set_resident_memory(bytes);
     }
-}
-
-/// The commit Flux last applied to the cluster path: the `lastAppliedRevision` (`<branch>@sha1:<commit>`) of
-/// the Kustomization whose path is `clusters/<id>` (or a folder above it). None when there is none, or it
-/// cannot be listed.
-async fn flux_applied(ctx: &Context) -> Option<String> {
-    let ar = ctx
-        .resources
-        .resolve("kustomize.toolkit.fluxcd.io/v1", "Kustomization")
-        .await
-        .ok()??;
-    let api: Api<DynamicObject> = Api::all_with(ctx.client.clone(), &ar);
-    let list = api.list(&ListParams::default()).await.ok()?;
-    list.items.into_iter().find_map(|ks| {
-        let ks = serde_json::to_value(ks).ok()?;
-        let path = ks
-            .pointer("/spec/path")
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        if !applies_cluster_path(path, &ctx.settings.cluster_id) {
-            return None;
-        }
-        let applied = ks
-            .pointer("/status/lastAppliedRevision")
-            .and_then(Value::as_str)?;
-        Some(applied_commit(applied).to_string())
-    })
 }
 
 /// The resident set of this process (`VmRSS` of `/proc/self/status`), in bytes.

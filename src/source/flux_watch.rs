@@ -3,12 +3,12 @@
 //!
 //! Flux already knows the commit it is about to apply: the GitRepository's artifact revision (source-controller
 //! fetched it), then the Kustomization's `lastAttemptedRevision` and `lastAppliedRevision` (kustomize-controller
-//! applied it). This watches the Kustomizations whose path covers `clusters/<id>` and the GitRepositories they
-//! read; when one of them names a commit that is not the operator's verified view, the view is fetched and
-//! judged at once. The fetch interval stays, as the fallback when Flux is absent or cannot be read. Only the few
+//! applied it). This watches the Kustomizations whose path covers `clusters/<id>` and that read a
+//! GitRepository of the operator's repository and branch; when one of them names a commit that is not the
+//! operator's verified view, the view is fetched and judged at once. The fetch interval stays, as the fallback when Flux is absent or cannot be read. Only the few
 //! fields below are kept of each object.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,8 +43,40 @@ type Key = (String, String);
 /// GitRepository it reads and the commits it attempted and applied; per GitRepository, its artifact's commit.
 #[derive(Debug, Default)]
 pub struct FluxRevisions {
-    kustomizations: HashMap<Key, (Key, Vec<String>)>,
-    repositories: HashMap<Key, String>,
+    kustomizations: BTreeMap<Key, Applying>,
+    repositories: BTreeMap<Key, Repository>,
+}
+
+/// A GitRepository: whether it reads the operator's repo and branch, and its artifact's commit.
+#[derive(Debug)]
+struct Repository {
+    ours: bool,
+    commit: Option<String>,
+}
+
+/// The same repository, written two ways: scheme and host case-insensitive, without credentials, a trailing `/`
+/// or `.git`.
+fn same_repo(a: &str, b: &str) -> bool {
+    fn norm(url: &str) -> String {
+        let url = url.trim().trim_end_matches('/').trim_end_matches(".git");
+        let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+        let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+        let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+        format!(
+            "{}://{}/{path}",
+            scheme.to_ascii_lowercase(),
+            host.to_ascii_lowercase()
+        )
+    }
+    norm(a) == norm(b)
+}
+
+/// A Kustomization that applies the cluster path.
+#[derive(Debug)]
+struct Applying {
+    source: Key,
+    attempted: Option<String>,
+    applied: Option<String>,
 }
 
 fn key(obj: &Value) -> Key {
@@ -79,43 +111,62 @@ impl FluxRevisions {
                 .unwrap_or_default()
                 .to_string(),
         );
-        let commits = [
-            "/status/lastAttemptedRevision",
-            "/status/lastAppliedRevision",
-        ]
-        .iter()
-        .filter_map(|p| obj.pointer(p).and_then(Value::as_str))
-        .map(|r| applied_commit(r).to_string())
-        .collect();
-        self.kustomizations.insert(k, (source, commits));
+        let commit = |p: &str| {
+            obj.pointer(p)
+                .and_then(Value::as_str)
+                .map(|r| applied_commit(r).to_string())
+        };
+        self.kustomizations.insert(
+            k,
+            Applying {
+                source,
+                attempted: commit("/status/lastAttemptedRevision"),
+                applied: commit("/status/lastAppliedRevision"),
+            },
+        );
     }
 
-    /// A GitRepository as the watch saw it (`deleted`: gone).
-    pub fn repository(&mut self, obj: &Value, deleted: bool) {
+    /// A GitRepository as the watch saw it (`deleted`: gone). It is ours when it reads `url` at `branch` (a
+    /// Kustomization reading another repository, or another branch such as a hydrated one, applies something
+    /// else, whatever its path).
+    pub fn repository(&mut self, obj: &Value, url: &str, branch: &str, deleted: bool) {
         let k = key(obj);
-        match obj
-            .pointer("/status/artifact/revision")
-            .and_then(Value::as_str)
-        {
-            Some(r) if !deleted => {
-                self.repositories.insert(k, applied_commit(r).to_string());
-            }
-            _ => {
-                self.repositories.remove(&k);
-            }
+        if deleted {
+            self.repositories.remove(&k);
+            return;
         }
+        let at = |p: &str| obj.pointer(p).and_then(Value::as_str);
+        let ours = at("/spec/url").is_some_and(|u| same_repo(u, url))
+            && at("/spec/ref/branch").is_none_or(|b| b == branch);
+        let commit = at("/status/artifact/revision").map(|r| applied_commit(r).to_string());
+        self.repositories.insert(k, Repository { ours, commit });
+    }
+
+    /// The Kustomizations that apply the cluster path of the operator's repository.
+    fn ours(&self) -> impl Iterator<Item = (&Applying, &Repository)> {
+        self.kustomizations.values().filter_map(|k| {
+            let repo = self.repositories.get(&k.source)?;
+            repo.ours.then_some((k, repo))
+        })
     }
 
     /// Every commit Flux has for the cluster path: fetched by the GitRepositories the Kustomizations read,
     /// attempted or applied by those Kustomizations.
     pub fn commits(&self) -> BTreeSet<String> {
         let mut out = BTreeSet::new();
-        for (source, commits) in self.kustomizations.values() {
-            out.extend(commits.iter().cloned());
-            out.extend(self.repositories.get(source).cloned());
+        for (k, repo) in self.ours() {
+            out.extend(k.attempted.iter().chain(&k.applied).cloned());
+            out.extend(repo.commit.iter().cloned());
         }
         out.retain(|c| !c.is_empty());
         out
+    }
+
+    /// The commit Flux last applied to the cluster path (the first such Kustomization's, by namespace and name).
+    pub fn applied(&self) -> Option<String> {
+        self.ours()
+            .find_map(|(k, _)| k.applied.clone())
+            .filter(|c| !c.is_empty())
     }
 }
 
@@ -181,8 +232,10 @@ pub async fn run(
         if is_ks {
             flux.kustomization(&obj, &cluster_id, deleted);
         } else {
-            flux.repository(&obj, deleted);
+            let (url, branch) = source.repo();
+            flux.repository(&obj, url, branch, deleted);
         }
+        source.set_flux_applied(flux.applied());
         let view = source.status().last_verified_commit;
         let commits = flux.commits();
         let new: Vec<&String> = commits
@@ -225,15 +278,33 @@ mod tests {
             "spec": {"path": "./clusters/other", "sourceRef": {"kind": "GitRepository", "name": "elsewhere"}},
             "status": {"lastAppliedRevision": "main@sha1:zzz"}});
         let repo = json!({"metadata": {"namespace": "flux-system", "name": "repo"},
+            "spec": {"url": "ssh://git@Git.Example/org/fleet.git/", "ref": {"branch": "main"}},
             "status": {"artifact": {"revision": "main@sha1:ccc"}}});
         let elsewhere = json!({"metadata": {"namespace": "flux-system", "name": "elsewhere"},
             "status": {"artifact": {"revision": "main@sha1:yyy"}}});
         flux.kustomization(&ks, "prod", false);
         flux.kustomization(&other, "prod", false);
-        flux.repository(&repo, false);
-        flux.repository(&elsewhere, false);
+        const URL: &str = "ssh://git.example/org/fleet";
+        flux.repository(&repo, URL, "main", false);
+        flux.repository(&elsewhere, URL, "main", false);
         let commits: Vec<String> = flux.commits().into_iter().collect();
         assert_eq!(commits, ["aaa", "bbb", "ccc"]);
+        assert_eq!(flux.applied().as_deref(), Some("aaa"));
+        // A Kustomization whose path covers every cluster (`./`) but reads another repository, or another
+        // branch of this one (a hydrated branch), applies something else.
+        let hydrated = json!({"metadata": {"namespace": "flux-system", "name": "hydrated"},
+            "spec": {"url": URL, "ref": {"branch": "hydrated/prod"}},
+            "status": {"artifact": {"revision": "hydrated/prod@sha1:hhh"}}});
+        let all = json!({"metadata": {"namespace": "flux-system", "name": "aaa-all"},
+            "spec": {"path": "./", "sourceRef": {"kind": "GitRepository", "name": "hydrated"}},
+            "status": {"lastAppliedRevision": "hydrated/prod@sha1:hhh"}});
+        flux.repository(&hydrated, URL, "main", false);
+        flux.kustomization(&all, "prod", false);
+        assert_eq!(flux.applied().as_deref(), Some("aaa"));
+        assert!(!flux.commits().contains("hhh"));
+        flux.repository(&repo, "https://git.example/org/other", "main", false);
+        assert!(flux.applied().is_none());
+        flux.repository(&repo, URL, "main", false);
         flux.kustomization(&ks, "prod", true);
         assert!(flux.commits().is_empty());
     }

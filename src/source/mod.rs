@@ -143,6 +143,9 @@ pub struct SourceStatus {
     pub reachable: bool,
     /// Why the last fetch or verification failed, when it did.
     pub last_error: Option<String>,
+    /// GitOps: the commit Flux last applied to the cluster path (its Kustomization's `lastAppliedRevision`), as
+    /// `source::flux_watch` follows it; `None` when Flux is absent or has applied nothing.
+    pub flux_applied_commit: Option<String>,
 }
 
 /// A live intent as the reconcilers see it: what [`IntentSource::check`] judges.

@@ -14,6 +14,8 @@ use std::time::Instant;
 #[derive(Debug, Default)]
 pub(super) struct FluxAhead {
     noted: Mutex<BTreeMap<String, Instant>>,
+    /// The commit Flux last applied to the cluster path, for the status and the gauges.
+    applied: Mutex<Option<String>>,
 }
 
 impl FluxAhead {
@@ -21,6 +23,20 @@ impl FluxAhead {
         self.noted
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(super) fn set_applied(&self, commit: Option<String>) {
+        *self
+            .applied
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = commit;
+    }
+
+    pub(super) fn applied(&self) -> Option<String> {
+        self.applied
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Flux has these commits (noted once: the first time counts).

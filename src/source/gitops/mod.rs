@@ -215,6 +215,16 @@ impl RepoSource {
         self.flux_ahead.note(commits);
     }
 
+    /// The repository's URL and branch.
+    pub fn repo(&self) -> (&str, &str) {
+        (&self.config.url, &self.config.branch)
+    }
+
+    /// The commit Flux last applied to the cluster path (`None`: none), reported in [`SourceStatus`].
+    pub fn set_flux_applied(&self, commit: Option<String>) {
+        self.flux_ahead.set_applied(commit);
+    }
+
     fn sync_branch(&self) -> SyncOutcome {
         let fetched = self.fetch_branch();
         let start = self.sync_start();
@@ -874,7 +884,10 @@ impl IntentSource for RepoSource {
     }
 
     fn status(&self) -> SourceStatus {
-        self.lock().status.clone()
+        SourceStatus {
+            flux_applied_commit: self.flux_ahead.applied(),
+            ..self.lock().status.clone()
+        }
     }
 }
 
