@@ -257,18 +257,18 @@ spec:
 
     /// Ask Flux to look now rather than at its next interval (what `flux reconcile source git` does).
     fn nudge_flux(&self) {
-        let stamp = format!("{:?}", std::time::SystemTime::now());
         for kind in ["gitrepository", "kustomization"] {
-            kubectl_ok(&[
-                "annotate",
-                "--overwrite",
-                "-n",
-                SYSTEM_NS,
-                kind,
-                &self.cluster,
-                &format!("reconcile.fluxcd.io/requestedAt={stamp}"),
-            ]);
+            request_reconcile(SYSTEM_NS, kind, &self.cluster);
         }
+    }
+
+    /// `host:port` of the stack's OCI registry.
+    fn registry(&self) -> String {
+        self.stack.oci_url["oci://".len()..]
+            .split('/')
+            .next()
+            .unwrap()
+            .to_string()
     }
 
     /// Suspend or resume this cluster's Kustomization (what `flux suspend|resume kustomization` does).
@@ -493,11 +493,42 @@ spec:
             .unwrap_or_default()
     }
 
+    /// One sample of the running operator's `/metrics` (`series`: the name with its labels, as printed).
+    async fn metric(&self, series: &str) -> Option<f64> {
+        let body = reqwest::get(format!("http://{}/metrics", self.metrics_addr))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        body.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))?
+            .trim()
+            .parse()
+            .ok()
+    }
+
     fn has_note(&self, commit: &str, name: &str, outcome: &str) -> bool {
         self.notes(commit)
             .iter()
             .any(|r| r["name"] == name && r["outcome"] == outcome)
     }
+}
+
+/// Ask a Flux controller to reconcile an object now (its `reconcile.fluxcd.io/requestedAt` annotation, what
+/// `flux reconcile` sets). Returns the stamp, which the object's `status.lastHandledReconcileAt` echoes once done.
+fn request_reconcile(ns: &str, kind: &str, name: &str) -> String {
+    let stamp = format!("{:?}", std::time::SystemTime::now());
+    kubectl_ok(&[
+        "annotate",
+        "--overwrite",
+        "-n",
+        ns,
+        kind,
+        name,
+        &format!("reconcile.fluxcd.io/requestedAt={stamp}"),
+    ]);
+    stamp
 }
 
 fn values_secret(ns: &str, name: &str, greeting: &str) -> Value {
@@ -1416,11 +1447,7 @@ async fn charts_must_carry_the_signatures_the_trust_policy_names() {
     let mut env = env("charts").await;
     let receiver = Receiver::start().await;
     let dir = env.tmp.path().join("signing");
-    let registry = env.stack.oci_url["oci://".len()..]
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
+    let registry = env.registry();
     let base = format!("oci://{registry}/trust-{}", env.cluster);
     let repo = |name: &str| format!("{base}/{name}");
     let release = CosignKey::generate(&dir, "release");
@@ -1556,29 +1583,15 @@ async fn charts_must_carry_the_signatures_the_trust_policy_names() {
             .then_some(())
     })
     .await;
-    // Both deliveries were timed: the notes seen on the remote, the events accepted by the receiver.
+    // Both deliveries were timed: the notes on the remote, the events accepted by the receiver.
     for channel in ["notes", "events"] {
         let series =
-            format!("vworkspace_operator_outcome_delivery_seconds_count{{channel=\"{channel}\"}} ");
+            format!("vworkspace_operator_outcome_delivery_seconds_count{{channel=\"{channel}\"}}");
         eventually(
             &format!("{channel} delivery latency observed"),
             30,
             &env,
-            || async {
-                let body = reqwest::get(format!("http://{}/metrics", env.metrics_addr))
-                    .await
-                    .ok()?
-                    .text()
-                    .await
-                    .ok()?;
-                let count: u64 = body
-                    .lines()
-                    .find_map(|l| l.strip_prefix(&series))?
-                    .trim()
-                    .parse()
-                    .ok()?;
-                (count > 0).then_some(())
-            },
+            || async { (env.metric(&series).await? > 0.0).then_some(()) },
         )
         .await;
     }
@@ -1599,16 +1612,7 @@ async fn charts_must_carry_the_signatures_the_trust_policy_names() {
             .await
         }
     };
-    let stamp = format!("{:?}", std::time::SystemTime::now());
-    kubectl_ok(&[
-        "annotate",
-        "--overwrite",
-        "-n",
-        &env.ns,
-        "ocirepository",
-        "pinned",
-        &format!("reconcile.fluxcd.io/requestedAt={stamp}"),
-    ]);
+    let stamp = request_reconcile(&env.ns, "ocirepository", "pinned");
     let source = eventually("the pinned source reconciled again", 60, &env, || async {
         oci("pinned")
             .await
@@ -1683,11 +1687,7 @@ async fn helm_release_states_are_told_as_flux_reports_them() {
         "values-secret.json",
         &[values_secret(&env.ns, "valued-values", "from a Secret")],
     );
-    let registry = env.stack.oci_url["oci://".len()..]
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
+    let registry = env.registry();
     let broken_repo = format!("oci://{registry}/states-{}/broken", env.cluster);
     cosign::push_unloadable_chart(env.stack, &broken_repo, "1.0.0");
     let inline = |greeting: &str| format!("{{source: inline, inline: {{greeting: {greeting}}}}}");
@@ -1855,6 +1855,15 @@ async fn helm_release_states_are_told_as_flux_reports_them() {
     })
     .await;
 
+    // The gauges know what Flux applied (from the watch of its Kustomization): the view and Flux agree.
+    eventually("view_differs_from_flux 0", 120, &env, || async {
+        (env.metric("vworkspace_operator_view_differs_from_flux")
+            .await?
+            == 0.0)
+            .then_some(())
+    })
+    .await;
+
     // Drift detection someone turned on in `warn` mode finds a hand edit of what the release installed:
     // Degraded=True/Drifted, still Ready (the release runs).
     patch_helm_release(
@@ -1882,16 +1891,7 @@ async fn helm_release_states_are_told_as_flux_reports_them() {
         "-p",
         r#"{"data":{"greeting":"edited by hand"}}"#,
     ]);
-    let stamp = format!("{:?}", std::time::SystemTime::now());
-    kubectl_ok(&[
-        "annotate",
-        "--overwrite",
-        "-n",
-        &env.ns,
-        "helmrelease",
-        "drifts",
-        &format!("reconcile.fluxcd.io/requestedAt={stamp}"),
-    ]);
+    request_reconcile(&env.ns, "helmrelease", "drifts");
     let (_, _, message) = eventually("drifts: Degraded=True/Drifted", 120, &env, || async {
         env.condition("drifts", "Degraded")
             .await
