@@ -46,6 +46,25 @@ pub struct CpState {
     pub down: bool,
     /// Answer a bad token with 401 (the documented contract) instead of the mock's 403.
     pub strict_401: bool,
+    /// Long polls being held open now (a poll whose client went away ends when the server sees the
+    /// connection closed).
+    pub polls_waiting: usize,
+}
+
+/// Counts a held long poll for as long as its handler lives.
+struct Waiting(ControlPlane);
+
+impl Waiting {
+    fn new(cp: &ControlPlane) -> Self {
+        cp.lock().polls_waiting += 1;
+        Self(cp.clone())
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.lock().polls_waiting -= 1;
+    }
 }
 
 #[derive(Clone)]
@@ -130,19 +149,17 @@ impl ControlPlane {
         self.lock().results.get(id).cloned().unwrap_or_default()
     }
 
-    /// Wait for the first result of a job.
-    pub async fn result(&self, id: &str, secs: u64) -> Value {
+    /// Wait until no long poll is held open: after an agent was killed, its poll (the server notices the closed
+    /// connection soon, not at once) must not take jobs queued for the next agent. Upstream delivers a job once
+    /// whether or not it is acked, so a job handed to a dead connection is lost, here as there.
+    pub async fn no_poll_waiting(&self, secs: u64) {
         let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            if let Some(r) = self.results(id).first() {
-                return r.clone();
-            }
+        while self.lock().polls_waiting > 0 {
             assert!(
                 Instant::now() < deadline,
-                "no result for job {id} within {secs} s; statuses: {:?}",
-                self.lock().statuses.get(id)
+                "a long poll still held {secs} s after its agent was stopped"
             );
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
@@ -258,6 +275,7 @@ async fn jobs(
         return error(code, "forbidden", "bad token");
     }
     cp.lock().polls.push((Instant::now(), 200));
+    let _waiting = Waiting::new(&cp);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(q.wait.unwrap_or(30).min(300));
     loop {
         let notified = cp.changed.notified();
