@@ -651,6 +651,77 @@ fn with_name(mut spec: serde_json::Value, name: &str) -> serde_json::Value {
     spec
 }
 
+/// The walk caches of the provenance index hold what two revisions' walks use, however long the history: six
+/// intents changed by each of twelve commits, an index per revision built after the previous one, every intent
+/// looked up (a walk each). They once kept every file version's parsed documents and grew with each commit.
+#[test]
+fn provenance_caches_do_not_grow_with_history() {
+    let f = Fixture::new();
+    let cache = f.root.join("cache");
+    remote::open_or_init_cache(&cache).unwrap();
+    let url = format!("file://{}", f.remote.display());
+    let names = ["a", "b", "c", "d", "e", "f"];
+    let (l, a) = (labels(), backup_annotation());
+    let mut sizes = Vec::new();
+    let mut previous: Option<ProvenanceIndex> = None;
+    for round in 0..12 {
+        let version = format!("1.{round}.0");
+        let files: Vec<(String, String)> = names
+            .iter()
+            .map(|n| {
+                (
+                    format!("{NS}/applicationinstance-{n}.yaml"),
+                    app_yaml(n, &version, ""),
+                )
+            })
+            .collect();
+        let changes: Vec<(&str, Option<&str>)> = files
+            .iter()
+            .map(|(p, y)| (p.as_str(), Some(y.as_str())))
+            .collect();
+        let commit = f.commit(&changes, &format!("round {round}"));
+        f.push();
+        remote::fetch(
+            &cache,
+            &url,
+            &["+refs/heads/*:refs/heads/*"],
+            &Credentials::None,
+        )
+        .unwrap();
+        let repo = Repo::open(&cache).unwrap();
+        let rev = repo.resolve_commit("main").unwrap();
+        let index = match &previous {
+            Some(p) => ProvenanceIndex::build_after(&repo, rev, "clusters/c1", p).unwrap(),
+            None => ProvenanceIndex::build(&repo, rev, "clusters/c1").unwrap(),
+        };
+        for n in names {
+            let live = with_name(live_app(&version), n);
+            assert_eq!(
+                check(
+                    &index,
+                    &repo,
+                    IntentKind::ApplicationInstance,
+                    n,
+                    &live,
+                    &l,
+                    &a
+                ),
+                Provenance::Match {
+                    intent_commit: commit,
+                    path: format!("{NS}/applicationinstance-{n}.yaml"),
+                },
+                "round {round}, {n}"
+            );
+        }
+        sizes.push(index.cache_entries());
+        previous = Some(index);
+    }
+    assert!(
+        sizes[3..].iter().all(|s| *s <= sizes[2]),
+        "cache entries per revision: {sizes:?}"
+    );
+}
+
 #[test]
 fn provenance_matches_and_names_the_commit_that_changed_the_document() {
     let h = history();

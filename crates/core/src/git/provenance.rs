@@ -142,7 +142,9 @@ struct IndexedDoc {
     duplicate: Option<String>,
 }
 
-type DocsByKey = HashMap<ObjectKey, Value>;
+/// Each document of a file blob by object, as a digest of its content ([`doc_digest`]): equal documents have
+/// equal digests, and a digest is 32 bytes where the parsed document is kilobytes.
+type DocsByKey = HashMap<ObjectKey, [u8; 32]>;
 
 /// The manifests under a cluster path at one revision, indexed by object, with memoized intent commits.
 pub struct ProvenanceIndex {
@@ -156,20 +158,97 @@ pub struct ProvenanceIndex {
     cache: Arc<WalkCache>,
 }
 
-/// Caches keyed by immutable object ids, so they stay valid across revisions and are shared by
-/// [`ProvenanceIndex::build_after`].
+/// Caches keyed by immutable object ids, so they stay valid across revisions. The cache of a revision built
+/// with [`ProvenanceIndex::build_after`] starts empty and looks up what it misses in the previous revision's,
+/// keeping what it finds; the revision before that is let go. So it holds what the walks of two revisions use,
+/// however many revisions the operator sees (it once kept every file version's documents, and grew with each
+/// commit).
 #[derive(Default)]
 struct WalkCache {
     /// commit → (tree, parents)
     commits: Mutex<HashMap<ObjectId, (ObjectId, Vec<ObjectId>)>>,
     /// (tree, entry name) → entry id
     children: Mutex<HashMap<(ObjectId, String), Option<ObjectId>>>,
-    /// file blob → its intent documents
+    /// file blob → its intent documents' digests
     blobs: Mutex<HashMap<ObjectId, Arc<DocsByKey>>>,
+    /// The previous revision's cache, until the next revision's is made.
+    older: Mutex<Option<Arc<WalkCache>>>,
 }
 
-/// A shared cache is dropped (and a fresh one started) beyond this many tree entries.
-const MAX_SHARED_CACHE_ENTRIES: usize = 1 << 20;
+impl WalkCache {
+    /// The cache of the revision after `previous`'s: `previous` is its older generation, and the generation
+    /// before `previous` is dropped.
+    fn after(previous: &Arc<WalkCache>) -> Self {
+        lock(&previous.older).take();
+        Self {
+            older: Mutex::new(Some(previous.clone())),
+            ..Self::default()
+        }
+    }
+
+    /// The entry of `key` in the map `pick` chooses: this generation's, or the older one's (copied here).
+    fn get<K, V>(&self, pick: fn(&WalkCache) -> &Mutex<HashMap<K, V>>, key: &K) -> Option<V>
+    where
+        K: Eq + std::hash::Hash + Clone,
+        V: Clone,
+    {
+        if let Some(v) = lock(pick(self)).get(key) {
+            return Some(v.clone());
+        }
+        let older = lock(&self.older).clone()?;
+        let v = lock(pick(&older)).get(key).cloned()?;
+        lock(pick(self)).insert(key.clone(), v.clone());
+        Some(v)
+    }
+
+    /// Entries held, in both generations.
+    fn len(&self) -> usize {
+        let own = lock(&self.commits).len() + lock(&self.children).len() + lock(&self.blobs).len();
+        own + lock(&self.older).as_ref().map_or(0, |o| {
+            lock(&o.commits).len() + lock(&o.children).len() + lock(&o.blobs).len()
+        })
+    }
+}
+
+/// A digest of a document's content: SHA-256 over a canonical encoding (object members in key order, each
+/// value tagged with its type and length), so two documents have the same digest exactly when they are equal
+/// as JSON values (member order does not count, as for `Value`'s equality).
+fn doc_digest(value: &Value) -> [u8; 32] {
+    use sha2::Digest;
+    fn feed(h: &mut sha2::Sha256, v: &Value) {
+        let bytes = |h: &mut sha2::Sha256, tag: u8, b: &[u8]| {
+            h.update([tag]);
+            h.update((b.len() as u64).to_be_bytes());
+            h.update(b);
+        };
+        match v {
+            Value::Null => h.update([0]),
+            Value::Bool(b) => h.update([1, u8::from(*b)]),
+            Value::Number(n) => bytes(h, 2, n.to_string().as_bytes()),
+            Value::String(s) => bytes(h, 3, s.as_bytes()),
+            Value::Array(items) => {
+                h.update([4]);
+                h.update((items.len() as u64).to_be_bytes());
+                for item in items {
+                    feed(h, item);
+                }
+            }
+            Value::Object(map) => {
+                h.update([5]);
+                h.update((map.len() as u64).to_be_bytes());
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                for k in keys {
+                    bytes(h, 3, k.as_bytes());
+                    feed(h, &map[k.as_str()]);
+                }
+            }
+        }
+    }
+    let mut h = sha2::Sha256::new();
+    feed(&mut h, value);
+    h.finalize().into()
+}
 
 impl std::fmt::Debug for ProvenanceIndex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -187,6 +266,12 @@ impl ProvenanceIndex {
         Self::build_inner(repo, revision, path, None, Arc::default())
     }
 
+    /// Entries the index's walk caches hold (commits, tree entries, file blobs; this revision's and the
+    /// previous one's).
+    pub fn cache_entries(&self) -> usize {
+        self.cache.len()
+    }
+
     /// Like [`Self::build`], reusing what `previous` (an index of an earlier revision of the same repository
     /// and path) already knows: a history walk that reaches `previous`'s revision stops there and takes
     /// its answer, so after a fetch only the new commits are walked.
@@ -197,11 +282,7 @@ impl ProvenanceIndex {
         previous: &ProvenanceIndex,
     ) -> Result<Self, ProvenanceError> {
         let known = lock(&previous.intent_commits).clone();
-        let cache = if lock(&previous.cache.children).len() > MAX_SHARED_CACHE_ENTRIES {
-            Arc::default()
-        } else {
-            previous.cache.clone()
-        };
+        let cache = Arc::new(WalkCache::after(&previous.cache));
         Self::build_inner(
             repo,
             revision,
@@ -419,8 +500,8 @@ impl ProvenanceIndex {
         repo: &Repo,
         commit: ObjectId,
     ) -> Result<(ObjectId, Vec<ObjectId>), RepoError> {
-        if let Some(v) = lock(&self.cache.commits).get(&commit) {
-            return Ok(v.clone());
+        if let Some(v) = self.cache.get(|c| &c.commits, &commit) {
+            return Ok(v);
         }
         let v = repo.commit_tree_and_parents(commit)?;
         lock(&self.cache.commits).insert(commit, v.clone());
@@ -438,7 +519,7 @@ impl ProvenanceIndex {
         let mut id = self.commit(repo, commit)?.0;
         for name in file.split('/') {
             let k = (id, name.to_string());
-            let cached = lock(&self.cache.children).get(&k).copied();
+            let cached = self.cache.get(|c| &c.children, &k);
             let child = match cached {
                 Some(c) => c,
                 None => {
@@ -455,16 +536,16 @@ impl ProvenanceIndex {
         Ok(Some(id))
     }
 
-    /// The document of `key` in the file blob `blob` (parsed once per blob).
+    /// The digest of the document of `key` in the file blob `blob` (parsed once per blob).
     fn doc(
         &self,
         repo: &Repo,
         blob: Option<ObjectId>,
         file: &str,
         key: &ObjectKey,
-    ) -> Result<Option<Value>, RepoError> {
+    ) -> Result<Option<[u8; 32]>, RepoError> {
         let Some(blob) = blob else { return Ok(None) };
-        let cached = lock(&self.cache.blobs).get(&blob).cloned();
+        let cached = self.cache.get(|c| &c.blobs, &blob);
         let docs = match cached {
             Some(d) => d,
             None => {
@@ -475,13 +556,16 @@ impl ProvenanceIndex {
                     Err(e) => return Err(e),
                 };
                 let (parsed, _) = intent::parse_file(file, &data);
-                let map: DocsByKey = parsed.into_iter().map(|d| (d.key, d.value)).collect();
+                let map: DocsByKey = parsed
+                    .into_iter()
+                    .map(|d| (d.key, doc_digest(&d.value)))
+                    .collect();
                 let map = Arc::new(map);
                 lock(&self.cache.blobs).insert(blob, map.clone());
                 map
             }
         };
-        Ok(docs.get(key).cloned())
+        Ok(docs.get(key).copied())
     }
 }
 
@@ -568,6 +652,32 @@ mod tests {
             out,
             vec!["metadata.annotations[\"apps.vworkspace.io/reconcile\"]"]
         );
+    }
+
+    #[test]
+    fn document_digests_are_equal_exactly_when_the_documents_are() {
+        let a = json!({"spec": {"a": [1, "x", null, true], "b": {"c": 1.5}}, "kind": "K"});
+        let reordered = json!({"kind": "K", "spec": {"b": {"c": 1.5}, "a": [1, "x", null, true]}});
+        assert_eq!(a, reordered);
+        assert_eq!(doc_digest(&a), doc_digest(&reordered));
+        for other in [
+            json!({"spec": {"a": [1, "x", null, false], "b": {"c": 1.5}}, "kind": "K"}),
+            json!({"spec": {"a": ["x", 1, null, true], "b": {"c": 1.5}}, "kind": "K"}),
+            json!({"spec": {"a": [1, "x", null, true], "b": {"c": 1.5}}, "kind": "K2"}),
+            json!({"spec": {"a": [1, "x", null, true], "b": {"c": "1.5"}}, "kind": "K"}),
+            json!({"spec": {"a": [1, "x", null, true], "b": {"c": 1.5, "d": null}}, "kind": "K"}),
+            json!({"spec": {"a": [1, "x", null, true], "bc": {}}, "kind": "K"}),
+        ] {
+            assert_ne!(a, other);
+            assert_ne!(doc_digest(&a), doc_digest(&other), "{other}");
+        }
+        // Framed: a string's bytes cannot pass for the next member.
+        assert_ne!(
+            doc_digest(&json!({"a": "b", "c": "d"})),
+            doc_digest(&json!({"a": "bc", "": "d"}))
+        );
+        assert_ne!(doc_digest(&json!(1)), doc_digest(&json!(1.0)));
+        assert_ne!(json!(1), json!(1.0));
     }
 
     #[test]
