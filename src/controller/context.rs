@@ -115,36 +115,43 @@ pub struct EventRecorder {
     client: Client,
     controller: String,
     instance: String,
-    /// Events are sent in the background, a few at a time (each request in flight is a connection).
-    in_flight: Arc<tokio::sync::Semaphore>,
+    /// Events waiting to be sent: a queue of the Events themselves (a few hundred bytes each), drained by one
+    /// sender task started with the first Event, rather than a task per Event (a task holds its request's future,
+    /// several times the Event's size: during a rollout of thousands of intents, megabytes).
+    queue: tokio::sync::mpsc::UnboundedSender<KubeEvent>,
+    receiver: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<KubeEvent>>>,
 }
+
+/// Events in flight at once (each request in flight is a connection).
+const EVENTS_IN_FLIGHT: usize = 4;
 
 impl EventRecorder {
     pub fn new(client: Client, controller: &str, instance: Option<String>) -> Self {
+        let (queue, receiver) = tokio::sync::mpsc::unbounded_channel();
         Self {
             client,
             controller: controller.to_string(),
             instance: instance.unwrap_or_else(|| controller.to_string()),
-            in_flight: Arc::new(tokio::sync::Semaphore::new(4)),
+            queue,
+            receiver: std::sync::Mutex::new(Some(receiver)),
         }
     }
 
     /// Create one Event about `regarding` (in its namespace; cluster-scoped objects' Events go to `default`) in the
     /// background: a reconcile does not wait for its Events. Failures are logged.
     pub fn publish(&self, regarding: ObjectReference, warning: bool, reason: &str, note: String) {
-        let event = self.event(regarding, warning, reason, note);
-        let client = self.client.clone();
-        let in_flight = self.in_flight.clone();
-        tokio::spawn(async move {
-            let Ok(_permit) = in_flight.acquire_owned().await else {
-                return;
-            };
-            let namespace = event.metadata.namespace.clone().unwrap_or_default();
-            let api: Api<KubeEvent> = Api::namespaced(client, &namespace);
-            if let Err(e) = api.create(&PostParams::default(), &event).await {
-                tracing::warn!(error = %e, "publishing event failed");
-            }
-        });
+        let receiver = self
+            .receiver
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(receiver) = receiver {
+            tokio::spawn(send_events(self.client.clone(), receiver));
+        }
+        // The receiver lives as long as the sender task, which ends only when every sender is gone.
+        let _ = self
+            .queue
+            .send(self.event(regarding, warning, reason, note));
     }
 
     fn event(
@@ -180,6 +187,26 @@ impl EventRecorder {
             ..KubeEvent::default()
         }
     }
+}
+
+/// Send queued Events, a few at a time, until every recorder handle is gone.
+async fn send_events(
+    client: Client,
+    mut receiver: tokio::sync::mpsc::UnboundedReceiver<KubeEvent>,
+) {
+    use futures::StreamExt;
+    futures::stream::poll_fn(move |cx| receiver.poll_recv(cx))
+        .for_each_concurrent(EVENTS_IN_FLIGHT, |event| {
+            let client = client.clone();
+            async move {
+                let namespace = event.metadata.namespace.clone().unwrap_or_default();
+                let api: Api<KubeEvent> = Api::namespaced(client, &namespace);
+                if let Err(e) = api.create(&PostParams::default(), &event).await {
+                    tracing::warn!(error = %e, "publishing event failed");
+                }
+            }
+        })
+        .await;
 }
 
 /// The status the operator last wrote for each object (by uid), with the resourceVersion that write produced.
