@@ -22,6 +22,8 @@ pub use vworkspace_core::{
 
 /// The allocator of every binary built on this crate (the operator, its tests and benchmarks alike):
 /// rendering and the controller allocate many small JSON values, and mimalloc serves them in about two thirds
-/// of the time glibc malloc takes (measured in docs/render.md).
+/// of the time glibc malloc takes (measured in docs/render.md). The feature `system-allocator` leaves the
+/// system's malloc in place, for heap profilers that intercept malloc (heaptrack; docs/operator.md).
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -1,0 +1,150 @@
+//! The bench's fleet: intents in a signed repo, created as Flux would create them, Flux's helm-controller played,
+//! and waiting for all to be Ready.
+
+use super::*;
+// ---------------------------------------------------------------------------------------------------------
+// Intents, the repo, Flux's part.
+
+pub(crate) fn namespace(prefix: &str, i: usize) -> String {
+    format!("{prefix}-{}", i % NAMESPACES)
+}
+
+pub(crate) fn app_yaml(cluster: &str, ns: &str, i: usize) -> String {
+    support::manifests::nextcloud_app(
+        cluster,
+        ns,
+        i,
+        CHART_VERSION,
+        "{replicaCount: 2, persistence: {enabled: true, size: 50Gi}}",
+    )
+}
+
+/// The intents of one cluster: YAML, in namespaces `<prefix>-0..19`.
+pub(crate) fn intents(cluster: &str, prefix: &str, n: usize) -> Vec<(String, String)> {
+    (0..n)
+        .map(|i| {
+            let ns = namespace(prefix, i);
+            (ns.clone(), app_yaml(cluster, &ns, i))
+        })
+        .collect()
+}
+
+/// A bare remote holding every intent in one signed commit, and the trust policy for it.
+pub(crate) fn signed_repo(
+    dir: &Path,
+    cluster: &str,
+    intents: &[(String, String)],
+) -> (GitRemote, Signer) {
+    let remote = GitRemote::new(dir);
+    let signer = Signer::new(&dir.join("keys"), "cp@example.com");
+    remote.write("README.md", "cluster repo\n");
+    for (i, (ns, yaml)) in intents.iter().enumerate() {
+        remote.write(
+            &format!("clusters/{cluster}/namespaces/{ns}/applicationinstance-app-{i}.yaml"),
+            yaml,
+        );
+    }
+    remote.commit(
+        &format!("{} intents", intents.len()),
+        Some(&signer),
+        &signer.email,
+    );
+    (remote, signer)
+}
+
+pub(crate) async fn gated_namespaces(client: &Client, prefix: &str) {
+    for i in 0..NAMESPACES {
+        testbed::namespace(client, &namespace(prefix, i), true).await;
+    }
+}
+
+/// Create the intents as Flux's kustomize-controller would (server-side apply), `concurrency` at a time.
+pub(crate) async fn create_intents(
+    client: &Client,
+    intents: &[(String, String)],
+    concurrency: usize,
+) {
+    futures::stream::iter(intents)
+        .map(|(ns, yaml)| {
+            let api: Api<ApplicationInstance> = Api::namespaced(client.clone(), ns);
+            async move {
+                let value: Value = serde_saphyr::from_str(yaml).expect("intent YAML");
+                let name = value["metadata"]["name"].as_str().unwrap_or_default();
+                api.patch(
+                    name,
+                    &PatchParams::apply("kustomize-controller").force(),
+                    &Patch::Apply(&value),
+                )
+                .await
+                .expect("create intent");
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect::<Vec<_>>()
+        .await;
+}
+
+pub(crate) async fn write_flux_status(
+    api: &Api<DynamicObject>,
+    name: &str,
+    ns: &str,
+    generation: i64,
+) {
+    helm_standin::write_status(api, name, ns, generation, CHART_VERSION).await;
+}
+
+pub(crate) fn play_helm_controller(
+    client: Client,
+    hr: ApiResource,
+    cluster: &str,
+    concurrency: usize,
+) -> tokio::task::JoinHandle<()> {
+    helm_standin::play(client, hr, cluster, CHART_VERSION, concurrency)
+}
+
+pub(crate) fn is_ready(app: &ApplicationInstance) -> bool {
+    app.status.as_ref().is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+    })
+}
+
+/// Wait until `n` instances of the cluster have Ready=True (a watch, so waiting adds no polling load).
+pub(crate) async fn all_ready(client: &Client, cluster: &str, n: usize, timeout: Duration) {
+    let api: Api<ApplicationInstance> = Api::all(client.clone());
+    let selector = format!("app.vworkspace.io/cluster-id={cluster}");
+    let mut ready: HashSet<(String, String)> = HashSet::new();
+    let mut stream = std::pin::pin!(
+        watcher(api, watcher::Config::default().labels(&selector))
+            .default_backoff()
+            .applied_objects()
+    );
+    let deadline = tokio::time::Instant::now() + timeout;
+    while ready.len() < n {
+        match tokio::time::timeout_at(deadline, stream.try_next()).await {
+            Ok(Ok(Some(app))) if is_ready(&app) => {
+                ready.insert((app.namespace().unwrap_or_default(), app.name_any()));
+            }
+            Ok(_) => {}
+            Err(_) => panic!(
+                "only {} of {n} instances of {cluster} Ready after {timeout:?}",
+                ready.len()
+            ),
+        }
+    }
+}
+
+pub(crate) async fn resource(client: &Client, api_version: &str, kind: &str) -> ApiResource {
+    testbed::api_resource(client, &json!({"apiVersion": api_version, "kind": kind})).await
+}
+
+pub(crate) fn renderer(cluster: &str) -> Renderer {
+    Renderer::new(
+        Templates::embedded(),
+        RenderOptions {
+            cluster_id: Some(cluster.into()),
+            ..RenderOptions::default()
+        },
+    )
+}

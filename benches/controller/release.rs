@@ -1,0 +1,325 @@
+//! The release binary as a subprocess: its peak RSS with many intents (4), and over churn rounds (5).
+
+use super::*;
+// ---------------------------------------------------------------------------------------------------------
+// 4. Peak RSS of the release binary.
+
+pub(crate) struct RssRun {
+    pub(crate) wall: Duration,
+    pub(crate) vm_hwm_kib: u64,
+    pub(crate) vm_rss_kib: u64,
+    pub(crate) rss_anon_kib: u64,
+    pub(crate) rss_file_kib: u64,
+    pub(crate) threads: u64,
+}
+
+/// A number from /proc/<pid>/status (`VmHWM:  1234 kB` → 1234).
+pub(crate) fn proc_status(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            let v = l.strip_prefix(field)?.strip_prefix(':')?.trim();
+            v.trim_end_matches("kB").trim().parse().ok()
+        })
+        .unwrap_or_default()
+}
+
+/// `vworkspace-operator run` (the release binary) as a subprocess in its own process group, on one cluster's
+/// repo, with its metrics on a known port.
+pub(crate) struct ReleaseOperator {
+    pub(crate) child: tokio::process::Child,
+    pub(crate) pid: u32,
+    pub(crate) metrics_addr: String,
+}
+
+impl ReleaseOperator {
+    async fn start(
+        tmp: &Path,
+        cluster: &str,
+        remote: &GitRemote,
+        signer: &Signer,
+        concurrency: usize,
+    ) -> Self {
+        let policy = tmp.join("policy.yaml");
+        std::fs::write(&policy, policy_yaml(&[signer], "range")).expect("policy");
+        let log = std::fs::File::create(tmp.join("operator.log")).expect("log");
+        let metrics_addr = format!("127.0.0.1:{}", testbed::free_port());
+        // OPERATOR_WRAPPER (e.g. "heaptrack -o /tmp/op") runs the binary under a profiler; the RSS figures are
+        // then the wrapper's, not the operator's.
+        let wrapper = std::env::var("OPERATOR_WRAPPER").unwrap_or_default();
+        let mut words = wrapper.split_whitespace();
+        let binary = env!("CARGO_BIN_EXE_vworkspace-operator");
+        drop_cached_code(binary);
+        let mut command = match words.next() {
+            Some(program) => {
+                let mut c = tokio::process::Command::new(program);
+                c.args(words).arg(binary);
+                c
+            }
+            None => tokio::process::Command::new(binary),
+        };
+        let child = command
+            .args([
+                "run",
+                "--cluster-id",
+                cluster,
+                "--repo-url",
+                &remote.url(),
+                "--policy",
+            ])
+            .arg(&policy)
+            .arg("--state-dir")
+            .arg(tmp.join("state"))
+            .args([
+                "--leader-election=false",
+                &format!("--metrics-addr={metrics_addr}"),
+                "--health-addr=127.0.0.1:0",
+                "--log-format=text",
+                "--fetch-interval=2s",
+                &format!("--max-concurrent-reconciles={concurrency}"),
+            ])
+            .env("KUBECONFIG", &testbed::server().kubeconfig)
+            .env("RUST_LOG", "warn")
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .kill_on_drop(true)
+            .process_group(0)
+            .spawn()
+            .expect("start vworkspace-operator run");
+        let pid = child.id().expect("pid");
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        Self {
+            child,
+            pid,
+            metrics_addr,
+        }
+    }
+
+    /// A number of its /proc status (kB for memory).
+    fn status(&self, field: &str) -> u64 {
+        proc_status(self.pid, field)
+    }
+
+    /// The sum of a metric's samples whose labels contain `filter` (from its /metrics).
+    async fn metric(&self, name: &str, filter: &str) -> f64 {
+        let text = reqwest::get(format!("http://{}/metrics", self.metrics_addr))
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics text");
+        text.lines()
+            .filter(|l| l.starts_with(name) && l.contains(filter))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+            + 0.0 // an empty sum is -0.0
+    }
+
+    /// SIGTERM to its process group (the operator, and a profiler wrapping it): it stops its controllers and
+    /// exits; SIGKILL after 30 s.
+    async fn stop(mut self) {
+        let group = format!("-{}", self.pid);
+        let _ = tokio::process::Command::new("kill")
+            .args(["-TERM", "--", &group])
+            .status()
+            .await;
+        if tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = tokio::process::Command::new("kill")
+                .args(["-KILL", "--", &group])
+                .status()
+                .await;
+            let _ = self.child.kill().await;
+        }
+    }
+}
+
+/// Whether the operator starts with its binary out of the page cache (CODE_CACHE=cold, the default: a
+/// Pod started on a node reads its image's binary from disk) or in it (CODE_CACHE=warm: just built). On a page
+/// fault the kernel maps the neighbouring pages that are already cached too (fault-around), so with a warm cache
+/// the file-backed RSS is most of the binary's 30 MB of code, touched or not; with a cold one it is the code
+/// read from disk (the pages touched, with the kernel's read-around).
+pub(crate) fn code_cache_cold() -> bool {
+    std::env::var("CODE_CACHE").map_or(true, |v| v != "warm")
+}
+
+/// Drop the binary's pages from the page cache (GNU dd: `iflag=nocache count=0` advises the kernel to drop the
+/// whole file's cached pages; pages mapped by a running process stay).
+pub(crate) fn drop_cached_code(binary: &str) {
+    if code_cache_cold() {
+        let dropped = std::process::Command::new("dd")
+            .args([
+                &format!("if={binary}"),
+                "iflag=nocache",
+                "count=0",
+                "status=none",
+            ])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(dropped, "dd could not drop {binary} from the page cache");
+    }
+}
+
+pub(crate) async fn rss_run(client: &Client, n: usize, concurrency: usize) -> RssRun {
+    let cluster = "bench-rss";
+    let prefix = "rss";
+    gated_namespaces(client, prefix).await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let intents = intents(cluster, prefix, n);
+    let (remote, signer) = signed_repo(tmp.path(), cluster, &intents);
+    let operator = ReleaseOperator::start(tmp.path(), cluster, &remote, &signer, concurrency).await;
+    let hr = resource(client, "helm.toolkit.fluxcd.io/v2", "HelmRelease").await;
+    let flux = play_helm_controller(client.clone(), hr, cluster, concurrency);
+    let started = Instant::now();
+    create_intents(client, &intents, concurrency).await;
+    all_ready(client, cluster, n, Duration::from_secs(1800)).await;
+    let wall = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let run = RssRun {
+        wall,
+        vm_hwm_kib: operator.status("VmHWM"),
+        vm_rss_kib: operator.status("VmRSS"),
+        rss_anon_kib: operator.status("RssAnon"),
+        rss_file_kib: operator.status("RssFile"),
+        threads: operator.status("Threads"),
+    };
+    flux.abort();
+    operator.stop().await;
+    run
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// 5. Churn: every intent updated ROUNDS times by signed commits; the release binary's memory over the rounds.
+
+pub(crate) struct ChurnRound {
+    /// 0: the first pass (creation).
+    pub(crate) round: usize,
+    pub(crate) wall: Duration,
+    pub(crate) vm_rss_kib: u64,
+    pub(crate) rss_anon_kib: u64,
+}
+
+pub(crate) struct ChurnRun {
+    pub(crate) rounds: Vec<ChurnRound>,
+    pub(crate) vm_hwm_kib: u64,
+    pub(crate) reconcile_errors: f64,
+    pub(crate) reconciles: f64,
+    pub(crate) total: Duration,
+}
+
+/// Wait until every instance of the cluster is Ready=True for its current generation.
+pub(crate) async fn all_ready_current(client: &Client, cluster: &str, n: usize, timeout: Duration) {
+    let api: Api<ApplicationInstance> = Api::all(client.clone());
+    let selector = format!("app.vworkspace.io/cluster-id={cluster}");
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let list = api
+            .list(&kube::api::ListParams::default().labels(&selector))
+            .await
+            .expect("list instances");
+        let current = list
+            .items
+            .iter()
+            .filter(|app| {
+                let generation = app.metadata.generation;
+                app.status.as_ref().is_some_and(|s| {
+                    s.observed_generation == generation
+                        && s.conditions.iter().any(|c| {
+                            c.type_ == "Ready"
+                                && c.status == "True"
+                                && c.observed_generation == generation
+                        })
+                })
+            })
+            .count();
+        if current >= n {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{current} of {n} instances Ready at their current generation after {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+pub(crate) async fn churn_run(
+    client: &Client,
+    n: usize,
+    rounds: usize,
+    pause: Duration,
+    concurrency: usize,
+) -> ChurnRun {
+    let cluster = "bench-churn";
+    let prefix = "churn";
+    gated_namespaces(client, prefix).await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut intents = intents(cluster, prefix, n);
+    let (remote, signer) = signed_repo(tmp.path(), cluster, &intents);
+    let operator = ReleaseOperator::start(tmp.path(), cluster, &remote, &signer, concurrency).await;
+    let hr = resource(client, "helm.toolkit.fluxcd.io/v2", "HelmRelease").await;
+    let flux = play_helm_controller(client.clone(), hr, cluster, concurrency);
+    let begin = Instant::now();
+    let mut out = Vec::new();
+    for round in 0..=rounds {
+        let started = Instant::now();
+        if round > 0 {
+            // One signed commit changes every intent's values; Flux applies them all.
+            for (i, (ns, yaml)) in intents.iter_mut().enumerate() {
+                *yaml = app_yaml(cluster, ns, i)
+                    .replace("replicaCount: 2", &format!("replicaCount: {}", round + 2));
+                remote.write(
+                    &format!("clusters/{cluster}/namespaces/{ns}/applicationinstance-app-{i}.yaml"),
+                    yaml,
+                );
+            }
+            remote.commit(
+                &format!("round {round}: {n} intents"),
+                Some(&signer),
+                &signer.email,
+            );
+            // Flux syncs once its source has the commit; the operator's view follows within its fetch interval.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        create_intents(client, &intents, concurrency).await;
+        all_ready_current(client, cluster, n, Duration::from_secs(1800)).await;
+        let wall = started.elapsed();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        eprintln!(
+            "churn round {round}: {} ; RSS {}",
+            secs(wall),
+            mib(operator.status("VmRSS"))
+        );
+        out.push(ChurnRound {
+            round,
+            wall,
+            vm_rss_kib: operator.status("VmRSS"),
+            rss_anon_kib: operator.status("RssAnon"),
+        });
+        if round < rounds {
+            tokio::time::sleep(pause).await;
+        }
+    }
+    let run = ChurnRun {
+        rounds: out,
+        vm_hwm_kib: operator.status("VmHWM"),
+        reconcile_errors: operator
+            .metric("vworkspace_operator_reconcile_total", "result=\"error\"")
+            .await,
+        reconciles: operator
+            .metric(
+                "vworkspace_operator_reconcile_total",
+                "controller=\"applicationinstance\"",
+            )
+            .await,
+        total: begin.elapsed(),
+    };
+    flux.abort();
+    operator.stop().await;
+    run
+}
+
+// ---------------------------------------------------------------------------------------------------------
