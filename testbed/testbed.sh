@@ -6,6 +6,7 @@
 #   testbed/testbed.sh bin NAME      print the path of one binary (building it if needed)
 #   testbed/testbed.sh versions      print the pinned version of every component
 #   testbed/testbed.sh crds          print the directory of the upstream CRDs the tests install
+#   testbed/testbed.sh peer-crds     print the directory of Flux Operator's CRDs (benches/peer.rs only)
 #
 # Components (each a Go module under testbed/go/, its versions pinned by go.mod + go.sum):
 #   kube/                  kube-apiserver, kubectl (k8s.io/kubernetes) and etcd (go.etcd.io/etcd/server/v3)
@@ -15,6 +16,7 @@
 #   node/                  kubelet, kube-proxy, kube-scheduler, kube-controller-manager (k8s.io/kubernetes)
 #   runtime/               containerd + containerd-shim-runc-v2 + ctr, CNI plugins, crane, pause (ours)
 #   argocd/                Argo CD v3.3 (application-controller, repo-server) and testbed-redis, on demand only
+#   flux-operator/         Flux Operator (ResourceSet), the peer of benches/peer.rs, on demand only; Go 1.27.3
 #
 # Cache: ${VWO_TESTBED_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vworkspace-operator/testbed}/<component>-<key>/, where
 # the key hashes that module's files and the Go version: a changed pin builds anew, an unchanged one never does.
@@ -77,6 +79,7 @@ for t in "${NODE_TARGETS[@]}"; do IFS=: read -r _ n _ <<<"$t"; NODE_NAMES+=("$n"
 ON_DEMAND_TARGETS=(
   argocd:argocd:github.com/argoproj/argo-cd/v3/cmd
   argocd:testbed-redis:./cmd/testbed-redis
+  flux-operator:flux-operator:github.com/controlplaneio-fluxcd/flux-operator/cmd/operator
 )
 
 need_go() { # Go 1.26+ on PATH, or Go's toolchain module from the module proxy (testbed/go-toolchain.sh)
@@ -114,8 +117,38 @@ ldflags_of() {
   esac
 }
 
+go_of() { # the go command that builds a component: Go 1.27.3 for flux-operator (its go.mod needs it), else `go`
+  if [ "$1" = flux-operator ]; then
+    vwo_fetch_go "$VWO_GO127_VERSION" "$VWO_GO127_ZIP_SHA256" >&2 || { log "no Go $VWO_GO127_VERSION"; exit 1; }
+    echo "$vwo_go_root/bin/go"
+  else
+    echo go
+  fi
+}
+
 bin_path() { # component binary -> cached path (not necessarily built)
   echo "$CACHE/$1-$(key_of "$1")/$2"
+}
+
+# Flux Operator embeds its web UI (`//go:embed dist/*`), which its release builds with npm and its module does not
+# ship: the pinned module (go.sum checks it) is copied out of the module cache into the test bed's cache with
+# go/flux-operator/webdist/ as its dist/, and built through a go.mod (a copy of ours, kept in that cache) that
+# points the module at the copy. Nothing of it is kept in the repository. Prints the folder.
+flux_operator_src() {
+  local gocmd=$1 dir src
+  src="$CACHE/flux-operator-src-$(key_of flux-operator)"
+  if [ ! -f "$src/.complete" ]; then
+    dir=$(cd "$HERE/go/flux-operator" && GOTOOLCHAIN=local "$gocmd" mod download -json github.com/controlplaneio-fluxcd/flux-operator |
+      sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+    [ -d "$dir" ] || { log "flux-operator has no directory in the module cache"; exit 1; }
+    rm -rf "$src"; mkdir -p "$src"
+    cp -r "$dir" "$src/flux-operator"; chmod -R u+w "$src"
+    mkdir -p "$src/flux-operator/web/dist"; cp "$HERE/go/flux-operator/webdist/"* "$src/flux-operator/web/dist/"
+    cp "$HERE/go/flux-operator/go.mod" "$HERE/go/flux-operator/go.sum" "$src/"
+    echo "replace github.com/controlplaneio-fluxcd/flux-operator => $src/flux-operator" >>"$src/go.mod"
+    touch "$src/.complete"
+  fi
+  echo "$src"
 }
 
 build_one() {
@@ -125,7 +158,9 @@ build_one() {
   mkdir -p "$(dirname "$out")"
   log "building $name ($comp) ..."
   local t0=$SECONDS
-  (cd "$HERE/go/$comp" && go build -ldflags "$(ldflags_of "$name")" -o "$out.tmp" "$pkg") || {
+  local gocmd modfile=(); gocmd=$(go_of "$comp")
+  [ "$comp" = flux-operator ] && modfile=("-modfile=$(flux_operator_src "$gocmd")/go.mod")
+  (cd "$HERE/go/$comp" && GOTOOLCHAIN=local "$gocmd" build "${modfile[@]}" -ldflags "$(ldflags_of "$name")" -o "$out.tmp" "$pkg") || {
     log "building $name failed"; rm -f "$out.tmp"; exit 1; }
   mv "$out.tmp" "$out"
   log "built $name in $((SECONDS - t0)) s"
@@ -205,6 +240,23 @@ crds() { # copy the CRDs out of the module cache into one folder (keyed like the
   echo "$out"
 }
 
+peer_crds() { # Flux Operator's CRDs out of the module cache (keyed like its binary); print the folder
+  need_go
+  local out gocmd dir
+  out="$CACHE/flux-operator-crds-$(key_of flux-operator)"
+  if [ ! -f "$out/.complete" ]; then
+    lock
+    gocmd=$(go_of flux-operator)
+    dir=$(cd "$HERE/go/flux-operator" && GOTOOLCHAIN=local "$gocmd" mod download -json github.com/controlplaneio-fluxcd/flux-operator |
+      sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+    [ -d "$dir" ] || { log "flux-operator has no directory in the module cache"; exit 1; }
+    rm -rf "$out.tmp"; mkdir -p "$out.tmp"
+    cp "$dir"/config/crd/bases/*.yaml "$out.tmp/"
+    chmod -R u+w "$out.tmp"; touch "$out.tmp/.complete"; rm -rf "$out"; mv "$out.tmp" "$out"
+  fi
+  echo "$out"
+}
+
 versions() {
   need_go
   echo "kubernetes $(kube_version)"
@@ -218,6 +270,7 @@ versions() {
   # The node's (read from go.mod: no module download for a CI that does not build them).
   local m
   awk '$1 == "github.com/argoproj/argo-cd/v3" { print "argo-cd", $2 }' "$HERE/go/argocd/go.mod"
+  awk '{ sub(/^require /, "") } $1 == "github.com/controlplaneio-fluxcd/flux-operator" { print "flux-operator", $2 }' "$HERE/go/flux-operator/go.mod"
   for m in github.com/containerd/containerd/v2:containerd github.com/containernetworking/plugins:cni-plugins \
     github.com/google/go-containerregistry:crane; do
     awk -v m="${m%%:*}" -v n="${m#*:}" '$1 == m { print n, $2 }' "$HERE/go/runtime/go.mod"
@@ -230,5 +283,6 @@ case "${1:-}" in
   bin) shift; one "${1:?usage: testbed.sh bin NAME}" ;;
   versions) versions ;;
   crds) crds ;;
-  *) sed -n '2,25p' "$0"; exit 2 ;;
+  peer-crds) peer_crds ;;
+  *) sed -n '2,27p' "$0"; exit 2 ;;
 esac
