@@ -25,12 +25,14 @@
 //!     cargo bench --bench controller
 //!     N=200 RSS_N=400 CONCURRENCY=8 cargo bench --bench controller
 //!     PHASES=churn cargo bench --bench controller     # about 9 minutes
+//!     PHASES=peer cargo bench --bench controller      # Flux Operator's ResourceSet beside the operator (peer.rs)
 //!
 //! Not a test: `cargo test` does not run it (harness = false; `cargo bench` does). It needs what the controller
 //! tests need (git, ssh-keygen, the test bed's binaries).
 
 mod costs;
 mod fleet;
+mod peer;
 mod pull;
 mod release;
 #[path = "../../tests/support/mod.rs"]
@@ -39,6 +41,7 @@ mod table;
 
 use costs::*;
 use fleet::*;
+use peer::*;
 use pull::*;
 use release::*;
 use table::*;
@@ -566,7 +569,8 @@ fn main() {
     let n = env_usize("N", 500);
     let rss_n = env_usize("RSS_N", 1000);
     let concurrency = env_usize("CONCURRENCY", 16).max(1);
-    // PHASES: any of raw, start, operator, pull, rss (default all; e.g. PHASES=rss to profile memory alone), and churn
+    // PHASES: any of raw, start, operator, pull, rss (default all; e.g. PHASES=rss to profile memory alone), peer
+    // (not in the default: Flux Operator, built on demand, beside the operator; peer.rs), and churn
     // (not in the default: CHURN_N intents, default 1,000, each updated CHURN_ROUNDS times, default 10, by
     // signed commits CHURN_PAUSE seconds apart, default 15).
     let phases = std::env::var("PHASES").unwrap_or_else(|_| "raw,start,operator,pull,rss".into());
@@ -658,6 +662,12 @@ fn main() {
         } else {
             None
         };
+        let peers = if phase("peer") {
+            eprintln!("a peer on the same work: Flux Operator's ResourceSet, then the operator ({n} each)…");
+            peer_runs(&client, n, concurrency).await
+        } else {
+            Vec::new()
+        };
 
         println!();
         println!(
@@ -729,6 +739,15 @@ fn main() {
                 mib(rss.rss_anon_kib),
                 mib(rss.rss_file_kib),
                 rss.threads
+            );
+        }
+        for p in &peers {
+            println!(
+                "| peer: {}: to all {n} HelmReleases + OCIRepositories applied / to Ready; peak RSS | {} / {}; {} | |",
+                p.label,
+                secs(p.applied),
+                secs(p.ready),
+                mib(p.vm_hwm_kib)
             );
         }
         if let Some(churn) = &churn {

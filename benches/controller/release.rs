@@ -34,7 +34,7 @@ pub(crate) struct ReleaseOperator {
 }
 
 impl ReleaseOperator {
-    async fn start(
+    pub(crate) async fn start(
         tmp: &Path,
         cluster: &str,
         remote: &GitRemote,
@@ -97,12 +97,12 @@ impl ReleaseOperator {
     }
 
     /// A number of its /proc status (kB for memory).
-    fn status(&self, field: &str) -> u64 {
+    pub(crate) fn status(&self, field: &str) -> u64 {
         proc_status(self.pid, field)
     }
 
     /// The sum of a metric's samples whose labels contain `filter` (from its /metrics).
-    async fn metric(&self, name: &str, filter: &str) -> f64 {
+    pub(crate) async fn metric(&self, name: &str, filter: &str) -> f64 {
         let text = reqwest::get(format!("http://{}/metrics", self.metrics_addr))
             .await
             .expect("GET /metrics")
@@ -118,7 +118,7 @@ impl ReleaseOperator {
 
     /// SIGTERM to its process group (the operator, and a profiler wrapping it): it stops its controllers and
     /// exits; SIGKILL after 30 s.
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         let group = format!("-{}", self.pid);
         let _ = tokio::process::Command::new("kill")
             .args(["-TERM", "--", &group])

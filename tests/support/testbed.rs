@@ -524,6 +524,11 @@ pub fn upstream_crds() -> Vec<CustomResourceDefinition> {
         .clone()
 }
 
+/// Flux Operator's CRDs (ResourceSet and its siblings), for the peer bench only (`testbed.sh peer-crds`).
+pub fn peer_crds() -> Vec<CustomResourceDefinition> {
+    read_crds(&yaml_files(&run_script(&["peer-crds"])).unwrap())
+}
+
 /// The ApiResource of an object's apiVersion/kind, by discovery.
 pub async fn api_resource(client: &Client, obj: &Value) -> ApiResource {
     let api_version = obj["apiVersion"].as_str().expect("apiVersion");

@@ -1,0 +1,207 @@
+//! A peer on the same work (PHASES=peer; issue #25 item 6): Flux Operator's ResourceSet, the closest widely used
+//! tool to the operator's intent → HelmRelease rendering, produces the same N HelmReleases + OCIRepositories from
+//! N inputs of one ResourceSet on the same API server; the operator (the release binary) produces them from N
+//! signed intents. Both run as processes of their own, one after the other, in the same run:
+//!
+//! - Flux Operator v0.59.0 (testbed/go/flux-operator, built on demand): from creating the ResourceSet until every
+//!   object exists (a watch of both kinds by the ResourceSet's labels), and until the ResourceSet is Ready; its
+//!   peak RSS.
+//! - The operator: from the moment this process starts creating the intents (as Flux's kustomize-controller
+//!   would, from one signed commit the operator verifies) until every object exists, and until every instance
+//!   is Ready (this process plays helm-controller, as in the other phases); its peak RSS.
+//!
+//! The ResourceSet's templates are the operator's own rendering of intent 0 with its name and namespace made
+//! template expressions, so both write the same objects (less the owner reference to an instance, which a
+//! ResourceSet has no use for; it tracks its objects in its inventory).
+
+use super::*;
+
+pub(crate) struct PeerRun {
+    pub(crate) label: String,
+    pub(crate) applied: Duration,
+    pub(crate) ready: Duration,
+    pub(crate) vm_hwm_kib: u64,
+}
+
+/// Flux Operator, then the operator, on the same N objects.
+pub(crate) async fn peer_runs(client: &Client, n: usize, concurrency: usize) -> Vec<PeerRun> {
+    testbed::install_crds(client, &testbed::peer_crds()).await;
+    vec![
+        flux_operator_run(client, n, concurrency).await,
+        operator_peer_run(client, n, concurrency).await,
+    ]
+}
+
+/// Every string of `v` with `from` replaced by `to`.
+fn replace_strings(v: &mut Value, from: &str, to: &str) {
+    match v {
+        Value::String(s) if s.contains(from) => *s = s.replace(from, to),
+        Value::Array(items) => items.iter_mut().for_each(|i| replace_strings(i, from, to)),
+        Value::Object(map) => map.values_mut().for_each(|i| replace_strings(i, from, to)),
+        _ => {}
+    }
+}
+
+/// The ResourceSet: the operator's objects for intent 0 of `cluster` in `prefix-0`, as templates over
+/// `inputs.name` and `inputs.namespace`, and one input per intent.
+fn resource_set(cluster: &str, prefix: &str, n: usize) -> Value {
+    let (ns0, yaml0) = intents(cluster, prefix, 1).remove(0);
+    let app: ApplicationInstance = serde_saphyr::from_str(&yaml0).expect("intent");
+    let mut resources = renderer(cluster).render_application(&app).expect("render");
+    for r in &mut resources {
+        if let Some(meta) = r["metadata"].as_object_mut() {
+            meta.remove("ownerReferences");
+        }
+        replace_strings(r, &ns0, "<< inputs.namespace >>");
+        replace_strings(r, "app-0", "<< inputs.name >>");
+    }
+    let inputs: Vec<Value> = (0..n)
+        .map(|i| json!({"name": format!("app-{i}"), "namespace": namespace(prefix, i)}))
+        .collect();
+    json!({
+        "apiVersion": "fluxcd.controlplane.io/v1",
+        "kind": "ResourceSet",
+        "metadata": {"name": "peer", "namespace": "flux-system"},
+        "spec": {"inputs": inputs, "resources": resources},
+    })
+}
+
+/// Wait until `n` objects of each kind carry `selector` (watches); the time it took from `started`.
+async fn all_applied(
+    client: &Client,
+    selector: &str,
+    n: usize,
+    started: Instant,
+    timeout: Duration,
+) -> Duration {
+    let kinds = [
+        ("helm.toolkit.fluxcd.io/v2", "HelmRelease"),
+        ("source.toolkit.fluxcd.io/v1", "OCIRepository"),
+    ];
+    let waits = kinds.map(|(api_version, kind)| async move {
+        let ar = resource(client, api_version, kind).await;
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+        let mut seen: HashSet<(String, String)> = HashSet::new();
+        let mut stream = std::pin::pin!(
+            watcher(api, watcher::Config::default().labels(selector))
+                .default_backoff()
+                .applied_objects()
+        );
+        let deadline = tokio::time::Instant::now() + timeout;
+        while seen.len() < n {
+            match tokio::time::timeout_at(deadline, stream.try_next()).await {
+                Ok(Ok(Some(o))) => {
+                    seen.insert((o.namespace().unwrap_or_default(), o.name_any()));
+                }
+                Ok(_) => {}
+                Err(_) => panic!("only {} of {n} {kind}s after {timeout:?}", seen.len()),
+            }
+        }
+        started.elapsed()
+    });
+    let [a, b] = waits;
+    let (a, b) = futures::join!(a, b);
+    a.max(b)
+}
+
+async fn flux_operator_run(client: &Client, n: usize, concurrency: usize) -> PeerRun {
+    let prefix = "peer-fo";
+    for i in 0..NAMESPACES {
+        testbed::namespace(client, &namespace(prefix, i), false).await;
+    }
+    testbed::namespace(client, "flux-system", false).await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let log = std::fs::File::create(tmp.path().join("flux-operator.log")).expect("log");
+    let mut child = tokio::process::Command::new(testbed::bin("flux-operator"))
+        .args([
+            "--enable-leader-election=false",
+            "--metrics-addr=0",
+            "--health-addr=0",
+            "--web-server-port=0",
+            &format!("--concurrent={concurrency}"),
+            "--log-level=error",
+        ])
+        .arg(format!("--storage-path={}", tmp.path().display()))
+        .env("KUBECONFIG", &testbed::server().kubeconfig)
+        // It refuses to run outside FIPS 140-3 mode, which its release images switch on at build time.
+        .env("GODEBUG", "fips140=on")
+        .env("RUNTIME_NAMESPACE", "flux-system")
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start flux-operator");
+    let pid = child.id().expect("pid");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let rs = resource(client, "fluxcd.controlplane.io/v1", "ResourceSet").await;
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), "flux-system", &rs);
+    let set = resource_set("bench-peer", prefix, n);
+    let timeout = Duration::from_secs(1800);
+    let started = Instant::now();
+    api.patch(
+        "peer",
+        &PatchParams::apply("bench").force(),
+        &Patch::Apply(&set),
+    )
+    .await
+    .expect("create the ResourceSet");
+    let selector = "resourceset.fluxcd.controlplane.io/name=peer";
+    let applied = all_applied(client, selector, n, started, timeout).await;
+    let deadline = Instant::now() + timeout;
+    loop {
+        let o = api.get("peer").await.expect("the ResourceSet");
+        let ready = o.data["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True");
+        if ready {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the ResourceSet is not Ready after {timeout:?}: {}",
+            o.data["status"]
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let ready = started.elapsed();
+    let vm_hwm_kib = proc_status(pid, "VmHWM");
+    let _ = child.kill().await;
+    PeerRun {
+        label: "Flux Operator v0.59.0: one ResourceSet of N inputs".into(),
+        applied,
+        ready,
+        vm_hwm_kib,
+    }
+}
+
+async fn operator_peer_run(client: &Client, n: usize, concurrency: usize) -> PeerRun {
+    let cluster = "bench-peer-ours";
+    let prefix = "peer-op";
+    gated_namespaces(client, prefix).await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let intents = intents(cluster, prefix, n);
+    let (remote, signer) = signed_repo(tmp.path(), cluster, &intents);
+    let operator = ReleaseOperator::start(tmp.path(), cluster, &remote, &signer, concurrency).await;
+    let hr = resource(client, "helm.toolkit.fluxcd.io/v2", "HelmRelease").await;
+    let flux = play_helm_controller(client.clone(), hr, cluster, concurrency);
+    let timeout = Duration::from_secs(1800);
+    let started = Instant::now();
+    let selector = format!("app.vworkspace.io/cluster-id={cluster}");
+    let (applied, ()) = futures::join!(
+        all_applied(client, &selector, n, started, timeout),
+        create_intents(client, &intents, concurrency)
+    );
+    all_ready(client, cluster, n, timeout).await;
+    let ready = started.elapsed();
+    let vm_hwm_kib = operator.status("VmHWM");
+    flux.abort();
+    operator.stop().await;
+    PeerRun {
+        label: "vworkspace-operator: N signed intents (verified, rendered, applied)".into(),
+        applied,
+        ready,
+        vm_hwm_kib,
+    }
+}
