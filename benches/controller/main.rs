@@ -749,6 +749,7 @@ fn main() {
                 secs(p.ready),
                 mib(p.vm_hwm_kib)
             );
+            println!("| … CPU seconds: {} | | |", p.cpu);
         }
         if let Some(churn) = &churn {
             let created = &churn.rounds[0];

@@ -34,7 +34,21 @@ pub(crate) struct ReleaseOperator {
 }
 
 impl ReleaseOperator {
+    /// Started, and given 3 s to come up (its watches listed, its repo fetched and verified).
     pub(crate) async fn start(
+        tmp: &Path,
+        cluster: &str,
+        remote: &GitRemote,
+        signer: &Signer,
+        concurrency: usize,
+    ) -> Self {
+        let operator = Self::spawn(tmp, cluster, remote, signer, concurrency);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        operator
+    }
+
+    /// Started, without waiting.
+    pub(crate) fn spawn(
         tmp: &Path,
         cluster: &str,
         remote: &GitRemote,
@@ -88,7 +102,6 @@ impl ReleaseOperator {
             .spawn()
             .expect("start vworkspace-operator run");
         let pid = child.id().expect("pid");
-        tokio::time::sleep(Duration::from_secs(3)).await;
         Self {
             child,
             pid,
@@ -186,6 +199,10 @@ pub(crate) async fn rss_run(client: &Client, n: usize, concurrency: usize) -> Rs
         rss_file_kib: operator.status("RssFile"),
         threads: operator.status("Threads"),
     };
+    // SMAPS_TO=FILE keeps the operator's /proc/<pid>/smaps at that moment (which mappings hold the RSS).
+    if let Ok(path) = std::env::var("SMAPS_TO") {
+        let _ = std::fs::copy(format!("/proc/{}/smaps", operator.pid), path);
+    }
     flux.abort();
     operator.stop().await;
     run

@@ -47,6 +47,9 @@ pub(crate) fn cpu_seconds() -> BTreeMap<&'static str, f64> {
         {
             Some("kube-apiserver") => "kube-apiserver",
             Some("etcd") => "etcd",
+            // The peer phase's two processes (a process name is cut at 15 bytes).
+            Some("flux-operator") => "flux-operator",
+            Some("vworkspace-oper") => "vworkspace-operator",
             _ => continue,
         };
         *cpu.entry(name).or_insert(0.0) += ticks(&stat).unwrap_or_default();
