@@ -1,7 +1,7 @@
 //! GitOps outcomes: each is a note record on the intent's commit, deduplicated in memory, persisted in the
 //! pending store, and pushed in batches (compare-and-swap on the notes ref).
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,7 +16,11 @@ use crate::source::{Outcome, OutcomeSink};
 
 /// Outcomes go to git notes: deduplicated in memory, persisted in the pending store, pushed in batches.
 pub struct NotesSink {
-    seen: Mutex<HashSet<String>>,
+    /// What was offered already, by object uid: the newest generation and its records (`commit/id`). A filter
+    /// only (the writer skips a record already pending or on the remote): a reconcile of a settled object offers
+    /// its outcome again, and is dropped here. Older generations are not kept (a reconcile works on the current
+    /// one), so this holds one entry per object, not one per outcome ever recorded (it grew with every update).
+    seen: Mutex<HashMap<String, (i64, Vec<String>)>>,
     tx: mpsc::UnboundedSender<NoteEntry>,
     /// Records sent to the worker so far, and (from the worker) how many it has put in the pending store.
     sent: std::sync::atomic::AtomicU64,
@@ -106,6 +110,35 @@ impl NotesSink {
     }
 }
 
+/// Objects the filter remembers at most; beyond, it starts again empty (objects deleted long ago are not kept).
+const SEEN_OBJECTS: usize = 1 << 16;
+
+/// Whether a record (`key`: `commit/id`) of an object's generation is offered for the first time; remembers it.
+fn first_offer(
+    seen: &Mutex<HashMap<String, (i64, Vec<String>)>>,
+    uid: &str,
+    generation: i64,
+    key: String,
+) -> bool {
+    let mut seen = seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if seen.len() >= SEEN_OBJECTS && !seen.contains_key(uid) {
+        seen.clear();
+    }
+    let (newest, keys) = seen.entry(uid.to_string()).or_insert((generation, Vec::new()));
+    if generation < *newest {
+        return true; // an older generation's outcome (a stale copy): the writer decides
+    }
+    if generation > *newest {
+        *newest = generation;
+        keys.clear();
+    }
+    if keys.contains(&key) {
+        return false;
+    }
+    keys.push(key);
+    true
+}
+
 impl OutcomeSink for NotesSink {
     fn record(&self, o: Outcome) {
         let r = o.record;
@@ -114,13 +147,8 @@ impl OutcomeSink for NotesSink {
             return;
         };
         let id = crate::git::notes::record_id(&r.cluster, &r.uid, r.generation, &r.outcome);
-        {
-            let Ok(mut seen) = self.seen.lock() else {
-                return;
-            };
-            if !seen.insert(format!("{commit}/{id}")) {
-                return;
-            }
+        if !first_offer(&self.seen, &r.uid, r.generation, format!("{commit}/{id}")) {
+            return;
         }
         match OutcomeRecord::new(r) {
             Ok(record) => {
@@ -236,5 +264,37 @@ impl NotesWorker {
             Err(e) => warn!(error = %e, "notes worker task failed"),
         }
         self.stored.send_modify(|n| *n += count);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_filter_drops_repeats_and_keeps_one_generation_per_object() {
+        let seen = Mutex::default();
+        assert!(first_offer(&seen, "u1", 1, "c1/ready".into()));
+        assert!(!first_offer(&seen, "u1", 1, "c1/ready".into()), "a repeat");
+        assert!(first_offer(&seen, "u1", 1, "c1/degraded".into()));
+        assert!(!first_offer(&seen, "u1", 1, "c1/degraded".into()));
+        assert!(first_offer(&seen, "u2", 1, "c1/ready".into()), "another object");
+        // A new generation replaces the old one's records.
+        assert!(first_offer(&seen, "u1", 2, "c2/ready".into()));
+        assert!(!first_offer(&seen, "u1", 2, "c2/ready".into()));
+        assert_eq!(seen.lock().unwrap()["u1"], (2, vec!["c2/ready".to_string()]));
+        // An older generation's outcome is passed on (the writer skips what it already has), not remembered.
+        assert!(first_offer(&seen, "u1", 1, "c1/ready".into()));
+        assert_eq!(seen.lock().unwrap()["u1"].0, 2);
+        // Ten thousand updates of one object hold one entry.
+        for g in 3..10_000 {
+            assert!(first_offer(&seen, "u1", g, format!("c{g}/ready")));
+        }
+        assert_eq!(seen.lock().unwrap()["u1"].1.len(), 1);
+        // The number of objects is bounded.
+        for i in 0..SEEN_OBJECTS + 10 {
+            first_offer(&seen, &format!("o{i}"), 1, "c/ready".into());
+        }
+        assert!(seen.lock().unwrap().len() <= SEEN_OBJECTS);
     }
 }
