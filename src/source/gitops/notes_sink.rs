@@ -120,11 +120,15 @@ fn first_offer(
     generation: i64,
     key: String,
 ) -> bool {
-    let mut seen = seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut seen = seen
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if seen.len() >= SEEN_OBJECTS && !seen.contains_key(uid) {
         seen.clear();
     }
-    let (newest, keys) = seen.entry(uid.to_string()).or_insert((generation, Vec::new()));
+    let (newest, keys) = seen
+        .entry(uid.to_string())
+        .or_insert((generation, Vec::new()));
     if generation < *newest {
         return true; // an older generation's outcome (a stale copy): the writer decides
     }
@@ -278,11 +282,17 @@ mod tests {
         assert!(!first_offer(&seen, "u1", 1, "c1/ready".into()), "a repeat");
         assert!(first_offer(&seen, "u1", 1, "c1/degraded".into()));
         assert!(!first_offer(&seen, "u1", 1, "c1/degraded".into()));
-        assert!(first_offer(&seen, "u2", 1, "c1/ready".into()), "another object");
+        assert!(
+            first_offer(&seen, "u2", 1, "c1/ready".into()),
+            "another object"
+        );
         // A new generation replaces the old one's records.
         assert!(first_offer(&seen, "u1", 2, "c2/ready".into()));
         assert!(!first_offer(&seen, "u1", 2, "c2/ready".into()));
-        assert_eq!(seen.lock().unwrap()["u1"], (2, vec!["c2/ready".to_string()]));
+        assert_eq!(
+            seen.lock().unwrap()["u1"],
+            (2, vec!["c2/ready".to_string()])
+        );
         // An older generation's outcome is passed on (the writer skips what it already has), not remembered.
         assert!(first_offer(&seen, "u1", 1, "c1/ready".into()));
         assert_eq!(seen.lock().unwrap()["u1"].0, 2);
