@@ -148,3 +148,40 @@ pub(crate) fn renderer(cluster: &str) -> Renderer {
         },
     )
 }
+
+/// One cluster's intents for an operator run: gated namespaces `<prefix>-0..19`, the intents, and a bare remote
+/// holding them in one signed commit with the key the trust policy names, in a temporary folder (the
+/// operator's state goes there too).
+pub(crate) struct Fleet {
+    pub(crate) cluster: String,
+    pub(crate) intents: Vec<(String, String)>,
+    pub(crate) tmp: tempfile::TempDir,
+    pub(crate) remote: GitRemote,
+    pub(crate) signer: Signer,
+}
+
+impl Fleet {
+    pub(crate) async fn new(client: &Client, cluster: &str, prefix: &str, n: usize) -> Self {
+        gated_namespaces(client, prefix).await;
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let intents = intents(cluster, prefix, n);
+        let (remote, signer) = signed_repo(tmp.path(), cluster, &intents);
+        Self {
+            cluster: cluster.to_string(),
+            intents,
+            tmp,
+            remote,
+            signer,
+        }
+    }
+
+    /// This process playing helm-controller for the fleet's HelmReleases.
+    pub(crate) async fn play_flux(
+        &self,
+        client: &Client,
+        concurrency: usize,
+    ) -> tokio::task::JoinHandle<()> {
+        let hr = resource(client, "helm.toolkit.fluxcd.io/v2", "HelmRelease").await;
+        play_helm_controller(client.clone(), hr, &self.cluster, concurrency)
+    }
+}

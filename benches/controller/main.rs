@@ -435,10 +435,8 @@ async fn operator_run(client: &Client, n: usize, concurrency: usize, mode: Mode)
         Mode::Live => ("bench", "op"),
         Mode::Start => ("bench-start", "st"),
     };
-    gated_namespaces(client, prefix).await;
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let intents = intents(cluster, prefix, n);
-    let (remote, signer) = signed_repo(tmp.path(), cluster, &intents);
+    let fleet = Fleet::new(client, cluster, prefix, n).await;
+    let (tmp, intents, remote, signer) = (&fleet.tmp, &fleet.intents, &fleet.remote, &fleet.signer);
     let requests = Requests::default();
     let operator_client = counted_client(&requests).await;
     let config = bench_config(
@@ -447,7 +445,7 @@ async fn operator_run(client: &Client, n: usize, concurrency: usize, mode: Mode)
             url: remote.url(),
             branch: "main".into(),
             path: format!("clusters/{cluster}"),
-            policy: TrustPolicy::from_yaml(&policy_yaml(&[&signer], "range")).expect("policy"),
+            policy: TrustPolicy::from_yaml(&policy_yaml(&[signer], "range")).expect("policy"),
             credentials: Credentials::None,
             cache_dir: tmp.path().join("state/cache"),
             notes_signing_key: None,
@@ -459,7 +457,7 @@ async fn operator_run(client: &Client, n: usize, concurrency: usize, mode: Mode)
     let mut started = Instant::now();
     let mut cpu_before = cpu_seconds();
     if mode == Mode::Start {
-        create_intents(client, &intents, concurrency).await;
+        create_intents(client, intents, concurrency).await;
         started = Instant::now();
         cpu_before = cpu_seconds();
     }
@@ -482,7 +480,7 @@ async fn operator_run(client: &Client, n: usize, concurrency: usize, mode: Mode)
     if mode == Mode::Live {
         started = Instant::now();
         cpu_before = cpu_seconds();
-        create_intents(client, &intents, concurrency).await;
+        create_intents(client, intents, concurrency).await;
         create = started.elapsed();
     }
     all_ready(client, cluster, n, Duration::from_secs(900)).await;
@@ -531,7 +529,7 @@ async fn operator_run(client: &Client, n: usize, concurrency: usize, mode: Mode)
         (BTreeMap::new(), 0, 0);
     if mode == Mode::Live {
         remote.write("README.md", "cluster repo, revised\n");
-        remote.commit("unrelated change", Some(&signer), &signer.email);
+        remote.commit("unrelated change", Some(signer), &signer.email);
         operator.sync_now().await;
         let resync_started = app_reconciles(&operator);
         let deadline = Instant::now() + Duration::from_secs(600);

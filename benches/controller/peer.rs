@@ -183,26 +183,19 @@ async fn flux_operator_run(client: &Client, n: usize, concurrency: usize) -> Pee
 }
 
 async fn operator_peer_run(client: &Client, n: usize, concurrency: usize) -> PeerRun {
-    let cluster = "bench-peer-ours";
-    let prefix = "peer-op";
-    gated_namespaces(client, prefix).await;
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let intents = intents(cluster, prefix, n);
-    let (remote, signer) = signed_repo(tmp.path(), cluster, &intents);
-    let operator = ReleaseOperator::start(tmp.path(), cluster, &remote, &signer, concurrency).await;
-    let hr = resource(client, "helm.toolkit.fluxcd.io/v2", "HelmRelease").await;
-    let flux = play_helm_controller(client.clone(), hr, cluster, concurrency);
+    let fleet = Fleet::new(client, "bench-peer-ours", "peer-op", n).await;
+    let (cluster, intents) = (fleet.cluster.as_str(), &fleet.intents);
+    let operator = ReleaseOperator::start(&fleet, concurrency).await;
+    let flux = fleet.play_flux(client, concurrency).await;
     let timeout = Duration::from_secs(1800);
     let started = Instant::now();
     let selector = format!("app.vworkspace.io/cluster-id={cluster}");
     let cpu_before = cpu_seconds();
-    let (applied, created) = futures::join!(
-        all_applied(client, &selector, n, started, timeout),
-        async {
-            create_intents(client, &intents, concurrency).await;
+    let (applied, created) =
+        futures::join!(all_applied(client, &selector, n, started, timeout), async {
+            create_intents(client, intents, concurrency).await;
             started.elapsed()
-        }
-    );
+        });
     all_ready(client, cluster, n, timeout).await;
     let ready = started.elapsed();
     let cpu = cpu_diff(&cpu_seconds(), &cpu_before);
@@ -225,20 +218,15 @@ async fn operator_peer_run(client: &Client, n: usize, concurrency: usize) -> Pee
 /// created): the clock starts when the process is spawned, so it includes the operator's start-up (its lists,
 /// the fetch and verification of the repo).
 async fn operator_started_run(client: &Client, n: usize, concurrency: usize) -> PeerRun {
-    let cluster = "bench-peer-started";
-    let prefix = "peer-st";
-    gated_namespaces(client, prefix).await;
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let intents = intents(cluster, prefix, n);
-    let (remote, signer) = signed_repo(tmp.path(), cluster, &intents);
-    create_intents(client, &intents, concurrency).await;
-    let hr = resource(client, "helm.toolkit.fluxcd.io/v2", "HelmRelease").await;
-    let flux = play_helm_controller(client.clone(), hr, cluster, concurrency);
+    let fleet = Fleet::new(client, "bench-peer-started", "peer-st", n).await;
+    let cluster = fleet.cluster.as_str();
+    create_intents(client, &fleet.intents, concurrency).await;
+    let flux = fleet.play_flux(client, concurrency).await;
     let timeout = Duration::from_secs(1800);
     let selector = format!("app.vworkspace.io/cluster-id={cluster}");
     let cpu_before = cpu_seconds();
     let started = Instant::now();
-    let operator = ReleaseOperator::spawn(tmp.path(), cluster, &remote, &signer, concurrency);
+    let operator = ReleaseOperator::spawn(&fleet, concurrency);
     let applied = all_applied(client, &selector, n, started, timeout).await;
     all_ready(client, cluster, n, timeout).await;
     let ready = started.elapsed();
@@ -247,7 +235,8 @@ async fn operator_started_run(client: &Client, n: usize, concurrency: usize) -> 
     flux.abort();
     operator.stop().await;
     PeerRun {
-        label: "vworkspace-operator started on N existing signed intents (clock from its start)".into(),
+        label: "vworkspace-operator started on N existing signed intents (clock from its start)"
+            .into(),
         applied,
         ready,
         vm_hwm_kib,

@@ -35,26 +35,20 @@ pub(crate) struct ReleaseOperator {
 
 impl ReleaseOperator {
     /// Started, and given 3 s to come up (its watches listed, its repo fetched and verified).
-    pub(crate) async fn start(
-        tmp: &Path,
-        cluster: &str,
-        remote: &GitRemote,
-        signer: &Signer,
-        concurrency: usize,
-    ) -> Self {
-        let operator = Self::spawn(tmp, cluster, remote, signer, concurrency);
+    pub(crate) async fn start(fleet: &Fleet, concurrency: usize) -> Self {
+        let operator = Self::spawn(fleet, concurrency);
         tokio::time::sleep(Duration::from_secs(3)).await;
         operator
     }
 
     /// Started, without waiting.
-    pub(crate) fn spawn(
-        tmp: &Path,
-        cluster: &str,
-        remote: &GitRemote,
-        signer: &Signer,
-        concurrency: usize,
-    ) -> Self {
+    pub(crate) fn spawn(fleet: &Fleet, concurrency: usize) -> Self {
+        let (tmp, cluster, remote, signer) = (
+            fleet.tmp.path(),
+            &fleet.cluster,
+            &fleet.remote,
+            &fleet.signer,
+        );
         let policy = tmp.join("policy.yaml");
         std::fs::write(&policy, policy_yaml(&[signer], "range")).expect("policy");
         let log = std::fs::File::create(tmp.join("operator.log")).expect("log");
@@ -177,18 +171,12 @@ pub(crate) fn drop_cached_code(binary: &str) {
 }
 
 pub(crate) async fn rss_run(client: &Client, n: usize, concurrency: usize) -> RssRun {
-    let cluster = "bench-rss";
-    let prefix = "rss";
-    gated_namespaces(client, prefix).await;
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let intents = intents(cluster, prefix, n);
-    let (remote, signer) = signed_repo(tmp.path(), cluster, &intents);
-    let operator = ReleaseOperator::start(tmp.path(), cluster, &remote, &signer, concurrency).await;
-    let hr = resource(client, "helm.toolkit.fluxcd.io/v2", "HelmRelease").await;
-    let flux = play_helm_controller(client.clone(), hr, cluster, concurrency);
+    let fleet = Fleet::new(client, "bench-rss", "rss", n).await;
+    let operator = ReleaseOperator::start(&fleet, concurrency).await;
+    let flux = fleet.play_flux(client, concurrency).await;
     let started = Instant::now();
-    create_intents(client, &intents, concurrency).await;
-    all_ready(client, cluster, n, Duration::from_secs(1800)).await;
+    create_intents(client, &fleet.intents, concurrency).await;
+    all_ready(client, &fleet.cluster, n, Duration::from_secs(1800)).await;
     let wall = started.elapsed();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let run = RssRun {
@@ -270,15 +258,12 @@ pub(crate) async fn churn_run(
     pause: Duration,
     concurrency: usize,
 ) -> ChurnRun {
-    let cluster = "bench-churn";
-    let prefix = "churn";
-    gated_namespaces(client, prefix).await;
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let mut intents = intents(cluster, prefix, n);
-    let (remote, signer) = signed_repo(tmp.path(), cluster, &intents);
-    let operator = ReleaseOperator::start(tmp.path(), cluster, &remote, &signer, concurrency).await;
-    let hr = resource(client, "helm.toolkit.fluxcd.io/v2", "HelmRelease").await;
-    let flux = play_helm_controller(client.clone(), hr, cluster, concurrency);
+    let (cluster, prefix) = ("bench-churn", "churn");
+    let fleet = Fleet::new(client, cluster, prefix, n).await;
+    let operator = ReleaseOperator::start(&fleet, concurrency).await;
+    let flux = fleet.play_flux(client, concurrency).await;
+    let (remote, signer) = (&fleet.remote, &fleet.signer);
+    let mut intents = fleet.intents.clone();
     let begin = Instant::now();
     let mut out = Vec::new();
     for round in 0..=rounds {
@@ -295,7 +280,7 @@ pub(crate) async fn churn_run(
             }
             remote.commit(
                 &format!("round {round}: {n} intents"),
-                Some(&signer),
+                Some(signer),
                 &signer.email,
             );
             // Flux syncs once its source has the commit; the operator's view follows within its fetch interval.
