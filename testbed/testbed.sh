@@ -6,7 +6,7 @@
 #   testbed/testbed.sh bin NAME      print the path of one binary (building it if needed)
 #   testbed/testbed.sh versions      print the pinned version of every component
 #   testbed/testbed.sh crds          print the directory of the upstream CRDs the tests install
-#   testbed/testbed.sh peer-crds     print the directory of Flux Operator's CRDs (benches/peer.rs only)
+#   testbed/testbed.sh peer-crds     print the directory of Flux Operator's CRDs (benches/controller/peer.rs only)
 #
 # Components (each a Go module under testbed/go/, its versions pinned by go.mod + go.sum):
 #   kube/                  kube-apiserver, kubectl (k8s.io/kubernetes) and etcd (go.etcd.io/etcd/server/v3)
@@ -16,7 +16,7 @@
 #   node/                  kubelet, kube-proxy, kube-scheduler, kube-controller-manager (k8s.io/kubernetes)
 #   runtime/               containerd + containerd-shim-runc-v2 + ctr, CNI plugins, crane, pause (ours)
 #   argocd/                Argo CD v3.3 (application-controller, repo-server) and testbed-redis, on demand only
-#   flux-operator/         Flux Operator (ResourceSet), the peer of benches/peer.rs, on demand only; Go 1.27.3
+#   flux-operator/         Flux Operator (ResourceSet), the peer of benches/controller/peer.rs, on demand only; Go 1.27.3
 #
 # Cache: ${VWO_TESTBED_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vworkspace-operator/testbed}/<component>-<key>/, where
 # the key hashes that module's files and the Go version: a changed pin builds anew, an unchanged one never does.
@@ -130,6 +130,13 @@ bin_path() { # component binary -> cached path (not necessarily built)
   echo "$CACHE/$1-$(key_of "$1")/$2"
 }
 
+module_dir() { # GOCMD COMPONENT MODULE: the module's folder in the module cache (downloaded, go.sum-checked)
+  local dir
+  dir=$(cd "$HERE/go/$2" && GOTOOLCHAIN=local "$1" mod download -json "$3" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  [ -d "$dir" ] || { log "module $3 ($2) has no directory in the module cache"; exit 1; }
+  echo "$dir"
+}
+
 # Flux Operator embeds its web UI (`//go:embed dist/*`), which its release builds with npm and its module does not
 # ship: the pinned module (go.sum checks it) is copied out of the module cache into the test bed's cache with
 # go/flux-operator/webdist/ as its dist/, and built through a go.mod (a copy of ours, kept in that cache) that
@@ -138,9 +145,7 @@ flux_operator_src() {
   local gocmd=$1 dir src
   src="$CACHE/flux-operator-src-$(key_of flux-operator)"
   if [ ! -f "$src/.complete" ]; then
-    dir=$(cd "$HERE/go/flux-operator" && GOTOOLCHAIN=local "$gocmd" mod download -json github.com/controlplaneio-fluxcd/flux-operator |
-      sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
-    [ -d "$dir" ] || { log "flux-operator has no directory in the module cache"; exit 1; }
+    dir=$(module_dir "$gocmd" flux-operator github.com/controlplaneio-fluxcd/flux-operator)
     rm -rf "$src"; mkdir -p "$src"
     cp -r "$dir" "$src/flux-operator"; chmod -R u+w "$src"
     mkdir -p "$src/flux-operator/web/dist"; cp "$HERE/go/flux-operator/webdist/"* "$src/flux-operator/web/dist/"
@@ -230,8 +235,7 @@ crds() { # copy the CRDs out of the module cache into one folder (keyed like the
     rm -rf "$out.tmp"; mkdir -p "$out.tmp"
     for entry in "${CRDS[@]}"; do
       local rest; read -r comp mod rest <<<"$entry"
-      dir=$(cd "$HERE/go/$comp" && go mod download -json "$mod" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
-      [ -d "$dir" ] || { log "module $mod ($comp) has no directory in the module cache"; exit 1; }
+      dir=$(module_dir go "$comp" "$mod")
       for f in $rest; do cp "$dir/$f" "$out.tmp/"; done
       echo "$mod $(cd "$HERE/go/$comp" && go list -m -f '{{.Version}}' "$mod") $rest" >>"$out.tmp/SOURCES"
     done
@@ -247,9 +251,7 @@ peer_crds() { # Flux Operator's CRDs out of the module cache (keyed like its bin
   if [ ! -f "$out/.complete" ]; then
     lock
     gocmd=$(go_of flux-operator)
-    dir=$(cd "$HERE/go/flux-operator" && GOTOOLCHAIN=local "$gocmd" mod download -json github.com/controlplaneio-fluxcd/flux-operator |
-      sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
-    [ -d "$dir" ] || { log "flux-operator has no directory in the module cache"; exit 1; }
+    dir=$(module_dir "$gocmd" flux-operator github.com/controlplaneio-fluxcd/flux-operator)
     rm -rf "$out.tmp"; mkdir -p "$out.tmp"
     cp "$dir"/config/crd/bases/*.yaml "$out.tmp/"
     chmod -R u+w "$out.tmp"; touch "$out.tmp/.complete"; rm -rf "$out"; mv "$out.tmp" "$out"
