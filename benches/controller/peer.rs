@@ -196,18 +196,49 @@ async fn operator_peer_run(client: &Client, n: usize, concurrency: usize) -> Pee
             create_intents(client, intents, concurrency).await;
             started.elapsed()
         });
-    all_ready(client, cluster, n, timeout).await;
-    let ready = started.elapsed();
-    let cpu = cpu_diff(&cpu_seconds(), &cpu_before);
+    let label = format!(
+        "vworkspace-operator: N signed intents (verified, rendered, applied; creating them, as Flux, took {})",
+        secs(created)
+    );
+    let run = Run {
+        started,
+        cpu_before,
+        applied,
+    };
+    our_figures(client, &fleet, operator, flux, run, label).await
+}
+
+/// Where a run of ours stands once every object is applied.
+struct Run {
+    started: Instant,
+    cpu_before: BTreeMap<&'static str, f64>,
+    applied: Duration,
+}
+
+/// Wait until every intent of the fleet is Ready, take the figures, stop the operator and the stand-in.
+async fn our_figures(
+    client: &Client,
+    fleet: &Fleet,
+    operator: ReleaseOperator,
+    flux: tokio::task::JoinHandle<()>,
+    run: Run,
+    label: String,
+) -> PeerRun {
+    all_ready(
+        client,
+        &fleet.cluster,
+        fleet.intents.len(),
+        Duration::from_secs(1800),
+    )
+    .await;
+    let ready = run.started.elapsed();
+    let cpu = cpu_diff(&cpu_seconds(), &run.cpu_before);
     let vm_hwm_kib = operator.status("VmHWM");
     flux.abort();
     operator.stop().await;
     PeerRun {
-        label: format!(
-            "vworkspace-operator: N signed intents (verified, rendered, applied; creating them, as Flux, took {})",
-            secs(created)
-        ),
-        applied,
+        label,
+        applied: run.applied,
         ready,
         vm_hwm_kib,
         cpu,
@@ -228,18 +259,12 @@ async fn operator_started_run(client: &Client, n: usize, concurrency: usize) -> 
     let started = Instant::now();
     let operator = ReleaseOperator::spawn(&fleet, concurrency);
     let applied = all_applied(client, &selector, n, started, timeout).await;
-    all_ready(client, cluster, n, timeout).await;
-    let ready = started.elapsed();
-    let cpu = cpu_diff(&cpu_seconds(), &cpu_before);
-    let vm_hwm_kib = operator.status("VmHWM");
-    flux.abort();
-    operator.stop().await;
-    PeerRun {
-        label: "vworkspace-operator started on N existing signed intents (clock from its start)"
-            .into(),
+    let run = Run {
+        started,
+        cpu_before,
         applied,
-        ready,
-        vm_hwm_kib,
-        cpu,
-    }
+    };
+    let label =
+        "vworkspace-operator started on N existing signed intents (clock from its start)".into();
+    our_figures(client, &fleet, operator, flux, run, label).await
 }
