@@ -203,10 +203,9 @@ impl WalkCache {
 
     /// Entries held, in both generations.
     fn len(&self) -> usize {
-        let own = lock(&self.commits).len() + lock(&self.children).len() + lock(&self.blobs).len();
-        own + lock(&self.older).as_ref().map_or(0, |o| {
-            lock(&o.commits).len() + lock(&o.children).len() + lock(&o.blobs).len()
-        })
+        let own =
+            |c: &WalkCache| lock(&c.commits).len() + lock(&c.children).len() + lock(&c.blobs).len();
+        own(self) + lock(&self.older).as_deref().map_or(0, own)
     }
 }
 
