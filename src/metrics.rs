@@ -40,6 +40,9 @@
 //! - `vworkspace_operator_outcome_delivery_seconds{channel}`: histogram of the time from an outcome being
 //!   observed (the note record's or event's timestamp) to its confirmed delivery, `channel` = notes (on the
 //!   remote's notes ref) | events (accepted by the control plane), buckets 0.1 s … 1 h.
+//! - `vworkspace_operator_repo_sync_duration_seconds{result}`: histogram of the Git view's syncs (fetch the
+//!   cluster repo, verify the new commits, index the verified revision), `result` = verified (a new revision
+//!   became the view) | unchanged | rejected | unreachable, buckets 10 ms … 2 min.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -137,6 +140,15 @@ label_enum!(
     }
 );
 label_enum!(
+    /// The `result` label of `repo_sync_duration_seconds`.
+    SyncResult {
+        Verified => "verified",
+        Unchanged => "unchanged",
+        Rejected => "rejected",
+        Unreachable => "unreachable",
+    }
+);
+label_enum!(
     /// The `result` label of `event_posts_total`.
     PostResult {
         Delivered => "delivered",
@@ -208,6 +220,21 @@ struct ModeLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VerifyLabels {
     result: VerifyResult,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SyncLabels {
+    result: SyncResult,
+}
+
+/// Buckets of `repo_sync_duration_seconds`: an unchanged fetch at best, a first clone of a large history at
+/// worst.
+pub const SYNC_BUCKETS: [f64; 11] = [
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 30.0, 120.0,
+];
+
+fn sync_histogram() -> Histogram {
+    Histogram::new(SYNC_BUCKETS)
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -287,6 +314,7 @@ pub struct Metrics {
     pull_job_lag: Histogram,
     credential_age: Gauge,
     outcome_delivery: Family<ChannelLabels, Histogram, fn() -> Histogram>,
+    repo_sync_duration: Family<SyncLabels, Histogram, fn() -> Histogram>,
     fleet: FleetGauges,
 }
 
@@ -467,9 +495,18 @@ impl Metrics {
             Unit::Seconds,
             outcome_delivery.clone(),
         );
+        let repo_sync_duration: Family<SyncLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(sync_histogram as fn() -> Histogram);
+        registry.register_with_unit(
+            "repo_sync_duration",
+            "Wall time of a Git view sync (fetch, verify, index), by result",
+            Unit::Seconds,
+            repo_sync_duration.clone(),
+        );
         let fleet = FleetGauges::register(&mut registry);
         let metrics = Self {
             outcome_delivery,
+            repo_sync_duration,
             registry: Arc::new(registry),
             fleet,
             applied_jobs_total,
@@ -523,6 +560,11 @@ impl Metrics {
             let _ = self
                 .outcome_delivery
                 .get_or_create(&ChannelLabels { channel });
+        }
+        for &result in SyncResult::ALL {
+            let _ = self
+                .repo_sync_duration
+                .get_or_create(&SyncLabels { result });
         }
         for &outcome in JobOutcome::ALL {
             let _ = self
@@ -676,6 +718,13 @@ impl Metrics {
             .inc();
     }
 
+    /// One Git view sync: its result and wall time.
+    pub fn repo_synced(&self, result: SyncResult, took: Duration) {
+        self.repo_sync_duration
+            .get_or_create(&SyncLabels { result })
+            .observe(took.as_secs_f64());
+    }
+
     pub fn set_outcomes_pending(&self, count: usize) {
         self.outcomes_pending.set(saturating_i64(count));
     }
@@ -824,6 +873,7 @@ mod tests {
         ev.post(PostResult::RateLimited);
         ev.dropped(DropReason::Overflow, 5);
         m.set_outcomes_pending(2);
+        m.repo_synced(SyncResult::Verified, Duration::from_millis(40));
         m.admission_review(
             "Operation",
             AdmissionVerdict::Denied,
@@ -844,6 +894,9 @@ mod tests {
             r#"vworkspace_operator_event_posts_total{result="rate_limited"} 1"#,
             r#"vworkspace_operator_events_dropped_total{reason="overflow"} 5"#,
             "vworkspace_operator_outcomes_pending 2",
+            r#"vworkspace_operator_repo_sync_duration_seconds_bucket{le="0.05",result="verified"} 1"#,
+            r#"vworkspace_operator_repo_sync_duration_seconds_bucket{le="0.025",result="verified"} 0"#,
+            r#"vworkspace_operator_repo_sync_duration_seconds_count{result="unreachable"} 0"#,
             r#"vworkspace_operator_admission_reviews_total{kind="operation",verdict="denied"} 1"#,
             r#"vworkspace_operator_admission_review_duration_seconds_bucket{le="0.001"} 1"#,
             r#"vworkspace_operator_admission_review_duration_seconds_bucket{le="0.0005"} 0"#,

@@ -648,7 +648,8 @@ fn main() {
         };
         let rss = if phase("rss") {
             eprintln!("release binary ({rss_n} intents)…");
-            Some(rss_run(&client, rss_n, concurrency).await)
+            let update = env_usize("RSS_UPDATE", 1) != 0;
+            Some(rss_run(&client, rss_n, concurrency, update).await)
         } else {
             None
         };
@@ -738,6 +739,18 @@ fn main() {
                 mib(rss.rss_file_kib),
                 rss.threads
             );
+            println!(
+                "| … the Git view's first sync (fetch, verify, index {rss_n} intents) | {} | |",
+                secs(rss.first_sync)
+            );
+            if let Some((wall, sync, hwm)) = rss.update {
+                println!(
+                    "| … one signed commit changing all {rss_n}: pushed → all Ready at the new generation; the view's sync of it; peak RSS after | {} ; {} ; {} | |",
+                    secs(wall),
+                    secs(sync),
+                    mib(hwm)
+                );
+            }
         }
         for p in &peers {
             println!(

@@ -6,6 +6,11 @@ use super::*;
 
 pub(crate) struct RssRun {
     pub(crate) wall: Duration,
+    /// The first Git view sync (fetch, verify and index the fleet's commit), from the operator's histogram.
+    pub(crate) first_sync: Duration,
+    /// One signed commit changing every intent: to all Ready at the new generation, the view's sync of that
+    /// commit, the peak RSS after it (`None` with RSS_UPDATE=0).
+    pub(crate) update: Option<(Duration, Duration, u64)>,
     pub(crate) vm_hwm_kib: u64,
     pub(crate) vm_rss_kib: u64,
     pub(crate) rss_anon_kib: u64,
@@ -123,6 +128,16 @@ impl ReleaseOperator {
             + 0.0 // an empty sum is -0.0
     }
 
+    /// The total wall time of the Git view's syncs that verified a new revision
+    /// (`repo_sync_duration_seconds_sum{result="verified"}`).
+    pub(crate) async fn verified_sync_seconds(&self) -> f64 {
+        self.metric(
+            "vworkspace_operator_repo_sync_duration_seconds_sum",
+            "result=\"verified\"",
+        )
+        .await
+    }
+
     /// SIGTERM to its process group (the operator, and a profiler wrapping it): it stops its controllers and
     /// exits; SIGKILL after 30 s.
     pub(crate) async fn stop(mut self) {
@@ -170,7 +185,7 @@ pub(crate) fn drop_cached_code(binary: &str) {
     }
 }
 
-pub(crate) async fn rss_run(client: &Client, n: usize, concurrency: usize) -> RssRun {
+pub(crate) async fn rss_run(client: &Client, n: usize, concurrency: usize, update: bool) -> RssRun {
     let fleet = Fleet::new(client, "bench-rss", "rss", n).await;
     let operator = ReleaseOperator::start(&fleet, concurrency).await;
     let flux = fleet.play_flux(client, concurrency).await;
@@ -179,8 +194,11 @@ pub(crate) async fn rss_run(client: &Client, n: usize, concurrency: usize) -> Rs
     all_ready(client, &fleet.cluster, n, Duration::from_secs(1800)).await;
     let wall = started.elapsed();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let run = RssRun {
+    let first_sync = operator.verified_sync_seconds().await;
+    let mut run = RssRun {
         wall,
+        first_sync: Duration::from_secs_f64(first_sync),
+        update: None,
         vm_hwm_kib: operator.status("VmHWM"),
         vm_rss_kib: operator.status("VmRSS"),
         rss_anon_kib: operator.status("RssAnon"),
@@ -191,9 +209,42 @@ pub(crate) async fn rss_run(client: &Client, n: usize, concurrency: usize) -> Rs
     if let Ok(path) = std::env::var("SMAPS_TO") {
         let _ = std::fs::copy(format!("/proc/{}/smaps", operator.pid), path);
     }
+    if update {
+        let mut intents = fleet.intents.clone();
+        let started = Instant::now();
+        signed_update(&fleet, &mut intents, 1);
+        create_intents(client, &intents, concurrency).await;
+        all_ready_current(client, &fleet.cluster, n, Duration::from_secs(1800)).await;
+        let wall = started.elapsed();
+        let sync = operator.verified_sync_seconds().await - first_sync;
+        run.update = Some((
+            wall,
+            Duration::from_secs_f64(sync),
+            operator.status("VmHWM"),
+        ));
+    }
     flux.abort();
     operator.stop().await;
     run
+}
+
+/// One signed commit changing every intent's values (`replicaCount: round + 2`), as Flux's source would
+/// carry it; `intents` are updated to what the commit holds.
+pub(crate) fn signed_update(fleet: &Fleet, intents: &mut [(String, String)], round: usize) {
+    let (cluster, n) = (&fleet.cluster, intents.len());
+    for (i, (ns, yaml)) in intents.iter_mut().enumerate() {
+        *yaml = app_yaml(cluster, ns, i)
+            .replace("replicaCount: 2", &format!("replicaCount: {}", round + 2));
+        fleet.remote.write(
+            &format!("clusters/{cluster}/namespaces/{ns}/applicationinstance-app-{i}.yaml"),
+            yaml,
+        );
+    }
+    fleet.remote.commit(
+        &format!("round {round}: {n} intents"),
+        Some(&fleet.signer),
+        &fleet.signer.email,
+    );
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -262,7 +313,6 @@ pub(crate) async fn churn_run(
     let fleet = Fleet::new(client, cluster, prefix, n).await;
     let operator = ReleaseOperator::start(&fleet, concurrency).await;
     let flux = fleet.play_flux(client, concurrency).await;
-    let (remote, signer) = (&fleet.remote, &fleet.signer);
     let mut intents = fleet.intents.clone();
     let begin = Instant::now();
     let mut out = Vec::new();
@@ -270,19 +320,7 @@ pub(crate) async fn churn_run(
         let started = Instant::now();
         if round > 0 {
             // One signed commit changes every intent's values; Flux applies them all.
-            for (i, (ns, yaml)) in intents.iter_mut().enumerate() {
-                *yaml = app_yaml(cluster, ns, i)
-                    .replace("replicaCount: 2", &format!("replicaCount: {}", round + 2));
-                remote.write(
-                    &format!("clusters/{cluster}/namespaces/{ns}/applicationinstance-app-{i}.yaml"),
-                    yaml,
-                );
-            }
-            remote.commit(
-                &format!("round {round}: {n} intents"),
-                Some(signer),
-                &signer.email,
-            );
+            signed_update(&fleet, &mut intents, round);
             // Flux syncs once its source has the commit; the operator's view follows within its fetch interval.
             tokio::time::sleep(Duration::from_secs(2)).await;
         }

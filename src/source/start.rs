@@ -178,8 +178,9 @@ async fn start_gitops(repo_config: RepoConfig, deps: &Deps) -> anyhow::Result<Pa
     let source = Arc::new(RepoSource::open(repo_config).context("opening the repo cache")?);
     {
         let s = source.clone();
+        let started = std::time::Instant::now();
         let outcome = tokio::task::spawn_blocking(move || s.sync()).await?;
-        report_sync(&outcome, &deps.metrics, &deps.ready);
+        report_sync(&outcome, started.elapsed(), &deps.metrics, &deps.ready);
     }
     let (notes, notes_worker) = NotesSink::new(
         &deps.cluster_id,
@@ -366,8 +367,9 @@ async fn repo_loop(
             _ = fetch_now.notified() => {}
         }
         let s = source.clone();
+        let started = std::time::Instant::now();
         match tokio::task::spawn_blocking(move || s.sync()).await {
-            Ok(outcome) => report_sync(&outcome, &metrics, &ready),
+            Ok(outcome) => report_sync(&outcome, started.elapsed(), &metrics, &ready),
             Err(e) => error!(error = %e, "repo sync task failed"),
         }
     }
@@ -405,12 +407,22 @@ async fn agent_ticks(
     }
 }
 
-/// A sync's outcome in the log, the metrics and the readiness check.
-fn report_sync(outcome: &SyncOutcome, metrics: &Metrics, check: &ReadinessCheck) {
-    use crate::metrics::{Connectivity, Mode, VerifyResult};
+/// A sync's outcome and wall time (fetch, verification, indexing) in the log, the metrics and the readiness
+/// check.
+fn report_sync(outcome: &SyncOutcome, took: Duration, metrics: &Metrics, check: &ReadinessCheck) {
+    use crate::metrics::{Connectivity, Mode, SyncResult, VerifyResult};
+    metrics.repo_synced(
+        match outcome {
+            SyncOutcome::Verified { .. } => SyncResult::Verified,
+            SyncOutcome::Unchanged => SyncResult::Unchanged,
+            SyncOutcome::Rejected { .. } => SyncResult::Rejected,
+            SyncOutcome::Unreachable { .. } => SyncResult::Unreachable,
+        },
+        took,
+    );
     match outcome {
         SyncOutcome::Verified { head } => {
-            info!(%head, "verified new revision");
+            info!(%head, took_ms = took.as_millis(), "verified new revision");
             metrics.commit_verified(VerifyResult::Verified);
             metrics.set_connectivity(Mode::GitOps, Connectivity::Connected);
             check.pass();
