@@ -159,6 +159,10 @@ impl ChartTrust {
 
     /// What `chart` needs: the longest rule whose prefix covers its reference, or the default.
     pub fn requirement(&self, chart: &ChartSpec) -> Requirement<'_> {
+        if self.rules.is_empty() && !matches!(self.default, Some(ChartDefault::Required)) {
+            // No rule can cover it and nothing is required (no charts section, or one without rules).
+            return Requirement::Unverified;
+        }
         let reference = chart_reference(chart);
         let rule = self
             .rules

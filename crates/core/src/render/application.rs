@@ -80,13 +80,14 @@ impl Renderer {
         let namespace = app.metadata.namespace.as_deref().unwrap_or_default();
         let cluster_id = self.cluster_id(app.metadata.labels.as_ref());
         // Built once as a template value and shared (reference-counted) by every template of this intent.
-        let app_ctx = minijinja::Value::from(Serde(AppContext {
-            name: app_name,
-            namespace,
-            labels: app.metadata.labels.as_ref().unwrap_or(&EMPTY),
-            annotations: app.metadata.annotations.as_ref().unwrap_or(&EMPTY),
-            spec,
-        }));
+        // The spec is converted only if a template reads into it (the shipped ones do not).
+        let app_ctx = context! {
+            name => app_name,
+            namespace => namespace,
+            labels => Serde(app.metadata.labels.as_ref().unwrap_or(&EMPTY)),
+            annotations => Serde(app.metadata.annotations.as_ref().unwrap_or(&EMPTY)),
+            spec => super::lazy::map(spec.clone()),
+        };
         let integrations = spec.integrations.clone().unwrap_or_default();
         let integrations_ctx = integrations_context(&integrations);
         let release_ctx = minijinja::Value::from(Serde(release));
@@ -140,8 +141,8 @@ impl Renderer {
             app => app_ctx,
             chart => Serde(&chart),
             release => release_ctx,
-            values => Serde(&values),
-            valuesFrom => Serde(&values_from),
+            values => super::lazy::json(values),
+            valuesFrom => super::lazy::json(Value::Array(values_from)),
             source => context! {
                 kind => source_kind,
                 apiVersion => "source.toolkit.fluxcd.io/v1",
@@ -188,10 +189,10 @@ impl Renderer {
                 ),
             });
         }
-        let docs = self.render_objects(&name, ctx, "spec.integrations")?;
-        match docs.as_slice() {
+        let mut docs = self.render_objects(&name, ctx, "spec.integrations")?;
+        match docs.as_mut_slice() {
             [] => Ok(Value::Object(Map::new())),
-            [v @ Value::Object(_)] => Ok(v.clone()),
+            [v @ Value::Object(_)] => Ok(std::mem::take(v)),
             _ => Err(RenderError::Output {
                 name,
                 reason: "must render exactly one YAML mapping of chart values".into(),
@@ -319,16 +320,6 @@ fn finalize_app_children(
         )?;
     }
     Ok(())
-}
-
-/// What templates see as `app`: borrowed from the intent, converted once per render.
-#[derive(Serialize)]
-struct AppContext<'a> {
-    name: &'a str,
-    namespace: &'a str,
-    labels: &'a BTreeMap<String, String>,
-    annotations: &'a BTreeMap<String, String>,
-    spec: &'a ApplicationInstanceSpec,
 }
 
 static EMPTY: BTreeMap<String, String> = BTreeMap::new();

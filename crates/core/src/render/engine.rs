@@ -570,15 +570,18 @@ fn tojson_filter(
     if indent.is_some() || kwargs.args().next().is_some() {
         return minijinja::filters::tojson(value, indent, kwargs);
     }
-    serde_json::to_string(value)
-        .map(minijinja::Value::from_safe_string)
-        .map_err(|e| {
-            minijinja::Error::new(
-                minijinja::ErrorKind::InvalidOperation,
-                "cannot serialize to JSON",
-            )
-            .with_source(e)
-        })
+    match super::lazy::as_json(value) {
+        Some(json) => serde_json::to_string(json),
+        None => serde_json::to_string(value),
+    }
+    .map(minijinja::Value::from_safe_string)
+    .map_err(|e| {
+        minijinja::Error::new(
+            minijinja::ErrorKind::InvalidOperation,
+            "cannot serialize to JSON",
+        )
+        .with_source(e)
+    })
 }
 
 /// The `merge` filter: `base | merge(overlay)` deep-merges two maps: maps merge key by key (keys keep their

@@ -9,6 +9,7 @@ mod application;
 mod chart_trust;
 mod engine;
 mod helm_engine;
+mod lazy;
 pub mod templates;
 pub mod tenancy;
 
