@@ -12,7 +12,9 @@
 //! 3. **Idle resync**: a new verified revision that changes no intent makes every instance reconcile again;
 //!    the requests that resync makes (target: no write).
 //! 4. **Peak RSS** of the release binary `vworkspace-operator run` as a subprocess with RSS_N intents (default
-//!    1,000), read from VmHWM in /proc/<pid>/status once all are Ready.
+//!    1,000), read from VmHWM in /proc/<pid>/status once all are Ready; then the Git view's first sync, and one
+//!    signed commit changing all of them (RSS_UPDATE=0 skips it): its sync, and the changed intents applied →
+//!    all Ready at their new generation (the syncs from the operator's `repo_sync_duration_seconds`).
 //! 5. **Churn** (`PHASES=churn`, not in the default run; issue #17 item 3): the release binary with CHURN_N
 //!    intents (default 1,000), each updated CHURN_ROUNDS times (default 10) by signed commits CHURN_PAUSE seconds
 //!    apart (default 15; one commit per round changes every intent): the time to bring every intent to Ready at
@@ -745,9 +747,9 @@ fn main() {
             );
             if let Some((wall, sync, hwm)) = rss.update {
                 println!(
-                    "| … one signed commit changing all {rss_n}: pushed → all Ready at the new generation; the view's sync of it; peak RSS after | {} ; {} ; {} | |",
-                    secs(wall),
+                    "| … one signed commit changing all {rss_n}: the view's sync of it (fetch, verify, index); the intents applied → all Ready at the new generation; peak RSS after | {} ; {} ; {} | |",
                     secs(sync),
+                    secs(wall),
                     mib(hwm)
                 );
             }

@@ -8,8 +8,8 @@ pub(crate) struct RssRun {
     pub(crate) wall: Duration,
     /// The first Git view sync (fetch, verify and index the fleet's commit), from the operator's histogram.
     pub(crate) first_sync: Duration,
-    /// One signed commit changing every intent: to all Ready at the new generation, the view's sync of that
-    /// commit, the peak RSS after it (`None` with RSS_UPDATE=0).
+    /// One signed commit changing every intent: from applying the changed intents to all Ready at the new
+    /// generation, the view's sync of that commit, the peak RSS after it (`None` with RSS_UPDATE=0).
     pub(crate) update: Option<(Duration, Duration, u64)>,
     pub(crate) vm_hwm_kib: u64,
     pub(crate) vm_rss_kib: u64,
@@ -138,6 +138,15 @@ impl ReleaseOperator {
         .await
     }
 
+    /// How many Git view syncs verified a new revision.
+    pub(crate) async fn verified_syncs(&self) -> f64 {
+        self.metric(
+            "vworkspace_operator_repo_sync_duration_seconds_count",
+            "result=\"verified\"",
+        )
+        .await
+    }
+
     /// SIGTERM to its process group (the operator, and a profiler wrapping it): it stops its controllers and
     /// exits; SIGKILL after 30 s.
     pub(crate) async fn stop(mut self) {
@@ -210,15 +219,25 @@ pub(crate) async fn rss_run(client: &Client, n: usize, concurrency: usize, updat
         let _ = std::fs::copy(format!("/proc/{}/smaps", operator.pid), path);
     }
     if update {
+        // One signed commit changes every intent; as Flux would, the intents are applied once the commit is
+        // fetched (here: once the operator's view has verified it, so no intent is judged against the old view).
         let mut intents = fleet.intents.clone();
-        let started = Instant::now();
+        let syncs = operator.verified_syncs().await;
         signed_update(&fleet, &mut intents, 1);
+        let deadline = Instant::now() + Duration::from_secs(300);
+        while operator.verified_syncs().await == syncs {
+            assert!(
+                Instant::now() < deadline,
+                "the view did not verify the update"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let sync = operator.verified_sync_seconds().await - first_sync;
+        let started = Instant::now();
         create_intents(client, &intents, concurrency).await;
         all_ready_current(client, &fleet.cluster, n, Duration::from_secs(1800)).await;
-        let wall = started.elapsed();
-        let sync = operator.verified_sync_seconds().await - first_sync;
         run.update = Some((
-            wall,
+            started.elapsed(),
             Duration::from_secs_f64(sync),
             operator.status("VmHWM"),
         ));
@@ -266,39 +285,43 @@ pub(crate) struct ChurnRun {
     pub(crate) total: Duration,
 }
 
-/// Wait until every instance of the cluster is Ready=True for its current generation.
+/// Wait until every instance of the cluster is Ready=True for its current generation (a watch, as
+/// [`all_ready`]: a list of 10,000 intents every half second would load the API server the run measures).
 pub(crate) async fn all_ready_current(client: &Client, cluster: &str, n: usize, timeout: Duration) {
     let api: Api<ApplicationInstance> = Api::all(client.clone());
     let selector = format!("app.vworkspace.io/cluster-id={cluster}");
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        let list = api
-            .list(&kube::api::ListParams::default().labels(&selector))
-            .await
-            .expect("list instances");
-        let current = list
-            .items
-            .iter()
-            .filter(|app| {
-                let generation = app.metadata.generation;
-                app.status.as_ref().is_some_and(|s| {
-                    s.observed_generation == generation
-                        && s.conditions.iter().any(|c| {
-                            c.type_ == "Ready"
-                                && c.status == "True"
-                                && c.observed_generation == generation
-                        })
+    let current = |app: &ApplicationInstance| {
+        let generation = app.metadata.generation;
+        app.status.as_ref().is_some_and(|s| {
+            s.observed_generation == generation
+                && s.conditions.iter().any(|c| {
+                    c.type_ == "Ready" && c.status == "True" && c.observed_generation == generation
                 })
-            })
-            .count();
-        if current >= n {
-            return;
+        })
+    };
+    let mut ready: HashSet<(String, String)> = HashSet::new();
+    let mut stream = std::pin::pin!(
+        watcher(api, watcher::Config::default().labels(&selector))
+            .default_backoff()
+            .applied_objects()
+    );
+    let deadline = tokio::time::Instant::now() + timeout;
+    while ready.len() < n {
+        match tokio::time::timeout_at(deadline, stream.try_next()).await {
+            Ok(Ok(Some(app))) => {
+                let key = (app.namespace().unwrap_or_default(), app.name_any());
+                if current(&app) {
+                    ready.insert(key);
+                } else {
+                    ready.remove(&key);
+                }
+            }
+            Ok(_) => {}
+            Err(_) => panic!(
+                "{} of {n} instances of {cluster} Ready at their current generation after {timeout:?}",
+                ready.len()
+            ),
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{current} of {n} instances Ready at their current generation after {timeout:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 

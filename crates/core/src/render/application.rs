@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 
 use minijinja::context;
 use minijinja::value::Serde;
-use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::HelmEngine;
