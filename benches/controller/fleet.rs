@@ -112,24 +112,42 @@ pub(crate) fn is_ready(app: &ApplicationInstance) -> bool {
 
 /// Wait until `n` instances of the cluster have Ready=True (a watch, so waiting adds no polling load).
 pub(crate) async fn all_ready(client: &Client, cluster: &str, n: usize, timeout: Duration) {
+    all_instances(client, cluster, n, timeout, "Ready", is_ready).await;
+}
+
+/// Wait until `n` instances of the cluster are `what` (`pred`), following them with a watch: an instance that
+/// stops being `what` counts again only when it is once more.
+pub(crate) async fn all_instances(
+    client: &Client,
+    cluster: &str,
+    n: usize,
+    timeout: Duration,
+    what: &str,
+    pred: impl Fn(&ApplicationInstance) -> bool,
+) {
     let api: Api<ApplicationInstance> = Api::all(client.clone());
     let selector = format!("app.vworkspace.io/cluster-id={cluster}");
-    let mut ready: HashSet<(String, String)> = HashSet::new();
+    let mut done: HashSet<(String, String)> = HashSet::new();
     let mut stream = std::pin::pin!(
         watcher(api, watcher::Config::default().labels(&selector))
             .default_backoff()
             .applied_objects()
     );
     let deadline = tokio::time::Instant::now() + timeout;
-    while ready.len() < n {
+    while done.len() < n {
         match tokio::time::timeout_at(deadline, stream.try_next()).await {
-            Ok(Ok(Some(app))) if is_ready(&app) => {
-                ready.insert((app.namespace().unwrap_or_default(), app.name_any()));
+            Ok(Ok(Some(app))) => {
+                let key = (app.namespace().unwrap_or_default(), app.name_any());
+                if pred(&app) {
+                    done.insert(key);
+                } else {
+                    done.remove(&key);
+                }
             }
             Ok(_) => {}
             Err(_) => panic!(
-                "only {} of {n} instances of {cluster} Ready after {timeout:?}",
-                ready.len()
+                "only {} of {n} instances of {cluster} {what} after {timeout:?}",
+                done.len()
             ),
         }
     }

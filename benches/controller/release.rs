@@ -285,11 +285,9 @@ pub(crate) struct ChurnRun {
     pub(crate) total: Duration,
 }
 
-/// Wait until every instance of the cluster is Ready=True for its current generation (a watch, as
-/// [`all_ready`]: a list of 10,000 intents every half second would load the API server the run measures).
+/// Wait until every instance of the cluster is Ready=True for its current generation (a watch: a list of
+/// 10,000 intents every half second would load the API server the run measures).
 pub(crate) async fn all_ready_current(client: &Client, cluster: &str, n: usize, timeout: Duration) {
-    let api: Api<ApplicationInstance> = Api::all(client.clone());
-    let selector = format!("app.vworkspace.io/cluster-id={cluster}");
     let current = |app: &ApplicationInstance| {
         let generation = app.metadata.generation;
         app.status.as_ref().is_some_and(|s| {
@@ -299,30 +297,15 @@ pub(crate) async fn all_ready_current(client: &Client, cluster: &str, n: usize, 
                 })
         })
     };
-    let mut ready: HashSet<(String, String)> = HashSet::new();
-    let mut stream = std::pin::pin!(
-        watcher(api, watcher::Config::default().labels(&selector))
-            .default_backoff()
-            .applied_objects()
-    );
-    let deadline = tokio::time::Instant::now() + timeout;
-    while ready.len() < n {
-        match tokio::time::timeout_at(deadline, stream.try_next()).await {
-            Ok(Ok(Some(app))) => {
-                let key = (app.namespace().unwrap_or_default(), app.name_any());
-                if current(&app) {
-                    ready.insert(key);
-                } else {
-                    ready.remove(&key);
-                }
-            }
-            Ok(_) => {}
-            Err(_) => panic!(
-                "{} of {n} instances of {cluster} Ready at their current generation after {timeout:?}",
-                ready.len()
-            ),
-        }
-    }
+    all_instances(
+        client,
+        cluster,
+        n,
+        timeout,
+        "Ready at their current generation",
+        current,
+    )
+    .await;
 }
 
 pub(crate) async fn churn_run(
