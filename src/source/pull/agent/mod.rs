@@ -165,6 +165,9 @@ pub struct Agent {
     provenance_key: Arc<RwLock<Option<Vec<u8>>>>,
     status: watch::Sender<AgentStatus>,
     creds: RwLock<Option<Creds>>,
+    /// The control-plane client last built, for its endpoint: one connection pool (and its TLS sessions) for every
+    /// ack, status, result and poll, instead of a new client, so a new connection, per request.
+    http: Mutex<Option<AgentClient>>,
     /// Raised when a request met 401: the poll loop re-reads the credential.
     unauthorized: Notify,
     /// A request to the control plane succeeded after failures: every loop waiting out a backoff tries again now.
@@ -204,6 +207,7 @@ impl Agent {
             keys,
             provenance_key,
             creds: RwLock::default(),
+            http: Mutex::default(),
             unauthorized: Notify::new(),
             reachable: Notify::new(),
             store: Mutex::default(),
@@ -301,8 +305,19 @@ impl Agent {
             .clone()
     }
 
+    /// The client for `base`: the one already built while the endpoint stays the same (its connections are
+    /// reused), a new one when it changes.
     fn client(&self, base: &str) -> Result<AgentClient, String> {
-        AgentClient::new(base, self.cfg.request_timeout)
+        let mut cached = lock(&self.http);
+        if let Some(client) = cached
+            .as_ref()
+            .filter(|c| c.base() == base.trim_end_matches('/'))
+        {
+            return Ok(client.clone());
+        }
+        let client = AgentClient::new(base, self.cfg.request_timeout)?;
+        *cached = Some(client.clone());
+        Ok(client)
     }
 
     /// Run until `stop` turns true: resume what the store says is owed, then poll.
