@@ -222,17 +222,9 @@ pub(crate) async fn rss_run(client: &Client, n: usize, concurrency: usize, updat
         // One signed commit changes every intent; as Flux would, the intents are applied once the commit is
         // fetched (here: once the operator's view has verified it, so no intent is judged against the old view).
         let mut intents = fleet.intents.clone();
-        let syncs = operator.verified_syncs().await;
-        signed_update(&fleet, &mut intents, 1);
-        let deadline = Instant::now() + Duration::from_secs(300);
-        while operator.verified_syncs().await == syncs {
-            assert!(
-                Instant::now() < deadline,
-                "the view did not verify the update"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let sync = operator.verified_sync_seconds().await - first_sync;
+        let before = operator.verified_sync_seconds().await;
+        signed_update_seen(&fleet, &operator, &mut intents, 1).await;
+        let sync = operator.verified_sync_seconds().await - before;
         let started = Instant::now();
         create_intents(client, &intents, concurrency).await;
         all_ready_current(client, &fleet.cluster, n, Duration::from_secs(1800)).await;
@@ -245,6 +237,27 @@ pub(crate) async fn rss_run(client: &Client, n: usize, concurrency: usize, updat
     flux.abort();
     operator.stop().await;
     run
+}
+
+/// [`signed_update`], then wait until the operator's view has verified the commit: Flux applies a commit after
+/// fetching it, and the bench (playing Flux without a Kustomization the operator could follow) applies the
+/// changed intents only then, so none is judged against the old view.
+pub(crate) async fn signed_update_seen(
+    fleet: &Fleet,
+    operator: &ReleaseOperator,
+    intents: &mut [(String, String)],
+    round: usize,
+) {
+    let syncs = operator.verified_syncs().await;
+    signed_update(fleet, intents, round);
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while operator.verified_syncs().await == syncs {
+        assert!(
+            Instant::now() < deadline,
+            "the view did not verify round {round}'s commit"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// One signed commit changing every intent's values (`replicaCount: round + 2`), as Flux's source would
@@ -325,10 +338,8 @@ pub(crate) async fn churn_run(
     for round in 0..=rounds {
         let started = Instant::now();
         if round > 0 {
-            // One signed commit changes every intent's values; Flux applies them all.
-            signed_update(&fleet, &mut intents, round);
-            // Flux syncs once its source has the commit; the operator's view follows within its fetch interval.
-            tokio::time::sleep(Duration::from_secs(2)).await;
+            // One signed commit changes every intent's values; Flux applies them all once fetched.
+            signed_update_seen(&fleet, &operator, &mut intents, round).await;
         }
         create_intents(client, &intents, concurrency).await;
         all_ready_current(client, cluster, n, Duration::from_secs(1800)).await;

@@ -176,12 +176,7 @@ async fn start_gitops(repo_config: RepoConfig, deps: &Deps) -> anyhow::Result<Pa
         );
     }
     let source = Arc::new(RepoSource::open(repo_config).context("opening the repo cache")?);
-    {
-        let s = source.clone();
-        let started = std::time::Instant::now();
-        let outcome = tokio::task::spawn_blocking(move || s.sync()).await?;
-        report_sync(&outcome, started.elapsed(), &deps.metrics, &deps.ready);
-    }
+    sync_reported(&source, &deps.metrics, &deps.ready).await?;
     let (notes, notes_worker) = NotesSink::new(
         &deps.cluster_id,
         deps.state_dir.join("notes.git"),
@@ -366,13 +361,23 @@ async fn repo_loop(
             _ = judge_now.notified() => {}
             _ = fetch_now.notified() => {}
         }
-        let s = source.clone();
-        let started = std::time::Instant::now();
-        match tokio::task::spawn_blocking(move || s.sync()).await {
-            Ok(outcome) => report_sync(&outcome, started.elapsed(), &metrics, &ready),
-            Err(e) => error!(error = %e, "repo sync task failed"),
+        if let Err(e) = sync_reported(&source, &metrics, &ready).await {
+            error!(error = %e, "repo sync task failed");
         }
     }
+}
+
+/// One sync of the Git view (blocking, on the blocking pool), timed and reported ([`report_sync`]).
+async fn sync_reported(
+    source: &Arc<RepoSource>,
+    metrics: &Metrics,
+    ready: &ReadinessCheck,
+) -> Result<(), tokio::task::JoinError> {
+    let s = source.clone();
+    let started = std::time::Instant::now();
+    let outcome = tokio::task::spawn_blocking(move || s.sync()).await?;
+    report_sync(&outcome, started.elapsed(), metrics, ready);
+    Ok(())
 }
 
 /// Pull: a tick when the agent's state changes (heartbeats alone do not re-judge anything), or when the
