@@ -704,12 +704,13 @@ async fn replays_and_owed_results_survive_a_restart_and_an_outage() {
         &in_minutes(30),
         false,
     );
+    env.cp.lock().down_after_ack = Some("job-c".into());
     env.cp.push([c]);
     env.eventually("job C acked", 60, || async {
         env.cp.lock().acks.contains_key("job-c").then_some(())
     })
     .await;
-    env.cp.lock().down = true;
+    assert!(env.cp.lock().down, "down from the ack of job C on");
     env.eventually(
         "app-3 Ready while the control plane is down",
         90,

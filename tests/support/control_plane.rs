@@ -44,6 +44,9 @@ pub struct CpState {
     pub requests: BTreeMap<&'static str, usize>,
     /// Down: every request answered 503.
     pub down: bool,
+    /// Go down (as `down`) right after acknowledging this job's ack: the job's result is then owed, however fast
+    /// the agent reaches the outcome.
+    pub down_after_ack: Option<String>,
     /// Answer a bad token with 401 (the documented contract) instead of the mock's 403.
     pub strict_401: bool,
     /// Long polls being held open now (a poll whose client went away ends when the server sees the
@@ -313,7 +316,13 @@ async fn job_post(
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let mut s = cp.lock();
     match kind {
-        "ack" => *s.acks.entry(id).or_default() += 1,
+        "ack" => {
+            if s.down_after_ack.as_deref() == Some(id.as_str()) {
+                s.down_after_ack = None;
+                s.down = true;
+            }
+            *s.acks.entry(id).or_default() += 1
+        }
         "status" => s.statuses.entry(id).or_default().push(body),
         _ => {
             let list = s.results.entry(id).or_default();
