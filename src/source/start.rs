@@ -303,11 +303,7 @@ impl Started {
                     self.judge_now.clone(),
                     stop.clone(),
                 )));
-                agent.attach(
-                    intents.apps.store().clone(),
-                    intents.ops.store().clone(),
-                    poster,
-                );
+                agent.attach(intents, poster);
                 self.tasks
                     .push(tokio::spawn(agent.clone().run(stop.clone())));
                 rx

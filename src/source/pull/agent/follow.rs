@@ -32,6 +32,8 @@ impl Agent {
         }
         let deadline = tokio::time::Instant::now() + self.cfg.job_deadline;
         let mut last: Option<(String, Vec<Condition>)> = None;
+        // Registered before the first look: a change after it leaves a permit, so none is missed.
+        let changed = self.followers.follow(&key.kind, &key.namespace, &key.name);
         loop {
             let seen = self.intent_state(key, uid.as_deref(), generation);
             match seen {
@@ -84,8 +86,38 @@ impl Agent {
                     Some(applied),
                 );
             }
-            tokio::time::sleep(self.cfg.follow_interval).await;
+            tokio::select! {
+                () = changed.notify.notified() => {}
+                () = tokio::time::sleep(self.cfg.follow_interval) => {}
+            }
         }
+    }
+
+    /// Wake the jobs following an intent whenever the intents' watches apply it (the controllers' status writes
+    /// included); runs for as long as the agent (pending when no watches are attached).
+    pub(super) async fn wake_followers(self: Arc<Self>) {
+        use futures::StreamExt;
+        if let Some(w) = self.watches.get() {
+            let apps = w.apps.subscribe().map(|a| {
+                Followers::key(
+                    "ApplicationInstance",
+                    &a.namespace().unwrap_or_default(),
+                    &a.name_any(),
+                )
+            });
+            let ops = w.ops.subscribe().map(|o| {
+                Followers::key(
+                    "Operation",
+                    &o.namespace().unwrap_or_default(),
+                    &o.name_any(),
+                )
+            });
+            let mut changes = std::pin::pin!(futures::stream::select(apps, ops));
+            while let Some(key) = changes.next().await {
+                self.followers.wake(&key);
+            }
+        }
+        std::future::pending::<()>().await;
     }
 
     pub(super) fn intent_state(
@@ -202,6 +234,57 @@ impl Agent {
         let (outcome, error, applied) =
             self.follow(&entry.id, &key, uid, generation, applied).await;
         self.decide(&replay_key, outcome, error, applied).await;
+    }
+}
+
+/// The jobs following an intent, by kind, namespace and name, each with what wakes it. Jobs for one object run
+/// one after another, but a resumed job may overlap a new one: each follower has its own wake-up.
+#[derive(Default)]
+pub(super) struct Followers(std::sync::Mutex<HashMap<String, Vec<Arc<Notify>>>>);
+
+/// One job following an intent; leaves [`Followers`] when dropped.
+pub(super) struct Following<'a> {
+    followers: &'a Followers,
+    key: String,
+    pub(super) notify: Arc<Notify>,
+}
+
+impl Followers {
+    fn key(kind: &str, namespace: &str, name: &str) -> String {
+        format!("{kind}/{namespace}/{name}")
+    }
+
+    pub(super) fn follow(&self, kind: &str, namespace: &str, name: &str) -> Following<'_> {
+        let key = Self::key(kind, namespace, name);
+        let notify = Arc::new(Notify::new());
+        lock(&self.0)
+            .entry(key.clone())
+            .or_default()
+            .push(notify.clone());
+        Following {
+            followers: self,
+            key,
+            notify,
+        }
+    }
+
+    /// The intent changed: its followers look again (a follower not waiting yet keeps the wake-up as a permit).
+    fn wake(&self, key: &str) {
+        if let Some(waiting) = lock(&self.0).get(key) {
+            waiting.iter().for_each(|n| n.notify_one());
+        }
+    }
+}
+
+impl Drop for Following<'_> {
+    fn drop(&mut self) {
+        let mut map = lock(&self.followers.0);
+        if let Some(waiting) = map.get_mut(&self.key) {
+            waiting.retain(|n| !Arc::ptr_eq(n, &self.notify));
+            if waiting.is_empty() {
+                map.remove(&self.key);
+            }
+        }
     }
 }
 
@@ -330,6 +413,39 @@ mod tests {
             .unwrap()
             .0,
             Outcome::Failed
+        );
+    }
+
+    #[tokio::test]
+    async fn a_change_wakes_the_jobs_following_that_intent_and_no_other() {
+        let followers = Followers::default();
+        let a = followers.follow("ApplicationInstance", "team-a", "shop");
+        let overlapping = followers.follow("ApplicationInstance", "team-a", "shop");
+        let b = followers.follow("Operation", "team-a", "shop");
+        // Woken before it waits: the permit is kept, so a change between a look and the wait is not missed.
+        followers.wake(&Followers::key("ApplicationInstance", "team-a", "shop"));
+        for f in [&a, &overlapping] {
+            tokio::time::timeout(std::time::Duration::from_secs(5), f.notify.notified())
+                .await
+                .expect("woken");
+        }
+        let not_woken =
+            tokio::time::timeout(std::time::Duration::from_millis(50), b.notify.notified()).await;
+        assert!(
+            not_woken.is_err(),
+            "another kind's object of the same name was not changed"
+        );
+        drop(a);
+        drop(overlapping);
+        assert!(!lock(&followers.0).contains_key(&Followers::key(
+            "ApplicationInstance",
+            "team-a",
+            "shop"
+        )));
+        drop(b);
+        assert!(
+            lock(&followers.0).is_empty(),
+            "an intent nobody follows holds no entry"
         );
     }
 }

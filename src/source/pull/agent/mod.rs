@@ -41,6 +41,7 @@ use crate::api::conditions::Cond;
 use crate::api::conditions::types;
 use crate::api::{ApplicationInstance, ClusterPhase, Operation};
 use crate::k8s::apply::Resources;
+use crate::k8s::watch::IntentWatches;
 use crate::metrics::{Connectivity, Metrics, Mode};
 use crate::report::events::{EventPoster, backoff_delay};
 
@@ -70,7 +71,8 @@ pub struct PullConfig {
     pub allow_insecure_http: bool,
     /// The agent writes the current token here (the event poster reads it, and re-reads it on 401).
     pub token_file: std::path::PathBuf,
-    /// How often the agent looks at in-flight jobs' intents.
+    /// How often a job in flight looks at its intent when no change of it woke the job before (a fallback: the
+    /// intents' watches wake the job at each change).
     pub follow_interval: Duration,
 }
 
@@ -86,7 +88,7 @@ impl PullConfig {
             max_backoff: Duration::from_secs(60),
             allow_insecure_http: false,
             token_file,
-            follow_interval: Duration::from_millis(500),
+            follow_interval: Duration::from_secs(5),
         }
     }
 }
@@ -160,6 +162,10 @@ pub struct Agent {
     resources: Resources,
     /// The controllers' stores (set by [`Agent::attach`] once they exist).
     stores: std::sync::OnceLock<(Store<ApplicationInstance>, Store<Operation>)>,
+    /// The intents' watches, whose changes wake the jobs following them (set by [`Agent::attach`]).
+    watches: std::sync::OnceLock<IntentWatches>,
+    /// Jobs waiting for their intent's next change.
+    followers: follow::Followers,
     /// The trust policy's control-plane keys, or why no policy is in force (then every job is refused).
     keys: SharedKeys,
     provenance_key: Arc<RwLock<Option<Vec<u8>>>>,
@@ -204,6 +210,8 @@ impl Agent {
             kube,
             resources,
             stores: std::sync::OnceLock::new(),
+            watches: std::sync::OnceLock::new(),
+            followers: follow::Followers::default(),
             keys,
             provenance_key,
             creds: RwLock::default(),
@@ -220,15 +228,13 @@ impl Agent {
         })
     }
 
-    /// Give the agent the controllers' stores (to follow intents) and the event poster (audit events); before
-    /// [`Agent::run`].
-    pub fn attach(
-        &self,
-        apps: Store<ApplicationInstance>,
-        ops: Store<Operation>,
-        poster: Option<Arc<EventPoster>>,
-    ) {
-        let _ = self.stores.set((apps, ops));
+    /// Give the agent the intents' watches (to follow intents: their stores, and their changes to wake the jobs
+    /// following them) and the event poster (audit events); before [`Agent::run`].
+    pub fn attach(&self, intents: &IntentWatches, poster: Option<Arc<EventPoster>>) {
+        let _ = self
+            .stores
+            .set((intents.apps.store().clone(), intents.ops.store().clone()));
+        let _ = self.watches.set(intents.clone());
         if let Some(p) = poster {
             let _ = self.poster.set(p);
         }
@@ -325,6 +331,7 @@ impl Agent {
         tokio::select! {
             _ = stop.wait_for(|s| *s) => {}
             _ = self.clone().main() => {}
+            _ = self.clone().wake_followers() => {}
         }
     }
 
