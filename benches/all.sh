@@ -3,9 +3,10 @@
 # target and the command that produces it, so that a run can be compared with the last one line by line:
 #
 #   bash benches/all.sh                 # about 35 minutes on 2 CPUs (the e2e stack and the controller phases)
-#   ONLY="render verify" bash benches/all.sh   # some of: render dir hydrate verify notes controller peer e2e churn
+#   ONLY="render verify" bash benches/all.sh   # some of: render dir hydrate verify notes controller peer e2e churn scale
 #
-# `churn` (about 9 minutes more) is not in the default. Run on a quiet machine: the figures are timings. Each
+# `churn` (about 9 minutes more) and `scale` (the release binary with 5,000 and 10,000 intents, about 20 minutes
+# more; the default's controller run has 1,000) are not in the default. Run on a quiet machine: the figures are timings. Each
 # bench's own output goes to $OUT (default /tmp/vwo-bench-all/), the table to stdout (and $OUT/table.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -80,6 +81,13 @@ if want churn; then
   cmd="PHASES=churn cargo bench --bench controller"
   PHASES=churn cargo bench --bench controller >"$OUT/churn.log" 2>&1
   controller_rows "$OUT/churn.log" "$cmd"
+fi
+if want scale; then
+  for n in 5000 10000; do
+    cmd="PHASES=rss RSS_N=$n cargo bench --bench controller"
+    PHASES=rss RSS_N=$n cargo bench --bench controller >"$OUT/scale-$n.log" 2>&1
+    controller_rows "$OUT/scale-$n.log" "$cmd"
+  done
 fi
 if want e2e; then
   cmd="cargo test --test e2e commit_to_ready -- --ignored --nocapture"
