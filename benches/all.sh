@@ -61,11 +61,15 @@ if want notes; then
     "$(sed -n 's/.*(\(.*\) µs\/record)$/\1 µs\/record/p' "$OUT/notes.log"), $(sed -n 's/^speed-up: \(.*\)x$/\1×/p' "$OUT/notes.log")" \
     "≥ 200×" "bash benches/notes-vs-git.sh"
 fi
-# The controller bench's own rows, every one as it prints them (its table has measure | value | target).
+# The controller bench's figures as it prints them: its rows of measure | value | target, and of measure | value
+# (Pull mode's); the tables of requests by verb and resource stay in its own output.
 controller_rows() { # log, command
   while IFS= read -r line; do
-    rows+=("${line} \`$2\` |")
-  done < <(grep -E '^\| ' "$1" | grep -vE '^\| (measure|pass) \||^\|---' || true)
+    case $(tr -cd '|' <<<"$line" | wc -c) in
+      4) rows+=("${line} \`$2\` |") ;;
+      3) rows+=("${line} | \`$2\` |") ;;
+    esac
+  done < <(grep -E '^\| ' "$1" | grep -vE '^\| (measure|pass|verb|stage) \||^\|---' || true)
 }
 if want controller; then
   cmd="cargo bench --bench controller"

@@ -21,6 +21,23 @@ pub(crate) fn sum(requests: &BTreeMap<(String, String), u64>, verbs: &[&str]) ->
 pub(crate) const WRITES: &[&str] = &["apply", "patch", "create", "update", "delete"];
 pub(crate) const READS: &[&str] = &["get", "list"];
 
+/// The least-squares slope of the passes' RSS (total), in MiB a pass: a rising trend is positive.
+pub(crate) fn slope(rounds: &[ChurnRound]) -> f64 {
+    let n = rounds.len() as f64;
+    if rounds.len() < 2 {
+        return 0.0;
+    }
+    let xs: Vec<f64> = (0..rounds.len()).map(|i| i as f64).collect();
+    let ys: Vec<f64> = rounds
+        .iter()
+        .map(|r| r.vm_rss_kib as f64 / 1024.0)
+        .collect();
+    let (mx, my) = (xs.iter().sum::<f64>() / n, ys.iter().sum::<f64>() / n);
+    let sxy: f64 = xs.iter().zip(&ys).map(|(x, y)| (x - mx) * (y - my)).sum();
+    let sxx: f64 = xs.iter().map(|x| (x - mx) * (x - mx)).sum();
+    sxy / sxx
+}
+
 pub(crate) fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
 }
