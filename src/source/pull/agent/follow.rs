@@ -126,7 +126,7 @@ impl Agent {
         uid: Option<&str>,
         generation: Option<i64>,
     ) -> IntentState {
-        let Some((apps, ops)) = self.stores.get() else {
+        let Some((apps, ops)) = self.watches.get().map(|w| (w.apps.store(), w.ops.store())) else {
             return IntentState::Pending;
         };
         // (uid, observed generation, conditions, the Operation's phase)

@@ -20,7 +20,6 @@ use std::time::Duration;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
-use kube::runtime::reflector::Store;
 use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, watch};
 use tracing::warn;
@@ -37,9 +36,9 @@ use super::client::AgentClient;
 use super::job::{AppliedRef, Job, ObjectKey};
 use super::signing::ControlPlaneKey;
 use super::store::{AppliedJobs, ConfigMapStore};
+use crate::api::ClusterPhase;
 use crate::api::conditions::Cond;
 use crate::api::conditions::types;
-use crate::api::{ApplicationInstance, ClusterPhase, Operation};
 use crate::k8s::apply::Resources;
 use crate::k8s::watch::IntentWatches;
 use crate::metrics::{Connectivity, Metrics, Mode};
@@ -160,9 +159,8 @@ pub struct Agent {
     cfg: PullConfig,
     kube: Client,
     resources: Resources,
-    /// The controllers' stores (set by [`Agent::attach`] once they exist).
-    stores: std::sync::OnceLock<(Store<ApplicationInstance>, Store<Operation>)>,
-    /// The intents' watches, whose changes wake the jobs following them (set by [`Agent::attach`]).
+    /// The intents' watches, shared with the controllers (set by [`Agent::attach`]): their stores say where a
+    /// job's intent is, their changes wake the jobs following it.
     watches: std::sync::OnceLock<IntentWatches>,
     /// Jobs waiting for their intent's next change.
     followers: follow::Followers,
@@ -209,7 +207,6 @@ impl Agent {
             cfg,
             kube,
             resources,
-            stores: std::sync::OnceLock::new(),
             watches: std::sync::OnceLock::new(),
             followers: follow::Followers::default(),
             keys,
@@ -231,9 +228,6 @@ impl Agent {
     /// Give the agent the intents' watches (to follow intents: their stores, and their changes to wake the jobs
     /// following them) and the event poster (audit events); before [`Agent::run`].
     pub fn attach(&self, intents: &IntentWatches, poster: Option<Arc<EventPoster>>) {
-        let _ = self
-            .stores
-            .set((intents.apps.store().clone(), intents.ops.store().clone()));
         let _ = self.watches.set(intents.clone());
         if let Some(p) = poster {
             let _ = self.poster.set(p);
