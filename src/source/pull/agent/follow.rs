@@ -98,20 +98,8 @@ impl Agent {
     pub(super) async fn wake_followers(self: Arc<Self>) {
         use futures::StreamExt;
         if let Some(w) = self.watches.get() {
-            let apps = w.apps.subscribe().map(|a| {
-                Followers::key(
-                    "ApplicationInstance",
-                    &a.namespace().unwrap_or_default(),
-                    &a.name_any(),
-                )
-            });
-            let ops = w.ops.subscribe().map(|o| {
-                Followers::key(
-                    "Operation",
-                    &o.namespace().unwrap_or_default(),
-                    &o.name_any(),
-                )
-            });
+            let apps = w.apps.subscribe().map(|a| Followers::key_of(&*a));
+            let ops = w.ops.subscribe().map(|o| Followers::key_of(&*o));
             let mut changes = std::pin::pin!(futures::stream::select(apps, ops));
             while let Some(key) = changes.next().await {
                 self.followers.wake(&key);
@@ -254,6 +242,15 @@ impl Followers {
         format!("{kind}/{namespace}/{name}")
     }
 
+    /// The key of an intent the watches applied (its kind is the type's: what a job's object key names).
+    fn key_of<K: kube::Resource<DynamicType = ()>>(obj: &K) -> String {
+        Self::key(
+            &K::kind(&()),
+            &obj.namespace().unwrap_or_default(),
+            &obj.name_any(),
+        )
+    }
+
     pub(super) fn follow(&self, kind: &str, namespace: &str, name: &str) -> Following<'_> {
         let key = Self::key(kind, namespace, name);
         let notify = Arc::new(Notify::new());
@@ -351,6 +348,7 @@ pub fn op_outcome(phase: Phase, conds: &[Condition]) -> Option<(Outcome, Option<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::ApplicationInstance;
     use jiff::Timestamp;
 
     fn c(type_: &str, status: &str, reason: &str) -> Condition {
@@ -419,6 +417,13 @@ mod tests {
     #[tokio::test]
     async fn a_change_wakes_the_jobs_following_that_intent_and_no_other() {
         let followers = Followers::default();
+        // What the watches tell is keyed as the jobs' object keys name it.
+        let mut live = ApplicationInstance::new("shop", Default::default());
+        live.metadata.namespace = Some("team-a".into());
+        assert_eq!(
+            Followers::key_of(&live),
+            Followers::key("ApplicationInstance", "team-a", "shop")
+        );
         let a = followers.follow("ApplicationInstance", "team-a", "shop");
         let overlapping = followers.follow("ApplicationInstance", "team-a", "shop");
         let b = followers.follow("Operation", "team-a", "shop");
