@@ -14,6 +14,9 @@ use serde::Serialize;
 pub(super) struct Lazy<T> {
     pub(super) inner: T,
     repr: ObjectRepr,
+    /// Truth and length known without converting (a JSON mapping or list), so `{% if values %}` and `length`
+    /// do not convert the whole value.
+    shape: Option<(bool, usize)>,
     converted: OnceLock<Value>,
 }
 
@@ -35,20 +38,22 @@ pub(super) fn map<T: Serialize + Send + Sync + 'static>(inner: T) -> Value {
     Value::from_object(Lazy {
         inner,
         repr: ObjectRepr::Map,
+        shape: None,
         converted: OnceLock::new(),
     })
 }
 
 /// A JSON value as a template value: a mapping or a list is converted on first read, anything else at once.
 pub(super) fn json(inner: serde_json::Value) -> Value {
-    let repr = match &inner {
-        serde_json::Value::Object(_) => ObjectRepr::Map,
-        serde_json::Value::Array(_) => ObjectRepr::Seq,
+    let (repr, len) = match &inner {
+        serde_json::Value::Object(map) => (ObjectRepr::Map, map.len()),
+        serde_json::Value::Array(items) => (ObjectRepr::Seq, items.len()),
         _ => return Value::from(Serde(&inner)),
     };
     Value::from_object(Lazy {
         inner,
         repr,
+        shape: Some((len > 0, len)),
         converted: OnceLock::new(),
     })
 }
@@ -84,11 +89,17 @@ impl<T: Serialize + Send + Sync + 'static> Object for Lazy<T> {
     }
 
     fn enumerator_len(self: &Arc<Self>) -> Option<usize> {
-        self.converted().len()
+        match self.shape {
+            Some((_, len)) => Some(len),
+            None => self.converted().len(),
+        }
     }
 
     fn is_true(self: &Arc<Self>) -> bool {
-        self.converted().is_true()
+        match self.shape {
+            Some((truth, _)) => truth,
+            None => self.converted().is_true(),
+        }
     }
 }
 
@@ -128,6 +139,19 @@ mod tests {
                 .unwrap();
             assert_eq!(out, truth);
         }
+        // Truth and length of a JSON mapping or list are read without converting it.
+        let lazy = json(value.clone());
+        let out = env
+            .render_str(
+                "{% if v %}{{ v|length }}{% endif %}",
+                minijinja::context! { v => lazy.clone() },
+            )
+            .unwrap();
+        assert_eq!(out, "4");
+        let inner = lazy
+            .downcast_object_ref::<Lazy<serde_json::Value>>()
+            .unwrap();
+        assert!(inner.converted.get().is_none(), "converted to test truth");
         assert_eq!(as_json(&json(value.clone())), Some(&value));
         assert_eq!(as_json(&Value::from(Serde(&value))), None);
     }
