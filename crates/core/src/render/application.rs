@@ -102,7 +102,7 @@ impl Renderer {
                 integrations => integrations_ctx.clone(),
                 clusterId => cluster_id,
             };
-            self.integration_values(&spec.app_ref.catalog_id, &ctx)?
+            self.integration_values(&spec.app_ref.catalog_id, ctx)?
         } else {
             Value::Object(Map::new())
         };
@@ -155,9 +155,9 @@ impl Renderer {
             integrations => integrations_ctx,
             clusterId => cluster_id,
         };
-        let mut objects = self.render_objects(first, &ctx, "spec.chart")?;
+        let mut objects = self.render_objects(first, ctx.clone(), "spec.chart")?;
         let first_count = objects.len();
-        objects.extend(self.render_objects(second, &ctx, "spec.release")?);
+        objects.extend(self.render_objects(second, ctx, "spec.release")?);
         let names = [first, second];
         finalize_app_children(
             engine,
@@ -177,7 +177,7 @@ impl Renderer {
     fn integration_values(
         &self,
         catalog_id: &str,
-        ctx: &minijinja::Value,
+        ctx: minijinja::Value,
     ) -> Result<Value, RenderError> {
         let name = templates::catalog_values(catalog_id);
         if !self.templates().contains(&name) {
@@ -268,55 +268,45 @@ fn finalize_app_children(
     app_name: &str,
     namespace: &str,
 ) -> Result<(), RenderError> {
-    let child_labels = BTreeMap::from([
-        (
-            labels::MANAGED_BY.to_string(),
-            labels::MANAGED_BY_OPERATOR.to_string(),
-        ),
-        (labels::CLUSTER_ID.to_string(), cluster_id.to_string()),
-        (
-            labels::APPLICATION_INSTANCE.to_string(),
-            app_name.to_string(),
-        ),
-    ]);
-    let allowed: Vec<(String, String, String)> = engine
+    let argocd_namespace = engine.argocd_namespace();
+    let allowed: Vec<(&str, &str, &str)> = engine
         .child_kinds()
         .iter()
         .map(|(v, k, here)| {
-            let ns = if *here {
-                namespace
-            } else {
-                engine.argocd_namespace()
-            };
-            (super::group(v).to_string(), k.to_string(), ns.to_string())
+            let ns = if *here { namespace } else { argocd_namespace };
+            (super::group(v), *k, ns)
         })
         .chain(
             // The chart source's Secret of public keys (chart trust), beside the OCIRepository.
-            matches!(engine, HelmEngine::Flux)
-                .then(|| (String::new(), "Secret".to_string(), namespace.to_string())),
+            matches!(engine, HelmEngine::Flux).then_some(("", "Secret", namespace)),
         )
         .collect();
-    let mut shared_labels = child_labels.clone();
-    shared_labels.insert(
-        labels::APPLICATION_INSTANCE_NAMESPACE.to_string(),
-        namespace.to_string(),
-    );
+    // In key order, as they have always been written.
+    let child_labels = [
+        (labels::APPLICATION_INSTANCE, app_name),
+        (labels::CLUSTER_ID, cluster_id),
+        (labels::MANAGED_BY, labels::MANAGED_BY_OPERATOR),
+    ];
+    let shared_labels = [
+        (labels::APPLICATION_INSTANCE, app_name),
+        (labels::APPLICATION_INSTANCE_NAMESPACE, namespace),
+        (labels::CLUSTER_ID, cluster_id),
+        (labels::MANAGED_BY, labels::MANAGED_BY_OPERATOR),
+    ];
     for (i, obj) in objects.iter_mut().enumerate() {
         let name = names[usize::from(i >= first_count)];
+        // An object outside the intent's namespace (Argo CD's AppProject) also names that namespace.
         let shared = allowed.iter().any(|(g, k, ns)| {
-            ns != namespace && *k == super::kind(obj) && g == super::group(super::api_version(obj))
+            *ns != namespace
+                && *k == super::kind(obj)
+                && *g == super::group(super::api_version(obj))
         });
-        finalize(
-            obj,
-            name,
-            i,
-            &allowed,
-            if shared {
-                &shared_labels
-            } else {
-                &child_labels
-            },
-        )?;
+        let stamp = if shared {
+            &shared_labels[..]
+        } else {
+            &child_labels[..]
+        };
+        finalize(obj, name, i, &allowed, stamp)?;
     }
     Ok(())
 }

@@ -10,6 +10,7 @@ use serde_json::{Map, Value, json};
 
 use super::HelmEngine;
 use super::child_name;
+use super::embed::Embeds;
 use super::templates::{self, Templates};
 use super::{RenderError, sort_objects};
 use crate::api::{ApplicationInstance, Operation, labels, template_key};
@@ -141,6 +142,11 @@ impl Renderer {
         // `a | merge(b)`: deep merge of two maps (b wins), the same merge the renderer applies to values.
         env.add_filter("merge", merge_filter);
         env.add_filter("tojson", tojson_filter);
+        // `value | embed`: the value itself in the output object, without a text round trip (embed.rs).
+        env.add_filter(
+            "embed",
+            super::embed::filter(options.limits.max_output_bytes),
+        );
         if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder()
             .trim_blocks(true)
             .lstrip_blocks(true)
@@ -237,9 +243,9 @@ impl Renderer {
     fn render_template(
         &self,
         name: &str,
-        ctx: &minijinja::Value,
+        ctx: minijinja::Value,
         needed_for: &str,
-    ) -> Result<String, RenderError> {
+    ) -> Result<(String, Option<Embeds>), RenderError> {
         if let Some(reason) = self.broken.get(name) {
             return Err(RenderError::Template {
                 name: name.into(),
@@ -253,40 +259,56 @@ impl Renderer {
                 name: name.into(),
                 needed_for: needed_for.into(),
             })?;
-        let mut out = CappedWriter::new(self.options.limits.max_output_bytes);
+        let cap = self.options.limits.max_output_bytes;
+        let mut out = CappedWriter::new(cap);
         let result = tmpl.render_captured_to(ctx, &mut out);
+        let too_big = || RenderError::Template {
+            name: name.into(),
+            reason: format!("output exceeds the limit of {cap} bytes"),
+        };
         if out.overflowed {
-            return Err(RenderError::Template {
-                name: name.into(),
-                reason: format!(
-                    "output exceeds the limit of {} bytes",
-                    self.options.limits.max_output_bytes
-                ),
-            });
+            return Err(too_big());
         }
-        result.map_err(|e| RenderError::Template {
+        let mut captured = result.map_err(|e| RenderError::Template {
             name: name.into(),
             reason: describe(&e),
         })?;
-        String::from_utf8(out.buf).map_err(|e| RenderError::Output {
+        let embeds = captured
+            .with_state_mut(|state| state.get_extension_mut::<Embeds>().map(std::mem::take));
+        if embeds
+            .as_ref()
+            .is_some_and(|e| e.bytes.saturating_add(out.buf.len()) > cap)
+        {
+            return Err(too_big());
+        }
+        let text = String::from_utf8(out.buf).map_err(|e| RenderError::Output {
             name: name.into(),
             reason: e.to_string(),
-        })
+        })?;
+        Ok((text, embeds))
     }
 
     /// Render a template and parse its output as a stream of YAML documents (empty ones dropped); see
-    /// [`parse_output`].
+    /// [`parse_output`]. Values the template `embed`s are put in their places. The context is taken: an
+    /// intent's values held only by it are moved into the objects, not copied (embed.rs).
     pub(super) fn render_objects(
         &self,
         name: &str,
-        ctx: &minijinja::Value,
+        ctx: minijinja::Value,
         needed_for: &str,
     ) -> Result<Vec<Value>, RenderError> {
-        let text = self.render_template(name, ctx, needed_for)?;
-        let docs = parse_output(&text).map_err(|reason| RenderError::Output {
+        let (text, embeds) = self.render_template(name, ctx, needed_for)?;
+        let output_error = |reason| RenderError::Output {
             name: name.into(),
             reason,
-        })?;
+        };
+        let mut docs = parse_output(&text).map_err(output_error)?;
+        if let Some(embeds) = embeds {
+            super::embed::place(&mut docs, embeds).map_err(|reason| RenderError::Template {
+                name: name.into(),
+                reason,
+            })?;
+        }
         Ok(docs.into_iter().filter(|d| !d.is_null()).collect())
     }
 
@@ -356,7 +378,7 @@ impl Renderer {
         });
         let name = templates::operation_template(&key);
         let ctx = minijinja::Value::from(Serde(&ctx));
-        let mut objects = self.render_objects(&name, &ctx, "spec.engine")?;
+        let mut objects = self.render_objects(&name, ctx, "spec.engine")?;
         if objects.is_empty() {
             return Err(RenderError::Output {
                 name,
@@ -393,6 +415,10 @@ impl Renderer {
                 };
                 (super::group(&c.api_version).to_string(), c.kind.clone(), ns)
             })
+            .collect();
+        let child_labels: Vec<(&str, &str)> = child_labels
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
         for (i, obj) in objects.iter_mut().enumerate() {
             finalize(obj, &name, i, &allowed, &child_labels)?;
@@ -432,86 +458,86 @@ fn with_defaults(mut params: Map<String, Value>, schema: &Value) -> Value {
     Value::Object(params)
 }
 
-/// Check one rendered object against the invariants and stamp the operator's labels on it.
-pub(super) fn finalize(
+/// Check one rendered object against the invariants and stamp the operator's labels on it. `allowed` lists
+/// (group, kind, namespace) of what may be rendered; `child_labels` are stamped over the template's.
+pub(super) fn finalize<S: AsRef<str>>(
     obj: &mut Value,
     template: &str,
     index: usize,
-    allowed: &[(String, String, String)],
-    child_labels: &BTreeMap<String, String>,
+    allowed: &[(S, S, S)],
+    child_labels: &[(&str, &str)],
 ) -> Result<(), RenderError> {
-    let err = |obj: &Value, reason: String| RenderError::Object {
+    let err = |what: String, reason: String| RenderError::Object {
         name: template.into(),
         index,
-        what: super::object_id(obj),
+        what,
         reason,
     };
     if !obj.is_object() {
-        return Err(err(obj, "not a mapping".into()));
+        return Err(err(super::object_id(obj), "not a mapping".into()));
     }
-    let api_version = super::api_version(obj).to_string();
-    let kind = super::kind(obj).to_string();
+    let (api_version, kind, name) = (super::api_version(obj), super::kind(obj), super::name(obj));
     if api_version.is_empty() || kind.is_empty() {
-        return Err(err(obj, "apiVersion and kind are required".into()));
-    }
-    let name = super::name(obj).to_string();
-    if !is_dns_subdomain(&name) {
         return Err(err(
-            obj,
+            super::object_id(obj),
+            "apiVersion and kind are required".into(),
+        ));
+    }
+    if !is_dns_subdomain(name) {
+        return Err(err(
+            super::object_id(obj),
             format!("metadata.name {name:?} is not a valid DNS subdomain name"),
         ));
     }
-    let group = super::group(&api_version);
-    let Some((_, _, expected_ns)) = allowed.iter().find(|(g, k, _)| g == group && *k == kind)
+    let group = super::group(api_version);
+    let Some((_, _, expected_ns)) = allowed
+        .iter()
+        .find(|(g, k, _)| g.as_ref() == group && k.as_ref() == kind)
     else {
-        let list: Vec<String> = allowed.iter().map(|(g, k, _)| format!("{k}.{g}")).collect();
+        let list: Vec<String> = allowed
+            .iter()
+            .map(|(g, k, _)| format!("{}.{}", k.as_ref(), g.as_ref()))
+            .collect();
         return Err(err(
-            obj,
+            super::object_id(obj),
             format!(
                 "{kind} ({api_version}) may not be rendered here; allowed: {}",
                 list.join(", ")
             ),
         ));
     };
-    let meta = obj
-        .as_object_mut()
-        .and_then(|o| o.get_mut("metadata"))
-        .and_then(Value::as_object_mut)
-        .ok_or_else(|| RenderError::Object {
-            name: template.into(),
-            index,
-            what: format!("{kind}//{name}"),
-            reason: "metadata must be a mapping".into(),
-        })?;
-    match meta.get("namespace").and_then(Value::as_str) {
-        None => {
-            meta.insert("namespace".into(), Value::String(expected_ns.clone()));
-        }
-        Some(ns) if ns == expected_ns => {}
-        Some(ns) => {
-            let reason =
-                format!("namespace {ns:?} is not allowed; {kind} must be in {expected_ns:?}");
-            return Err(RenderError::Object {
-                name: template.into(),
-                index,
-                what: format!("{kind}/{ns}/{name}"),
-                reason,
-            });
-        }
-    }
-    let labels = meta
-        .entry("labels")
-        .or_insert_with(|| Value::Object(Map::new()));
-    let Some(labels) = labels.as_object_mut() else {
-        return Err(RenderError::Object {
-            name: template.into(),
-            index,
-            what: format!("{kind}/{expected_ns}/{name}"),
-            reason: "metadata.labels must be a mapping".into(),
-        });
+    let expected_ns = expected_ns.as_ref();
+    // Every check reads the object; only then is it changed (nothing to undo, nothing copied to check).
+    let Some(meta) = obj.get("metadata").and_then(Value::as_object) else {
+        return Err(err(
+            format!("{kind}//{name}"),
+            "metadata must be a mapping".into(),
+        ));
     };
-    for (k, v) in child_labels {
-        labels.insert(k.clone(), Value::String(v.clone()));
+    let namespace = meta.get("namespace").and_then(Value::as_str);
+    if let Some(ns) = namespace.filter(|ns| *ns != expected_ns) {
+        let reason = format!("namespace {ns:?} is not allowed; {kind} must be in {expected_ns:?}");
+        return Err(err(format!("{kind}/{ns}/{name}"), reason));
+    }
+    if meta.get("labels").is_some_and(|l| !l.is_object()) {
+        return Err(err(
+            format!("{kind}/{expected_ns}/{name}"),
+            "metadata.labels must be a mapping".into(),
+        ));
+    }
+    let set_namespace = namespace.is_none().then(|| expected_ns.to_string());
+    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        if let Some(ns) = set_namespace {
+            meta.insert("namespace".into(), Value::String(ns));
+        }
+        let labels = meta
+            .entry("labels")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Some(labels) = labels.as_object_mut() {
+            for (k, v) in child_labels {
+                labels.insert(k.to_string(), Value::String(v.to_string()));
+            }
+        }
     }
     Ok(())
 }
@@ -535,13 +561,13 @@ pub fn is_dns_label(name: &str) -> bool {
     name.len() <= 63 && !name.contains('.') && is_dns_subdomain(name)
 }
 
-/// Parse a template's output: a stream of YAML documents. Output whose first non-blank character is `{` or
-/// `[` is read as a stream of JSON values first (JSON is YAML, one document per value) because serde_json
-/// parses it an order of magnitude faster than the YAML parser; output that is not valid JSON is read as YAML,
+/// Parse a template's output: a stream of YAML documents. Output whose first non-blank character is `{`, `[`
+/// or `"` (a whole output that is one embedded value) is read as a stream of JSON values first (JSON is YAML,
+/// one document per value) because serde_json parses it an order of magnitude faster than the YAML parser; output that is not valid JSON is read as YAML,
 /// so the result never depends on which parser succeeded, only the speed does.
 pub(super) fn parse_output(text: &str) -> Result<Vec<Value>, String> {
     let trimmed = text.trim_start();
-    if trimmed.starts_with(['{', '['])
+    if trimmed.starts_with(['{', '[', '"'])
         && let Ok(docs) = serde_json::Deserializer::from_str(trimmed)
             .into_iter::<Value>()
             .collect::<Result<Vec<Value>, _>>()
@@ -604,22 +630,17 @@ fn merge_filter(
 
 fn merge_values(base: &minijinja::Value, overlay: &minijinja::Value) -> minijinja::Value {
     use minijinja::value::ValueKind;
-    if base.kind() != ValueKind::Map || overlay.kind() != ValueKind::Map {
-        return overlay.clone();
-    }
-    let entries = |v: &minijinja::Value| -> Vec<(minijinja::Value, minijinja::Value)> {
-        v.try_iter()
-            .map(|keys| {
-                keys.map(|k| {
-                    let item = v.get_item(&k).unwrap_or_default();
-                    (k, item)
-                })
-                .collect()
-            })
-            .unwrap_or_default()
+    // A map's (key, value) pairs as it iterates them (no lookup per key).
+    let pairs = |v: &minijinja::Value| {
+        (v.kind() == ValueKind::Map)
+            .then(|| v.as_object().and_then(|o| o.try_iter_pairs()))
+            .flatten()
     };
-    let mut merged = entries(base);
-    for (key, value) in entries(overlay) {
+    let (Some(base_pairs), Some(overlay_pairs)) = (pairs(base), pairs(overlay)) else {
+        return overlay.clone();
+    };
+    let mut merged: Vec<(minijinja::Value, minijinja::Value)> = base_pairs.collect();
+    for (key, value) in overlay_pairs {
         match merged.iter_mut().find(|(k, _)| *k == key) {
             Some((_, existing)) => *existing = merge_values(existing, &value),
             None => merged.push((key, value)),

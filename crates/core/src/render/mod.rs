@@ -7,6 +7,9 @@
 
 mod application;
 mod chart_trust;
+mod embed;
+#[cfg(test)]
+mod embed_tests;
 mod engine;
 mod helm_engine;
 mod lazy;
