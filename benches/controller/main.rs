@@ -651,7 +651,13 @@ fn main() {
         let rss = if phase("rss") {
             eprintln!("release binary ({rss_n} intents)…");
             let update = env_usize("RSS_UPDATE", 1) != 0;
-            Some(rss_run(&client, rss_n, concurrency, update).await)
+            let run = rss_run(&client, rss_n, concurrency, update).await;
+            // The API server's own cost at this size: the operator run's writes for N new intents by a plain
+            // loop, on the server that now holds these RSS_N intents and their children (the scale curve's
+            // floor: what the server alone does slower at 10,000 than at 1,000).
+            eprintln!("the same writes by a plain loop, {n} intents, beside the {rss_n}…");
+            let probe = raw_loop(&client, "bench-probe", "probe", n, concurrency, Loop::SameWrites).await;
+            Some((run, probe))
         } else {
             None
         };
@@ -724,7 +730,7 @@ fn main() {
                 sum(&cluster, WRITES)
             );
         }
-        if let Some(rss) = &rss {
+        if let Some((rss, probe)) = &rss {
             println!(
                 "| release binary, {rss_n} intents: created → all Ready | {} | |",
                 secs(rss.wall)
@@ -752,7 +758,16 @@ fn main() {
                     secs(wall),
                     mib(hwm)
                 );
+                println!(
+                    "| … per intent: created → Ready / the update → Ready | {:.1} ms / {:.1} ms | |",
+                    rss.wall.as_secs_f64() * 1e3 / rss_n as f64,
+                    wall.as_secs_f64() * 1e3 / rss_n as f64
+                );
             }
+            println!(
+                "| … the server's floor: the same writes for {n} new intents by a plain loop, the {rss_n} present: per intent | {:.1} ms | |",
+                probe.wall.as_secs_f64() * 1e3 / n as f64
+            );
         }
         for p in &peers {
             println!(
