@@ -14,7 +14,7 @@
 
 use std::sync::Arc;
 
-use minijinja::value::Value as TemplateValue;
+use minijinja::value::{Value as TemplateValue, ValueKind};
 use minijinja::{Error, ErrorKind, State};
 use serde_json::Value;
 
@@ -65,9 +65,12 @@ pub(super) fn filter(
     move |state: &mut State, value: &TemplateValue| {
         let embedded = match value.downcast_object::<Lazy<Value>>() {
             Some(lazy) => Embedded::Shared(lazy),
-            None => Embedded::Value(serde_json::to_value(value).map_err(|e| {
-                Error::new(ErrorKind::InvalidOperation, "cannot embed the value").with_source(e)
-            })?),
+            None => Embedded::Value(match to_json(value, 0) {
+                Some(json) => json,
+                None => serde_json::to_value(value).map_err(|e| {
+                    Error::new(ErrorKind::InvalidOperation, "cannot embed the value").with_source(e)
+                })?,
+            }),
         };
         let json = match &embedded {
             Embedded::Value(v) => v,
@@ -96,6 +99,41 @@ pub(super) fn filter(
             .map_err(|e| Error::new(ErrorKind::InvalidOperation, "marker").with_source(e))?;
         Ok(TemplateValue::from_safe_string(text))
     }
+}
+
+/// A template value as JSON, the value `serde_json::to_value` gives, built directly (without serde's dispatch
+/// per value, most of the cost of embedding a catalog's values). `None` for what only serde knows how to write:
+/// bytes, plain objects, numbers beyond 64 bits, invalid values, keys that are not strings, and anything nested
+/// deeper than the limit (serde then writes it, and the size check refuses it).
+fn to_json(value: &TemplateValue, depth: usize) -> Option<Value> {
+    if depth > MAX_DEPTH {
+        return None;
+    }
+    Some(match value.kind() {
+        ValueKind::Undefined | ValueKind::None => Value::Null,
+        ValueKind::Bool => Value::Bool(value.is_true()),
+        ValueKind::String => Value::String(value.as_str()?.to_string()),
+        ValueKind::Number if value.is_integer() => match value.as_i64() {
+            Some(i) => Value::from(i),
+            None => Value::from(u64::try_from(value.clone()).ok()?),
+        },
+        ValueKind::Number => Value::from(f64::try_from(value.clone()).ok()?),
+        ValueKind::Seq | ValueKind::Iterable => Value::Array(
+            value
+                .try_iter()
+                .ok()?
+                .map(|item| to_json(&item, depth + 1))
+                .collect::<Option<_>>()?,
+        ),
+        ValueKind::Map => {
+            let mut map = serde_json::Map::new();
+            for (key, item) in value.as_object()?.try_iter_pairs()? {
+                map.insert(key.as_str()?.to_string(), to_json(&item, depth + 1)?);
+            }
+            Value::Object(map)
+        }
+        _ => return None,
+    })
 }
 
 /// The serialized JSON size of `value` counting strings by their bytes (escapes aside), or `None` past the

@@ -38,6 +38,8 @@ fn an_embedded_value_is_the_object_tojson_would_give() {
         "{% set v = values | embed %}{\"x\": {{ v }}, \"y\": [{{ v }}, {{ v }}]}",
         "kind: X\nspec:\n  values: {{ values | embed }}\n  n: {{ name | tojson }}\n---\n- {{ list | embed }}\n",
         r#"{"a": {{ values | embed }}} {"b": {{ values | embed }}}"#,
+        r#"{{ {"f": 2.5, "g": 2.0, "h": -1, "i": 18446744073709551615, "b": false, "n": none, "s": "é\n\"", "l": [1.5, [], {}]} | embed }}"#,
+        r#"[{{ range(3) | embed }}, {{ "x" | embed }}, {{ 7 | embed }}, {{ none | embed }}, {{ values.e | embed }}]"#,
     ];
     for source in sources {
         let embedded = render(source, Limits::default()).unwrap();
