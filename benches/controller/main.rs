@@ -14,7 +14,8 @@
 //! 4. **Peak RSS** of the release binary `vworkspace-operator run` as a subprocess with RSS_N intents (default
 //!    1,000), read from VmHWM in /proc/<pid>/status once all are Ready; then the Git view's first sync, and one
 //!    signed commit changing all of them (RSS_UPDATE=0 skips it): its sync, and the changed intents applied →
-//!    all Ready at their new generation (the syncs from the operator's `repo_sync_duration_seconds`).
+//!    all Ready at their new generation (the syncs from the operator's `repo_sync_duration_seconds`). Then the
+//!    server's floor at that size: the operator run's writes for N new intents by a plain loop, beside them.
 //! 5. **Churn** (`PHASES=churn`, not in the default run; issue #17 item 3): the release binary with CHURN_N
 //!    intents (default 1,000), each updated CHURN_ROUNDS times (default 10) by signed commits CHURN_PAUSE seconds
 //!    apart (default 15; one commit per round changes every intent): the time to bring every intent to Ready at
