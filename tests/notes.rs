@@ -194,6 +194,8 @@ fn notes_are_readable_by_plain_git_and_rewriting_is_a_no_op() {
     .unwrap();
     let report = w.flush().unwrap();
     assert_eq!((report.delivered, report.pending), (3, 0), "{report:?}");
+    // Commit a's note holds two records, b's one: the largest note pushed (what paces the worker's pushes).
+    assert_eq!(report.largest_note, 2, "{report:?}");
 
     let reader = f.reader();
     let shown = git(

@@ -111,7 +111,8 @@ pub struct Args {
     #[arg(long, default_value = "5m", value_parser = parse_duration, env = "VWORKSPACE_RESYNC_INTERVAL")]
     pub resync_interval: std::time::Duration,
     /// How long the notes writer keeps collecting outcomes before it pushes them (one push per window while
-    /// outcomes keep coming; undelivered notes are retried every 10 s).
+    /// outcomes keep coming; widened to 2 ms a record, at most 30 s, after pushing a note of over a thousand
+    /// records; undelivered notes are retried every 10 s).
     #[arg(long, default_value = "2s", value_parser = parse_duration, env = "VWORKSPACE_NOTES_BATCH_WINDOW")]
     pub notes_batch_window: std::time::Duration,
     /// The operator's notes key that signs every outcome record: an unencrypted OpenSSH Ed25519 private key

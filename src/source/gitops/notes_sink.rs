@@ -35,6 +35,8 @@ pub struct NotesWorker {
     rx: mpsc::UnboundedReceiver<NoteEntry>,
     interval: Duration,
     batch_window: Duration,
+    /// The window in force: the configured one, widened after a push that rewrote a large note.
+    window: Duration,
     metrics: Option<crate::metrics::Metrics>,
     /// Records taken from the channel and handed to the writer (stored, or pending in memory when the store
     /// cannot be written).
@@ -72,6 +74,20 @@ pub struct NotesAccess {
 /// The default notes batching window.
 pub const DEFAULT_BATCH_WINDOW: Duration = Duration::from_secs(2);
 
+/// The longest the window grows to for large notes: how late a record may reach the remote in a long burst.
+pub const MAX_BATCH_WINDOW: Duration = Duration::from_secs(30);
+
+/// The batching window after a push whose largest note held `largest_note` records: 2 ms a record (2 s per
+/// 1,000), never below the configured window, never above [`MAX_BATCH_WINDOW`] (nor below the configured
+/// window if that is longer). A commit's note holds a record for every intent the commit changed and each push
+/// rewrites it whole; with a fixed window, a commit of N intents costs N pushes of a growing note, quadratic
+/// in N. Spacing pushes in proportion to the note makes the pushes of one burst grow as a geometric series:
+/// their total work is linear in N, and a small cluster (a thousand intents or fewer) keeps the 2 s window.
+pub fn batch_window(configured: Duration, largest_note: usize) -> Duration {
+    let by_size = Duration::from_millis(2u64.saturating_mul(largest_note as u64));
+    by_size.min(MAX_BATCH_WINDOW).max(configured)
+}
+
 impl NotesSink {
     /// A sink and its worker. `local_repo` is a bare repository the notes are built in (created if needed).
     pub fn new(
@@ -103,6 +119,7 @@ impl NotesSink {
                 rx,
                 interval: timing.retry_interval,
                 batch_window: timing.batch_window,
+                window: timing.batch_window,
                 metrics,
                 stored: stored_tx,
             },
@@ -186,7 +203,7 @@ impl NotesWorker {
             };
             if !batch.is_empty() && !stopping {
                 // Collect the rest of the burst, persisting as it comes, then push once.
-                let window = tokio::time::sleep(self.batch_window);
+                let window = tokio::time::sleep(self.window);
                 tokio::pin!(window);
                 loop {
                     while let Ok(entry) = self.rx.try_recv() {
@@ -220,9 +237,12 @@ impl NotesWorker {
             .await;
             match result {
                 Ok(Ok(Some((report, observed)))) => {
+                    self.window = batch_window(self.batch_window, report.largest_note);
                     info!(
                         delivered = report.delivered,
                         pending = report.pending,
+                        largest_note = report.largest_note,
+                        next_window_ms = self.window.as_millis() as u64,
                         "notes flushed"
                     );
                     if let Some(m) = &self.metrics {
@@ -274,6 +294,24 @@ impl NotesWorker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The window stays as configured for notes of a thousand records or fewer, grows 2 ms a record beyond,
+    /// and stops at the cap (unless the configured window is longer).
+    #[test]
+    fn the_window_grows_with_the_largest_note_pushed_up_to_the_cap() {
+        let two = Duration::from_secs(2);
+        assert_eq!(batch_window(two, 0), two);
+        assert_eq!(batch_window(two, 1_000), two);
+        assert_eq!(batch_window(two, 5_000), Duration::from_secs(10));
+        assert_eq!(batch_window(two, 10_000), Duration::from_secs(20));
+        assert_eq!(batch_window(two, 1_000_000), MAX_BATCH_WINDOW);
+        assert_eq!(batch_window(two, usize::MAX), MAX_BATCH_WINDOW);
+        let long = Duration::from_secs(60);
+        assert_eq!(batch_window(long, 1_000_000), long);
+        let short = Duration::from_millis(200);
+        assert_eq!(batch_window(short, 50), short);
+        assert_eq!(batch_window(short, 500), Duration::from_secs(1));
+    }
 
     #[test]
     fn the_filter_drops_repeats_and_keeps_one_generation_per_object() {

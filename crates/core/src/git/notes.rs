@@ -277,6 +277,8 @@ pub struct Batch {
     pub added: usize,
     /// How many notes (annotated commits) changed.
     pub notes_changed: usize,
+    /// Records in the largest note this batch wrote: what the next batch on that commit reads and rewrites.
+    pub largest_note: usize,
 }
 
 /// Write `entries` on top of the notes commit `base` (`None`: an empty notes history) as ONE new notes
@@ -327,7 +329,7 @@ fn build_batch(
         by_commit[i].1.push(&e.record);
     }
     let mut state = gix::note::plumbing::State::new(root_tree, repo).map_err(|e| err(&e))?;
-    let (mut added, mut notes_changed) = (0, 0);
+    let (mut added, mut notes_changed, mut largest_note) = (0, 0, 0);
     for (commit, records) in &by_commit {
         let existing = match state.get(commit, repo).map_err(|e| err(&e))? {
             Some(blob) => {
@@ -342,7 +344,9 @@ fn build_batch(
             .collect::<HashSet<_>>()
             .len();
         if let Some(text) = merge_note(commit, &existing, records.iter().copied()) {
-            added += text.lines().count().saturating_sub(existing_lines);
+            let lines = text.lines().count();
+            added += lines.saturating_sub(existing_lines);
+            largest_note = largest_note.max(lines);
             let blob = repo.write_blob(text.as_bytes()).map_err(|e| err(&e))?;
             state
                 .edit(*commit, Some(blob.detach()), repo)
@@ -355,6 +359,7 @@ fn build_batch(
             commit: None,
             added: 0,
             notes_changed: 0,
+            largest_note: 0,
         });
     }
     let tree = state.write(repo).map_err(|e| err(&e))?;
@@ -375,6 +380,7 @@ fn build_batch(
         commit: Some(commit.id),
         added,
         notes_changed,
+        largest_note,
     })
 }
 
@@ -448,6 +454,9 @@ pub struct FlushReport {
     pub attempts: u32,
     /// Pushes the remote rejected (another writer was first, or a hook refused).
     pub rejections: u32,
+    /// Records in the largest note the last push carried (0 when nothing was pushed): a commit's note holds
+    /// a record per intent, and each push rewrites it whole, so the worker spaces pushes by it.
+    pub largest_note: usize,
 }
 
 /// Delivers outcome records to the notes ref of one cluster on one remote.
@@ -596,6 +605,7 @@ impl NotesWriter {
             let Some(new) = batch.commit else {
                 return self.delivered(report, total);
             };
+            report.largest_note = batch.largest_note;
             if report.attempts >= self.retry.max_attempts.max(1) {
                 return Ok(report);
             }
