@@ -65,7 +65,7 @@ pub(super) fn filter(
     move |state: &mut State, value: &TemplateValue| {
         let embedded = match value.downcast_object::<Lazy<Value>>() {
             Some(lazy) => Embedded::Shared(lazy),
-            None => Embedded::Value(match to_json(value, 0) {
+            None => Embedded::Value(match to_json(value, 0)? {
                 Some(json) => json,
                 None => serde_json::to_value(value).map_err(|e| {
                     Error::new(ErrorKind::InvalidOperation, "cannot embed the value").with_source(e)
@@ -76,12 +76,7 @@ pub(super) fn filter(
             Embedded::Value(v) => v,
             Embedded::Shared(lazy) => &lazy.inner,
         };
-        let size = json_size(json, 0).ok_or_else(|| {
-            Error::new(
-                ErrorKind::InvalidOperation,
-                format!("cannot embed a value nested deeper than {MAX_DEPTH} levels"),
-            )
-        })?;
+        let size = json_size(json, 0).ok_or_else(too_deep)?;
         let embeds = state.get_or_insert_extension_with(|| Embeds {
             prefix: format!("\0embed:{:032x}:", rand::random::<u128>()),
             ..Embeds::default()
@@ -102,38 +97,58 @@ pub(super) fn filter(
 }
 
 /// A template value as JSON, the value `serde_json::to_value` gives, built directly (without serde's dispatch
-/// per value, most of the cost of embedding a catalog's values). `None` for what only serde knows how to write:
-/// bytes, plain objects, numbers beyond 64 bits, invalid values, keys that are not strings, and anything nested
-/// deeper than the limit (serde then writes it, and the size check refuses it).
-fn to_json(value: &TemplateValue, depth: usize) -> Option<Value> {
+/// per value, most of the cost of embedding a catalog's values). `Ok(None)` for what only serde knows how to
+/// write: bytes, plain objects, numbers beyond 64 bits, invalid values, keys that are not strings. Nesting past
+/// the limit is refused here, before any conversion could recurse that deep.
+fn to_json(value: &TemplateValue, depth: usize) -> Result<Option<Value>, Error> {
     if depth > MAX_DEPTH {
-        return None;
+        return Err(too_deep());
     }
-    Some(match value.kind() {
-        ValueKind::Undefined | ValueKind::None => Value::Null,
-        ValueKind::Bool => Value::Bool(value.is_true()),
-        ValueKind::String => Value::String(value.as_str()?.to_string()),
+    let json = match value.kind() {
+        ValueKind::Undefined | ValueKind::None => Some(Value::Null),
+        ValueKind::Bool => Some(Value::Bool(value.is_true())),
+        ValueKind::String => value.as_str().map(|s| Value::String(s.to_string())),
         ValueKind::Number if value.is_integer() => match value.as_i64() {
-            Some(i) => Value::from(i),
-            None => Value::from(u64::try_from(value.clone()).ok()?),
+            Some(i) => Some(Value::from(i)),
+            None => u64::try_from(value.clone()).ok().map(Value::from),
         },
-        ValueKind::Number => Value::from(f64::try_from(value.clone()).ok()?),
-        ValueKind::Seq | ValueKind::Iterable => Value::Array(
-            value
-                .try_iter()
-                .ok()?
-                .map(|item| to_json(&item, depth + 1))
-                .collect::<Option<_>>()?,
-        ),
-        ValueKind::Map => {
-            let mut map = serde_json::Map::new();
-            for (key, item) in value.as_object()?.try_iter_pairs()? {
-                map.insert(key.as_str()?.to_string(), to_json(&item, depth + 1)?);
+        ValueKind::Number => f64::try_from(value.clone()).ok().map(Value::from),
+        ValueKind::Seq | ValueKind::Iterable => {
+            let Ok(iter) = value.try_iter() else {
+                return Ok(None);
+            };
+            let mut items = Vec::new();
+            for item in iter {
+                let Some(item) = to_json(&item, depth + 1)? else {
+                    return Ok(None);
+                };
+                items.push(item);
             }
-            Value::Object(map)
+            Some(Value::Array(items))
         }
-        _ => return None,
-    })
+        ValueKind::Map => {
+            let Some(pairs) = value.as_object().and_then(|o| o.try_iter_pairs()) else {
+                return Ok(None);
+            };
+            let mut map = serde_json::Map::new();
+            for (key, item) in pairs {
+                let (Some(key), Some(item)) = (key.as_str(), to_json(&item, depth + 1)?) else {
+                    return Ok(None);
+                };
+                map.insert(key.to_string(), item);
+            }
+            Some(Value::Object(map))
+        }
+        _ => None,
+    };
+    Ok(json)
+}
+
+fn too_deep() -> Error {
+    Error::new(
+        ErrorKind::InvalidOperation,
+        format!("cannot embed a value nested deeper than {MAX_DEPTH} levels"),
+    )
 }
 
 /// The serialized JSON size of `value` counting strings by their bytes (escapes aside), or `None` past the

@@ -106,8 +106,12 @@ fn embedded_values_are_bounded_in_size_and_depth() {
         let err = render(source, small).unwrap_err().to_string();
         assert!(err.contains("limit of 200 bytes"), "{source}: {err}");
     }
-    let err = render("{{ deep | embed }}", Limits::default())
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("deeper than 128"), "{err}");
+    // Deep as an intent's value, and deep as a value a template builds (refused before it is converted).
+    for source in [
+        "{{ deep | embed }}",
+        "{% set v = deep | list %}{{ {\"k\": v} | embed }}",
+    ] {
+        let err = render(source, Limits::default()).unwrap_err().to_string();
+        assert!(err.contains("deeper than 128"), "{source}: {err}");
+    }
 }
