@@ -131,6 +131,9 @@ pub struct RepoSource {
     changes: watch::Sender<u64>,
     /// Commits Flux has of the cluster path that the view may not have yet (`source::flux_watch`).
     flux_ahead: flux_ahead::FluxAhead,
+    /// Held for a whole [`RepoSource::sync`]: two syncs at once (the Git view's loop and `Operator::sync_now`)
+    /// would fetch into one clone together, and the second's ref update fails on the first's lock.
+    syncing: Mutex<()>,
 }
 
 fn anchor_file(config: &RepoConfig) -> PathBuf {
@@ -157,6 +160,7 @@ impl RepoSource {
             message: e.to_string(),
         })?;
         Ok(Self {
+            syncing: Mutex::new(()),
             first_seen: Mutex::new(first_seen),
             config,
             state: Mutex::new(State {
@@ -192,15 +196,19 @@ impl RepoSource {
         self.changes.subscribe()
     }
 
-    /// Fetch, verify and index. Blocking (git network and object reads): call it in `spawn_blocking`, from
-    /// one task at a time. The view's lock is held only to read the last verified commit and to publish the
-    /// result, never while fetching or verifying.
+    /// Fetch, verify and index. Blocking (git network and object reads): call it in `spawn_blocking`. One
+    /// sync runs at a time (a second caller waits for the first to finish, then syncs). The view's lock is held
+    /// only to read the last verified commit and to publish the result, never while fetching or verifying.
     ///
     /// The steps: fetch the branch (`fetch_branch`); open the clone at its head (`open_head`), done when the
     /// head is the view or a head already refused (`settled`); verify, selecting the revision to trust
     /// (`select_view`); then refuse with no view (`no_view`), keep the view (`view_stays`), or index the new
     /// view and publish it (`index_view`, `publish`).
     pub fn sync(&self) -> SyncOutcome {
+        let _one_at_a_time = self
+            .syncing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let started = std::time::Instant::now();
         let outcome = self.sync_branch();
         if !matches!(outcome, SyncOutcome::Unreachable { .. }) {

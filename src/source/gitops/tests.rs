@@ -107,3 +107,60 @@ fn a_retired_key_signs_nothing_new_whatever_date_it_claims() {
     source.set_policy(Ok(policy));
     refused(source.sync());
 }
+
+/// Two syncs at once (the Git view's loop, and `Operator::sync_now` or a trigger from Flux's watch) take turns:
+/// neither fails on the other's lock in the clone, and the view ends at the head. Without the turn-taking a
+/// second fetch into the same clone can fail while the first holds the ref's lock, and the second caller reads
+/// "unreachable" with the old view.
+#[test]
+fn two_syncs_at_once_take_turns_and_both_see_the_head() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let alice = keygen(dir, "alice");
+    run(git(dir).args(["init", "-q", "--bare", "-b", "main", "remote.git"]));
+    run(git(dir).args(["init", "-q", "-b", "main", "work"]));
+    run(git(&dir.join("work")).args(["remote", "add", "origin", "../remote.git"]));
+    commit(dir, "alice", "alice@example.com", "1704067200 +0000");
+    let policy = TrustPolicy::from_yaml(&format!(
+        "sshAllowedSigners: |\n  alice@example.com {alice}\n"
+    ))
+    .unwrap();
+    let source = RepoSource::open(RepoConfig {
+        url: dir.join("remote.git").display().to_string(),
+        branch: "main".into(),
+        path: "clusters/c".into(),
+        policy,
+        credentials: Credentials::default(),
+        cache_dir: dir.join("cache"),
+        notes_signing_key: None,
+    })
+    .unwrap();
+    for round in 1..=12 {
+        let head = commit(
+            dir,
+            "alice",
+            "alice@example.com",
+            &format!("{} +0000", 1704067200 + round * 60),
+        );
+        let outcomes = std::thread::scope(|s| {
+            let both = [s.spawn(|| source.sync()), s.spawn(|| source.sync())];
+            both.map(|t| t.join().unwrap())
+        });
+        // One of them verifies the new head; the other, after it, finds nothing new (or verifies it too).
+        for outcome in &outcomes {
+            assert!(
+                matches!(outcome, SyncOutcome::Verified { head: h } if *h == head)
+                    || *outcome == SyncOutcome::Unchanged,
+                "round {round}: {outcomes:?}"
+            );
+        }
+        assert!(
+            outcomes.contains(&SyncOutcome::Verified { head: head.clone() }),
+            "round {round}: {outcomes:?}"
+        );
+        assert_eq!(
+            source.status().last_verified_commit.as_deref(),
+            Some(head.as_str())
+        );
+    }
+}
