@@ -796,8 +796,10 @@ fn main() {
                 secs(churn.total)
             );
             println!();
-            println!("| pass | all Ready at the new generation | RSS (total / anonymous) |");
-            println!("|---|---|---|");
+            println!(
+                "| pass | all Ready at the new generation | RSS (total / anonymous) | the operator's CPU |"
+            );
+            println!("|---|---|---|---|");
             for r in &churn.rounds {
                 let label = if r.round == 0 {
                     "first (create)".to_string()
@@ -805,10 +807,11 @@ fn main() {
                     format!("update {}", r.round)
                 };
                 println!(
-                    "| {label} | {} | {} / {} |",
+                    "| {label} | {} | {} / {} | {:.2} s |",
                     secs(r.wall),
                     mib(r.vm_rss_kib),
-                    mib(r.rss_anon_kib)
+                    mib(r.rss_anon_kib),
+                    r.cpu_secs
                 );
             }
             println!();

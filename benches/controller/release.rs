@@ -19,6 +19,23 @@ pub(crate) struct RssRun {
 }
 
 /// A number from /proc/<pid>/status (`VmHWM:  1234 kB` → 1234).
+/// CPU seconds (user + system) of a process and the children it has waited for (its `git` processes), from
+/// /proc/<pid>/stat (clock ticks of 1/100 s, as on Linux x86-64 and arm64).
+pub(crate) fn proc_cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let Some(rest) = stat.rfind(')').and_then(|i| stat.get(i + 2..)) else {
+        return 0.0;
+    };
+    // utime, stime, cutime, cstime: fields 14 to 17 of the line, 11 to 14 after the state.
+    let ticks: f64 = rest
+        .split_whitespace()
+        .skip(11)
+        .take(4)
+        .filter_map(|f| f.parse::<f64>().ok())
+        .sum();
+    ticks / 100.0
+}
+
 pub(crate) fn proc_status(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
@@ -288,6 +305,8 @@ pub(crate) struct ChurnRound {
     pub(crate) wall: Duration,
     pub(crate) vm_rss_kib: u64,
     pub(crate) rss_anon_kib: u64,
+    /// The operator's CPU seconds in this pass (its `git` processes included).
+    pub(crate) cpu_secs: f64,
 }
 
 pub(crate) struct ChurnRun {
@@ -335,6 +354,7 @@ pub(crate) async fn churn_run(
     let mut intents = fleet.intents.clone();
     let begin = Instant::now();
     let mut out = Vec::new();
+    let mut cpu_before = proc_cpu_seconds(operator.pid);
     for round in 0..=rounds {
         let started = Instant::now();
         if round > 0 {
@@ -350,12 +370,15 @@ pub(crate) async fn churn_run(
             secs(wall),
             mib(operator.status("VmRSS"))
         );
+        let cpu_now = proc_cpu_seconds(operator.pid);
         out.push(ChurnRound {
             round,
             wall,
             vm_rss_kib: operator.status("VmRSS"),
             rss_anon_kib: operator.status("RssAnon"),
+            cpu_secs: cpu_now - cpu_before,
         });
+        cpu_before = cpu_now;
         if round < rounds {
             tokio::time::sleep(pause).await;
         }
