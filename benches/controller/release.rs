@@ -18,24 +18,15 @@ pub(crate) struct RssRun {
     pub(crate) threads: u64,
 }
 
-/// A number from /proc/<pid>/status (`VmHWM:  1234 kB` → 1234).
-/// CPU seconds (user + system) of a process and the children it has waited for (its `git` processes), from
-/// /proc/<pid>/stat (clock ticks of 1/100 s, as on Linux x86-64 and arm64).
+/// CPU seconds (user + system) of a process and of the children it has waited for (its `git` processes).
 pub(crate) fn proc_cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let Some(rest) = stat.rfind(')').and_then(|i| stat.get(i + 2..)) else {
-        return 0.0;
-    };
-    // utime, stime, cutime, cstime: fields 14 to 17 of the line, 11 to 14 after the state.
-    let ticks: f64 = rest
-        .split_whitespace()
-        .skip(11)
-        .take(4)
-        .filter_map(|f| f.parse::<f64>().ok())
-        .sum();
-    ticks / 100.0
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| stat_cpu_seconds(&stat, true))
+        .unwrap_or_default()
 }
 
+/// A number from /proc/<pid>/status (`VmHWM:  1234 kB` → 1234).
 pub(crate) fn proc_status(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()

@@ -42,16 +42,24 @@ pub(crate) fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
 }
 
+/// The CPU seconds (user + system) of one /proc/<pid>/stat line, with those of the children the process has
+/// waited for when `children` (clock ticks of 1/100 s, as on Linux x86-64 and arm64).
+pub(crate) fn stat_cpu_seconds(stat: &str, children: bool) -> Option<f64> {
+    // After the command's closing parenthesis: the state (field 3), then utime and stime (fields 14 and 15),
+    // cutime and cstime (16 and 17).
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let count = if children { 4 } else { 2 };
+    let mut ticks = 0.0;
+    for field in fields.get(11..11 + count)? {
+        ticks += field.parse::<f64>().ok()?;
+    }
+    Some(ticks / 100.0)
+}
+
 /// CPU seconds (user + system) used so far by the API server, etcd and this process (the operator and the
 /// bench's own clients), from /proc/<pid>/stat (clock ticks of 1/100 s, as on Linux x86-64 and arm64).
 pub(crate) fn cpu_seconds() -> BTreeMap<&'static str, f64> {
-    let ticks = |stat: &str| -> Option<f64> {
-        let rest = &stat[stat.rfind(')')? + 2..];
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let (utime, stime): (f64, f64) =
-            (fields.get(11)?.parse().ok()?, fields.get(12)?.parse().ok()?);
-        Some((utime + stime) / 100.0)
-    };
     let mut cpu = BTreeMap::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
@@ -69,7 +77,7 @@ pub(crate) fn cpu_seconds() -> BTreeMap<&'static str, f64> {
             Some("vworkspace-oper") => "vworkspace-operator",
             _ => continue,
         };
-        *cpu.entry(name).or_insert(0.0) += ticks(&stat).unwrap_or_default();
+        *cpu.entry(name).or_insert(0.0) += stat_cpu_seconds(&stat, false).unwrap_or_default();
     }
     // The whole machine (user, nice, system, irq, softirq, steal; idle and iowait apart): shows whether the run
     // used both cores and how much went to processes not listed (git, the kernel's network processing).
@@ -91,8 +99,7 @@ pub(crate) fn cpu_seconds() -> BTreeMap<&'static str, f64> {
     }
     if let Some(own) = std::fs::read_to_string("/proc/self/stat")
         .ok()
-        .as_deref()
-        .and_then(ticks)
+        .and_then(|stat| stat_cpu_seconds(&stat, false))
     {
         cpu.insert("this process", own);
     }
