@@ -126,14 +126,13 @@ pub struct RepoSource {
     config: RepoConfig,
     state: Mutex<State>,
     /// When each commit of the branch was first fetched: SSH key validity is judged up to then, never only at
-    /// the committer date its signer chose (crate::git::first_seen). Used by `sync` only.
+    /// the committer date its signer chose (crate::git::first_seen). Held for a whole [`RepoSource::sync`], so
+    /// one sync runs at a time: two at once (the Git view's loop and `Operator::sync_now`) would fetch into one
+    /// clone together, and the second's ref update fails on the first's lock.
     first_seen: Mutex<FirstSeen>,
     changes: watch::Sender<u64>,
     /// Commits Flux has of the cluster path that the view may not have yet (`source::flux_watch`).
     flux_ahead: flux_ahead::FluxAhead,
-    /// Held for a whole [`RepoSource::sync`]: two syncs at once (the Git view's loop and `Operator::sync_now`)
-    /// would fetch into one clone together, and the second's ref update fails on the first's lock.
-    syncing: Mutex<()>,
 }
 
 fn anchor_file(config: &RepoConfig) -> PathBuf {
@@ -160,7 +159,6 @@ impl RepoSource {
             message: e.to_string(),
         })?;
         Ok(Self {
-            syncing: Mutex::new(()),
             first_seen: Mutex::new(first_seen),
             config,
             state: Mutex::new(State {
@@ -205,12 +203,12 @@ impl RepoSource {
     /// (`select_view`); then refuse with no view (`no_view`), keep the view (`view_stays`), or index the new
     /// view and publish it (`index_view`, `publish`).
     pub fn sync(&self) -> SyncOutcome {
-        let _one_at_a_time = self
-            .syncing
+        let mut first_seen = self
+            .first_seen
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let started = std::time::Instant::now();
-        let outcome = self.sync_branch();
+        let outcome = self.sync_branch(&mut first_seen);
         if !matches!(outcome, SyncOutcome::Unreachable { .. }) {
             self.flux_ahead.settle(started);
         }
@@ -233,7 +231,7 @@ impl RepoSource {
         self.flux_ahead.set_applied(commit);
     }
 
-    fn sync_branch(&self) -> SyncOutcome {
+    fn sync_branch(&self, first_seen: &mut FirstSeen) -> SyncOutcome {
         let fetched = self.fetch_branch();
         let start = self.sync_start();
         // A policy change is applied even while the remote is unreachable: a revoked key must stop being
@@ -262,7 +260,7 @@ impl RepoSource {
         if let Some(outcome) = self.settled(&pass, start.known_failure) {
             return outcome;
         }
-        let seen = self.record_first_seen(&pass.repo, start.seen_base, pass.head);
+        let seen = record_first_seen(first_seen, &pass.repo, start.seen_base, pass.head);
         let selection = match self.select_view(&pass, &policy, start.last_verified, &seen) {
             Ok(s) => s,
             Err(failure) => return self.reject(pass, failure),
@@ -588,35 +586,6 @@ impl RepoSource {
         outcome
     }
 
-    /// Record the commits reachable from `head` and not from `base` as first seen now (the first sync of an
-    /// empty record: at their committer dates), and return every time recorded. A commit that cannot be read
-    /// counts as seen now. A record that cannot be written keeps the times in memory: after a restart those
-    /// commits are recorded again, later (stricter).
-    fn record_first_seen(
-        &self,
-        repo: &Repo,
-        base: Option<ObjectId>,
-        head: ObjectId,
-    ) -> std::collections::HashMap<ObjectId, i64> {
-        let now = jiff::Timestamp::now().as_second();
-        let mut seen = self
-            .first_seen
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut new = Vec::new();
-        if let Ok(walk) = repo.gix().rev_walk([head]).with_hidden(base).all() {
-            for info in walk.flatten() {
-                if !seen.times().contains_key(&info.id) {
-                    new.push((info.id, commit_time(repo, info.id).unwrap_or(now)));
-                }
-            }
-        }
-        if let Err(e) = seen.record(new, now) {
-            tracing::warn!(error = %e, "cannot write the first-seen record");
-        }
-        seen.times().clone()
-    }
-
     /// The trust policy does not parse: no revision is trusted. Every intent is Blocked with the policy's error
     /// until a policy parses again (nothing is deleted: Blocked only stops the operator acting).
     fn distrust_all(&self, error: String) -> SyncOutcome {
@@ -913,6 +882,31 @@ impl PolicyTarget for RepoSource {
     fn set_policy(&self, policy: Result<TrustPolicy, String>) {
         RepoSource::set_policy(self, policy);
     }
+}
+
+/// Record the commits reachable from `head` and not from `base` as first seen now (the first sync of an
+/// empty record: at their committer dates), and return every time recorded. A commit that cannot be read
+/// counts as seen now. A record that cannot be written keeps the times in memory: after a restart those
+/// commits are recorded again, later (stricter).
+fn record_first_seen(
+    seen: &mut FirstSeen,
+    repo: &Repo,
+    base: Option<ObjectId>,
+    head: ObjectId,
+) -> std::collections::HashMap<ObjectId, i64> {
+    let now = jiff::Timestamp::now().as_second();
+    let mut new = Vec::new();
+    if let Ok(walk) = repo.gix().rev_walk([head]).with_hidden(base).all() {
+        for info in walk.flatten() {
+            if !seen.times().contains_key(&info.id) {
+                new.push((info.id, commit_time(repo, info.id).unwrap_or(now)));
+            }
+        }
+    }
+    if let Err(e) = seen.record(new, now) {
+        tracing::warn!(error = %e, "cannot write the first-seen record");
+    }
+    seen.times().clone()
 }
 
 #[cfg(test)]

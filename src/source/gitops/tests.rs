@@ -108,10 +108,9 @@ fn a_retired_key_signs_nothing_new_whatever_date_it_claims() {
     refused(source.sync());
 }
 
-/// Two syncs at once (the Git view's loop, and `Operator::sync_now` or a trigger from Flux's watch) take turns:
-/// neither fails on the other's lock in the clone, and the view ends at the head. Without the turn-taking a
-/// second fetch into the same clone can fail while the first holds the ref's lock, and the second caller reads
-/// "unreachable" with the old view.
+/// Two syncs at once (the Git view's loop and `Operator::sync_now`) take turns: neither fails on the other's lock
+/// in the clone, and the view ends at the head. Without the turn-taking a second fetch into the same clone can
+/// fail while the first holds the ref's lock, and the second caller reads "unreachable" with the old view.
 #[test]
 fn two_syncs_at_once_take_turns_and_both_see_the_head() {
     let tmp = tempfile::tempdir().unwrap();
