@@ -63,7 +63,8 @@ fn bench(c: &mut Criterion) {
             data: app_yaml(i).into_bytes(),
         })
         .collect();
-    // What the API server would check (schema, the CRD's CEL rules, the admission policy), evaluated here.
+    // What the API server would check (schema, the CRD's CEL rules, the admission policy), evaluated here: one
+    // intent again and again, so the rules' verdicts come from their memos after the first.
     let value = serde_json::to_value(&app).unwrap();
     let namespace = vworkspace_operator::validate::namespace_stand_in("team-1", None);
     let ctx = vworkspace_operator::validate::Context {
@@ -78,6 +79,40 @@ fn bench(c: &mut Criterion) {
                 black_box(&value),
                 None,
                 &namespace,
+                &ctx,
+            );
+            assert!(problems.is_empty(), "{problems:?}");
+            black_box(problems)
+        })
+    });
+    // The same rules on a cycle of 4,096 intents (more than any rule memo holds) in which every string and
+    // number differs: each in a namespace of its own, with its own names, chart, version, sizes and host. The
+    // policy's verdict and those of the rule nodes reading these are evaluated every time; a node that reads
+    // only what all of them share (a boolean, an enum) still finds its verdict kept.
+    let distinct: Vec<(serde_json::Value, serde_json::Value)> = (0..4096)
+        .map(|i| {
+            let yaml = APP
+                .replace("NUM", &i.to_string())
+                .replace("NS", &i.to_string())
+                .replace("nextcloud", &format!("nextcloud{i}"))
+                .replace("6.6.4", &format!("6.6.{i}"))
+                .replace("replicaCount: 2", &format!("replicaCount: {i}"))
+                .replace("50Gi", &format!("{i}Gi"));
+            let app: serde_json::Value = serde_saphyr::from_str(&yaml).unwrap();
+            let ns = vworkspace_operator::validate::namespace_stand_in(&format!("team-{i}"), None);
+            (app, ns)
+        })
+        .collect();
+    let mut next = distinct.iter().cycle();
+    group.bench_function("api_server_rules_distinct", |b| {
+        b.iter(|| {
+            let (value, namespace) = next.next().expect("a cycle");
+            let problems = vworkspace_operator::validate::check_api_server(
+                "f",
+                vworkspace_operator::intent::IntentKind::ApplicationInstance,
+                black_box(value),
+                None,
+                namespace,
                 &ctx,
             );
             assert!(problems.is_empty(), "{problems:?}");

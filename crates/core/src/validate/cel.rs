@@ -80,7 +80,12 @@ struct Node {
     /// What the rules (and message expressions) read of `self` and `oldSelf`: only that is converted.
     reads_self: Option<Access>,
     reads_old: Option<Access>,
+    /// Verdicts already reached, by the node's inputs.
+    memo: super::memo::Memo<Vec<Violation>>,
 }
+
+/// How many verdicts a rule node keeps (its distinct inputs seen most recently, at most).
+const NODE_MEMO: usize = 64;
 
 /// Every CEL rule of one CRD version's schema, compiled.
 pub struct CrdRules {
@@ -108,7 +113,8 @@ impl CrdRules {
         self.evaluate(object, old, true)
     }
 
-    /// `check`, with the values cut to what the rules read (`cut`) or whole (the tests compare both).
+    /// `check`, with the values cut to what the rules read (`cut`, and then a node's verdict is kept by its
+    /// inputs: [`super::memo`]) or whole (the tests compare both).
     fn evaluate(&self, object: &Value, old: Option<&Value>, cut: bool) -> Vec<Violation> {
         let whole = Access::Whole;
         let mut out = Vec::new();
@@ -117,49 +123,78 @@ impl CrdRules {
                 continue;
             };
             let old_value = old.and_then(|o| navigate(o, &node.path));
-            let mut ctx = BASE.new_inner_scope();
             let (reads_self, reads_old) = if cut {
                 (node.reads_self.as_ref(), node.reads_old.as_ref())
             } else {
                 (Some(&whole), Some(&whole))
             };
-            if let Some(access) = reads_self {
-                ctx.add_variable_from_value("self", typed(&access.read(value), &node.schema));
+            let this = reads_self.map(|a| a.read(value));
+            // An old value that is there but not read still decides whether the transition rules run.
+            let before = old_value.map(|o| reads_old.map(|a| a.read(o)));
+            let inputs = Inputs {
+                this: this.as_deref(),
+                old: before.as_ref().map(|b| b.as_deref()),
+            };
+            if cut {
+                let key =
+                    super::memo::key(&[inputs.this, inputs.old.map(|o| o.unwrap_or(&Value::Null))]);
+                out.extend(node.memo.get_or(key, || node.check(&inputs)));
+            } else {
+                out.extend(node.check(&inputs));
             }
-            if let (Some(o), Some(access)) = (old_value, reads_old) {
-                ctx.add_variable_from_value("oldSelf", typed(&access.read(o), &node.schema));
+        }
+        out
+    }
+}
+
+/// What a node's rules are given: `self` and, on an update where the old value exists, `oldSelf` (`None`
+/// inside when the rules do not read it).
+struct Inputs<'a> {
+    this: Option<&'a Value>,
+    old: Option<Option<&'a Value>>,
+}
+
+impl Node {
+    /// The node's rules that do not hold for `inputs`.
+    fn check(&self, inputs: &Inputs) -> Vec<Violation> {
+        let mut ctx = BASE.new_inner_scope();
+        if let Some(this) = inputs.this {
+            ctx.add_variable_from_value("self", typed(this, &self.schema));
+        }
+        if let Some(Some(old)) = inputs.old {
+            ctx.add_variable_from_value("oldSelf", typed(old, &self.schema));
+        }
+        let mut out = Vec::new();
+        for rule in &self.rules {
+            if rule.transition && inputs.old.is_none() {
+                continue;
             }
-            for rule in &node.rules {
-                if rule.transition && old_value.is_none() {
-                    continue;
-                }
-                let failed = match rule.program.execute(&ctx) {
-                    Ok(CelValue::Bool(true)) => continue,
-                    Ok(CelValue::Bool(false)) => None,
-                    Ok(other) => Some(format!("rule did not evaluate to a boolean: {other:?}")),
-                    Err(e) => Some(format!("rule could not be evaluated: {e}")),
-                };
-                let message = failed.unwrap_or_else(|| match &rule.message {
-                    Message::Static(m) => m.clone(),
-                    Message::Expression(p, fallback) => match p.execute(&ctx) {
-                        Ok(CelValue::String(s)) if !s.trim().is_empty() && !s.contains('\n') => {
-                            s.to_string()
-                        }
-                        _ => fallback.clone(),
-                    },
-                });
-                let mut field = node.path.join(".");
-                if let Some(fp) = &rule.field_path {
-                    let fp = fp.trim_start_matches('.');
-                    if !fp.is_empty() {
-                        if !field.is_empty() {
-                            field.push('.');
-                        }
-                        field.push_str(fp);
+            let failed = match rule.program.execute(&ctx) {
+                Ok(CelValue::Bool(true)) => continue,
+                Ok(CelValue::Bool(false)) => None,
+                Ok(other) => Some(format!("rule did not evaluate to a boolean: {other:?}")),
+                Err(e) => Some(format!("rule could not be evaluated: {e}")),
+            };
+            let message = failed.unwrap_or_else(|| match &rule.message {
+                Message::Static(m) => m.clone(),
+                Message::Expression(p, fallback) => match p.execute(&ctx) {
+                    Ok(CelValue::String(s)) if !s.trim().is_empty() && !s.contains('\n') => {
+                        s.to_string()
                     }
+                    _ => fallback.clone(),
+                },
+            });
+            let mut field = self.path.join(".");
+            if let Some(fp) = &rule.field_path {
+                let fp = fp.trim_start_matches('.');
+                if !fp.is_empty() {
+                    if !field.is_empty() {
+                        field.push('.');
+                    }
+                    field.push_str(fp);
                 }
-                out.push(Violation { field, message });
             }
+            out.push(Violation { field, message });
         }
         out
     }
@@ -209,6 +244,7 @@ fn collect(schema: &Value, path: &mut Vec<String>, out: &mut Vec<Node>) {
             reads_self: Access::of("self", programs()),
             reads_old: Access::of("oldSelf", programs()),
             rules,
+            memo: super::memo::Memo::new(NODE_MEMO),
         });
     }
     if let Some(props) = schema.get("properties").and_then(Value::as_object) {
@@ -345,7 +381,7 @@ pub(crate) fn example_documents() -> Vec<Value> {
 mod tests {
     use super::*;
 
-    /// Cutting the values to what the rules read changes no verdict and no message: every example intent, as a
+    /// Cutting the values to what the rules read, and keeping verdicts by them, changes no verdict and no message: every example intent, as a
     /// create and as updates (unchanged, and with every string field of its spec changed).
     #[test]
     fn rules_see_the_same_with_values_cut_to_what_they_read() {
@@ -364,11 +400,10 @@ mod tests {
             }
             for old in [None, Some(doc), Some(&changed)] {
                 for new in [doc, &changed] {
-                    assert_eq!(
-                        rules.evaluate(new, old, true),
-                        rules.evaluate(new, old, false),
-                        "{new}"
-                    );
+                    let whole = rules.evaluate(new, old, false);
+                    // Cut, then cut again (the second from the nodes' memos).
+                    assert_eq!(rules.evaluate(new, old, true), whole, "{new}");
+                    assert_eq!(rules.evaluate(new, old, true), whole, "{new}");
                     compared += 1;
                 }
             }

@@ -18,6 +18,7 @@ pub mod approval;
 pub mod cel;
 mod cel_access;
 pub mod hosts;
+mod memo;
 pub mod names;
 pub mod policy;
 

@@ -14,6 +14,7 @@ use kube_cel::cel::{Program, Value as CelValue};
 
 use super::cel::plain;
 use super::cel_access::Access;
+use super::memo::Memo;
 use serde_json::{Value, json};
 
 use crate::api::labels;
@@ -183,11 +184,22 @@ pub struct Input<'a> {
 /// Evaluate the policy as the API server would: the messages of the validations that fail, in order; empty
 /// when the request would be admitted (or is not matched: an UPDATE that changes neither spec nor labels).
 pub fn check(input: &Input) -> Vec<String> {
-    evaluate(input, &READS)
+    let reads = if input.old_object.is_some() {
+        &*READS_UPDATE
+    } else {
+        &*READS_CREATE
+    };
+    evaluate(input, reads, Some(&MEMO))
 }
 
-/// `check` with the objects cut to what `reads` says is read (the tests compare with [`Reads::WHOLE`]).
-fn evaluate(input: &Input, reads: &Reads) -> Vec<String> {
+/// How many verdicts the policy keeps (its distinct inputs seen most recently, at most): a few per namespace.
+const POLICY_MEMO: usize = 256;
+
+static MEMO: LazyLock<Memo<Vec<String>>> = LazyLock::new(|| Memo::new(POLICY_MEMO));
+
+/// `check` with the objects cut to what `reads` says is read (the tests compare with [`Reads::WHOLE`]), and the
+/// verdict kept by those inputs when there is a `memo` ([`super::memo`]).
+fn evaluate(input: &Input, reads: &Reads, memo: Option<&Memo<Vec<String>>>) -> Vec<String> {
     let namespace = input.object["metadata"]["namespace"]
         .as_str()
         .unwrap_or_default();
@@ -196,53 +208,67 @@ fn evaluate(input: &Input, reads: &Reads) -> Vec<String> {
     } else {
         "CREATE"
     };
-    let mut ctx = super::cel::BASE.new_inner_scope();
     // Only what the policy's expressions read is converted (see `cel_access`).
-    ctx.add_variable_from_value("object", plain(&reads.object.read(input.object)));
-    ctx.add_variable_from_value(
-        "oldObject",
-        input
-            .old_object
-            .map_or(CelValue::Null, |o| plain(&reads.old_object.read(o))),
-    );
-    ctx.add_variable_from_value(
-        "request",
-        plain(
-            &json!({"operation": operation, "namespace": namespace, "name": input.object["metadata"]["name"]}),
-        ),
-    );
-    ctx.add_variable_from_value(
-        "params",
-        plain(&json!({"metadata": {"name": input.cluster_id}})),
-    );
-    ctx.add_variable_from_value(
-        "namespaceObject",
-        plain(&reads.namespace.read(input.namespace)),
-    );
-    if operation == "UPDATE" && !matches!(CHANGED_PROGRAM.execute(&ctx), Ok(CelValue::Bool(true))) {
-        return Vec::new();
+    let request = json!({"operation": operation, "namespace": namespace, "name": input.object["metadata"]["name"]});
+    let params = json!({"metadata": {"name": input.cluster_id}});
+    let object = reads.object.read(input.object);
+    let old_object = input.old_object.map(|o| reads.old_object.read(o));
+    let request = reads.request.read(&request);
+    let params = reads.params.read(&params);
+    let namespace_object = reads.namespace.read(input.namespace);
+    let run = || {
+        let mut ctx = super::cel::BASE.new_inner_scope();
+        ctx.add_variable_from_value("object", plain(&object));
+        ctx.add_variable_from_value(
+            "oldObject",
+            old_object.as_deref().map_or(CelValue::Null, plain),
+        );
+        ctx.add_variable_from_value("request", plain(&request));
+        ctx.add_variable_from_value("params", plain(&params));
+        ctx.add_variable_from_value("namespaceObject", plain(&namespace_object));
+        if operation == "UPDATE"
+            && !matches!(CHANGED_PROGRAM.execute(&ctx), Ok(CelValue::Bool(true)))
+        {
+            return Vec::new();
+        }
+        COMPILED
+            .iter()
+            .filter_map(|c| match c.rule.execute(&ctx) {
+                Ok(CelValue::Bool(true)) => None,
+                Ok(_) => Some(match c.message.execute(&ctx) {
+                    Ok(CelValue::String(s)) => s.to_string(),
+                    other => format!("the admission policy refused it ({other:?})"),
+                }),
+                // The API server refuses a request whose validation errors (failurePolicy Fail).
+                Err(e) => Some(format!("the admission policy could not be evaluated: {e}")),
+            })
+            .collect()
+    };
+    match memo {
+        Some(memo) => {
+            let key = super::memo::key(&[
+                Some(&object),
+                old_object.as_deref(),
+                Some(&request),
+                Some(&params),
+                Some(&namespace_object),
+            ]);
+            memo.get_or(key, run)
+        }
+        None => run(),
     }
-    COMPILED
-        .iter()
-        .filter_map(|c| match c.rule.execute(&ctx) {
-            Ok(CelValue::Bool(true)) => None,
-            Ok(_) => Some(match c.message.execute(&ctx) {
-                Ok(CelValue::String(s)) => s.to_string(),
-                other => format!("the admission policy refused it ({other:?})"),
-            }),
-            // The API server refuses a request whose validation errors (failurePolicy Fail).
-            Err(e) => Some(format!("the admission policy could not be evaluated: {e}")),
-        })
-        .collect()
 }
 
 static CHANGED_PROGRAM: LazyLock<Program> =
     LazyLock::new(|| Program::compile(CHANGED).expect("the match condition compiles"));
 
-/// What the policy's expressions (validations, messages, the match condition) read of each object.
+/// What the policy's expressions (validations, messages, and on an UPDATE the match condition) read of each
+/// variable.
 struct Reads {
     object: Access,
     old_object: Access,
+    request: Access,
+    params: Access,
     namespace: Access,
 }
 
@@ -251,25 +277,33 @@ impl Reads {
     const WHOLE: Reads = Reads {
         object: Access::Whole,
         old_object: Access::Whole,
+        request: Access::Whole,
+        params: Access::Whole,
         namespace: Access::Whole,
     };
+
+    fn of(update: bool) -> Reads {
+        // The match condition runs on an UPDATE only; it reads the whole spec.
+        let programs = || {
+            COMPILED
+                .iter()
+                .flat_map(|c| [&c.rule, &c.message])
+                .chain(update.then_some(&*CHANGED_PROGRAM))
+        };
+        // A variable no expression reads is cut to nothing but its presence.
+        let of = |var: &str| Access::of(var, programs()).unwrap_or(Access::Presence);
+        Reads {
+            object: of("object"),
+            old_object: of("oldObject"),
+            request: of("request"),
+            params: of("params"),
+            namespace: of("namespaceObject"),
+        }
+    }
 }
 
-static READS: LazyLock<Reads> = LazyLock::new(|| {
-    let programs = || {
-        COMPILED
-            .iter()
-            .flat_map(|c| [&c.rule, &c.message])
-            .chain(std::iter::once(&*CHANGED_PROGRAM))
-    };
-    // A variable no expression reads is cut to nothing but its presence.
-    let of = |var: &str| super::cel_access::Access::of(var, programs()).unwrap_or(Access::Presence);
-    Reads {
-        object: of("object"),
-        old_object: of("oldObject"),
-        namespace: of("namespaceObject"),
-    }
-});
+static READS_CREATE: LazyLock<Reads> = LazyLock::new(|| Reads::of(false));
+static READS_UPDATE: LazyLock<Reads> = LazyLock::new(|| Reads::of(true));
 
 #[cfg(test)]
 mod tests {
@@ -370,11 +404,10 @@ mod tests {
                             namespace,
                             cluster_id,
                         };
-                        assert_eq!(
-                            evaluate(&input, &READS),
-                            evaluate(&input, &Reads::WHOLE),
-                            "{doc}"
-                        );
+                        let whole = evaluate(&input, &Reads::WHOLE, None);
+                        // Cut, then cut again (the second from the memo, when its inputs were keyed).
+                        assert_eq!(check(&input), whole, "{doc}");
+                        assert_eq!(check(&input), whole, "{doc}");
                         compared += 1;
                     }
                 }
