@@ -5,7 +5,7 @@
 //!
 //! The analysis over-approximates, so cutting is never seen by an expression: a variable used other than as the
 //! root of a chain of field selections (passed to a function, compared whole, iterated by a macro, indexed) is
-//! read whole from that point; `has(x.f)` reads only whether `f` is there (its value is cut to an empty one of
+//! read whole from that point (an index by a string literal, `x['f']`, is a selection); `has(x.f)` reads only whether `f` is there (its value is cut to an empty one of
 //! the same JSON type); a field no expression names is left out. A field selection whose operand is not such a
 //! chain is walked as any other expression.
 
@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use kube_cel::cel::IdedExpr;
 use kube_cel::cel::Program;
-use kube_cel::cel::common::ast::{EntryExpr, Expr};
+use kube_cel::cel::common::ast::{EntryExpr, Expr, LiteralValue, operators};
 use serde_json::Value;
 
 /// What is read of a value.
@@ -100,13 +100,26 @@ fn mark(acc: &mut Option<Access>, path: &[&str], leaf: Access) {
     }
 }
 
-/// The fields selected from `var` by `expr`, when it is a plain chain `var.a.b…`.
+/// The fields selected from `var` by `expr`, when it is a plain chain `var.a['b']…`: an index by a string
+/// literal reads that one key as a selection does (and fails the same when it is missing), so a policy that
+/// writes `object.spec.release['namespace']` (a CEL reserved word cannot be selected) reads only that field.
 fn chain<'e>(expr: &'e Expr, var: &str) -> Option<Vec<&'e str>> {
     match expr {
         Expr::Ident(name) if name == var => Some(Vec::new()),
         Expr::Select(s) if !s.test => {
             let mut path = chain(&s.operand.expr, var)?;
             path.push(&s.field);
+            Some(path)
+        }
+        Expr::Call(c) if c.func_name == operators::INDEX && c.target.is_none() => {
+            let [operand, index] = c.args.as_slice() else {
+                return None;
+            };
+            let Expr::Literal(LiteralValue::String(key)) = &index.expr else {
+                return None;
+            };
+            let mut path = chain(&operand.expr, var)?;
+            path.push(key.inner());
             Some(path)
         }
         _ => None,
@@ -207,7 +220,7 @@ mod tests {
             "size(self) > 0",
             "self == oldSelf",
             "self.all(k, k != 'x')",
-            "self['values'] != null",
+            "self[self.mode] != null",
             "self.values.inline.exists(k, k == 'huge')",
         ] {
             let a = access("self", &[text]).unwrap();
@@ -222,6 +235,16 @@ mod tests {
                 assert_eq!(cut, spec, "{text}");
             }
         }
+        // An index by a string literal selects that key, whatever it is named.
+        let a = access(
+            "self",
+            &["self['chart'].url == 'oci://x'", "self['values'] != null"],
+        )
+        .unwrap();
+        assert_eq!(
+            a.cut(&spec),
+            json!({"chart": {"url": "oci://x"}, "values": {"inline": {"huge": [1, 2, 3]}}})
+        );
         // A variable not named is not read.
         assert!(access("oldSelf", &["self.mode == 'x'"]).is_none());
         // Presence and a deeper read of the same field: the deeper read wins.
