@@ -130,14 +130,27 @@ fn pointer_mut<'a>(
     status.get_mut(first)?.pointer_mut(&format!("/{rest}"))
 }
 
-fn entry(kind: &str, obj: &DynamicObject) -> ((String, String), Entry) {
-    let mut obj = obj.clone();
-    obj.metadata.managed_fields = None;
-    if let Some(status) = obj.data.get_mut("status").and_then(Value::as_object_mut) {
-        compact_status(kind, status);
+/// The cache's entry for an object (as a watch delivered it, or as the API server answered a write): without
+/// managedFields, with only the status fields the conditions are computed from.
+fn entry(kind: &str, mut obj: Value) -> ((String, String), Entry) {
+    if let Some(map) = obj.as_object_mut() {
+        if let Some(meta) = map.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.remove("managedFields");
+        }
+        if let Some(status) = map.get_mut("status").and_then(Value::as_object_mut) {
+            compact_status(kind, status);
+        }
     }
-    let key = (obj.namespace().unwrap_or_default(), obj.name_any());
-    let resource_version = obj.resource_version().and_then(|rv| rv.parse::<u64>().ok());
+    let meta = |field: &str| {
+        obj.get("metadata")
+            .and_then(|m| m.get(field))
+            .and_then(Value::as_str)
+    };
+    let key = (
+        meta("namespace").unwrap_or_default().to_string(),
+        meta("name").unwrap_or_default().to_string(),
+    );
+    let resource_version = meta("resourceVersion").and_then(|rv| rv.parse::<u64>().ok());
     let json = serde_json::to_string(&obj)
         .unwrap_or_default()
         .into_boxed_str();
@@ -148,6 +161,11 @@ fn entry(kind: &str, obj: &DynamicObject) -> ((String, String), Entry) {
             json,
         },
     )
+}
+
+/// A watched object's entry.
+fn watched(kind: &str, obj: &DynamicObject) -> ((String, String), Entry) {
+    entry(kind, serde_json::to_value(obj).unwrap_or_default())
 }
 
 impl ChildCache {
@@ -164,8 +182,8 @@ impl ChildCache {
         let k = kinds.entry(kind.to_string()).or_default();
         match event {
             watcher::Event::Apply(obj) => {
-                let (key, e) = entry(kind, obj);
-                k.objects.insert(key, e);
+                let (key, e) = watched(kind, obj);
+                keep_newer(&mut k.objects, key, e);
             }
             watcher::Event::Delete(obj) => {
                 k.objects
@@ -173,7 +191,7 @@ impl ChildCache {
             }
             watcher::Event::Init => k.relist = Some(HashMap::new()),
             watcher::Event::InitApply(obj) => {
-                let (key, e) = entry(kind, obj);
+                let (key, e) = watched(kind, obj);
                 k.relist.get_or_insert_with(HashMap::new).insert(key, e);
             }
             watcher::Event::InitDone => {
@@ -200,22 +218,25 @@ impl ChildCache {
     /// Remember an object as the API server returned it from a write, unless the watch has already seen the
     /// same or a newer version of it.
     pub fn written(&self, kind: &str, obj: &Value) {
-        let Ok(obj) = serde_json::from_value::<DynamicObject>(obj.clone()) else {
+        let (key, e) = entry(kind, obj.clone());
+        if e.resource_version.is_none() {
             return;
-        };
-        let (key, e) = entry(kind, &obj);
-        let Some(rv) = e.resource_version else {
-            return;
-        };
+        }
         let mut kinds = self.lock();
         let k = kinds.entry(kind.to_string()).or_default();
-        let newer = k
-            .objects
-            .get(&key)
-            .is_none_or(|old| old.resource_version.is_some_and(|old| old < rv));
-        if newer {
-            k.objects.insert(key, e);
-        }
+        keep_newer(&mut k.objects, key, e);
+    }
+}
+
+/// Keep `e` unless the cache holds a newer version of the object: a watch event that was on its way while our
+/// own write was answered must not take the cache back to before that write (the reconciler would then apply
+/// again what is already there).
+fn keep_newer(objects: &mut HashMap<(String, String), Entry>, key: (String, String), e: Entry) {
+    let older = objects.get(&key).is_some_and(|old| {
+        matches!((old.resource_version, e.resource_version), (Some(old), Some(new)) if new < old)
+    });
+    if !older {
+        objects.insert(key, e);
     }
 }
 
@@ -277,6 +298,11 @@ mod tests {
         let stale = serde_json::to_value(hr("a", "11", "False")).unwrap();
         cache.written(kind, &stale);
         assert_eq!(ready(&cache.get(kind, "ns", "a")), Some("True"));
+        // A watch event older than our own write (it was on its way when the write was answered).
+        cache.observe(kind, &watcher::Event::Apply(hr("b", "11", "False")));
+        assert_eq!(ready(&cache.get(kind, "ns", "b")), Some("Unknown"));
+        cache.observe(kind, &watcher::Event::Apply(hr("b", "13", "True")));
+        assert_eq!(ready(&cache.get(kind, "ns", "b")), Some("True"));
         // Deletion, and a re-list that no longer has the object.
         cache.observe(kind, &watcher::Event::Delete(hr("b", "16", "Unknown")));
         assert_eq!(cache.get(kind, "ns", "b"), Lookup::Absent);

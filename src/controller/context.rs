@@ -199,14 +199,22 @@ async fn send_events(
         .for_each_concurrent(EVENTS_IN_FLIGHT, |event| {
             let client = client.clone();
             async move {
-                let namespace = event.metadata.namespace.clone().unwrap_or_default();
-                let api: Api<KubeEvent> = Api::namespaced(client, &namespace);
-                if let Err(e) = api.create(&PostParams::default(), &event).await {
+                if let Err(e) = create_event(&client, &event).await {
                     tracing::warn!(error = %e, "publishing event failed");
                 }
             }
         })
         .await;
+}
+
+/// Create one Event; nothing of the answer is read (`k8s::answer`).
+async fn create_event(client: &Client, event: &KubeEvent) -> Result<(), kube::Error> {
+    let namespace = event.metadata.namespace.as_deref().unwrap_or_default();
+    let api: Api<KubeEvent> = Api::namespaced(client.clone(), namespace);
+    let body = serde_json::to_vec(event).map_err(kube::Error::SerdeError)?;
+    let request = kube::core::Request::new(api.resource_url()).create(&PostParams::default(), body);
+    crate::k8s::answer::send::<serde::de::IgnoredAny>(client, request, "create").await?;
+    Ok(())
 }
 
 /// The status the operator last wrote for each object (by uid), with the resourceVersion that write produced.
@@ -395,16 +403,19 @@ impl Context {
         let api: Api<K> =
             Api::namespaced(self.client.clone(), &obj.namespace().unwrap_or_default());
         let patch = serde_json::json!({"apiVersion": api_version, "kind": kind, "status": status});
-        let written = api
-            .patch_status(
-                &obj.name_any(),
-                &kube::api::PatchParams::apply(crate::api::FIELD_MANAGER).force(),
-                &kube::api::Patch::Apply(&patch),
-            )
-            .await?;
+        // Of the answer only its resourceVersion is read (`k8s::answer`).
+        let request = crate::k8s::answer::apply(
+            api.resource_url(),
+            &obj.name_any(),
+            Some("status"),
+            &kube::api::PatchParams::apply(crate::api::FIELD_MANAGER).force(),
+            &kube::api::Patch::Apply(&patch),
+        );
+        let written: crate::k8s::answer::Version =
+            crate::k8s::answer::send(&self.client, request, "patch_status").await?;
         let uid = obj.uid().unwrap_or_default();
         self.written
-            .record(&uid, written.resource_version().as_deref(), status);
+            .record(&uid, written.resource_version(), status);
         self.metrics.write("status");
         let transitions = changed(&old, desired);
         if !transitions.is_empty() {

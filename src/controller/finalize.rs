@@ -50,7 +50,9 @@ fn remove_patch(current: &[String], finalizer: &str) -> Option<Value> {
     ]))
 }
 
-/// Add `finalizer` unless present; returns the object as the API server answered (or a copy of `obj`).
+/// Add `finalizer` unless present; returns `obj` with it and with the resourceVersion the API server answered
+/// (of the answer nothing else is read: its managedFields stay as they were in `obj`, which nothing after the
+/// trust check reads).
 pub async fn add<K>(api: &Api<K>, obj: &K, finalizer: &str) -> Result<K, kube::Error>
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
@@ -60,8 +62,21 @@ where
     }
     let patch: json_patch::Patch = serde_json::from_value(add_patch(obj.finalizers(), finalizer))
         .map_err(kube::Error::SerdeError)?;
-    api.patch(&obj.name_any(), &params(), &Patch::Json::<()>(patch))
-        .await
+    let request = kube::core::Request::new(api.resource_url()).patch(
+        &obj.name_any(),
+        &params(),
+        &Patch::Json::<()>(patch),
+    );
+    let client = api.clone().into_client();
+    let answer: crate::k8s::answer::Version =
+        crate::k8s::answer::send(&client, request, "patch").await?;
+    let mut added = obj.clone();
+    let meta = added.meta_mut();
+    meta.finalizers
+        .get_or_insert_with(Vec::new)
+        .push(finalizer.to_string());
+    meta.resource_version = answer.resource_version().map(str::to_string);
+    Ok(added)
 }
 
 /// Remove `finalizer` when present.
@@ -74,10 +89,13 @@ where
     };
     let patch: json_patch::Patch =
         serde_json::from_value(patch).map_err(kube::Error::SerdeError)?;
-    match api
-        .patch(&obj.name_any(), &params(), &Patch::Json::<()>(patch))
-        .await
-    {
+    let request = kube::core::Request::new(api.resource_url()).patch(
+        &obj.name_any(),
+        &params(),
+        &Patch::Json::<()>(patch),
+    );
+    let client = api.clone().into_client();
+    match crate::k8s::answer::send::<serde::de::IgnoredAny>(&client, request, "patch").await {
         Ok(_) => Ok(()),
         // Already gone: the last finalizer was removed by someone else in between.
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),

@@ -116,7 +116,7 @@ impl Resources {
     }
 
     /// Server-side apply `obj` unless `live` already has every field of it. Returns the object as the server
-    /// answered the apply, or None when nothing was written.
+    /// answered the apply (without its managedFields), or None when nothing was written.
     pub async fn apply(
         &self,
         obj: &Value,
@@ -126,18 +126,20 @@ impl Resources {
             return Ok(None);
         }
         let (api, name) = self.api_for(obj).await?;
-        let applied = api
-            .patch(
-                &name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(obj),
-            )
+        let request = super::answer::apply(
+            api.resource_url(),
+            &name,
+            None,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(obj),
+        );
+        let super::answer::Object(applied) = super::answer::send(&self.client, request, "patch")
             .await
             .map_err(|source| ApplyError::Kube {
                 what: format!("applying {}", crate::render::object_id(obj)),
                 source,
             })?;
-        Ok(Some(serde_json::to_value(applied).unwrap_or(Value::Null)))
+        Ok(Some(applied))
     }
 
     /// Make the object exactly `obj`, without reading it first (for Secrets, which the operator may write but
