@@ -593,14 +593,13 @@ async fn apply_children(
             crate::render::namespace(obj),
             crate::render::name(obj),
         );
-        // The watch's copy when it already carries what we would apply, or when the object does not exist;
-        // otherwise (not synced yet, or different: the cache may lag behind our own writes) the live object.
+        // The watch's copy (the cache also holds the answers to our own writes, so it does not lag behind
+        // them: a copy that differs from what we would apply is applied over, without reading it first), or
+        // the live object while the kind's watch has not listed yet.
         let found = match ctx.children.get(kind, ns, name) {
-            Lookup::Present(cached) if crate::k8s::apply::is_subset(obj, &cached) => {
-                Ok(Some(cached))
-            }
+            Lookup::Present(cached) => Ok(Some(cached)),
             Lookup::Absent => Ok(None),
-            Lookup::Present(_) | Lookup::Unknown => ctx.resources.get(obj).await,
+            Lookup::Unknown => ctx.resources.get(obj).await,
         };
         match found {
             Ok(found) => {
