@@ -404,7 +404,7 @@ impl Context {
             Api::namespaced(self.client.clone(), &obj.namespace().unwrap_or_default());
         let patch = serde_json::json!({"apiVersion": api_version, "kind": kind, "status": status});
         // Of the answer only its resourceVersion is read (`k8s::answer`).
-        let request = crate::k8s::answer::apply(
+        let request = crate::k8s::answer::patch(
             api.resource_url(),
             &obj.name_any(),
             Some("status"),

@@ -62,14 +62,7 @@ where
     }
     let patch: json_patch::Patch = serde_json::from_value(add_patch(obj.finalizers(), finalizer))
         .map_err(kube::Error::SerdeError)?;
-    let request = kube::core::Request::new(api.resource_url()).patch(
-        &obj.name_any(),
-        &params(),
-        &Patch::Json::<()>(patch),
-    );
-    let client = api.clone().into_client();
-    let answer: crate::k8s::answer::Version =
-        crate::k8s::answer::send(&client, request, "patch").await?;
+    let answer: crate::k8s::answer::Version = send(api, obj, patch).await?;
     let mut added = obj.clone();
     let meta = added.meta_mut();
     meta.finalizers
@@ -77,6 +70,23 @@ where
         .push(finalizer.to_string());
     meta.resource_version = answer.resource_version().map(str::to_string);
     Ok(added)
+}
+
+/// Send a JSON patch of `obj` and read its answer as `T` (`k8s::answer`).
+async fn send<K, T>(api: &Api<K>, obj: &K, patch: json_patch::Patch) -> Result<T, kube::Error>
+where
+    K: Resource + Clone,
+    T: DeserializeOwned,
+{
+    let name = obj.name_any();
+    let request = crate::k8s::answer::patch(
+        api.resource_url(),
+        &name,
+        None,
+        &params(),
+        &Patch::Json::<()>(patch),
+    );
+    crate::k8s::answer::send(&api.clone().into_client(), request, "patch").await
 }
 
 /// Remove `finalizer` when present.
@@ -89,13 +99,7 @@ where
     };
     let patch: json_patch::Patch =
         serde_json::from_value(patch).map_err(kube::Error::SerdeError)?;
-    let request = kube::core::Request::new(api.resource_url()).patch(
-        &obj.name_any(),
-        &params(),
-        &Patch::Json::<()>(patch),
-    );
-    let client = api.clone().into_client();
-    match crate::k8s::answer::send::<serde::de::IgnoredAny>(&client, request, "patch").await {
+    match send::<K, serde::de::IgnoredAny>(api, obj, patch).await {
         Ok(_) => Ok(()),
         // Already gone: the last finalizer was removed by someone else in between.
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),

@@ -50,9 +50,8 @@ pub async fn send<T: DeserializeOwned>(
     client.request::<T>(request).await
 }
 
-/// A server-side apply of `patch` to `name` under `url` (a collection's path, `Api::resource_url`), or to its
-/// `subresource`.
-pub fn apply<P: Serialize>(
+/// A patch of `name` under `url` (a collection's path, `Api::resource_url`), or of its `subresource`.
+pub fn patch<P: Serialize>(
     url: &str,
     name: &str,
     subresource: Option<&str>,

@@ -126,7 +126,7 @@ impl Resources {
             return Ok(None);
         }
         let (api, name) = self.api_for(obj).await?;
-        let request = super::answer::apply(
+        let request = super::answer::patch(
             api.resource_url(),
             &name,
             None,
