@@ -228,14 +228,14 @@ impl ChildCache {
     }
 }
 
-/// Keep `e` unless the cache holds a newer version of the object: a watch event that was on its way while our
-/// own write was answered must not take the cache back to before that write (the reconciler would then apply
-/// again what is already there).
+/// Keep `e` unless the cache holds the same or a newer version of the object: a watch event that was on its
+/// way while our own write was answered must not take the cache back to before that write (the reconciler
+/// would then apply again what is already there).
 fn keep_newer(objects: &mut HashMap<(String, String), Entry>, key: (String, String), e: Entry) {
-    let older = objects.get(&key).is_some_and(|old| {
-        matches!((old.resource_version, e.resource_version), (Some(old), Some(new)) if new < old)
+    let stale = objects.get(&key).is_some_and(|old| {
+        matches!((old.resource_version, e.resource_version), (Some(old), Some(new)) if new <= old)
     });
-    if !older {
+    if !stale {
         objects.insert(key, e);
     }
 }
