@@ -381,8 +381,9 @@ pub(crate) fn example_documents() -> Vec<Value> {
 mod tests {
     use super::*;
 
-    /// Cutting the values to what the rules read, and keeping verdicts by them, changes no verdict and no message: every example intent, as a
-    /// create and as updates (unchanged, and with every string field of its spec changed).
+    /// Cutting the values to what the rules read, and keeping verdicts by them, changes no verdict and no
+    /// message: every example intent, as a create and as updates (unchanged, and with every string field of its
+    /// spec changed).
     #[test]
     fn rules_see_the_same_with_values_cut_to_what_they_read() {
         let docs = example_documents();
