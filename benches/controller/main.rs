@@ -5,7 +5,8 @@
 //!    Flux (kustomize-controller creates the intents, helm-controller writes each HelmRelease's Ready status as
 //!    soon as it appears). Compared, in the same run, with a raw server-side-apply loop over the same rendered
 //!    objects (the same render engine; HelmRelease + OCIRepository applied, then the same Ready status written),
-//!    run once before and once after the operator; the faster run is the reference.
+//!    run once before and once after the operator; the faster run is the reference. The running operator is also
+//!    set against the loop of its own writes, alone and with the watches its run keeps open (watched.rs).
 //! 2. **API requests per intent**, counted on the operator's own client (a tower layer): every request by verb
 //!    and resource, so the finalizer patches kube-runtime makes and the Events the recorder posts count too. The
 //!    operator's own write counter (`Counters::writes`) is shown beside it.
@@ -41,6 +42,7 @@ mod release;
 #[path = "../../tests/support/mod.rs"]
 mod support;
 mod table;
+mod watched;
 
 use costs::*;
 use fleet::*;
@@ -250,6 +252,9 @@ enum Loop {
     /// left between this loop and the operator is the machinery (watches, caches, scheduling, verification,
     /// rendering, notes).
     SameWrites,
+    /// As `SameWrites`, with the watches the running operator's run has open on these objects (watched.rs):
+    /// what is left is the operator's own work.
+    SameWritesWatched,
 }
 
 async fn raw_loop(
@@ -260,10 +265,15 @@ async fn raw_loop(
     concurrency: usize,
     kind: Loop,
 ) -> RawRun {
-    let with_intents = matches!(kind, Loop::WithIntents | Loop::SameWrites);
+    let with_intents = matches!(
+        kind,
+        Loop::WithIntents | Loop::SameWrites | Loop::SameWritesWatched
+    );
     let fold_back = kind != Loop::Children;
-    let operator_writes = kind == Loop::SameWrites;
+    let operator_writes = matches!(kind, Loop::SameWrites | Loop::SameWritesWatched);
     gated_namespaces(client, prefix).await;
+    // The watches of `SameWritesWatched` are not the loop's requests: they read on a client of their own.
+    let watch_client = client.clone();
     let requests = Requests::default();
     let client = &counted_client(&requests).await;
     let apps: Vec<(Value, ApplicationInstance)> = intents(cluster, prefix, n)
@@ -281,6 +291,12 @@ async fn raw_loop(
         // The intents exist before the clock starts, as in the operator's start run.
         create_intents(client, &intents(cluster, prefix, n), concurrency).await;
     }
+    let watches = match kind {
+        Loop::SameWritesWatched => {
+            Some(watched::Watches::open(&watch_client, cluster, &hr, &oci).await)
+        }
+        _ => None,
+    };
     let cpu_before = cpu_seconds();
     let started = Instant::now();
     futures::stream::iter(&apps)
@@ -344,9 +360,13 @@ async fn raw_loop(
         .buffer_unordered(concurrency)
         .collect::<Vec<_>>()
         .await;
+    let (wall, cpu) = (started.elapsed(), cpu_diff(&cpu_seconds(), &cpu_before));
+    if let Some(watches) = watches {
+        watches.close();
+    }
     RawRun {
-        wall: started.elapsed(),
-        cpu: cpu_diff(&cpu_seconds(), &cpu_before),
+        wall,
+        cpu,
         requests: requests.snapshot(),
         latencies: requests.latencies(),
     }
@@ -591,8 +611,8 @@ fn main() {
         // Each operator run is compared with the raw loop of the same requests minus the operator's: the start
         // run with the children-only loop, the live run (which also creates the intents) with the loop that
         // creates them too. Each loop runs before and after the operator runs; the faster run counts.
-        let (mut raw, mut raw_end, mut raw_intents, mut raw_same) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut raw, mut raw_end, mut raw_intents, mut raw_same, mut raw_watched) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let raw_loops = |round: usize| {
             let client = client.clone();
             async move {
@@ -606,7 +626,10 @@ fn main() {
                 let intents = raw_loop(&client, &c, &p, n, concurrency, Loop::WithIntents).await;
                 let (c, p) = name("raws");
                 let same = raw_loop(&client, &c, &p, n, concurrency, Loop::SameWrites).await;
-                (children, end, intents, same)
+                let (c, p) = name("rawsw");
+                let watched =
+                    raw_loop(&client, &c, &p, n, concurrency, Loop::SameWritesWatched).await;
+                (children, end, intents, same, watched)
             }
         };
         // The start-up run goes first: its lists cover every object of a kind in the API server, and the other
@@ -618,11 +641,12 @@ fn main() {
             None
         };
         if phase("raw") {
-            let (c, e, i, s) = raw_loops(1).await;
+            let (c, e, i, s, w) = raw_loops(1).await;
             raw.push(c);
             raw_end.push(e);
             raw_intents.push(i);
             raw_same.push(s);
+            raw_watched.push(w);
         }
         let op = if phase("operator") {
             eprintln!("operator running while {n} intents are created…");
@@ -631,11 +655,12 @@ fn main() {
             None
         };
         if phase("raw") && (op.is_some() || start.is_some()) {
-            let (c, e, i, s) = raw_loops(2).await;
+            let (c, e, i, s, w) = raw_loops(2).await;
             raw.push(c);
             raw_end.push(e);
             raw_intents.push(i);
             raw_same.push(s);
+            raw_watched.push(w);
         }
         let pull = if phase("pull") {
             eprintln!("Pull mode: {n} signed jobs queued at once…");
@@ -693,6 +718,11 @@ fn main() {
              the HelmRelease status, the Ready status and an Event",
             &raw_same,
         );
+        raw_rows(
+            "raw loop of the same writes with the running operator run's watches open, read by this process \
+             (the operator's on the intents and children, the helm-controller stand-in's, the wait for Ready)",
+            &raw_watched,
+        );
         if let Some(op) = &start {
             op_rows(
                 &format!("operator started on {n} existing intents → all Ready=True folded back"),
@@ -708,6 +738,7 @@ fn main() {
                 &[
                     (&raw_intents, "raw loop with the intents"),
                     (&raw_same, "raw loop of the same writes"),
+                    (&raw_watched, "raw loop of the same writes with the watches"),
                 ],
                 n,
             );
