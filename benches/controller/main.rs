@@ -800,6 +800,17 @@ fn main() {
                 "| … the server's floor: the same writes for {n} new intents by a plain loop, the {rss_n} present: per intent | {:.1} ms | |",
                 probe.wall.as_secs_f64() * 1e3 / n as f64
             );
+            println!(
+                "| … the operator's CPU per intent (its `git` included): created / the update | {:.2} ms / {:.2} ms | |",
+                rss.cpu_secs.0 * 1e3 / rss_n as f64,
+                rss.cpu_secs.1 * 1e3 / rss_n as f64
+            );
+            println!(
+                "| … reconcile errors / ApplicationInstance reconciles (per intent), from its /metrics | {} / {} ({:.2}) | 0 errors |",
+                rss.reconcile_errors,
+                rss.reconciles,
+                rss.reconciles / rss_n as f64
+            );
         }
         for p in &peers {
             println!(

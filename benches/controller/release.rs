@@ -16,6 +16,11 @@ pub(crate) struct RssRun {
     pub(crate) rss_anon_kib: u64,
     pub(crate) rss_file_kib: u64,
     pub(crate) threads: u64,
+    /// The operator's CPU seconds (its `git` processes included): creating all, then the update (0 without).
+    pub(crate) cpu_secs: (f64, f64),
+    /// From its /metrics at the end: failed reconciles (any controller), ApplicationInstance reconciles.
+    pub(crate) reconcile_errors: f64,
+    pub(crate) reconciles: f64,
 }
 
 /// CPU seconds (user + system) of a process and of the children it has waited for (its `git` processes).
@@ -206,10 +211,12 @@ pub(crate) async fn rss_run(client: &Client, n: usize, concurrency: usize, updat
     let fleet = Fleet::new(client, "bench-rss", "rss", n).await;
     let operator = ReleaseOperator::start(&fleet, concurrency).await;
     let flux = fleet.play_flux(client, concurrency).await;
+    let cpu_start = proc_cpu_seconds(operator.pid);
     let started = Instant::now();
     create_intents(client, &fleet.intents, concurrency).await;
     all_ready(client, &fleet.cluster, n, Duration::from_secs(1800)).await;
     let wall = started.elapsed();
+    let cpu_created = proc_cpu_seconds(operator.pid);
     tokio::time::sleep(Duration::from_secs(3)).await;
     let first_sync = operator.verified_sync_seconds().await;
     let mut run = RssRun {
@@ -221,6 +228,9 @@ pub(crate) async fn rss_run(client: &Client, n: usize, concurrency: usize, updat
         rss_anon_kib: operator.status("RssAnon"),
         rss_file_kib: operator.status("RssFile"),
         threads: operator.status("Threads"),
+        cpu_secs: (cpu_created - cpu_start, 0.0),
+        reconcile_errors: 0.0,
+        reconciles: 0.0,
     };
     // SMAPS_TO=FILE keeps the operator's /proc/<pid>/smaps at that moment (which mappings hold the RSS).
     if let Ok(path) = std::env::var("SMAPS_TO") {
@@ -233,15 +243,26 @@ pub(crate) async fn rss_run(client: &Client, n: usize, concurrency: usize, updat
         let before = operator.verified_sync_seconds().await;
         signed_update_seen(&fleet, &operator, &mut intents, 1).await;
         let sync = operator.verified_sync_seconds().await - before;
+        let cpu_before = proc_cpu_seconds(operator.pid);
         let started = Instant::now();
         create_intents(client, &intents, concurrency).await;
         all_ready_current(client, &fleet.cluster, n, Duration::from_secs(1800)).await;
+        run.cpu_secs.1 = proc_cpu_seconds(operator.pid) - cpu_before;
         run.update = Some((
             started.elapsed(),
             Duration::from_secs_f64(sync),
             operator.status("VmHWM"),
         ));
     }
+    run.reconcile_errors = operator
+        .metric("vworkspace_operator_reconcile_total", "result=\"error\"")
+        .await;
+    run.reconciles = operator
+        .metric(
+            "vworkspace_operator_reconcile_total",
+            "controller=\"applicationinstance\"",
+        )
+        .await;
     flux.abort();
     operator.stop().await;
     run
