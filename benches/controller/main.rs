@@ -806,7 +806,7 @@ fn main() {
                 rss.cpu_secs.1 * 1e3 / rss_n as f64
             );
             println!(
-                "| … reconcile errors / ApplicationInstance reconciles (per intent), from its /metrics | {} / {} ({:.2}) | 0 errors |",
+                "| … reconcile errors / ApplicationInstance reconciles over the creation and the update (per intent), from its /metrics | {} / {} ({:.2}) | 0 errors |",
                 rss.reconcile_errors,
                 rss.reconciles,
                 rss.reconciles / rss_n as f64
