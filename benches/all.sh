@@ -47,8 +47,8 @@ if want dir; then
 fi
 if want hydrate; then
   bash benches/hydrate.sh >"$OUT/hydrate.log" 2>&1
-  row "\`hydrate\` of 1,000 intents (new signed commit changing all)" \
-    "$(sed -n 's/.*hydrate --once.*: best \(.*\), median \(.*\)$/best \1, median \2/p' "$OUT/hydrate.log")" "< 0.1 s" \
+  row "\`hydrate\` of 1,000 intents (new signed commit changing all); git alone pushing as many changed files" \
+    "$(sed -n 's/.*hydrate --once.*: best \(.*\), median \(.*\)$/best \1, median \2/p' "$OUT/hydrate.log"); $(sed -n 's/.*git push of an intent commit.*: best \(.*\), median \(.*\)$/best \1, median \2/p' "$OUT/hydrate.log")" "< 0.1 s" \
     "bash benches/hydrate.sh"
 fi
 if want verify; then

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # hydrate of N intents (default 1,000) from one new signed commit — fetch, verify, render, commit (signed by
 # the operator's SSH key), note and push, release binary — against rendering alone (`render --repo --rev`
-# and `render --dir` of the same tree).
+# and `render --dir` of the same tree) and against git alone pushing a commit that changes as many files.
 #
 # Each timed run first makes a new SSH-signed intent commit that changes every intent (so every output file
 # changes), then times `hydrate --once` against a bare remote on disk with a warm cache (the operator's
@@ -33,15 +33,23 @@ git -C "$tmp/work" checkout -q -B main
 . benches/intents.sh
 generate() { generate_intents "$tmp/work" "$n" "$1"; }
 
+now() { date +%s.%N; }
+elapsed() { echo "$2 - $1" | bc -l; }
+
+# The intent commit's push is timed too, made as hydrate makes its output push (no delta search): git alone
+# sending as many changed files as that push (`pushes` below), a part of a pass that is git's whatever the
+# operator does.
+pushes=()
 commit_signed() {
   git -C "$tmp/work" add -A
   git -C "$tmp/work" -c user.name=alice -c user.email=alice@example.com -c gpg.format=ssh \
     -c user.signingkey="$tmp/alice" commit -q -S -m "$1"
-  git -C "$tmp/work" push -q origin main
+  local start
+  start=$(now)
+  git -C "$tmp/work" -c pack.window=0 push -q --no-verify origin main
+  pushes+=("$(elapsed "$start" "$(now)")")
 }
 
-now() { date +%s.%N; }
-elapsed() { echo "$2 - $1" | bc -l; }
 
 hydrate() {
   RUST_LOG=warn "$bin" hydrate --once --repo "$tmp/remote.git" --cluster-id bench --policy "$tmp/policy.yaml" \
@@ -83,3 +91,4 @@ echo "$n intents, $objects rendered objects, $runs runs each:"
 echo "  hydrate --once (new signed commit changing every intent): $(stats "${times[@]}")"
 echo "  render --repo --rev HEAD (rendering alone, from git):      $(stats "${render_rev[@]}")"
 echo "  render --dir (rendering alone, from files):                $(stats "${render_dir[@]}")"
+echo "  git push of an intent commit changing every file, as hydrate pushes (git alone): $(stats "${pushes[@]:1}")"
