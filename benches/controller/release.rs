@@ -141,6 +141,16 @@ impl ReleaseOperator {
             + 0.0 // an empty sum is -0.0
     }
 
+    /// Failed reconciles (any controller) and ApplicationInstance reconciles so far, from its /metrics.
+    pub(crate) async fn reconcile_counts(&self) -> (f64, f64) {
+        const NAME: &str = "vworkspace_operator_reconcile_total";
+        (
+            self.metric(NAME, "result=\"error\"").await,
+            self.metric(NAME, "controller=\"applicationinstance\"")
+                .await,
+        )
+    }
+
     /// The total wall time of the Git view's syncs that verified a new revision
     /// (`repo_sync_duration_seconds_sum{result="verified"}`).
     pub(crate) async fn verified_sync_seconds(&self) -> f64 {
@@ -254,15 +264,7 @@ pub(crate) async fn rss_run(client: &Client, n: usize, concurrency: usize, updat
             operator.status("VmHWM"),
         ));
     }
-    run.reconcile_errors = operator
-        .metric("vworkspace_operator_reconcile_total", "result=\"error\"")
-        .await;
-    run.reconciles = operator
-        .metric(
-            "vworkspace_operator_reconcile_total",
-            "controller=\"applicationinstance\"",
-        )
-        .await;
+    (run.reconcile_errors, run.reconciles) = operator.reconcile_counts().await;
     flux.abort();
     operator.stop().await;
     run
@@ -395,18 +397,12 @@ pub(crate) async fn churn_run(
             tokio::time::sleep(pause).await;
         }
     }
+    let (reconcile_errors, reconciles) = operator.reconcile_counts().await;
     let run = ChurnRun {
         rounds: out,
         vm_hwm_kib: operator.status("VmHWM"),
-        reconcile_errors: operator
-            .metric("vworkspace_operator_reconcile_total", "result=\"error\"")
-            .await,
-        reconciles: operator
-            .metric(
-                "vworkspace_operator_reconcile_total",
-                "controller=\"applicationinstance\"",
-            )
-            .await,
+        reconcile_errors,
+        reconciles,
         total: begin.elapsed(),
     };
     flux.abort();
