@@ -15,7 +15,7 @@
 use futures::StreamExt;
 use kube::api::{Api, DynamicObject};
 use kube::discovery::ApiResource;
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -80,7 +80,8 @@ where
     let listed = listed.clone();
     let config = watcher::Config::default().labels(selector);
     tokio::spawn(async move {
-        let mut events = std::pin::pin!(watcher(api, config));
+        // Errors are retried with the backoff the operator's watches use.
+        let mut events = std::pin::pin!(watcher(api, config).default_backoff());
         while let Some(event) = events.next().await {
             if let Ok(watcher::Event::InitDone) = event {
                 let _ = listed.send(()).await;
