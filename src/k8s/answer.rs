@@ -4,8 +4,7 @@
 //! manager's set of owned fields, a tree as deep as the object). Parsing those trees was a tenth of the
 //! operator's CPU, more than half of it in answers, from which nothing reads them: a status write needs only
 //! the new `resourceVersion`, an Event's answer nothing at all, a child's answer everything but its field
-//! owners. So
-//! the answers are parsed into these types, which skip what they do not keep while parsing (serde's
+//! owners. So the answers are parsed into these types, which skip what they do not keep while parsing (serde's
 //! `IgnoredAny`: the bytes are still checked to be JSON, but no tree is built).
 
 use std::fmt;

@@ -7,8 +7,7 @@
 //! root of a chain of field selections (passed to a function, compared whole, iterated by a macro, indexed) is
 //! read whole from that point (an index by a string literal, `x['f']`, is a selection); `has(x.f)` reads only
 //! whether `f` is there (its value is cut to an empty one of the same JSON type); a field no expression names
-//! is left out. A field selection whose operand is not such a
-//! chain is walked as any other expression.
+//! is left out. A field selection whose operand is not such a chain is walked as any other expression.
 
 use std::collections::BTreeMap;
 
